@@ -1,0 +1,130 @@
+/* kvm-internal.h - shared by the files of the KVM backend; never included by the core. */
+#ifndef HR_KVM_INTERNAL_H
+#define HR_KVM_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+
+#define KVM_MAX_SLOTS 4
+#define HR_LOW_MEM_TOP 0xC0000000ull /* RAM below the 32-bit PCI/MMIO hole */
+#define HR_HIGH_MEM_BASE 0x100000000ull
+
+struct kvm_vm;
+
+/* 8250/16550 UART at 0x3f8 (uart.c). */
+struct uart_state {
+	uint8_t ier, iir_pending, lcr, mcr, lsr_extra, msr, scr, dll, dlm, fcr;
+	uint8_t rx[256];
+	uint16_t rx_head, rx_len;
+	uint8_t irq_level;
+};
+
+/* CMOS / RTC at 0x70 (cmos.c, in uart.c for size). */
+struct cmos_state {
+	uint8_t index;
+	uint8_t ram[128];
+};
+
+struct kvm_vcpu {
+	struct kvm_vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_bytes;
+	pthread_t thread;
+	int thread_started;
+	int parked;
+	/* dirty ring */
+	struct kvm_dirty_gfn *ring;
+	uint32_t ring_fetch;
+};
+
+struct kvm_slot {
+	uint32_t slot;
+	uint64_t gpa, bytes;
+	uint8_t *hva;
+	uint64_t *bitmap; /* KVM_GET_DIRTY_LOG scratch */
+};
+
+struct kvm_vm {
+	char name[64];
+	struct hr_vm_config cfg;
+	int kvm_fd, vm_fd;
+	int run_mmap_bytes;
+
+	struct hr_mem_region regions[KVM_MAX_SLOTS];
+	struct kvm_slot slots[KVM_MAX_SLOTS];
+	unsigned nr_slots;
+	uint64_t nr_gfns;
+	int dirty_on;
+	int has_manual_protect;
+
+	enum hr_dirty_mode dirty_mode;
+	uint32_t ring_entries;
+	uint64_t *ring_acc; /* ring mode: gfns harvested between fetches */
+	pthread_mutex_t ring_lock;
+
+	struct kvm_vcpu vcpus[HR_MAX_VCPUS];
+	unsigned nr_vcpus;
+
+	/* pause protocol: guarded by lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int pause_req;
+	unsigned nr_parked;
+	int stopping; /* close: threads exit */
+	int exited;   /* guest stopped on its own */
+
+	/* devices: guarded by dev_lock (vCPU threads and console_in) */
+	pthread_mutex_t dev_lock;
+	struct uart_state uart;
+	struct cmos_state cmos;
+
+	/* MSRs that this host lets us save and restore */
+	uint32_t *msr_list;
+	unsigned nr_msrs;
+	int has_xsave2;
+	int xsave_bytes;
+	int has_clock;
+	unsigned state_caps; /* STATE_CAP_* found by kvm_state_probe */
+
+	char errbuf[256];
+};
+
+/* kvm.c */
+void kvm_set_error(struct kvm_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int kvm_irq_line(struct kvm_vm *vm, unsigned irq, int level);
+
+/* vcpu.c */
+int kvm_vcpus_create(struct kvm_vm *vm);
+int kvm_vcpus_start_threads(struct kvm_vm *vm);
+void kvm_vcpus_destroy(struct kvm_vm *vm);
+int kvm_vm_pause(struct kvm_vm *vm);
+int kvm_vm_resume(struct kvm_vm *vm);
+
+/* dirty.c */
+int kvm_dirty_enable_ring(struct kvm_vm *vm);
+int kvm_dirty_map_rings(struct kvm_vm *vm);
+int kvm_dirty_start(struct kvm_vm *vm);
+int kvm_dirty_stop(struct kvm_vm *vm);
+int kvm_dirty_fetch(struct kvm_vm *vm, uint64_t *bitmap);
+void kvm_dirty_ring_harvest(struct kvm_vm *vm);
+
+/* loader.c: load a multiboot v1 or PVH ELF and set vCPU 0's entry state. */
+int kvm_load_guest(struct kvm_vm *vm, const char *path, const char *cmdline);
+uint8_t *kvm_gpa_ptr(struct kvm_vm *vm, uint64_t gpa, uint64_t len);
+
+/* uart.c: port I/O devices.  Return 0 if handled. */
+void kvm_devices_init(struct kvm_vm *vm);
+void kvm_pio(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *data, unsigned size);
+int kvm_console_in(struct kvm_vm *vm, const void *buf, size_t len);
+
+/* state.c */
+int kvm_state_probe(struct kvm_vm *vm);
+int kvm_state_save(struct kvm_vm *vm, void **blob_r, size_t *len_r);
+int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * kvm.c - the KVM backend: hareplicate is the VMM.  This file builds and
+ * tears down the VM (memory slots, in-kernel irqchip and PIT) and exports
+ * hr_kvm_ops; vCPU threads, dirty logging, the loader, devices and state
+ * live in their own files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kvm-internal.h"
+#include "common/err.h"
+#include "common/log.h"
+
+void kvm_set_error(struct kvm_vm *vm, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(vm->errbuf, sizeof(vm->errbuf), fmt, ap);
+	va_end(ap);
+	log_err(vm->name, "kvm: %s", vm->errbuf);
+}
+
+int kvm_irq_line(struct kvm_vm *vm, unsigned irq, int level)
+{
+	struct kvm_irq_level l = {.irq = irq, .level = level};
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_setup_memory(struct kvm_vm *vm)
+{
+	uint64_t mem = vm->cfg.mem_bytes;
+	uint64_t low = mem < HR_LOW_MEM_TOP ? mem : HR_LOW_MEM_TOP;
+
+	vm->nr_slots = 0;
+	for (int i = 0; i < 2; i++) {
+		uint64_t gpa = i ? HR_HIGH_MEM_BASE : 0;
+		uint64_t bytes = i ? mem - low : low;
+		if (!bytes)
+			continue;
+		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p == MAP_FAILED) {
+			kvm_set_error(vm, "cannot reserve %llu MiB of guest memory: %s",
+				      (unsigned long long)(bytes >> 20), strerror(errno));
+			return -ENOMEM;
+		}
+		madvise(p, bytes, MADV_DONTDUMP);
+		struct kvm_slot *s = &vm->slots[vm->nr_slots];
+		s->slot = vm->nr_slots;
+		s->gpa = gpa;
+		s->bytes = bytes;
+		s->hva = p;
+		s->bitmap = calloc(1, ((bytes >> HR_PAGE_SHIFT) + 63) / 64 * 8);
+		if (!s->bitmap)
+			return -ENOMEM;
+		vm->regions[vm->nr_slots] = (struct hr_mem_region){gpa, bytes, p};
+		struct kvm_userspace_memory_region r = {
+			.slot = s->slot,
+			.guest_phys_addr = gpa,
+			.memory_size = bytes,
+			.userspace_addr = (uintptr_t)p,
+		};
+		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
+			int rc = -errno;
+			kvm_set_error(vm, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+			return rc;
+		}
+		vm->nr_slots++;
+	}
+	vm->nr_gfns = hr_layout_nr_gfns(vm->regions, vm->nr_slots);
+	return 0;
+}
+
+uint8_t *kvm_gpa_ptr(struct kvm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < vm->nr_slots; i++) {
+		struct kvm_slot *s = &vm->slots[i];
+		if (gpa >= s->gpa && gpa - s->gpa <= s->bytes && len <= s->bytes - (gpa - s->gpa))
+			return s->hva + (gpa - s->gpa);
+	}
+	return NULL;
+}
+
+static void kvm_close(struct hr_vm *hvm)
+{
+	struct kvm_vm *vm = (struct kvm_vm *)hvm;
+	if (!vm)
+		return;
+	kvm_vcpus_destroy(vm);
+	for (unsigned i = 0; i < vm->nr_slots; i++) {
+		munmap(vm->slots[i].hva, vm->slots[i].bytes);
+		free(vm->slots[i].bitmap);
+	}
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	free(vm->ring_acc);
+	free(vm->msr_list);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_mutex_destroy(&vm->dev_lock);
+	pthread_mutex_destroy(&vm->ring_lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}
+
+static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
+{
+	struct kvm_vm *vm = calloc(1, sizeof(*vm));
+	int rc;
+
+	*vm_r = NULL;
+	if (!vm)
+		return -ENOMEM;
+	*vm_r = (struct hr_vm *)vm;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->cfg = *cfg;
+	snprintf(vm->name, sizeof(vm->name), "%s", cfg->name ? cfg->name : "vm");
+	vm->cfg.name = vm->name;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->dev_lock, NULL);
+	pthread_mutex_init(&vm->ring_lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->pause_req = 1; /* vCPUs start parked */
+	vm->nr_vcpus = cfg->nr_vcpus;
+	vm->dirty_mode = cfg->dirty_mode;
+
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > HR_MAX_VCPUS) {
+		kvm_set_error(vm, "vcpus must be 1..%d, not %u", HR_MAX_VCPUS, cfg->nr_vcpus);
+		return -EINVAL;
+	}
+	if (cfg->mem_bytes < (2u << 20) || cfg->mem_bytes % HR_PAGE_SIZE) {
+		kvm_set_error(vm, "memory must be a multiple of 4 KiB and at least 2 MiB");
+		return -EINVAL;
+	}
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		rc = -errno;
+		kvm_set_error(vm, "cannot open /dev/kvm: %s", strerror(errno));
+		return rc;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		kvm_set_error(vm, "unexpected KVM API version");
+		return -ENOTSUP;
+	}
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		rc = -errno;
+		kvm_set_error(vm, "KVM_CREATE_VM: %s", strerror(errno));
+		return rc;
+	}
+	vm->run_mmap_bytes = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_mmap_bytes <= 0) {
+		kvm_set_error(vm, "KVM_GET_VCPU_MMAP_SIZE failed");
+		return -ENOTSUP;
+	}
+
+	/* Manual dirty-log protection: GET_DIRTY_LOG no longer re-protects,
+	 * KVM_CLEAR_DIRTY_LOG does, for exactly the pages we collected. */
+	if (ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) > 0) {
+		struct kvm_enable_cap cap = {.cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2,
+					     .args[0] = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE};
+		if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0)
+			vm->has_manual_protect = 1;
+	}
+	if (vm->dirty_mode == HR_DIRTY_RING && (rc = kvm_dirty_enable_ring(vm)) < 0)
+		return rc;
+
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0)
+		log_debug(vm->name, "KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
+	uint64_t idmap = 0xfffbc000ull;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		log_debug(vm->name, "KVM_SET_IDENTITY_MAP_ADDR: %s (ignored)", strerror(errno));
+
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		rc = -errno;
+		kvm_set_error(vm, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		return rc;
+	}
+	/* In-kernel PIT including the port 0x61 speaker/gate logic that guests
+	 * use to calibrate their TSC against PIT channel 2. */
+	struct kvm_pit_config pit = {.flags = 0};
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		rc = -errno;
+		kvm_set_error(vm, "KVM_CREATE_PIT2: %s", strerror(errno));
+		return rc;
+	}
+
+	if ((rc = kvm_setup_memory(vm)) < 0)
+		return rc;
+	kvm_devices_init(vm);
+	if ((rc = kvm_vcpus_create(vm)) < 0)
+		return rc;
+	if (vm->dirty_mode == HR_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)
+		return rc;
+	if ((rc = kvm_state_probe(vm)) < 0)
+		return rc;
+	if (cfg->kernel_path && (rc = kvm_load_guest(vm, cfg->kernel_path, cfg->cmdline)) < 0)
+		return rc;
+	if ((rc = kvm_vcpus_start_threads(vm)) < 0)
+		return rc;
+	log_debug(vm->name, "kvm: %u vCPU(s), %llu MiB, dirty tracking by %s", vm->nr_vcpus,
+		  (unsigned long long)(cfg->mem_bytes >> 20),
+		  vm->dirty_mode == HR_DIRTY_RING ? "ring" : "bitmap");
+	return 0;
+}
+
+static int kvm_pause(struct hr_vm *vm)
+{
+	return kvm_vm_pause((struct kvm_vm *)vm);
+}
+
+static int kvm_resume(struct hr_vm *vm)
+{
+	return kvm_vm_resume((struct kvm_vm *)vm);
+}
+
+static int kvm_mem_layout(struct hr_vm *hvm, const struct hr_mem_region **regions_r, unsigned *nr_r)
+{
+	struct kvm_vm *vm = (struct kvm_vm *)hvm;
+	*regions_r = vm->regions;
+	*nr_r = vm->nr_slots;
+	return 0;
+}
+
+static int kvm_op_dirty_start(struct hr_vm *vm)
+{
+	return kvm_dirty_start((struct kvm_vm *)vm);
+}
+
+static int kvm_op_dirty_stop(struct hr_vm *vm)
+{
+	return kvm_dirty_stop((struct kvm_vm *)vm);
+}
+
+static int kvm_op_dirty_fetch(struct hr_vm *vm, uint64_t *bitmap)
+{
+	return kvm_dirty_fetch((struct kvm_vm *)vm, bitmap);
+}
+
+static int kvm_save(struct hr_vm *vm, void **blob_r, size_t *len_r)
+{
+	return kvm_state_save((struct kvm_vm *)vm, blob_r, len_r);
+}
+
+static int kvm_load(struct hr_vm *vm, const void *blob, size_t len)
+{
+	return kvm_state_load((struct kvm_vm *)vm, blob, len);
+}
+
+static int kvm_op_console_in(struct hr_vm *vm, const void *buf, size_t len)
+{
+	return kvm_console_in((struct kvm_vm *)vm, buf, len);
+}
+
+static const char *kvm_last_error(struct hr_vm *vm)
+{
+	return ((struct kvm_vm *)vm)->errbuf;
+}
+
+const struct hr_backend_ops hr_kvm_ops = {
+	.name = "kvm",
+	.features = HR_BF_DIRTY_RING,
+	.open = kvm_open,
+	.close = kvm_close,
+	.pause = kvm_pause,
+	.resume = kvm_resume,
+	.mem_layout = kvm_mem_layout,
+	.dirty_start = kvm_op_dirty_start,
+	.dirty_stop = kvm_op_dirty_stop,
+	.dirty_fetch = kvm_op_dirty_fetch,
+	.save_state = kvm_save,
+	.load_state = kvm_load,
+	.console_in = kvm_op_console_in,
+	.last_error = kvm_last_error,
+};

@@ -1,0 +1,9 @@
+# KVM backend
+libhr_a_SOURCES += \
+	src/backends/kvm/kvm-internal.h \
+	src/backends/kvm/kvm.c \
+	src/backends/kvm/vcpu.c \
+	src/backends/kvm/dirty.c \
+	src/backends/kvm/loader.c \
+	src/backends/kvm/uart.c \
+	src/backends/kvm/state.c

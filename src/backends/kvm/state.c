@@ -1,0 +1,478 @@
+/*
+ * state.c - save and restore everything the guest can observe, except
+ * memory, as one versioned blob.
+ *
+ * Blob layout (little-endian, version 1):
+ *
+ *   header  u32 magic 'HRKS' | u32 version | u32 nr_vcpus | u32 reserved
+ *           u64 mem_bytes | u64 total bytes (header included)
+ *   records u32 tag | u32 len | len bytes | pad to 8
+ *           tag = type (bits 0-15) | vCPU index (bits 16-23) | OPTIONAL (bit 31)
+ *
+ * A reader skips OPTIONAL records it does not know and refuses others.  What
+ * this host's KVM cannot get/set is found once at open (kvm_state_probe) and
+ * left out, so save and load use the same set.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "kvm-internal.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#define STATE_MAGIC 0x534b5248u /* "HRKS" */
+#define STATE_VERSION 1u
+#define TAG_OPTIONAL 0x80000000u
+
+enum {
+	R_REGS = 1,
+	R_SREGS,
+	R_FPU,
+	R_XSAVE,
+	R_XCRS,
+	R_MSRS,
+	R_LAPIC,
+	R_EVENTS,
+	R_MPSTATE,
+	R_DEBUGREGS,
+	R_PIC_MASTER = 0x100,
+	R_PIC_SLAVE,
+	R_IOAPIC,
+	R_PIT,
+	R_CLOCK,
+	R_UART,
+	R_CMOS,
+	R_EXITED,
+};
+
+enum {
+	CAP_XSAVE = 1u << 0,
+	CAP_XCRS = 1u << 1,
+	CAP_EVENTS = 1u << 2,
+	CAP_DEBUGREGS = 1u << 3,
+	CAP_CLOCK = 1u << 4,
+	CAP_MPSTATE = 1u << 5,
+};
+
+struct blob_hdr {
+	uint32_t magic, version, nr_vcpus, reserved;
+	uint64_t mem_bytes, total;
+};
+
+struct wbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static void *wb_record(struct wbuf *b, uint32_t tag, size_t len)
+{
+	size_t need = b->len + 8 + ((len + 7) & ~7ul);
+	if (b->err)
+		return NULL;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 65536;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return NULL;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	uint32_t *h = (uint32_t *)(b->p + b->len);
+	h[0] = tag;
+	h[1] = (uint32_t)len;
+	memset(b->p + b->len + 8, 0, (len + 7) & ~7ul);
+	b->len = need;
+	return h + 2;
+}
+
+/* Save the result of a get-ioctl as one record. */
+static int save_ioctl(struct wbuf *b, int fd, unsigned long req, uint32_t tag, size_t len,
+		      const char *what, struct kvm_vm *vm)
+{
+	void *d = wb_record(b, tag, len);
+	if (!d)
+		return b->err;
+	if (ioctl(fd, req, d) < 0) {
+		int rc = -errno;
+		kvm_set_error(vm, "saving %s: %s", what, strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
+static int probe_msrs(struct kvm_vm *vm)
+{
+	struct kvm_msr_list probe = {.nmsrs = 0};
+	ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe);
+	if (!probe.nmsrs)
+		return 0;
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(uint32_t));
+	if (!l)
+		return -ENOMEM;
+	l->nmsrs = probe.nmsrs;
+	if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+		free(l);
+		return -errno;
+	}
+	vm->msr_list = calloc(l->nmsrs, sizeof(uint32_t));
+	if (!vm->msr_list) {
+		free(l);
+		return -ENOMEM;
+	}
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} one;
+	for (unsigned i = 0; i < l->nmsrs; i++) {
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.e.index = l->indices[i];
+		/* keep only MSRs this KVM lets us both read and write back */
+		if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &one) != 1)
+			continue;
+		if (ioctl(vm->vcpus[0].fd, KVM_SET_MSRS, &one) != 1)
+			continue;
+		vm->msr_list[vm->nr_msrs++] = l->indices[i];
+	}
+	free(l);
+	return 0;
+}
+
+int kvm_state_probe(struct kvm_vm *vm)
+{
+	int fd = vm->vcpus[0].fd;
+	int rc;
+
+	int sz = ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	if (sz > 0) {
+		vm->has_xsave2 = 1;
+		vm->xsave_bytes = sz;
+	} else {
+		vm->xsave_bytes = sizeof(struct kvm_xsave);
+	}
+	void *x = calloc(1, vm->xsave_bytes);
+	if (!x)
+		return -ENOMEM;
+	if (ioctl(fd, vm->has_xsave2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, x) == 0 &&
+	    ioctl(fd, KVM_SET_XSAVE, x) == 0)
+		vm->state_caps |= CAP_XSAVE;
+	free(x);
+	struct kvm_xcrs xcrs;
+	if (ioctl(fd, KVM_GET_XCRS, &xcrs) == 0 && ioctl(fd, KVM_SET_XCRS, &xcrs) == 0)
+		vm->state_caps |= CAP_XCRS;
+	struct kvm_vcpu_events ev;
+	if (ioctl(fd, KVM_GET_VCPU_EVENTS, &ev) == 0)
+		vm->state_caps |= CAP_EVENTS;
+	struct kvm_debugregs dr;
+	if (ioctl(fd, KVM_GET_DEBUGREGS, &dr) == 0 && ioctl(fd, KVM_SET_DEBUGREGS, &dr) == 0)
+		vm->state_caps |= CAP_DEBUGREGS;
+	struct kvm_clock_data clk = {0};
+	if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clk) == 0)
+		vm->state_caps |= CAP_CLOCK;
+	struct kvm_mp_state mp;
+	if (ioctl(fd, KVM_GET_MP_STATE, &mp) == 0)
+		vm->state_caps |= CAP_MPSTATE;
+	if ((rc = probe_msrs(vm)) < 0)
+		return rc;
+	log_debug(vm->name, "kvm: state caps 0x%x, %u MSRs saved", vm->state_caps, vm->nr_msrs);
+	return 0;
+}
+
+static int save_vcpu(struct kvm_vm *vm, struct wbuf *b, struct kvm_vcpu *v)
+{
+	uint32_t t = v->id << 16;
+	int fd = v->fd;
+	int rc;
+
+	if ((rc = save_ioctl(b, fd, KVM_GET_REGS, t | R_REGS, sizeof(struct kvm_regs), "regs", vm)) ||
+	    (rc = save_ioctl(b, fd, KVM_GET_SREGS, t | R_SREGS, sizeof(struct kvm_sregs), "sregs",
+			     vm)))
+		return rc;
+	if (vm->state_caps & CAP_XSAVE)
+		rc = save_ioctl(b, fd, vm->has_xsave2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, t | R_XSAVE,
+				vm->xsave_bytes, "xsave", vm);
+	else
+		rc = save_ioctl(b, fd, KVM_GET_FPU, t | R_FPU, sizeof(struct kvm_fpu), "fpu", vm);
+	if (rc)
+		return rc;
+	if ((vm->state_caps & CAP_XCRS) &&
+	    (rc = save_ioctl(b, fd, KVM_GET_XCRS, t | R_XCRS, sizeof(struct kvm_xcrs), "xcrs", vm)))
+		return rc;
+	if (vm->nr_msrs) {
+		size_t len = sizeof(struct kvm_msrs) + vm->nr_msrs * sizeof(struct kvm_msr_entry);
+		struct kvm_msrs *m = wb_record(b, t | R_MSRS, len);
+		if (!m)
+			return b->err;
+		m->nmsrs = vm->nr_msrs;
+		for (unsigned i = 0; i < vm->nr_msrs; i++)
+			m->entries[i].index = vm->msr_list[i];
+		int n = ioctl(fd, KVM_GET_MSRS, m);
+		if (n != (int)vm->nr_msrs) {
+			kvm_set_error(vm, "saving MSRs: got %d of %u", n, vm->nr_msrs);
+			return -EIO;
+		}
+	}
+	if ((rc = save_ioctl(b, fd, KVM_GET_LAPIC, t | R_LAPIC, sizeof(struct kvm_lapic_state),
+			     "lapic", vm)))
+		return rc;
+	if ((vm->state_caps & CAP_EVENTS) &&
+	    (rc = save_ioctl(b, fd, KVM_GET_VCPU_EVENTS, t | R_EVENTS,
+			     sizeof(struct kvm_vcpu_events), "vcpu events", vm)))
+		return rc;
+	if ((vm->state_caps & CAP_MPSTATE) &&
+	    (rc = save_ioctl(b, fd, KVM_GET_MP_STATE, t | R_MPSTATE, sizeof(struct kvm_mp_state),
+			     "mp state", vm)))
+		return rc;
+	if ((vm->state_caps & CAP_DEBUGREGS) &&
+	    (rc = save_ioctl(b, fd, KVM_GET_DEBUGREGS, t | R_DEBUGREGS,
+			     sizeof(struct kvm_debugregs), "debug registers", vm)))
+		return rc;
+	return 0;
+}
+
+int kvm_state_save(struct kvm_vm *vm, void **blob_r, size_t *len_r)
+{
+	struct wbuf b = {0};
+	int rc = 0;
+
+	if (!wb_record(&b, 0, sizeof(struct blob_hdr) - 8))
+		return b.err;
+	for (unsigned i = 0; i < vm->nr_vcpus && !rc; i++)
+		rc = save_vcpu(vm, &b, &vm->vcpus[i]);
+	for (unsigned chip = 0; chip < 3 && !rc; chip++) {
+		struct kvm_irqchip *ic = wb_record(&b, R_PIC_MASTER + chip, sizeof(*ic));
+		if (!ic) {
+			rc = b.err;
+			break;
+		}
+		ic->chip_id = chip;
+		if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, ic) < 0) {
+			rc = -errno;
+			kvm_set_error(vm, "saving irqchip %u: %s", chip, strerror(errno));
+		}
+	}
+	if (!rc)
+		rc = save_ioctl(&b, vm->vm_fd, KVM_GET_PIT2, R_PIT, sizeof(struct kvm_pit_state2),
+				"PIT", vm);
+	if (!rc && (vm->state_caps & CAP_CLOCK))
+		rc = save_ioctl(&b, vm->vm_fd, KVM_GET_CLOCK, R_CLOCK | TAG_OPTIONAL,
+				sizeof(struct kvm_clock_data), "clock", vm);
+	if (!rc) {
+		pthread_mutex_lock(&vm->dev_lock);
+		void *u = wb_record(&b, R_UART, sizeof(vm->uart));
+		void *c = wb_record(&b, R_CMOS, sizeof(vm->cmos));
+		if (u && c) {
+			memcpy(u, &vm->uart, sizeof(vm->uart));
+			memcpy(c, &vm->cmos, sizeof(vm->cmos));
+		}
+		pthread_mutex_unlock(&vm->dev_lock);
+		uint32_t *e = wb_record(&b, R_EXITED, 4);
+		if (e)
+			*e = (uint32_t)vm->exited;
+		rc = b.err;
+	}
+	if (rc) {
+		free(b.p);
+		return rc;
+	}
+	struct blob_hdr *h = (struct blob_hdr *)b.p;
+	h->magic = STATE_MAGIC;
+	h->version = STATE_VERSION;
+	h->nr_vcpus = vm->nr_vcpus;
+	h->reserved = 0;
+	h->mem_bytes = vm->cfg.mem_bytes;
+	h->total = b.len;
+	*blob_r = b.p;
+	*len_r = b.len;
+	return 0;
+}
+
+static int load_ioctl(struct kvm_vm *vm, int fd, unsigned long req, const void *d, const char *what)
+{
+	if (ioctl(fd, req, d) < 0) {
+		int rc = -errno;
+		kvm_set_error(vm, "restoring %s: %s", what, strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
+static int expect_len(struct kvm_vm *vm, uint32_t len, size_t want, const char *what)
+{
+	if (len != want) {
+		kvm_set_error(vm, "state blob: %s record is %u bytes, expected %zu", what, len, want);
+		return -HR_EBADSTATE;
+	}
+	return 0;
+}
+
+static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t len)
+{
+	unsigned type = tag & 0xffff, idx = (tag >> 16) & 0xff;
+	int rc;
+
+	if (type < 0x100 && idx >= vm->nr_vcpus) {
+		kvm_set_error(vm, "state blob: record for vCPU %u of %u", idx, vm->nr_vcpus);
+		return -HR_EBADSTATE;
+	}
+	int fd = type < 0x100 ? vm->vcpus[idx].fd : vm->vm_fd;
+	switch (type) {
+	case R_REGS:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_regs), "regs")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_REGS, d, "regs");
+	case R_SREGS:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_sregs), "sregs")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_SREGS, d, "sregs");
+	case R_FPU:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_fpu), "fpu")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_FPU, d, "fpu");
+	case R_XSAVE:
+		if (len < sizeof(struct kvm_xsave) || len > (uint32_t)vm->xsave_bytes) {
+			kvm_set_error(vm, "state blob: xsave area of %u bytes does not fit this host",
+				      len);
+			return -HR_EBADSTATE;
+		}
+		{
+			void *x = calloc(1, vm->xsave_bytes);
+			if (!x)
+				return -ENOMEM;
+			memcpy(x, d, len);
+			rc = load_ioctl(vm, fd, KVM_SET_XSAVE, x, "xsave");
+			free(x);
+			return rc;
+		}
+	case R_XCRS:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_xcrs), "xcrs")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_XCRS, d, "xcrs");
+	case R_MSRS: {
+		const struct kvm_msrs *m = d;
+		if (len < sizeof(*m) ||
+		    len != sizeof(*m) + (uint64_t)m->nmsrs * sizeof(struct kvm_msr_entry)) {
+			kvm_set_error(vm, "state blob: bad MSR record");
+			return -HR_EBADSTATE;
+		}
+		int n = ioctl(fd, KVM_SET_MSRS, d);
+		if (n != (int)m->nmsrs) {
+			kvm_set_error(vm, "restoring MSRs: KVM took %d of %u (first refused 0x%x)",
+				      n, m->nmsrs, n >= 0 && n < (int)m->nmsrs ? m->entries[n].index : 0);
+			return -EIO;
+		}
+		return 0;
+	}
+	case R_LAPIC:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_lapic_state), "lapic")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_LAPIC, d, "lapic");
+	case R_EVENTS:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_vcpu_events), "vcpu events")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_VCPU_EVENTS, d, "vcpu events");
+	case R_MPSTATE:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_mp_state), "mp state")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_MP_STATE, d, "mp state");
+	case R_DEBUGREGS:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_debugregs), "debugregs")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_DEBUGREGS, d, "debug registers");
+	case R_PIC_MASTER:
+	case R_PIC_SLAVE:
+	case R_IOAPIC:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_irqchip), "irqchip")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_IRQCHIP, d, "irqchip");
+	case R_PIT:
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_pit_state2), "PIT")))
+			return rc;
+		return load_ioctl(vm, fd, KVM_SET_PIT2, d, "PIT");
+	case R_CLOCK: {
+		if ((rc = expect_len(vm, len, sizeof(struct kvm_clock_data), "clock")))
+			return rc;
+		struct kvm_clock_data c = *(const struct kvm_clock_data *)d;
+		c.flags = 0; /* set the guest clock to the saved value only */
+		if (ioctl(fd, KVM_SET_CLOCK, &c) < 0)
+			log_debug(vm->name, "restoring the kvm clock: %s (skipped)", strerror(errno));
+		return 0;
+	}
+	case R_UART:
+		if ((rc = expect_len(vm, len, sizeof(vm->uart), "uart")))
+			return rc;
+		pthread_mutex_lock(&vm->dev_lock);
+		memcpy(&vm->uart, d, len);
+		vm->uart.irq_level = !vm->uart.irq_level; /* force the line to be re-driven */
+		pthread_mutex_unlock(&vm->dev_lock);
+		return kvm_console_in(vm, NULL, 0);
+	case R_CMOS:
+		if ((rc = expect_len(vm, len, sizeof(vm->cmos), "cmos")))
+			return rc;
+		pthread_mutex_lock(&vm->dev_lock);
+		memcpy(&vm->cmos, d, len);
+		pthread_mutex_unlock(&vm->dev_lock);
+		return 0;
+	case R_EXITED:
+		return 0;
+	default:
+		if (tag & TAG_OPTIONAL)
+			return 0;
+		kvm_set_error(vm, "state blob: unknown mandatory record 0x%x", tag);
+		return -HR_EBADSTATE;
+	}
+}
+
+int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
+{
+	const struct blob_hdr *h = blob;
+	const uint8_t *p = blob;
+
+	if (len < sizeof(*h) || h->magic != STATE_MAGIC) {
+		kvm_set_error(vm, "state blob: not a KVM state blob");
+		return -HR_EBADSTATE;
+	}
+	if (h->version != STATE_VERSION) {
+		kvm_set_error(vm, "state blob: version %u, this build reads version %u", h->version,
+			      STATE_VERSION);
+		return -HR_EBADSTATE;
+	}
+	if (h->nr_vcpus != vm->nr_vcpus || h->mem_bytes != vm->cfg.mem_bytes || h->total != len) {
+		kvm_set_error(vm, "state blob: shape %u vCPU / %llu MiB does not match this VM "
+				  "(%u vCPU / %llu MiB)",
+			      h->nr_vcpus, (unsigned long long)(h->mem_bytes >> 20), vm->nr_vcpus,
+			      (unsigned long long)(vm->cfg.mem_bytes >> 20));
+		return -HR_EBADSTATE;
+	}
+	/* Two passes: validate framing first so that nothing is loaded from a
+	 * torn blob, then apply in record order (sregs before LAPIC, etc.). */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t off = sizeof(*h);
+		while (off < len) {
+			if (len - off < 8) {
+				kvm_set_error(vm, "state blob: truncated record header");
+				return -HR_EBADSTATE;
+			}
+			const uint32_t *rh = (const uint32_t *)(p + off);
+			uint64_t rl = 8 + (((uint64_t)rh[1] + 7) & ~7ull);
+			if (rl > len - off) {
+				kvm_set_error(vm, "state blob: record 0x%x runs past the end", rh[0]);
+				return -HR_EBADSTATE;
+			}
+			if (pass) {
+				int rc = load_record(vm, rh[0], rh + 2, rh[1]);
+				if (rc)
+					return rc;
+			}
+			off += rl;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,55 @@
+/* registry.c - the one list of backends; the only #ifdef HAVE_XEN in the tree. */
+#include <string.h>
+
+#include "config.h"
+#include "backends/backend.h"
+
+extern const struct hr_backend_ops hr_kvm_ops;
+extern const struct hr_backend_ops hr_mem_ops;
+#ifdef HAVE_XEN
+extern const struct hr_backend_ops hr_xen_ops;
+#endif
+
+const struct hr_backend_ops *const hr_backends[] = {
+	&hr_kvm_ops,
+#ifdef HAVE_XEN
+	&hr_xen_ops,
+#endif
+	&hr_mem_ops,
+	NULL,
+};
+
+const struct hr_backend_ops *hr_backend_find(const char *name)
+{
+	for (unsigned i = 0; hr_backends[i]; i++)
+		if (!strcmp(hr_backends[i]->name, name))
+			return hr_backends[i];
+	return NULL;
+}
+
+const char *hr_backend_why_missing(const char *name)
+{
+	if (!strcmp(name, "xen") && !hr_backend_find("xen"))
+		return "the Xen backend was not built: reconfigure with --with-xen (needs libxen-dev)";
+	return NULL;
+}
+
+uint64_t hr_layout_nr_gfns(const struct hr_mem_region *regions, unsigned nr)
+{
+	uint64_t top = 0;
+	for (unsigned i = 0; i < nr; i++) {
+		uint64_t end = (regions[i].gpa + regions[i].bytes) >> HR_PAGE_SHIFT;
+		if (end > top)
+			top = end;
+	}
+	return top;
+}
+
+uint8_t *hr_layout_gfn_hva(const struct hr_mem_region *regions, unsigned nr, uint64_t gfn)
+{
+	uint64_t gpa = gfn << HR_PAGE_SHIFT;
+	for (unsigned i = 0; i < nr; i++)
+		if (gpa >= regions[i].gpa && gpa - regions[i].gpa < regions[i].bytes)
+			return regions[i].hva + (gpa - regions[i].gpa);
+	return NULL;
+}

@@ -1,0 +1,18 @@
+/* cmd.h - the command table: one cmd-<verb>.c per command exports its entry. */
+#ifndef HR_CMD_H
+#define HR_CMD_H
+
+struct hr_cmd {
+	const char *name;
+	const char *usage; /* one line: arguments */
+	const char *help;  /* what it does, shown by --help */
+	int (*run)(int argc, char **argv);
+};
+
+extern const struct hr_cmd hr_cmd_run;
+extern const struct hr_cmd hr_cmd_restore;
+
+/* Print the usage of one command to stderr; returns 2 (the exit status for bad usage). */
+int hr_cmd_usage(const struct hr_cmd *cmd);
+
+#endif

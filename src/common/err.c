@@ -1,0 +1,25 @@
+#include <string.h>
+
+#include "err.h"
+
+static const char *const hr_err_text[] = {
+	[HR_EBADSTATE - HR_EBASE] = "state blob of another version or VM shape",
+	[HR_EBADSNAP - HR_EBASE] = "snapshot file is corrupt or truncated",
+	[HR_EVERSION - HR_EBASE] = "unsupported format version",
+	[HR_EGUEST - HR_EBASE] = "guest image cannot be loaded",
+	[HR_EBACKEND - HR_EBASE] = "backend not built into this binary",
+	[HR_EPROTO - HR_EBASE] = "malformed stream frame",
+	[HR_ECHECKSUM - HR_EBASE] = "checksum mismatch",
+	[HR_ESHAPE - HR_EBASE] = "VM shape does not match",
+};
+
+const char *hr_strerror(int rc)
+{
+	if (rc < 0)
+		rc = -rc;
+	if (rc == 0)
+		return "success";
+	if (rc >= HR_EBASE && rc < HR_ELAST)
+		return hr_err_text[rc - HR_EBASE];
+	return strerror(rc);
+}

@@ -1,0 +1,21 @@
+/* err.h - project error codes.  Functions return 0, -errno, or -HR_E*. */
+#ifndef HR_ERR_H
+#define HR_ERR_H
+
+enum {
+	HR_EBASE = 1000,
+	HR_EBADSTATE = 1000, /* state blob of another version or shape */
+	HR_EBADSNAP = 1001,  /* snapshot file corrupt or truncated */
+	HR_EVERSION = 1002,  /* unsupported format / protocol version */
+	HR_EGUEST = 1003,    /* guest image not loadable */
+	HR_EBACKEND = 1004,  /* backend not built into this binary */
+	HR_EPROTO = 1005,    /* malformed stream frame */
+	HR_ECHECKSUM = 1006, /* checksum mismatch */
+	HR_ESHAPE = 1007,    /* peer / file VM shape does not match */
+	HR_ELAST
+};
+
+/* Text for 0, -errno or -HR_E* (any sign accepted). */
+const char *hr_strerror(int rc);
+
+#endif

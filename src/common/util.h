@@ -1,0 +1,18 @@
+/* util.h - small parsing and time helpers shared by the CLI, daemon and tests. */
+#ifndef HR_UTIL_H
+#define HR_UTIL_H
+
+#include <stdint.h>
+
+/* "512M", "1G", "4096", "16GiB" -> bytes.  0 or -EINVAL. */
+int hr_parse_size(const char *s, uint64_t *bytes_r);
+/* "25ms", "1s", "500us", "40" (ms) -> microseconds.  0 or -EINVAL. */
+int hr_parse_duration_us(const char *s, uint64_t *us_r);
+/* Monotonic clock in nanoseconds. */
+uint64_t hr_now_ns(void);
+/* Write all of buf; 0 or -errno. */
+int hr_write_all(int fd, const void *buf, uint64_t len);
+/* Read exactly len bytes; 0, -errno, or -HR_EBADSNAP on early EOF. */
+int hr_read_all(int fd, void *buf, uint64_t len);
+
+#endif
