@@ -1,1 +1,9 @@
-# tests
+# TAP tests run by `make check`
+EXTRA_DIST += tests/tap.h tests/guest-harness.h
+
+check_PROGRAMS += tests/t-kvm
+TESTS += tests/t-kvm
+tests_t_kvm_LDADD = $(HR_LIBS)
+
+dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh
+TESTS += tests/t-snapshot-kvm.sh

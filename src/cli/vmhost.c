@@ -44,9 +44,10 @@ static void console_to_stdout(void *opaque, const void *buf, size_t len)
 	hr_write_all(STDOUT_FILENO, buf, len);
 }
 
-static int take_snapshot(const struct hr_backend_ops *ops, struct hr_vm *vm, const char *name,
-			 const char *path)
+static int take_snapshot(const struct hr_backend_ops *ops, struct hr_vm *vm,
+			 const struct hr_vm_config *cfg, const char *path)
 {
+	const char *name = cfg->name;
 	char tmp[4096];
 	uint64_t t0 = hr_now_ns();
 	int rc = ops->pause(vm);
@@ -57,7 +58,7 @@ static int take_snapshot(const struct hr_backend_ops *ops, struct hr_vm *vm, con
 	if (fd < 0) {
 		rc = -errno;
 	} else {
-		rc = hr_snapshot_write(ops, vm, name, fd);
+		rc = hr_snapshot_write(ops, vm, cfg, fd);
 		if (!rc && fsync(fd) < 0)
 			rc = -errno;
 		if (close(fd) < 0 && !rc)
@@ -121,7 +122,7 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 		goto out;
 	}
 	if (restore_path) {
-		rc = hr_snapshot_read(ops, vm, snap_fd);
+		rc = lseek(snap_fd, 0, SEEK_SET) < 0 ? -errno : hr_snapshot_read(ops, vm, snap_fd);
 		if (rc < 0) {
 			log_err(cfg->name, "cannot restore from %s: %s%s%s", restore_path,
 				hr_strerror(rc), ops->last_error && ops->last_error(vm)[0] ? ": " : "",
@@ -177,7 +178,7 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 				log_warnx(cfg->name, "signal %d: no --snapshot FILE given, ignored", n.sig);
 				continue;
 			}
-			rc = take_snapshot(ops, vm, cfg->name, opts->snapshot_path);
+			rc = take_snapshot(ops, vm, cfg, opts->snapshot_path);
 			if (n.sig == SIGUSR2 && !rc) {
 				status = 0;
 				break;

@@ -26,6 +26,7 @@ struct uart_state {
 struct cmos_state {
 	uint8_t index;
 	uint8_t ram[128];
+	uint8_t port61; /* speaker data bits of port 0x61 (saved with the CMOS) */
 };
 
 struct kvm_vcpu {
@@ -82,6 +83,7 @@ struct kvm_vm {
 	pthread_mutex_t dev_lock;
 	struct uart_state uart;
 	struct cmos_state cmos;
+	unsigned nr_unknown_pio; /* for rate-limited debug logs */
 
 	/* MSRs that this host lets us save and restore */
 	uint32_t *msr_list;

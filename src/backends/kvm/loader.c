@@ -198,6 +198,18 @@ static uint64_t find_pvh_entry(const struct image *img)
 	return 0;
 }
 
+/* What PC firmware leaves in the BIOS data area and that kernels read even when
+ * booted by multiboot: COM1's port, the equipment word, base memory in KiB
+ * and the EBDA segment. */
+static void setup_bda(struct kvm_vm *vm)
+{
+	uint8_t *bda = kvm_gpa_ptr(vm, 0x400, 0x100);
+	*(uint16_t *)(bda + 0x00) = 0x3f8;       /* COM1 */
+	*(uint16_t *)(bda + 0x0e) = 0x9fc0;      /* EBDA segment */
+	*(uint16_t *)(bda + 0x10) = 1u << 9;     /* equipment: one serial port */
+	*(uint16_t *)(bda + 0x13) = 639;         /* base memory, KiB */
+}
+
 static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx)
 {
 	struct kvm_vcpu *v = &vm->vcpus[0];
@@ -205,6 +217,7 @@ static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint
 	struct kvm_regs regs;
 
 	/* A flat GDT in guest memory: null, null, code32 (0x10), data32 (0x18). */
+	setup_bda(vm);
 	uint64_t *gdt = (uint64_t *)kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
 	gdt[0] = 0;
 	gdt[1] = 0;

@@ -7,9 +7,11 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include "kvm-internal.h"
+#include "common/log.h"
 
 #define COM1 0x3f8
 #define COM1_IRQ 4
@@ -196,15 +198,72 @@ static void cmos_io(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *val
 		c->ram[0x0c] = 0;
 }
 
+/* OUT of a PIT channel at host time now_ns, from the in-kernel PIT's state
+ * (count_load_time is the host's monotonic clock). */
+static int pit_out(const struct kvm_pit_channel_state *c, int64_t now_ns)
+{
+	uint64_t count = c->count ? c->count : 0x10000;
+	int64_t dt = now_ns - c->count_load_time;
+	uint64_t d = dt > 0 ? (uint64_t)((__int128)dt * 1193182 / 1000000000) : 0;
+	switch (c->mode & 7) {
+	case 0:
+	case 1:
+		return d >= count;
+	case 2:
+	case 6:
+		return d % count != 0 || d == 0;
+	case 3:
+	case 7:
+		return d % count < ((count + 1) >> 1);
+	default:
+		return d != count;
+	}
+}
+
+static void port61_io(struct kvm_vm *vm, int is_write, uint8_t *val)
+{
+	struct kvm_pit_state2 ps;
+	struct timespec ts;
+
+	if (ioctl(vm->vm_fd, KVM_GET_PIT2, &ps) < 0) {
+		if (!is_write)
+			*val = 0;
+		return;
+	}
+	if (is_write) {
+		vm->cmos.port61 = *val & 0x03;
+		uint32_t gate = *val & 1;
+		if (ps.channels[2].gate != gate) {
+			ps.channels[2].gate = gate;
+			ioctl(vm->vm_fd, KVM_SET_PIT2, &ps);
+		}
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	int out = ps.channels[2].gate ? pit_out(&ps.channels[2], now) : 0;
+	int refresh = (int)((now / 15085) & 1);
+	*val = (uint8_t)((ps.channels[2].gate & 1) | (vm->cmos.port61 & 0x02) | (refresh << 4) |
+			 (out << 5));
+}
+
 void kvm_pio(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *data, unsigned size)
 {
 	pthread_mutex_lock(&vm->dev_lock);
 	if (port >= COM1 && port < COM1 + 8 && size == 1) {
 		uart_io(vm, port - COM1, is_write, data);
+	} else if (port == 0x61 && size == 1) {
+		port61_io(vm, is_write, data);
 	} else if ((port == 0x70 || port == 0x71) && size == 1) {
 		cmos_io(vm, port, is_write, data);
-	} else if (!is_write) {
-		memset(data, 0xff, size);
+	} else {
+		if (!is_write)
+			memset(data, 0xff, size);
+		if (vm->nr_unknown_pio < 32) {
+			vm->nr_unknown_pio++;
+			log_debug(vm->name, "kvm: %s of %u bytes at port 0x%x: no device there",
+				  is_write ? "write" : "read", size, port);
+		}
 	}
 	pthread_mutex_unlock(&vm->dev_lock);
 }

@@ -1,1 +1,12 @@
-# mem backend
+# mem backend: the in-memory fake hypervisor (tests), plus snapshot files
+# (src/core/snapshot.*, kept here so that src/core/local.mk stays untouched).
+libhr_a_SOURCES += \
+	src/backends/mem/mem.c src/backends/mem/mem.h \
+	src/core/snapshot.c src/core/snapshot.h
+
+check_PROGRAMS += tests/t-mem-backend tests/t-snapshot
+TESTS += tests/t-mem-backend tests/t-snapshot
+tests_t_mem_backend_LDADD = $(HR_LIBS)
+tests_t_snapshot_LDADD = $(HR_LIBS)
+
+EXTRA_DIST += docs/snapshot-format.md
