@@ -1,0 +1,615 @@
+/* stream.c - framing of the replication stream (docs/stream-format.md). */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "config.h"
+#include "backends/backend.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "core/stream.h"
+
+#define READ_CHUNK_BYTES (64u << 10)
+#define STACK_IOVS	 16
+
+static const struct {
+	const char *name;
+	const ProtobufCMessageDescriptor *desc;
+} frame_types[HR_FT_NR] = {
+    [HR_FT_HELLO] = {"HELLO", &hr__hello__descriptor},
+    [HR_FT_HELLO_ACK] = {"HELLO_ACK", &hr__hello_ack__descriptor},
+    [HR_FT_EPOCH_BEGIN] = {"EPOCH_BEGIN", &hr__epoch_begin__descriptor},
+    [HR_FT_PAGE_BATCH] = {"PAGE_BATCH", &hr__page_batch__descriptor},
+    [HR_FT_STATE] = {"STATE", &hr__state__descriptor},
+    [HR_FT_EPOCH_END] = {"EPOCH_END", &hr__epoch_end__descriptor},
+    [HR_FT_ACK] = {"ACK", &hr__ack__descriptor},
+    [HR_FT_HEARTBEAT] = {"HEARTBEAT", &hr__heartbeat__descriptor},
+    [HR_FT_ERROR] = {"ERROR", &hr__error__descriptor},
+};
+
+const ProtobufCMessageDescriptor *hr_frame_descriptor(unsigned type)
+{
+	return type < HR_FT_NR ? frame_types[type].desc : NULL;
+}
+
+const char *hr_frame_type_name(unsigned type)
+{
+	return type < HR_FT_NR && frame_types[type].name ? frame_types[type].name : "unknown";
+}
+
+void hr_frame_release(struct hr_frame *f)
+{
+	if (f->msg)
+		protobuf_c_message_free_unpacked(f->msg, NULL);
+	free(f->owned);
+	memset(f, 0, sizeof(*f));
+}
+
+/* ---- header ---- */
+
+struct frame_hdr {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t flags;
+	uint32_t hdr_len;
+	uint32_t data_len;
+};
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+static uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void hdr_put(uint8_t *p, uint16_t type, uint16_t flags, uint32_t hdr_len, uint32_t data_len)
+{
+	put_be32(p, HR_FRAME_MAGIC);
+	put_be16(p + 4, type);
+	put_be16(p + 6, flags);
+	put_be32(p + 8, hdr_len);
+	put_be32(p + 12, data_len);
+}
+
+/* Decode and validate a frame header; nothing is allocated before this passes. */
+static int hdr_get(const uint8_t *p, struct frame_hdr *h, const char *vm)
+{
+	h->magic = get_be32(p);
+	h->type = get_be16(p + 4);
+	h->flags = get_be16(p + 6);
+	h->hdr_len = get_be32(p + 8);
+	h->data_len = get_be32(p + 12);
+
+	if (h->magic != HR_FRAME_MAGIC) {
+		log_warnx(vm, "stream: bad frame magic 0x%08x (want 0x%08x \"HRF1\")", h->magic,
+			  HR_FRAME_MAGIC);
+		return -HR_EPROTO;
+	}
+	if (h->hdr_len > HR_FRAME_MAX_HDR_BYTES) {
+		log_warnx(vm, "stream: %s frame header of %u bytes exceeds the %u byte limit",
+			  hr_frame_type_name(h->type), h->hdr_len, HR_FRAME_MAX_HDR_BYTES);
+		return -HR_EPROTO;
+	}
+	if (h->data_len > HR_FRAME_MAX_DATA_BYTES) {
+		log_warnx(vm, "stream: %s frame data of %u bytes exceeds the %u byte limit",
+			  hr_frame_type_name(h->type), h->data_len, HR_FRAME_MAX_DATA_BYTES);
+		return -HR_EPROTO;
+	}
+	if (!hr_frame_descriptor(h->type) && (h->flags & HR_FRAME_MANDATORY)) {
+		log_warnx(vm, "stream: unknown mandatory frame type %u (0x%04x), flags 0x%04x",
+			  h->type, h->type, h->flags);
+		return -HR_EPROTO;
+	}
+	return 0;
+}
+
+/* Unpack the protobuf header of a known frame type. */
+static int hdr_unpack(const struct frame_hdr *h, const uint8_t *pb, ProtobufCMessage **msg_r,
+		      const char *vm)
+{
+	const ProtobufCMessageDescriptor *desc = hr_frame_descriptor(h->type);
+	ProtobufCMessage *msg;
+
+	msg = protobuf_c_message_unpack(desc, NULL, h->hdr_len, pb);
+	if (!msg) {
+		log_warnx(vm, "stream: %s frame: undecodable protobuf header (%u bytes)",
+			  hr_frame_type_name(h->type), h->hdr_len);
+		return -HR_EPROTO;
+	}
+	*msg_r = msg;
+	return 0;
+}
+
+/* ---- send ---- */
+
+int hr_frame_encode(uint16_t type, uint16_t flags, const ProtobufCMessage *msg, uint64_t data_len,
+		    uint8_t **buf_r, size_t *len_r)
+{
+	const ProtobufCMessageDescriptor *desc = hr_frame_descriptor(type);
+	size_t pb_bytes = 0;
+	uint8_t *buf;
+
+	if (msg && desc && msg->descriptor != desc)
+		return -EINVAL;
+	if (msg)
+		pb_bytes = protobuf_c_message_get_packed_size(msg);
+	if (pb_bytes > HR_FRAME_MAX_HDR_BYTES || data_len > HR_FRAME_MAX_DATA_BYTES)
+		return -HR_EPROTO;
+	buf = malloc(HR_FRAME_HDR_BYTES + pb_bytes);
+	if (!buf)
+		return -ENOMEM;
+	hdr_put(buf, type, flags, (uint32_t)pb_bytes, (uint32_t)data_len);
+	if (msg)
+		protobuf_c_message_pack(msg, buf + HR_FRAME_HDR_BYTES);
+	*buf_r = buf;
+	*len_r = HR_FRAME_HDR_BYTES + pb_bytes;
+	return 0;
+}
+
+static int wait_fd(int fd, short events)
+{
+	struct pollfd pfd = {.fd = fd, .events = events};
+	int r;
+
+	do
+		r = poll(&pfd, 1, -1);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+/* Write every byte of iov[0..cnt) (modified in place). */
+static int writev_all(int fd, struct iovec *iov, int cnt)
+{
+	int use_writev = 0;
+
+	while (cnt > 0) {
+		int n = cnt > IOV_MAX ? IOV_MAX : cnt;
+		ssize_t r;
+
+		if (!use_writev) {
+			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+			r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+			if (r < 0 && errno == ENOTSOCK) {
+				use_writev = 1;
+				continue;
+			}
+		} else {
+			r = writev(fd, iov, n);
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				int rc = wait_fd(fd, POLLOUT);
+				if (rc)
+					return rc;
+				continue;
+			}
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= r;
+		}
+	}
+	return 0;
+}
+
+int hr_stream_send(int fd, uint16_t type, uint16_t flags, const ProtobufCMessage *msg,
+		   const struct iovec *data, int nr_iov)
+{
+	struct iovec stack_iov[STACK_IOVS], *iov = stack_iov;
+	uint64_t data_len = 0;
+	uint8_t *head = NULL;
+	size_t head_len;
+	int rc;
+
+	if (nr_iov < 0 || (nr_iov && !data))
+		return -EINVAL;
+	for (int i = 0; i < nr_iov; i++)
+		data_len += data[i].iov_len;
+	rc = hr_frame_encode(type, flags, msg, data_len, &head, &head_len);
+	if (rc)
+		return rc;
+	if (nr_iov + 1 > STACK_IOVS) {
+		iov = malloc(sizeof(*iov) * (nr_iov + 1));
+		if (!iov) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	iov[0].iov_base = head;
+	iov[0].iov_len = head_len;
+	if (nr_iov)
+		memcpy(iov + 1, data, sizeof(*iov) * nr_iov);
+	rc = writev_all(fd, iov, nr_iov + 1);
+out:
+	if (iov != stack_iov)
+		free(iov);
+	free(head);
+	return rc;
+}
+
+int hr_stream_send_pages(int fd, uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
+			 unsigned nr)
+{
+	Hr__PageBatch pb = HR__PAGE_BATCH__INIT;
+	struct iovec *iov;
+	int rc;
+
+	if (nr > HR_FRAME_MAX_DATA_BYTES / HR_PAGE_SIZE)
+		return -HR_EPROTO;
+	iov = malloc(sizeof(*iov) * (nr ? nr : 1));
+	if (!iov)
+		return -ENOMEM;
+	for (unsigned i = 0; i < nr; i++) {
+		iov[i].iov_base = (void *)pages[i];
+		iov[i].iov_len = HR_PAGE_SIZE;
+	}
+	pb.epoch = epoch;
+	pb.count = nr;
+	pb.n_gfns = nr;
+	pb.gfns = (uint64_t *)gfns;
+	rc = hr_stream_send(fd, HR_FT_PAGE_BATCH, HR_FRAME_MANDATORY, &pb.base, iov, (int)nr);
+	free(iov);
+	return rc;
+}
+
+/* ---- incremental reader ---- */
+
+void hr_frame_reader_init(struct hr_frame_reader *r, const char *vm)
+{
+	memset(r, 0, sizeof(*r));
+	r->vm = vm;
+}
+
+void hr_frame_reader_fini(struct hr_frame_reader *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+	r->cap = r->len = r->off = 0;
+}
+
+size_t hr_frame_reader_pending(const struct hr_frame_reader *r)
+{
+	return r->len - r->off + (size_t)r->skip_bytes;
+}
+
+/* Make room for `want` more bytes after the buffered ones. */
+static int reader_reserve(struct hr_frame_reader *r, size_t want)
+{
+	size_t avail = r->len - r->off;
+	uint8_t *nb;
+	size_t ncap;
+
+	if (r->cap - r->len >= want)
+		return 0;
+	if (r->off) {
+		memmove(r->buf, r->buf + r->off, avail);
+		r->len = avail;
+		r->off = 0;
+		if (r->cap - r->len >= want)
+			return 0;
+	}
+	ncap = r->cap ? r->cap : 4096;
+	while (ncap - r->len < want)
+		ncap *= 2;
+	nb = realloc(r->buf, ncap);
+	if (!nb)
+		return -ENOMEM;
+	r->buf = nb;
+	r->cap = ncap;
+	return 0;
+}
+
+int hr_frame_reader_feed(struct hr_frame_reader *r, const void *buf, size_t len)
+{
+	int rc;
+
+	if (r->err)
+		return r->err;
+	if (r->off == r->len)
+		r->off = r->len = 0;
+	rc = reader_reserve(r, len);
+	if (rc)
+		return rc;
+	memcpy(r->buf + r->len, buf, len);
+	r->len += len;
+	return 0;
+}
+
+ssize_t hr_frame_reader_fill(struct hr_frame_reader *r, int fd)
+{
+	size_t avail, want = READ_CHUNK_BYTES;
+	struct frame_hdr h;
+	ssize_t n;
+	int rc;
+
+	if (r->err)
+		return r->err;
+	if (r->off == r->len)
+		r->off = r->len = 0;
+	avail = r->len - r->off;
+	/* Size the read for the frame in progress once its header is known. */
+	if (!r->skip_bytes && avail >= HR_FRAME_HDR_BYTES && !hdr_get(r->buf + r->off, &h, NULL) &&
+	    hr_frame_descriptor(h.type)) {
+		size_t total = HR_FRAME_HDR_BYTES + (size_t)h.hdr_len + h.data_len;
+		if (total > avail && total - avail > want)
+			want = total - avail;
+	}
+	rc = reader_reserve(r, want);
+	if (rc)
+		return rc;
+	do
+		n = read(fd, r->buf + r->len, r->cap - r->len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	r->len += n;
+	return n;
+}
+
+int hr_frame_reader_next(struct hr_frame_reader *r, struct hr_frame *f)
+{
+	struct frame_hdr h;
+	size_t avail, total;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	if (r->err)
+		return r->err;
+	for (;;) {
+		avail = r->len - r->off;
+		if (r->skip_bytes) {
+			size_t n = avail < r->skip_bytes ? avail : (size_t)r->skip_bytes;
+			r->off += n;
+			r->skip_bytes -= n;
+			if (r->skip_bytes)
+				return 0;
+			continue;
+		}
+		if (avail < HR_FRAME_HDR_BYTES)
+			return 0;
+		rc = hdr_get(r->buf + r->off, &h, r->vm);
+		if (rc)
+			goto fail;
+		if (!hr_frame_descriptor(h.type)) {
+			log_debug(r->vm,
+				  "stream: skipping unknown optional frame type %u (%u+%u bytes)",
+				  h.type, h.hdr_len, h.data_len);
+			r->off += HR_FRAME_HDR_BYTES;
+			r->skip_bytes = (uint64_t)h.hdr_len + h.data_len;
+			r->nr_skipped++;
+			continue;
+		}
+		total = HR_FRAME_HDR_BYTES + (size_t)h.hdr_len + h.data_len;
+		if (avail < total)
+			return 0;
+		rc = hdr_unpack(&h, r->buf + r->off + HR_FRAME_HDR_BYTES, &f->msg, r->vm);
+		if (rc)
+			goto fail;
+		f->type = h.type;
+		f->flags = h.flags;
+		f->hdr_len = h.hdr_len;
+		f->data_len = h.data_len;
+		f->data = h.data_len ? r->buf + r->off + HR_FRAME_HDR_BYTES + h.hdr_len : NULL;
+		r->off += total;
+		r->nr_frames++;
+		return 1;
+	}
+fail:
+	r->err = rc;
+	return rc;
+}
+
+/* ---- blocking receive ---- */
+
+/* Read exactly len bytes.  *got_r = bytes read before EOF / error. */
+static int read_exact(int fd, void *buf, size_t len, size_t *got_r)
+{
+	size_t got = 0;
+	int rc = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (uint8_t *)buf + got, len - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				rc = wait_fd(fd, POLLIN);
+				if (rc)
+					break;
+				continue;
+			}
+			rc = -errno;
+			break;
+		}
+		if (n == 0) {
+			rc = -ECONNRESET;
+			break;
+		}
+		got += n;
+	}
+	if (got_r)
+		*got_r = got;
+	return rc;
+}
+
+static int truncated(const char *vm, const char *what, size_t got, size_t want)
+{
+	log_warnx(vm, "stream: truncated frame: EOF in %s after %zu of %zu bytes", what, got, want);
+	return -HR_EPROTO;
+}
+
+int hr_stream_recv(int fd, const char *vm, struct hr_frame *f)
+{
+	uint8_t raw[HR_FRAME_HDR_BYTES];
+	struct frame_hdr h;
+	uint8_t *buf;
+	size_t got;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	for (;;) {
+		rc = read_exact(fd, raw, sizeof(raw), &got);
+		if (rc == -ECONNRESET && got)
+			return truncated(vm, "frame header", got, sizeof(raw));
+		if (rc)
+			return rc;
+		rc = hdr_get(raw, &h, vm);
+		if (rc)
+			return rc;
+		if (hr_frame_descriptor(h.type))
+			break;
+		/* Unknown optional frame: drop it without buffering it whole. */
+		log_debug(vm, "stream: skipping unknown optional frame type %u (%u+%u bytes)",
+			  h.type, h.hdr_len, h.data_len);
+		uint64_t left = (uint64_t)h.hdr_len + h.data_len;
+		uint8_t sink[4096];
+		while (left) {
+			size_t n = left < sizeof(sink) ? left : sizeof(sink);
+			rc = read_exact(fd, sink, n, &got);
+			if (rc == -ECONNRESET)
+				return truncated(vm, "skipped frame", got, n);
+			if (rc)
+				return rc;
+			left -= n;
+		}
+	}
+
+	buf = malloc((size_t)h.hdr_len + h.data_len + 1);
+	if (!buf)
+		return -ENOMEM;
+	rc = read_exact(fd, buf, h.hdr_len, &got);
+	if (rc == -ECONNRESET)
+		rc = truncated(vm, "protobuf header", got, h.hdr_len);
+	if (rc)
+		goto fail;
+	rc = read_exact(fd, buf + h.hdr_len, h.data_len, &got);
+	if (rc == -ECONNRESET)
+		rc = truncated(vm, "frame data", got, h.data_len);
+	if (rc)
+		goto fail;
+	rc = hdr_unpack(&h, buf, &f->msg, vm);
+	if (rc)
+		goto fail;
+	f->type = h.type;
+	f->flags = h.flags;
+	f->hdr_len = h.hdr_len;
+	f->data_len = h.data_len;
+	f->data = h.data_len ? buf + h.hdr_len : NULL;
+	f->owned = buf;
+	return 0;
+fail:
+	free(buf);
+	return rc;
+}
+
+int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *f)
+{
+	int rc = hr_stream_recv(fd, vm, f);
+
+	if (rc)
+		return rc;
+	if (f->type != type) {
+		log_warnx(vm, "stream: expected a %s frame, got %s (type %u)",
+			  hr_frame_type_name(type), hr_frame_type_name(f->type), f->type);
+		hr_frame_release(f);
+		return -HR_EPROTO;
+	}
+	return 0;
+}
+
+int hr_stream_check_hello(const Hr__Hello *hello, const char *vm)
+{
+	if (hello->protocol_version != HR_PROTO_VERSION) {
+		log_warnx(vm, "stream: peer %s speaks protocol version %u, this build speaks %u",
+			  hello->vm_name, hello->protocol_version, HR_PROTO_VERSION);
+		return -HR_EVERSION;
+	}
+	if (hello->page_bytes != HR_PAGE_SIZE) {
+		log_warnx(vm, "stream: peer page size %u, this build uses %u", hello->page_bytes,
+			  HR_PAGE_SIZE);
+		return -HR_ESHAPE;
+	}
+	return 0;
+}
+
+/* ---- epoch checksum ---- */
+
+static void sum_le64(XXH3_state_t *st, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	XXH3_64bits_update(st, b, sizeof(b));
+}
+
+int hr_epoch_sum_init(struct hr_epoch_sum *s, uint64_t epoch)
+{
+	s->state = XXH3_createState();
+	if (!s->state)
+		return -ENOMEM;
+	hr_epoch_sum_reset(s, epoch);
+	return 0;
+}
+
+void hr_epoch_sum_reset(struct hr_epoch_sum *s, uint64_t epoch)
+{
+	XXH3_64bits_reset(s->state);
+	sum_le64(s->state, epoch);
+}
+
+void hr_epoch_sum_page(struct hr_epoch_sum *s, uint64_t gfn, const void *page)
+{
+	sum_le64(s->state, gfn);
+	XXH3_64bits_update(s->state, page, HR_PAGE_SIZE);
+}
+
+void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes)
+{
+	sum_le64(s->state, bytes);
+	if (bytes)
+		XXH3_64bits_update(s->state, blob, bytes);
+}
+
+uint64_t hr_epoch_sum_value(const struct hr_epoch_sum *s)
+{
+	return XXH3_64bits_digest(s->state);
+}
+
+void hr_epoch_sum_fini(struct hr_epoch_sum *s)
+{
+	if (s->state)
+		XXH3_freeState(s->state);
+	s->state = NULL;
+}

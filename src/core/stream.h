@@ -1,0 +1,179 @@
+/*
+ * stream.h - framing of the replication stream (docs/stream-format.md).
+ *
+ * A frame is a 16-byte frame header, hdr_len bytes of a protobuf message
+ * (proto/hareplicate.proto) and data_len raw bytes (guest pages, state blob):
+ *
+ *   0      4       6       8         12         16
+ *   | magic | type | flags | hdr_len | data_len | protobuf ... | data ... |
+ *
+ * All header fields are big-endian (network order); magic is the bytes
+ * "HRF1".  Raw data is never copied on the send side (writev/sendmsg) and
+ * never protobuf-encoded.
+ *
+ * Two receive paths share one parser:
+ *  - struct hr_frame_reader: incremental, for non-blocking fds (libevent).
+ *    Feed it bytes (hr_frame_reader_feed) or let it read what an fd has
+ *    (hr_frame_reader_fill), then take complete frames with
+ *    hr_frame_reader_next.
+ *  - hr_stream_recv: blocking, reads exactly one frame, for tools and tests.
+ *
+ * Errors: -HR_EPROTO for any malformed frame (bad magic, oversized
+ * lengths, undecodable protobuf, unknown MANDATORY type, truncation),
+ * -HR_EVERSION from hr_stream_check_hello, -errno from the socket.  A
+ * reader that returned an error stays in error: the stream is out of sync
+ * and the connection must be dropped.
+ */
+#ifndef HR_CORE_STREAM_H
+#define HR_CORE_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "proto/hareplicate.pb-c.h"
+
+#define HR_PROTO_VERSION 1
+
+#define HR_FRAME_MAGIC		0x48524631u /* "HRF1" */
+#define HR_FRAME_HDR_BYTES	16u
+#define HR_FRAME_MAX_HDR_BYTES	(64u << 10) /* protobuf header */
+#define HR_FRAME_MAX_DATA_BYTES (64u << 20) /* raw data */
+#define HR_FRAME_MANDATORY	(1u << 0)   /* receiver must understand the type */
+
+/* Frame types (u16).  Values are wire format: never renumber. */
+enum hr_frame_type {
+	HR_FT_HELLO = 1,       /* Hr__Hello */
+	HR_FT_HELLO_ACK = 2,   /* Hr__HelloAck */
+	HR_FT_EPOCH_BEGIN = 3, /* Hr__EpochBegin */
+	HR_FT_PAGE_BATCH = 4,  /* Hr__PageBatch + count * page_bytes raw */
+	HR_FT_STATE = 5,       /* Hr__State + blob_bytes raw */
+	HR_FT_EPOCH_END = 6,   /* Hr__EpochEnd */
+	HR_FT_ACK = 7,	       /* Hr__Ack */
+	HR_FT_HEARTBEAT = 8,   /* Hr__Heartbeat */
+	HR_FT_ERROR = 9,       /* Hr__Error */
+	HR_FT_NR,	       /* first unassigned; control types will start at 0x100 */
+};
+
+/* One received frame. */
+struct hr_frame {
+	uint16_t type;
+	uint16_t flags;
+	uint32_t hdr_len;
+	uint32_t data_len;
+	ProtobufCMessage *msg; /* unpacked header, cast to Hr__<Type> by type; owned */
+	const uint8_t *data;   /* data_len raw bytes (NULL when 0); see lifetime below */
+	void *owned;	       /* private: buffer freed by hr_frame_release */
+};
+
+/* Free f->msg (and, for hr_stream_recv, the data).  Safe on a zeroed frame. */
+void hr_frame_release(struct hr_frame *f);
+
+/* Descriptor of a known frame type, NULL if unknown. */
+const ProtobufCMessageDescriptor *hr_frame_descriptor(unsigned type);
+/* "PAGE_BATCH", ... or "unknown". */
+const char *hr_frame_type_name(unsigned type);
+
+/* ---- send side ---- */
+
+/*
+ * Send one frame on a blocking (or non-blocking: EAGAIN is waited out with
+ * poll) fd: header + packed msg + the data iovecs, with sendmsg/writev and
+ * no copy of the data.  msg may be NULL (hdr_len 0).  SIGPIPE is not
+ * raised on sockets.  Returns 0, -HR_EPROTO (message or data too large,
+ * msg of the wrong type) or -errno.
+ */
+int hr_stream_send(int fd, uint16_t type, uint16_t flags, const ProtobufCMessage *msg,
+		   const struct iovec *data, int nr_iov);
+
+/*
+ * Encode frame header + packed msg into a malloc'd buffer, for callers
+ * that queue frames themselves (evbuffer_add + evbuffer_add_reference for
+ * the data_len raw bytes).  *buf_r is freed by the caller.
+ */
+int hr_frame_encode(uint16_t type, uint16_t flags, const ProtobufCMessage *msg, uint64_t data_len,
+		    uint8_t **buf_r, size_t *len_r);
+
+/*
+ * Convenience: one PAGE_BATCH of nr pages (HR_PAGE_SIZE each) listed by
+ * gfn, page data taken in place from pages[i].  nr <= HR_FRAME_MAX_DATA_BYTES
+ * / HR_PAGE_SIZE.
+ */
+int hr_stream_send_pages(int fd, uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
+			 unsigned nr);
+
+/* ---- receive side: incremental reader ---- */
+
+struct hr_frame_reader {
+	const char *vm; /* for log lines; may be NULL */
+	uint8_t *buf;	/* buffered bytes are buf[off, len) */
+	size_t cap, len, off;
+	uint64_t skip_bytes; /* rest of an unknown optional frame still to drop */
+	int err;	     /* sticky error */
+	uint64_t nr_frames;  /* frames returned */
+	uint64_t nr_skipped; /* unknown optional frames dropped */
+};
+
+void hr_frame_reader_init(struct hr_frame_reader *r, const char *vm);
+void hr_frame_reader_fini(struct hr_frame_reader *r);
+
+/* Append bytes to the reader.  0 or -ENOMEM / the sticky error. */
+int hr_frame_reader_feed(struct hr_frame_reader *r, const void *buf, size_t len);
+
+/*
+ * One read() from fd into the reader.  Returns bytes read (> 0), 0 at EOF,
+ * -EAGAIN when a non-blocking fd has nothing, or -errno.
+ */
+ssize_t hr_frame_reader_fill(struct hr_frame_reader *r, int fd);
+
+/*
+ * Take the next complete frame.  Returns 1 with *f filled, 0 if more bytes
+ * are needed, < 0 on a malformed stream (sticky).  Unknown types without
+ * HR_FRAME_MANDATORY are skipped without being buffered.  f->data points
+ * into the reader's buffer and is valid until the next call on the reader;
+ * f->msg belongs to the caller (hr_frame_release).
+ */
+int hr_frame_reader_next(struct hr_frame_reader *r, struct hr_frame *f);
+
+/* Bytes of a partial frame buffered (non-zero at EOF means truncation). */
+size_t hr_frame_reader_pending(const struct hr_frame_reader *r);
+
+/* ---- receive side: blocking ---- */
+
+/*
+ * Read exactly one frame from a blocking fd (no read-ahead, so it can be
+ * mixed with other users of the fd).  Unknown optional frames are skipped.
+ * Returns 0 with *f filled (release it), -ECONNRESET on EOF at a frame
+ * boundary, -HR_EPROTO on a malformed or truncated frame, or -errno.
+ * vm names the VM in log lines (may be NULL).
+ */
+int hr_stream_recv(int fd, const char *vm, struct hr_frame *f);
+
+/* Receive one frame and require its type: -HR_EPROTO if it is another one. */
+int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *f);
+
+/*
+ * Handshake check of a received Hello: protocol version (-HR_EVERSION),
+ * page size (-HR_ESHAPE).  Shape against the local VM is the caller's job.
+ */
+int hr_stream_check_hello(const Hr__Hello *hello, const char *vm);
+
+/* ---- epoch checksum (XXH3-64, see docs/stream-format.md) ---- */
+
+struct hr_epoch_sum {
+	void *state; /* XXH3_state_t */
+};
+
+/* Start the checksum of `epoch`.  0 or -ENOMEM. */
+int hr_epoch_sum_init(struct hr_epoch_sum *s, uint64_t epoch);
+/* Restart for another epoch without reallocating. */
+void hr_epoch_sum_reset(struct hr_epoch_sum *s, uint64_t epoch);
+void hr_epoch_sum_page(struct hr_epoch_sum *s, uint64_t gfn, const void *page);
+void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes);
+uint64_t hr_epoch_sum_value(const struct hr_epoch_sum *s);
+void hr_epoch_sum_fini(struct hr_epoch_sum *s);
+
+#endif
