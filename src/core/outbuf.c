@@ -299,3 +299,29 @@ void hr_outbuf_get_stats(struct hr_outbuf *ob, struct hr_outbuf_stats *s)
 	s->nr_full = ob->nr_full;
 	pthread_mutex_unlock(&ob->lock);
 }
+
+int hr_outbuf_copy_held(struct hr_outbuf *ob, uint64_t epoch, uint8_t **buf_r, size_t *len_r,
+			uint64_t *offset_r)
+{
+	size_t n = 0;
+	struct chunk *c;
+
+	pthread_mutex_lock(&ob->lock);
+	for (c = ob->head; c && c->epoch <= epoch; c = c->next)
+		n += c->len;
+	uint8_t *buf = malloc(n ? n : 1);
+	if (!buf) {
+		pthread_mutex_unlock(&ob->lock);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (c = ob->head; c && c->epoch <= epoch; c = c->next) {
+		memcpy(buf + n, c->data, c->len);
+		n += c->len;
+	}
+	*offset_r = ob->released_bytes;
+	pthread_mutex_unlock(&ob->lock);
+	*buf_r = buf;
+	*len_r = n;
+	return 0;
+}

@@ -76,4 +76,13 @@ struct hr_outbuf_stats {
 };
 void hr_outbuf_get_stats(struct hr_outbuf *ob, struct hr_outbuf_stats *s);
 
+/*
+ * Copy (without releasing) the held bytes of every sealed epoch <= epoch, in
+ * order, into a malloc'd buffer; *offset_r is the stream offset of the first
+ * of them (= bytes released so far).  The epoch engine ships these with each
+ * checkpoint so that a promoted backup can release what the primary could not.
+ */
+int hr_outbuf_copy_held(struct hr_outbuf *ob, uint64_t epoch, uint8_t **buf_r, size_t *len_r,
+			uint64_t *offset_r);
+
 #endif

@@ -1,0 +1,89 @@
+/*
+ * rt.h - tiny freestanding runtime shared by the test guests.
+ *
+ * Ring 0 sets up (rt_init: serial, GDT/TSS, IDT, multiboot info, TSC),
+ * then the guest may drop to ring 3 with rt_enter_ring3().  Everything
+ * here except rt_init() is also safe at ring 3: the console and exit
+ * functions notice CPL 3 and go through SYSCALL to ring 0, because PVM
+ * runs guest ring 3 with IOPL 0 (ring 3 IN/OUT raise #GP there).
+ */
+#ifndef GUESTS_RT_H
+#define GUESTS_RT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MB_BOOT_MAGIC	0x2BADB002u
+#define COM1		0x3f8
+#define DEBUG_EXIT_PORT 0xf4 /* isa-debug-exit: status = (v << 1) | 1 */
+#define RT_CMDLINE_MAX	1024
+#define RT_MMAP_MAX	32
+
+struct rt_mmap {
+	uint64_t base, len;
+	uint32_t type;
+};
+
+/* Copied out of the multiboot information by rt_init() (ring 0). */
+struct rt_boot {
+	uint32_t magic, info_paddr, cr0, eflags; /* as found at entry */
+	uint32_t flags, mem_lower, mem_upper;	 /* KiB */
+	char cmdline[RT_CMDLINE_MAX];
+	char loader_name[64];
+	unsigned int nr_mmap;
+	struct rt_mmap mmap[RT_MMAP_MAX];
+	uint64_t tsc_khz_pit;	/* PIT ch2 gated by port 0x61, 0 if it failed */
+	uint64_t tsc_khz;	/* that, else ch2 count read-back, else CPUID */
+	const char *tsc_source; /* "pit", "pit-count", "cpuid" or "none" */
+};
+
+extern struct rt_boot rt_boot;
+extern const char *rt_name; /* prefix of the runtime's own lines */
+
+static inline void outb(uint16_t port, uint8_t v)
+{
+	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
+}
+static inline uint8_t inb(uint16_t port)
+{
+	uint8_t v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+static inline void outl(uint16_t port, uint32_t v)
+{
+	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+static inline uint64_t rdtsc(void)
+{
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((uint64_t)hi << 32) | lo;
+}
+static inline void cpu_relax(void)
+{
+	__asm__ volatile("pause" ::: "memory");
+}
+
+void rt_init(const char *name); /* ring 0 only */
+void rt_enter_ring3(void (*fn)(void), void *stack_top);
+void rt_exit(unsigned int code) __attribute__((noreturn));
+
+void rt_putc(char c);
+void rt_puts(const char *s);
+int rt_getc_nowait(void); /* -1 if no byte is waiting */
+int rt_getc(void);	  /* polls LSR.DR */
+void rt_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void rt_vprintf(const char *fmt, va_list ap);
+
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n);
+size_t strlen(const char *s);
+
+/* First token "key=..." in the command line: copies the value, returns 1. */
+int rt_cmdline_get(const char *key, char *val, size_t size);
+/* Decimal (or 0x hex) with optional K/M/G suffix (x1024); 0 on success. */
+int rt_parse_u64(const char *s, uint64_t *v_r, int allow_suffix);
+
+#endif
