@@ -7,3 +7,7 @@ tests_t_kvm_LDADD = $(HR_LIBS)
 
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh
 TESTS += tests/t-snapshot-kvm.sh
+
+check_PROGRAMS += tests/t-engine
+TESTS += tests/t-engine
+tests_t_engine_LDADD = $(HR_LIBS)

@@ -1,1 +1,2 @@
 # src/core
+libhr_a_SOURCES += src/core/engine.c src/core/engine.h

@@ -1,0 +1,33 @@
+#include "ha/failover.h"
+#include "common/log.h"
+
+void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns)
+{
+	m->last_rx_ns = now_ns;
+}
+
+enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int stream_ended)
+{
+	int silent = m->silence_ms && now_ns - m->last_rx_ns >= m->silence_ms * 1000000ull;
+
+	if (!stream_ended && !silent)
+		return HR_HA_WAIT;
+	if (!m->have_commit) {
+		log_warnx(m->vm, "+primary-lost before the first complete epoch: nothing to promote");
+		return HR_HA_GIVE_UP;
+	}
+	if (!m->auto_promote)
+		return HR_HA_WAIT; /* the operator decides (hareplicate failover) */
+	log_warnx(m->vm, "+primary-lost (%s)", stream_ended ? "stream ended" : "stream silent");
+	return HR_HA_PROMOTE;
+}
+
+int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
+{
+	if (!m->silence_ms)
+		return -1;
+	uint64_t due = m->last_rx_ns + m->silence_ms * 1000000ull;
+	if (now_ns >= due)
+		return 0;
+	return (int)((due - now_ns) / 1000000ull) + 1;
+}
