@@ -1,0 +1,1 @@
+# drill (filled in by the drill work)
