@@ -41,6 +41,7 @@
 #define BOOT_GDT_GPA 0x500
 #define BOOT_INFO_GPA 0x9000
 #define BOOT_INFO_END 0x9f000
+#define LOW_RESERVED_BYTES 0x20000
 
 struct mb_info {
 	uint32_t flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
@@ -83,10 +84,15 @@ static int build_memmap(struct kvm_vm *vm, struct e820 *m)
 	uint64_t mem = vm->cfg.mem_bytes;
 	uint64_t low = mem < HR_LOW_MEM_TOP ? mem : HR_LOW_MEM_TOP;
 	int n = 0;
+	/* The PC layout QEMU with SeaBIOS presents, so that a guest sees the same
+	 * map under both: the top 128 KiB of low RAM is firmware-reserved. */
 	m[n++] = (struct e820){0, 0x9fc00, 1};
 	m[n++] = (struct e820){0x9fc00, 0x400, 2};
 	m[n++] = (struct e820){0xf0000, 0x10000, 2};
-	m[n++] = (struct e820){0x100000, low - 0x100000, 1};
+	m[n++] = (struct e820){0x100000, low - 0x100000 - LOW_RESERVED_BYTES, 1};
+	m[n++] = (struct e820){low - LOW_RESERVED_BYTES, LOW_RESERVED_BYTES, 2};
+	m[n++] = (struct e820){0xfeffc000, 0x4000, 2};
+	m[n++] = (struct e820){0xfffc0000, 0x40000, 2};
 	if (mem > low)
 		m[n++] = (struct e820){HR_HIGH_MEM_BASE, mem - low, 1};
 	return n;
@@ -322,17 +328,18 @@ static int load_multiboot(struct kvm_vm *vm, const struct image *img, const uint
 
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct mb_info)};
 	struct mb_info mbi = {0};
-	struct e820 m[8];
+	struct e820 m[10];
 	int nm = build_memmap(vm, m);
-	struct mb_mmap mm[8];
+	struct mb_mmap mm[10];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct mb_mmap){20, m[i].addr, m[i].len, m[i].type};
 
 	char *cl = full_cmdline(img->path, vm->cfg.cmdline);
 	if (!cl)
 		return -ENOMEM;
-	mbi.flags = (1u << 0) | (1u << 2) | (1u << 3) | (1u << 6) | (1u << 9);
+	mbi.flags = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 3) | (1u << 6) | (1u << 9);
 	mbi.mem_lower = 639;
+	mbi.boot_device = 0x8000ffffu; /* first BIOS disk, no partition (as QEMU) */
 	mbi.mem_upper = (uint32_t)((m[3].addr + m[3].len - 0x100000) >> 10);
 	mbi.cmdline = (uint32_t)boot_put(&a, cl, strlen(cl) + 1);
 	free(cl);
@@ -361,9 +368,9 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	if (rc < 0)
 		return rc;
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct hvm_start_info)};
-	struct e820 m[8];
+	struct e820 m[10];
 	int nm = build_memmap(vm, m);
-	struct hvm_memmap_entry mm[8];
+	struct hvm_memmap_entry mm[10];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
 	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};
