@@ -161,7 +161,7 @@ int main(void)
 
 	/* Cut the primary off mid-run: as if its host died.  The primary's guest
 	 * is stopped first so that only the backup's copy can produce output. */
-	hr_engine_stop(p.eng);
+	hr_engine_abort(p.eng);
 	pthread_join(tp, NULL);
 	uint64_t t_kill = hr_now_ns();
 	shutdown(sv[0], SHUT_RDWR);

@@ -11,6 +11,7 @@ static const char *const hr_err_text[] = {
 	[HR_EPROTO - HR_EBASE] = "malformed stream frame",
 	[HR_ECHECKSUM - HR_EBASE] = "checksum mismatch",
 	[HR_ESHAPE - HR_EBASE] = "VM shape does not match",
+	[HR_EPROMOTED - HR_EBASE] = "the backup has taken over this VM",
 };
 
 const char *hr_strerror(int rc)

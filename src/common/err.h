@@ -12,6 +12,7 @@ enum {
 	HR_EPROTO = 1005,    /* malformed stream frame */
 	HR_ECHECKSUM = 1006, /* checksum mismatch */
 	HR_ESHAPE = 1007,    /* peer / file VM shape does not match */
+	HR_EPROMOTED = 1008, /* the backup has taken over this VM */
 	HR_ELAST
 };
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -75,7 +76,7 @@ struct hr_engine {
 	uint64_t nr_epochs;
 };
 
-enum { CTL_STOP = 's', CTL_PROMOTE = 'p', CTL_GUEST_EXIT = 'x', CTL_CONSOLE_FULL = 'f' };
+enum { CTL_STOP = 's', CTL_ABORT = 'a', CTL_PROMOTE = 'p', CTL_GUEST_EXIT = 'x', CTL_CONSOLE_FULL = 'f' };
 
 static void ctl_send(struct hr_engine *e, char c)
 {
@@ -88,6 +89,11 @@ static void ctl_send(struct hr_engine *e, char c)
 void hr_engine_stop(struct hr_engine *e)
 {
 	ctl_send(e, CTL_STOP);
+}
+
+void hr_engine_abort(struct hr_engine *e)
+{
+	ctl_send(e, CTL_ABORT);
 }
 
 void hr_engine_promote(struct hr_engine *e)
@@ -279,6 +285,8 @@ static void fill_hello(struct hr_engine *e, Hr__Hello *h, Hr__MemRegion *mr, Hr_
 	h->has_epoch_us = 1;
 	h->epoch_us = e->cfg.epoch_us;
 }
+
+static void send_error(struct hr_engine *e, int code, const char *text);
 
 /* ---- primary ---- */
 
@@ -489,6 +497,8 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 			Hr__Error *er = (Hr__Error *)f.msg;
 			log_err(e->name, "backup reports: %s", er->text ? er->text : "error");
 			rc = er->code < 0 ? er->code : -HR_EPROTO;
+			if (rc == -HR_EPROMOTED)
+				*ctl_r = CTL_ABORT;
 			hr_frame_release(&f);
 			return rc;
 		}
@@ -599,8 +609,10 @@ static int primary_unprotected(struct hr_engine *e)
 	/* output is no longer held: seal and release as it comes */
 	for (;;) {
 		ctl = wait_fd(e, 20);
-		if (ctl == CTL_STOP || ctl == CTL_GUEST_EXIT)
-			return ctl == CTL_STOP ? 0 : 1;
+		if (ctl == CTL_ABORT)
+			e->ops->pause(e->vm);
+		if (ctl == CTL_STOP || ctl == CTL_ABORT || ctl == CTL_GUEST_EXIT)
+			return ctl == CTL_GUEST_EXIT ? 1 : 0;
 		hr_outbuf_seal(e->outbuf, epoch);
 		hr_outbuf_release(e->outbuf, epoch, release_sink, e);
 		epoch++;
@@ -648,7 +660,7 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 		rc = checkpoint(e, epoch, &last_pause, &rd, &ctl);
 		if (epoch == 0 && !rc)
 			log_info(e->name, "+protected: backup holds a complete copy (epoch 0)");
-		if (rc == -EINTR && ctl == CTL_STOP)
+		if ((rc == -EINTR && (ctl == CTL_STOP || ctl == CTL_ABORT)) || ctl == CTL_ABORT)
 			break;
 		if (rc == -EINTR && ctl == CTL_GUEST_EXIT)
 			rc = 0; /* ship the final epoch below, then stop */
@@ -667,8 +679,10 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 			if (poll(&p, 1, ms) > 0) {
 				char c;
 				if (read(e->ctl_pipe[0], &c, 1) == 1) {
-					if (c == CTL_STOP)
+					if (c == CTL_STOP || c == CTL_ABORT) {
+						ctl = c;
 						goto stopped;
+					}
 					if (c == CTL_CONSOLE_FULL || c == CTL_GUEST_EXIT)
 						break; /* checkpoint now */
 				}
@@ -677,14 +691,28 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 	}
 stopped:
 	rc = 0;
+	if (ctl == CTL_ABORT) {
+		/* as if this process died: the guest stops, nothing more is said */
+		e->ops->pause(e->vm);
+		if (e->fd >= 0) {
+			shutdown(e->fd, SHUT_RDWR);
+		}
+		log_warnx(e->name, "replication aborted%s", e->guest_exited ? "" : "; guest stopped");
+		goto out;
+	}
+	/* orderly end: the backup must not take over */
+	send_error(e, 0, e->guest_exited ? "guest exited" : "primary stopped on purpose");
 	if (e->guest_exited) {
 		emit(e, HR_EV_GUEST_EXIT, NULL);
 		rc = e->guest_exit_code;
 	}
 	goto out;
 lost:
-	if (rc == -EINTR && ctl == CTL_STOP) {
-		rc = 0;
+	if (rc == -EINTR && (ctl == CTL_STOP || ctl == CTL_ABORT))
+		goto stopped;
+	if (rc == -HR_EPROMOTED) {
+		e->ops->pause(e->vm);
+		log_warnx(e->name, "+demoted: the backup took over; guest stopped here");
 		goto out;
 	}
 	if (!e->vm)
@@ -868,7 +896,19 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				}
 				continue;
 			}
-			if (f.type == HR_FT_HEARTBEAT || f.type == HR_FT_ERROR) {
+			if (f.type == HR_FT_ERROR) {
+				Hr__Error *er = (Hr__Error *)f.msg;
+				int code = er->code;
+				log_info(e->name, "primary ends replication: %s",
+					 er->text ? er->text : "no reason");
+				hr_frame_release(&f);
+				if (code == 0) {
+					rc = 0;
+					goto out;
+				}
+				continue;
+			}
+			if (f.type == HR_FT_HEARTBEAT) {
 				hr_frame_release(&f);
 				continue;
 			}
@@ -925,7 +965,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 		if (v == HR_HA_PROMOTE)
 			goto promote;
 		int w = wait_fd(e, ended ? -1 : hr_ha_poll_ms(&ha, now));
-		if (w == CTL_STOP) {
+		if (w == CTL_STOP || w == CTL_ABORT) {
 			rc = 0;
 			goto out;
 		}
@@ -952,6 +992,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 promote:
 	if (in_epoch)
 		hr_staging_discard(st);
+	if (e->fd >= 0 && !ended)
+		send_error(e, -HR_EPROMOTED, "the backup has taken over");
 	if (e->fd >= 0) {
 		close(e->fd);
 		e->fd = -1;
@@ -960,7 +1002,7 @@ promote:
 		goto out;
 	for (;;) {
 		int w = wait_fd(e, -1);
-		if (w == CTL_STOP) {
+		if (w == CTL_STOP || w == CTL_ABORT) {
 			rc = 0;
 			break;
 		}

@@ -78,8 +78,12 @@ int hr_engine_run_primary(struct hr_engine *eng, int peer_fd);
  * to promote). */
 int hr_engine_run_backup(struct hr_engine *eng, int peer_fd);
 
-/* Thread- and signal-safe requests (a write to a pipe). */
+/* Thread- and signal-safe requests (a write to a pipe).  stop is orderly:
+ * a primary tells its backup that the VM is stopping on purpose, so the
+ * backup does not promote.  abort drops everything as a crash would (the
+ * backup promotes): for drills and tests. */
 void hr_engine_stop(struct hr_engine *eng);
+void hr_engine_abort(struct hr_engine *eng);
 void hr_engine_promote(struct hr_engine *eng);
 
 /* Latest stats (copy). */
