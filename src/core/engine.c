@@ -180,6 +180,13 @@ static void promoted_console(void *opaque, const void *buf, size_t len)
 static void on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 {
 	struct hr_engine *e = opaque;
+	if (why == HR_EXIT_ERROR)
+		log_err(e->name, "guest stopped on a VM error: %s",
+			e->ops->last_error ? e->ops->last_error(e->vm) : "unknown");
+	else
+		log_info(e->name, "guest exited (%s, code %d)",
+			 why == HR_EXIT_DEBUG_PORT ? "debug-exit port" :
+			 why == HR_EXIT_SHUTDOWN ? "shutdown" : "halt", code);
 	e->guest_exit_code = code;
 	e->guest_exited = (int)why;
 	ctl_send(e, CTL_GUEST_EXIT);

@@ -24,7 +24,7 @@ void kvm_set_error(struct kvm_vm *vm, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(vm->errbuf, sizeof(vm->errbuf), fmt, ap);
 	va_end(ap);
-	log_err(vm->name, "kvm: %s", vm->errbuf);
+	log_debug(vm->name, "kvm: %s", vm->errbuf); /* callers report it via last_error */
 }
 
 int kvm_irq_line(struct kvm_vm *vm, unsigned irq, int level)
