@@ -1,1 +1,25 @@
-# bench
+# bench: benchmark programs.  Built by `make` (noinst), never run by
+# `make check`; `make bench` runs them all (see bench/README.md).
+# BENCH_FLAGS=--quick gives a ~30 s run.
+
+noinst_PROGRAMS += bench/b-dirty
+bench_b_dirty_SOURCES = bench/b-dirty.c
+bench_b_dirty_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+bench_b_dirty_LDADD = $(HR_LIBS)
+EXTRA_DIST += bench/README.md
+
+noinst_PROGRAMS += bench/b-replicate
+bench_b_replicate_SOURCES = bench/b-replicate.c
+bench_b_replicate_LDADD = $(HR_LIBS)
+
+BENCH_PROGS = bench/b-dirty bench/b-replicate
+BENCH_FLAGS =
+
+bench: $(BENCH_PROGS) $(guests_elfs)
+	@for p in $(BENCH_PROGS); do \
+		echo "== $$p $(BENCH_FLAGS)"; \
+		top_builddir='$(abs_top_builddir)' QEMU='$(QEMU)' ./$$p $(BENCH_FLAGS) || exit $$?; \
+	done
+bench-quick:
+	$(MAKE) $(AM_MAKEFLAGS) bench BENCH_FLAGS=--quick
+.PHONY: bench bench-quick

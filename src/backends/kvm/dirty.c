@@ -59,7 +59,8 @@ int kvm_dirty_map_rings(struct kvm_vm *vm)
 	long page = sysconf(_SC_PAGESIZE);
 
 	vm->ring_acc = calloc((vm->nr_gfns + 63) / 64, 8);
-	if (!vm->ring_acc)
+	vm->ring_words = calloc((vm->nr_gfns + 63) / 64, 8);
+	if (!vm->ring_acc || !vm->ring_words)
 		return -ENOMEM;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct kvm_vcpu *v = &vm->vcpus[i];
@@ -114,8 +115,11 @@ void kvm_dirty_ring_harvest(struct kvm_vm *vm)
 			uint32_t slot = e->slot & 0xffff;
 			if (slot < vm->nr_slots) {
 				uint64_t gfn = (vm->slots[slot].gpa >> HR_PAGE_SHIFT) + e->offset;
-				if (gfn < vm->nr_gfns)
+				if (gfn < vm->nr_gfns) {
+					if (!vm->ring_acc[gfn / 64])
+						vm->ring_words[vm->nr_ring_words++] = gfn / 64;
 					vm->ring_acc[gfn / 64] |= 1ull << (gfn % 64);
+				}
 			}
 			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 			v->ring_fetch++;
@@ -139,6 +143,7 @@ int kvm_dirty_start(struct kvm_vm *vm)
 		kvm_dirty_ring_harvest(vm);
 		pthread_mutex_lock(&vm->ring_lock);
 		memset(vm->ring_acc, 0, (vm->nr_gfns + 63) / 64 * 8);
+		vm->nr_ring_words = 0;
 		pthread_mutex_unlock(&vm->ring_lock);
 	}
 	return 0;
@@ -201,13 +206,13 @@ int kvm_dirty_fetch(struct kvm_vm *vm, uint64_t *bitmap)
 
 	kvm_dirty_ring_harvest(vm);
 	pthread_mutex_lock(&vm->ring_lock);
-	uint64_t nwords = (vm->nr_gfns + 63) / 64;
-	for (uint64_t w = 0; w < nwords; w++) {
-		if (vm->ring_acc[w]) {
-			bitmap[w] |= vm->ring_acc[w];
-			vm->ring_acc[w] = 0;
-		}
+	/* only the words that were set: cost follows the dirty set, not guest size */
+	for (uint64_t i = 0; i < vm->nr_ring_words; i++) {
+		uint64_t w = vm->ring_words[i];
+		bitmap[w] |= vm->ring_acc[w];
+		vm->ring_acc[w] = 0;
 	}
+	vm->nr_ring_words = 0;
 	pthread_mutex_unlock(&vm->ring_lock);
 	return 0;
 }

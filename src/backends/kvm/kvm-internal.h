@@ -66,6 +66,8 @@ struct kvm_vm {
 	enum hr_dirty_mode dirty_mode;
 	uint32_t ring_entries;
 	uint64_t *ring_acc; /* ring mode: gfns harvested between fetches */
+	uint64_t *ring_words; /* indices of the non-zero words of ring_acc */
+	uint64_t nr_ring_words;
 	pthread_mutex_t ring_lock;
 
 	struct kvm_vcpu vcpus[HR_MAX_VCPUS];

@@ -105,6 +105,7 @@ static void kvm_close(struct hr_vm *hvm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	free(vm->ring_acc);
+	free(vm->ring_words);
 	free(vm->msr_list);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->dev_lock);

@@ -1,0 +1,411 @@
+/*
+ * b-replicate.c - the replication engine measured, with its peers in the same
+ * run: memwalk in a 1 GiB guest protected at 25 ms epochs over TCP between
+ * loopback (both ends and the plain-TCP peer share it), at several dirty
+ * rates.  Prints pause and achieved-interval p50/p99, guest progress
+ * protected vs unprotected (ratio, same run), replication throughput vs a
+ * plain TCP stream between the same endpoints (ratio, same run), and
+ * failover time (abort of the primary -> first new console line from the
+ * backup) p50 over N runs.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine.h"
+
+static const char *guest_path;
+static int quick;
+
+/* ---------- statistics ---------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t pct(uint64_t *v, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_u64);
+	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+	return v[i];
+}
+
+/* ---------- console: count memwalk progress ---------- */
+
+struct console {
+	pthread_mutex_t lock;
+	char line[512];
+	size_t len;
+	uint64_t last_dirtied, first_dirtied, first_ns, last_ns;
+	uint64_t lines;
+	uint64_t first_line_after_ns; /* set: time of first line after mark */
+	int marked;
+};
+
+static void console_byte_line(struct console *c)
+{
+	c->line[c->len] = 0;
+	char *p = strstr(c->line, "dirtied=");
+	if (!p)
+		return;
+	uint64_t d = strtoull(p + 8, NULL, 10), now = hr_now_ns();
+	if (!c->lines) {
+		c->first_dirtied = d;
+		c->first_ns = now;
+	}
+	c->last_dirtied = d;
+	c->last_ns = now;
+	c->lines++;
+	if (c->marked && !c->first_line_after_ns)
+		c->first_line_after_ns = now;
+}
+
+static void console_feed(struct console *c, const void *buf, size_t n)
+{
+	const char *s = buf;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\n') {
+			console_byte_line(c);
+			c->len = 0;
+		} else if (c->len < sizeof(c->line) - 1) {
+			c->line[c->len++] = s[i];
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void vm_console(void *o, const void *buf, size_t n)
+{
+	console_feed(o, buf, n);
+}
+
+/* The sink dedups by offset like any outside observer would. */
+struct sink {
+	struct console con;
+	uint64_t have;
+};
+
+static void sink_fn(void *o, uint64_t off, const void *buf, size_t n)
+{
+	struct sink *s = o;
+	if (off + n <= s->have)
+		return;
+	size_t skip = off < s->have ? (size_t)(s->have - off) : 0;
+	console_feed(&s->con, (const char *)buf + skip, n - skip);
+	s->have = off + n;
+}
+
+static double progress_rate(struct console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	double r = c->last_ns > c->first_ns ? (double)(c->last_dirtied - c->first_dirtied) /
+						      ((c->last_ns - c->first_ns) / 1e9)
+					    : 0;
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* ---------- connections ---------- */
+
+static int tcp_pair(int fds[2])
+{
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (void *)&a, &al))
+		return -errno;
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(fds[0], (void *)&a, sizeof(a)))
+		return -errno;
+	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	close(l);
+	int one = 1;
+	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fds[1] < 0 ? -errno : 0;
+}
+
+/* ---------- runs ---------- */
+
+#define MAX_EPOCHS 4096
+
+struct run_stats {
+	pthread_mutex_t lock;
+	uint64_t pause_us[MAX_EPOCHS], interval_us[MAX_EPOCHS], bytes[MAX_EPOCHS],
+		dirty[MAX_EPOCHS], ack_us[MAX_EPOCHS];
+	size_t n;
+	int synced, promoted;
+	struct console *con; /* record epochs only once the guest is in its loop */
+	uint64_t synced_ns, sync_start_ns;
+};
+
+static void p_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+{
+	struct run_stats *r = o;
+	pthread_mutex_lock(&r->lock);
+	if (ev == HR_EV_SYNCED) {
+		r->synced = 1;
+		r->synced_ns = hr_now_ns();
+	}
+	int steady = 0;
+	if (r->con) {
+		pthread_mutex_lock(&r->con->lock);
+		steady = r->con->lines >= 2;
+		pthread_mutex_unlock(&r->con->lock);
+	}
+	if (ev == HR_EV_EPOCH && st && steady && r->n < MAX_EPOCHS) {
+		r->pause_us[r->n] = st->pause_us;
+		r->interval_us[r->n] = st->interval_us;
+		r->bytes[r->n] = st->bytes;
+		r->dirty[r->n] = st->dirty_pages;
+		r->ack_us[r->n] = st->ack_us;
+		r->n++;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void b_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+{
+	struct run_stats *r = o;
+	if (ev == HR_EV_PROMOTED)
+		r->promoted = 1;
+}
+
+struct thr {
+	struct hr_engine *e;
+	int fd, backup;
+};
+
+static void *thr_run(void *a)
+{
+	struct thr *t = a;
+	if (t->backup)
+		hr_engine_run_backup(t->e, t->fd);
+	else
+		hr_engine_run_primary(t->e, t->fd);
+	return NULL;
+}
+
+static double unprotected_progress(uint64_t mem, const char *cmdline, double secs)
+{
+	struct console c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct hr_vm_config cfg = {.name = "bench-plain", .mem_bytes = mem, .nr_vcpus = 1,
+				   .kernel_path = guest_path, .cmdline = cmdline,
+				   .console_out = vm_console, .console_opaque = &c};
+	const struct hr_backend_ops *ops = hr_backend_find("kvm");
+	struct hr_vm *vm = NULL;
+	if (ops->open(&vm, &cfg)) {
+		ops->close(vm);
+		return 0;
+	}
+	ops->resume(vm);
+	uint64_t t0 = hr_now_ns();
+	while (c.lines < 2 && hr_now_ns() - t0 < 60e9)
+		usleep(1000);
+	pthread_mutex_lock(&c.lock);
+	c.lines = 0;
+	pthread_mutex_unlock(&c.lock);
+	t0 = hr_now_ns();
+	while (hr_now_ns() - t0 < (uint64_t)(secs * 1e9))
+		usleep(20000);
+	double r = progress_rate(&c);
+	ops->close(vm);
+	return r;
+}
+
+static int protected_run(uint64_t mem, const char *cmdline, double secs, struct run_stats *rs,
+			 double *progress_r, uint64_t *failover_us_r)
+{
+	int fds[2];
+	if (tcp_pair(fds) < 0)
+		return -1;
+	struct sink sk = {.con = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+	rs->con = &sk.con;
+	const struct hr_backend_ops *kvm = hr_backend_find("kvm");
+	struct hr_engine_config pc = {
+		.name = "bench", .ops = kvm, .epoch_us = 25000, .silence_ms = 500,
+		.console_sink = sink_fn, .console_opaque = &sk, .on_event = p_event,
+		.event_opaque = rs,
+		.vm = {.mem_bytes = mem, .nr_vcpus = 1, .kernel_path = guest_path, .cmdline = cmdline},
+	};
+	struct hr_engine_config bc = {.name = "bench-b", .ops = kvm, .silence_ms = 500,
+				      .auto_promote = 1, .console_sink = sink_fn,
+				      .console_opaque = &sk, .on_event = b_event, .event_opaque = rs};
+	struct thr p = {.fd = fds[0]}, b = {.fd = fds[1], .backup = 1};
+	hr_engine_new(&p.e, &pc);
+	hr_engine_new(&b.e, &bc);
+	pthread_t tp, tb;
+	rs->sync_start_ns = hr_now_ns();
+	pthread_create(&tb, NULL, thr_run, &b);
+	pthread_create(&tp, NULL, thr_run, &p);
+	uint64_t t0 = hr_now_ns();
+	while (!rs->synced && hr_now_ns() - t0 < 60e9)
+		usleep(1000);
+	while (sk.con.lines < 2 && hr_now_ns() - t0 < 60e9)
+		usleep(1000);
+	pthread_mutex_lock(&sk.con.lock);
+	sk.con.lines = 0; /* progress is measured from here */
+	pthread_mutex_unlock(&sk.con.lock);
+	uint64_t t1 = hr_now_ns();
+	while (hr_now_ns() - t1 < (uint64_t)(secs * 1e9))
+		usleep(20000);
+	*progress_r = progress_rate(&sk.con);
+	rs->con = NULL;
+
+	/* failover: the primary dies; time to the first new console line */
+	pthread_mutex_lock(&sk.con.lock);
+	sk.con.marked = 1;
+	sk.con.first_line_after_ns = 0;
+	pthread_mutex_unlock(&sk.con.lock);
+	uint64_t tk = hr_now_ns();
+	hr_engine_abort(p.e);
+	pthread_join(tp, NULL);
+	close(fds[0]);
+	while (!sk.con.first_line_after_ns && hr_now_ns() - tk < 10e9)
+		usleep(200);
+	*failover_us_r = sk.con.first_line_after_ns ? (sk.con.first_line_after_ns - tk) / 1000 : 0;
+	hr_engine_stop(b.e);
+	pthread_join(tb, NULL);
+	hr_engine_free(p.e);
+	hr_engine_free(b.e);
+	return 0;
+}
+
+/* Plain TCP between the same endpoints: bytes/s of large writes. */
+static double plain_tcp_mbps(uint64_t bytes)
+{
+	int fds[2];
+	if (tcp_pair(fds) < 0)
+		return 0;
+	static char buf[1 << 20];
+	memset(buf, 0x5a, sizeof(buf));
+	uint64_t t0 = hr_now_ns();
+	pid_t pid = fork();
+	if (pid == 0) {
+		uint64_t got = 0;
+		while (got < bytes) {
+			ssize_t n = read(fds[1], buf, sizeof(buf));
+			if (n <= 0)
+				_exit(1);
+			got += (uint64_t)n;
+		}
+		_exit(0);
+	}
+	close(fds[1]);
+	for (uint64_t sent = 0; sent < bytes; sent += sizeof(buf))
+		if (hr_write_all(fds[0], buf, sizeof(buf)))
+			break;
+	int st;
+	waitpid(pid, &st, 0);
+	close(fds[0]);
+	return (double)bytes / ((hr_now_ns() - t0) / 1e9) / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick"))
+			quick = 1;
+		else if (!strcmp(argv[i], "--guest") && i + 1 < argc)
+			guest_path = argv[++i];
+	}
+	static char path[4096];
+	if (!guest_path) {
+		const char *b = getenv("top_builddir");
+		snprintf(path, sizeof(path), "%s/tests/guests/memwalk.elf", b ? b : ".");
+		guest_path = path;
+	}
+	if (access("/dev/kvm", R_OK | W_OK) || access(guest_path, R_OK)) {
+		fprintf(stderr, "b-replicate: needs /dev/kvm and %s\n", guest_path);
+		return 77;
+	}
+	hr_log_init("b-replicate", 1, 0);
+	double secs = quick ? 3 : 8;
+	uint64_t mem = 1ull << 30;
+	static const struct {
+		const char *label;
+		const char *cmd;
+	} rates[] = {
+		{"1k pages/s", "rate=1000 wss=256M pattern=random interval_ms=10"},
+		{"40k pages/s", "rate=40000 wss=256M pattern=random interval_ms=10"},
+		{"max (rate=0)", "rate=0 wss=256M pattern=random interval_ms=10"},
+	};
+
+	printf("b-replicate: memwalk, 1 GiB guest, epoch 25 ms, TCP loopback, %.0f s per cell\n\n",
+	       secs);
+	printf("%-14s %9s %9s %9s %9s %10s %10s %11s %11s %7s %9s\n", "dirty rate", "pause p50",
+	       "pause p99", "intvl p50", "intvl p99", "pages/ep", "KiB/ep", "prog prot", "prog unprot",
+	       "ratio", "failover");
+	printf("%-14s %9s %9s %9s %9s %10s %10s %11s %11s %7s %9s\n", "", "(us)", "(us)", "(ms)",
+	       "(ms)", "(p50)", "(p50)", "(pages/s)", "(pages/s)", "", "(ms)");
+	uint64_t failovers[64];
+	size_t nf = 0;
+	double repl_mbps = 0;
+	for (unsigned i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		struct run_stats *rs = calloc(1, sizeof(*rs));
+		pthread_mutex_init(&rs->lock, NULL);
+		double prot = 0, unprot;
+		uint64_t fo = 0;
+		unprot = unprotected_progress(mem, rates[i].cmd, secs);
+		protected_run(mem, rates[i].cmd, secs, rs, &prot, &fo);
+		if (fo)
+			failovers[nf++] = fo;
+		uint64_t bsum = 0, asum = 0;
+		for (size_t k = 0; k < rs->n; k++) {
+			bsum += rs->bytes[k];
+			asum += rs->ack_us[k];
+		}
+		if (asum)
+			repl_mbps = (double)bsum / asum; /* bytes/us = MB/s; the last (max) cell wins */
+		printf("%-14s %9llu %9llu %9.1f %9.1f %10llu %10llu %11.0f %11.0f %7.2f %9.1f\n",
+		       rates[i].label, (unsigned long long)pct(rs->pause_us, rs->n, 0.5),
+		       (unsigned long long)pct(rs->pause_us, rs->n, 0.99),
+		       pct(rs->interval_us, rs->n, 0.5) / 1e3, pct(rs->interval_us, rs->n, 0.99) / 1e3,
+		       (unsigned long long)pct(rs->dirty, rs->n, 0.5),
+		       (unsigned long long)(pct(rs->bytes, rs->n, 0.5) >> 10), prot, unprot,
+		       unprot > 0 ? prot / unprot : 0, fo / 1e3);
+		free(rs);
+	}
+
+	/* more failovers for a p50 over >= 10 */
+	unsigned extra = quick ? 3 : 10;
+	for (unsigned k = 0; k < extra && nf < 64; k++) {
+		struct run_stats *rs = calloc(1, sizeof(*rs));
+		pthread_mutex_init(&rs->lock, NULL);
+		double prot;
+		uint64_t fo = 0;
+		protected_run(256ull << 20, "rate=20000 wss=64M interval_ms=10", 1, rs, &prot, &fo);
+		if (fo)
+			failovers[nf++] = fo;
+		free(rs);
+	}
+	printf("\nfailover (abort of the primary -> first new console line), %zu runs: p50 %.1f ms, "
+	       "max %.1f ms\n",
+	       nf, pct(failovers, nf, 0.5) / 1e3, pct(failovers, nf, 1.0) / 1e3);
+
+	/* throughput: full sync of a guest whose memory is all touched, vs plain TCP */
+	double tcp = plain_tcp_mbps(quick ? 1ull << 30 : 4ull << 30);
+	printf("throughput at max dirty rate: replication %.0f MB/s (epoch bytes / (send + verify + "
+	       "apply + ack)), plain TCP %.0f MB/s, ratio %.2f\n",
+	       repl_mbps, tcp, tcp > 0 ? repl_mbps / tcp : 0);
+	return 0;
+}
