@@ -86,6 +86,7 @@ struct kvm_vm {
 	struct uart_state uart;
 	struct cmos_state cmos;
 	unsigned nr_unknown_pio; /* for rate-limited debug logs */
+	int reset_requested;     /* guest asked for a reboot (port 0x64 / 0xcf9) */
 
 	/* MSRs that this host lets us save and restore */
 	uint32_t *msr_list;

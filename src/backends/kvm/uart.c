@@ -254,6 +254,11 @@ void kvm_pio(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *data, unsi
 		uart_io(vm, port - COM1, is_write, data);
 	} else if (port == 0x61 && size == 1) {
 		port61_io(vm, is_write, data);
+	} else if (is_write && ((port == 0x64 && data[0] == 0xfe) ||
+				(port == 0xcf9 && size == 1 && (data[0] & 0x04)))) {
+		/* keyboard-controller pulse of the reset line, or the PCI reset
+		 * register: a reboot request.  Like QEMU -no-reboot: the VM stops. */
+		vm->reset_requested = 1;
 	} else if ((port == 0x70 || port == 0x71) && size == 1) {
 		cmos_io(vm, port, is_write, data);
 	} else {

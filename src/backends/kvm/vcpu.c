@@ -132,6 +132,11 @@ static int handle_exit(struct kvm_vcpu *v)
 				run->io.size);
 			data += run->io.size;
 		}
+		if (vm->reset_requested) {
+			log_info(vm->name, "guest requested a reset (vCPU %u): stopping", v->id);
+			guest_exited(vm, HR_EXIT_SHUTDOWN, 0);
+			return 1;
+		}
 		return 0;
 	}
 	case KVM_EXIT_MMIO:
