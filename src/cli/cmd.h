@@ -11,6 +11,11 @@ struct hr_cmd {
 
 extern const struct hr_cmd hr_cmd_run;
 extern const struct hr_cmd hr_cmd_restore;
+extern const struct hr_cmd hr_cmd_start;
+extern const struct hr_cmd hr_cmd_status;
+extern const struct hr_cmd hr_cmd_failover;
+extern const struct hr_cmd hr_cmd_stop;
+extern const struct hr_cmd hr_cmd_drill;
 
 /* Print the usage of one command to stderr; returns 2 (the exit status for bad usage). */
 int hr_cmd_usage(const struct hr_cmd *cmd);

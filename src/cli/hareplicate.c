@@ -11,6 +11,11 @@
 static const struct hr_cmd *const cmds[] = {
 	&hr_cmd_run,
 	&hr_cmd_restore,
+	&hr_cmd_start,
+	&hr_cmd_status,
+	&hr_cmd_failover,
+	&hr_cmd_stop,
+	&hr_cmd_drill,
 	NULL,
 };
 

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -269,6 +271,14 @@ static int recv_frame(struct hr_engine *e, struct hr_frame_reader *rd, struct hr
 		if (n < 0 && n != -EAGAIN)
 			return (int)n;
 	}
+}
+
+/* Small frames (acks, epoch ends) must not wait for Nagle + delayed ACK. */
+static void peer_socket_setup(int fd)
+{
+	int one = 1;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails harmlessly on AF_UNIX */
 }
 
 static void fill_hello(struct hr_engine *e, Hr__Hello *h, Hr__MemRegion *mr, Hr__MemRegion **mrp,
@@ -602,29 +612,66 @@ static int primary_handshake(struct hr_engine *e, struct hr_frame_reader *rd)
 	return rc;
 }
 
+/*
+ * After a send or receive error: was it because the backup took over?  Its
+ * last words may still sit in our receive buffer even when a send already
+ * failed with EPIPE.  Returns 1 if the backup announced a promotion.
+ */
+static int backup_took_over(struct hr_engine *e, struct hr_frame_reader *rd)
+{
+	uint64_t deadline = hr_now_ns() + 100 * 1000000ull;
+	if (e->fd < 0)
+		return 0;
+	for (;;) {
+		struct hr_frame f;
+		int r = hr_frame_reader_next(rd, &f);
+		if (r == 1) {
+			int promoted = f.type == HR_FT_ERROR &&
+				       ((Hr__Error *)f.msg)->code == -HR_EPROMOTED;
+			hr_frame_release(&f);
+			if (promoted)
+				return 1;
+			continue;
+		}
+		if (r < 0 || hr_now_ns() >= deadline)
+			return 0;
+		struct pollfd p = {e->fd, POLLIN, 0};
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+		ssize_t n = hr_frame_reader_fill(rd, e->fd);
+		if (n == 0 || (n < 0 && n != -EAGAIN))
+			return 0;
+	}
+}
+
 static int primary_unprotected(struct hr_engine *e)
 {
+	struct hr_outbuf_stats s;
 	int ctl;
+
 	log_warnx(e->name, "+backup-lost: the guest keeps running unprotected");
-	hr_outbuf_release(e->outbuf, UINT64_MAX - 1, release_sink, e);
-	emit(e, HR_EV_UNPROTECTED, NULL);
 	if (e->fd >= 0) {
 		close(e->fd);
 		e->fd = -1;
 	}
-	uint64_t epoch = UINT64_MAX - 2;
-	/* output is no longer held: seal and release as it comes */
+	/* No backup: output is no longer held.  Seal the open epoch now and then
+	 * every few ms, releasing as it comes. */
+	hr_outbuf_get_stats(e->outbuf, &s);
+	uint64_t epoch = s.open_epoch;
+	if (epoch)
+		hr_outbuf_release(e->outbuf, epoch - 1, release_sink, e);
+	emit(e, HR_EV_UNPROTECTED, NULL);
 	for (;;) {
 		ctl = wait_fd(e, 20);
-		if (ctl == CTL_ABORT)
-			e->ops->pause(e->vm);
-		if (ctl == CTL_STOP || ctl == CTL_ABORT || ctl == CTL_GUEST_EXIT)
-			return ctl == CTL_GUEST_EXIT ? 1 : 0;
+		if (ctl == CTL_ABORT) {
+			e->ops->pause(e->vm); /* as a crash: nothing more leaves */
+			return 0;
+		}
 		hr_outbuf_seal(e->outbuf, epoch);
 		hr_outbuf_release(e->outbuf, epoch, release_sink, e);
 		epoch++;
-		if (epoch == UINT64_MAX - 1)
-			epoch = UINT64_MAX - 2;
+		if (ctl == CTL_STOP || ctl == CTL_GUEST_EXIT)
+			return ctl == CTL_GUEST_EXIT ? 1 : 0;
 	}
 }
 
@@ -635,7 +682,7 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 	int rc, ctl = 0;
 
 	e->fd = peer_fd;
-	fcntl(peer_fd, F_SETFL, fcntl(peer_fd, F_GETFL) | O_NONBLOCK);
+	peer_socket_setup(peer_fd);
 	hr_frame_reader_init(&rd, e->name);
 	vc.name = e->name;
 	vc.console_out = primary_console;
@@ -717,9 +764,10 @@ stopped:
 lost:
 	if (rc == -EINTR && (ctl == CTL_STOP || ctl == CTL_ABORT))
 		goto stopped;
-	if (rc == -HR_EPROMOTED) {
+	if (rc == -HR_EPROMOTED || backup_took_over(e, &rd)) {
 		e->ops->pause(e->vm);
 		log_warnx(e->name, "+demoted: the backup took over; guest stopped here");
+		rc = -HR_EPROMOTED;
 		goto out;
 	}
 	if (!e->vm)
@@ -871,10 +919,10 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	struct hr_ha_monitor ha = {.silence_ms = e->cfg.silence_ms,
 				   .auto_promote = e->cfg.auto_promote};
 	int rc, ended = 0, in_epoch = 0;
-	uint64_t epoch_t0 = 0;
+	uint64_t epoch_t0 = 0, last_commit_ns = 0;
 
 	e->fd = peer_fd;
-	fcntl(peer_fd, F_SETFL, fcntl(peer_fd, F_GETFL) | O_NONBLOCK);
+	peer_socket_setup(peer_fd);
 	hr_frame_reader_init(&rd, e->name);
 	if ((rc = backup_handshake(e, &rd)) < 0) {
 		log_err(e->name[0] ? e->name : NULL, "refusing replication stream: %s",
@@ -949,13 +997,23 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				if (hr_stream_send(e->fd, HR_FT_ACK, HR_FRAME_MANDATORY, &ack.base, NULL,
 						   0) < 0)
 					ended = 1;
+				struct hr_staging_stats ss;
+				hr_staging_get_stats(st, &ss);
+				struct hr_epoch_stats es = {.epoch = ep,
+							    .dirty_pages = ss.last_commit_pages,
+							    .bytes = ss.last_commit_bytes,
+							    .ack_us = ack.commit_ns / 1000};
+				uint64_t now_ns = hr_now_ns();
+				if (last_commit_ns)
+					es.interval_us = (now_ns - last_commit_ns) / 1000;
+				last_commit_ns = now_ns;
 				pthread_mutex_lock(&e->stats_lock);
 				e->nr_epochs++;
-				e->last.epoch = ep;
+				e->last = es;
 				pthread_mutex_unlock(&e->stats_lock);
 				if (ep == 0)
 					log_info(e->name, "+protected: epoch 0 committed");
-				emit(e, ep == 0 ? HR_EV_SYNCED : HR_EV_EPOCH, NULL);
+				emit(e, ep == 0 ? HR_EV_SYNCED : HR_EV_EPOCH, &es);
 			}
 			continue;
 		}

@@ -66,8 +66,8 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg);
 /* Primary: build the VM from cfg->vm (kernel), hand-shake on peer_fd (a
  * connected stream socket), sync memory while the guest runs, then
  * checkpoint every epoch.  If the backup goes away the guest keeps running
- * unprotected (HR_EV_UNPROTECTED).  Returns when the guest exits
- * (its HR_EXIT_* in *guest_status_r if not NULL) or on hr_engine_stop. */
+ * unprotected (HR_EV_UNPROTECTED).  Returns when the guest exits (the
+ * guest's exit code, >= 0), on hr_engine_stop / abort (0), or -errno. */
 int hr_engine_run_primary(struct hr_engine *eng, int peer_fd);
 
 /* Backup: take the handshake on peer_fd, build a replica of the same shape,

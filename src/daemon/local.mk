@@ -1,1 +1,16 @@
-# daemon
+# hareplicated: the per-host daemon (control socket, replication port, one
+# worker process per VM).
+sbin_PROGRAMS += hareplicated
+hareplicated_SOURCES = \
+	src/daemon/hareplicated.c src/daemon/daemon.h \
+	src/daemon/control.c \
+	src/daemon/vm.c \
+	src/daemon/worker.c \
+	src/daemon/console.c src/daemon/console.h \
+	src/daemon/kv.c src/daemon/kv.h
+hareplicated_LDADD = $(HR_LIBS)
+
+EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
+
+dist_check_SCRIPTS += tests/t-daemon.sh
+TESTS += tests/t-daemon.sh

@@ -1,0 +1,227 @@
+/* cmd-start.c - `hareplicate start`: protect a VM (this host primary, --peer backup). */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "cli/cmd.h"
+#include "cli/ctl.h"
+#include "common/util.h"
+#include "daemon/kv.h"
+
+static const char start_help[] =
+    "Start VM on this host as the primary, continuously replicated to the\n"
+    "hareplicated on --peer, which holds the backup.  hareplicated must run on\n"
+    "both hosts.  If the peer cannot be reached nothing is started (no silent\n"
+    "unprotected run): start again when it is up.  `hareplicate status VM`\n"
+    "shows when the VM is protected.\n\n"
+    "  --peer HOST[:PORT]  the backup host's replication port (default port 7788)\n"
+    "  --kernel FILE       guest image (multiboot v1 / PVH ELF)\n"
+    "  --backend NAME      kvm (default) or xen (needs a build with --with-xen)\n"
+    "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
+    "  --memory SIZE       guest RAM: 256M (default), 2G, ...\n"
+    "  --vcpus N           vCPUs, 1..64 (default 1)\n"
+    "  --append CMDLINE    guest command line\n"
+    "  --console SPEC      where released console output goes: file:PATH or\n"
+    "                      tcp:HOST:PORT (frames: u64 offset LE, u32 length LE,\n"
+    "                      bytes).  Default: file:STATE-DIR/VM.console on the\n"
+    "                      primary's host\n"
+    "  --config FILE       read the options above from FILE, one `key = value` a\n"
+    "                      line (keys: name, peer, kernel, backend, epoch, memory,\n"
+    "                      vcpus, append, console; '#' starts a comment); options\n"
+    "                      on the command line win\n"
+    "  --control PATH      hareplicated's control socket (default\n"
+    "                      $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
+    "Exit status: 0 started, 1 refused (the reason is printed), 2 bad usage,\n"
+    "69 hareplicated not reachable.\n";
+
+enum { K_NAME, K_PEER, K_KERNEL, K_BACKEND, K_EPOCH, K_MEMORY, K_VCPUS, K_APPEND, K_CONSOLE, K_NR };
+static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch",
+				       "memory", "vcpus", "append", "console"};
+
+static int load_config(const char *path, char *val[K_NR])
+{
+	char line[8192];
+	unsigned lineno = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		fprintf(stderr, "hareplicate start: --config %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line, *eq, *k, *v, *e;
+		lineno++;
+		p[strcspn(p, "\r\n")] = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		eq = strchr(p, '=');
+		if (!eq) {
+			fprintf(stderr, "hareplicate start: %s:%u: expected `key = value`\n", path,
+				lineno);
+			goto bad;
+		}
+		k = p;
+		for (e = eq; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		*e = '\0';
+		v = eq + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
+			;
+		*e = '\0';
+		int i;
+		for (i = 0; i < K_NR && strcmp(keys[i], k); i++)
+			;
+		if (i == K_NR) {
+			fprintf(stderr, "hareplicate start: %s:%u: unknown key '%s'\n", path,
+				lineno, k);
+			goto bad;
+		}
+		if (!val[i] && !(val[i] = strdup(v)))
+			goto bad;
+	}
+	fclose(f);
+	return 0;
+bad:
+	fclose(f);
+	return -1;
+}
+
+static int cmd_start(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"peer", required_argument, NULL, K_PEER},
+	    {"kernel", required_argument, NULL, K_KERNEL},
+	    {"backend", required_argument, NULL, K_BACKEND},
+	    {"epoch", required_argument, NULL, K_EPOCH},
+	    {"memory", required_argument, NULL, K_MEMORY},
+	    {"vcpus", required_argument, NULL, K_VCPUS},
+	    {"append", required_argument, NULL, K_APPEND},
+	    {"console", required_argument, NULL, K_CONSOLE},
+	    {"config", required_argument, NULL, 'f'},
+	    {"control", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const struct hr_cmd *self = &hr_cmd_start;
+	char *val[K_NR] = {0};
+	const char *control = NULL, *config = NULL;
+	char kernel_abs[PATH_MAX], console_abs[PATH_MAX + 8], cwd[PATH_MAX];
+	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000;
+	struct hr_sbuf req = {0};
+	unsigned long vcpus = 1;
+	int c, rc = 2;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c >= 0 && c < K_NR) {
+			free(val[c]);
+			val[c] = strdup(optarg);
+			continue;
+		}
+		switch (c) {
+		case 'f':
+			config = optarg;
+			break;
+		case 'C':
+			control = optarg;
+			break;
+		case 'h':
+			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage,
+			       self->help);
+			return 0;
+		default:
+			return hr_cmd_usage(self);
+		}
+	}
+	if (optind < argc)
+		val[K_NAME] = strdup(argv[optind++]);
+	if (optind != argc) {
+		fprintf(stderr, "hareplicate start: unexpected argument '%s'\n", argv[optind]);
+		return hr_cmd_usage(self);
+	}
+	if (config && load_config(config, val) < 0)
+		goto out;
+	if (!val[K_NAME] || !val[K_PEER] || !val[K_KERNEL]) {
+		fprintf(stderr, "hareplicate start: VM, --peer and --kernel are required\n");
+		hr_cmd_usage(self);
+		goto out;
+	}
+	const char *backend = val[K_BACKEND] ? val[K_BACKEND] : "kvm";
+	if (!hr_backend_find(backend)) {
+		const char *why = hr_backend_why_missing(backend);
+		if (why)
+			fprintf(stderr, "hareplicate start: --backend %s: %s\n", backend, why);
+		else
+			fprintf(stderr,
+				"hareplicate start: --backend %s: unknown backend (kvm, xen)\n",
+				backend);
+		goto out;
+	}
+	if (val[K_EPOCH] &&
+	    (hr_parse_duration_us(val[K_EPOCH], &epoch_us) < 0 || epoch_us < 1000)) {
+		fprintf(
+		    stderr,
+		    "hareplicate start: bad --epoch '%s' (e.g. 25ms, 100ms, 1s; at least 1ms)\n",
+		    val[K_EPOCH]);
+		goto out;
+	}
+	if (val[K_MEMORY] && hr_parse_size(val[K_MEMORY], &mem_bytes) < 0) {
+		fprintf(stderr, "hareplicate start: bad --memory '%s' (e.g. 256M, 2G)\n",
+			val[K_MEMORY]);
+		goto out;
+	}
+	if (val[K_VCPUS]) {
+		char *end;
+		vcpus = strtoul(val[K_VCPUS], &end, 10);
+		if (*end || !vcpus || vcpus > HR_MAX_VCPUS) {
+			fprintf(stderr, "hareplicate start: bad --vcpus '%s' (1..%d)\n",
+				val[K_VCPUS], HR_MAX_VCPUS);
+			goto out;
+		}
+	}
+	/* the daemon runs in /: send absolute paths */
+	if (!realpath(val[K_KERNEL], kernel_abs)) {
+		fprintf(stderr, "hareplicate start: --kernel %s: %s\n", val[K_KERNEL],
+			strerror(errno));
+		goto out;
+	}
+	const char *console = val[K_CONSOLE];
+	if (console && !strncmp(console, "file:", 5) && console[5] != '/' &&
+	    getcwd(cwd, sizeof(cwd))) {
+		snprintf(console_abs, sizeof(console_abs), "file:%s/%s", cwd, console + 5);
+		console = console_abs;
+	}
+
+	hr_kv_add(&req, "vm", val[K_NAME]);
+	hr_kv_add(&req, "backend", backend);
+	hr_kv_add(&req, "peer", val[K_PEER]);
+	hr_kv_add(&req, "kernel", kernel_abs);
+	hr_kv_addu(&req, "memory_bytes", mem_bytes);
+	hr_kv_addu(&req, "vcpus", vcpus);
+	hr_kv_addu(&req, "epoch_us", epoch_us);
+	if (val[K_APPEND])
+		hr_kv_add(&req, "append", val[K_APPEND]);
+	if (console)
+		hr_kv_add(&req, "console", console);
+	rc = hr_ctl_request(hr_ctl_path(control), "start", &req, stdout);
+out:
+	hr_sbuf_free(&req);
+	for (int i = 0; i < K_NR; i++)
+		free(val[i]);
+	return rc;
+}
+
+const struct hr_cmd hr_cmd_start = {
+    "start",
+    "VM --peer HOST[:PORT] --kernel FILE [--backend kvm] [--epoch 25ms] [--memory SIZE] "
+    "[--vcpus N] [--append CMDLINE] [--console SPEC] [--config FILE]",
+    start_help, cmd_start};

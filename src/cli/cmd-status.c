@@ -1,0 +1,61 @@
+/* cmd-status.c - `hareplicate status`: what hareplicated on this host is doing. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli/cmd.h"
+#include "cli/ctl.h"
+#include "daemon/kv.h"
+
+static const char status_help[] =
+    "Show every VM hareplicated on this host knows (or just VM): its name, role\n"
+    "(primary, backup, promoted), state (connecting, syncing, protected,\n"
+    "unprotected, running, stopping, exited, failed), the last HA event token\n"
+    "(+protected, +unprotected, +promoted, +failover-start, ...), the peer, the\n"
+    "worker pid, uptime, the number of acknowledged epochs and the last epoch's\n"
+    "interval, pause, dirty pages, bytes and ack latency.\n\n"
+    "  --json          one JSON document: {\"daemon\": {...}, \"vms\": [...]}\n"
+    "  --control PATH  hareplicated's control socket (default\n"
+    "                  $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
+    "Exit status: 0, 1 (no such VM), 69 hareplicated not reachable.\n";
+
+static int cmd_status(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"control", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *control = NULL;
+	struct hr_sbuf req = {0};
+	int json = 0, c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = 1;
+			break;
+		case 'C':
+			control = optarg;
+			break;
+		case 'h':
+			printf("usage: hareplicate status %s\n\n%s", hr_cmd_status.usage,
+			       status_help);
+			return 0;
+		default:
+			return hr_cmd_usage(&hr_cmd_status);
+		}
+	}
+	if (argc - optind > 1)
+		return hr_cmd_usage(&hr_cmd_status);
+	if (optind < argc)
+		hr_kv_add(&req, "vm", argv[optind]);
+	if (json)
+		hr_kv_add(&req, "json", "1");
+	rc = hr_ctl_request(hr_ctl_path(control), "status", &req, stdout);
+	hr_sbuf_free(&req);
+	return rc;
+}
+
+const struct hr_cmd hr_cmd_status = {"status", "[VM] [--json]", status_help, cmd_status};

@@ -1,0 +1,117 @@
+/* ctl.c - talk to hareplicated over its control socket (see ctl.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/ctl.h"
+#include "common/util.h"
+#include "daemon/daemon.h"
+#include "daemon/kv.h"
+
+#define CTL_REPLY_TIMEOUT_S 60
+
+const char *hr_ctl_path(const char *opt)
+{
+	const char *env = getenv("HAREPLICATE_CONTROL");
+	if (opt)
+		return opt;
+	return env && *env ? env : HR_DEFAULT_CONTROL;
+}
+
+int hr_ctl_request(const char *path, const char *cmd, struct hr_sbuf *req, FILE *out)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {CTL_REPLY_TIMEOUT_S, 0};
+	struct hr_sbuf line = {0}, reply = {0};
+	char buf[4096];
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "hareplicate %s: cannot reach hareplicated at %s: path too long\n",
+			cmd, path);
+		return HR_CTL_EXIT_UNREACHABLE;
+	}
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		fprintf(stderr, "hareplicate %s: cannot reach hareplicated at %s: %s%s\n", cmd,
+			path, strerror(e),
+			e == ENOENT || e == ECONNREFUSED
+			    ? " (is hareplicated running? see --control)"
+			: e == EACCES ? " (root only)"
+				      : "");
+		if (fd >= 0)
+			close(fd);
+		return HR_CTL_EXIT_UNREACHABLE;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+	hr_kv_add(&line, "v", "1");
+	hr_kv_add(&line, "cmd", cmd);
+	if (req && req->len) {
+		hr_sbuf_add(&line, " ", 1);
+		hr_sbuf_add(&line, req->p, req->len);
+	}
+	hr_sbuf_add(&line, "\n", 1);
+	if (line.oom || line.len > HR_KV_MAX_LINE) {
+		fprintf(stderr, "hareplicate %s: request too large\n", cmd);
+		rc = 1;
+		goto out;
+	}
+	rc = hr_write_all(fd, line.p, line.len);
+	if (rc < 0) {
+		fprintf(stderr, "hareplicate %s: cannot reach hareplicated at %s: %s\n", cmd, path,
+			strerror(-rc));
+		rc = HR_CTL_EXIT_UNREACHABLE;
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "hareplicate %s: no reply from hareplicated at %s: %s\n",
+				cmd, path, errno == EAGAIN ? "timed out" : strerror(errno));
+			rc = 1;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		hr_sbuf_add(&reply, buf, (size_t)n);
+	}
+	/* the last line is `ok` or `error: ...` */
+	if (!reply.len || reply.p[reply.len - 1] != '\n') {
+		fprintf(
+		    stderr,
+		    "hareplicate %s: hareplicated at %s closed the connection without an answer\n",
+		    cmd, path);
+		rc = 1;
+		goto out;
+	}
+	reply.p[--reply.len] = '\0';
+	char *last = strrchr(reply.p, '\n');
+	char *final = last ? last + 1 : reply.p;
+	if (last)
+		fwrite(reply.p, 1, (size_t)(last - reply.p + 1), out);
+	if (!strcmp(final, "ok")) {
+		rc = 0;
+	} else if (!strncmp(final, "error: ", 7)) {
+		fprintf(stderr, "hareplicate %s: %s\n", cmd, final + 7);
+		rc = 1;
+	} else {
+		fprintf(stderr, "hareplicate %s: unexpected reply from hareplicated: %s\n", cmd,
+			final);
+		rc = 1;
+	}
+out:
+	fflush(out);
+	close(fd);
+	hr_sbuf_free(&line);
+	hr_sbuf_free(&reply);
+	return rc;
+}

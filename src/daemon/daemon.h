@@ -1,0 +1,117 @@
+/*
+ * daemon.h - hareplicated internals shared by its files.
+ *
+ * One process owns the control socket and the replication port and keeps a
+ * table of VMs; every VM's engine runs in a forked worker (worker.c) so a
+ * crashing VMM never takes the daemon down.  The worker reports on a
+ * socketpair, one kv.h line per engine event; the daemon keeps the latest
+ * per VM and logs HA transitions with the stable tokens below.
+ */
+#ifndef HR_DAEMON_H
+#define HR_DAEMON_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backends/backend.h"
+#include "core/engine.h"
+
+/* Stable event tokens: logs, `hareplicate status` and scripts share them. */
+#define HR_TOK_PROTECTED      "+protected"
+#define HR_TOK_UNPROTECTED    "+unprotected"
+#define HR_TOK_PROMOTED	      "+promoted"
+#define HR_TOK_FAILOVER_START "+failover-start"
+#define HR_TOK_BACKUP_LOST    "+backup-lost"
+#define HR_TOK_PRIMARY_LOST   "+primary-lost"
+
+#define HR_DEFAULT_CONTROL   "/run/hareplicate/control.sock"
+#define HR_DEFAULT_PORT	     "7788"
+#define HR_DEFAULT_STATE_DIR "/var/lib/hareplicate"
+#define HR_VM_NAME_MAX	     64
+
+/* The daemon-to-daemon preamble on a replication connection, before the
+ * engine's own handshake: the primary sends `hrd=1 vm=NAME`, the backup
+ * answers `hrd=1 status=ok` or `hrd=1 status=error error=TEXT`; one kv.h
+ * line each, at most HR_PREAMBLE_MAX bytes. */
+#define HR_PREAMBLE_MAX 512
+
+enum hr_role { HR_ROLE_PRIMARY, HR_ROLE_BACKUP, HR_ROLE_PROMOTED };
+
+enum hr_vm_state {
+	HR_ST_CONNECTING, /* primary: connecting / preamble with the peer */
+	HR_ST_HANDSHAKE,  /* backup: worker forked, name not known yet */
+	HR_ST_SYNCING,	  /* worker running, initial sync not committed */
+	HR_ST_PROTECTED,
+	HR_ST_UNPROTECTED, /* primary lost its backup; guest runs on */
+	HR_ST_RUNNING,	   /* promoted: guest runs here */
+	HR_ST_STOPPING,
+	HR_ST_EXITED, /* worker ended (guest exit, stop) */
+	HR_ST_FAILED, /* worker ended with an error or a signal */
+};
+
+const char *hr_role_name(enum hr_role r);
+const char *hr_state_name(enum hr_vm_state s);
+
+/* Valid VM name: [A-Za-z0-9_.-], 1..64, not starting with '.' or '-'. */
+int hr_vm_name_ok(const char *name);
+
+/* What a worker needs (filled by the daemon before fork). */
+struct hr_worker_args {
+	enum hr_role role; /* PRIMARY or BACKUP */
+	int peer_fd;	   /* connected replication socket, blocking */
+	int status_fd;	   /* socketpair end to the daemon */
+	char name[HR_VM_NAME_MAX + 1];
+	const char *peer_desc;
+	/* primary */
+	const struct hr_backend_ops *ops;
+	struct hr_vm_config vm;
+	uint64_t epoch_us;
+	const char *console_spec;
+	/* backup */
+	uint64_t silence_ms;
+	const char *console_pattern; /* "%s" -> VM name */
+};
+
+/* Child side: runs the engine; returns the process exit status. */
+int hr_worker_main(struct hr_worker_args *a);
+
+/* Daemon options. */
+struct hr_daemon_opts {
+	const char *control_path;
+	const char *listen;
+	const char *state_dir;
+	const char *console_pattern;
+	uint64_t failover_timeout_ms;
+	int foreground, verbose;
+};
+
+extern struct hr_daemon_opts hr_dopts;
+
+/* vm.c: the VM table, worker supervision.  ctl is the waiting control
+ * connection (control.c), if any. */
+struct hr_ctl_conn;
+struct hr_dvm;
+struct event_base;
+struct hr_sbuf;
+struct hr_kvline;
+
+void hr_vms_init(struct event_base *base);
+void hr_vms_accept(int fd, const char *peer_desc);
+void hr_vms_reap(void);
+void hr_vms_stop_all(void);
+unsigned hr_vms_nr_workers(void);
+
+/* Control requests; each either replies now (hr_ctl_reply) or later. */
+void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req);
+void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name);
+void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name);
+void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json);
+void hr_vms_ctl_gone(struct hr_dvm *vm);
+
+/* control.c */
+int hr_ctl_listen(struct event_base *base, int fd);
+/* Send body (may be NULL) then `ok` (err == NULL) or `error: err`, and close. */
+void hr_ctl_reply(struct hr_ctl_conn *cc, const char *body, const char *err);
+void hr_ctl_set_vm(struct hr_ctl_conn *cc, struct hr_dvm *vm);
+
+#endif

@@ -1,0 +1,440 @@
+/*
+ * hareplicated - the per-host daemon: owns the control socket (control.c)
+ * and the replication port, and supervises one forked worker per VM (vm.c,
+ * worker.c).  Runs on libevent; SIGTERM/SIGINT stop every worker, then exit.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/daemon.h"
+
+#define SHUTDOWN_GRACE_S 10
+
+struct hr_daemon_opts hr_dopts = {
+    .control_path = HR_DEFAULT_CONTROL,
+    .listen = "0.0.0.0:" HR_DEFAULT_PORT,
+    .state_dir = HR_DEFAULT_STATE_DIR,
+    .failover_timeout_ms = 500,
+};
+
+static const char usage[] =
+    "usage: hareplicated [OPTIONS]\n"
+    "\n"
+    "The hareplicate daemon: one per host.  It owns the control socket that the\n"
+    "`hareplicate` command talks to and the replication port that the peer host's\n"
+    "daemon connects to, and runs every protected VM in a worker process of its\n"
+    "own (a VM that crashes, or a worker killed with SIGKILL, never takes the\n"
+    "daemon down).  SIGTERM stops every VM on this host, then the daemon.\n"
+    "\n"
+    "  --control PATH          control socket (default " HR_DEFAULT_CONTROL ");\n"
+    "                          mode 0600, its directory is created 0700; the daemon\n"
+    "                          refuses to start when another one answers there\n"
+    "  --listen ADDR:PORT      replication port (default 0.0.0.0:" HR_DEFAULT_PORT
+    "); [V6ADDR]:PORT\n"
+    "                          or just PORT also work\n"
+    "  --state-dir DIR         console files etc. (default " HR_DEFAULT_STATE_DIR
+    ", created 0700)\n"
+    "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
+    "                          itself (default 500)\n"
+    "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
+    "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
+    "                          file:/ABS/PATH or tcp:HOST:PORT\n"
+    "  --pidfile FILE          write the daemon's pid there\n"
+    "  -f, --foreground        stay in the foreground and log to stderr (default:\n"
+    "                          detach and log to syslog, facility daemon)\n"
+    "  -v, --verbose           debug logging\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "HA transitions are logged with stable tokens: +protected, +unprotected,\n"
+    "+backup-lost, +primary-lost, +failover-start, +promoted.\n";
+
+static struct event_base *base;
+static struct event *shutdown_timer;
+static int shutting_down;
+
+/* Is a daemon answering on path?  1 yes, 0 no (stale or absent). */
+static int control_alive(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd, alive;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	alive = !connect(fd, (struct sockaddr *)&sun, sizeof(sun)) || errno == EACCES ||
+		errno == EAGAIN;
+	close(fd);
+	return alive;
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int open_control(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char dir[4096];
+	char *slash;
+	int fd, rc;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "hareplicated: --control %s: path too long\n", path);
+		return -ENAMETOOLONG;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		struct stat st;
+		if (stat(dir, &st) < 0) {
+			rc = mkdir_p(dir, 0700);
+			if (rc < 0) {
+				fprintf(stderr, "hareplicated: cannot create %s: %s\n", dir,
+					hr_strerror(rc));
+				return rc;
+			}
+		}
+	}
+	if (control_alive(path)) {
+		fprintf(
+		    stderr,
+		    "hareplicated: another hareplicated answers on %s; not starting a second one\n",
+		    path);
+		return -EADDRINUSE;
+	}
+	unlink(path); /* stale socket of a dead daemon */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	mode_t old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+		rc = -errno;
+		fprintf(stderr, "hareplicated: control socket %s: %s\n", path, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static int open_listen(const char *spec)
+{
+	char host[256] = "", port[16];
+	const char *colon;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+	int fd, one = 1, gai;
+
+	if (spec[0] == '[') {
+		const char *rb = strchr(spec, ']');
+		if (!rb || rb[1] != ':')
+			goto bad;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - spec - 1), spec + 1);
+		colon = rb + 1;
+	} else if ((colon = strrchr(spec, ':'))) {
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+	} else {
+		colon = spec - 1; /* PORT only */
+	}
+	snprintf(port, sizeof(port), "%s", colon + 1);
+	if (!port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
+		goto bad;
+	gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (gai) {
+		fprintf(stderr, "hareplicated: --listen %s: %s\n", spec, gai_strerror(gai));
+		return -EINVAL;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+		int rc = -errno;
+		fprintf(stderr, "hareplicated: replication port %s: %s\n", spec, strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return rc;
+	}
+	freeaddrinfo(res);
+	return fd;
+bad:
+	fprintf(stderr, "hareplicated: --listen %s: expected ADDR:PORT, [V6ADDR]:PORT or PORT\n",
+		spec);
+	return -EINVAL;
+}
+
+static void repl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+			   int salen, void *arg)
+{
+	char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?", desc[NI_MAXHOST + NI_MAXSERV + 4];
+
+	getnameinfo(sa, (socklen_t)salen, host, sizeof(host), serv, sizeof(serv),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(desc, sizeof(desc), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, serv);
+	if (shutting_down) {
+		close(fd);
+		return;
+	}
+	/* the worker uses blocking I/O */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	hr_vms_accept(fd, desc);
+}
+
+static void maybe_exit(void)
+{
+	if (shutting_down && !hr_vms_nr_workers())
+		event_base_loopexit(base, NULL);
+}
+
+static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
+{
+	hr_vms_reap();
+	maybe_exit();
+}
+
+static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_warnx(NULL, "workers still running after %d s; exiting anyway", SHUTDOWN_GRACE_S);
+	event_base_loopexit(base, NULL);
+}
+
+static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval tv = {SHUTDOWN_GRACE_S, 0};
+
+	if (shutting_down)
+		return;
+	shutting_down = 1;
+	log_info(NULL, "signal %d: stopping %u worker(s), then exiting", (int)sig,
+		 hr_vms_nr_workers());
+	hr_vms_stop_all();
+	shutdown_timer = evtimer_new(base, shutdown_timeout_cb, NULL);
+	if (shutdown_timer)
+		evtimer_add(shutdown_timer, &tv);
+	maybe_exit();
+}
+
+static int daemonize(void)
+{
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	/* the parent exits once the child is set up */
+	if (pipe(pfd) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(pfd[1]);
+		_exit(read(pfd[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(pfd[0]);
+	setsid();
+	if (chdir("/") < 0)
+		return -errno;
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, 0);
+		dup2(nul, 1);
+		dup2(nul, 2);
+		if (nul > 2)
+			close(nul);
+	}
+	(void)!write(pfd[1], "x", 1);
+	close(pfd[1]);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"control", required_argument, NULL, 'C'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"failover-timeout", required_argument, NULL, 't'},
+	    {"console-default", required_argument, NULL, 'c'},
+	    {"pidfile", required_argument, NULL, 'p'},
+	    {"foreground", no_argument, NULL, 'f'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *pidfile = NULL;
+	char pattern[4096], *end;
+	struct event *ev_chld, *ev_term, *ev_int;
+	int c, ctl_fd, repl_fd, rc;
+
+	while ((c = getopt_long(argc, argv, "fvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'C':
+			hr_dopts.control_path = optarg;
+			break;
+		case 'l':
+			hr_dopts.listen = optarg;
+			break;
+		case 's':
+			hr_dopts.state_dir = optarg;
+			break;
+		case 't':
+			hr_dopts.failover_timeout_ms = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || !hr_dopts.failover_timeout_ms) {
+				fprintf(stderr,
+					"hareplicated: bad --failover-timeout '%s' (milliseconds, "
+					"> 0)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			hr_dopts.console_pattern = optarg;
+			break;
+		case 'p':
+			pidfile = optarg;
+			break;
+		case 'f':
+			hr_dopts.foreground = 1;
+			break;
+		case 'v':
+			hr_dopts.verbose++;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "hareplicated: unexpected argument '%s'\n", argv[optind]);
+		fputs(usage, stderr);
+		return 2;
+	}
+	if (hr_dopts.state_dir[0] != '/' || hr_dopts.control_path[0] != '/') {
+		fprintf(stderr, "hareplicated: --state-dir and --control take absolute paths\n");
+		return 2;
+	}
+	if (!hr_dopts.console_pattern) {
+		snprintf(pattern, sizeof(pattern), "file:%s/%%s.console", hr_dopts.state_dir);
+		hr_dopts.console_pattern = pattern;
+	}
+	{
+		/* check the pattern with a sample name */
+		char sample[4200];
+		const char *p = strstr(hr_dopts.console_pattern, "%s");
+		snprintf(sample, sizeof(sample), "%.*s%s%s",
+			 p ? (int)(p - hr_dopts.console_pattern)
+			   : (int)strlen(hr_dopts.console_pattern),
+			 hr_dopts.console_pattern, p ? "vm" : "", p ? p + 2 : "");
+		extern int hr_console_check_spec(const char *spec);
+		if (hr_console_check_spec(sample) < 0) {
+			fprintf(stderr,
+				"hareplicated: bad --console-default '%s' (file:/ABS/PATH or "
+				"tcp:HOST:PORT, %%s = VM name)\n",
+				hr_dopts.console_pattern);
+			return 2;
+		}
+	}
+
+	hr_log_init("hareplicated", 1, hr_dopts.verbose);
+	signal(SIGPIPE, SIG_IGN);
+	rc = mkdir_p(hr_dopts.state_dir, 0700);
+	if (rc < 0) {
+		fprintf(stderr, "hareplicated: --state-dir %s: %s\n", hr_dopts.state_dir,
+			hr_strerror(rc));
+		return 1;
+	}
+	ctl_fd = open_control(hr_dopts.control_path);
+	if (ctl_fd < 0)
+		return 1;
+	repl_fd = open_listen(hr_dopts.listen);
+	if (repl_fd < 0) {
+		unlink(hr_dopts.control_path);
+		return 1;
+	}
+	if (!hr_dopts.foreground) {
+		rc = daemonize();
+		if (rc < 0) {
+			fprintf(stderr, "hareplicated: cannot detach: %s\n", hr_strerror(rc));
+			return 1;
+		}
+		hr_log_init("hareplicated", 0, hr_dopts.verbose);
+	}
+	if (pidfile) {
+		FILE *f = fopen(pidfile, "w");
+		if (f) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		} else {
+			log_warnx(NULL, "pidfile %s: %s", pidfile, strerror(errno));
+		}
+	}
+
+	base = event_base_new();
+	if (!base) {
+		log_err(NULL, "cannot create the event loop");
+		return 1;
+	}
+	hr_vms_init(base);
+	if (hr_ctl_listen(base, ctl_fd) < 0 ||
+	    !evconnlistener_new(base, repl_accept_cb, NULL,
+				LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, repl_fd)) {
+		log_err(NULL, "cannot listen");
+		return 1;
+	}
+	ev_chld = evsignal_new(base, SIGCHLD, sigchld_cb, NULL);
+	ev_term = evsignal_new(base, SIGTERM, sigterm_cb, NULL);
+	ev_int = evsignal_new(base, SIGINT, sigterm_cb, NULL);
+	evsignal_add(ev_chld, NULL);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	signal(SIGHUP, SIG_IGN);
+
+	log_info(NULL,
+		 "hareplicated %s: control %s, replication %s, state %s, failover after %llu ms",
+		 PACKAGE_VERSION, hr_dopts.control_path, hr_dopts.listen, hr_dopts.state_dir,
+		 (unsigned long long)hr_dopts.failover_timeout_ms);
+	event_base_dispatch(base);
+
+	hr_vms_reap();
+	unlink(hr_dopts.control_path);
+	if (pidfile)
+		unlink(pidfile);
+	log_info(NULL, "exiting");
+	return 0;
+}

@@ -1,0 +1,296 @@
+/*
+ * worker.c - the child process that runs one VM's epoch engine.
+ *
+ * Lives from fork to _exit; never returns to the daemon's event loop.
+ * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote
+ * (both through the engine's signal-safe requests).  Every engine event
+ * becomes one kv.h status line to the daemon; the last line is
+ * `event=exit rc=N error=TEXT`.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/console.h"
+#include "daemon/daemon.h"
+#include "daemon/kv.h"
+
+static struct hr_engine *volatile g_eng;
+static volatile sig_atomic_t g_stop, g_promote;
+
+struct worker {
+	struct hr_worker_args *a;
+	uint64_t nr_epochs;
+};
+
+static void on_signal(int sig)
+{
+	struct hr_engine *eng = g_eng;
+
+	if (sig == SIGUSR1) {
+		g_promote = 1;
+		if (eng)
+			hr_engine_promote(eng);
+		return;
+	}
+	g_stop = 1;
+	if (eng)
+		hr_engine_stop(eng);
+	else
+		_exit(0); /* nothing built yet */
+}
+
+static void send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
+{
+	hr_sbuf_add(sb, "\n", 1);
+	if (sb->oom)
+		return;
+	if (may_drop) {
+		/* Stats lines: never let a slow daemon stall the engine. */
+		(void)!send(w->a->status_fd, sb->p, sb->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		return;
+	}
+	(void)hr_write_all(w->a->status_fd, sb->p, sb->len);
+}
+
+static void add_stats(struct hr_sbuf *sb, const struct hr_epoch_stats *st, uint64_t nr_epochs)
+{
+	hr_kv_addu(sb, "nr_epochs", nr_epochs);
+	if (!st)
+		return;
+	hr_kv_addu(sb, "epoch", st->epoch);
+	hr_kv_addu(sb, "interval_us", st->interval_us);
+	hr_kv_addu(sb, "pause_us", st->pause_us);
+	hr_kv_addu(sb, "dirty_pages", st->dirty_pages);
+	hr_kv_addu(sb, "bytes", st->bytes);
+	hr_kv_addu(sb, "ack_us", st->ack_us);
+}
+
+static void on_event(void *opaque, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+{
+	static const char *const names[] = {
+	    [HR_EV_SYNCED] = "protected",	 [HR_EV_EPOCH] = "epoch",
+	    [HR_EV_UNPROTECTED] = "unprotected", [HR_EV_PROMOTED] = "promoted",
+	    [HR_EV_GUEST_EXIT] = "guest-exit",
+	};
+	struct worker *w = opaque;
+	struct hr_engine *eng = g_eng;
+	struct hr_epoch_stats last;
+	struct hr_sbuf sb = {0};
+
+	if (ev == HR_EV_EPOCH)
+		w->nr_epochs++;
+	if (!st && eng && ev != HR_EV_PROMOTED && ev != HR_EV_GUEST_EXIT) {
+		/* the backup reports without stats: ask the engine */
+		hr_engine_stats(eng, &last, &w->nr_epochs);
+		st = &last;
+	}
+	hr_kv_add(&sb, "event",
+		  (unsigned)ev < sizeof(names) / sizeof(names[0]) && names[ev] ? names[ev]
+									       : "unknown");
+	add_stats(&sb, st, w->nr_epochs);
+	send_line(w, &sb, ev == HR_EV_EPOCH);
+	hr_sbuf_free(&sb);
+}
+
+/* Read one line (byte by byte: nothing after it is consumed).  0 or -errno. */
+static int read_line(int fd, char *buf, size_t size, unsigned timeout_ms)
+{
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	size_t n = 0;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (n + 1 < size) {
+		ssize_t r = read(fd, buf + n, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		if (r == 0)
+			return -ECONNRESET;
+		if (buf[n] == '\n') {
+			buf[n] = '\0';
+			tv = (struct timeval){0, 0};
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			return 0;
+		}
+		n++;
+	}
+	return -HR_EPROTO;
+}
+
+/*
+ * Backup: take the daemon preamble from the primary, ask our daemon whether
+ * the name is free, answer the primary.  Fills a->name.
+ */
+static int backup_preamble(struct worker *w)
+{
+	struct hr_worker_args *a = w->a;
+	char line[HR_PREAMBLE_MAX];
+	struct hr_kvline kv;
+	struct hr_sbuf sb = {0};
+	const char *err = NULL;
+	int rc;
+
+	rc = read_line(a->peer_fd, line, sizeof(line), 10000);
+	if (rc < 0) {
+		log_warnx(NULL, "replication connection from %s: no valid preamble (%s)",
+			  a->peer_desc, rc == -HR_EPROTO ? "line too long" : hr_strerror(rc));
+		return rc;
+	}
+	rc = hr_kv_parse(&kv, line, strlen(line));
+	if (rc < 0 || !hr_kv_get(&kv, "hrd") || strcmp(hr_kv_get(&kv, "hrd"), "1") ||
+	    !hr_kv_get(&kv, "vm") || !hr_vm_name_ok(hr_kv_get(&kv, "vm"))) {
+		log_warnx(NULL,
+			  "replication connection from %s: not a hareplicated preamble; closing",
+			  a->peer_desc);
+		if (!rc && hr_kv_get(&kv, "hrd") && strcmp(hr_kv_get(&kv, "hrd"), "1"))
+			err = "unsupported preamble version (this daemon speaks hrd=1)";
+		else
+			err = "malformed preamble";
+		hr_kv_add(&sb, "hrd", "1");
+		hr_kv_add(&sb, "status", "error");
+		hr_kv_add(&sb, "error", err);
+		hr_sbuf_add(&sb, "\n", 1);
+		(void)hr_write_all(a->peer_fd, sb.p, sb.len);
+		hr_sbuf_free(&sb);
+		hr_kv_free(&kv);
+		return -HR_EPROTO;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", hr_kv_get(&kv, "vm"));
+	hr_kv_free(&kv);
+
+	/* Ask the daemon: is the name free here? */
+	hr_kv_add(&sb, "event", "backup");
+	hr_kv_add(&sb, "vm", a->name);
+	send_line(w, &sb, 0);
+	hr_sbuf_free(&sb);
+	rc = read_line(a->status_fd, line, sizeof(line), 10000);
+	if (rc < 0) {
+		log_warnx(a->name, "backup: no answer from the daemon (%s)", hr_strerror(rc));
+		err = "backup daemon did not answer";
+	} else if (strncmp(line, "accept", 6)) {
+		err = line[0] ? line : "refused";
+		rc = -EEXIST;
+	}
+
+	hr_kv_add(&sb, "hrd", "1");
+	hr_kv_add(&sb, "status", err ? "error" : "ok");
+	if (err)
+		hr_kv_add(&sb, "error", err);
+	hr_sbuf_add(&sb, "\n", 1);
+	int wrc = hr_write_all(a->peer_fd, sb.p, sb.len);
+	hr_sbuf_free(&sb);
+	if (err) {
+		log_warnx(a->name, "backup from %s refused: %s", a->peer_desc, err);
+		return rc < 0 ? rc : -EEXIST;
+	}
+	return wrc;
+}
+
+int hr_worker_main(struct hr_worker_args *a)
+{
+	struct worker w = {.a = a};
+	struct hr_engine_config cfg = {0};
+	struct hr_console *con = NULL;
+	struct hr_engine *eng = NULL;
+	struct sigaction sa = {0};
+	char spec[1024];
+	int rc;
+
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+
+	if (a->role == HR_ROLE_BACKUP) {
+		rc = backup_preamble(&w);
+		if (rc < 0)
+			goto out;
+		/* %s -> name: only one %s, anything else passes through */
+		const char *p = strstr(a->console_pattern, "%s");
+		if (p)
+			snprintf(spec, sizeof(spec), "%.*s%s%s", (int)(p - a->console_pattern),
+				 a->console_pattern, a->name, p + 2);
+		else
+			snprintf(spec, sizeof(spec), "%s", a->console_pattern);
+		a->console_spec = spec;
+		a->ops = hr_backend_find("kvm");
+		a->vm.name = a->name;
+		a->vm.kernel_path = NULL;
+		if (!a->ops) {
+			rc = -HR_EBACKEND;
+			goto out;
+		}
+		log_info(a->name, "backup: replica of the primary at %s, console %s", a->peer_desc,
+			 a->console_spec);
+	} else {
+		log_info(a->name, "primary: replicating to %s every %llu us, console %s",
+			 a->peer_desc, (unsigned long long)a->epoch_us, a->console_spec);
+	}
+
+	rc = hr_console_open(&con, a->console_spec, a->name);
+	if (rc < 0) {
+		log_err(a->name, "console %s: %s", a->console_spec, hr_strerror(rc));
+		goto out;
+	}
+
+	cfg.name = a->name;
+	cfg.ops = a->ops;
+	cfg.vm = a->vm;
+	cfg.vm.name = a->name;
+	cfg.epoch_us = a->epoch_us;
+	cfg.silence_ms = a->silence_ms;
+	cfg.auto_promote = a->role == HR_ROLE_BACKUP;
+	cfg.console_sink = hr_console_sink;
+	cfg.console_opaque = con;
+	cfg.on_event = on_event;
+	cfg.event_opaque = &w;
+	rc = hr_engine_new(&eng, &cfg);
+	if (rc < 0) {
+		log_err(a->name, "engine: %s", hr_strerror(rc));
+		goto out;
+	}
+	g_eng = eng;
+	if (g_stop)
+		hr_engine_stop(eng);
+	if (g_promote)
+		hr_engine_promote(eng);
+
+	if (a->role == HR_ROLE_BACKUP)
+		rc = hr_engine_run_backup(eng, a->peer_fd);
+	else
+		rc = hr_engine_run_primary(eng, a->peer_fd);
+	if (rc < 0)
+		log_warnx(a->name, "%s engine ended: %s",
+			  a->role == HR_ROLE_BACKUP ? "backup" : "primary", hr_strerror(rc));
+	else
+		log_info(a->name, "engine ended");
+
+out:;
+	struct hr_sbuf sb = {0};
+	hr_kv_add(&sb, "event", "exit");
+	hr_kv_addf(&sb, "rc", "%d", rc);
+	if (rc < 0)
+		hr_kv_add(&sb, "error", hr_strerror(rc));
+	if (g_stop)
+		hr_kv_add(&sb, "stopped", "1");
+	send_line(&w, &sb, 0);
+	hr_sbuf_free(&sb);
+	g_eng = NULL;
+	if (eng)
+		hr_engine_free(eng);
+	hr_console_close(con, 2000);
+	return rc < 0 && !g_stop ? 1 : 0;
+}

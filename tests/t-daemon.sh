@@ -1,0 +1,184 @@
+#!/bin/sh
+# hareplicated end to end on loopback: two daemons (A primary, B backup) with
+# their own control sockets, ports and state dirs; `hareplicate start` a
+# memwalk VM from A to B, watch it get protected, feed both daemons bad input,
+# kill the backup's worker, a manual failover, stop.  Also the daemon
+# mechanics that need no VM: --help, refusing a second daemon, clear errors.
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+HRD="$top_builddir/hareplicated"
+[ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
+need_kvm
+command -v python3 >/dev/null || skip_all "python3 not found"
+plan 40
+
+PA=$((20000 + $$ % 20000))
+PB=$((PA + 1))
+PDEAD=$((PA + 2))
+CA="$T/a/run/control.sock"
+CB="$T/b/run/control.sock"
+A() { "$HR" "$@" --control "$CA"; }
+B() { "$HR" "$@" --control "$CB"; }
+alive() { kill -0 "$1" 2>/dev/null; }
+# field VMNAME KEY CONTROL: one value from `status --json`
+field() {
+	"$HR" status --json --control "$3" 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for v in d["vms"]:
+    if v["name"] == sys.argv[1]:
+        x = v
+        for k in sys.argv[2].split("."):
+            x = x[k] if x is not None else None
+        print(x)
+' "$1" "$2"
+}
+# wait_field VM KEY VALUE CONTROL SECONDS
+wait_field() {
+	_end=$(($(date +%s) + $5))
+	while [ "$(date +%s)" -lt "$_end" ]; do
+		[ "$(field "$1" "$2" "$4")" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+# ctl_raw CONTROL BYTES-PYTHON-EXPR: send raw bytes, print the reply
+ctl_raw() {
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(10)
+try:
+    s.sendall(eval(sys.argv[2]))
+    s.shutdown(socket.SHUT_WR)
+except OSError:
+    pass
+out = b""
+while True:
+    try:
+        b = s.recv(4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode("ascii", "replace"))
+' "$1" "$2"
+}
+garbage_tcp() { # PORT BYTES-PYTHON-EXPR
+	python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+try:
+    s.sendall(eval(sys.argv[2]))
+    s.shutdown(socket.SHUT_WR)
+    s.recv(4096)
+except OSError:
+    pass
+' "$1" "$2"
+}
+
+# --- no daemon yet ---
+ok '"$HRD" --help | grep -q -- "--failover-timeout" && "$HRD" --help | grep -q -- "--console-default"' \
+	"hareplicated --help describes its options"
+ok 'for c in start status failover stop; do "$HR" $c --help | grep -q "usage: hareplicate $c" || exit 1; done' \
+	"hareplicate start/status/failover/stop --help"
+"$HR" status --control "$T/none.sock" >/dev/null 2>"$T/err"; rc=$?
+ok '[ $rc = 69 ] && grep -q "cannot reach hareplicated at $T/none.sock" "$T/err"' \
+	"status without a daemon: clear error, exit 69 (rc=$rc)"
+
+# --- two daemons ---
+"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >"$T/a.log" 2>&1 &
+pida=$!
+"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+	--failover-timeout 500 >"$T/b.log" 2>&1 &
+pidb=$!
+on_exit "kill -9 $pida $pidb 2>/dev/null"
+ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
+ok '[ "$(stat -c %a "$CA")" = 600 ] && [ "$(stat -c %a "$T/a/run")" = 700 ]' \
+	"control socket 0600 in a 0700 directory"
+"$HRD" -f --control "$CA" --listen "127.0.0.1:$PDEAD" --state-dir "$T/a2" >"$T/err" 2>&1; rc=$?
+ok '[ $rc != 0 ] && grep -q "another hareplicated answers on $CA" "$T/err" && alive $pida' \
+	"a second daemon on the same control socket refuses to start"
+ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d[\"vms\"] == []"' \
+	"status --json with no VMs is valid JSON"
+
+# --- bad input on the control socket ---
+ok 'ctl_raw "$CA" "b\"v=1 cmd=frobnicate\\n\"" | grep -q "^error: unknown command"' "unknown command: error reply"
+ok 'ctl_raw "$CA" "b\"v=1 cmd=status vm=%zz\\n\"" | grep -q "^error: malformed request"' "bad escape: error reply"
+ok 'ctl_raw "$CA" "b\"v=7 cmd=status\\n\"" | grep -q "^error: unsupported protocol version"' "other protocol version: error reply"
+ok 'ctl_raw "$CA" "b\"x\" * 200000" | grep -q "^error: request line too long"' "oversized request line refused"
+ok 'ctl_raw "$CA" "bytes(range(256)) * 10" | grep -q "^error:"' "binary garbage: error reply"
+ok 'alive $pida && A status >/dev/null' "daemon A survives bad control input"
+
+# --- start errors ---
+A start vm1 --backend xen --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
+ok '[ $rc != 0 ] && grep -q -- "--with-xen" "$T/err"' "--backend xen (not built) names --with-xen"
+A start vm1 --peer "127.0.0.1:$PDEAD" --kernel "$GUESTS/memwalk.elf" --memory 64M 2>"$T/err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "cannot reach peer 127.0.0.1:$PDEAD" "$T/err"' "unreachable peer: start fails clearly (rc=$rc)"
+ok 'A status | grep -q "^no VMs"' "... and nothing was started"
+A start vm1 --peer "127.0.0.1:$PB" --kernel "$T/no-such.elf" 2>"$T/err"; rc=$?
+ok '[ $rc != 0 ] && grep -q "no-such.elf" "$T/err"' "missing kernel: clear error"
+
+# --- garbage on the replication port ---
+garbage_tcp "$PB" 'b"garbage\n"'
+garbage_tcp "$PB" 'b"\xff" * 100000'
+garbage_tcp "$PB" 'b"hrd=1 vm=../../etc\n"'
+ok 'wait_for "$T/b.log" "not a hareplicated preamble|no valid preamble" 10' "backup logs the garbage connections"
+sleep 0.5
+ok 'alive $pidb && B status | grep -q "^no VMs"' "daemon B survives garbage on the replication port"
+
+# --- protect a VM ---
+A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
+	--append "rate=1000 wss=4M interval_ms=50" >"$T/out" 2>"$T/err"; rc=$?
+ok '[ $rc = 0 ] && grep -q "started vm1" "$T/out"' "start vm1 from A to B (rc=$rc $(cat "$T/err"))"
+A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "already exists" "$T/err"' "a second vm1 is refused"
+ok 'wait_field vm1 state protected "$CA" 30' "A: vm1 becomes protected"
+ok 'wait_field vm1 state protected "$CB" 10 && [ "$(field vm1 role "$CB")" = backup ]' "B: vm1 is a protected backup"
+e1=$(field vm1 nr_epochs "$CA"); sleep 1; e2=$(field vm1 nr_epochs "$CA")
+ok '[ "${e2:-0}" -gt "$((${e1:-0} + 5))" ]' "epochs count ($e1 -> $e2 in 1 s)"
+ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); v=d[\"vms\"][0]; assert v[\"role\"]==\"primary\" and v[\"last_epoch\"][\"pause_us\"]>0"' \
+	"A: status --json parses and carries epoch stats"
+ok 'B status vm1 --json | python3 -c "import json,sys; json.load(sys.stdin)"' "B: status VM --json parses"
+A status vm1 | sed 's/^/# /'
+A failover vm1 2>"$T/err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "primary on this host" "$T/err"' "failover on the primary host is refused clearly"
+garbage_tcp "$PB" 'b"garbage\n"'
+ok 'ctl_raw "$CB" "b\"v=1 cmd=stop\\n\"" | grep -q "^error: no VM named"' "stop without vm=: error"
+sleep 0.3
+ok 'alive $pida && alive $pidb && [ "$(field vm1 state "$CA")" = protected ]' \
+	"bad input while protected: both daemons up, vm1 still protected"
+ok 'grep -q "+protected" "$T/a.log"' "A logs +protected"
+
+# --- lose the backup ---
+wpid=$(field vm1 pid "$CB")
+kill -9 "$wpid"
+ok 'wait_field vm1 state unprotected "$CA" 10' "kill -9 of B's worker: A says vm1 unprotected"
+ok 'grep -q "+backup-lost" "$T/a.log" && grep -q "+unprotected" "$T/a.log"' "A logs +backup-lost and +unprotected"
+ok 'alive $pidb && [ "$(field vm1 state "$CB")" = failed ]' "B survives; its vm1 entry is failed"
+s1=$(stat -c %s "$T/a/state/vm1.console")
+sleep 2
+s2=$(stat -c %s "$T/a/state/vm1.console")
+ok '[ "$s2" -gt "$s1" ]' "the unprotected guest's console file keeps growing ($s1 -> $s2 bytes)"
+ok 'A stop vm1 >/dev/null && A status | grep -q "^no VMs"' "stop vm1 on A"
+ok 'B stop vm1 >/dev/null && B status | grep -q "^no VMs"' "remove the dead replica on B"
+
+# --- manual failover ---
+A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M \
+	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
+ok 'wait_field vm2 state protected "$CB" 30' "vm2 protected on B"
+B failover vm2 >"$T/out" 2>"$T/err"; rc=$?
+ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failover-start" "$T/b.log" && grep -q "+promoted" "$T/b.log"' \
+	"failover vm2 on B: promoted, +failover-start and +promoted logged (rc=$rc $(cat "$T/err"))"
+ok 'wait_for "$T/b/state/vm2.console" "memwalk: seq=" 20' "the promoted guest's console goes to B's state dir"
+A stop vm2 >/dev/null 2>&1
+B stop vm2 >/dev/null 2>&1
+
+# --- shut down ---
+kill -TERM $pida $pidb
+wait_exit $pida 20; ra=$rc
+wait_exit $pidb 20; rb=$rc
+ok '[ "$ra" = 0 ] && [ "$rb" = 0 ] && [ ! -e "$CA" ]' "SIGTERM: both daemons exit 0 and remove their sockets"
+grep -E '^[0-9:.]+ (warning|error)' "$T/a.log" "$T/b.log" | grep -v outbuf | head -20 | sed 's/^/# /'
+done_testing
