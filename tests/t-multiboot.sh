@@ -2,14 +2,19 @@
 # The multiboot v1 loader and PC devices against QEMU, the reference: the
 # same mbprobe.elf boots under both and must report the same machine
 # (magic, info flags, mem_lower/mem_upper, command line, memory map, CR0,
-# EFLAGS.IF, TSC frequency calibrated with PIT channel 2 through port 0x61).
-# Only the loader's name, where it put the info block and EFLAGS bits the
-# spec leaves undefined may differ.
+# EFLAGS.IF, TSC frequency calibrated with PIT channel 2 through port 0x61)
+# and must drive the devices a foreign kernel relies on the same way: the
+# 8259 PICs remapped to 0x20/0x28, PIT channel 0 at 1000 Hz on IRQ 0 waited
+# for with hlt (50 ticks ~ 50 ms of TSC time), the UART's THRE interrupt
+# on IRQ 4 and a valid CMOS RTC.  Only the loader's name, where it put the
+# info block, EFLAGS bits the spec leaves undefined, the calibrated TSC
+# frequency and the measured IRQ 0 milliseconds (both compared with a
+# tolerance) may differ.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 need_kvm
 [ -n "$QEMU" ] && [ -x "$QEMU" ] || QEMU=$(command -v qemu-system-x86_64)
 [ -n "$QEMU" ] || skip_all "qemu-system-x86_64 not installed"
-plan 8
+plan 14
 
 cd "$GUESTS" || exit 1
 for mem in 128 1024; do
@@ -23,10 +28,10 @@ for mem in 128 1024; do
 	ok '[ $ours_rc = $qemu_rc ] && grep -q "mbprobe: ok" "$T/ours.$mem"' \
 		"${mem} MiB: same exit status as QEMU ($ours_rc / $qemu_rc) and the probe is satisfied"
 	norm() { grep '^mbprobe:' "$1" | grep -v -e 'boot_loader_name=' -e 'eflags=' -e 'tsc_mhz=' |
-		sed 's/info=0x[0-9a-f]* //'; }
+		sed -e 's/info=0x[0-9a-f]* //' -e 's/^\(mbprobe: irq0 ticks=[0-9]*\) ms=[0-9]*$/\1 ms=N/'; }
 	norm "$T/ours.$mem" >"$T/n.ours"
 	norm "$T/qemu.$mem" >"$T/n.qemu"
-	ok 'cmp -s "$T/n.ours" "$T/n.qemu"' "${mem} MiB: magic, flags, memory sizes, command line, memory map and CR0 as under QEMU"
+	ok 'cmp -s "$T/n.ours" "$T/n.qemu"' "${mem} MiB: magic, flags, memory sizes, command line, memory map, CR0, IRQ 0, IRQ 4 and RTC lines as under QEMU"
 	diff "$T/n.ours" "$T/n.qemu" | sed 's/^/# /'
 	ok 'grep -q "if=0 vm=0" "$T/ours.$mem"' "${mem} MiB: entered with interrupts off, not in v86 mode"
 	mo=$(sed -n 's/.*tsc_mhz=\([0-9]*\).*/\1/p' "$T/ours.$mem")
@@ -34,5 +39,14 @@ for mem in 128 1024; do
 	diag "TSC calibrated by PIT channel 2: ours ${mo} MHz, QEMU ${mq} MHz"
 	ok '[ -n "$mo" ] && [ -n "$mq" ] && [ $((mo * 100)) -ge $((mq * 75)) ] && [ $((mo * 100)) -le $((mq * 125)) ] && grep -q "source=pit$" "$T/ours.$mem"' \
 		"${mem} MiB: TSC calibration through port 0x61 agrees with QEMU (within 25%: ring-0 code is emulated here and both are noisy under load)"
+	io=$(sed -n 's/^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$/\1/p' "$T/ours.$mem")
+	iq=$(sed -n 's/^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$/\1/p' "$T/qemu.$mem")
+	diag "50 IRQ 0 ticks of PIT channel 0 at 1000 Hz: ours ${io:-none} ms, QEMU ${iq:-none} ms"
+	ok '[ -n "$io" ] && [ -n "$iq" ] && [ "$io" -ge 25 ] && [ "$io" -le 100 ] && [ "$iq" -ge 25 ] && [ "$iq" -le 100 ]' \
+		"${mem} MiB: PIT channel 0 rate generator delivers IRQ 0 through the remapped PIC and wakes hlt, 50 ticks in 25-100 ms under both"
+	ok 'grep -qx "mbprobe: irq4 thre=ok" "$T/ours.$mem"' \
+		"${mem} MiB: UART THRE interrupt (IER.ETBEI, MCR.OUT2) arrives on IRQ 4 with IIR=THRE"
+	ok 'grep -qx "mbprobe: rtc ok" "$T/ours.$mem"' \
+		"${mem} MiB: CMOS RTC registers A, B, D and seconds/minutes/hours are valid"
 done
 done_testing

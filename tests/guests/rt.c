@@ -328,6 +328,133 @@ static void cpu_tables_init(void)
 	__asm__ volatile("lidt %0" : : "m"(idtr));
 }
 
+/* ---- 8259 PIC and hardware interrupts (opt-in: rt_pic_init) ---- */
+
+#define PIC1_CMD  0x20
+#define PIC1_DATA 0x21
+#define PIC2_CMD  0xa0
+#define PIC2_DATA 0xa1
+#define PIC_EOI	  0x20
+
+volatile unsigned int rt_irq_count[16];
+volatile unsigned int rt_irq_spurious[16];
+static rt_irq_fn irq_fn[16];
+extern const uint64_t rt_irq_stubs[16];
+
+/*
+ * One stub per IRQ (boot.S only has the exception stubs): push the IRQ
+ * number, save the registers the C ABI lets rt_irq() clobber, keep RSP
+ * 16-byte aligned at the call (the CPU aligns it before pushing the 5-word
+ * frame), iretq.  No IST and no stack switch: interrupts are only ever
+ * enabled in ring 0 here, and the guests are built with -mno-red-zone.
+ */
+__asm__(".text\n"
+	".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+	"rt_irq_stub\\n:\n"
+	"	pushq $\\n\n"
+	"	jmp rt_irq_common\n"
+	".endr\n"
+	"rt_irq_common:\n"
+	"	pushq %rax\n"
+	"	pushq %rcx\n"
+	"	pushq %rdx\n"
+	"	pushq %rsi\n"
+	"	pushq %rdi\n"
+	"	pushq %r8\n"
+	"	pushq %r9\n"
+	"	pushq %r10\n"
+	"	pushq %r11\n"
+	"	subq $8, %rsp\n"
+	"	movq 80(%rsp), %rdi\n"
+	"	cld\n"
+	"	call rt_irq\n"
+	"	addq $8, %rsp\n"
+	"	popq %r11\n"
+	"	popq %r10\n"
+	"	popq %r9\n"
+	"	popq %r8\n"
+	"	popq %rdi\n"
+	"	popq %rsi\n"
+	"	popq %rdx\n"
+	"	popq %rcx\n"
+	"	popq %rax\n"
+	"	addq $8, %rsp\n"
+	"	iretq\n"
+	".section .rodata\n"
+	".balign 8\n"
+	".globl rt_irq_stubs\n"
+	"rt_irq_stubs:\n"
+	".irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n"
+	"	.quad rt_irq_stub\\n\n"
+	".endr\n"
+	".text\n");
+
+static uint8_t pic_isr(uint16_t cmd)
+{
+	outb(cmd, 0x0b); /* OCW3: read ISR */
+	uint8_t v = inb(cmd);
+	outb(cmd, 0x0a); /* back to IRR */
+	return v;
+}
+
+void rt_irq(uint64_t irq);
+void rt_irq(uint64_t irq)
+{
+	/* IRQ 7/15 with its ISR bit clear is spurious: no EOI on that chip. */
+	if ((irq == 7 && !(pic_isr(PIC1_CMD) & 0x80)) ||
+	    (irq == 15 && !(pic_isr(PIC2_CMD) & 0x80))) {
+		rt_irq_spurious[irq]++;
+		if (irq == 15)
+			outb(PIC1_CMD, PIC_EOI); /* the cascade on the master was real */
+		return;
+	}
+	rt_irq_count[irq]++;
+	if (irq_fn[irq])
+		irq_fn[irq]((unsigned int)irq);
+	if (irq >= 8)
+		outb(PIC2_CMD, PIC_EOI);
+	outb(PIC1_CMD, PIC_EOI);
+}
+
+void rt_pic_init(void)
+{
+	outb(PIC1_CMD, 0x11); /* ICW1: edge, cascade, ICW4 follows */
+	outb(PIC2_CMD, 0x11);
+	outb(PIC1_DATA, RT_IRQ_BASE); /* ICW2: vector base */
+	outb(PIC2_DATA, RT_IRQ_BASE + 8);
+	outb(PIC1_DATA, 0x04); /* ICW3: slave on IRQ 2 */
+	outb(PIC2_DATA, 0x02); /*       slave identity 2 */
+	outb(PIC1_DATA, 0x01); /* ICW4: 8086 mode, normal EOI */
+	outb(PIC2_DATA, 0x01);
+	outb(PIC1_DATA, 0xfb); /* OCW1: all masked but the cascade */
+	outb(PIC2_DATA, 0xff);
+	for (int i = 0; i < 16; i++)
+		set_gate(RT_IRQ_BASE + i, rt_irq_stubs[i], 0x8E);
+}
+
+void rt_irq_set(unsigned int irq, rt_irq_fn fn)
+{
+	irq_fn[irq & 15] = fn;
+}
+
+static void pic_mask(unsigned int irq, int masked)
+{
+	uint16_t port = irq < 8 ? PIC1_DATA : PIC2_DATA;
+	uint8_t bit = (uint8_t)(1u << (irq & 7));
+	uint8_t m = inb(port);
+	outb(port, masked ? (m | bit) : (m & ~bit));
+}
+
+void rt_irq_unmask(unsigned int irq)
+{
+	pic_mask(irq & 15, 0);
+}
+
+void rt_irq_mask(unsigned int irq)
+{
+	pic_mask(irq & 15, 1);
+}
+
 /* ---- multiboot information ---- */
 
 struct mb_info {

@@ -61,12 +61,38 @@ static inline uint64_t rdtsc(void)
 	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
 	return ((uint64_t)hi << 32) | lo;
 }
+static inline void sti(void)
+{
+	__asm__ volatile("sti" ::: "memory");
+}
+static inline void cli(void)
+{
+	__asm__ volatile("cli" ::: "memory");
+}
 static inline void cpu_relax(void)
 {
 	__asm__ volatile("pause" ::: "memory");
 }
 
 void rt_init(const char *name); /* ring 0 only */
+
+/*
+ * Hardware interrupts through the 8259 pair, ring 0 only and opt-in (memwalk
+ * never calls them).  rt_pic_init() remaps the PICs to vectors 0x20-0x2f
+ * (ICW1-4, edge triggered, 8086 mode), masks every line but the cascade and
+ * installs IDT gates for all 16 vectors.  A gate runs the handler set with
+ * rt_irq_set() (if any), counts the interrupt and then sends the EOI(s);
+ * spurious IRQ 7/15 (ISR bit clear) are counted in rt_irq_spurious[] and
+ * get no EOI.  IF is the caller's business (sti/cli).
+ */
+#define RT_IRQ_BASE 0x20
+typedef void (*rt_irq_fn)(unsigned int irq);
+extern volatile unsigned int rt_irq_count[16];
+extern volatile unsigned int rt_irq_spurious[16];
+void rt_pic_init(void);
+void rt_irq_set(unsigned int irq, rt_irq_fn fn);
+void rt_irq_unmask(unsigned int irq);
+void rt_irq_mask(unsigned int irq);
 void rt_enter_ring3(void (*fn)(void), void *stack_top);
 void rt_exit(unsigned int code) __attribute__((noreturn));
 

@@ -27,6 +27,7 @@ struct cmos_state {
 	uint8_t index;
 	uint8_t ram[128];
 	uint8_t port61; /* speaker data bits of port 0x61 (saved with the CMOS) */
+	uint64_t last_c_sec; /* RTC: second of the last register C read */
 };
 
 struct kvm_vcpu {

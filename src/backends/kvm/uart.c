@@ -179,6 +179,59 @@ static void uart_io(struct kvm_vm *vm, unsigned reg, int is_write, uint8_t *val)
 	uart_update_irq(vm);
 }
 
+/* The RTC runs on the host's UTC clock (as QEMU's default rtc base=utc):
+ * time registers are computed at each read, the update-in-progress bit is
+ * set in the 244 us before each second, register C reports update-ended
+ * once per second boundary.  The periodic and alarm interrupts (IRQ 8) are
+ * not generated. */
+static uint8_t rtc_fmt(const struct cmos_state *c, int v)
+{
+	return (c->ram[0x0b] & 0x04) ? (uint8_t)v : bcd(v);
+}
+
+static void rtc_read(struct cmos_state *c, uint8_t idx, uint8_t *val)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	switch (idx) {
+	case 0x00: *val = rtc_fmt(c, tm.tm_sec); return;
+	case 0x02: *val = rtc_fmt(c, tm.tm_min); return;
+	case 0x04: {
+		int h = tm.tm_hour;
+		if (!(c->ram[0x0b] & 0x02)) { /* 12-hour mode: PM in bit 7 */
+			int pm = h >= 12;
+			h = h % 12 ? h % 12 : 12;
+			*val = (uint8_t)(rtc_fmt(c, h) | (pm ? 0x80 : 0));
+			return;
+		}
+		*val = rtc_fmt(c, h);
+		return;
+	}
+	case 0x06: *val = (uint8_t)(tm.tm_wday + 1); return;
+	case 0x07: *val = rtc_fmt(c, tm.tm_mday); return;
+	case 0x08: *val = rtc_fmt(c, tm.tm_mon + 1); return;
+	case 0x09: *val = rtc_fmt(c, tm.tm_year % 100); return;
+	case 0x32: *val = rtc_fmt(c, (tm.tm_year + 1900) / 100); return;
+	case 0x0a:
+		*val = (uint8_t)((c->ram[0x0a] & 0x7f) | (ts.tv_nsec > 1000000000L - 244000 ? 0x80 : 0));
+		return;
+	case 0x0c: {
+		uint64_t sec = (uint64_t)ts.tv_sec;
+		uint8_t v = c->ram[0x0c];
+		if (sec != c->last_c_sec) {
+			v |= 0x10; /* update ended since the last read */
+			c->last_c_sec = sec;
+		}
+		*val = v;
+		c->ram[0x0c] = 0;
+		return;
+	}
+	default: *val = c->ram[idx];
+	}
+}
+
 static void cmos_io(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *val)
 {
 	struct cmos_state *c = &vm->cmos;
@@ -190,12 +243,11 @@ static void cmos_io(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *val
 		return;
 	}
 	if (is_write) {
-		c->ram[c->index] = *val;
+		if (c->index != 0x0a || (*val & 0x7f) != 0) /* UIP is read-only */
+			c->ram[c->index] = c->index == 0x0a ? (uint8_t)(*val & 0x7f) : *val;
 		return;
 	}
-	*val = c->ram[c->index];
-	if (c->index == 0x0c)
-		c->ram[0x0c] = 0;
+	rtc_read(c, c->index, val);
 }
 
 /* OUT of a PIT channel at host time now_ns, from the in-kernel PIT's state
