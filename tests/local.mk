@@ -11,3 +11,7 @@ TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)
+
+check_PROGRAMS += tests/t-backup-bad
+TESTS += tests/t-backup-bad
+tests_t_backup_bad_LDADD = $(HR_LIBS)
