@@ -16,15 +16,29 @@ need_kvm
 [ -n "$QEMU" ] || skip_all "qemu-system-x86_64 not installed"
 plan 14
 
+# Timings measured by emulated ring-0 code swing with host load (make check
+# runs tests in parallel): each side boots three times and the medians of
+# the TSC and IRQ 0 figures are compared; everything else must match exactly
+# on the first boot.
+median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 cd "$GUESTS" || exit 1
 for mem in 128 1024; do
-	timeout 60 "$HR" run --kernel mbprobe.elf --memory ${mem}M --append "probe a=1 b=two" \
-		>"$T/ours.$mem" 2>"$T/ours.$mem.err"
-	ours_rc=$?
-	timeout 60 "$QEMU" -accel kvm -m $mem -display none -serial stdio -no-reboot -nodefaults \
-		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-		-kernel mbprobe.elf -append "probe a=1 b=two" >"$T/qemu.$mem" 2>"$T/qemu.$mem.err"
-	qemu_rc=$?
+	for i in 1 2 3; do
+		timeout 60 "$HR" run --kernel mbprobe.elf --memory ${mem}M --append "probe a=1 b=two" \
+			>"$T/ours.$mem.$i" 2>"$T/ours.$mem.err"
+		r=$?
+		[ $i = 1 ] && ours_rc=$r
+		timeout 60 "$QEMU" -accel kvm -m $mem -display none -serial stdio -no-reboot -nodefaults \
+			-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+			-kernel mbprobe.elf -append "probe a=1 b=two" >"$T/qemu.$mem.$i" 2>"$T/qemu.$mem.err"
+		r=$?
+		[ $i = 1 ] && qemu_rc=$r
+	done
+	cp "$T/ours.$mem.1" "$T/ours.$mem"
+	cp "$T/qemu.$mem.1" "$T/qemu.$mem"
+	fig() { sed -n "s/$1/\\1/p" "$2" | head -1; }
+	tsc() { median3 "$(fig '.*tsc_mhz=\([0-9]*\).*' "$T/$1.$mem.1")" "$(fig '.*tsc_mhz=\([0-9]*\).*' "$T/$1.$mem.2")" "$(fig '.*tsc_mhz=\([0-9]*\).*' "$T/$1.$mem.3")"; }
+	irq() { median3 "$(fig '^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$' "$T/$1.$mem.1")" "$(fig '^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$' "$T/$1.$mem.2")" "$(fig '^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$' "$T/$1.$mem.3")"; }
 	ok '[ $ours_rc = $qemu_rc ] && grep -q "mbprobe: ok" "$T/ours.$mem"' \
 		"${mem} MiB: same exit status as QEMU ($ours_rc / $qemu_rc) and the probe is satisfied"
 	norm() { grep '^mbprobe:' "$1" | grep -v -e 'boot_loader_name=' -e 'eflags=' -e 'tsc_mhz=' |
@@ -34,14 +48,14 @@ for mem in 128 1024; do
 	ok 'cmp -s "$T/n.ours" "$T/n.qemu"' "${mem} MiB: magic, flags, memory sizes, command line, memory map, CR0, IRQ 0, IRQ 4 and RTC lines as under QEMU"
 	diff "$T/n.ours" "$T/n.qemu" | sed 's/^/# /'
 	ok 'grep -q "if=0 vm=0" "$T/ours.$mem"' "${mem} MiB: entered with interrupts off, not in v86 mode"
-	mo=$(sed -n 's/.*tsc_mhz=\([0-9]*\).*/\1/p' "$T/ours.$mem")
-	mq=$(sed -n 's/.*tsc_mhz=\([0-9]*\).*/\1/p' "$T/qemu.$mem")
-	diag "TSC calibrated by PIT channel 2: ours ${mo} MHz, QEMU ${mq} MHz"
+	mo=$(tsc ours)
+	mq=$(tsc qemu)
+	diag "TSC calibrated by PIT channel 2, median of 3 boots: ours ${mo} MHz, QEMU ${mq} MHz"
 	ok '[ -n "$mo" ] && [ -n "$mq" ] && [ $((mo * 100)) -ge $((mq * 75)) ] && [ $((mo * 100)) -le $((mq * 125)) ] && grep -q "source=pit$" "$T/ours.$mem"' \
-		"${mem} MiB: TSC calibration through port 0x61 agrees with QEMU (within 25%: ring-0 code is emulated here and both are noisy under load)"
-	io=$(sed -n 's/^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$/\1/p' "$T/ours.$mem")
-	iq=$(sed -n 's/^mbprobe: irq0 ticks=50 ms=\([0-9]*\)$/\1/p' "$T/qemu.$mem")
-	diag "50 IRQ 0 ticks of PIT channel 0 at 1000 Hz: ours ${io:-none} ms, QEMU ${iq:-none} ms"
+		"${mem} MiB: TSC calibration through port 0x61 agrees with QEMU (medians within 25%)"
+	io=$(irq ours)
+	iq=$(irq qemu)
+	diag "50 IRQ 0 ticks of PIT channel 0 at 1000 Hz, median of 3 boots: ours ${io:-none} ms, QEMU ${iq:-none} ms"
 	ok '[ -n "$io" ] && [ -n "$iq" ] && [ "$io" -ge 25 ] && [ "$io" -le 100 ] && [ "$iq" -ge 25 ] && [ "$iq" -le 100 ]' \
 		"${mem} MiB: PIT channel 0 rate generator delivers IRQ 0 through the remapped PIC and wakes hlt, 50 ticks in 25-100 ms under both"
 	ok 'grep -qx "mbprobe: irq4 thre=ok" "$T/ours.$mem"' \
