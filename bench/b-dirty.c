@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "guest-harness.h"
+#include "common/stats.h"
 #include "common/err.h"
 
 #define FETCH_INTERVAL_NS (25 * 1000000ll)
@@ -59,25 +60,6 @@ static void sleep_until_ns(int64_t t_ns)
 		;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile (0 < pct <= 100) of v[0..n); sorts v. */
-static int64_t pctl(int64_t *v, unsigned n, double pct)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_i64);
-	unsigned rank = (unsigned)(pct / 100.0 * n + 0.999999);
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-	return v[rank - 1];
-}
 
 static uint64_t popcount_bm(const uint64_t *bm, uint64_t nwords)
 {
@@ -205,9 +187,9 @@ static int dirty_cell(uint64_t mem_bytes, enum hr_dirty_mode mode, unsigned rate
 			next = now_ns();
 	}
 	res->n = n;
-	res->fetch_p50_ns = pctl(fetch_ns, n, 50);
-	res->fetch_p99_ns = pctl(fetch_ns, n, 99);
-	res->pages_p50 = pctl(pages, n, 50);
+	res->fetch_p50_ns = hr_percentile_i64(fetch_ns, n, 50);
+	res->fetch_p99_ns = hr_percentile_i64(fetch_ns, n, 99);
+	res->pages_p50 = hr_percentile_i64(pages, n, 50);
 	res->pages_per_s =
 	    t_end > t_start ? (double)total_pages * 1e9 / (double)(t_end - t_start) : 0;
 	ops->pause(gu.vm);
@@ -353,8 +335,8 @@ struct lat {
 static void lat_from(struct lat *l, int64_t *v, unsigned n)
 {
 	l->n = n;
-	l->p50_ns = pctl(v, n, 50);
-	l->p99_ns = pctl(v, n, 99);
+	l->p50_ns = hr_percentile_i64(v, n, 50);
+	l->p99_ns = hr_percentile_i64(v, n, 99);
 	l->max_ns = n ? v[n - 1] : 0;
 }
 

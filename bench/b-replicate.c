@@ -24,6 +24,7 @@
 
 #include "backends/backend.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/util.h"
 #include "core/engine.h"
 
@@ -32,20 +33,6 @@ static int quick;
 
 /* ---------- statistics ---------- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static uint64_t pct(uint64_t *v, size_t n, double p)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_u64);
-	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-	return v[i];
-}
 
 /* ---------- console: count memwalk progress ---------- */
 
@@ -377,11 +364,11 @@ int main(int argc, char **argv)
 		if (asum)
 			repl_mbps = (double)bsum / asum; /* bytes/us = MB/s; the last (max) cell wins */
 		printf("%-14s %9llu %9llu %9.1f %9.1f %10llu %10llu %11.0f %11.0f %7.2f %9.1f\n",
-		       rates[i].label, (unsigned long long)pct(rs->pause_us, rs->n, 0.5),
-		       (unsigned long long)pct(rs->pause_us, rs->n, 0.99),
-		       pct(rs->interval_us, rs->n, 0.5) / 1e3, pct(rs->interval_us, rs->n, 0.99) / 1e3,
-		       (unsigned long long)pct(rs->dirty, rs->n, 0.5),
-		       (unsigned long long)(pct(rs->bytes, rs->n, 0.5) >> 10), prot, unprot,
+		       rates[i].label, (unsigned long long)hr_percentile_u64(rs->pause_us, rs->n, 50),
+		       (unsigned long long)hr_percentile_u64(rs->pause_us, rs->n, 99),
+		       hr_percentile_u64(rs->interval_us, rs->n, 50) / 1e3, hr_percentile_u64(rs->interval_us, rs->n, 99) / 1e3,
+		       (unsigned long long)hr_percentile_u64(rs->dirty, rs->n, 50),
+		       (unsigned long long)(hr_percentile_u64(rs->bytes, rs->n, 50) >> 10), prot, unprot,
 		       unprot > 0 ? prot / unprot : 0, fo / 1e3);
 		free(rs);
 	}
@@ -400,7 +387,7 @@ int main(int argc, char **argv)
 	}
 	printf("\nfailover (abort of the primary -> first new console line), %zu runs: p50 %.1f ms, "
 	       "max %.1f ms\n",
-	       nf, pct(failovers, nf, 0.5) / 1e3, pct(failovers, nf, 1.0) / 1e3);
+	       nf, hr_percentile_u64(failovers, nf, 50) / 1e3, hr_percentile_u64(failovers, nf, 100) / 1e3);
 
 	/* throughput: full sync of a guest whose memory is all touched, vs plain TCP */
 	double tcp = plain_tcp_mbps(quick ? 1ull << 30 : 4ull << 30);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "cli/cmd.h"
+#include "common/stats.h"
 #include "cli/ctl.h"
 #include "cli/drill.h"
 #include "common/log.h"
@@ -133,21 +134,6 @@ static uint64_t rng_next(uint64_t *s)
 	return *s * 0x2545F4914F6CDD1Dull;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of v[0..n) (sorts v). */
-static uint64_t pct(uint64_t *v, unsigned n, unsigned p)
-{
-	if (!n)
-		return 0;
-	qsort(v, n, sizeof(*v), cmp_u64);
-	unsigned k = (unsigned)(((uint64_t)n * p + 99) / 100);
-	return v[k ? k - 1 : 0];
-}
 
 static int json_u64(const char *s, const char *key, uint64_t *v)
 {
@@ -456,21 +442,21 @@ static void report(struct drill *d)
 	if (v && n) {
 		for (unsigned i = 0; i < n; i++)
 			v[i] = d->samples[i].pause_us;
-		uint64_t p50 = pct(v, n, 50), p99 = pct(v, n, 99);
+		uint64_t p50 = hr_percentile_u64(v, n, 50), p99 = hr_percentile_u64(v, n, 99);
 		OUT("  primary (status, %u sampled epochs): pause_us p50=%llu p99=%llu", n,
 		    (unsigned long long)p50, (unsigned long long)p99);
 		for (unsigned i = 0; i < n; i++)
 			v[i] = d->samples[i].interval_us;
-		p50 = pct(v, n, 50);
-		p99 = pct(v, n, 99);
+		p50 = hr_percentile_u64(v, n, 50);
+		p99 = hr_percentile_u64(v, n, 99);
 		OUT(" interval_us p50=%llu p99=%llu", (unsigned long long)p50,
 		    (unsigned long long)p99);
 		for (unsigned i = 0; i < n; i++)
 			v[i] = d->samples[i].bytes;
-		OUT(" bytes p50=%llu", (unsigned long long)pct(v, n, 50));
+		OUT(" bytes p50=%llu", (unsigned long long)hr_percentile_u64(v, n, 50));
 		for (unsigned i = 0; i < n; i++)
 			v[i] = d->samples[i].ack_us;
-		OUT(" ack_us p50=%llu\n", (unsigned long long)pct(v, n, 50));
+		OUT(" ack_us p50=%llu\n", (unsigned long long)hr_percentile_u64(v, n, 50));
 	} else {
 		OUT("  primary (status): no epoch stats sampled\n");
 	}
@@ -481,12 +467,12 @@ static void report(struct drill *d)
 			    w->wire[i].epoch == w->wire[i - 1].epoch + 1 &&
 			    w->wire[i - 1].epoch > 0)
 				v[nw++] = (w->wire[i].begin_ns - w->wire[i - 1].begin_ns) / 1000;
-		uint64_t i50 = pct(v, nw, 50), i99 = pct(v, nw, 99);
+		uint64_t i50 = hr_percentile_u64(v, nw, 50), i99 = hr_percentile_u64(v, nw, 99);
 		unsigned nb = 0;
 		for (unsigned i = 0; i < w->nr_wire; i++)
 			if (w->wire[i].epoch > 0 && w->wire[i].end_ns)
 				v[nb++] = w->wire[i].bytes;
-		uint64_t b50 = pct(v, nb, 50), b99 = pct(v, nb, 99);
+		uint64_t b50 = hr_percentile_u64(v, nb, 50), b99 = hr_percentile_u64(v, nb, 99);
 		unsigned na = 0;
 		for (unsigned i = 0; i < w->nr_wire; i++)
 			if (w->wire[i].epoch > 0 && w->wire[i].ack_ns && w->wire[i].end_ns)
@@ -495,7 +481,7 @@ static void report(struct drill *d)
 		    "p99=%llu "
 		    "end->ack_us p50=%llu\n",
 		    nb, (unsigned long long)i50, (unsigned long long)i99, (unsigned long long)b50,
-		    (unsigned long long)b99, (unsigned long long)pct(v, na, 50));
+		    (unsigned long long)b99, (unsigned long long)hr_percentile_u64(v, na, 50));
 	}
 	free(v);
 	OUT("  console: %llu bytes, %u progress lines (seq %llu..%llu), %u connections, %llu "
@@ -1016,7 +1002,7 @@ static int cmd_drill(int argc, char **argv)
 		for (unsigned i = 0; v && i < o.repeat; i++)
 			if (fo[i] >= 0)
 				v[n++] = (uint64_t)(fo[i] * 1000);
-		uint64_t p50 = v ? pct(v, n, 50) : 0, mx = v ? pct(v, n, 100) : 0;
+		uint64_t p50 = v ? hr_percentile_u64(v, n, 50) : 0, mx = v ? hr_percentile_u64(v, n, 100) : 0;
 		printf(
 		    "drills: %u of %u passed; failover_ms p50=%.1f max=%.1f (seeds %llu..%llu)\n",
 		    passed, o.repeat, p50 / 1000.0, mx / 1000.0, (unsigned long long)o.seed,

@@ -111,55 +111,72 @@ static int copy_in(struct kvm_vm *vm, uint64_t gpa, const void *src, uint64_t le
 	return 0;
 }
 
-/* Load the PT_LOAD segments at their physical addresses; entry from e_entry. */
-static int load_elf(struct kvm_vm *vm, const struct image *img, uint64_t *entry_r, uint64_t *end_r)
+/* One program header, whatever the ELF class. */
+struct phdr {
+	uint64_t type, offset, filesz, memsz, paddr;
+};
+
+/* The ELF header's entry and program headers; -HR_EGUEST if malformed. */
+static int elf_info(const struct image *img, uint64_t *entry_r, unsigned *phnum_r)
 {
 	const unsigned char *id = img->data;
-	uint64_t end = 0;
-	if (img->bytes < EI_NIDENT || memcmp(id, ELFMAG, SELFMAG))
+	if (img->bytes < sizeof(Elf64_Ehdr) || memcmp(id, ELFMAG, SELFMAG))
 		return -HR_EGUEST;
 	if (id[EI_CLASS] == ELFCLASS32) {
 		const Elf32_Ehdr *eh = (const void *)img->data;
-		if (img->bytes < sizeof(*eh) || eh->e_machine != EM_386 ||
+		if (eh->e_machine != EM_386 ||
 		    eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf32_Phdr) > img->bytes)
 			return -HR_EGUEST;
-		const Elf32_Phdr *ph = (const void *)(img->data + eh->e_phoff);
-		for (unsigned i = 0; i < eh->e_phnum; i++) {
-			if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz)
-				continue;
-			if ((uint64_t)ph[i].p_offset + ph[i].p_filesz > img->bytes ||
-			    ph[i].p_filesz > ph[i].p_memsz)
-				return -HR_EGUEST;
-			int rc = copy_in(vm, ph[i].p_paddr, img->data + ph[i].p_offset,
-					 ph[i].p_filesz, ph[i].p_memsz);
-			if (rc < 0)
-				return rc;
-			if (ph[i].p_paddr + ph[i].p_memsz > end)
-				end = ph[i].p_paddr + ph[i].p_memsz;
-		}
 		*entry_r = eh->e_entry;
-	} else if (id[EI_CLASS] == ELFCLASS64) {
+		*phnum_r = eh->e_phnum;
+		return 0;
+	}
+	if (id[EI_CLASS] == ELFCLASS64) {
 		const Elf64_Ehdr *eh = (const void *)img->data;
-		if (img->bytes < sizeof(*eh) || eh->e_machine != EM_X86_64 ||
+		if (eh->e_machine != EM_X86_64 ||
 		    eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr) > img->bytes)
 			return -HR_EGUEST;
-		const Elf64_Phdr *ph = (const void *)(img->data + eh->e_phoff);
-		for (unsigned i = 0; i < eh->e_phnum; i++) {
-			if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz)
-				continue;
-			if (ph[i].p_offset + ph[i].p_filesz > img->bytes ||
-			    ph[i].p_filesz > ph[i].p_memsz)
-				return -HR_EGUEST;
-			int rc = copy_in(vm, ph[i].p_paddr, img->data + ph[i].p_offset,
-					 ph[i].p_filesz, ph[i].p_memsz);
-			if (rc < 0)
-				return rc;
-			if (ph[i].p_paddr + ph[i].p_memsz > end)
-				end = ph[i].p_paddr + ph[i].p_memsz;
-		}
 		*entry_r = eh->e_entry;
+		*phnum_r = eh->e_phnum;
+		return 0;
+	}
+	return -HR_EGUEST;
+}
+
+/* Program header i of an image that passed elf_info. */
+static struct phdr elf_phdr(const struct image *img, unsigned i)
+{
+	struct phdr p;
+	if (img->data[EI_CLASS] == ELFCLASS32) {
+		const Elf32_Ehdr *eh = (const void *)img->data;
+		const Elf32_Phdr *ph = (const void *)(img->data + eh->e_phoff) + i;
+		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
 	} else {
-		return -HR_EGUEST;
+		const Elf64_Ehdr *eh = (const void *)img->data;
+		const Elf64_Phdr *ph = (const void *)(img->data + eh->e_phoff) + i;
+		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
+	}
+	return p;
+}
+
+/* Load the PT_LOAD segments at their physical addresses; entry from e_entry. */
+static int load_elf(struct kvm_vm *vm, const struct image *img, uint64_t *entry_r, uint64_t *end_r)
+{
+	uint64_t end = 0;
+	unsigned phnum;
+	int rc = elf_info(img, entry_r, &phnum);
+	if (rc < 0)
+		return rc;
+	for (unsigned i = 0; i < phnum; i++) {
+		struct phdr ph = elf_phdr(img, i);
+		if (ph.type != PT_LOAD || !ph.memsz)
+			continue;
+		if (ph.offset + ph.filesz > img->bytes || ph.filesz > ph.memsz)
+			return -HR_EGUEST;
+		if ((rc = copy_in(vm, ph.paddr, img->data + ph.offset, ph.filesz, ph.memsz)) < 0)
+			return rc;
+		if (ph.paddr + ph.memsz > end)
+			end = ph.paddr + ph.memsz;
 	}
 	*end_r = end;
 	return 0;
@@ -168,27 +185,15 @@ static int load_elf(struct kvm_vm *vm, const struct image *img, uint64_t *entry_
 /* PVH: the 32-bit entry from a XEN_ELFNOTE_PHYS32_ENTRY note; 0 if none. */
 static uint64_t find_pvh_entry(const struct image *img)
 {
-	const unsigned char *id = img->data;
-	if (img->bytes < sizeof(Elf64_Ehdr) || memcmp(id, ELFMAG, SELFMAG))
-		return 0;
-	int is64 = id[EI_CLASS] == ELFCLASS64;
-	uint64_t phoff = is64 ? ((Elf64_Ehdr *)img->data)->e_phoff : ((Elf32_Ehdr *)img->data)->e_phoff;
-	unsigned phnum = is64 ? ((Elf64_Ehdr *)img->data)->e_phnum : ((Elf32_Ehdr *)img->data)->e_phnum;
-	size_t phsz = is64 ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
-	if (phoff + phnum * phsz > img->bytes)
+	uint64_t entry;
+	unsigned phnum;
+	if (elf_info(img, &entry, &phnum) < 0)
 		return 0;
 	for (unsigned i = 0; i < phnum; i++) {
-		uint64_t type, off, sz;
-		if (is64) {
-			const Elf64_Phdr *p = (const void *)(img->data + phoff + i * phsz);
-			type = p->p_type, off = p->p_offset, sz = p->p_filesz;
-		} else {
-			const Elf32_Phdr *p = (const void *)(img->data + phoff + i * phsz);
-			type = p->p_type, off = p->p_offset, sz = p->p_filesz;
-		}
-		if (type != PT_NOTE || off + sz > img->bytes)
+		struct phdr ph = elf_phdr(img, i);
+		if (ph.type != PT_NOTE || ph.offset + ph.filesz > img->bytes)
 			continue;
-		uint64_t pos = 0;
+		uint64_t pos = 0, off = ph.offset, sz = ph.filesz;
 		while (pos + 12 <= sz) {
 			const uint32_t *n = (const void *)(img->data + off + pos);
 			uint32_t namesz = n[0], descsz = n[1], ntype = n[2];
