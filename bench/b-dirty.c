@@ -60,7 +60,6 @@ static void sleep_until_ns(int64_t t_ns)
 		;
 }
 
-
 static uint64_t popcount_bm(const uint64_t *bm, uint64_t nwords)
 {
 	uint64_t n = 0;

@@ -33,7 +33,6 @@ static int quick;
 
 /* ---------- statistics ---------- */
 
-
 /* ---------- console: count memwalk progress ---------- */
 
 struct console {
@@ -104,7 +103,7 @@ static double progress_rate(struct console *c)
 {
 	pthread_mutex_lock(&c->lock);
 	double r = c->last_ns > c->first_ns ? (double)(c->last_dirtied - c->first_dirtied) /
-						      ((c->last_ns - c->first_ns) / 1e9)
+						  ((c->last_ns - c->first_ns) / 1e9)
 					    : 0;
 	pthread_mutex_unlock(&c->lock);
 	return r;
@@ -138,7 +137,7 @@ static int tcp_pair(int fds[2])
 struct run_stats {
 	pthread_mutex_t lock;
 	uint64_t pause_us[MAX_EPOCHS], interval_us[MAX_EPOCHS], bytes[MAX_EPOCHS],
-		dirty[MAX_EPOCHS], ack_us[MAX_EPOCHS];
+	    dirty[MAX_EPOCHS], ack_us[MAX_EPOCHS];
 	size_t n;
 	int synced, promoted;
 	struct console *con; /* record epochs only once the guest is in its loop */
@@ -195,9 +194,13 @@ static void *thr_run(void *a)
 static double unprotected_progress(uint64_t mem, const char *cmdline, double secs)
 {
 	struct console c = {.lock = PTHREAD_MUTEX_INITIALIZER};
-	struct hr_vm_config cfg = {.name = "bench-plain", .mem_bytes = mem, .nr_vcpus = 1,
-				   .kernel_path = guest_path, .cmdline = cmdline,
-				   .console_out = vm_console, .console_opaque = &c};
+	struct hr_vm_config cfg = {.name = "bench-plain",
+				   .mem_bytes = mem,
+				   .nr_vcpus = 1,
+				   .kernel_path = guest_path,
+				   .cmdline = cmdline,
+				   .console_out = vm_console,
+				   .console_opaque = &c};
 	const struct hr_backend_ops *ops = hr_backend_find("kvm");
 	struct hr_vm *vm = NULL;
 	if (ops->open(&vm, &cfg)) {
@@ -229,14 +232,24 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
 	rs->con = &sk.con;
 	const struct hr_backend_ops *kvm = hr_backend_find("kvm");
 	struct hr_engine_config pc = {
-		.name = "bench", .ops = kvm, .epoch_us = 25000, .silence_ms = 500,
-		.console_sink = sink_fn, .console_opaque = &sk, .on_event = p_event,
-		.event_opaque = rs,
-		.vm = {.mem_bytes = mem, .nr_vcpus = 1, .kernel_path = guest_path, .cmdline = cmdline},
+	    .name = "bench",
+	    .ops = kvm,
+	    .epoch_us = 25000,
+	    .silence_ms = 500,
+	    .console_sink = sink_fn,
+	    .console_opaque = &sk,
+	    .on_event = p_event,
+	    .event_opaque = rs,
+	    .vm = {.mem_bytes = mem, .nr_vcpus = 1, .kernel_path = guest_path, .cmdline = cmdline},
 	};
-	struct hr_engine_config bc = {.name = "bench-b", .ops = kvm, .silence_ms = 500,
-				      .auto_promote = 1, .console_sink = sink_fn,
-				      .console_opaque = &sk, .on_event = b_event, .event_opaque = rs};
+	struct hr_engine_config bc = {.name = "bench-b",
+				      .ops = kvm,
+				      .silence_ms = 500,
+				      .auto_promote = 1,
+				      .console_sink = sink_fn,
+				      .console_opaque = &sk,
+				      .on_event = b_event,
+				      .event_opaque = rs};
 	struct thr p = {.fd = fds[0]}, b = {.fd = fds[1], .backup = 1};
 	hr_engine_new(&p.e, &pc);
 	hr_engine_new(&b.e, &bc);
@@ -332,16 +345,16 @@ int main(int argc, char **argv)
 		const char *label;
 		const char *cmd;
 	} rates[] = {
-		{"1k pages/s", "rate=1000 wss=256M pattern=random interval_ms=10"},
-		{"40k pages/s", "rate=40000 wss=256M pattern=random interval_ms=10"},
-		{"max (rate=0)", "rate=0 wss=256M pattern=random interval_ms=10"},
+	    {"1k pages/s", "rate=1000 wss=256M pattern=random interval_ms=10"},
+	    {"40k pages/s", "rate=40000 wss=256M pattern=random interval_ms=10"},
+	    {"max (rate=0)", "rate=0 wss=256M pattern=random interval_ms=10"},
 	};
 
 	printf("b-replicate: memwalk, 1 GiB guest, epoch 25 ms, TCP loopback, %.0f s per cell\n\n",
 	       secs);
 	printf("%-14s %9s %9s %9s %9s %10s %10s %11s %11s %7s %9s\n", "dirty rate", "pause p50",
-	       "pause p99", "intvl p50", "intvl p99", "pages/ep", "KiB/ep", "prog prot", "prog unprot",
-	       "ratio", "failover");
+	       "pause p99", "intvl p50", "intvl p99", "pages/ep", "KiB/ep", "prog prot",
+	       "prog unprot", "ratio", "failover");
 	printf("%-14s %9s %9s %9s %9s %10s %10s %11s %11s %7s %9s\n", "", "(us)", "(us)", "(ms)",
 	       "(ms)", "(p50)", "(p50)", "(pages/s)", "(pages/s)", "", "(ms)");
 	uint64_t failovers[64];
@@ -362,14 +375,17 @@ int main(int argc, char **argv)
 			asum += rs->ack_us[k];
 		}
 		if (asum)
-			repl_mbps = (double)bsum / asum; /* bytes/us = MB/s; the last (max) cell wins */
+			repl_mbps =
+			    (double)bsum / asum; /* bytes/us = MB/s; the last (max) cell wins */
 		printf("%-14s %9llu %9llu %9.1f %9.1f %10llu %10llu %11.0f %11.0f %7.2f %9.1f\n",
-		       rates[i].label, (unsigned long long)hr_percentile_u64(rs->pause_us, rs->n, 50),
+		       rates[i].label,
+		       (unsigned long long)hr_percentile_u64(rs->pause_us, rs->n, 50),
 		       (unsigned long long)hr_percentile_u64(rs->pause_us, rs->n, 99),
-		       hr_percentile_u64(rs->interval_us, rs->n, 50) / 1e3, hr_percentile_u64(rs->interval_us, rs->n, 99) / 1e3,
+		       hr_percentile_u64(rs->interval_us, rs->n, 50) / 1e3,
+		       hr_percentile_u64(rs->interval_us, rs->n, 99) / 1e3,
 		       (unsigned long long)hr_percentile_u64(rs->dirty, rs->n, 50),
-		       (unsigned long long)(hr_percentile_u64(rs->bytes, rs->n, 50) >> 10), prot, unprot,
-		       unprot > 0 ? prot / unprot : 0, fo / 1e3);
+		       (unsigned long long)(hr_percentile_u64(rs->bytes, rs->n, 50) >> 10), prot,
+		       unprot, unprot > 0 ? prot / unprot : 0, fo / 1e3);
 		free(rs);
 	}
 
@@ -385,14 +401,17 @@ int main(int argc, char **argv)
 			failovers[nf++] = fo;
 		free(rs);
 	}
-	printf("\nfailover (abort of the primary -> first new console line), %zu runs: p50 %.1f ms, "
-	       "max %.1f ms\n",
-	       nf, hr_percentile_u64(failovers, nf, 50) / 1e3, hr_percentile_u64(failovers, nf, 100) / 1e3);
+	printf(
+	    "\nfailover (abort of the primary -> first new console line), %zu runs: p50 %.1f ms, "
+	    "max %.1f ms\n",
+	    nf, hr_percentile_u64(failovers, nf, 50) / 1e3,
+	    hr_percentile_u64(failovers, nf, 100) / 1e3);
 
 	/* throughput: full sync of a guest whose memory is all touched, vs plain TCP */
 	double tcp = plain_tcp_mbps(quick ? 1ull << 30 : 4ull << 30);
-	printf("throughput at max dirty rate: replication %.0f MB/s (epoch bytes / (send + verify + "
-	       "apply + ack)), plain TCP %.0f MB/s, ratio %.2f\n",
-	       repl_mbps, tcp, tcp > 0 ? repl_mbps / tcp : 0);
+	printf(
+	    "throughput at max dirty rate: replication %.0f MB/s (epoch bytes / (send + verify + "
+	    "apply + ack)), plain TCP %.0f MB/s, ratio %.2f\n",
+	    repl_mbps, tcp, tcp > 0 ? repl_mbps / tcp : 0);
 	return 0;
 }

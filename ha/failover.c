@@ -13,7 +13,8 @@ enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int st
 	if (!stream_ended && !silent)
 		return HR_HA_WAIT;
 	if (!m->have_commit) {
-		log_warnx(m->vm, "+primary-lost before the first complete epoch: nothing to promote");
+		log_warnx(m->vm,
+			  "+primary-lost before the first complete epoch: nothing to promote");
 		return HR_HA_GIVE_UP;
 	}
 	if (!m->auto_promote)

@@ -13,17 +13,17 @@
 #include <stdint.h>
 
 enum hr_ha_verdict {
-	HR_HA_WAIT = 0,    /* keep receiving */
+	HR_HA_WAIT = 0,	   /* keep receiving */
 	HR_HA_PROMOTE = 1, /* take over now */
 	HR_HA_GIVE_UP = 2, /* stream gone before any commit: nothing to run */
 };
 
 struct hr_ha_monitor {
 	const char *vm;
-	uint64_t silence_ms;  /* 0: only an ended stream counts */
-	uint64_t last_rx_ns;  /* last time anything arrived from the primary */
-	int have_commit;      /* an epoch has been committed */
-	int auto_promote;     /* else only an operator's failover promotes */
+	uint64_t silence_ms; /* 0: only an ended stream counts */
+	uint64_t last_rx_ns; /* last time anything arrived from the primary */
+	int have_commit;     /* an epoch has been committed */
+	int auto_promote;    /* else only an operator's failover promotes */
 };
 
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);

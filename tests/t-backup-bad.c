@@ -101,7 +101,9 @@ static int send_epoch(int fd, uint64_t epoch, uint8_t fill, const char *console,
 		ee.nr_pages = 1;
 		ee.bytes = HR_PAGE_SIZE + slen;
 		ee.xxh3 = hr_epoch_sum_value(&sum) ^ (d == BAD_SUM ? 1 : 0);
-		rc = rc ?: hr_stream_send(fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL, 0);
+		rc = rc
+			 ?: hr_stream_send(fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL,
+					   0);
 	}
 	hr_epoch_sum_fini(&sum);
 	free(state);
@@ -134,8 +136,11 @@ int main(void)
 
 	int sv[2];
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-	struct hr_engine_config bc = {.name = "t-backup", .silence_ms = 0, .auto_promote = 1,
-				      .console_sink = sink, .on_event = on_event};
+	struct hr_engine_config bc = {.name = "t-backup",
+				      .silence_ms = 0,
+				      .auto_promote = 1,
+				      .console_sink = sink,
+				      .on_event = on_event};
 	struct backup b = {.fd = sv[1]};
 	hr_engine_new(&b.e, &bc);
 	pthread_t t;
@@ -182,7 +187,8 @@ int main(void)
 	sink_buf[sink_len < sizeof(sink_buf) ? sink_len : sizeof(sink_buf) - 1] = 0;
 	int from1 = !strcmp(sink_buf, "epoch1\n");
 	pthread_mutex_unlock(&lock);
-	ok(from1, "it released the output of committed epoch 1, not of the torn epoch 2 (%zu bytes)",
+	ok(from1,
+	   "it released the output of committed epoch 1, not of the torn epoch 2 (%zu bytes)",
 	   sink_len);
 	hr_engine_stop(b.e);
 	pthread_join(t, NULL);

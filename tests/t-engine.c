@@ -77,7 +77,8 @@ struct runner {
 static void *run(void *arg)
 {
 	struct runner *r = arg;
-	r->rc = r->backup ? hr_engine_run_backup(r->eng, r->fd) : hr_engine_run_primary(r->eng, r->fd);
+	r->rc =
+	    r->backup ? hr_engine_run_backup(r->eng, r->fd) : hr_engine_run_primary(r->eng, r->fd);
 	return NULL;
 }
 
@@ -123,14 +124,26 @@ int main(void)
 	socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
 	const struct hr_backend_ops *kvm = hr_backend_find("kvm");
 	struct hr_engine_config pc = {
-		.name = "t-engine", .ops = kvm, .epoch_us = 25000, .silence_ms = 300,
-		.console_sink = sink_fn, .console_opaque = &out, .on_event = p_event,
-		.vm = {.mem_bytes = 128 << 20, .nr_vcpus = 1, .kernel_path = gh_guest("memwalk.elf"),
-		       .cmdline = "rate=20000 wss=32M interval_ms=20"},
+	    .name = "t-engine",
+	    .ops = kvm,
+	    .epoch_us = 25000,
+	    .silence_ms = 300,
+	    .console_sink = sink_fn,
+	    .console_opaque = &out,
+	    .on_event = p_event,
+	    .vm = {.mem_bytes = 128 << 20,
+		   .nr_vcpus = 1,
+		   .kernel_path = gh_guest("memwalk.elf"),
+		   .cmdline = "rate=20000 wss=32M interval_ms=20"},
 	};
 	struct hr_engine_config bc = {
-		.name = "t-engine-b", .ops = kvm, .silence_ms = 300, .auto_promote = 1,
-		.console_sink = sink_fn, .console_opaque = &out, .on_event = b_event,
+	    .name = "t-engine-b",
+	    .ops = kvm,
+	    .silence_ms = 300,
+	    .auto_promote = 1,
+	    .console_sink = sink_fn,
+	    .console_opaque = &out,
+	    .on_event = b_event,
 	};
 	struct runner p = {.fd = sv[0]}, b = {.fd = sv[1], .backup = 1};
 	ok(hr_engine_new(&p.eng, &pc) == 0 && hr_engine_new(&b.eng, &bc) == 0, "engines built");
@@ -147,7 +160,8 @@ int main(void)
 	struct hr_epoch_stats st;
 	uint64_t nr;
 	hr_engine_stats(p.eng, &st, &nr);
-	diag("last epoch: interval %llu us, pause %llu us, %llu dirty pages, %llu bytes, ack %llu us",
+	diag("last epoch: interval %llu us, pause %llu us, %llu dirty pages, %llu bytes, ack %llu "
+	     "us",
 	     (unsigned long long)st.interval_us, (unsigned long long)st.pause_us,
 	     (unsigned long long)st.dirty_pages, (unsigned long long)st.bytes,
 	     (unsigned long long)st.ack_us);
@@ -193,9 +207,12 @@ int main(void)
 	   "no gap and no offset with two contents (gaps %d, conflicts %d)", out.gaps,
 	   out.conflicts);
 	int stream_ok = check_stream(out.buf, &lines);
-	ok(stream_ok && lines > 40, "progress numbering never skips or goes back, 0 errors "
-	   "(%llu lines)", (unsigned long long)lines);
-	ok(last_seq(out.buf) >= want, "guest ran at least 20 lines past the failover (%llu -> %llu)",
+	ok(stream_ok && lines > 40,
+	   "progress numbering never skips or goes back, 0 errors "
+	   "(%llu lines)",
+	   (unsigned long long)lines);
+	ok(last_seq(out.buf) >= want,
+	   "guest ran at least 20 lines past the failover (%llu -> %llu)",
 	   (unsigned long long)seq_at_kill, (unsigned long long)last_seq(out.buf));
 	if (tap_failed) {
 		FILE *f = fopen("t-engine.console", "w");

@@ -35,7 +35,9 @@ static unsigned exact_set(unsigned r, unsigned wss_pages, uint8_t *mark)
 
 static int test_boot(void)
 {
-	struct hr_vm_config cfg = {.name = "t-boot", .mem_bytes = 128 << 20, .nr_vcpus = 1,
+	struct hr_vm_config cfg = {.name = "t-boot",
+				   .mem_bytes = 128 << 20,
+				   .nr_vcpus = 1,
 				   .kernel_path = gh_guest("memwalk.elf"),
 				   .cmdline = "rate=2000 wss=4M interval_ms=50"};
 	struct gh g;
@@ -79,9 +81,12 @@ static void test_exact(enum hr_dirty_mode mode)
 {
 	const char *mname = mode == HR_DIRTY_RING ? "ring" : "bitmap";
 	const unsigned wss_pages = 4096; /* wss=16M */
-	struct hr_vm_config cfg = {.name = "t-exact", .mem_bytes = 256 << 20, .nr_vcpus = 1,
+	struct hr_vm_config cfg = {.name = "t-exact",
+				   .mem_bytes = 256 << 20,
+				   .nr_vcpus = 1,
 				   .kernel_path = gh_guest("memwalk.elf"),
-				   .cmdline = "mode=exact wss=16M", .dirty_mode = mode};
+				   .cmdline = "mode=exact wss=16M",
+				   .dirty_mode = mode};
 	struct gh g;
 	struct hr_vm *vm = NULL;
 	size_t at = 0;
@@ -148,7 +153,9 @@ static void test_exact(enum hr_dirty_mode mode)
 
 static void test_state_roundtrip(void)
 {
-	struct hr_vm_config cfg = {.name = "t-state", .mem_bytes = 64 << 20, .nr_vcpus = 2,
+	struct hr_vm_config cfg = {.name = "t-state",
+				   .mem_bytes = 64 << 20,
+				   .nr_vcpus = 2,
 				   .kernel_path = gh_guest("memwalk.elf"),
 				   .cmdline = "rate=1000 wss=2M interval_ms=50"};
 	struct gh g;
@@ -176,8 +183,10 @@ static void test_state_roundtrip(void)
 	size_t ndiff = 0;
 	for (size_t i = 0; len2 == len && i < len; i++)
 		ndiff += ((uint8_t *)blob)[i] != ((uint8_t *)blob2)[i];
-	ok(len2 == len && ndiff <= 64, "state unchanged across save -> load -> save (%zu bytes "
-	   "differ, all clocks)", ndiff);
+	ok(len2 == len && ndiff <= 64,
+	   "state unchanged across save -> load -> save (%zu bytes "
+	   "differ, all clocks)",
+	   ndiff);
 
 	uint32_t *hdr = blob;
 	hdr[1] = 99; /* version */

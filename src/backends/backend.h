@@ -41,9 +41,9 @@ enum hr_dirty_mode {
 /* Why the guest stopped on its own (hr_vm_config.on_exit). */
 enum hr_exit_reason {
 	HR_EXIT_DEBUG_PORT = 1, /* wrote isa-debug-exit port; code = (value << 1) | 1 */
-	HR_EXIT_SHUTDOWN = 2,   /* triple fault / reset */
-	HR_EXIT_HALT = 3,       /* every vCPU halted with interrupts off */
-	HR_EXIT_ERROR = 4,      /* internal error: emulation failure, failed ioctl */
+	HR_EXIT_SHUTDOWN = 2,	/* triple fault / reset */
+	HR_EXIT_HALT = 3,	/* every vCPU halted with interrupts off */
+	HR_EXIT_ERROR = 4,	/* internal error: emulation failure, failed ioctl */
 };
 
 /* Feature bits (hr_backend_ops.features). */
@@ -53,14 +53,15 @@ typedef void (*hr_output_fn)(void *opaque, const void *buf, size_t len);
 typedef void (*hr_exit_fn)(void *opaque, enum hr_exit_reason why, int code);
 
 struct hr_vm_config {
-	const char *name;        /* VM name: carried in every log line */
-	uint64_t mem_bytes;      /* guest RAM; backed lazily */
-	unsigned nr_vcpus;       /* 1..HR_MAX_VCPUS */
+	const char *name;	 /* VM name: carried in every log line */
+	uint64_t mem_bytes;	 /* guest RAM; backed lazily */
+	unsigned nr_vcpus;	 /* 1..HR_MAX_VCPUS */
 	const char *kernel_path; /* multiboot/PVH ELF; NULL = replica: shape only, no code loaded */
-	const char *cmdline;     /* guest command line, may be NULL */
+	const char *cmdline;	 /* guest command line, may be NULL */
 	enum hr_dirty_mode dirty_mode;
-	unsigned dirty_ring_entries; /* HR_DIRTY_RING: entries per vCPU ring (power of 2), 0 = default */
-	hr_output_fn console_out;    /* guest console bytes (UART THR writes) */
+	unsigned
+	    dirty_ring_entries; /* HR_DIRTY_RING: entries per vCPU ring (power of 2), 0 = default */
+	hr_output_fn console_out; /* guest console bytes (UART THR writes) */
 	void *console_opaque;
 	hr_exit_fn on_exit; /* OPTIONAL: guest stopped on its own */
 	void *exit_opaque;

@@ -11,12 +11,12 @@ extern const struct hr_backend_ops hr_xen_ops;
 #endif
 
 const struct hr_backend_ops *const hr_backends[] = {
-	&hr_kvm_ops,
+    &hr_kvm_ops,
 #ifdef HAVE_XEN
-	&hr_xen_ops,
+    &hr_xen_ops,
 #endif
-	&hr_mem_ops,
-	NULL,
+    &hr_mem_ops,
+    NULL,
 };
 
 const struct hr_backend_ops *hr_backend_find(const char *name)
@@ -30,7 +30,8 @@ const struct hr_backend_ops *hr_backend_find(const char *name)
 const char *hr_backend_why_missing(const char *name)
 {
 	if (!strcmp(name, "xen") && !hr_backend_find("xen"))
-		return "the Xen backend was not built: reconfigure with --with-xen (needs libxen-dev)";
+		return "the Xen backend was not built: reconfigure with --with-xen (needs "
+		       "libxen-dev)";
 	return NULL;
 }
 

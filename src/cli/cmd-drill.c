@@ -134,7 +134,6 @@ static uint64_t rng_next(uint64_t *s)
 	return *s * 0x2545F4914F6CDD1Dull;
 }
 
-
 static int json_u64(const char *s, const char *key, uint64_t *v)
 {
 	char pat[64];
@@ -1002,7 +1001,8 @@ static int cmd_drill(int argc, char **argv)
 		for (unsigned i = 0; v && i < o.repeat; i++)
 			if (fo[i] >= 0)
 				v[n++] = (uint64_t)(fo[i] * 1000);
-		uint64_t p50 = v ? hr_percentile_u64(v, n, 50) : 0, mx = v ? hr_percentile_u64(v, n, 100) : 0;
+		uint64_t p50 = v ? hr_percentile_u64(v, n, 50) : 0,
+			 mx = v ? hr_percentile_u64(v, n, 100) : 0;
 		printf(
 		    "drills: %u of %u passed; failover_ms p50=%.1f max=%.1f (seeds %llu..%llu)\n",
 		    passed, o.repeat, p50 / 1000.0, mx / 1000.0, (unsigned long long)o.seed,

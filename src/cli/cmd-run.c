@@ -10,39 +10,39 @@
 #include "common/util.h"
 
 static const char run_help[] =
-	"Run a multiboot v1 or PVH guest on /dev/kvm with its console (COM1) on stdout\n"
-	"and stdin fed to it.  The exit status is the guest's: (value << 1) | 1 for a\n"
-	"write to the isa-debug-exit port 0xf4 (as QEMU), 0 for shutdown, 124 for\n"
-	"--timeout, 70 for a VM error.\n\n"
-	"  --kernel FILE      guest image (multiboot v1 ELF / a.out kludge, or PVH ELF)\n"
-	"  --memory SIZE      guest RAM, e.g. 256M, 16G (default 256M; backed lazily)\n"
-	"  --vcpus N          vCPUs, 1..64 (default 1)\n"
-	"  --append CMDLINE   guest command line (after the kernel path, as GRUB/QEMU)\n"
-	"  --name NAME        VM name for logs (default vm)\n"
-	"  --snapshot FILE    where snapshots go: `kill -USR1 PID` writes one and the\n"
-	"                     guest goes on; `kill -USR2 PID` writes one and exits 0\n"
-	"  --timeout SECONDS  stop after this long (exit status 124)\n"
-	"  -v, --verbose      debug logging\n\n"
-	"Resume a snapshot in a new process with `hareplicate restore FILE`.\n";
+    "Run a multiboot v1 or PVH guest on /dev/kvm with its console (COM1) on stdout\n"
+    "and stdin fed to it.  The exit status is the guest's: (value << 1) | 1 for a\n"
+    "write to the isa-debug-exit port 0xf4 (as QEMU), 0 for shutdown, 124 for\n"
+    "--timeout, 70 for a VM error.\n\n"
+    "  --kernel FILE      guest image (multiboot v1 ELF / a.out kludge, or PVH ELF)\n"
+    "  --memory SIZE      guest RAM, e.g. 256M, 16G (default 256M; backed lazily)\n"
+    "  --vcpus N          vCPUs, 1..64 (default 1)\n"
+    "  --append CMDLINE   guest command line (after the kernel path, as GRUB/QEMU)\n"
+    "  --name NAME        VM name for logs (default vm)\n"
+    "  --snapshot FILE    where snapshots go: `kill -USR1 PID` writes one and the\n"
+    "                     guest goes on; `kill -USR2 PID` writes one and exits 0\n"
+    "  --timeout SECONDS  stop after this long (exit status 124)\n"
+    "  -v, --verbose      debug logging\n\n"
+    "Resume a snapshot in a new process with `hareplicate restore FILE`.\n";
 
 static const char restore_help[] =
-	"Resume a VM from a snapshot file written by `hareplicate run --snapshot` (the\n"
-	"file is verified, version and checksums, before anything runs).  The console\n"
-	"and exit status behave as for `run`.\n\n"
-	"  --snapshot FILE    where further snapshots go (SIGUSR1 / SIGUSR2, as for run)\n"
-	"  --name NAME        VM name for logs (default: the name in the snapshot)\n"
-	"  --timeout SECONDS  stop after this long (exit status 124)\n"
-	"  -v, --verbose      debug logging\n";
+    "Resume a VM from a snapshot file written by `hareplicate run --snapshot` (the\n"
+    "file is verified, version and checksums, before anything runs).  The console\n"
+    "and exit status behave as for `run`.\n\n"
+    "  --snapshot FILE    where further snapshots go (SIGUSR1 / SIGUSR2, as for run)\n"
+    "  --name NAME        VM name for logs (default: the name in the snapshot)\n"
+    "  --timeout SECONDS  stop after this long (exit status 124)\n"
+    "  -v, --verbose      debug logging\n";
 
 static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
 	static const struct option longopts[] = {
-		{"kernel", required_argument, NULL, 'k'}, {"memory", required_argument, NULL, 'm'},
-		{"vcpus", required_argument, NULL, 'c'},  {"append", required_argument, NULL, 'a'},
-		{"name", required_argument, NULL, 'n'},   {"snapshot", required_argument, NULL, 's'},
-		{"timeout", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},  {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},   {"append", required_argument, NULL, 'a'},
+	    {"name", required_argument, NULL, 'n'},    {"snapshot", required_argument, NULL, 's'},
+	    {"timeout", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
@@ -51,23 +51,40 @@ static int run_or_restore(int argc, char **argv, int restore)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'k': cfg.kernel_path = optarg; break;
+		case 'k':
+			cfg.kernel_path = optarg;
+			break;
 		case 'm':
 			if (hr_parse_size(optarg, &cfg.mem_bytes) < 0) {
-				fprintf(stderr, "hareplicate: bad --memory '%s' (e.g. 256M, 2G)\n", optarg);
+				fprintf(stderr, "hareplicate: bad --memory '%s' (e.g. 256M, 2G)\n",
+					optarg);
 				return 2;
 			}
 			break;
-		case 'c': cfg.nr_vcpus = (unsigned)atoi(optarg); break;
-		case 'a': cfg.cmdline = optarg; break;
-		case 'n': cfg.name = optarg; break;
-		case 's': opts.snapshot_path = optarg; break;
-		case 't': opts.timeout_s = atof(optarg); break;
-		case 'v': verbose++; break;
+		case 'c':
+			cfg.nr_vcpus = (unsigned)atoi(optarg);
+			break;
+		case 'a':
+			cfg.cmdline = optarg;
+			break;
+		case 'n':
+			cfg.name = optarg;
+			break;
+		case 's':
+			opts.snapshot_path = optarg;
+			break;
+		case 't':
+			opts.timeout_s = atof(optarg);
+			break;
+		case 'v':
+			verbose++;
+			break;
 		case 'h':
-			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage, self->help);
+			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage,
+			       self->help);
 			return 0;
-		default: return hr_cmd_usage(self);
+		default:
+			return hr_cmd_usage(self);
 		}
 	}
 	hr_log_init("hareplicate", 1, verbose);
@@ -95,5 +112,8 @@ static int cmd_restore(int argc, char **argv)
 	return run_or_restore(argc, argv, 1);
 }
 
-const struct hr_cmd hr_cmd_run = {"run", "--kernel FILE [--memory SIZE] [--vcpus N] [--append CMDLINE] [--snapshot FILE]", run_help, cmd_run};
-const struct hr_cmd hr_cmd_restore = {"restore", "FILE [--snapshot FILE] [--timeout SECONDS]", restore_help, cmd_restore};
+const struct hr_cmd hr_cmd_run = {
+    "run", "--kernel FILE [--memory SIZE] [--vcpus N] [--append CMDLINE] [--snapshot FILE]",
+    run_help, cmd_run};
+const struct hr_cmd hr_cmd_restore = {"restore", "FILE [--snapshot FILE] [--timeout SECONDS]",
+				      restore_help, cmd_restore};

@@ -118,14 +118,16 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 	rc = ops->open(&vm, cfg);
 	if (rc < 0) {
 		log_err(cfg->name, "cannot start the VM: %s%s%s", hr_strerror(rc),
-			ops->last_error && vm ? ": " : "", ops->last_error && vm ? ops->last_error(vm) : "");
+			ops->last_error && vm ? ": " : "",
+			ops->last_error && vm ? ops->last_error(vm) : "");
 		goto out;
 	}
 	if (restore_path) {
 		rc = lseek(snap_fd, 0, SEEK_SET) < 0 ? -errno : hr_snapshot_read(ops, vm, snap_fd);
 		if (rc < 0) {
 			log_err(cfg->name, "cannot restore from %s: %s%s%s", restore_path,
-				hr_strerror(rc), ops->last_error && ops->last_error(vm)[0] ? ": " : "",
+				hr_strerror(rc),
+				ops->last_error && ops->last_error(vm)[0] ? ": " : "",
 				ops->last_error ? ops->last_error(vm) : "");
 			status = 65;
 			goto out;
@@ -144,7 +146,8 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 	if ((rc = ops->resume(vm)) < 0)
 		goto out;
 
-	uint64_t deadline = opts->timeout_s > 0 ? hr_now_ns() + (uint64_t)(opts->timeout_s * 1e9) : 0;
+	uint64_t deadline =
+	    opts->timeout_s > 0 ? hr_now_ns() + (uint64_t)(opts->timeout_s * 1e9) : 0;
 	int stdin_open = ops->console_in != NULL;
 	for (;;) {
 		struct pollfd pfd[2] = {{wake_pipe[0], POLLIN, 0}, {STDIN_FILENO, POLLIN, 0}};
@@ -152,7 +155,8 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 		if (deadline) {
 			uint64_t now = hr_now_ns();
 			if (now >= deadline) {
-				log_info(cfg->name, "timeout after %.1f s, stopping", opts->timeout_s);
+				log_info(cfg->name, "timeout after %.1f s, stopping",
+					 opts->timeout_s);
 				status = 124;
 				break;
 			}
@@ -175,7 +179,8 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 			continue;
 		if (n.sig == SIGUSR1 || n.sig == SIGUSR2) {
 			if (!opts->snapshot_path) {
-				log_warnx(cfg->name, "signal %d: no --snapshot FILE given, ignored", n.sig);
+				log_warnx(cfg->name, "signal %d: no --snapshot FILE given, ignored",
+					  n.sig);
 				continue;
 			}
 			rc = take_snapshot(ops, vm, cfg, opts->snapshot_path);

@@ -10,7 +10,7 @@
 
 struct hr_vmhost_opts {
 	const char *snapshot_path; /* SIGUSR1: snapshot and go on; SIGUSR2: snapshot and exit */
-	double timeout_s;          /* 0 = none; else stop after this long (exit status 124) */
+	double timeout_s;	   /* 0 = none; else stop after this long (exit status 124) */
 };
 
 /* Open a VM from cfg (kernel) or, with restore_path, from a snapshot file.

@@ -3,15 +3,15 @@
 #include "err.h"
 
 static const char *const hr_err_text[] = {
-	[HR_EBADSTATE - HR_EBASE] = "state blob of another version or VM shape",
-	[HR_EBADSNAP - HR_EBASE] = "snapshot file is corrupt or truncated",
-	[HR_EVERSION - HR_EBASE] = "unsupported format version",
-	[HR_EGUEST - HR_EBASE] = "guest image cannot be loaded",
-	[HR_EBACKEND - HR_EBASE] = "backend not built into this binary",
-	[HR_EPROTO - HR_EBASE] = "malformed stream frame",
-	[HR_ECHECKSUM - HR_EBASE] = "checksum mismatch",
-	[HR_ESHAPE - HR_EBASE] = "VM shape does not match",
-	[HR_EPROMOTED - HR_EBASE] = "the backup has taken over this VM",
+    [HR_EBADSTATE - HR_EBASE] = "state blob of another version or VM shape",
+    [HR_EBADSNAP - HR_EBASE] = "snapshot file is corrupt or truncated",
+    [HR_EVERSION - HR_EBASE] = "unsupported format version",
+    [HR_EGUEST - HR_EBASE] = "guest image cannot be loaded",
+    [HR_EBACKEND - HR_EBASE] = "backend not built into this binary",
+    [HR_EPROTO - HR_EBASE] = "malformed stream frame",
+    [HR_ECHECKSUM - HR_EBASE] = "checksum mismatch",
+    [HR_ESHAPE - HR_EBASE] = "VM shape does not match",
+    [HR_EPROMOTED - HR_EBASE] = "the backup has taken over this VM",
 };
 
 const char *hr_strerror(int rc)

@@ -13,7 +13,7 @@ enum hr_log_level { HR_LOG_ERR = 3, HR_LOG_WARN = 4, HR_LOG_INFO = 6, HR_LOG_DEB
 /* to_stderr: 1 = stderr (foreground), 0 = syslog.  verbose raises the level. */
 void hr_log_init(const char *ident, int to_stderr, int verbose);
 void hr_log(enum hr_log_level lvl, const char *vm, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void hr_vlog(enum hr_log_level lvl, const char *vm, const char *fmt, va_list ap);
 
 #define log_warnx(vm, ...) hr_log(HR_LOG_WARN, vm, __VA_ARGS__)

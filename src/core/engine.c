@@ -36,12 +36,12 @@
 #include "core/stream.h"
 #include "ha/failover.h"
 
-#define ENV_MAGIC 0x4e455248u /* "HREN" */
-#define ENV_VERSION 1u
-#define BATCH_PAGES 256u              /* pages per PAGE_BATCH frame (1 MiB) */
-#define CONSOLE_CAP_BYTES (4u << 20)  /* output held per VM before the guest waits */
-#define SYNC_MAX_ROUNDS 8
-#define SYNC_DONE_PAGES 2048u         /* stop live sync when a round is this small */
+#define ENV_MAGIC	  0x4e455248u /* "HREN" */
+#define ENV_VERSION	  1u
+#define BATCH_PAGES	  256u	     /* pages per PAGE_BATCH frame (1 MiB) */
+#define CONSOLE_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
+#define SYNC_MAX_ROUNDS	  8
+#define SYNC_DONE_PAGES	  2048u /* stop live sync when a round is this small */
 
 struct env_hdr {
 	uint32_t magic, version;
@@ -61,9 +61,9 @@ struct hr_engine {
 
 	/* primary */
 	struct hr_outbuf *outbuf;
-	uint64_t *dirty;       /* bitmap, nr_gfns bits */
-	uint64_t *gfns;        /* scratch list of dirty gfns */
-	uint8_t *copy;         /* staging copy of the dirty pages of one epoch */
+	uint64_t *dirty; /* bitmap, nr_gfns bits */
+	uint64_t *gfns;	 /* scratch list of dirty gfns */
+	uint8_t *copy;	 /* staging copy of the dirty pages of one epoch */
 	size_t copy_pages;
 	uint64_t console_dropped;
 
@@ -78,7 +78,13 @@ struct hr_engine {
 	uint64_t nr_epochs;
 };
 
-enum { CTL_STOP = 's', CTL_ABORT = 'a', CTL_PROMOTE = 'p', CTL_GUEST_EXIT = 'x', CTL_CONSOLE_FULL = 'f' };
+enum {
+	CTL_STOP = 's',
+	CTL_ABORT = 'a',
+	CTL_PROMOTE = 'p',
+	CTL_GUEST_EXIT = 'x',
+	CTL_CONSOLE_FULL = 'f'
+};
 
 static void ctl_send(struct hr_engine *e, char c)
 {
@@ -187,8 +193,10 @@ static void on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 			e->ops->last_error ? e->ops->last_error(e->vm) : "unknown");
 	else
 		log_info(e->name, "guest exited (%s, code %d)",
-			 why == HR_EXIT_DEBUG_PORT ? "debug-exit port" :
-			 why == HR_EXIT_SHUTDOWN ? "shutdown" : "halt", code);
+			 why == HR_EXIT_DEBUG_PORT ? "debug-exit port"
+			 : why == HR_EXIT_SHUTDOWN ? "shutdown"
+						   : "halt",
+			 code);
 	e->guest_exit_code = code;
 	e->guest_exited = (int)why;
 	ctl_send(e, CTL_GUEST_EXIT);
@@ -278,7 +286,8 @@ static void peer_socket_setup(int fd)
 {
 	int one = 1;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* fails harmlessly on AF_UNIX */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		   sizeof(one)); /* fails harmlessly on AF_UNIX */
 }
 
 static void fill_hello(struct hr_engine *e, Hr__Hello *h, Hr__MemRegion *mr, Hr__MemRegion **mrp,
@@ -317,7 +326,8 @@ static int page_is_zero(const uint8_t *p)
 }
 
 /* Send pages straight from guest memory (live sync; the guest may be running). */
-static int send_live_pages(struct hr_engine *e, const uint64_t *gfns, uint64_t nr, uint64_t *bytes_r)
+static int send_live_pages(struct hr_engine *e, const uint64_t *gfns, uint64_t nr,
+			   uint64_t *bytes_r)
 {
 	const uint8_t *ptrs[BATCH_PAGES];
 	uint64_t g[BATCH_PAGES];
@@ -417,7 +427,8 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 	uint64_t t1 = hr_now_ns();
 	if (rc) {
 		free(blob);
-		log_err(e->name, "checkpoint of epoch %" PRIu64 " failed: %s", epoch, hr_strerror(rc));
+		log_err(e->name, "checkpoint of epoch %" PRIu64 " failed: %s", epoch,
+			hr_strerror(rc));
 		return rc;
 	}
 	st.pause_us = (t1 - t0) / 1000;
@@ -463,7 +474,8 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 			sm.epoch = epoch;
 			sm.blob_bytes = state_bytes;
 			struct iovec iov = {env, state_bytes};
-			rc = hr_stream_send(e->fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, &iov, 1);
+			rc = hr_stream_send(e->fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, &iov,
+					    1);
 			free(env);
 		}
 	}
@@ -497,15 +509,16 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 			return rc;
 		}
 		if (rc < 0) {
-			log_warnx(e->name, "no ack for epoch %" PRIu64 ": %s", epoch, hr_strerror(rc));
+			log_warnx(e->name, "no ack for epoch %" PRIu64 ": %s", epoch,
+				  hr_strerror(rc));
 			return rc;
 		}
 		if (f.type == HR_FT_ACK) {
 			uint64_t acked = ((Hr__Ack *)f.msg)->epoch;
 			hr_frame_release(&f);
 			if (acked != epoch) {
-				log_err(e->name, "ack for epoch %" PRIu64 ", expected %" PRIu64, acked,
-					epoch);
+				log_err(e->name, "ack for epoch %" PRIu64 ", expected %" PRIu64,
+					acked, epoch);
 				return -HR_EPROTO;
 			}
 			break;
@@ -581,7 +594,8 @@ static int live_sync(struct hr_engine *e)
 		total += n;
 		log_debug(e->name, "sync: round %d sent %" PRIu64 " pages", round, n);
 	}
-	log_info(e->name, "sync: %" PRIu64 " pages (%" PRIu64 " MiB) sent live", total, bytes >> 20);
+	log_info(e->name, "sync: %" PRIu64 " pages (%" PRIu64 " MiB) sent live", total,
+		 bytes >> 20);
 	return 0;
 }
 
@@ -626,8 +640,8 @@ static int backup_took_over(struct hr_engine *e, struct hr_frame_reader *rd)
 		struct hr_frame f;
 		int r = hr_frame_reader_next(rd, &f);
 		if (r == 1) {
-			int promoted = f.type == HR_FT_ERROR &&
-				       ((Hr__Error *)f.msg)->code == -HR_EPROMOTED;
+			int promoted =
+			    f.type == HR_FT_ERROR && ((Hr__Error *)f.msg)->code == -HR_EPROMOTED;
 			hr_frame_release(&f);
 			if (promoted)
 				return 1;
@@ -751,7 +765,8 @@ stopped:
 		if (e->fd >= 0) {
 			shutdown(e->fd, SHUT_RDWR);
 		}
-		log_warnx(e->name, "replication aborted%s", e->guest_exited ? "" : "; guest stopped");
+		log_warnx(e->name, "replication aborted%s",
+			  e->guest_exited ? "" : "; guest stopped");
 		goto out;
 	}
 	/* orderly end: the backup must not take over */
@@ -866,7 +881,8 @@ static int backup_handshake(struct hr_engine *e, struct hr_frame_reader *rd)
 static int apply_live_batch(struct hr_engine *e, const struct hr_frame *f)
 {
 	const Hr__PageBatch *pb = (const Hr__PageBatch *)f->msg;
-	if (pb->n_runs || pb->n_gfns != pb->count || (uint64_t)f->data_len != (uint64_t)pb->count * HR_PAGE_SIZE)
+	if (pb->n_runs || pb->n_gfns != pb->count ||
+	    (uint64_t)f->data_len != (uint64_t)pb->count * HR_PAGE_SIZE)
 		return -HR_EPROTO;
 	for (size_t i = 0; i < pb->n_gfns; i++) {
 		uint8_t *p = hr_layout_gfn_hva(e->regions, e->nr_regions, pb->gfns[i]);
@@ -932,8 +948,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	ha.vm = e->name;
 	if ((rc = hr_staging_new(&st, e->name, e->regions, e->nr_regions, 0)) < 0)
 		goto out;
-	log_info(e->name, "backup: receiving (%" PRIu64 " MiB, %u vCPU)",
-		 e->cfg.vm.mem_bytes >> 20, e->cfg.vm.nr_vcpus);
+	log_info(e->name, "backup: receiving (%" PRIu64 " MiB, %u vCPU)", e->cfg.vm.mem_bytes >> 20,
+		 e->cfg.vm.nr_vcpus);
 	hr_ha_heard(&ha, hr_now_ns());
 
 	for (;;) {
@@ -994,8 +1010,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				ack.epoch = ep;
 				ack.has_commit_ns = 1;
 				ack.commit_ns = hr_now_ns() - epoch_t0;
-				if (hr_stream_send(e->fd, HR_FT_ACK, HR_FRAME_MANDATORY, &ack.base, NULL,
-						   0) < 0)
+				if (hr_stream_send(e->fd, HR_FT_ACK, HR_FRAME_MANDATORY, &ack.base,
+						   NULL, 0) < 0)
 					ended = 1;
 				struct hr_staging_stats ss;
 				hr_staging_get_stats(st, &ss);
@@ -1046,7 +1062,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			ssize_t n = hr_frame_reader_fill(&rd, e->fd);
 			if (n == 0) {
 				if (in_epoch)
-					log_warnx(e->name, "stream ended inside an epoch: discarded");
+					log_warnx(e->name,
+						  "stream ended inside an epoch: discarded");
 				ended = 1;
 			} else if (n < 0 && n != -EAGAIN) {
 				ended = 1;

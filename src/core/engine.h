@@ -28,11 +28,11 @@ typedef void (*hr_console_sink_fn)(void *opaque, uint64_t offset, const void *bu
 
 /* Progress reports (called from the engine thread). */
 enum hr_engine_event {
-	HR_EV_SYNCED = 1,     /* initial full sync committed: VM protected */
-	HR_EV_EPOCH = 2,      /* one epoch acknowledged (stats updated) */
+	HR_EV_SYNCED = 1,      /* initial full sync committed: VM protected */
+	HR_EV_EPOCH = 2,       /* one epoch acknowledged (stats updated) */
 	HR_EV_UNPROTECTED = 3, /* primary lost its backup; guest keeps running */
-	HR_EV_PROMOTED = 4,   /* backup took over: guest running here */
-	HR_EV_GUEST_EXIT = 5, /* the guest stopped on its own */
+	HR_EV_PROMOTED = 4,    /* backup took over: guest running here */
+	HR_EV_GUEST_EXIT = 5,  /* the guest stopped on its own */
 };
 
 struct hr_epoch_stats {
@@ -40,22 +40,22 @@ struct hr_epoch_stats {
 	uint64_t interval_us; /* achieved: start of this epoch's pause to previous one's */
 	uint64_t pause_us;    /* guest stopped */
 	uint64_t dirty_pages;
-	uint64_t bytes;       /* sent on the wire for this epoch */
-	uint64_t ack_us;      /* resume -> ack received */
+	uint64_t bytes;	 /* sent on the wire for this epoch */
+	uint64_t ack_us; /* resume -> ack received */
 };
 
 struct hr_engine_config {
 	const char *name;
 	const struct hr_backend_ops *ops;
 	struct hr_vm_config vm; /* console_out/on_exit are set by the engine */
-	uint64_t epoch_us;      /* configured epoch length */
-	uint64_t silence_ms;    /* backup: promote after this much silence (0 = on EOF only) */
-	int auto_promote;       /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
+	uint64_t epoch_us;	/* configured epoch length */
+	uint64_t silence_ms;	/* backup: promote after this much silence (0 = on EOF only) */
+	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
 	hr_console_sink_fn console_sink;
 	void *console_opaque;
 	void (*on_event)(void *opaque, enum hr_engine_event ev, const struct hr_epoch_stats *st);
 	void *event_opaque;
-	uint64_t max_epochs;    /* primary: stop replicating after this many (0 = forever; tests) */
+	uint64_t max_epochs; /* primary: stop replicating after this many (0 = forever; tests) */
 };
 
 struct hr_engine;

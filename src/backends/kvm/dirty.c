@@ -22,8 +22,8 @@
 
 int kvm_dirty_enable_ring(struct kvm_vm *vm)
 {
-	uint32_t entries = vm->cfg.dirty_ring_entries ? vm->cfg.dirty_ring_entries
-						       : DEFAULT_RING_ENTRIES;
+	uint32_t entries =
+	    vm->cfg.dirty_ring_entries ? vm->cfg.dirty_ring_entries : DEFAULT_RING_ENTRIES;
 	if (entries & (entries - 1)) {
 		kvm_set_error(vm, "dirty ring entries must be a power of two");
 		return -EINVAL;
@@ -80,11 +80,11 @@ static int set_slot_logging(struct kvm_vm *vm, int on)
 	for (unsigned i = 0; i < vm->nr_slots; i++) {
 		struct kvm_slot *s = &vm->slots[i];
 		struct kvm_userspace_memory_region r = {
-			.slot = s->slot,
-			.flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-			.guest_phys_addr = s->gpa,
-			.memory_size = s->bytes,
-			.userspace_addr = (uintptr_t)s->hva,
+		    .slot = s->slot,
+		    .flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		    .guest_phys_addr = s->gpa,
+		    .memory_size = s->bytes,
+		    .userspace_addr = (uintptr_t)s->hva,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
 			int rc = -errno;
@@ -168,7 +168,8 @@ static int fetch_bitmap(struct kvm_vm *vm, uint64_t *bitmap)
 		memset(s->bitmap, 0, nwords * 8);
 		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
 			int rc = -errno;
-			kvm_set_error(vm, "KVM_GET_DIRTY_LOG slot %u: %s", s->slot, strerror(errno));
+			kvm_set_error(vm, "KVM_GET_DIRTY_LOG slot %u: %s", s->slot,
+				      strerror(errno));
 			return rc;
 		}
 		int any = 0;
@@ -182,10 +183,10 @@ static int fetch_bitmap(struct kvm_vm *vm, uint64_t *bitmap)
 		if (!any || !vm->has_manual_protect)
 			continue;
 		struct kvm_clear_dirty_log clr = {
-			.slot = s->slot,
-			.first_page = 0,
-			.num_pages = (uint32_t)npages,
-			.dirty_bitmap = s->bitmap,
+		    .slot = s->slot,
+		    .first_page = 0,
+		    .num_pages = (uint32_t)npages,
+		    .dirty_bitmap = s->bitmap,
 		};
 		if (ioctl(vm->vm_fd, KVM_CLEAR_DIRTY_LOG, &clr) < 0) {
 			int rc = -errno;

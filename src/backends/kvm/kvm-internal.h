@@ -8,8 +8,8 @@
 
 #include "backends/backend.h"
 
-#define KVM_MAX_SLOTS 4
-#define HR_LOW_MEM_TOP 0xC0000000ull /* RAM below the 32-bit PCI/MMIO hole */
+#define KVM_MAX_SLOTS	 4
+#define HR_LOW_MEM_TOP	 0xC0000000ull /* RAM below the 32-bit PCI/MMIO hole */
 #define HR_HIGH_MEM_BASE 0x100000000ull
 
 struct kvm_vm;
@@ -26,7 +26,7 @@ struct uart_state {
 struct cmos_state {
 	uint8_t index;
 	uint8_t ram[128];
-	uint8_t port61; /* speaker data bits of port 0x61 (saved with the CMOS) */
+	uint8_t port61;	     /* speaker data bits of port 0x61 (saved with the CMOS) */
 	uint64_t last_c_sec; /* RTC: second of the last register C read */
 };
 
@@ -66,7 +66,7 @@ struct kvm_vm {
 
 	enum hr_dirty_mode dirty_mode;
 	uint32_t ring_entries;
-	uint64_t *ring_acc; /* ring mode: gfns harvested between fetches */
+	uint64_t *ring_acc;   /* ring mode: gfns harvested between fetches */
 	uint64_t *ring_words; /* indices of the non-zero words of ring_acc */
 	uint64_t nr_ring_words;
 	pthread_mutex_t ring_lock;
@@ -87,7 +87,7 @@ struct kvm_vm {
 	struct uart_state uart;
 	struct cmos_state cmos;
 	unsigned nr_unknown_pio; /* for rate-limited debug logs */
-	int reset_requested;     /* guest asked for a reboot (port 0x64 / 0xcf9) */
+	int reset_requested;	 /* guest asked for a reboot (port 0x64 / 0xcf9) */
 
 	/* MSRs that this host lets us save and restore */
 	uint32_t *msr_list;

@@ -64,10 +64,10 @@ static int kvm_setup_memory(struct kvm_vm *vm)
 			return -ENOMEM;
 		vm->regions[vm->nr_slots] = (struct hr_mem_region){gpa, bytes, p};
 		struct kvm_userspace_memory_region r = {
-			.slot = s->slot,
-			.guest_phys_addr = gpa,
-			.memory_size = bytes,
-			.userspace_addr = (uintptr_t)p,
+		    .slot = s->slot,
+		    .guest_phys_addr = gpa,
+		    .memory_size = bytes,
+		    .userspace_addr = (uintptr_t)p,
 		};
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) {
 			int rc = -errno;
@@ -270,18 +270,18 @@ static const char *kvm_last_error(struct hr_vm *vm)
 }
 
 const struct hr_backend_ops hr_kvm_ops = {
-	.name = "kvm",
-	.features = HR_BF_DIRTY_RING,
-	.open = kvm_open,
-	.close = kvm_close,
-	.pause = kvm_pause,
-	.resume = kvm_resume,
-	.mem_layout = kvm_mem_layout,
-	.dirty_start = kvm_op_dirty_start,
-	.dirty_stop = kvm_op_dirty_stop,
-	.dirty_fetch = kvm_op_dirty_fetch,
-	.save_state = kvm_save,
-	.load_state = kvm_load,
-	.console_in = kvm_op_console_in,
-	.last_error = kvm_last_error,
+    .name = "kvm",
+    .features = HR_BF_DIRTY_RING,
+    .open = kvm_open,
+    .close = kvm_close,
+    .pause = kvm_pause,
+    .resume = kvm_resume,
+    .mem_layout = kvm_mem_layout,
+    .dirty_start = kvm_op_dirty_start,
+    .dirty_stop = kvm_op_dirty_stop,
+    .dirty_fetch = kvm_op_dirty_fetch,
+    .save_state = kvm_save,
+    .load_state = kvm_load,
+    .console_in = kvm_op_console_in,
+    .last_error = kvm_last_error,
 };

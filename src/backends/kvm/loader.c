@@ -26,21 +26,21 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#define MB_MAGIC 0x1BADB002u
-#define MB_BOOT_MAGIC 0x2BADB002u
+#define MB_MAGIC	   0x1BADB002u
+#define MB_BOOT_MAGIC	   0x2BADB002u
 #define MB_FLAG_PAGE_ALIGN (1u << 0)
-#define MB_FLAG_MEMINFO (1u << 1)
-#define MB_FLAG_VIDEO (1u << 2)
-#define MB_FLAG_AOUT (1u << 16)
-#define MB_SEARCH_BYTES 8192
+#define MB_FLAG_MEMINFO	   (1u << 1)
+#define MB_FLAG_VIDEO	   (1u << 2)
+#define MB_FLAG_AOUT	   (1u << 16)
+#define MB_SEARCH_BYTES	   8192
 
-#define PVH_MAGIC 0x336ec578u
+#define PVH_MAGIC		 0x336ec578u
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 
 /* Where boot data goes: below 640 KiB, above the BDA. */
-#define BOOT_GDT_GPA 0x500
-#define BOOT_INFO_GPA 0x9000
-#define BOOT_INFO_END 0x9f000
+#define BOOT_GDT_GPA	   0x500
+#define BOOT_INFO_GPA	   0x9000
+#define BOOT_INFO_END	   0x9f000
 #define LOW_RESERVED_BYTES 0x20000
 
 struct mb_info {
@@ -215,10 +215,10 @@ static uint64_t find_pvh_entry(const struct image *img)
 static void setup_bda(struct kvm_vm *vm)
 {
 	uint8_t *bda = kvm_gpa_ptr(vm, 0x400, 0x100);
-	*(uint16_t *)(bda + 0x00) = 0x3f8;       /* COM1 */
-	*(uint16_t *)(bda + 0x0e) = 0x9fc0;      /* EBDA segment */
-	*(uint16_t *)(bda + 0x10) = 1u << 9;     /* equipment: one serial port */
-	*(uint16_t *)(bda + 0x13) = 639;         /* base memory, KiB */
+	*(uint16_t *)(bda + 0x00) = 0x3f8;   /* COM1 */
+	*(uint16_t *)(bda + 0x0e) = 0x9fc0;  /* EBDA segment */
+	*(uint16_t *)(bda + 0x10) = 1u << 9; /* equipment: one serial port */
+	*(uint16_t *)(bda + 0x13) = 639;     /* base memory, KiB */
 }
 
 static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx)
@@ -237,8 +237,16 @@ static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint
 
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
-	struct kvm_segment code = {.base = 0, .limit = 0xffffffff, .selector = 0x10, .type = 0xb,
-				   .present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1};
+	struct kvm_segment code = {.base = 0,
+				   .limit = 0xffffffff,
+				   .selector = 0x10,
+				   .type = 0xb,
+				   .present = 1,
+				   .dpl = 0,
+				   .db = 1,
+				   .s = 1,
+				   .l = 0,
+				   .g = 1};
 	struct kvm_segment data = code;
 	data.selector = 0x18;
 	data.type = 0x3;
@@ -361,8 +369,8 @@ static int load_multiboot(struct kvm_vm *vm, const struct image *img, const uint
 	memcpy(kvm_gpa_ptr(vm, BOOT_INFO_GPA, sizeof(mbi)), &mbi, sizeof(mbi));
 	if (end > BOOT_INFO_GPA && end < 0x100000 && !(flags & MB_FLAG_AOUT))
 		log_warnx(vm->name, "multiboot: kernel loads below 1 MiB");
-	log_debug(vm->name, "multiboot: entry 0x%llx, mem_upper %u KiB",
-		  (unsigned long long)entry, mbi.mem_upper);
+	log_debug(vm->name, "multiboot: entry 0x%llx, mem_upper %u KiB", (unsigned long long)entry,
+		  mbi.mem_upper);
 	return set_entry_state(vm, (uint32_t)entry, MB_BOOT_MAGIC, BOOT_INFO_GPA);
 }
 

@@ -22,9 +22,9 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#define STATE_MAGIC 0x534b5248u /* "HRKS" */
+#define STATE_MAGIC   0x534b5248u /* "HRKS" */
 #define STATE_VERSION 1u
-#define TAG_OPTIONAL 0x80000000u
+#define TAG_OPTIONAL  0x80000000u
 
 enum {
 	R_REGS = 1,
@@ -191,7 +191,8 @@ static int save_vcpu(struct kvm_vm *vm, struct wbuf *b, struct kvm_vcpu *v)
 	int fd = v->fd;
 	int rc;
 
-	if ((rc = save_ioctl(b, fd, KVM_GET_REGS, t | R_REGS, sizeof(struct kvm_regs), "regs", vm)) ||
+	if ((rc = save_ioctl(b, fd, KVM_GET_REGS, t | R_REGS, sizeof(struct kvm_regs), "regs",
+			     vm)) ||
 	    (rc = save_ioctl(b, fd, KVM_GET_SREGS, t | R_SREGS, sizeof(struct kvm_sregs), "sregs",
 			     vm)))
 		return rc;
@@ -307,7 +308,8 @@ static int load_ioctl(struct kvm_vm *vm, int fd, unsigned long req, const void *
 static int expect_len(struct kvm_vm *vm, uint32_t len, size_t want, const char *what)
 {
 	if (len != want) {
-		kvm_set_error(vm, "state blob: %s record is %u bytes, expected %zu", what, len, want);
+		kvm_set_error(vm, "state blob: %s record is %u bytes, expected %zu", what, len,
+			      want);
 		return -HR_EBADSTATE;
 	}
 	return 0;
@@ -338,8 +340,8 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 		return load_ioctl(vm, fd, KVM_SET_FPU, d, "fpu");
 	case R_XSAVE:
 		if (len < sizeof(struct kvm_xsave) || len > (uint32_t)vm->xsave_bytes) {
-			kvm_set_error(vm, "state blob: xsave area of %u bytes does not fit this host",
-				      len);
+			kvm_set_error(
+			    vm, "state blob: xsave area of %u bytes does not fit this host", len);
 			return -HR_EBADSTATE;
 		}
 		{
@@ -365,7 +367,8 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 		int n = ioctl(fd, KVM_SET_MSRS, d);
 		if (n != (int)m->nmsrs) {
 			kvm_set_error(vm, "restoring MSRs: KVM took %d of %u (first refused 0x%x)",
-				      n, m->nmsrs, n >= 0 && n < (int)m->nmsrs ? m->entries[n].index : 0);
+				      n, m->nmsrs,
+				      n >= 0 && n < (int)m->nmsrs ? m->entries[n].index : 0);
 			return -EIO;
 		}
 		return 0;
@@ -402,7 +405,8 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 		struct kvm_clock_data c = *(const struct kvm_clock_data *)d;
 		c.flags = 0; /* set the guest clock to the saved value only */
 		if (ioctl(fd, KVM_SET_CLOCK, &c) < 0)
-			log_debug(vm->name, "restoring the kvm clock: %s (skipped)", strerror(errno));
+			log_debug(vm->name, "restoring the kvm clock: %s (skipped)",
+				  strerror(errno));
 		return 0;
 	}
 	case R_UART:
@@ -445,8 +449,9 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 		return -HR_EBADSTATE;
 	}
 	if (h->nr_vcpus != vm->nr_vcpus || h->mem_bytes != vm->cfg.mem_bytes || h->total != len) {
-		kvm_set_error(vm, "state blob: shape %u vCPU / %llu MiB does not match this VM "
-				  "(%u vCPU / %llu MiB)",
+		kvm_set_error(vm,
+			      "state blob: shape %u vCPU / %llu MiB does not match this VM "
+			      "(%u vCPU / %llu MiB)",
 			      h->nr_vcpus, (unsigned long long)(h->mem_bytes >> 20), vm->nr_vcpus,
 			      (unsigned long long)(vm->cfg.mem_bytes >> 20));
 		return -HR_EBADSTATE;
@@ -463,7 +468,8 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 			const uint32_t *rh = (const uint32_t *)(p + off);
 			uint64_t rl = 8 + (((uint64_t)rh[1] + 7) & ~7ull);
 			if (rl > len - off) {
-				kvm_set_error(vm, "state blob: record 0x%x runs past the end", rh[0]);
+				kvm_set_error(vm, "state blob: record 0x%x runs past the end",
+					      rh[0]);
 				return -HR_EBADSTATE;
 			}
 			if (pass) {

@@ -13,18 +13,18 @@
 #include "kvm-internal.h"
 #include "common/log.h"
 
-#define COM1 0x3f8
+#define COM1	 0x3f8
 #define COM1_IRQ 4
 
 #define LCR_DLAB 0x80
-#define LSR_DR 0x01
+#define LSR_DR	 0x01
 #define LSR_THRE 0x20
 #define LSR_TEMT 0x40
-#define IER_RDI 0x01
+#define IER_RDI	 0x01
 #define IER_THRI 0x02
 #define IIR_NONE 0x01
 #define IIR_THRI 0x02
-#define IIR_RDI 0x04
+#define IIR_RDI	 0x04
 #define MCR_LOOP 0x10
 
 static uint8_t bcd(int v)
@@ -134,10 +134,17 @@ static void uart_io(struct kvm_vm *vm, unsigned reg, int is_write, uint8_t *val)
 			if (b & 0x02)
 				u->rx_len = 0;
 			break;
-		case 3: u->lcr = b; break;
-		case 4: u->mcr = b & 0x1f; break;
-		case 7: u->scr = b; break;
-		default: break;
+		case 3:
+			u->lcr = b;
+			break;
+		case 4:
+			u->mcr = b & 0x1f;
+			break;
+		case 7:
+			u->scr = b;
+			break;
+		default:
+			break;
 		}
 	} else {
 		switch (reg) {
@@ -152,7 +159,9 @@ static void uart_io(struct kvm_vm *vm, unsigned reg, int is_write, uint8_t *val)
 				*val = 0;
 			}
 			break;
-		case 1: *val = dlab ? u->dlm : u->ier; break;
+		case 1:
+			*val = dlab ? u->dlm : u->ier;
+			break;
 		case 2: {
 			uint8_t iir = IIR_NONE;
 			if ((u->ier & IER_RDI) && u->rx_len)
@@ -164,16 +173,24 @@ static void uart_io(struct kvm_vm *vm, unsigned reg, int is_write, uint8_t *val)
 			*val = iir | ((u->fcr & 1) ? 0xc0 : 0);
 			break;
 		}
-		case 3: *val = u->lcr; break;
-		case 4: *val = u->mcr; break;
-		case 5: *val = LSR_THRE | LSR_TEMT | (u->rx_len ? LSR_DR : 0); break;
+		case 3:
+			*val = u->lcr;
+			break;
+		case 4:
+			*val = u->mcr;
+			break;
+		case 5:
+			*val = LSR_THRE | LSR_TEMT | (u->rx_len ? LSR_DR : 0);
+			break;
 		case 6:
 			if (u->mcr & MCR_LOOP)
 				*val = (uint8_t)(((u->mcr & 0x0c) << 4) | ((u->mcr & 0x03) << 4));
 			else
 				*val = u->msr;
 			break;
-		case 7: *val = u->scr; break;
+		case 7:
+			*val = u->scr;
+			break;
 		}
 	}
 	uart_update_irq(vm);
@@ -196,8 +213,12 @@ static void rtc_read(struct cmos_state *c, uint8_t idx, uint8_t *val)
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
 	switch (idx) {
-	case 0x00: *val = rtc_fmt(c, tm.tm_sec); return;
-	case 0x02: *val = rtc_fmt(c, tm.tm_min); return;
+	case 0x00:
+		*val = rtc_fmt(c, tm.tm_sec);
+		return;
+	case 0x02:
+		*val = rtc_fmt(c, tm.tm_min);
+		return;
 	case 0x04: {
 		int h = tm.tm_hour;
 		if (!(c->ram[0x0b] & 0x02)) { /* 12-hour mode: PM in bit 7 */
@@ -209,13 +230,24 @@ static void rtc_read(struct cmos_state *c, uint8_t idx, uint8_t *val)
 		*val = rtc_fmt(c, h);
 		return;
 	}
-	case 0x06: *val = (uint8_t)(tm.tm_wday + 1); return;
-	case 0x07: *val = rtc_fmt(c, tm.tm_mday); return;
-	case 0x08: *val = rtc_fmt(c, tm.tm_mon + 1); return;
-	case 0x09: *val = rtc_fmt(c, tm.tm_year % 100); return;
-	case 0x32: *val = rtc_fmt(c, (tm.tm_year + 1900) / 100); return;
+	case 0x06:
+		*val = (uint8_t)(tm.tm_wday + 1);
+		return;
+	case 0x07:
+		*val = rtc_fmt(c, tm.tm_mday);
+		return;
+	case 0x08:
+		*val = rtc_fmt(c, tm.tm_mon + 1);
+		return;
+	case 0x09:
+		*val = rtc_fmt(c, tm.tm_year % 100);
+		return;
+	case 0x32:
+		*val = rtc_fmt(c, (tm.tm_year + 1900) / 100);
+		return;
 	case 0x0a:
-		*val = (uint8_t)((c->ram[0x0a] & 0x7f) | (ts.tv_nsec > 1000000000L - 244000 ? 0x80 : 0));
+		*val = (uint8_t)((c->ram[0x0a] & 0x7f) |
+				 (ts.tv_nsec > 1000000000L - 244000 ? 0x80 : 0));
 		return;
 	case 0x0c: {
 		uint64_t sec = (uint64_t)ts.tv_sec;
@@ -228,7 +260,8 @@ static void rtc_read(struct cmos_state *c, uint8_t idx, uint8_t *val)
 		c->ram[0x0c] = 0;
 		return;
 	}
-	default: *val = c->ram[idx];
+	default:
+		*val = c->ram[idx];
 	}
 }
 
