@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -29,6 +30,7 @@ static volatile sig_atomic_t g_stop, g_promote;
 struct worker {
 	struct hr_worker_args *a;
 	uint64_t nr_epochs;
+	int epochs_fd; /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 };
 
 static void on_signal(int sig)
@@ -99,6 +101,19 @@ static void on_event(void *opaque, enum hr_engine_event ev, const struct hr_epoc
 	add_stats(&sb, st, w->nr_epochs);
 	send_line(w, &sb, ev == HR_EV_EPOCH);
 	hr_sbuf_free(&sb);
+	if (st && w->epochs_fd >= 0 && (ev == HR_EV_EPOCH || ev == HR_EV_SYNCED)) {
+		char line[256];
+		int n =
+		    snprintf(line, sizeof(line),
+			     "epoch=%llu interval_us=%llu pause_us=%llu dirty_pages=%llu "
+			     "bytes=%llu ack_us=%llu\n",
+			     (unsigned long long)st->epoch, (unsigned long long)st->interval_us,
+			     (unsigned long long)st->pause_us, (unsigned long long)st->dirty_pages,
+			     (unsigned long long)st->bytes, (unsigned long long)st->ack_us);
+		if (n > 0 && n < (int)sizeof(line))
+			(void)!write(w->epochs_fd, line,
+				     (size_t)n); /* O_APPEND: one write, one line */
+	}
 }
 
 /* Read one line (byte by byte: nothing after it is consumed).  0 or -errno. */
@@ -198,7 +213,7 @@ static int backup_preamble(struct worker *w)
 
 int hr_worker_main(struct hr_worker_args *a)
 {
-	struct worker w = {.a = a};
+	struct worker w = {.a = a, .epochs_fd = -1};
 	struct hr_engine_config cfg = {0};
 	struct hr_console *con = NULL;
 	struct hr_engine *eng = NULL;
@@ -245,6 +260,14 @@ int hr_worker_main(struct hr_worker_args *a)
 		log_err(a->name, "console %s: %s", a->console_spec, hr_strerror(rc));
 		goto out;
 	}
+
+	/* every epoch's figures, for drills and operators (status shows the last) */
+	char epochs_path[4096];
+	snprintf(epochs_path, sizeof(epochs_path), "%s/%s.epochs", hr_dopts.state_dir, a->name);
+	w.epochs_fd = open(epochs_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (w.epochs_fd < 0)
+		log_warnx(a->name, "cannot write per-epoch stats to %s: %s", epochs_path,
+			  strerror(errno));
 
 	cfg.name = a->name;
 	cfg.ops = a->ops;
