@@ -8,7 +8,8 @@
  *   multiboot: EAX = 0x2BADB002, EBX = multiboot information;
  *   PVH:       EBX = struct hvm_start_info.
  *
- * Like GRUB and QEMU the multiboot command line starts with the kernel path.
+ * Like GRUB and QEMU the multiboot command line starts with the kernel path
+ * (PVH passes the command line alone).
  * The memory map says what the guest can use: 0..639 KiB, 1 MiB..(RAM below
  * 3 GiB), and RAM above 4 GiB.
  */
@@ -149,11 +150,11 @@ static struct phdr elf_phdr(const struct image *img, unsigned i)
 	struct phdr p;
 	if (img->data[EI_CLASS] == ELFCLASS32) {
 		const Elf32_Ehdr *eh = (const void *)img->data;
-		const Elf32_Phdr *ph = (const void *)(img->data + eh->e_phoff) + i;
+		const Elf32_Phdr *ph = (const Elf32_Phdr *)(img->data + eh->e_phoff) + i;
 		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
 	} else {
 		const Elf64_Ehdr *eh = (const void *)img->data;
-		const Elf64_Phdr *ph = (const void *)(img->data + eh->e_phoff) + i;
+		const Elf64_Phdr *ph = (const Elf64_Phdr *)(img->data + eh->e_phoff) + i;
 		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
 	}
 	return p;
@@ -387,15 +388,15 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
 	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};
-	char *cl = full_cmdline(img->path, vm->cfg.cmdline);
-	if (!cl)
-		return -ENOMEM;
+	/* PVH passes the command line alone (QEMU, Xen), not after the kernel path */
+	const char *cl = vm->cfg.cmdline ? vm->cfg.cmdline : "";
 	si.cmdline_paddr = boot_put(&a, cl, strlen(cl) + 1);
-	free(cl);
 	si.memmap_paddr = boot_put(&a, mm, nm * sizeof(mm[0]));
 	si.memmap_entries = nm;
-	if (!si.cmdline_paddr || !si.memmap_paddr)
+	if (!si.cmdline_paddr || !si.memmap_paddr) {
+		kvm_set_error(vm, "PVH: command line too long");
 		return -E2BIG;
+	}
 	memcpy(kvm_gpa_ptr(vm, BOOT_INFO_GPA, sizeof(si)), &si, sizeof(si));
 	return set_entry_state(vm, (uint32_t)pvh_entry, 0, BOOT_INFO_GPA);
 }
