@@ -5,8 +5,8 @@ check_PROGRAMS += tests/t-kvm
 TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
-dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh
-TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh
+dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh
+TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh
 
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
