@@ -1,5 +1,6 @@
 /* ctl.c - talk to hareplicated over its control socket (see ctl.h). */
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -7,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli/cmd.h"
 #include "cli/ctl.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
@@ -113,5 +115,37 @@ out:
 	close(fd);
 	hr_sbuf_free(&line);
 	hr_sbuf_free(&reply);
+	return rc;
+}
+
+int hr_ctl_vm_command(const struct hr_cmd *cmd, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"control", required_argument, NULL, 'C'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *control = NULL;
+	struct hr_sbuf req = {0};
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'C':
+			control = optarg;
+			break;
+		case 'h':
+			printf("usage: hareplicate %s %s\n\n%s", cmd->name, cmd->usage, cmd->help);
+			return 0;
+		default:
+			return hr_cmd_usage(cmd);
+		}
+	}
+	if (argc - optind != 1)
+		return hr_cmd_usage(cmd);
+	hr_kv_add(&req, "vm", argv[optind]);
+	rc = hr_ctl_request(hr_ctl_path(control), cmd->name, &req, stdout);
+	hr_sbuf_free(&req);
 	return rc;
 }

@@ -24,4 +24,13 @@ const char *hr_ctl_path(const char *opt);
  */
 int hr_ctl_request(const char *path, const char *cmd, struct hr_sbuf *req, FILE *out);
 
+struct hr_cmd;
+
+/*
+ * The body of a command that takes `[--control PATH] VM` and sends one
+ * request naming the VM (stop, failover): parses argv, prints --help from
+ * cmd, returns the exit status.
+ */
+int hr_ctl_vm_command(const struct hr_cmd *cmd, int argc, char **argv);
+
 #endif
