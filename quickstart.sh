@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake pkg-config libevent-dev libprotobuf-c-dev
-protobuf-c-compiler libxxhash-dev qemu-system-x86 iproute2 procps psmisc python3"
+protobuf-c-compiler libxxhash-dev qemu-system-x86 iproute2 procps psmisc python3
+clang-format git"
 
 missing=""
 for p in $PKGS; do
