@@ -15,3 +15,7 @@ tests_t_engine_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-backup-bad
 TESTS += tests/t-backup-bad
 tests_t_backup_bad_LDADD = $(HR_LIBS)
+
+check_PROGRAMS += tests/t-primary-silent
+TESTS += tests/t-primary-silent
+tests_t_primary_silent_LDADD = $(HR_LIBS)

@@ -500,8 +500,15 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 		return rc;
 	}
 
-	/* wait for the ack; the guest runs meanwhile */
+	/*
+	 * Wait for the ack; the guest runs meanwhile.  A backup that is merely
+	 * silent (no FIN, no reset: a partition, a hung host) may be promoting
+	 * itself right now, so output stays held for as long as that lasts:
+	 * releasing it could make two hosts speak for the VM (contract: one
+	 * primary).  Only an ended connection counts as the backup's death.
+	 */
 	int ack_timeout_ms = (int)(e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000);
+	int silent = 0;
 	for (;;) {
 		struct hr_frame f;
 		rc = recv_frame(e, rd, &f, ack_timeout_ms, ctl_r);
@@ -512,6 +519,14 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 			}
 			return rc;
 		}
+		if (rc == -ETIMEDOUT) {
+			if (!silent++)
+				log_warnx(e->name,
+					  "+backup-silent: no ack for epoch %" PRIu64 " in %d ms; "
+					  "holding output until it answers or the connection ends",
+					  epoch, ack_timeout_ms);
+			continue;
+		}
 		if (rc < 0) {
 			log_warnx(e->name, "no ack for epoch %" PRIu64 ": %s", epoch,
 				  hr_strerror(rc));
@@ -520,6 +535,9 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 		if (f.type == HR_FT_ACK) {
 			uint64_t acked = ((Hr__Ack *)f.msg)->epoch;
 			hr_frame_release(&f);
+			if (silent)
+				log_info(e->name, "backup answered again after %d ms of silence",
+					 silent * ack_timeout_ms);
 			if (acked != epoch) {
 				log_err(e->name, "ack for epoch %" PRIu64 ", expected %" PRIu64,
 					acked, epoch);
@@ -531,8 +549,6 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 			Hr__Error *er = (Hr__Error *)f.msg;
 			log_err(e->name, "backup reports: %s", er->text ? er->text : "error");
 			rc = er->code < 0 ? er->code : -HR_EPROTO;
-			if (rc == -HR_EPROMOTED)
-				*ctl_r = CTL_ABORT;
 			hr_frame_release(&f);
 			return rc;
 		}
