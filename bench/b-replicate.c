@@ -299,10 +299,6 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
  * (mem backend replica: receive, stage, verify, apply, ack).  MB/s from the
  * first byte to the ack.
  */
-struct env_hdr {
-	uint32_t magic, version;
-	uint64_t console_offset, console_bytes;
-};
 
 struct bthr {
 	struct hr_engine *e;
@@ -391,20 +387,10 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 	pthread_t t;
 	pthread_create(&t, NULL, backup_thr, &b);
 
-	Hr__Hello h = HR__HELLO__INIT;
-	Hr__MemRegion r = HR__MEM_REGION__INIT, *rp = &r;
-	r.bytes = mem;
-	h.protocol_version = HR_PROTO_VERSION;
-	h.role = HR__ROLE__ROLE_PRIMARY;
-	h.vm_name = "b-path";
-	h.backend = "mem";
-	h.mem_bytes = mem;
-	h.nr_vcpus = 1;
-	h.page_bytes = HR_PAGE_SIZE;
-	h.n_regions = 1;
-	h.regions = &rp;
+	struct hr_mem_region layout = {0, mem, NULL};
 	struct hr_frame f;
-	hr_stream_send(fds[0], HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
+	hr_stream_send_hello(fds[0], HR__ROLE__ROLE_PRIMARY, "b-path", "mem", mem, 1, &layout, 1,
+			     0);
 	if (hr_stream_recv(fds[0], "b", &f) < 0)
 		return -1;
 	hr_frame_release(&f);
@@ -412,11 +398,10 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 	uint8_t *pages = malloc(256 * HR_PAGE_SIZE);
 	for (size_t i = 0; i < 256 * HR_PAGE_SIZE; i++)
 		pages[i] = (uint8_t)(i * 31 + 7);
-	size_t slen = sizeof(struct env_hdr) + blob_len;
-	uint8_t *state = malloc(slen);
-	struct env_hdr eh = {0x4e455248u, 1, 0, 0};
-	memcpy(state, &eh, sizeof(eh));
-	memcpy(state + sizeof(eh), blob, blob_len);
+	uint8_t *state;
+	size_t slen;
+	if (hr_engine_envelope(0, NULL, 0, blob, blob_len, &state, &slen))
+		return -1;
 
 	mbps[0] = send_epoch_mbps(fds[0], 0, nr_pages, 1, pages, state, slen);
 	mbps[1] = send_epoch_mbps(fds[0], 1, nr_pages, 0, pages, state, slen);

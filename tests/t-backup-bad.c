@@ -21,11 +21,6 @@
 
 #define MEM_BYTES (8u << 20)
 
-struct env_hdr {
-	uint32_t magic, version;
-	uint64_t console_offset, console_bytes;
-};
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char sink_buf[4096];
 static size_t sink_len;
@@ -73,13 +68,10 @@ static int send_epoch(int fd, uint64_t epoch, uint8_t fill, const char *console,
 	uint64_t gfn = 100;
 	const uint8_t *pp = page;
 	memset(page, fill, sizeof(page));
-	size_t clen = strlen(console);
-	size_t slen = sizeof(struct env_hdr) + clen + blob_len;
-	uint8_t *state = malloc(slen);
-	struct env_hdr eh = {0x4e455248u, 1, cons_off, clen};
-	memcpy(state, &eh, sizeof(eh));
-	memcpy(state + sizeof(eh), console, clen);
-	memcpy(state + sizeof(eh) + clen, blob, blob_len);
+	uint8_t *state;
+	size_t slen;
+	if (hr_engine_envelope(cons_off, console, strlen(console), blob, blob_len, &state, &slen))
+		return -ENOMEM;
 
 	struct hr_epoch_sum sum;
 	hr_epoch_sum_init(&sum, epoch);
@@ -146,20 +138,9 @@ int main(void)
 	pthread_t t;
 	pthread_create(&t, NULL, run_backup, &b);
 
-	Hr__Hello h = HR__HELLO__INIT;
-	Hr__MemRegion r = HR__MEM_REGION__INIT, *rp = &r;
-	r.gpa = 0;
-	r.bytes = MEM_BYTES;
-	h.protocol_version = HR_PROTO_VERSION;
-	h.role = HR__ROLE__ROLE_PRIMARY;
-	h.vm_name = "t-backup";
-	h.backend = "mem";
-	h.mem_bytes = MEM_BYTES;
-	h.nr_vcpus = 1;
-	h.page_bytes = HR_PAGE_SIZE;
-	h.n_regions = 1;
-	h.regions = &rp;
-	hr_stream_send(sv[0], HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
+	struct hr_mem_region layout = {0, MEM_BYTES, NULL};
+	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "t-backup", "mem", MEM_BYTES, 1,
+			     &layout, 1, 0);
 	struct hr_frame f;
 	int rc = hr_stream_recv(sv[0], "t", &f);
 	ok(rc == 0 && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted,

@@ -27,6 +27,7 @@
 
 #include "cli/cmd.h"
 #include "common/stats.h"
+#include "core/engine.h"
 #include "cli/ctl.h"
 #include "cli/drill.h"
 #include "common/log.h"
@@ -435,11 +436,7 @@ static void load_epoch_log(struct drill *d)
 	while (fgets(line, sizeof(line), f)) {
 		struct sample s;
 		unsigned long long e, iv, pu, dp, by, ac;
-		if (sscanf(line,
-			   "epoch=%llu interval_us=%llu pause_us=%llu dirty_pages=%llu bytes=%llu "
-			   "ack_us=%llu",
-			   &e, &iv, &pu, &dp, &by, &ac) != 6 ||
-		    e == 0)
+		if (sscanf(line, HR_EPOCH_STATS_FMT, &e, &iv, &pu, &dp, &by, &ac) != 6 || e == 0)
 			continue;
 		s.epoch = e;
 		s.interval_us = iv;

@@ -40,17 +40,10 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define ENV_MAGIC	  0x4e455248u /* "HREN" */
-#define ENV_VERSION	  1u
 #define BATCH_PAGES	  256u	     /* pages per PAGE_BATCH frame (1 MiB) */
 #define CONSOLE_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
 #define SYNC_MAX_ROUNDS	  8
 #define SYNC_DONE_PAGES	  2048u /* stop live sync when a round is this small */
-
-struct env_hdr {
-	uint32_t magic, version;
-	uint64_t console_offset, console_bytes;
-};
 
 struct hr_engine {
 	struct hr_engine_config cfg;
@@ -111,6 +104,25 @@ void hr_engine_abort(struct hr_engine *e)
 void hr_engine_promote(struct hr_engine *e)
 {
 	ctl_send(e, CTL_PROMOTE);
+}
+
+int hr_engine_envelope(uint64_t console_offset, const void *console, size_t console_bytes,
+		       const void *blob, size_t blob_bytes, uint8_t **buf_r, size_t *len_r)
+{
+	struct hr_state_envelope eh = {HR_ENVELOPE_MAGIC, HR_ENVELOPE_VERSION, console_offset,
+				       console_bytes};
+	size_t len = sizeof(eh) + console_bytes + blob_bytes;
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, &eh, sizeof(eh));
+	if (console_bytes)
+		memcpy(buf + sizeof(eh), console, console_bytes);
+	if (blob_bytes)
+		memcpy(buf + sizeof(eh) + console_bytes, blob, blob_bytes);
+	*buf_r = buf;
+	*len_r = len;
+	return 0;
 }
 
 void hr_engine_stats(struct hr_engine *e, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r)
@@ -294,28 +306,6 @@ static void peer_socket_setup(int fd)
 		   sizeof(one)); /* fails harmlessly on AF_UNIX */
 }
 
-static void fill_hello(struct hr_engine *e, Hr__Hello *h, Hr__MemRegion *mr, Hr__MemRegion **mrp,
-		       const char *backend, Hr__Role role)
-{
-	h->protocol_version = HR_PROTO_VERSION;
-	h->role = role;
-	h->vm_name = e->name;
-	h->backend = (char *)backend;
-	h->mem_bytes = e->cfg.vm.mem_bytes;
-	h->nr_vcpus = e->cfg.vm.nr_vcpus;
-	h->page_bytes = HR_PAGE_SIZE;
-	for (unsigned i = 0; i < e->nr_regions; i++) {
-		hr__mem_region__init(&mr[i]);
-		mr[i].gpa = e->regions[i].gpa;
-		mr[i].bytes = e->regions[i].bytes;
-		mrp[i] = &mr[i];
-	}
-	h->n_regions = e->nr_regions;
-	h->regions = mrp;
-	h->has_epoch_us = 1;
-	h->epoch_us = e->cfg.epoch_us;
-}
-
 static void send_error(struct hr_engine *e, int code, const char *text);
 
 /* ---- primary ---- */
@@ -445,8 +435,6 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 		free(blob);
 		return rc;
 	}
-	struct env_hdr eh = {ENV_MAGIC, ENV_VERSION, cons_off, cons_len};
-
 	struct hr_epoch_sum sum;
 	hr_epoch_sum_init(&sum, epoch);
 	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
@@ -464,20 +452,17 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 		}
 		rc = hr_stream_send_pages(e->fd, epoch, e->gfns + i, ptrs, n);
 	}
-	uint64_t state_bytes = sizeof(eh) + cons_len + blob_len;
+	uint64_t state_bytes = sizeof(struct hr_state_envelope) + cons_len + blob_len;
 	if (!rc) {
-		uint8_t *env = malloc(state_bytes);
-		if (!env) {
-			rc = -ENOMEM;
-		} else {
-			memcpy(env, &eh, sizeof(eh));
-			memcpy(env + sizeof(eh), cons, cons_len);
-			memcpy(env + sizeof(eh) + cons_len, blob, blob_len);
-			hr_epoch_sum_state(&sum, env, state_bytes);
+		uint8_t *env;
+		size_t env_len;
+		rc = hr_engine_envelope(cons_off, cons, cons_len, blob, blob_len, &env, &env_len);
+		if (!rc) {
+			hr_epoch_sum_state(&sum, env, env_len);
 			Hr__State sm = HR__STATE__INIT;
 			sm.epoch = epoch;
-			sm.blob_bytes = state_bytes;
-			struct iovec iov = {env, state_bytes};
+			sm.blob_bytes = env_len;
+			struct iovec iov = {env, env_len};
 			rc = hr_stream_send(e->fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, &iov,
 					    1);
 			free(env);
@@ -621,13 +606,12 @@ static int live_sync(struct hr_engine *e)
 
 static int primary_handshake(struct hr_engine *e, struct hr_frame_reader *rd)
 {
-	Hr__Hello h = HR__HELLO__INIT;
-	Hr__MemRegion mr[8];
-	Hr__MemRegion *mrp[8];
 	int ctl, rc;
 
-	fill_hello(e, &h, mr, mrp, e->ops->name, HR__ROLE__ROLE_PRIMARY);
-	if ((rc = hr_stream_send(e->fd, HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0)) < 0)
+	rc = hr_stream_send_hello(e->fd, HR__ROLE__ROLE_PRIMARY, e->name, e->ops->name,
+				  e->cfg.vm.mem_bytes, e->cfg.vm.nr_vcpus, e->regions,
+				  e->nr_regions, e->cfg.epoch_us);
+	if (rc < 0)
 		return rc;
 	struct hr_frame f;
 	rc = recv_frame(e, rd, &f, 10000, &ctl);
@@ -930,9 +914,9 @@ static int promote(struct hr_engine *e, struct hr_staging *st)
 	uint64_t t0 = hr_now_ns();
 
 	hr_staging_committed_state(st, &blob, &len);
-	const struct env_hdr *eh = blob;
-	if (!blob || len < sizeof(*eh) || eh->magic != ENV_MAGIC || eh->version != ENV_VERSION ||
-	    eh->console_bytes > len - sizeof(*eh)) {
+	const struct hr_state_envelope *eh = blob;
+	if (!blob || len < sizeof(*eh) || eh->magic != HR_ENVELOPE_MAGIC ||
+	    eh->version != HR_ENVELOPE_VERSION || eh->console_bytes > len - sizeof(*eh)) {
 		log_err(e->name, "committed state is not a valid engine envelope");
 		return -HR_EBADSTATE;
 	}

@@ -44,6 +44,12 @@ struct hr_epoch_stats {
 	uint64_t ack_us; /* resume -> ack received */
 };
 
+/* One epoch's stats as a text line (the worker's STATE-DIR/VM.epochs log,
+ * read back by the drill): printf and scanf both take it, six unsigned long
+ * long: epoch, interval_us, pause_us, dirty_pages, bytes, ack_us. */
+#define HR_EPOCH_STATS_FMT                                                                         \
+	"epoch=%llu interval_us=%llu pause_us=%llu dirty_pages=%llu bytes=%llu ack_us=%llu"
+
 struct hr_engine_config {
 	const char *name;
 	const struct hr_backend_ops *ops;
@@ -90,5 +96,22 @@ void hr_engine_promote(struct hr_engine *eng);
 void hr_engine_stats(struct hr_engine *eng, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r);
 
 void hr_engine_free(struct hr_engine *eng);
+
+/*
+ * The STATE blob of every epoch is this envelope (docs/stream-format.md):
+ * header, the console bytes the primary still holds (starting at stream
+ * offset console_offset), then the backend's state blob.
+ */
+#define HR_ENVELOPE_MAGIC   0x4e455248u /* "HREN" */
+#define HR_ENVELOPE_VERSION 1u
+
+struct hr_state_envelope {
+	uint32_t magic, version;
+	uint64_t console_offset, console_bytes;
+};
+
+/* Build an envelope (malloc'd into *buf_r, *len_r bytes).  0 or -ENOMEM. */
+int hr_engine_envelope(uint64_t console_offset, const void *console, size_t console_bytes,
+		       const void *blob, size_t blob_bytes, uint8_t **buf_r, size_t *len_r);
 
 #endif

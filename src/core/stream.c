@@ -613,3 +613,33 @@ void hr_epoch_sum_fini(struct hr_epoch_sum *s)
 		XXH3_freeState(s->state);
 	s->state = NULL;
 }
+
+int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *backend,
+			 uint64_t mem_bytes, unsigned nr_vcpus, const struct hr_mem_region *regions,
+			 unsigned nr_regions, uint64_t epoch_us)
+{
+	Hr__Hello h = HR__HELLO__INIT;
+	Hr__MemRegion mr[8];
+	Hr__MemRegion *mrp[8];
+
+	if (nr_regions > 8)
+		return -EINVAL;
+	h.protocol_version = HR_PROTO_VERSION;
+	h.role = role;
+	h.vm_name = (char *)vm;
+	h.backend = (char *)backend;
+	h.mem_bytes = mem_bytes;
+	h.nr_vcpus = nr_vcpus;
+	h.page_bytes = HR_PAGE_SIZE;
+	for (unsigned i = 0; i < nr_regions; i++) {
+		hr__mem_region__init(&mr[i]);
+		mr[i].gpa = regions[i].gpa;
+		mr[i].bytes = regions[i].bytes;
+		mrp[i] = &mr[i];
+	}
+	h.n_regions = nr_regions;
+	h.regions = mrp;
+	h.has_epoch_us = epoch_us != 0;
+	h.epoch_us = epoch_us;
+	return hr_stream_send(fd, HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
+}

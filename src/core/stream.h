@@ -176,4 +176,12 @@ void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes
 uint64_t hr_epoch_sum_value(const struct hr_epoch_sum *s);
 void hr_epoch_sum_fini(struct hr_epoch_sum *s);
 
+struct hr_mem_region;
+
+/* Send the HELLO that opens a session (protocol version, page size and the
+ * guest-physical layout filled in).  epoch_us 0 = not given.  0 or -errno. */
+int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *backend,
+			 uint64_t mem_bytes, unsigned nr_vcpus, const struct hr_mem_region *regions,
+			 unsigned nr_regions, uint64_t epoch_us);
+
 #endif

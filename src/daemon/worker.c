@@ -104,9 +104,7 @@ static void on_event(void *opaque, enum hr_engine_event ev, const struct hr_epoc
 	if (st && w->epochs_fd >= 0 && (ev == HR_EV_EPOCH || ev == HR_EV_SYNCED)) {
 		char line[256];
 		int n =
-		    snprintf(line, sizeof(line),
-			     "epoch=%llu interval_us=%llu pause_us=%llu dirty_pages=%llu "
-			     "bytes=%llu ack_us=%llu\n",
+		    snprintf(line, sizeof(line), HR_EPOCH_STATS_FMT "\n",
 			     (unsigned long long)st->epoch, (unsigned long long)st->interval_us,
 			     (unsigned long long)st->pause_us, (unsigned long long)st->dirty_pages,
 			     (unsigned long long)st->bytes, (unsigned long long)st->ack_us);
