@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "guest-harness.h"
+#include "core/dirtyset.h"
 #include "common/stats.h"
 #include "common/err.h"
 
@@ -77,14 +78,14 @@ struct guest {
 };
 
 static int guest_boot(struct guest *gu, const char *name, uint64_t mem_bytes, unsigned nr_vcpus,
-		      enum hr_dirty_mode mode, const char *cmdline)
+		      int ring, const char *cmdline)
 {
 	struct hr_vm_config cfg = {.name = name,
 				   .mem_bytes = mem_bytes,
 				   .nr_vcpus = nr_vcpus,
 				   .kernel_path = gh_guest("memwalk.elf"),
 				   .cmdline = cmdline,
-				   .dirty_mode = mode};
+				   .options = ring ? "dirty=ring" : "dirty=bitmap"};
 	int rc;
 
 	memset(gu, 0, sizeof(*gu));
@@ -124,8 +125,8 @@ struct dirty_cell {
 	unsigned n;
 };
 
-static int dirty_cell(uint64_t mem_bytes, enum hr_dirty_mode mode, unsigned rate,
-		      unsigned nr_samples, struct dirty_cell *res)
+static int dirty_cell(uint64_t mem_bytes, int ring, unsigned rate, unsigned nr_samples,
+		      struct dirty_cell *res)
 {
 	char cmdline[128];
 	struct guest gu;
@@ -136,13 +137,15 @@ static int dirty_cell(uint64_t mem_bytes, enum hr_dirty_mode mode, unsigned rate
 	int rc;
 
 	snprintf(cmdline, sizeof(cmdline), "rate=%u wss=256M pattern=random interval_ms=500", rate);
-	rc = guest_boot(&gu, "b-dirty", mem_bytes, 1, mode, cmdline);
+	rc = guest_boot(&gu, "b-dirty", mem_bytes, 1, ring, cmdline);
 	if (rc)
 		goto out;
 	if ((rc = ops->mem_layout(gu.vm, &reg, &nreg)))
 		goto out;
 	nwords = (hr_layout_nr_gfns(reg, nreg) + 63) / 64;
-	bm = calloc(nwords, 8);
+	struct hr_dirtyset *ds = NULL;
+	hr_dirtyset_new(&ds, nwords * 64);
+	bm = ds ? hr_dirtyset_bits(ds)->bitmap : NULL;
 	fetch_ns = calloc(nr_samples, sizeof(*fetch_ns));
 	pages = calloc(nr_samples, sizeof(*pages));
 	if (!bm || !fetch_ns || !pages) {
@@ -159,11 +162,11 @@ static int dirty_cell(uint64_t mem_bytes, enum hr_dirty_mode mode, unsigned rate
 	next = now_ns();
 	for (unsigned i = 0; i < WARMUP_FETCHES + nr_samples; i++) {
 		next += FETCH_INTERVAL_NS;
-		memset(bm, 0, nwords * 8);
+		hr_dirtyset_clear(ds);
 		sleep_until_ns(next);
 		ops->pause(gu.vm);
 		int64_t t0 = now_ns();
-		rc = ops->dirty_fetch(gu.vm, bm);
+		rc = ops->dirty_fetch(gu.vm, hr_dirtyset_bits(ds));
 		int64_t t1 = now_ns();
 		ops->resume(gu.vm);
 		if (rc)
@@ -195,7 +198,7 @@ static int dirty_cell(uint64_t mem_bytes, enum hr_dirty_mode mode, unsigned rate
 	ops->dirty_stop(gu.vm);
 out:
 	guest_close(&gu);
-	free(bm);
+	hr_dirtyset_free(ds);
 	free(fetch_ns);
 	free(pages);
 	return rc;
@@ -222,7 +225,7 @@ static int untracked_rate(double *pages_per_s_r)
 	size_t at2, at4;
 	int rc;
 
-	rc = guest_boot(&gu, "b-base", 1ull << 30, 1, HR_DIRTY_BITMAP,
+	rc = guest_boot(&gu, "b-base", 1ull << 30, 1, 0,
 			"rate=0 wss=256M pattern=random interval_ms=500");
 	if (rc)
 		goto out;
@@ -287,8 +290,8 @@ static int bench_dirty(const struct opts *o)
 			struct dirty_cell c[2] = {{0}};
 			int rc[2];
 			for (int m = 0; m < 2; m++)
-				rc[m] = dirty_cell(sizes_gib[s] << 30, (enum hr_dirty_mode)m,
-						   rates[r], o->dirty_samples, &c[m]);
+				rc[m] = dirty_cell(sizes_gib[s] << 30, m, rates[r],
+						   o->dirty_samples, &c[m]);
 			char rate_s[16], gsz[16];
 			snprintf(gsz, sizeof(gsz), "%" PRIu64 "G", sizes_gib[s]);
 			if (rates[r])
@@ -349,7 +352,7 @@ static int ours_pause(unsigned nr_vcpus, unsigned cycles, struct lat *res)
 
 	if (!v)
 		return -ENOMEM;
-	rc = guest_boot(&gu, "b-pause", 1ull << 30, nr_vcpus, HR_DIRTY_BITMAP, pause_cmdline);
+	rc = guest_boot(&gu, "b-pause", 1ull << 30, nr_vcpus, 0, pause_cmdline);
 	if (rc)
 		goto out;
 	for (unsigned i = 0; i < cycles; i++) {

@@ -81,9 +81,11 @@ static void console_feed(struct console *c, const void *buf, size_t n)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void vm_console(void *o, const void *buf, size_t n)
+static int vm_console(void *o, unsigned chan, const void *buf, size_t n)
 {
-	console_feed(o, buf, n);
+	if (chan == 0)
+		console_feed(o, buf, n);
+	return 0;
 }
 
 /* The sink dedups by offset like any outside observer would. */
@@ -202,8 +204,8 @@ static double unprotected_progress(uint64_t mem, const char *cmdline, double sec
 				   .nr_vcpus = 1,
 				   .kernel_path = guest_path,
 				   .cmdline = cmdline,
-				   .console_out = vm_console,
-				   .console_opaque = &c};
+				   .emit = vm_console,
+				   .emit_opaque = &c};
 	const struct hr_backend_ops *ops = hr_backend_find("kvm");
 	struct hr_vm *vm = NULL;
 	if (ops->open(&vm, &cfg)) {

@@ -22,9 +22,11 @@ struct gh {
 	int exited, exit_code;
 };
 
-static inline void gh_console(void *opaque, const void *p, size_t n)
+static inline int gh_console(void *opaque, unsigned chan, const void *p, size_t n)
 {
 	struct gh *g = opaque;
+	if (chan != 0)
+		return 0;
 	pthread_mutex_lock(&g->lock);
 	if (g->len + n + 1 > g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 65536;
@@ -38,6 +40,7 @@ static inline void gh_console(void *opaque, const void *p, size_t n)
 	g->buf[g->len] = 0;
 	pthread_cond_broadcast(&g->cond);
 	pthread_mutex_unlock(&g->lock);
+	return 0;
 }
 
 static inline void gh_exit(void *opaque, enum hr_exit_reason why, int code)
@@ -55,8 +58,8 @@ static inline void gh_init(struct gh *g, struct hr_vm_config *cfg)
 	memset(g, 0, sizeof(*g));
 	pthread_mutex_init(&g->lock, NULL);
 	pthread_cond_init(&g->cond, NULL);
-	cfg->console_out = gh_console;
-	cfg->console_opaque = g;
+	cfg->emit = gh_console;
+	cfg->emit_opaque = g;
 	cfg->on_exit = gh_exit;
 	cfg->exit_opaque = g;
 }

@@ -12,6 +12,7 @@
 
 #include "guest-harness.h"
 #include "tap.h"
+#include "core/dirtyset.h"
 #include "common/err.h"
 
 #define WSS_BASE_GFN (0x1000000ull >> 12)
@@ -77,16 +78,17 @@ static int test_boot(void)
 	return 0;
 }
 
-static void test_exact(enum hr_dirty_mode mode)
+static void test_exact(const char *mname)
 {
-	const char *mname = mode == HR_DIRTY_RING ? "ring" : "bitmap";
+	char opts[32];
+	snprintf(opts, sizeof(opts), "dirty=%s", mname);
 	const unsigned wss_pages = 4096; /* wss=16M */
 	struct hr_vm_config cfg = {.name = "t-exact",
 				   .mem_bytes = 256 << 20,
 				   .nr_vcpus = 1,
 				   .kernel_path = gh_guest("memwalk.elf"),
 				   .cmdline = "mode=exact wss=16M",
-				   .dirty_mode = mode};
+				   .options = opts};
 	struct gh g;
 	struct hr_vm *vm = NULL;
 	size_t at = 0;
@@ -102,7 +104,9 @@ static void test_exact(enum hr_dirty_mode mode)
 	}
 	ops->mem_layout(vm, &reg, &nreg);
 	uint64_t nr_gfns = hr_layout_nr_gfns(reg, nreg);
-	uint64_t *bm = calloc((nr_gfns + 63) / 64, 8);
+	struct hr_dirtyset *ds = NULL;
+	hr_dirtyset_new(&ds, nr_gfns);
+	const uint64_t *bm = hr_dirtyset_bits(ds)->bitmap;
 	uint8_t *want = malloc(wss_pages);
 
 	ops->resume(vm);
@@ -122,8 +126,8 @@ static void test_exact(enum hr_dirty_mode mode)
 			break;
 		}
 		ops->pause(vm);
-		memset(bm, 0, (nr_gfns + 63) / 64 * 8);
-		rc = ops->dirty_fetch(vm, bm);
+		hr_dirtyset_clear(ds);
+		rc = ops->dirty_fetch(vm, hr_dirtyset_bits(ds));
 		ops->resume(vm);
 		unsigned n_want = exact_set(r, wss_pages, want), missing = 0, extra = 0, seen = 0;
 		for (unsigned p = 0; p < wss_pages; p++) {
@@ -146,7 +150,7 @@ static void test_exact(enum hr_dirty_mode mode)
 	ops->pause(vm);
 	ok(ops->dirty_stop(vm) == 0, "%s: dirty tracking off", mname);
 	ops->close(vm);
-	free(bm);
+	hr_dirtyset_free(ds);
 	free(want);
 	free(g.buf);
 }
@@ -214,8 +218,8 @@ int main(void)
 	plan(10 + 2 * 5 + 10);
 	if (test_boot())
 		return 1;
-	test_exact(HR_DIRTY_BITMAP);
-	test_exact(HR_DIRTY_RING);
+	test_exact("bitmap");
+	test_exact("ring");
 	test_state_roundtrip();
 	return tap_done();
 }

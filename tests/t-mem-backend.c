@@ -16,12 +16,13 @@
 static char console[256];
 static size_t console_len;
 
-static void console_out(void *opaque, const void *buf, size_t len)
+static int console_out(void *opaque, unsigned chan, const void *buf, size_t len)
 {
-	if (console_len + len < sizeof(console)) {
+	if (chan == 0 && console_len + len < sizeof(console)) {
 		memcpy(console + console_len, buf, len);
 		console_len += len;
 	}
+	return 0;
 }
 
 static int open_vm(struct hr_vm **vm_r, const char *name, uint64_t mem_bytes, unsigned nr_vcpus,
@@ -32,7 +33,7 @@ static int open_vm(struct hr_vm **vm_r, const char *name, uint64_t mem_bytes, un
 	    .mem_bytes = mem_bytes,
 	    .nr_vcpus = nr_vcpus,
 	    .kernel_path = kernel,
-	    .console_out = console_out,
+	    .emit = console_out,
 	};
 	return hr_mem_ops.open(vm_r, &cfg);
 }
@@ -43,6 +44,8 @@ int main(void)
 	struct hr_vm *vm = NULL, *rep = NULL;
 	unsigned nr;
 	uint64_t bitmap[NR_GFNS / 64];
+	uint64_t words[NR_GFNS / 64];
+	struct hr_dirty_bits db = {bitmap, words, 0};
 	uint8_t *before;
 	void *blob, *blob2;
 	size_t len, len2;
@@ -81,10 +84,11 @@ int main(void)
 	hr_mem_ops.resume(vm);
 	hr_mem_guest_step(vm, 300);
 	hr_mem_guest_step(vm, 200);
-	ok(hr_mem_ops.dirty_fetch(vm, bitmap) == -EBUSY, "dirty_fetch refused while running");
+	ok(hr_mem_ops.dirty_fetch(vm, &db) == -EBUSY, "dirty_fetch refused while running");
 	hr_mem_ops.pause(vm);
 	memset(bitmap, 0, sizeof(bitmap));
-	ok(hr_mem_ops.dirty_fetch(vm, bitmap) == 0, "dirty_fetch");
+	db.nr_words = 0;
+	ok(hr_mem_ops.dirty_fetch(vm, &db) == 0, "dirty_fetch");
 	unsigned nr_wrong = 0, nr_dirty = 0;
 	for (unsigned g = 0; g < NR_GFNS; g++) {
 		int changed = memcmp(before + (size_t)g * HR_PAGE_SIZE,
@@ -96,13 +100,16 @@ int main(void)
 	ok(nr_wrong == 0 && nr_dirty > 300,
 	   "dirty set == changed pages exactly (%u dirty, %u wrong)", nr_dirty, nr_wrong);
 	memset(bitmap, 0, sizeof(bitmap));
-	hr_mem_ops.dirty_fetch(vm, bitmap);
+	db.nr_words = 0;
+	hr_mem_ops.dirty_fetch(vm, &db);
 	unsigned nr_again = 0;
 	for (unsigned i = 0; i < NR_GFNS / 64; i++)
 		nr_again += bitmap[i] != 0;
 	ok(nr_again == 0, "fetch cleared the dirty set");
 	bitmap[0] = 1; /* OR semantics: an existing bit stays */
-	hr_mem_ops.dirty_fetch(vm, bitmap);
+	words[0] = 0;
+	db.nr_words = 1;
+	hr_mem_ops.dirty_fetch(vm, &db);
 	ok(bitmap[0] == 1, "dirty_fetch ORs into the caller's bitmap");
 	ok(hr_mem_ops.dirty_stop(vm) == 0, "dirty_stop");
 

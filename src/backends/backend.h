@@ -12,14 +12,28 @@
  *  - `close` is called exactly once for every successful or failed `open`
  *    that returned a non-NULL vm, and must cope with a half-built vm.
  *  - Hooks are called from one control thread per vm, never concurrently for
- *    the same vm.  The output callbacks in struct hr_vm_config are called
- *    from backend threads (vCPU threads) and must not call back into the
- *    backend.
- *  - Guest memory is exposed as host-virtual mappings (struct hr_mem_region):
- *    the core copies pages with memcpy, so page data never goes through a
- *    hook call.  A mapping stays valid from `open` to `close`.
- *  - Page numbers ("gfn") are guest-physical address >> 12.  Dirty sets are
- *    bitmaps indexed by gfn, sized hr_vm_nr_gfns() bits.
+ *    the same vm.  The emit and on_exit callbacks in struct hr_vm_config are
+ *    called from backend threads (vCPU threads) and must not call back into
+ *    the backend.
+ *  - Guest memory: by default every region of mem_layout has a host mapping
+ *    (hva) valid from `open` to `close`, and the core copies pages with
+ *    memcpy, so page data never goes through a hook call.  A backend with
+ *    HR_BF_MAP_BATCH (Xen: foreign pages are mapped in batches) leaves hva
+ *    NULL and implements map_pages / unmap_pages instead; the core's
+ *    guestmem module hides the difference.
+ *  - Page numbers ("gfn") are guest-physical address >> 12.  A dirty set is
+ *    a bitmap indexed by gfn (hr_layout_nr_gfns bits) plus the list of its
+ *    non-zero words (struct hr_dirty_bits), so that finding 30 dirty pages
+ *    of a 16 GiB guest does not scan 64 K words.
+ *  - Output: a backend declares its output channels (console bytes, network
+ *    frames, disk-write completions; hook `channels`) and hands everything
+ *    the guest emits to cfg->emit, channel by channel, in the order the
+ *    guest produced it.  The core holds it until the epoch that produced it
+ *    is acknowledged (output commit) and then releases it in order.  A
+ *    backend never writes guest output anywhere else.
+ *  - Backend-specific knobs come in cfg->options ("key=value,key=value");
+ *    a backend refuses an unknown key or value in `open` with -EINVAL and a
+ *    last_error naming it.  KVM: dirty=bitmap|ring, ring_entries=N.
  */
 #ifndef HR_BACKEND_H
 #define HR_BACKEND_H
@@ -32,12 +46,6 @@
 
 struct hr_vm; /* opaque, owned by the backend */
 
-/* How a backend tracks writes.  A backend may support several. */
-enum hr_dirty_mode {
-	HR_DIRTY_BITMAP = 0, /* KVM: KVM_GET_DIRTY_LOG + manual KVM_CLEAR_DIRTY_LOG */
-	HR_DIRTY_RING = 1,   /* KVM: per-vCPU dirty rings */
-};
-
 /* Why the guest stopped on its own (hr_vm_config.on_exit). */
 enum hr_exit_reason {
 	HR_EXIT_DEBUG_PORT = 1, /* wrote isa-debug-exit port; code = (value << 1) | 1 */
@@ -47,9 +55,46 @@ enum hr_exit_reason {
 };
 
 /* Feature bits (hr_backend_ops.features). */
-#define HR_BF_DIRTY_RING (1u << 0) /* HR_DIRTY_RING is available */
+#define HR_BF_DIRTY_RING (1u << 0) /* KVM: options dirty=ring is available */
+#define HR_BF_DIRTY_LIVE (1u << 1) /* dirty_fetch may be called while the guest runs */
+#define HR_BF_MAP_BATCH	 (1u << 2) /* no permanent hva: use map_pages / unmap_pages */
+#define HR_BF_ATTACH	 (1u << 3) /* open can attach to an existing VM (cfg->attach) */
 
-typedef void (*hr_output_fn)(void *opaque, const void *buf, size_t len);
+/*
+ * Output channels.  A channel is either a byte stream (records may be
+ * merged or split at any byte: the console) or a record channel (one emit
+ * call = one record, never split or merged: a network frame, a disk-write
+ * completion).  Every channel has its own offsets: the byte offset of each
+ * emitted byte since the VM was first started, carried across failover.
+ */
+enum hr_chan_kind {
+	HR_CHAN_CONSOLE = 1, /* byte stream */
+	HR_CHAN_NET = 2,     /* records: Ethernet frames */
+	HR_CHAN_DISK = 3,    /* records: write completions the guest can observe */
+};
+
+#define HR_MAX_CHANNELS 8
+
+struct hr_chan_desc {
+	const char *name;	   /* "console", "net0", ...: unique per vm */
+	enum hr_chan_kind kind;	   /* HR_CHAN_CONSOLE is a byte stream, others records */
+	uint32_t max_record_bytes; /* record channels: largest record (> 0) */
+};
+
+/* Is this channel a record channel (boundaries kept)? */
+static inline int hr_chan_is_records(const struct hr_chan_desc *c)
+{
+	return c->kind != HR_CHAN_CONSOLE;
+}
+
+/*
+ * Guest output of channel `chan` (index into the channels array).  Returns
+ * 0 when the core holds it, or -ENOBUFS when it could not be held within
+ * the core's limits (a record channel's device may then drop the record as
+ * a congested link would; byte streams are never refused: the core makes
+ * the emitting vCPU wait for an early checkpoint instead).
+ */
+typedef int (*hr_emit_fn)(void *opaque, unsigned chan, const void *buf, size_t len);
 typedef void (*hr_exit_fn)(void *opaque, enum hr_exit_reason why, int code);
 
 struct hr_vm_config {
@@ -58,16 +103,37 @@ struct hr_vm_config {
 	unsigned nr_vcpus;	 /* 1..HR_MAX_VCPUS */
 	const char *kernel_path; /* multiboot/PVH ELF; NULL = replica: shape only, no code loaded */
 	const char *cmdline;	 /* guest command line, may be NULL */
-	enum hr_dirty_mode dirty_mode;
-	unsigned
-	    dirty_ring_entries; /* HR_DIRTY_RING: entries per vCPU ring (power of 2), 0 = default */
-	hr_output_fn console_out; /* guest console bytes (UART THR writes) */
-	void *console_opaque;
+	const char *attach;	 /* HR_BF_ATTACH: the existing VM (e.g. a Xen domid); NULL */
+	const char *options;	 /* backend knobs "k=v,k=v" (see the contract above); NULL */
+	hr_emit_fn emit;	 /* guest output, per channel; NULL = discard */
+	void *emit_opaque;
 	hr_exit_fn on_exit; /* OPTIONAL: guest stopped on its own */
 	void *exit_opaque;
 };
 
-#define HR_MAX_VCPUS 64
+#define HR_MAX_VCPUS	   64
+#define HR_MAP_BATCH_PAGES 1024
+
+/*
+ * A dirty set being filled: bitmap (one bit per gfn) and the indices of its
+ * non-zero words.  The owner (the core's dirtyset module) sizes both for
+ * every word of the layout; backends add bits only with hr_dirty_mark_word.
+ */
+struct hr_dirty_bits {
+	uint64_t *bitmap;
+	uint64_t *words;
+	uint64_t nr_words;
+};
+
+/* OR bits into word w of the set, listing w the first time it becomes non-zero. */
+static inline void hr_dirty_mark_word(struct hr_dirty_bits *d, uint64_t w, uint64_t bits)
+{
+	if (!bits)
+		return;
+	if (!d->bitmap[w])
+		d->words[d->nr_words++] = w;
+	d->bitmap[w] |= bits;
+}
 
 /* One contiguous range of guest-physical memory and where it is mapped. */
 struct hr_mem_region {
@@ -101,7 +167,10 @@ struct hr_backend_ops {
 	/* Let the vCPUs run (first call starts them). */
 	int (*resume)(struct hr_vm *vm);
 
-	/* The guest-physical layout; valid until close. */
+	/*
+	 * The guest-physical layout; valid until close.  hva is NULL in every
+	 * region when the backend has HR_BF_MAP_BATCH.
+	 */
 	int (*mem_layout)(struct hr_vm *vm, const struct hr_mem_region **regions_r, unsigned *nr_r);
 
 	/*
@@ -113,12 +182,29 @@ struct hr_backend_ops {
 	int (*dirty_stop)(struct hr_vm *vm);
 
 	/*
-	 * Collect-and-clear: OR into `bitmap` (hr_vm_nr_gfns bits) every gfn
+	 * Collect-and-clear: add to `d` (hr_dirty_mark_word) every gfn
 	 * written since the previous fetch (or dirty_start), and re-arm
-	 * tracking for them.  Must be called with the vm paused so that no
-	 * write is lost between collecting and re-arming.
+	 * tracking for them.  Without HR_BF_DIRTY_LIVE it must be called
+	 * with the vm paused.  With it, it may also be called while the guest
+	 * runs: a write racing the fetch is then reported by this fetch or by
+	 * the next one, never lost (read the page contents after the fetch).
 	 */
-	int (*dirty_fetch)(struct hr_vm *vm, uint64_t *bitmap);
+	int (*dirty_fetch)(struct hr_vm *vm, struct hr_dirty_bits *d);
+
+	/*
+	 * OPTIONAL (HR_BF_MAP_BATCH only): map nr guest pages (ptrs_r[i] for
+	 * gfns[i]; NULL for a gfn that is not RAM), writable or not, until
+	 * unmap_pages(cookie).  At most HR_MAP_BATCH_PAGES pages at once.
+	 */
+	int (*map_pages)(struct hr_vm *vm, const uint64_t *gfns, unsigned nr, int writable,
+			 uint8_t **ptrs_r, void **cookie_r);
+	void (*unmap_pages)(struct hr_vm *vm, void *cookie);
+
+	/*
+	 * The output channels of this vm (stable from open to close; the
+	 * index is the `chan` of emit).  At most HR_MAX_CHANNELS.
+	 */
+	int (*channels)(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r);
 
 	/*
 	 * Save vCPU + device + platform state as one opaque, versioned,
@@ -145,13 +231,20 @@ extern const struct hr_backend_ops *const hr_backends[];
 /* Look a backend up by name; NULL if unknown or not built (see hr_backend_why_missing). */
 const struct hr_backend_ops *hr_backend_find(const char *name);
 
-/* For a known-but-not-built backend, the configure flag that enables it; else NULL. */
+/* For a known-but-not-built backend, why it is missing; else NULL. */
 const char *hr_backend_why_missing(const char *name);
 
 /* Highest gfn + 1 of a layout. */
 uint64_t hr_layout_nr_gfns(const struct hr_mem_region *regions, unsigned nr);
 
-/* Find the mapping of one guest page; NULL if gfn is not RAM. */
+/* Find the mapping of one guest page; NULL if gfn is not RAM (or not mapped). */
 uint8_t *hr_layout_gfn_hva(const struct hr_mem_region *regions, unsigned nr, uint64_t gfn);
+
+/*
+ * Parse the next "key=value" of a backend options string: *pos walks it.
+ * Returns 1 with key/value copied (NUL-terminated, truncated to the sizes),
+ * 0 at the end, -EINVAL on an item without '='.
+ */
+int hr_options_next(const char **pos, char *key, size_t key_size, char *val, size_t val_size);
 
 #endif

@@ -1,4 +1,6 @@
 /* registry.c - the one list of backends; the only #ifdef HAVE_XEN in the tree. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -30,8 +32,7 @@ const struct hr_backend_ops *hr_backend_find(const char *name)
 const char *hr_backend_why_missing(const char *name)
 {
 	if (!strcmp(name, "xen") && !hr_backend_find("xen"))
-		return "the Xen backend was not built: reconfigure with --with-xen (needs "
-		       "libxen-dev)";
+		return "this build has no Xen backend (not implemented yet)";
 	return NULL;
 }
 
@@ -53,4 +54,22 @@ uint8_t *hr_layout_gfn_hva(const struct hr_mem_region *regions, unsigned nr, uin
 		if (gpa >= regions[i].gpa && gpa - regions[i].gpa < regions[i].bytes)
 			return regions[i].hva + (gpa - regions[i].gpa);
 	return NULL;
+}
+
+int hr_options_next(const char **pos, char *key, size_t key_size, char *val, size_t val_size)
+{
+	const char *p = *pos;
+
+	while (p && *p == ',')
+		p++;
+	if (!p || !*p)
+		return 0;
+	size_t n = strcspn(p, ",");
+	const char *eq = memchr(p, '=', n);
+	if (!eq || eq == p)
+		return -EINVAL;
+	snprintf(key, key_size, "%.*s", (int)(eq - p), p);
+	snprintf(val, val_size, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+	*pos = p + n;
+	return 1;
 }

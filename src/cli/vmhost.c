@@ -38,10 +38,13 @@ static void on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 	}
 }
 
-static void console_to_stdout(void *opaque, const void *buf, size_t len)
+/* Guest output of an unprotected local run: channel 0 (the console) to stdout. */
+static int console_to_stdout(void *opaque, unsigned chan, const void *buf, size_t len)
 {
 	(void)opaque;
-	hr_write_all(STDOUT_FILENO, buf, len);
+	if (chan == 0)
+		hr_write_all(STDOUT_FILENO, buf, len);
+	return 0;
 }
 
 static int take_snapshot(const struct hr_backend_ops *ops, struct hr_vm *vm,
@@ -86,7 +89,7 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 
 	if (pipe2(wake_pipe, O_CLOEXEC) < 0)
 		return 71;
-	cfg->console_out = console_to_stdout;
+	cfg->emit = console_to_stdout;
 	cfg->on_exit = on_guest_exit;
 
 	if (restore_path) {

@@ -30,6 +30,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "core/dirtyset.h"
 #include "core/engine.h"
 #include "core/outbuf.h"
 #include "core/staging.h"
@@ -58,9 +59,9 @@ struct hr_engine {
 
 	/* primary */
 	struct hr_outbuf *outbuf;
-	uint64_t *dirty; /* bitmap, nr_gfns bits */
-	uint64_t *gfns;	 /* scratch list of dirty gfns */
-	uint8_t *copy;	 /* staging copy of the dirty pages of one epoch */
+	struct hr_dirtyset *dirty;
+	uint64_t *gfns; /* scratch list of dirty gfns */
+	uint8_t *copy;	/* staging copy of the dirty pages of one epoch */
 	size_t copy_pages;
 	uint64_t console_dropped;
 
@@ -169,7 +170,7 @@ void hr_engine_free(struct hr_engine *e)
 	if (e->vm || e->ops)
 		e->ops->close(e->vm);
 	hr_outbuf_free(e->outbuf);
-	free(e->dirty);
+	hr_dirtyset_free(e->dirty);
 	free(e->gfns);
 	if (e->copy)
 		munmap(e->copy, e->copy_pages * HR_PAGE_SIZE);
@@ -181,9 +182,11 @@ void hr_engine_free(struct hr_engine *e)
 
 /* ---- guest callbacks (vCPU threads) ---- */
 
-static void primary_console(void *opaque, const void *buf, size_t len)
+static int primary_console(void *opaque, unsigned chan, const void *buf, size_t len)
 {
 	struct hr_engine *e = opaque;
+	if (chan != 0)
+		return 0;
 	int rc = hr_outbuf_append(e->outbuf, buf, len);
 	if (rc == -ENOBUFS) {
 		ctl_send(e, CTL_CONSOLE_FULL);
@@ -191,14 +194,18 @@ static void primary_console(void *opaque, const void *buf, size_t len)
 	}
 	if (rc < 0)
 		__atomic_add_fetch(&e->console_dropped, len, __ATOMIC_RELAXED);
+	return 0;
 }
 
-static void promoted_console(void *opaque, const void *buf, size_t len)
+static int promoted_console(void *opaque, unsigned chan, const void *buf, size_t len)
 {
 	struct hr_engine *e = opaque;
+	if (chan != 0)
+		return 0;
 	uint64_t off = __atomic_fetch_add(&e->console_next, len, __ATOMIC_RELAXED);
 	if (e->cfg.console_sink)
 		e->cfg.console_sink(e->cfg.console_opaque, off, buf, len);
+	return 0;
 }
 
 static void on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
@@ -349,19 +356,7 @@ static int send_live_pages(struct hr_engine *e, const uint64_t *gfns, uint64_t n
 /* Collect the dirty bitmap into e->gfns; returns the count. */
 static uint64_t bitmap_to_list(struct hr_engine *e)
 {
-	uint64_t n = 0, words = (e->nr_gfns + 63) / 64;
-	for (uint64_t w = 0; w < words; w++) {
-		uint64_t b = e->dirty[w];
-		if (!b)
-			continue;
-		e->dirty[w] = 0;
-		while (b) {
-			unsigned bit = (unsigned)__builtin_ctzll(b);
-			e->gfns[n++] = w * 64 + bit;
-			b &= b - 1;
-		}
-	}
-	return n;
+	return hr_dirtyset_take(e->dirty, e->gfns);
 }
 
 static int ensure_copy(struct hr_engine *e, uint64_t pages)
@@ -401,7 +396,7 @@ static int checkpoint(struct hr_engine *e, uint64_t epoch, uint64_t *last_pause_
 	uint64_t t0 = hr_now_ns();
 	if ((rc = e->ops->pause(e->vm)) < 0)
 		return rc;
-	rc = e->ops->dirty_fetch(e->vm, e->dirty);
+	rc = e->ops->dirty_fetch(e->vm, hr_dirtyset_bits(e->dirty));
 	if (!rc)
 		rc = e->ops->save_state(e->vm, &blob, &blob_len);
 	uint64_t nr = rc ? 0 : bitmap_to_list(e);
@@ -583,7 +578,7 @@ static int live_sync(struct hr_engine *e)
 
 	for (int round = 1; round <= SYNC_MAX_ROUNDS; round++) {
 		e->ops->pause(e->vm);
-		rc = e->ops->dirty_fetch(e->vm, e->dirty);
+		rc = e->ops->dirty_fetch(e->vm, hr_dirtyset_bits(e->dirty));
 		e->ops->resume(e->vm);
 		if (rc < 0)
 			return rc;
@@ -591,7 +586,7 @@ static int live_sync(struct hr_engine *e)
 		if (n < SYNC_DONE_PAGES) {
 			/* put them back: epoch 0 (stop-and-copy) sends them */
 			for (uint64_t i = 0; i < n; i++)
-				e->dirty[e->gfns[i] / 64] |= 1ull << (e->gfns[i] % 64);
+				hr_dirtyset_add(e->dirty, e->gfns[i]);
 			break;
 		}
 		if ((rc = send_live_pages(e, e->gfns, n, &bytes)) < 0)
@@ -703,15 +698,15 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 	peer_socket_setup(peer_fd);
 	hr_frame_reader_init(&rd, e->name);
 	vc.name = e->name;
-	vc.console_out = primary_console;
-	vc.console_opaque = e;
+	vc.emit = primary_console;
+	vc.emit_opaque = e;
 	vc.on_exit = on_guest_exit;
 	vc.exit_opaque = e;
 	if ((rc = hr_outbuf_new(&e->outbuf, e->name, CONSOLE_CAP_BYTES, 0)) < 0)
 		goto out;
 	if ((rc = open_vm(e, &vc)) < 0)
 		goto out;
-	e->dirty = calloc((e->nr_gfns + 63) / 64, 8);
+	hr_dirtyset_new(&e->dirty, e->nr_gfns);
 	e->gfns = malloc(e->nr_gfns * sizeof(uint64_t));
 	if (!e->dirty || !e->gfns) {
 		rc = -ENOMEM;
@@ -861,8 +856,8 @@ static int backup_handshake(struct hr_engine *e, struct hr_frame_reader *rd)
 	if (!rc) {
 		struct hr_vm_config vc = e->cfg.vm;
 		vc.name = e->name;
-		vc.console_out = promoted_console;
-		vc.console_opaque = e;
+		vc.emit = promoted_console;
+		vc.emit_opaque = e;
 		vc.on_exit = on_guest_exit;
 		vc.exit_opaque = e;
 		rc = open_vm(e, &vc);

@@ -395,7 +395,6 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.nr_vcpus = vm->nr_vcpus;
 	a.vm.kernel_path = vm->kernel;
 	a.vm.cmdline = vm->cmdline;
-	a.vm.dirty_mode = HR_DIRTY_BITMAP;
 	a.epoch_us = vm->epoch_us;
 	a.console_spec = vm->console_spec;
 	rc = spawn_worker(vm, &a);

@@ -22,8 +22,7 @@
 
 int kvm_dirty_enable_ring(struct kvm_vm *vm)
 {
-	uint32_t entries =
-	    vm->cfg.dirty_ring_entries ? vm->cfg.dirty_ring_entries : DEFAULT_RING_ENTRIES;
+	uint32_t entries = vm->ring_entries_opt ? vm->ring_entries_opt : DEFAULT_RING_ENTRIES;
 	if (entries & (entries - 1)) {
 		kvm_set_error(vm, "dirty ring entries must be a power of two");
 		return -EINVAL;
@@ -139,7 +138,7 @@ int kvm_dirty_start(struct kvm_vm *vm)
 	if ((rc = set_slot_logging(vm, 1)) < 0)
 		return rc;
 	vm->dirty_on = 1;
-	if (vm->dirty_mode == HR_DIRTY_RING) {
+	if (vm->dirty_mode == KVM_DIRTY_RING) {
 		kvm_dirty_ring_harvest(vm);
 		pthread_mutex_lock(&vm->ring_lock);
 		memset(vm->ring_acc, 0, (vm->nr_gfns + 63) / 64 * 8);
@@ -157,7 +156,7 @@ int kvm_dirty_stop(struct kvm_vm *vm)
 	return set_slot_logging(vm, 0);
 }
 
-static int fetch_bitmap(struct kvm_vm *vm, uint64_t *bitmap)
+static int fetch_bitmap(struct kvm_vm *vm, struct hr_dirty_bits *d)
 {
 	for (unsigned i = 0; i < vm->nr_slots; i++) {
 		struct kvm_slot *s = &vm->slots[i];
@@ -176,7 +175,7 @@ static int fetch_bitmap(struct kvm_vm *vm, uint64_t *bitmap)
 		uint64_t base = s->gpa >> HR_PAGE_SHIFT; /* 64-aligned: slots are 1 GiB aligned */
 		for (uint64_t w = 0; w < nwords; w++) {
 			if (s->bitmap[w]) {
-				bitmap[base / 64 + w] |= s->bitmap[w];
+				hr_dirty_mark_word(d, base / 64 + w, s->bitmap[w]);
 				any = 1;
 			}
 		}
@@ -198,19 +197,19 @@ static int fetch_bitmap(struct kvm_vm *vm, uint64_t *bitmap)
 	return 0;
 }
 
-int kvm_dirty_fetch(struct kvm_vm *vm, uint64_t *bitmap)
+int kvm_dirty_fetch(struct kvm_vm *vm, struct hr_dirty_bits *d)
 {
 	if (!vm->dirty_on)
 		return -EINVAL;
-	if (vm->dirty_mode == HR_DIRTY_BITMAP)
-		return fetch_bitmap(vm, bitmap);
+	if (vm->dirty_mode == KVM_DIRTY_BITMAP)
+		return fetch_bitmap(vm, d);
 
 	kvm_dirty_ring_harvest(vm);
 	pthread_mutex_lock(&vm->ring_lock);
 	/* only the words that were set: cost follows the dirty set, not guest size */
 	for (uint64_t i = 0; i < vm->nr_ring_words; i++) {
 		uint64_t w = vm->ring_words[i];
-		bitmap[w] |= vm->ring_acc[w];
+		hr_dirty_mark_word(d, w, vm->ring_acc[w]);
 		vm->ring_acc[w] = 0;
 	}
 	vm->nr_ring_words = 0;

@@ -14,6 +14,15 @@
 
 struct kvm_vm;
 
+/* How this VM tracks writes (options dirty=bitmap|ring). */
+enum kvm_dirty_mode {
+	KVM_DIRTY_BITMAP = 0, /* KVM_GET_DIRTY_LOG + manual KVM_CLEAR_DIRTY_LOG */
+	KVM_DIRTY_RING = 1,   /* per-vCPU dirty rings */
+};
+
+/* Output channels of a KVM vm (index = chan of hr_vm_config.emit). */
+enum { KVM_CHAN_CONSOLE = 0, KVM_NR_CHANS };
+
 /* 8250/16550 UART at 0x3f8 (uart.c). */
 struct uart_state {
 	uint8_t ier, iir_pending, lcr, mcr, lsr_extra, msr, scr, dll, dlm, fcr;
@@ -64,10 +73,11 @@ struct kvm_vm {
 	int dirty_on;
 	int has_manual_protect;
 
-	enum hr_dirty_mode dirty_mode;
-	uint32_t ring_entries;
-	uint64_t *ring_acc;   /* ring mode: gfns harvested between fetches */
-	uint64_t *ring_words; /* indices of the non-zero words of ring_acc */
+	enum kvm_dirty_mode dirty_mode;
+	uint32_t ring_entries;	   /* ring mode: entries per vCPU ring */
+	uint32_t ring_entries_opt; /* options ring_entries=N, 0 = default */
+	uint64_t *ring_acc;	   /* ring mode: gfns harvested between fetches */
+	uint64_t *ring_words;	   /* indices of the non-zero words of ring_acc */
 	uint64_t nr_ring_words;
 	pthread_mutex_t ring_lock;
 
@@ -116,7 +126,7 @@ int kvm_dirty_enable_ring(struct kvm_vm *vm);
 int kvm_dirty_map_rings(struct kvm_vm *vm);
 int kvm_dirty_start(struct kvm_vm *vm);
 int kvm_dirty_stop(struct kvm_vm *vm);
-int kvm_dirty_fetch(struct kvm_vm *vm, uint64_t *bitmap);
+int kvm_dirty_fetch(struct kvm_vm *vm, struct hr_dirty_bits *d);
 void kvm_dirty_ring_harvest(struct kvm_vm *vm);
 
 /* loader.c: load a multiboot v1 or PVH ELF and set vCPU 0's entry state. */

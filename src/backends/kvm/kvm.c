@@ -114,6 +114,42 @@ static void kvm_close(struct hr_vm *hvm)
 	free(vm);
 }
 
+/* options: dirty=bitmap|ring, ring_entries=N (power of two). */
+static int parse_options(struct kvm_vm *vm, const char *options)
+{
+	char key[32], val[32];
+	const char *pos = options;
+	int r;
+
+	while ((r = hr_options_next(&pos, key, sizeof(key), val, sizeof(val))) > 0) {
+		if (!strcmp(key, "dirty") && !strcmp(val, "bitmap")) {
+			vm->dirty_mode = KVM_DIRTY_BITMAP;
+		} else if (!strcmp(key, "dirty") && !strcmp(val, "ring")) {
+			vm->dirty_mode = KVM_DIRTY_RING;
+		} else if (!strcmp(key, "ring_entries")) {
+			char *end;
+			unsigned long n = strtoul(val, &end, 10);
+			if (*end || !n || n > (1ul << 20) || (n & (n - 1))) {
+				kvm_set_error(
+				    vm, "ring_entries=%s: want a power of two up to 1048576", val);
+				return -EINVAL;
+			}
+			vm->ring_entries_opt = (uint32_t)n;
+		} else {
+			kvm_set_error(vm,
+				      "unknown KVM option %s=%s (known: dirty=bitmap|ring, "
+				      "ring_entries=N)",
+				      key, val);
+			return -EINVAL;
+		}
+	}
+	if (r < 0) {
+		kvm_set_error(vm, "malformed KVM options '%s' (want key=value,...)", options);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 {
 	struct kvm_vm *vm = calloc(1, sizeof(*vm));
@@ -133,7 +169,9 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	pthread_cond_init(&vm->cond, NULL);
 	vm->pause_req = 1; /* vCPUs start parked */
 	vm->nr_vcpus = cfg->nr_vcpus;
-	vm->dirty_mode = cfg->dirty_mode;
+	vm->cfg.options = NULL; /* parsed here; the caller's string is not kept */
+	if ((rc = parse_options(vm, cfg->options)) < 0)
+		return rc;
 
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > HR_MAX_VCPUS) {
 		kvm_set_error(vm, "vcpus must be 1..%d, not %u", HR_MAX_VCPUS, cfg->nr_vcpus);
@@ -174,7 +212,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) == 0)
 			vm->has_manual_protect = 1;
 	}
-	if (vm->dirty_mode == HR_DIRTY_RING && (rc = kvm_dirty_enable_ring(vm)) < 0)
+	if (vm->dirty_mode == KVM_DIRTY_RING && (rc = kvm_dirty_enable_ring(vm)) < 0)
 		return rc;
 
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0)
@@ -202,7 +240,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	kvm_devices_init(vm);
 	if ((rc = kvm_vcpus_create(vm)) < 0)
 		return rc;
-	if (vm->dirty_mode == HR_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)
+	if (vm->dirty_mode == KVM_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)
 		return rc;
 	if ((rc = kvm_state_probe(vm)) < 0)
 		return rc;
@@ -212,7 +250,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		return rc;
 	log_debug(vm->name, "kvm: %u vCPU(s), %llu MiB, dirty tracking by %s", vm->nr_vcpus,
 		  (unsigned long long)(cfg->mem_bytes >> 20),
-		  vm->dirty_mode == HR_DIRTY_RING ? "ring" : "bitmap");
+		  vm->dirty_mode == KVM_DIRTY_RING ? "ring" : "bitmap");
 	return 0;
 }
 
@@ -244,9 +282,9 @@ static int kvm_op_dirty_stop(struct hr_vm *vm)
 	return kvm_dirty_stop((struct kvm_vm *)vm);
 }
 
-static int kvm_op_dirty_fetch(struct hr_vm *vm, uint64_t *bitmap)
+static int kvm_op_dirty_fetch(struct hr_vm *vm, struct hr_dirty_bits *d)
 {
-	return kvm_dirty_fetch((struct kvm_vm *)vm, bitmap);
+	return kvm_dirty_fetch((struct kvm_vm *)vm, d);
 }
 
 static int kvm_save(struct hr_vm *vm, void **blob_r, size_t *len_r)
@@ -262,6 +300,17 @@ static int kvm_load(struct hr_vm *vm, const void *blob, size_t len)
 static int kvm_op_console_in(struct hr_vm *vm, const void *buf, size_t len)
 {
 	return kvm_console_in((struct kvm_vm *)vm, buf, len);
+}
+
+static const struct hr_chan_desc kvm_chans[KVM_NR_CHANS] = {
+    [KVM_CHAN_CONSOLE] = {.name = "console", .kind = HR_CHAN_CONSOLE},
+};
+
+static int kvm_channels(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
+{
+	*chans_r = kvm_chans;
+	*nr_r = KVM_NR_CHANS;
+	return 0;
 }
 
 static const char *kvm_last_error(struct hr_vm *vm)
@@ -282,6 +331,7 @@ const struct hr_backend_ops hr_kvm_ops = {
     .dirty_fetch = kvm_op_dirty_fetch,
     .save_state = kvm_save,
     .load_state = kvm_load,
+    .channels = kvm_channels,
     .console_in = kvm_op_console_in,
     .last_error = kvm_last_error,
 };

@@ -114,8 +114,8 @@ static void uart_io(struct kvm_vm *vm, unsigned reg, int is_write, uint8_t *val)
 				/* Output leaves through the hook; the core may hold it
 				 * back until the epoch that produced it is committed. */
 				pthread_mutex_unlock(&vm->dev_lock);
-				if (vm->cfg.console_out)
-					vm->cfg.console_out(vm->cfg.console_opaque, &b, 1);
+				if (vm->cfg.emit)
+					vm->cfg.emit(vm->cfg.emit_opaque, KVM_CHAN_CONSOLE, &b, 1);
 				pthread_mutex_lock(&vm->dev_lock);
 				u->iir_pending = 1;
 			}

@@ -161,7 +161,7 @@ static int mem_dirty_stop(struct hr_vm *vm)
 	return 0;
 }
 
-static int mem_dirty_fetch(struct hr_vm *vm, uint64_t *bitmap)
+static int mem_dirty_fetch(struct hr_vm *vm, struct hr_dirty_bits *d)
 {
 	struct mem_vm *m = to_mem(vm);
 
@@ -174,7 +174,7 @@ static int mem_dirty_fetch(struct hr_vm *vm, uint64_t *bitmap)
 		return -EINVAL;
 	}
 	for (uint64_t i = 0; i < (m->nr_gfns + 63) / 64; i++) {
-		bitmap[i] |= m->dirty[i];
+		hr_dirty_mark_word(d, i, m->dirty[i]);
 		m->dirty[i] = 0;
 	}
 	return 0;
@@ -266,8 +266,17 @@ int hr_mem_guest_step(struct hr_vm *vm, unsigned nr_writes)
 	}
 	m->nr_steps++;
 	n = snprintf(line, sizeof(line), "mem: step=%" PRIu64 "\n", m->nr_steps);
-	if (m->cfg.console_out)
-		m->cfg.console_out(m->cfg.console_opaque, line, (size_t)n);
+	if (m->cfg.emit)
+		m->cfg.emit(m->cfg.emit_opaque, 0, line, (size_t)n);
+	return 0;
+}
+
+static const struct hr_chan_desc mem_chans[] = {{.name = "console", .kind = HR_CHAN_CONSOLE}};
+
+static int mem_channels(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
+{
+	*chans_r = mem_chans;
+	*nr_r = 1;
 	return 0;
 }
 
@@ -284,6 +293,7 @@ const struct hr_backend_ops hr_mem_ops = {
     .dirty_fetch = mem_dirty_fetch,
     .save_state = mem_save_state,
     .load_state = mem_load_state,
+    .channels = mem_channels,
     .console_in = NULL,
     .last_error = mem_last_error,
 };

@@ -19,7 +19,7 @@ extern const struct hr_backend_ops hr_mem_ops;
  * Perform nr_writes deterministic guest writes: each picks a page and an
  * 8-byte slot in it with the PRNG and stores the running write counter
  * (1, 2, 3, ... never 0, so every write changes its page).  Then emits
- * "mem: step=<n>\n" through cfg->console_out.  Only allowed while the vm
+ * "mem: step=<n>\n" through cfg->emit (channel 0, "console").  Only allowed while the vm
  * is running (resumed): -EBUSY when paused.  Not thread-safe against other
  * hooks on the same vm (the test is the "vCPU").
  */
