@@ -2,6 +2,7 @@
 # (src/core/snapshot.*, kept here so that src/core/local.mk stays untouched).
 libhr_a_SOURCES += \
 	src/backends/mem/mem.c src/backends/mem/mem.h \
+	src/backends/mem/mem-guest.c src/backends/mem/mem-internal.h \
 	src/core/snapshot.c src/core/snapshot.h
 
 check_PROGRAMS += tests/t-mem-backend tests/t-snapshot

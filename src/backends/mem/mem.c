@@ -1,7 +1,7 @@
 /*
- * mem.c - the in-memory backend: guest RAM is one anonymous mapping at gpa 0,
- * the "vCPU" is hr_mem_guest_step(), dirty tracking is a bitmap set by the
- * software guest itself.  See mem.h.
+ * mem.c - the in-memory backend's hooks: guest RAM is one anonymous mapping
+ * at gpa 0, dirty tracking is a bitmap set by the software guest itself
+ * (mem-guest.c), state is a small versioned blob.  See mem.h.
  */
 #include <endian.h>
 #include <errno.h>
@@ -13,47 +13,43 @@
 #include <sys/mman.h>
 
 #include "backends/backend.h"
+#include "backends/mem/mem-internal.h"
 #include "backends/mem/mem.h"
 #include "common/err.h"
 #include "common/log.h"
 
 #define MEM_STATE_MAGIC	  0x5453454du /* "MEST" read as little-endian u32 */
-#define MEM_STATE_VERSION 1u
-#define MEM_PRNG_SEED	  0x6a09e667f3bcc908ull
+#define MEM_STATE_VERSION 2u
+#define MEM_MAP_MAGIC	  0x50414d4du /* "MMAP" */
 
-/* The state blob, version 1; every field little-endian. */
-struct mem_state_v1 {
+/* The state blob; every field little-endian.  Version 1 ends after nr_writes. */
+struct mem_state {
 	uint32_t magic;
 	uint32_t version;
 	uint32_t nr_vcpus;
-	uint32_t blob_bytes; /* sizeof(struct mem_state_v1) */
+	uint32_t blob_bytes; /* of this version */
 	uint64_t mem_bytes;
 	uint64_t prng;
 	uint64_t nr_steps;
 	uint64_t nr_writes;
+	/* version 2 */
+	uint32_t mode; /* enum mem_guest_mode */
+	uint32_t nr_chans;
+	uint64_t steps_per_s;
+	uint64_t writes;
+	uint64_t line_bytes;
+	uint64_t stop_after;
 };
 
-struct mem_vm {
-	char name[64];
-	struct hr_vm_config cfg; /* cfg.name points at name */
-	struct hr_mem_region region;
-	uint64_t nr_gfns;
-	uint64_t *dirty; /* nr_gfns bits */
-	int tracking;
-	int running;
-	/* guest state, carried by the blob */
-	uint64_t prng;
-	uint64_t nr_steps;
-	uint64_t nr_writes;
-	char last_error[256];
+#define MEM_STATE_V1_BYTES offsetof(struct mem_state, mode)
+
+/* What map_pages hands out (and unmap_pages takes back). */
+struct mem_map_cookie {
+	uint32_t magic;
+	unsigned nr_pages;
 };
 
-static inline struct mem_vm *to_mem(struct hr_vm *vm)
-{
-	return (struct mem_vm *)vm;
-}
-
-static __attribute__((format(printf, 2, 3))) void mem_fail(struct mem_vm *m, const char *fmt, ...)
+void mem_fail(struct mem_vm *m, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -63,18 +59,58 @@ static __attribute__((format(printf, 2, 3))) void mem_fail(struct mem_vm *m, con
 	log_warnx(m->name, "mem: %s", m->last_error);
 }
 
-static uint64_t splitmix64(uint64_t *s)
+/* options: map=direct|batch, chans=N. */
+static int parse_options(struct mem_vm *m, const char *options)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	char key[32], val[32];
+	const char *pos = options;
+	int r;
 
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	m->nr_chans = 1;
+	while ((r = hr_options_next(&pos, key, sizeof(key), val, sizeof(val))) > 0) {
+		if (!strcmp(key, "map") && !strcmp(val, "direct")) {
+			m->map_batch = 0;
+		} else if (!strcmp(key, "map") && !strcmp(val, "batch")) {
+			m->map_batch = 1;
+		} else if (!strcmp(key, "chans")) {
+			char *end;
+			unsigned long n = strtoul(val, &end, 10);
+
+			if (!*val || *end || n < 1 || n > HR_MAX_CHANNELS) {
+				mem_fail(m, "chans=%s: want 1..%u", val, HR_MAX_CHANNELS);
+				return -EINVAL;
+			}
+			m->nr_chans = (unsigned)n;
+		} else {
+			mem_fail(m,
+				 "unknown mem option %s=%s (known: map=direct|batch, chans=1..%u)",
+				 key, val, HR_MAX_CHANNELS);
+			return -EINVAL;
+		}
+	}
+	if (r < 0) {
+		mem_fail(m, "malformed mem options '%s' (want key=value,...)", options);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void init_channels(struct mem_vm *m)
+{
+	m->chans[0] = (struct hr_chan_desc){.name = "console", .kind = HR_CHAN_CONSOLE};
+	for (unsigned c = 1; c < m->nr_chans; c++) {
+		snprintf(m->chan_names[c], sizeof(m->chan_names[c]), "net%u", c);
+		m->chans[c] = (struct hr_chan_desc){.name = m->chan_names[c],
+						    .kind = HR_CHAN_NET,
+						    .max_record_bytes = HR_MEM_RECORD_MAX_BYTES};
+	}
 }
 
 static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 {
+	pthread_condattr_t ca;
 	struct mem_vm *m;
+	int rc;
 
 	*vm_r = NULL;
 	m = calloc(1, sizeof(*m));
@@ -84,7 +120,16 @@ static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	m->cfg = *cfg;
 	snprintf(m->name, sizeof(m->name), "%s", cfg->name ? cfg->name : "?");
 	m->cfg.name = m->name;
+	/* not kept: the caller's strings need not outlive open */
+	m->cfg.kernel_path = m->cfg.cmdline = m->cfg.options = m->cfg.attach = NULL;
 	m->region.hva = MAP_FAILED;
+	m->ram = MAP_FAILED;
+	pthread_mutex_init(&m->dirty_lock, NULL);
+	pthread_mutex_init(&m->ctl_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->ctl_cond, &ca);
+	pthread_condattr_destroy(&ca);
 
 	if (!cfg->mem_bytes || cfg->mem_bytes % HR_PAGE_SIZE) {
 		mem_fail(m, "mem_bytes %" PRIu64 " is not a non-zero multiple of %u",
@@ -95,23 +140,38 @@ static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		mem_fail(m, "nr_vcpus %u out of range 1..%u", cfg->nr_vcpus, HR_MAX_VCPUS);
 		return -EINVAL;
 	}
+	if (cfg->attach) {
+		mem_fail(m, "cannot attach to an existing VM (attach=%s)", cfg->attach);
+		return -EOPNOTSUPP;
+	}
+	if ((rc = parse_options(m, cfg->options)) < 0 ||
+	    (rc = mem_guest_parse_cmdline(m, cfg->cmdline)) < 0)
+		return rc;
+	init_channels(m);
+	/* kernel "none": stepped by hand; any other kernel: the built-in guest on its thread */
+	m->mode = cfg->kernel_path && strcmp(cfg->kernel_path, "none") ? MEM_GUEST_THREAD
+								       : MEM_GUEST_HAND;
 	m->nr_gfns = cfg->mem_bytes >> HR_PAGE_SHIFT;
-	m->region.gpa = 0;
-	m->region.bytes = cfg->mem_bytes;
-	m->region.hva = mmap(NULL, cfg->mem_bytes, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (m->region.hva == MAP_FAILED) {
+	m->ram = mmap(NULL, cfg->mem_bytes, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->ram == MAP_FAILED) {
 		int r = -errno;
 		mem_fail(m, "mmap of %" PRIu64 " bytes: %s", cfg->mem_bytes, hr_strerror(r));
 		return r;
 	}
+	m->region.gpa = 0;
+	m->region.bytes = cfg->mem_bytes;
+	m->region.hva = m->map_batch ? NULL : m->ram;
 	m->dirty = calloc((m->nr_gfns + 63) / 64, sizeof(uint64_t));
-	if (!m->dirty)
+	m->line = malloc(MEM_MAX_LINE_BYTES + 1);
+	if (!m->dirty || !m->line)
 		return -ENOMEM;
 	/* A replica (no kernel) starts from the same seed; load_state overwrites it. */
 	m->prng = MEM_PRNG_SEED;
-	log_debug(m->name, "mem: opened %" PRIu64 " bytes, %u vcpus%s", cfg->mem_bytes,
-		  cfg->nr_vcpus, cfg->kernel_path ? "" : " (replica)");
+	log_debug(m->name, "mem: opened %" PRIu64 " bytes, %u vcpus, %u channels, %s%s",
+		  cfg->mem_bytes, cfg->nr_vcpus, m->nr_chans,
+		  m->mode == MEM_GUEST_THREAD ? "guest on its own thread" : "guest stepped by hand",
+		  cfg->kernel_path ? "" : " (replica)");
 	return 0;
 }
 
@@ -121,21 +181,38 @@ static void mem_close(struct hr_vm *vm)
 
 	if (!m)
 		return;
-	if (m->region.hva != MAP_FAILED)
-		munmap(m->region.hva, m->region.bytes);
+	mem_guest_stop(m);
+	if (m->nr_live_maps)
+		log_warnx(m->name, "mem: closed with %u page mappings never unmapped",
+			  m->nr_live_maps);
+	if (m->ram != MAP_FAILED)
+		munmap(m->ram, m->cfg.mem_bytes);
+	pthread_cond_destroy(&m->ctl_cond);
+	pthread_mutex_destroy(&m->ctl_lock);
+	pthread_mutex_destroy(&m->dirty_lock);
+	free(m->line);
 	free(m->dirty);
 	free(m);
 }
 
 static int mem_pause(struct hr_vm *vm)
 {
-	to_mem(vm)->running = 0;
+	struct mem_vm *m = to_mem(vm);
+
+	if (m->mode == MEM_GUEST_THREAD)
+		mem_guest_pause(m);
+	m->running = 0;
 	return 0;
 }
 
 static int mem_resume(struct hr_vm *vm)
 {
-	to_mem(vm)->running = 1;
+	struct mem_vm *m = to_mem(vm);
+	int rc;
+
+	if (m->mode == MEM_GUEST_THREAD && (rc = mem_guest_resume(m)) < 0)
+		return rc;
+	m->running = 1;
 	return 0;
 }
 
@@ -150,26 +227,31 @@ static int mem_dirty_start(struct hr_vm *vm)
 {
 	struct mem_vm *m = to_mem(vm);
 
+	pthread_mutex_lock(&m->dirty_lock);
 	memset(m->dirty, 0, (m->nr_gfns + 63) / 64 * sizeof(uint64_t));
 	m->tracking = 1;
+	pthread_mutex_unlock(&m->dirty_lock);
 	return 0;
 }
 
 static int mem_dirty_stop(struct hr_vm *vm)
 {
-	to_mem(vm)->tracking = 0;
+	struct mem_vm *m = to_mem(vm);
+
+	pthread_mutex_lock(&m->dirty_lock);
+	m->tracking = 0;
+	pthread_mutex_unlock(&m->dirty_lock);
 	return 0;
 }
 
+/* Live (HR_BF_DIRTY_LIVE): the guest writes and marks under dirty_lock too. */
 static int mem_dirty_fetch(struct hr_vm *vm, struct hr_dirty_bits *d)
 {
 	struct mem_vm *m = to_mem(vm);
 
-	if (m->running) {
-		mem_fail(m, "dirty_fetch on a running vm");
-		return -EBUSY;
-	}
+	pthread_mutex_lock(&m->dirty_lock);
 	if (!m->tracking) {
+		pthread_mutex_unlock(&m->dirty_lock);
 		mem_fail(m, "dirty_fetch without dirty_start");
 		return -EINVAL;
 	}
@@ -177,19 +259,72 @@ static int mem_dirty_fetch(struct hr_vm *vm, struct hr_dirty_bits *d)
 		hr_dirty_mark_word(d, i, m->dirty[i]);
 		m->dirty[i] = 0;
 	}
+	pthread_mutex_unlock(&m->dirty_lock);
+	return 0;
+}
+
+static int mem_map_pages(struct hr_vm *vm, const uint64_t *gfns, unsigned nr, int writable,
+			 uint8_t **ptrs_r, void **cookie_r)
+{
+	struct mem_vm *m = to_mem(vm);
+	struct mem_map_cookie *c;
+
+	(void)writable; /* one read-write mapping backs everything */
+	*cookie_r = NULL;
+	if (nr > HR_MAP_BATCH_PAGES) {
+		mem_fail(m, "map_pages of %u pages, at most %u at once", nr, HR_MAP_BATCH_PAGES);
+		return -EINVAL;
+	}
+	c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->magic = MEM_MAP_MAGIC;
+	c->nr_pages = nr;
+	for (unsigned i = 0; i < nr; i++)
+		ptrs_r[i] = gfns[i] < m->nr_gfns ? m->ram + (gfns[i] << HR_PAGE_SHIFT) : NULL;
+	m->nr_live_maps++;
+	*cookie_r = c;
+	return 0;
+}
+
+static void mem_unmap_pages(struct hr_vm *vm, void *cookie)
+{
+	struct mem_vm *m = to_mem(vm);
+	struct mem_map_cookie *c = cookie;
+
+	if (!c)
+		return;
+	if (c->magic != MEM_MAP_MAGIC || !m->nr_live_maps) {
+		log_warnx(m->name, "mem: unmap_pages of a cookie map_pages did not hand out");
+		return;
+	}
+	c->magic = 0;
+	m->nr_live_maps--;
+	free(c);
+}
+
+unsigned hr_mem_live_maps(struct hr_vm *vm)
+{
+	return to_mem(vm)->nr_live_maps;
+}
+
+static int mem_channels(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
+{
+	*chans_r = to_mem(vm)->chans;
+	*nr_r = to_mem(vm)->nr_chans;
 	return 0;
 }
 
 static int mem_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 {
 	struct mem_vm *m = to_mem(vm);
-	struct mem_state_v1 *s;
+	struct mem_state *s;
 
 	if (m->running) {
 		mem_fail(m, "save_state on a running vm");
 		return -EBUSY;
 	}
-	s = malloc(sizeof(*s));
+	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->magic = htole32(MEM_STATE_MAGIC);
@@ -200,6 +335,12 @@ static int mem_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 	s->prng = htole64(m->prng);
 	s->nr_steps = htole64(m->nr_steps);
 	s->nr_writes = htole64(m->nr_writes);
+	s->mode = htole32(m->mode);
+	s->nr_chans = htole32(m->nr_chans);
+	s->steps_per_s = htole64(m->params.steps_per_s);
+	s->writes = htole64(m->params.writes);
+	s->line_bytes = htole64(m->params.line_bytes);
+	s->stop_after = htole64(m->params.stop_after);
 	*blob_r = s;
 	*len_r = sizeof(*s);
 	return 0;
@@ -208,24 +349,35 @@ static int mem_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 static int mem_load_state(struct hr_vm *vm, const void *blob, size_t len)
 {
 	struct mem_vm *m = to_mem(vm);
-	struct mem_state_v1 s;
+	struct mem_state s = {0};
+	struct mem_guest_params p = m->params;
+	enum mem_guest_mode mode = MEM_GUEST_HAND;
+	uint32_t version;
+	size_t want;
 
 	if (m->running) {
 		mem_fail(m, "load_state on a running vm");
 		return -EBUSY;
 	}
-	if (len != sizeof(s)) {
-		mem_fail(m, "state blob is %zu bytes, expected %zu", len, sizeof(s));
+	if (len < MEM_STATE_V1_BYTES) {
+		mem_fail(m, "state blob is %zu bytes, shorter than any version", len);
 		return -HR_EBADSTATE;
 	}
-	memcpy(&s, blob, sizeof(s));
-	if (le32toh(s.magic) != MEM_STATE_MAGIC || le32toh(s.blob_bytes) != sizeof(s)) {
-		mem_fail(m, "state blob: bad magic or length");
+	memcpy(&s, blob, len < sizeof(s) ? len : sizeof(s));
+	version = le32toh(s.version);
+	if (le32toh(s.magic) != MEM_STATE_MAGIC) {
+		mem_fail(m, "state blob: bad magic");
 		return -HR_EBADSTATE;
 	}
-	if (le32toh(s.version) != MEM_STATE_VERSION) {
-		mem_fail(m, "state blob version %u, this backend reads %u", le32toh(s.version),
+	if (version != 1 && version != MEM_STATE_VERSION) {
+		mem_fail(m, "state blob version %u, this backend reads 1..%u", version,
 			 MEM_STATE_VERSION);
+		return -HR_EBADSTATE;
+	}
+	want = version == 1 ? MEM_STATE_V1_BYTES : sizeof(s);
+	if (len != want || le32toh(s.blob_bytes) != want) {
+		mem_fail(m, "state blob version %u is %zu bytes (says %u), expected %zu", version,
+			 len, le32toh(s.blob_bytes), want);
 		return -HR_EBADSTATE;
 	}
 	if (le32toh(s.nr_vcpus) != m->cfg.nr_vcpus || le64toh(s.mem_bytes) != m->cfg.mem_bytes) {
@@ -234,9 +386,31 @@ static int mem_load_state(struct hr_vm *vm, const void *blob, size_t len)
 			 m->cfg.mem_bytes);
 		return -HR_EBADSTATE;
 	}
+	if (version >= 2) {
+		p.steps_per_s = le64toh(s.steps_per_s);
+		p.writes = le64toh(s.writes);
+		p.line_bytes = le64toh(s.line_bytes);
+		p.stop_after = le64toh(s.stop_after);
+		mode = (enum mem_guest_mode)le32toh(s.mode);
+		if (le32toh(s.nr_chans) != m->nr_chans) {
+			mem_fail(m, "state blob has %u output channels, vm has %u (options chans=)",
+				 le32toh(s.nr_chans), m->nr_chans);
+			return -HR_EBADSTATE;
+		}
+		if ((mode != MEM_GUEST_HAND && mode != MEM_GUEST_THREAD) ||
+		    p.writes > MEM_MAX_WRITES_STEP || p.line_bytes > MEM_MAX_LINE_BYTES) {
+			mem_fail(m, "state blob: guest mode or parameters out of range");
+			return -HR_EBADSTATE;
+		}
+	}
 	m->prng = le64toh(s.prng);
 	m->nr_steps = le64toh(s.nr_steps);
 	m->nr_writes = le64toh(s.nr_writes);
+	m->params = p;
+	m->mode = mode;
+	pthread_mutex_lock(&m->ctl_lock);
+	m->exited = p.stop_after && m->nr_steps >= p.stop_after;
+	pthread_mutex_unlock(&m->ctl_lock);
 	return 0;
 }
 
@@ -245,44 +419,9 @@ static const char *mem_last_error(struct hr_vm *vm)
 	return to_mem(vm)->last_error;
 }
 
-int hr_mem_guest_step(struct hr_vm *vm, unsigned nr_writes)
-{
-	struct mem_vm *m = to_mem(vm);
-	char line[48];
-	int n;
-
-	if (!m->running)
-		return -EBUSY;
-	for (unsigned i = 0; i < nr_writes; i++) {
-		uint64_t r = splitmix64(&m->prng);
-		uint64_t gfn = r % m->nr_gfns;
-		uint64_t slot = (r >> 40) % (HR_PAGE_SIZE / sizeof(uint64_t));
-		uint64_t val = htole64(++m->nr_writes);
-
-		memcpy(m->region.hva + (gfn << HR_PAGE_SHIFT) + slot * sizeof(val), &val,
-		       sizeof(val));
-		if (m->tracking)
-			m->dirty[gfn / 64] |= 1ull << (gfn % 64);
-	}
-	m->nr_steps++;
-	n = snprintf(line, sizeof(line), "mem: step=%" PRIu64 "\n", m->nr_steps);
-	if (m->cfg.emit)
-		m->cfg.emit(m->cfg.emit_opaque, 0, line, (size_t)n);
-	return 0;
-}
-
-static const struct hr_chan_desc mem_chans[] = {{.name = "console", .kind = HR_CHAN_CONSOLE}};
-
-static int mem_channels(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
-{
-	*chans_r = mem_chans;
-	*nr_r = 1;
-	return 0;
-}
-
 const struct hr_backend_ops hr_mem_ops = {
     .name = "mem",
-    .features = 0,
+    .features = HR_BF_DIRTY_LIVE | HR_BF_MAP_BATCH,
     .open = mem_open,
     .close = mem_close,
     .pause = mem_pause,
@@ -291,9 +430,11 @@ const struct hr_backend_ops hr_mem_ops = {
     .dirty_start = mem_dirty_start,
     .dirty_stop = mem_dirty_stop,
     .dirty_fetch = mem_dirty_fetch,
+    .map_pages = mem_map_pages,
+    .unmap_pages = mem_unmap_pages,
+    .channels = mem_channels,
     .save_state = mem_save_state,
     .load_state = mem_load_state,
-    .channels = mem_channels,
     .console_in = NULL,
     .last_error = mem_last_error,
 };

@@ -1,28 +1,88 @@
 /*
  * mem.h - the in-memory backend ("mem"): a fake hypervisor with a
- * deterministic software guest, so the core can be tested without /dev/kvm.
+ * deterministic software guest, so the core (engine, snapshots, streams)
+ * can be tested on any machine, without /dev/kvm.
  *
- * The guest does nothing on its own.  A test drives it with
- * hr_mem_guest_step(), which performs page writes chosen by a PRNG kept in
- * the guest state (so a replica restored from that state writes the same
- * pages with the same values), marks them dirty while tracking is on, and
- * prints one console line per call.
+ * Guest RAM is one anonymous mapping at gpa 0.  The guest is a loop of
+ * "steps"; each step
+ *   - performs `writes` page writes: a PRNG kept in the guest state picks a
+ *     page and an 8-byte slot in it, and stores the running write counter
+ *     (1, 2, 3, ... never 0, so every write changes its page), marking the
+ *     page dirty while tracking is on;
+ *   - emits one console line "mem: step=<n>\n" on channel 0, padded with
+ *     '.' before the '\n' to line_bytes bytes when line_bytes is larger;
+ *   - emits one record on each record channel 1..chans-1 (below);
+ *   - after step stop_after (if non-zero) the guest stops on its own:
+ *     cfg->on_exit(HR_EXIT_DEBUG_PORT, 1), as a write of 0 to the
+ *     isa-debug-exit port, and runs no further step.
+ *
+ * Who runs the steps (fixed at open by cfg->kernel_path, carried in the
+ * state blob):
+ *   - kernel_path "none": a hand-stepped guest.  Nothing runs on its own; a
+ *     test calls hr_mem_guest_step() while the vm is resumed.
+ *   - any other kernel_path (by convention "mem:"; no file is opened): a
+ *     booted guest with its own vCPU thread.  The first resume starts it,
+ *     later ones un-park it; pause returns only when it is parked between
+ *     two steps, so memory and state are quiescent, as with KVM.  Steps are
+ *     paced at steps_per_s (0 = as fast as possible).
+ *   - kernel_path NULL: a replica.  It takes the mode, the guest parameters
+ *     and the guest state (step counter, PRNG, write counter) from
+ *     load_state, so after load_state + resume it continues the very same
+ *     deterministic sequence the primary would have (promotion).  A replica
+ *     resumed without load_state is an idle hand-stepped guest.
+ *
+ * cfg->cmdline (the guest's, whitespace-separated key=value; carried in the
+ * state blob, so a replica needs none): steps_per_s=N (default 1000),
+ * writes=N (default 16, thread mode; hr_mem_guest_step takes its own),
+ * line_bytes=N (default 0), stop_after=N (default 0 = never).  An unknown
+ * key or a bad value fails open with -EINVAL and a last_error naming it.
+ *
+ * cfg->options (backend knobs "k=v,k=v"): map=direct (default: mem_layout
+ * gives the mapping's hva) | map=batch (hva NULL: the core must use
+ * map_pages / unmap_pages); chans=N, 1..HR_MAX_CHANNELS (default 1):
+ * channel 0 is "console" (HR_CHAN_CONSOLE), channels 1.. are "net1",
+ * "net2", ... (HR_CHAN_NET, records of at most HR_MEM_RECORD_MAX_BYTES).  A
+ * replica must be opened with the same chans= as its primary (load_state
+ * refuses another count with -HR_EBADSTATE).
+ *
+ * Record of channel c >= 1 at step s: hr_mem_record_bytes(c, s) bytes;
+ * bytes 0..7 are s (le64), bytes 8..11 are c (le32), and byte i >= 12 is
+ * (uint8_t)(s * 131 + c * 31 + i).
+ *
+ * Features: HR_BF_DIRTY_LIVE (dirty_fetch is safe while the vCPU thread
+ * runs: a step stores its data and sets its dirty bits under the lock that
+ * dirty_fetch takes, so a step is reported by the first fetch that starts
+ * after it), HR_BF_MAP_BATCH (with map=batch).  save_state and load_state
+ * need a paused vm (-EBUSY otherwise).
  */
 #ifndef HR_MEM_H
 #define HR_MEM_H
+
+#include <stdint.h>
 
 #include "backends/backend.h"
 
 extern const struct hr_backend_ops hr_mem_ops;
 
+#define HR_MEM_RECORD_MAX_BYTES 1514u
+
+/* Length of the record of channel chan (>= 1) at step (>= 1): 60..1514. */
+static inline size_t hr_mem_record_bytes(unsigned chan, uint64_t step)
+{
+	return 60 + (size_t)((step * 7 + chan * 131) % (HR_MEM_RECORD_MAX_BYTES - 60 + 1));
+}
+
 /*
- * Perform nr_writes deterministic guest writes: each picks a page and an
- * 8-byte slot in it with the PRNG and stores the running write counter
- * (1, 2, 3, ... never 0, so every write changes its page).  Then emits
- * "mem: step=<n>\n" through cfg->emit (channel 0, "console").  Only allowed while the vm
- * is running (resumed): -EBUSY when paused.  Not thread-safe against other
- * hooks on the same vm (the test is the "vCPU").
+ * A hand-stepped guest (kernel "none", or a replica loaded from one): one
+ * step with nr_writes writes, from the calling thread.  -EBUSY when the vm
+ * is paused, when the guest has stopped (stop_after), or when the guest
+ * runs on its own vCPU thread (there would be two writers).  Not
+ * thread-safe against pause/resume/save/load on the same vm (the caller is
+ * the "vCPU"); dirty_fetch may run concurrently.
  */
 int hr_mem_guest_step(struct hr_vm *vm, unsigned nr_writes);
+
+/* Mappings handed out by map_pages and not yet unmapped (tests: 0 at the end). */
+unsigned hr_mem_live_maps(struct hr_vm *vm);
 
 #endif
