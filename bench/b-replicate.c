@@ -28,6 +28,8 @@
 #include "common/stats.h"
 #include "common/util.h"
 #include "core/engine.h"
+#include "core/envelope.h"
+#include "engine-pair.h"
 #include "core/stream.h"
 #include "backends/mem/mem.h"
 
@@ -92,11 +94,14 @@ static int vm_console(void *o, unsigned chan, const void *buf, size_t n)
 struct sink {
 	struct console con;
 	uint64_t have;
+	struct run_stats *rs;
 };
 
-static void sink_fn(void *o, uint64_t off, const void *buf, size_t n)
+static void sink_fn(struct ep_pair *ep, unsigned chan, uint64_t off, const void *buf, size_t n)
 {
-	struct sink *s = o;
+	struct sink *s = ep->user;
+	if (chan != 0)
+		return;
 	if (off + n <= s->have)
 		return;
 	size_t skip = off < s->have ? (size_t)(s->have - off) : 0;
@@ -116,27 +121,6 @@ static double progress_rate(struct console *c)
 
 /* ---------- connections ---------- */
 
-static int tcp_pair(int fds[2])
-{
-	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t al = sizeof(a);
-	if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (void *)&a, &al))
-		return -errno;
-	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (connect(fds[0], (void *)&a, sizeof(a)))
-		return -errno;
-	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-	close(l);
-	int one = 1;
-	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fds[1] < 0 ? -errno : 0;
-}
-
-/* ---------- runs ---------- */
-
 #define MAX_EPOCHS 4096
 
 struct run_stats {
@@ -149,11 +133,11 @@ struct run_stats {
 	uint64_t synced_ns, sync_start_ns;
 };
 
-static void p_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+static void p_epoch(struct ep_pair *ep, const struct hr_epoch_stats *st)
 {
-	struct run_stats *r = o;
+	struct run_stats *r = ((struct sink *)ep->user)->rs;
 	pthread_mutex_lock(&r->lock);
-	if (ev == HR_EV_SYNCED) {
+	if (st->epoch == 0) {
 		r->synced = 1;
 		r->synced_ns = hr_now_ns();
 	}
@@ -163,7 +147,7 @@ static void p_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stat
 		steady = r->con->lines >= 2;
 		pthread_mutex_unlock(&r->con->lock);
 	}
-	if (ev == HR_EV_EPOCH && st && steady && r->n < MAX_EPOCHS) {
+	if (st->epoch > 0 && steady && r->n < MAX_EPOCHS) {
 		r->pause_us[r->n] = st->pause_us;
 		r->interval_us[r->n] = st->interval_us;
 		r->bytes[r->n] = st->bytes;
@@ -172,28 +156,6 @@ static void p_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stat
 		r->n++;
 	}
 	pthread_mutex_unlock(&r->lock);
-}
-
-static void b_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stats *st)
-{
-	struct run_stats *r = o;
-	if (ev == HR_EV_PROMOTED)
-		r->promoted = 1;
-}
-
-struct thr {
-	struct hr_engine *e;
-	int fd, backup;
-};
-
-static void *thr_run(void *a)
-{
-	struct thr *t = a;
-	if (t->backup)
-		hr_engine_run_backup(t->e, t->fd);
-	else
-		hr_engine_run_primary(t->e, t->fd);
-	return NULL;
 }
 
 static double unprotected_progress(uint64_t mem, const char *cmdline, double secs)
@@ -230,10 +192,8 @@ static double unprotected_progress(uint64_t mem, const char *cmdline, double sec
 static int protected_run(uint64_t mem, const char *cmdline, double secs, struct run_stats *rs,
 			 double *progress_r, uint64_t *failover_us_r)
 {
-	int fds[2];
-	if (tcp_pair(fds) < 0)
-		return -1;
-	struct sink sk = {.con = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+	struct ep_pair ep = {0};
+	struct sink sk = {.con = {.lock = PTHREAD_MUTEX_INITIALIZER}, .rs = rs};
 	rs->con = &sk.con;
 	const struct hr_backend_ops *kvm = hr_backend_find("kvm");
 	struct hr_engine_config pc = {
@@ -241,27 +201,16 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
 	    .ops = kvm,
 	    .epoch_us = 25000,
 	    .silence_ms = 500,
-	    .console_sink = sink_fn,
-	    .console_opaque = &sk,
-	    .on_event = p_event,
-	    .event_opaque = rs,
 	    .vm = {.mem_bytes = mem, .nr_vcpus = 1, .kernel_path = guest_path, .cmdline = cmdline},
 	};
-	struct hr_engine_config bc = {.name = "bench-b",
-				      .ops = kvm,
-				      .silence_ms = 500,
-				      .auto_promote = 1,
-				      .console_sink = sink_fn,
-				      .console_opaque = &sk,
-				      .on_event = b_event,
-				      .event_opaque = rs};
-	struct thr p = {.fd = fds[0]}, b = {.fd = fds[1], .backup = 1};
-	hr_engine_new(&p.e, &pc);
-	hr_engine_new(&b.e, &bc);
-	pthread_t tp, tb;
+	struct hr_engine_config bc = {
+	    .name = "bench-b", .ops = kvm, .silence_ms = 500, .auto_promote = 1};
+	ep.user = &sk;
+	ep.on_output = sink_fn;
+	ep.on_p_epoch = p_epoch;
 	rs->sync_start_ns = hr_now_ns();
-	pthread_create(&tb, NULL, thr_run, &b);
-	pthread_create(&tp, NULL, thr_run, &p);
+	if (ep_start(&ep, pc, bc, 1) < 0)
+		return -1;
 	uint64_t t0 = hr_now_ns();
 	while (!rs->synced && hr_now_ns() - t0 < 60e9)
 		usleep(1000);
@@ -282,16 +231,12 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
 	sk.con.first_line_after_ns = 0;
 	pthread_mutex_unlock(&sk.con.lock);
 	uint64_t tk = hr_now_ns();
-	hr_engine_abort(p.e);
-	pthread_join(tp, NULL);
-	close(fds[0]);
+	ep_kill_primary(&ep);
 	while (!sk.con.first_line_after_ns && hr_now_ns() - tk < 10e9)
 		usleep(200);
 	*failover_us_r = sk.con.first_line_after_ns ? (sk.con.first_line_after_ns - tk) / 1000 : 0;
-	hr_engine_stop(b.e);
-	pthread_join(tb, NULL);
-	hr_engine_free(p.e);
-	hr_engine_free(b.e);
+	rs->promoted = ep.b_state == HR_RS_PROMOTED;
+	ep_finish(&ep);
 	return 0;
 }
 
@@ -333,7 +278,7 @@ static double send_epoch_mbps(int fd, uint64_t epoch, uint64_t nr_pages, int liv
 				gfns[j] = g + j;
 				ptrs[j] = pages + j * HR_PAGE_SIZE;
 			}
-			hr_stream_send_pages(fd, 0, gfns, ptrs, 256);
+			hr_stream_send_pages(fd, 0, gfns, ptrs, 256, HR_PAGES_SUMMED);
 		}
 	}
 	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
@@ -346,7 +291,7 @@ static double send_epoch_mbps(int fd, uint64_t epoch, uint64_t nr_pages, int liv
 			ptrs[j] = pages + j * HR_PAGE_SIZE;
 			hr_epoch_sum_page(&sum, gfns[j], ptrs[j]);
 		}
-		hr_stream_send_pages(fd, epoch, gfns, ptrs, 256);
+		hr_stream_send_pages(fd, epoch, gfns, ptrs, 256, 0);
 	}
 	hr_epoch_sum_state(&sum, state, slen);
 	Hr__State sm = HR__STATE__INIT;
@@ -381,7 +326,7 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 		return -1;
 	hr_mem_ops.close(src);
 	int fds[2];
-	if (tcp_pair(fds) < 0)
+	if (ep_connect(fds, 1) < 0)
 		return -1;
 	struct hr_engine_config bc = {.name = "b-path", .auto_promote = 0};
 	struct bthr b = {.fd = fds[1]};
@@ -402,7 +347,8 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 		pages[i] = (uint8_t)(i * 31 + 7);
 	uint8_t *state;
 	size_t slen;
-	if (hr_engine_envelope(0, NULL, 0, blob, blob_len, &state, &slen))
+	struct hr_out_held none = {.nr_chans = 1};
+	if (hr_envelope_pack(&none, blob, blob_len, &state, &slen))
 		return -1;
 
 	mbps[0] = send_epoch_mbps(fds[0], 0, nr_pages, 1, pages, state, slen);
@@ -431,7 +377,7 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 static double plain_tcp_mbps(uint64_t bytes, int mem_to_mem)
 {
 	int fds[2];
-	if (tcp_pair(fds) < 0)
+	if (ep_connect(fds, 1) < 0)
 		return 0;
 	static char hot[1 << 20];
 	char *src = hot;

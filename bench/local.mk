@@ -10,6 +10,7 @@ EXTRA_DIST += bench/README.md
 
 noinst_PROGRAMS += bench/b-replicate
 bench_b_replicate_SOURCES = bench/b-replicate.c
+bench_b_replicate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_replicate_LDADD = $(HR_LIBS)
 
 BENCH_PROGS = bench/b-dirty bench/b-replicate

@@ -1,5 +1,4 @@
 #include "ha/failover.h"
-#include "common/log.h"
 
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns)
 {
@@ -12,14 +11,13 @@ enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int st
 
 	if (!stream_ended && !silent)
 		return HR_HA_WAIT;
+	m->why = stream_ended ? "stream ended" : "stream silent";
 	if (!m->have_commit) {
-		log_warnx(m->vm,
-			  "+primary-lost before the first complete epoch: nothing to promote");
+		m->why = "stream gone before the first complete epoch: nothing to promote";
 		return HR_HA_GIVE_UP;
 	}
 	if (!m->auto_promote)
 		return HR_HA_WAIT; /* the operator decides (hareplicate failover) */
-	log_warnx(m->vm, "+primary-lost (%s)", stream_ended ? "stream ended" : "stream silent");
 	return HR_HA_PROMOTE;
 }
 

@@ -3,9 +3,9 @@
  * so that heartbeats on their own schedule, quorum / witness leases and
  * fencing can be added here without touching the epoch engine.
  *
- * Today's rule: promote when the primary's stream has ended (EOF / reset:
- * its process or host is gone) or has been silent for silence_ms, and only
- * if at least one whole epoch was committed (there is something to run).
+ * It decides; ha/role.c logs.  Today's rule: promote when the primary's stream has ended (EOF /
+ * reset: its process or host is gone) or has been silent for silence_ms, and only if at least one
+ * whole epoch was committed (there is something to run).
  */
 #ifndef HR_HA_FAILOVER_H
 #define HR_HA_FAILOVER_H
@@ -24,6 +24,7 @@ struct hr_ha_monitor {
 	uint64_t last_rx_ns; /* last time anything arrived from the primary */
 	int have_commit;     /* an epoch has been committed */
 	int auto_promote;    /* else only an operator's failover promotes */
+	const char *why;     /* set by hr_ha_decide: why the primary counts as lost */
 };
 
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);

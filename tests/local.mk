@@ -1,12 +1,13 @@
 # TAP tests run by `make check`
-EXTRA_DIST += tests/tap.h tests/guest-harness.h
+EXTRA_DIST += tests/tap.h tests/guest-harness.h tests/engine-pair.h
 
 check_PROGRAMS += tests/t-kvm
 TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
-dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh
-TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh
+dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
+	tests/t-output-offsets.sh
+TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh
 
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
@@ -19,3 +20,14 @@ tests_t_backup_bad_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-primary-silent
 TESTS += tests/t-primary-silent
 tests_t_primary_silent_LDADD = $(HR_LIBS)
+
+# core modules (run on the mem backend everywhere, on KVM where it exists)
+check_PROGRAMS += tests/t-stream tests/t-staging tests/t-outbuf
+TESTS += tests/t-stream tests/t-staging tests/t-outbuf
+tests_t_stream_SOURCES = tests/t-stream.c tests/tap.h
+tests_t_stream_LDADD = $(HR_LIBS)
+tests_t_staging_SOURCES = tests/t-staging.c tests/tap.h
+tests_t_staging_LDADD = $(HR_LIBS)
+tests_t_outbuf_SOURCES = tests/t-outbuf.c tests/tap.h
+tests_t_outbuf_LDADD = $(HR_LIBS)
+$(tests_t_stream_OBJECTS) $(tests_t_staging_OBJECTS): proto/hareplicate.pb-c.h

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "core/engine.h"
+#include "core/envelope.h"
 #include "core/stream.h"
 #include "backends/mem/mem.h"
 
@@ -26,7 +27,7 @@ static char sink_buf[4096];
 static size_t sink_len;
 static int promoted;
 
-static void sink(void *o, uint64_t off, const void *p, size_t n)
+static void sink(void *o, unsigned chan, uint64_t off, const void *p, size_t n)
 {
 	pthread_mutex_lock(&lock);
 	if (off + n <= sizeof(sink_buf)) {
@@ -37,9 +38,9 @@ static void sink(void *o, uint64_t off, const void *p, size_t n)
 	pthread_mutex_unlock(&lock);
 }
 
-static void on_event(void *o, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+static void on_state(void *o, enum hr_role_state from, enum hr_role_state to, enum hr_role_event ev)
 {
-	if (ev == HR_EV_PROMOTED)
+	if (to == HR_RS_PROMOTED)
 		promoted = 1;
 }
 
@@ -70,7 +71,15 @@ static int send_epoch(int fd, uint64_t epoch, uint8_t fill, const char *console,
 	memset(page, fill, sizeof(page));
 	uint8_t *state;
 	size_t slen;
-	if (hr_engine_envelope(cons_off, console, strlen(console), blob, blob_len, &state, &slen))
+	struct hr_out_record rec = {0, (uint32_t)strlen(console), cons_off};
+	struct iovec civ = {(void *)console, strlen(console)};
+	struct hr_out_held held = {.nr_chans = 1,
+				   .next_offsets = {cons_off + strlen(console)},
+				   .nr_records = 1,
+				   .records = &rec,
+				   .iov = &civ,
+				   .bytes = strlen(console)};
+	if (hr_envelope_pack(&held, blob, blob_len, &state, &slen))
 		return -ENOMEM;
 
 	struct hr_epoch_sum sum;
@@ -81,7 +90,7 @@ static int send_epoch(int fd, uint64_t epoch, uint8_t fill, const char *console,
 	eb.epoch = epoch;
 	eb.nr_pages = 1;
 	int rc = hr_stream_send(fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
-	rc = rc ?: hr_stream_send_pages(fd, epoch, &gfn, &pp, 1);
+	rc = rc ?: hr_stream_send_pages(fd, epoch, &gfn, &pp, 1, 0);
 	Hr__State sm = HR__STATE__INIT;
 	sm.epoch = epoch;
 	sm.blob_bytes = slen;
@@ -131,8 +140,8 @@ int main(void)
 	struct hr_engine_config bc = {.name = "t-backup",
 				      .silence_ms = 0,
 				      .auto_promote = 1,
-				      .console_sink = sink,
-				      .on_event = on_event};
+				      .output_sink = sink,
+				      .on_state = on_state};
 	struct backup b = {.fd = sv[1]};
 	hr_engine_new(&b.e, &bc);
 	pthread_t t;

@@ -14,6 +14,8 @@
 
 #define VM "t-outbuf"
 
+static const struct hr_chan_desc console[] = {{.name = "console", .kind = HR_CHAN_CONSOLE}};
+
 struct collect {
 	uint8_t *buf;
 	size_t len, cap;
@@ -23,16 +25,17 @@ struct collect {
 	unsigned calls;
 };
 
-static int sink(void *opaque, uint64_t epoch, const void *buf, size_t len)
+/* The console channel's sink: every run must start exactly where the bytes
+ * received so far end (each byte's offset has one owner). */
+static int sink(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
 {
 	struct collect *c = opaque;
 
 	if (c->fail_after >= 0 && c->calls >= (unsigned)c->fail_after)
 		return -EIO;
 	c->calls++;
-	if (epoch < c->last_epoch)
+	if (chan != 0 || offset != c->len)
 		c->bad_order = 1;
-	c->last_epoch = epoch;
 	if (c->len + len > c->cap) {
 		c->cap = (c->len + len) * 2;
 		c->buf = realloc(c->buf, c->cap);
@@ -72,9 +75,73 @@ static void *producer(void *arg)
 
 	for (uint32_t seq = 0; seq < NR_RECORDS && !p->rc; seq++) {
 		uint32_t rec[2] = {p->id, seq};
-		p->rc = hr_outbuf_append_wait(p->ob, rec, sizeof(rec), 5000);
+		p->rc = hr_outbuf_append_wait(p->ob, 0, rec, sizeof(rec), 5000);
 	}
 	return NULL;
+}
+
+/* Records per channel: own offsets, never split or merged; held() sees them in place. */
+struct rec_log {
+	unsigned n[2];
+	uint64_t next[2];
+	int bad;
+	size_t lens[64];
+	unsigned nlens;
+};
+
+static int rec_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
+{
+	struct rec_log *r = opaque;
+	if (chan > 1 || offset != r->next[chan])
+		r->bad = 1;
+	r->next[chan] = offset + len;
+	r->n[chan]++;
+	if (chan == 1 && r->nlens < 64)
+		r->lens[r->nlens++] = len;
+	return 0;
+}
+
+static void test_channels(void)
+{
+	static const struct hr_chan_desc chans[] = {
+	    {.name = "console", .kind = HR_CHAN_CONSOLE},
+	    {.name = "net0", .kind = HR_CHAN_NET, .max_record_bytes = 1514}};
+	static uint8_t big[20000];
+	struct hr_outbuf *ob;
+	struct hr_out_held h;
+	struct rec_log r = {0};
+
+	hr_outbuf_new(&ob, VM, chans, 2, 1 << 20, 0);
+	/* 13 KiB of console in one epoch: several runs, each with its own offset */
+	for (int i = 0; i < 13; i++)
+		hr_outbuf_append(ob, 0, big, 1000);
+	for (int i = 0; i < 5; i++)
+		hr_outbuf_append(ob, 1, big, 60 + i);
+	ok(hr_outbuf_append(ob, 1, big, 1515) == -EMSGSIZE,
+	   "a record over max_record_bytes is refused");
+	hr_outbuf_seal(ob, 0);
+	hr_outbuf_append(ob, 0, big, 10); /* epoch 1: not in held(0) */
+	ok(hr_outbuf_held(ob, 0, &h) == 0 && h.nr_chans == 2 && h.next_offsets[0] == 13000 &&
+	       h.next_offsets[1] == 60 + 61 + 62 + 63 + 64 && h.bytes == 13000 + 310,
+	   "held: %zu records, offsets 13000 / 310 after epoch 0", h.nr_records);
+	uint64_t o = 0;
+	int cons_ok = 1;
+	for (size_t i = 0; i < h.nr_records; i++)
+		if (h.records[i].chan == 0) {
+			cons_ok &= h.records[i].offset == o;
+			o += h.records[i].len;
+		}
+	ok(cons_ok && o == 13000, "held console runs tile offsets 0..13000 exactly");
+	hr_outbuf_held_free(&h);
+	hr_outbuf_release(ob, 0, rec_sink, &r);
+	ok(!r.bad && r.next[0] == 13000 && r.next[1] == 310,
+	   "release: every record at its own offset, per channel");
+	ok(r.n[1] == 5 && r.lens[0] == 60 && r.lens[4] == 64,
+	   "5 network records, neither split nor merged");
+	hr_outbuf_seal(ob, 1);
+	hr_outbuf_release(ob, 1, rec_sink, &r);
+	ok(!r.bad && r.next[0] == 13010, "the next epoch continues at offset 13000");
+	hr_outbuf_free(ob);
 }
 
 int main(void)
@@ -88,14 +155,14 @@ int main(void)
 
 	hr_log_init("t-outbuf", 1, 0);
 	alarm(60);
-	plan(24);
+	plan(30);
 
 	/* basic: release only up to the acked epoch */
-	ok(hr_outbuf_new(&ob, VM, 1 << 20, 0) == 0, "outbuf with a 1 MiB cap");
-	hr_outbuf_append(ob, "hello ", 6);
-	hr_outbuf_append(ob, "world", 5);
+	ok(hr_outbuf_new(&ob, VM, console, 1, 1 << 20, 0) == 0, "outbuf with a 1 MiB cap");
+	hr_outbuf_append(ob, 0, "hello ", 6);
+	hr_outbuf_append(ob, 0, "world", 5);
 	ok(hr_outbuf_seal(ob, 0) == 0, "seal epoch 0");
-	hr_outbuf_append(ob, "-epoch1", 7);
+	hr_outbuf_append(ob, 0, "-epoch1", 7);
 	collect_init(&c);
 	ok(hr_outbuf_release(ob, 1, sink, &c) == -EINVAL && c.len == 0,
 	   "release of the open epoch 1: -EINVAL, nothing released");
@@ -118,7 +185,7 @@ int main(void)
 	free(c.buf);
 
 	/* ordering over many epochs and chunk boundaries, partial acks */
-	hr_outbuf_new(&ob, VM, 8 << 20, 100);
+	hr_outbuf_new(&ob, VM, console, 1, 8 << 20, 100);
 	expect = malloc(4 << 20);
 	size_t mark[151];
 	srand(7);
@@ -128,7 +195,7 @@ int main(void)
 			size_t len = 1 + rand() % 3000;
 			for (size_t i = 0; i < len; i++)
 				big[i] = (uint8_t)(expect_len + i);
-			if (hr_outbuf_append(ob, big, len))
+			if (hr_outbuf_append(ob, 0, big, len))
 				bail("append");
 			memcpy(expect + expect_len, big, len);
 			expect_len += len;
@@ -155,7 +222,7 @@ int main(void)
 	for (int k = 0; k < 10; k++) {
 		for (size_t i = 0; i < sizeof(big); i++)
 			big[i] = (uint8_t)(k * 3 + i);
-		hr_outbuf_append(ob, big, sizeof(big));
+		hr_outbuf_append(ob, 0, big, sizeof(big));
 		memcpy(expect + expect_len, big, sizeof(big));
 		expect_len += sizeof(big);
 		hr_outbuf_seal(ob, 150 + k);
@@ -174,29 +241,30 @@ int main(void)
 	hr_outbuf_free(ob);
 
 	/* the cap */
-	hr_outbuf_new(&ob, VM, 1000, 0);
+	hr_outbuf_new(&ob, VM, console, 1, 1000, 0);
 	hr_outbuf_set_full_cb(ob, on_full, NULL);
 	memset(big, 'x', sizeof(big));
-	ok(hr_outbuf_append(ob, big, 600) == 0, "600 of 1000 bytes");
-	rc = hr_outbuf_append(ob, big, 500);
+	ok(hr_outbuf_append(ob, 0, big, 600) == 0, "600 of 1000 bytes");
+	rc = hr_outbuf_append(ob, 0, big, 500);
 	hr_outbuf_get_stats(ob, &s);
 	ok(rc == -ENOBUFS && s.held_bytes == 600 && s.nr_full == 1 && nr_full_cb == 1,
 	   "500 more: -ENOBUFS, nothing stored, full callback called once");
-	ok(hr_outbuf_append(ob, big, 2000) == -EMSGSIZE,
+	ok(hr_outbuf_append(ob, 0, big, 2000) == -EMSGSIZE,
 	   "an append larger than the cap: -EMSGSIZE");
-	ok(hr_outbuf_append(ob, big, 400) == 0, "exactly up to the cap is fine");
+	ok(hr_outbuf_append(ob, 0, big, 400) == 0, "exactly up to the cap is fine");
 	uint64_t t0 = hr_now_ns();
-	rc = hr_outbuf_append_wait(ob, big, 1, 50);
+	rc = hr_outbuf_append_wait(ob, 0, big, 1, 50);
 	ok(rc == -ENOBUFS && hr_now_ns() - t0 >= 40000000ull,
 	   "append_wait on a full buffer times out with -ENOBUFS");
 	hr_outbuf_seal(ob, 0);
 	collect_init(&c);
 	hr_outbuf_release(ob, 0, sink, &c);
-	ok(c.len == 1000 && hr_outbuf_append(ob, big, 998) == 0, "after release the space is back");
+	ok(c.len == 1000 && hr_outbuf_append(ob, 0, big, 998) == 0,
+	   "after release the space is back");
 
 	/* drop_from: unacknowledged output of a lost epoch */
 	hr_outbuf_seal(ob, 1);
-	rc = hr_outbuf_append(ob, "zz", 2);
+	rc = hr_outbuf_append(ob, 0, "zz", 2);
 	hr_outbuf_drop_from(ob, 1);
 	hr_outbuf_get_stats(ob, &s);
 	ok(rc == 0 && s.held_bytes == 0, "drop_from(1) drops epochs 1 and 2 (1000 bytes)");
@@ -211,7 +279,7 @@ int main(void)
 		uint64_t epoch = 0;
 		int good = 1, done = 0;
 
-		hr_outbuf_new(&ob, VM, 4096, 0);
+		hr_outbuf_new(&ob, VM, console, 1, 4096, 0);
 		collect_init(&c);
 		for (int i = 0; i < NR_PRODUCERS; i++) {
 			p[i] = (struct prod){.ob = ob, .id = i};
@@ -248,5 +316,6 @@ int main(void)
 	}
 
 	free(expect);
+	test_channels();
 	return tap_done();
 }

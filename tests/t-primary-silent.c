@@ -24,7 +24,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t released; /* bytes the outside received */
 
-static void sink(void *o, uint64_t off, const void *p, size_t n)
+static void sink(void *o, unsigned chan, uint64_t off, const void *p, size_t n)
 {
 	pthread_mutex_lock(&lock);
 	if (off + n > released)
@@ -65,7 +65,7 @@ int main(void)
 	    .ops = hr_backend_find("kvm"),
 	    .epoch_us = 25000,
 	    .silence_ms = 100, /* the primary calls the backup silent after 4 x 100 ms */
-	    .console_sink = sink,
+	    .output_sink = sink,
 	    .vm = {.mem_bytes = 64 << 20,
 		   .nr_vcpus = 1,
 		   .kernel_path = gh_guest("memwalk.elf"),

@@ -92,7 +92,7 @@ static int send_all_types(int fd)
 	pb.n_runs = 1;
 	pb.runs = runs;
 	rc |= hr_stream_send(fd, HR_FT_PAGE_BATCH, HR_FRAME_MANDATORY, &pb.base, iov, NR_PAGES);
-	rc |= hr_stream_send_pages(fd, 7, gfns, pp, NR_PAGES);
+	rc |= hr_stream_send_pages(fd, 7, gfns, pp, NR_PAGES, 0);
 
 	st.epoch = 7;
 	st.blob_bytes = BLOB_BYTES;
@@ -134,10 +134,10 @@ static int check_frame(int i, const struct hr_frame *f)
 	switch (i) {
 	case 0: {
 		Hr__Hello *h = (Hr__Hello *)f->msg;
-		return h->protocol_version == 1 && h->role == HR__ROLE__ROLE_PRIMARY &&
-		       !strcmp(h->vm_name, "vm1") && !strcmp(h->backend, "kvm") &&
-		       h->mem_bytes == 4ull << 30 && h->nr_vcpus == 2 &&
-		       h->page_bytes == HR_PAGE_SIZE && h->n_regions == 2 &&
+		return h->protocol_version == HR_PROTO_VERSION &&
+		       h->role == HR__ROLE__ROLE_PRIMARY && !strcmp(h->vm_name, "vm1") &&
+		       !strcmp(h->backend, "kvm") && h->mem_bytes == 4ull << 30 &&
+		       h->nr_vcpus == 2 && h->page_bytes == HR_PAGE_SIZE && h->n_regions == 2 &&
 		       h->regions[1]->gpa == 0x100000000ull &&
 		       h->regions[1]->bytes == 0x40000000ull && h->has_epoch_us &&
 		       h->epoch_us == 25000 && h->auth_token.len == 4 &&
@@ -611,13 +611,13 @@ int main(void)
 	/* 10: handshake version check */
 	{
 		Hr__Hello h = HR__HELLO__INIT;
-		h.protocol_version = 2;
+		h.protocol_version = HR_PROTO_VERSION + 1;
 		h.vm_name = "vm1";
 		h.backend = "kvm";
 		h.page_bytes = HR_PAGE_SIZE;
 		ok(hr_stream_check_hello(&h, VM) == -HR_EVERSION,
-		   "hello of protocol 2: -HR_EVERSION");
-		h.protocol_version = 1;
+		   "hello of another protocol version: -HR_EVERSION");
+		h.protocol_version = HR_PROTO_VERSION;
 		h.page_bytes = 65536;
 		ok(hr_stream_check_hello(&h, VM) == -HR_ESHAPE,
 		   "hello with 64 KiB pages: -HR_ESHAPE");

@@ -49,6 +49,8 @@ uint64_t hr_layout_nr_gfns(const struct hr_mem_region *regions, unsigned nr)
 
 uint8_t *hr_layout_gfn_hva(const struct hr_mem_region *regions, unsigned nr, uint64_t gfn)
 {
+	if (gfn >> (64 - HR_PAGE_SHIFT))
+		return NULL; /* gfn << 12 would wrap to a low address */
 	uint64_t gpa = gfn << HR_PAGE_SHIFT;
 	for (unsigned i = 0; i < nr; i++)
 		if (gpa >= regions[i].gpa && gpa - regions[i].gpa < regions[i].bytes)

@@ -193,9 +193,8 @@ static int ctl_query(const char *control, const char *cmd, char *buf, size_t siz
 	return rc == 0 ? 0 : -1;
 }
 
-struct sample {
-	uint64_t epoch, interval_us, pause_us, bytes, ack_us;
-};
+/* one epoch's figures (core/epoch.h) */
+#define sample hr_epoch_stats
 
 struct drill {
 	const struct opts *o;
@@ -233,10 +232,14 @@ static void fail(struct drill *d, const char *fmt, ...)
 static void add_sample(struct drill *d, const char *js)
 {
 	struct sample s;
+	int bad = 0;
 	const char *le = strstr(js, "\"last_epoch\": {");
-	if (!le || json_u64(le, "epoch", &s.epoch) || json_u64(le, "interval_us", &s.interval_us) ||
-	    json_u64(le, "pause_us", &s.pause_us) || json_u64(le, "bytes", &s.bytes) ||
-	    json_u64(le, "ack_us", &s.ack_us))
+	if (!le)
+		return;
+#define HR_X_JSON(f) bad |= json_u64(le, #f, &s.f);
+	HR_EPOCH_STATS_FIELDS(HR_X_JSON)
+#undef HR_X_JSON
+	if (bad)
 		return;
 	if (s.epoch == 0)
 		return; /* the full sync is not an epoch like the others */
@@ -434,15 +437,9 @@ static void load_epoch_log(struct drill *d)
 		return;
 	d->nr_samples = 0;
 	while (fgets(line, sizeof(line), f)) {
-		struct sample s;
-		unsigned long long e, iv, pu, dp, by, ac;
-		if (sscanf(line, HR_EPOCH_STATS_FMT, &e, &iv, &pu, &dp, &by, &ac) != 6 || e == 0)
+		struct hr_epoch_stats s;
+		if (hr_epoch_stats_parse(line, &s) < 0 || s.epoch == 0)
 			continue;
-		s.epoch = e;
-		s.interval_us = iv;
-		s.pause_us = pu;
-		s.bytes = by;
-		s.ack_us = ac;
 		if (d->nr_samples == d->cap_samples) {
 			unsigned cap = d->cap_samples ? d->cap_samples * 2 : 256;
 			struct sample *ns = realloc(d->samples, cap * sizeof(*ns));

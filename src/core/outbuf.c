@@ -1,4 +1,4 @@
-/* outbuf.c - output commit buffer. */
+/* outbuf.c - output commit buffer: records with their own offsets, per channel. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -10,11 +10,14 @@
 #include "common/log.h"
 #include "core/outbuf.h"
 
-#define CHUNK_BYTES 4096u
+#define RUN_BYTES 4096u /* console runs grow to this much before a new record starts */
 
-struct chunk {
-	struct chunk *next;
+/* One record, or one run of console bytes; immutable once its epoch is sealed. */
+struct rec {
+	struct rec *next;
 	uint64_t epoch;
+	uint64_t offset; /* channel offset of data[0]: set at append, never recomputed */
+	unsigned chan;
 	size_t len, cap;
 	uint8_t data[];
 };
@@ -23,7 +26,12 @@ struct hr_outbuf {
 	pthread_mutex_t lock;
 	pthread_cond_t room; /* signalled when bytes are freed */
 	char *vm;
-	struct chunk *head, *tail;
+	struct hr_chan_desc chans[HR_MAX_CHANNELS];
+	unsigned nr_chans;
+	uint64_t next_offset[HR_MAX_CHANNELS];	 /* offset of the next byte appended */
+	uint64_t sealed_offset[HR_MAX_CHANNELS]; /* next_offset when the last epoch was sealed */
+	struct rec *head, *tail;
+	struct rec *open_run[HR_MAX_CHANNELS]; /* console: run that appends may extend */
 	uint64_t open_epoch;
 	size_t held_bytes, cap_bytes;
 	uint64_t released_bytes;
@@ -32,13 +40,14 @@ struct hr_outbuf {
 	void *full_opaque;
 };
 
-int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, size_t cap_bytes, uint64_t first_epoch)
+int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, const struct hr_chan_desc *chans,
+		  unsigned nr_chans, size_t cap_bytes, uint64_t first_epoch)
 {
 	struct hr_outbuf *ob;
 	pthread_condattr_t ca;
 
 	*ob_r = NULL;
-	if (!cap_bytes)
+	if (!cap_bytes || !nr_chans || nr_chans > HR_MAX_CHANNELS || !chans)
 		return -EINVAL;
 	ob = calloc(1, sizeof(*ob));
 	if (!ob)
@@ -48,6 +57,8 @@ int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, size_t cap_bytes, uin
 		free(ob);
 		return -ENOMEM;
 	}
+	memcpy(ob->chans, chans, nr_chans * sizeof(*chans));
+	ob->nr_chans = nr_chans;
 	pthread_mutex_init(&ob->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -59,12 +70,12 @@ int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, size_t cap_bytes, uin
 	return 0;
 }
 
-static void free_chain(struct chunk *c)
+static void free_chain(struct rec *r)
 {
-	while (c) {
-		struct chunk *n = c->next;
-		free(c);
-		c = n;
+	while (r) {
+		struct rec *n = r->next;
+		free(r);
+		r = n;
 	}
 }
 
@@ -87,54 +98,77 @@ void hr_outbuf_set_full_cb(struct hr_outbuf *ob, hr_outbuf_full_fn fn, void *opa
 	pthread_mutex_unlock(&ob->lock);
 }
 
-/* Locked.  0, -ENOBUFS, -ENOMEM. */
-static int append_locked(struct hr_outbuf *ob, const uint8_t *buf, size_t len)
+void hr_outbuf_set_offsets(struct hr_outbuf *ob, const uint64_t *next_offsets, unsigned nr)
 {
-	struct chunk *t = ob->tail;
+	pthread_mutex_lock(&ob->lock);
+	for (unsigned c = 0; c < nr && c < ob->nr_chans; c++) {
+		ob->next_offset[c] = next_offsets[c];
+		ob->sealed_offset[c] = next_offsets[c];
+		ob->open_run[c] = NULL;
+	}
+	pthread_mutex_unlock(&ob->lock);
+}
+
+static void link_tail(struct hr_outbuf *ob, struct rec *r)
+{
+	r->next = NULL;
+	if (ob->tail)
+		ob->tail->next = r;
+	else
+		ob->head = r;
+	ob->tail = r;
+}
+
+/* Locked.  0, -ENOBUFS, -ENOMEM. */
+static int append_locked(struct hr_outbuf *ob, unsigned chan, const uint8_t *buf, size_t len)
+{
+	int records = hr_chan_is_records(&ob->chans[chan]);
 
 	if (len > ob->cap_bytes - ob->held_bytes)
 		return -ENOBUFS;
-	if (t && t->epoch == ob->open_epoch && t->cap - t->len >= len) {
-		memcpy(t->data + t->len, buf, len);
-		t->len += len;
-	} else {
-		/* Fill what the tail of this epoch still holds, then one new chunk. */
-		size_t n = 0, cap;
-		struct chunk *c;
+	while (len) {
+		struct rec *r = records ? NULL : ob->open_run[chan];
+		size_t n;
 
-		if (t && t->epoch == ob->open_epoch)
-			n = t->cap - t->len;
-		cap = len - n > CHUNK_BYTES ? len - n : CHUNK_BYTES;
-		c = malloc(sizeof(*c) + cap);
-		if (!c)
-			return -ENOMEM;
-		if (n) {
-			memcpy(t->data + t->len, buf, n);
-			t->len += n;
+		if (r && r->epoch == ob->open_epoch && r->len < r->cap) {
+			n = r->cap - r->len < len ? r->cap - r->len : len;
+		} else {
+			size_t cap = records || len > RUN_BYTES ? len : RUN_BYTES;
+			r = malloc(sizeof(*r) + cap);
+			if (!r)
+				return -ENOMEM; /* what was stored stays: offsets are consistent */
+			r->epoch = ob->open_epoch;
+			r->offset = ob->next_offset[chan];
+			r->chan = chan;
+			r->len = 0;
+			r->cap = cap;
+			link_tail(ob, r);
+			if (!records)
+				ob->open_run[chan] = r;
+			n = len;
 		}
-		c->next = NULL;
-		c->epoch = ob->open_epoch;
-		c->cap = cap;
-		c->len = len - n;
-		memcpy(c->data, buf + n, len - n);
-		if (t)
-			t->next = c;
-		else
-			ob->head = c;
-		ob->tail = c;
+		memcpy(r->data + r->len, buf, n);
+		r->len += n;
+		ob->next_offset[chan] += n;
+		ob->held_bytes += n;
+		buf += n;
+		len -= n;
 	}
-	ob->held_bytes += len;
 	return 0;
 }
 
-static int append(struct hr_outbuf *ob, const void *buf, size_t len, int timeout_ms)
+static int append(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t len, int timeout_ms)
 {
 	struct timespec deadline;
 	int notified = 0, rc;
 
+	if (chan >= ob->nr_chans)
+		return -EINVAL;
 	if (!len)
 		return 0;
-	if (len > ob->cap_bytes)
+	if (len > ob->cap_bytes ||
+	    (hr_chan_is_records(&ob->chans[chan]) && ob->chans[chan].max_record_bytes &&
+	     len > ob->chans[chan].max_record_bytes))
 		return -EMSGSIZE;
 	if (timeout_ms > 0) {
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -147,7 +181,7 @@ static int append(struct hr_outbuf *ob, const void *buf, size_t len, int timeout
 	}
 	pthread_mutex_lock(&ob->lock);
 	for (;;) {
-		rc = append_locked(ob, buf, len);
+		rc = append_locked(ob, chan, buf, len);
 		if (rc != -ENOBUFS)
 			break;
 		if (!notified) {
@@ -170,7 +204,7 @@ static int append(struct hr_outbuf *ob, const void *buf, size_t len, int timeout
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&ob->room, &ob->lock);
 		} else if (pthread_cond_timedwait(&ob->room, &ob->lock, &deadline) == ETIMEDOUT) {
-			rc = append_locked(ob, buf, len);
+			rc = append_locked(ob, chan, buf, len);
 			break;
 		}
 	}
@@ -178,14 +212,15 @@ static int append(struct hr_outbuf *ob, const void *buf, size_t len, int timeout
 	return rc;
 }
 
-int hr_outbuf_append(struct hr_outbuf *ob, const void *buf, size_t len)
+int hr_outbuf_append(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t len)
 {
-	return append(ob, buf, len, 0);
+	return append(ob, chan, buf, len, 0);
 }
 
-int hr_outbuf_append_wait(struct hr_outbuf *ob, const void *buf, size_t len, int timeout_ms)
+int hr_outbuf_append_wait(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t len,
+			  int timeout_ms)
 {
-	return append(ob, buf, len, timeout_ms);
+	return append(ob, chan, buf, len, timeout_ms);
 }
 
 int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
@@ -199,6 +234,8 @@ int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
 		rc = -EINVAL;
 	} else {
 		ob->open_epoch++;
+		memcpy(ob->sealed_offset, ob->next_offset, sizeof(ob->sealed_offset));
+		memset(ob->open_run, 0, sizeof(ob->open_run));
 	}
 	pthread_mutex_unlock(&ob->lock);
 	return rc;
@@ -206,7 +243,7 @@ int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
 
 int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn sink, void *opaque)
 {
-	struct chunk *chain, *last = NULL, *c;
+	struct rec *chain, *last = NULL, *r;
 	size_t freed = 0;
 	int rc = 0;
 
@@ -219,10 +256,10 @@ int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn si
 		pthread_mutex_unlock(&ob->lock);
 		return -EINVAL;
 	}
-	/* Detach the leading chunks of epochs <= epoch; producers only touch the tail. */
+	/* Detach the leading records of epochs <= epoch; producers only touch the tail. */
 	chain = ob->head;
-	for (c = ob->head; c && c->epoch <= epoch; c = c->next)
-		last = c;
+	for (r = ob->head; r && r->epoch <= epoch; r = r->next)
+		last = r;
 	if (!last) {
 		pthread_mutex_unlock(&ob->lock);
 		return 0;
@@ -234,15 +271,12 @@ int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn si
 	pthread_mutex_unlock(&ob->lock);
 
 	while (chain) {
-		c = chain;
-		if (c->len) {
-			rc = sink(opaque, c->epoch, c->data, c->len);
-			if (rc)
-				break;
-		}
-		freed += c->len;
-		chain = c->next;
-		free(c);
+		r = chain;
+		if (r->len && (rc = sink(opaque, r->chan, r->offset, r->data, r->len)) != 0)
+			break;
+		freed += r->len;
+		chain = r->next;
+		free(r);
 	}
 
 	pthread_mutex_lock(&ob->lock);
@@ -265,19 +299,22 @@ int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn si
 
 void hr_outbuf_drop_from(struct hr_outbuf *ob, uint64_t epoch)
 {
-	struct chunk **pp, *c;
+	struct rec **pp, *r;
 	size_t dropped = 0;
 
 	pthread_mutex_lock(&ob->lock);
 	ob->tail = NULL;
-	for (pp = &ob->head; (c = *pp);) {
-		if (c->epoch >= epoch) {
-			*pp = c->next;
-			dropped += c->len;
-			free(c);
+	for (pp = &ob->head; (r = *pp);) {
+		if (r->epoch >= epoch) {
+			*pp = r->next;
+			dropped += r->len;
+			for (unsigned c = 0; c < ob->nr_chans; c++)
+				if (ob->open_run[c] == r)
+					ob->open_run[c] = NULL;
+			free(r);
 		} else {
-			ob->tail = c;
-			pp = &c->next;
+			ob->tail = r;
+			pp = &r->next;
 		}
 	}
 	ob->held_bytes -= dropped;
@@ -300,28 +337,38 @@ void hr_outbuf_get_stats(struct hr_outbuf *ob, struct hr_outbuf_stats *s)
 	pthread_mutex_unlock(&ob->lock);
 }
 
-int hr_outbuf_copy_held(struct hr_outbuf *ob, uint64_t epoch, uint8_t **buf_r, size_t *len_r,
-			uint64_t *offset_r)
+int hr_outbuf_held(struct hr_outbuf *ob, uint64_t epoch, struct hr_out_held *h)
 {
 	size_t n = 0;
-	struct chunk *c;
+	struct rec *r;
 
+	memset(h, 0, sizeof(*h));
 	pthread_mutex_lock(&ob->lock);
-	for (c = ob->head; c && c->epoch <= epoch; c = c->next)
-		n += c->len;
-	uint8_t *buf = malloc(n ? n : 1);
-	if (!buf) {
+	for (r = ob->head; r && r->epoch <= epoch; r = r->next)
+		n++;
+	h->records = malloc((n ? n : 1) * sizeof(*h->records));
+	h->iov = malloc((n ? n : 1) * sizeof(*h->iov));
+	if (!h->records || !h->iov) {
 		pthread_mutex_unlock(&ob->lock);
+		hr_outbuf_held_free(h);
 		return -ENOMEM;
 	}
 	n = 0;
-	for (c = ob->head; c && c->epoch <= epoch; c = c->next) {
-		memcpy(buf + n, c->data, c->len);
-		n += c->len;
+	for (r = ob->head; r && r->epoch <= epoch; r = r->next, n++) {
+		h->records[n] = (struct hr_out_record){r->chan, (uint32_t)r->len, r->offset};
+		h->iov[n] = (struct iovec){r->data, r->len};
+		h->bytes += r->len;
 	}
-	*offset_r = ob->released_bytes;
+	h->nr_records = n;
+	h->nr_chans = ob->nr_chans;
+	memcpy(h->next_offsets, ob->sealed_offset, sizeof(h->next_offsets));
 	pthread_mutex_unlock(&ob->lock);
-	*buf_r = buf;
-	*len_r = n;
 	return 0;
+}
+
+void hr_outbuf_held_free(struct hr_out_held *h)
+{
+	free(h->records);
+	free(h->iov);
+	memset(h, 0, sizeof(*h));
 }

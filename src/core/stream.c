@@ -259,7 +259,7 @@ out:
 }
 
 int hr_stream_send_pages(int fd, uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
-			 unsigned nr)
+			 unsigned nr, unsigned flags)
 {
 	Hr__PageBatch pb = HR__PAGE_BATCH__INIT;
 	struct iovec *iov;
@@ -278,6 +278,10 @@ int hr_stream_send_pages(int fd, uint64_t epoch, const uint64_t *gfns, const uin
 	pb.count = nr;
 	pb.n_gfns = nr;
 	pb.gfns = (uint64_t *)gfns;
+	if (flags & HR_PAGES_SUMMED) {
+		pb.has_xxh3 = 1;
+		pb.xxh3 = hr_batch_sum(epoch, gfns, pages, nr);
+	}
 	rc = hr_stream_send(fd, HR_FT_PAGE_BATCH, HR_FRAME_MANDATORY, &pb.base, iov, (int)nr);
 	free(iov);
 	return rc;
@@ -600,6 +604,30 @@ void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes
 	sum_le64(s->state, bytes);
 	if (bytes)
 		XXH3_64bits_update(s->state, blob, bytes);
+}
+
+void hr_epoch_sum_state_iov(struct hr_epoch_sum *s, const struct iovec *iov, int nr_iov,
+			    uint64_t bytes)
+{
+	sum_le64(s->state, bytes);
+	for (int i = 0; i < nr_iov; i++)
+		if (iov[i].iov_len)
+			XXH3_64bits_update(s->state, iov[i].iov_base, iov[i].iov_len);
+}
+
+uint64_t hr_batch_sum(uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
+		      unsigned nr)
+{
+	struct hr_epoch_sum s;
+	uint64_t v = 0;
+
+	if (hr_epoch_sum_init(&s, epoch) < 0)
+		return 0;
+	for (unsigned i = 0; i < nr; i++)
+		hr_epoch_sum_page(&s, gfns[i], pages[i]);
+	v = hr_epoch_sum_value(&s);
+	hr_epoch_sum_fini(&s);
+	return v;
 }
 
 uint64_t hr_epoch_sum_value(const struct hr_epoch_sum *s)

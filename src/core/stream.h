@@ -36,7 +36,7 @@
 
 #include "proto/hareplicate.pb-c.h"
 
-#define HR_PROTO_VERSION 1
+#define HR_PROTO_VERSION 2 /* 2: envelope v2 (output records), live batch checksums */
 
 #define HR_FRAME_MAGIC		0x48524631u /* "HRF1" */
 #define HR_FRAME_HDR_BYTES	16u
@@ -98,12 +98,18 @@ int hr_frame_encode(uint16_t type, uint16_t flags, const ProtobufCMessage *msg, 
 		    uint8_t **buf_r, size_t *len_r);
 
 /*
- * Convenience: one PAGE_BATCH of nr pages (HR_PAGE_SIZE each) listed by
- * gfn, page data taken in place from pages[i].  nr <= HR_FRAME_MAX_DATA_BYTES
- * / HR_PAGE_SIZE.
+ * One PAGE_BATCH of nr pages (HR_PAGE_SIZE each) listed by gfn, page data
+ * taken in place from pages[i].  nr <= HR_FRAME_MAX_DATA_BYTES /
+ * HR_PAGE_SIZE.  HR_PAGES_SUMMED adds the batch's own checksum (live-phase
+ * batches must carry it; an epoch's batches are covered by EPOCH_END).
  */
+#define HR_PAGES_SUMMED (1u << 0)
 int hr_stream_send_pages(int fd, uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
-			 unsigned nr);
+			 unsigned nr, unsigned flags);
+
+/* XXH3-64 of a page batch: le64 epoch, then per page le64 gfn + its bytes. */
+uint64_t hr_batch_sum(uint64_t epoch, const uint64_t *gfns, const uint8_t *const *pages,
+		      unsigned nr);
 
 /* ---- receive side: incremental reader ---- */
 
@@ -173,6 +179,9 @@ int hr_epoch_sum_init(struct hr_epoch_sum *s, uint64_t epoch);
 void hr_epoch_sum_reset(struct hr_epoch_sum *s, uint64_t epoch);
 void hr_epoch_sum_page(struct hr_epoch_sum *s, uint64_t gfn, const void *page);
 void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes);
+/* The same for a blob given in pieces (bytes = their total). */
+void hr_epoch_sum_state_iov(struct hr_epoch_sum *s, const struct iovec *iov, int nr_iov,
+			    uint64_t bytes);
 uint64_t hr_epoch_sum_value(const struct hr_epoch_sum *s);
 void hr_epoch_sum_fini(struct hr_epoch_sum *s);
 

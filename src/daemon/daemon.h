@@ -4,8 +4,9 @@
  * One process owns the control socket and the replication port and keeps a
  * table of VMs; every VM's engine runs in a forked worker (worker.c) so a
  * crashing VMM never takes the daemon down.  The worker reports on a
- * socketpair, one kv.h line per engine event; the daemon keeps the latest
- * per VM and logs HA transitions with the stable tokens below.
+ * socketpair, one kv.h line per role change (ha/role.c names the states
+ * and logs their tokens in the worker) and per epoch; the daemon keeps the
+ * latest per VM.
  */
 #ifndef HR_DAEMON_H
 #define HR_DAEMON_H
@@ -15,14 +16,7 @@
 
 #include "backends/backend.h"
 #include "core/engine.h"
-
-/* Stable event tokens: logs, `hareplicate status` and scripts share them. */
-#define HR_TOK_PROTECTED      "+protected"
-#define HR_TOK_UNPROTECTED    "+unprotected"
-#define HR_TOK_PROMOTED	      "+promoted"
-#define HR_TOK_FAILOVER_START "+failover-start"
-#define HR_TOK_BACKUP_LOST    "+backup-lost"
-#define HR_TOK_PRIMARY_LOST   "+primary-lost"
+#include "ha/role.h"
 
 #define HR_DEFAULT_CONTROL   "/run/hareplicate/control.sock"
 #define HR_DEFAULT_PORT	     "7788"
@@ -35,31 +29,14 @@
  * line each, at most HR_PREAMBLE_MAX bytes. */
 #define HR_PREAMBLE_MAX 512
 
-enum hr_role { HR_ROLE_PRIMARY, HR_ROLE_BACKUP, HR_ROLE_PROMOTED };
-
-enum hr_vm_state {
-	HR_ST_CONNECTING, /* primary: connecting / preamble with the peer */
-	HR_ST_HANDSHAKE,  /* backup: worker forked, name not known yet */
-	HR_ST_SYNCING,	  /* worker running, initial sync not committed */
-	HR_ST_PROTECTED,
-	HR_ST_UNPROTECTED, /* primary lost its backup; guest runs on */
-	HR_ST_RUNNING,	   /* promoted: guest runs here */
-	HR_ST_STOPPING,
-	HR_ST_EXITED, /* worker ended (guest exit, stop) */
-	HR_ST_FAILED, /* worker ended with an error or a signal */
-};
-
-const char *hr_role_name(enum hr_role r);
-const char *hr_state_name(enum hr_vm_state s);
-
 /* Valid VM name: [A-Za-z0-9_.-], 1..64, not starting with '.' or '-'. */
 int hr_vm_name_ok(const char *name);
 
 /* What a worker needs (filled by the daemon before fork). */
 struct hr_worker_args {
-	enum hr_role role; /* PRIMARY or BACKUP */
-	int peer_fd;	   /* connected replication socket, blocking */
-	int status_fd;	   /* socketpair end to the daemon */
+	enum hr_role_side side;
+	int peer_fd;   /* connected replication socket, blocking */
+	int status_fd; /* socketpair end to the daemon */
 	char name[HR_VM_NAME_MAX + 1];
 	const char *peer_desc;
 	/* primary */

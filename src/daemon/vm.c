@@ -37,8 +37,8 @@ enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER };
 struct hr_dvm {
 	struct hr_dvm *next;
 	char name[HR_VM_NAME_MAX + 1]; /* "" until a backup worker names it */
-	enum hr_role role;
-	enum hr_vm_state state;
+	enum hr_role_side side;
+	enum hr_role_state state; /* as the worker last reported it */
 	pid_t pid;
 	struct bufferevent *bev; /* status channel */
 	char peer[160];
@@ -66,18 +66,19 @@ struct hr_dvm {
 static struct event_base *base;
 static struct hr_dvm *vms;
 
-const char *hr_role_name(enum hr_role r)
+static const char *role_name(const struct hr_dvm *vm)
 {
-	static const char *const n[] = {"primary", "backup", "promoted"};
-	return n[r];
+	return hr_role_side_name(vm->side, vm->state);
 }
 
-const char *hr_state_name(enum hr_vm_state s)
+static const char *state_name(const struct hr_dvm *vm)
 {
-	static const char *const n[] = {"connecting", "handshake",   "syncing",
-					"protected",  "unprotected", "running",
-					"stopping",   "exited",	     "failed"};
-	return n[s];
+	return hr_role_state_name(vm->state);
+}
+
+static int final_state(enum hr_role_state s)
+{
+	return s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
 }
 
 int hr_vm_name_ok(const char *name)
@@ -96,7 +97,7 @@ void hr_vms_init(struct event_base *b)
 
 static int alive(const struct hr_dvm *vm)
 {
-	return vm->state != HR_ST_EXITED && vm->state != HR_ST_FAILED;
+	return vm->pid > 0 || !final_state(vm->state);
 }
 
 static struct hr_dvm *find_vm(const char *name)
@@ -112,13 +113,13 @@ static const char *vm_log_name(const struct hr_dvm *vm)
 	return vm->name[0] ? vm->name : NULL;
 }
 
-static struct hr_dvm *vm_new(const char *name, enum hr_role role, enum hr_vm_state st)
+static struct hr_dvm *vm_new(const char *name, enum hr_role_side side, enum hr_role_state st)
 {
 	struct hr_dvm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
 		return NULL;
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
-	vm->role = role;
+	vm->side = side;
 	vm->state = st;
 	vm->peer_fd = -1;
 	vm->started_ns = hr_now_ns();
@@ -171,12 +172,10 @@ static void vm_free(struct hr_dvm *vm)
 	free(vm);
 }
 
-static void set_state(struct hr_dvm *vm, enum hr_vm_state st, const char *token)
+static void set_state(struct hr_dvm *vm, enum hr_role_state st)
 {
 	vm->state = st;
-	if (token) {
-		snprintf(vm->last_token, sizeof(vm->last_token), "%s", token);
-	}
+	snprintf(vm->last_token, sizeof(vm->last_token), "%s", hr_role_state_token(st));
 }
 
 static void arm_timer(struct hr_dvm *vm, event_callback_fn cb, int seconds)
@@ -204,11 +203,9 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 	}
 	if (!hr_kv_getu(&kv, "epoch", &vm->last.epoch)) {
 		vm->have_stats = 1;
-		hr_kv_getu(&kv, "interval_us", &vm->last.interval_us);
-		hr_kv_getu(&kv, "pause_us", &vm->last.pause_us);
-		hr_kv_getu(&kv, "dirty_pages", &vm->last.dirty_pages);
-		hr_kv_getu(&kv, "bytes", &vm->last.bytes);
-		hr_kv_getu(&kv, "ack_us", &vm->last.ack_us);
+#define HR_X_GET(f) hr_kv_getu(&kv, #f, &vm->last.f);
+		HR_EPOCH_STATS_FIELDS(HR_X_GET)
+#undef HR_X_GET
 	}
 	if (!hr_kv_getu(&kv, "nr_epochs", &u))
 		vm->nr_epochs = u;
@@ -223,49 +220,38 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			snprintf(
 			    ans, sizeof(ans),
 			    "refuse a VM named %s already exists on the backup host (%s, %s)\n",
-			    name, hr_role_name(other->role), hr_state_name(other->state));
+			    name, role_name(other), state_name(other));
 			log_warnx(name,
 				  "refused a second replica from %s: the name is taken (%s, %s)",
-				  vm->peer, hr_role_name(other->role), hr_state_name(other->state));
+				  vm->peer, role_name(other), state_name(other));
 		} else {
 			if (other)
 				vm_free(other); /* an exited entry: replaced */
 			snprintf(vm->name, sizeof(vm->name), "%s", name);
 			vm->started_ns = hr_now_ns();
-			set_state(vm, HR_ST_SYNCING, NULL);
 			snprintf(ans, sizeof(ans), "accept\n");
 			log_info(vm->name, "backup replica for the primary at %s (worker %d)",
 				 vm->peer, (int)vm->pid);
 		}
 		bufferevent_write(vm->bev, ans, strlen(ans));
-	} else if (!strcmp(ev, "protected")) {
-		set_state(vm, HR_ST_PROTECTED, HR_TOK_PROTECTED);
-		log_info(vm->name, HR_TOK_PROTECTED " %s %s: initial sync committed",
-			 vm->role == HR_ROLE_PRIMARY ? "replicating to" : "replica of", vm->peer);
-	} else if (!strcmp(ev, "epoch")) {
-		if (vm->state == HR_ST_SYNCING)
-			set_state(vm, HR_ST_PROTECTED, HR_TOK_PROTECTED);
-	} else if (!strcmp(ev, "unprotected")) {
-		log_warnx(vm->name, HR_TOK_BACKUP_LOST " backup at %s gone after epoch %llu",
-			  vm->peer, (unsigned long long)vm->last.epoch);
-		set_state(vm, HR_ST_UNPROTECTED, HR_TOK_UNPROTECTED);
-		log_warnx(vm->name, HR_TOK_UNPROTECTED " guest keeps running without a replica");
-	} else if (!strcmp(ev, "promoted")) {
-		if (!vm->failover_requested)
-			log_warnx(vm->name, HR_TOK_PRIMARY_LOST " primary at %s silent for %llu ms",
-				  vm->peer, (unsigned long long)hr_dopts.failover_timeout_ms);
-		vm->role = HR_ROLE_PROMOTED;
-		set_state(vm, HR_ST_RUNNING, HR_TOK_PROMOTED);
-		log_warnx(vm->name, HR_TOK_PROMOTED " guest runs here from epoch %llu%s",
-			  (unsigned long long)vm->last.epoch,
-			  vm->failover_requested ? " (manual failover)" : "");
-		if (vm->wait == W_FAILOVER) {
-			char body[128];
-			snprintf(body, sizeof(body),
-				 HR_TOK_PROMOTED " %s runs here from epoch %llu\n", vm->name,
-				 (unsigned long long)vm->last.epoch);
-			reply(vm, body, NULL);
+	} else if (!strcmp(ev, "state")) {
+		enum hr_role_state st;
+		const char *name = hr_kv_get(&kv, "state");
+		if (!name || hr_role_state_parse(name, &st) < 0) {
+			log_warnx(vm_log_name(vm), "worker %d: unknown state '%s'", (int)vm->pid,
+				  name ? name : "");
+		} else {
+			set_state(vm, st);
+			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
+				char body[128];
+				snprintf(body, sizeof(body), "%s %s runs here from epoch %llu\n",
+					 hr_role_state_token(st), vm->name,
+					 (unsigned long long)vm->last.epoch);
+				reply(vm, body, NULL);
+			}
 		}
+	} else if (!strcmp(ev, "epoch")) {
+		/* stats taken above */
 	} else if (!strcmp(ev, "guest-exit")) {
 		log_info(vm->name, "guest exited on its own");
 		snprintf(vm->error, sizeof(vm->error), "guest exited");
@@ -385,7 +371,7 @@ static void start_fork(struct hr_dvm *vm)
 	event_free(vm->conn_ev);
 	vm->conn_ev = NULL;
 	fcntl(vm->peer_fd, F_SETFL, fcntl(vm->peer_fd, F_GETFL) & ~O_NONBLOCK);
-	a.role = HR_ROLE_PRIMARY;
+	a.side = HR_SIDE_PRIMARY;
 	a.peer_fd = vm->peer_fd;
 	snprintf(a.name, sizeof(a.name), "%s", vm->name);
 	a.peer_desc = vm->peer;
@@ -405,7 +391,6 @@ static void start_fork(struct hr_dvm *vm)
 		return;
 	}
 	vm->started_ns = hr_now_ns();
-	set_state(vm, HR_ST_SYNCING, NULL);
 	log_info(vm->name, "started: primary, worker %d, backup at %s, epoch %llu us", (int)vm->pid,
 		 vm->peer, (unsigned long long)vm->epoch_us);
 	snprintf(body, sizeof(body),
@@ -601,14 +586,14 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	old = find_vm(name);
 	if (old && alive(old)) {
 		snprintf(err, sizeof(err), "a VM named %s already exists here (%s, %s)", name,
-			 hr_role_name(old->role), hr_state_name(old->state));
+			 role_name(old), state_name(old));
 		hr_ctl_reply(cc, NULL, err);
 		return;
 	}
 	if (old)
 		vm_free(old);
 
-	vm = vm_new(name, HR_ROLE_PRIMARY, HR_ST_CONNECTING);
+	vm = vm_new(name, HR_SIDE_PRIMARY, HR_RS_CONNECTING);
 	if (!vm) {
 		hr_ctl_reply(cc, NULL, "out of memory");
 		return;
@@ -668,13 +653,13 @@ void hr_vms_accept(int fd, const char *peer_desc)
 		close(fd);
 		return;
 	}
-	vm = vm_new("", HR_ROLE_BACKUP, HR_ST_HANDSHAKE);
+	vm = vm_new("", HR_SIDE_BACKUP, HR_RS_CONNECTING);
 	if (!vm) {
 		close(fd);
 		return;
 	}
 	snprintf(vm->peer, sizeof(vm->peer), "%s", peer_desc);
-	a.role = HR_ROLE_BACKUP;
+	a.side = HR_SIDE_BACKUP;
 	a.peer_fd = fd;
 	a.peer_desc = vm->peer;
 	a.silence_ms = hr_dopts.failover_timeout_ms;
@@ -720,7 +705,7 @@ static void worker_ended(struct hr_dvm *vm, int status)
 	}
 	if (vm->stop_requested) {
 		log_info(vm->name, "stopped (%s)", why);
-	} else if (vm->role == HR_ROLE_BACKUP) {
+	} else if (vm->side == HR_SIDE_BACKUP && vm->state != HR_RS_PROMOTED) {
 		log_warnx(vm->name,
 			  "replica worker ended (%s%s%s); this host no longer holds a copy", why,
 			  vm->error[0] ? ": " : "", vm->error);
@@ -730,7 +715,8 @@ static void worker_ended(struct hr_dvm *vm, int status)
 	}
 	if (!vm->error[0] && !clean)
 		snprintf(vm->error, sizeof(vm->error), "worker %s", why);
-	set_state(vm, clean || vm->stop_requested ? HR_ST_EXITED : HR_ST_FAILED, NULL);
+	if (!final_state(vm->state))
+		set_state(vm, clean || vm->stop_requested ? HR_RS_STOPPED : HR_RS_FAILED);
 
 	if (vm->wait == W_STOP) {
 		char body[160];
@@ -803,15 +789,14 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name)
 	}
 	if (vm->pid <= 0) {
 		snprintf(msg, sizeof(msg), "removed %s (it was %s, not running)\n", vm->name,
-			 hr_state_name(vm->state));
-		log_info(vm->name, "removed (%s)", hr_state_name(vm->state));
+			 state_name(vm));
+		log_info(vm->name, "removed (%s)", state_name(vm));
 		vm_free(vm);
 		hr_ctl_reply(cc, msg, NULL);
 		return;
 	}
 	log_info(vm->name, "stop requested: SIGTERM to worker %d", (int)vm->pid);
 	vm->stop_requested = 1;
-	set_state(vm, HR_ST_STOPPING, NULL);
 	kill(vm->pid, SIGTERM);
 	vm->waiter = cc;
 	vm->wait = W_STOP;
@@ -837,29 +822,25 @@ void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name)
 
 	if (!vm) {
 		snprintf(msg, sizeof(msg), "no VM named %s here", name ? name : "(none)");
-	} else if (vm->role == HR_ROLE_PRIMARY) {
+	} else if (vm->side == HR_SIDE_PRIMARY) {
 		snprintf(
 		    msg, sizeof(msg),
 		    "%s is the primary on this host; run `hareplicate failover %s` on the backup "
 		    "host (%s) to move it there",
 		    vm->name, vm->name, vm->peer);
-	} else if (vm->role == HR_ROLE_PROMOTED) {
+	} else if (vm->state == HR_RS_PROMOTING || vm->state == HR_RS_PROMOTED) {
 		snprintf(msg, sizeof(msg), "%s is already promoted and runs here", vm->name);
-	} else if (vm->pid <= 0 || vm->state == HR_ST_STOPPING) {
+	} else if (vm->pid <= 0 || vm->stop_requested) {
 		snprintf(msg, sizeof(msg), "%s has no running replica here (%s)", vm->name,
-			 hr_state_name(vm->state));
-	} else if (vm->state != HR_ST_PROTECTED) {
+			 state_name(vm));
+	} else if (vm->state != HR_RS_BACKUP) {
 		snprintf(msg, sizeof(msg),
 			 "%s has no committed copy yet (%s); promoting now would lose the guest",
-			 vm->name, hr_state_name(vm->state));
+			 vm->name, state_name(vm));
 	} else if (vm->waiter) {
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", vm->name);
 	} else {
-		log_warnx(vm->name,
-			  HR_TOK_FAILOVER_START
-			  " manual failover: promoting the replica (primary was %s)",
-			  vm->peer);
-		snprintf(vm->last_token, sizeof(vm->last_token), "%s", HR_TOK_FAILOVER_START);
+		log_info(vm->name, "manual failover requested (primary was %s)", vm->peer);
 		vm->failover_requested = 1;
 		kill(vm->pid, SIGUSR1);
 		vm->waiter = cc;
@@ -891,15 +872,15 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 {
 	hr_sbuf_add(sb, "{\"name\": ", 9);
 	json_str(sb, vm->name);
-	hr_sbuf_addf(sb, ", \"role\": \"%s\", \"state\": \"%s\", \"last_event\": ",
-		     hr_role_name(vm->role), hr_state_name(vm->state));
+	hr_sbuf_addf(sb, ", \"role\": \"%s\", \"state\": \"%s\", \"last_event\": ", role_name(vm),
+		     state_name(vm));
 	json_str(sb, vm->last_token);
 	hr_sbuf_add(sb, ", \"peer\": ", 10);
 	json_str(sb, vm->peer);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
-	if (vm->role == HR_ROLE_PRIMARY && vm->kernel)
+	if (vm->side == HR_SIDE_PRIMARY && vm->kernel)
 		hr_sbuf_addf(sb, ", \"epoch_us\": %llu, \"memory_bytes\": %llu, \"vcpus\": %u",
 			     (unsigned long long)vm->epoch_us, (unsigned long long)vm->mem_bytes,
 			     vm->nr_vcpus);
@@ -925,8 +906,8 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 {
 	hr_sbuf_addf(
 	    sb, "%s role=%s state=%s last_event=%s peer=%s pid=%d uptime_s=%llu nr_epochs=%llu\n",
-	    vm->name, hr_role_name(vm->role), hr_state_name(vm->state),
-	    vm->last_token[0] ? vm->last_token : "-", vm->peer[0] ? vm->peer : "-", (int)vm->pid,
+	    vm->name, role_name(vm), state_name(vm), vm->last_token[0] ? vm->last_token : "-",
+	    vm->peer[0] ? vm->peer : "-", (int)vm->pid,
 	    (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 	    (unsigned long long)vm->nr_epochs);
 	if (vm->have_stats)

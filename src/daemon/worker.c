@@ -63,55 +63,45 @@ static void send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
 	(void)hr_write_all(w->a->status_fd, sb->p, sb->len);
 }
 
-static void add_stats(struct hr_sbuf *sb, const struct hr_epoch_stats *st, uint64_t nr_epochs)
+static void on_epoch(void *opaque, const struct hr_epoch_stats *st)
 {
-	hr_kv_addu(sb, "nr_epochs", nr_epochs);
-	if (!st)
-		return;
-	hr_kv_addu(sb, "epoch", st->epoch);
-	hr_kv_addu(sb, "interval_us", st->interval_us);
-	hr_kv_addu(sb, "pause_us", st->pause_us);
-	hr_kv_addu(sb, "dirty_pages", st->dirty_pages);
-	hr_kv_addu(sb, "bytes", st->bytes);
-	hr_kv_addu(sb, "ack_us", st->ack_us);
+	struct worker *w = opaque;
+	struct hr_sbuf sb = {0};
+	char line[256];
+
+	w->nr_epochs++;
+	hr_kv_add(&sb, "event", "epoch");
+	hr_kv_addu(&sb, "nr_epochs", w->nr_epochs);
+#define HR_X_ADD(f) hr_kv_addu(&sb, #f, st->f);
+	HR_EPOCH_STATS_FIELDS(HR_X_ADD)
+#undef HR_X_ADD
+	send_line(w, &sb, 1);
+	hr_sbuf_free(&sb);
+	int n = hr_epoch_stats_format(st, line, sizeof(line) - 1);
+	if (w->epochs_fd >= 0 && n > 0 && n < (int)sizeof(line) - 1) {
+		line[n++] = '\n';
+		(void)!write(w->epochs_fd, line, (size_t)n); /* O_APPEND: one write, one line */
+	}
 }
 
-static void on_event(void *opaque, enum hr_engine_event ev, const struct hr_epoch_stats *st)
+static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state to,
+		     enum hr_role_event ev)
 {
-	static const char *const names[] = {
-	    [HR_EV_SYNCED] = "protected",	 [HR_EV_EPOCH] = "epoch",
-	    [HR_EV_UNPROTECTED] = "unprotected", [HR_EV_PROMOTED] = "promoted",
-	    [HR_EV_GUEST_EXIT] = "guest-exit",
-	};
 	struct worker *w = opaque;
-	struct hr_engine *eng = g_eng;
-	struct hr_epoch_stats last;
 	struct hr_sbuf sb = {0};
 
-	if (ev == HR_EV_EPOCH)
-		w->nr_epochs++;
-	if (!st && eng && ev != HR_EV_PROMOTED && ev != HR_EV_GUEST_EXIT) {
-		/* the backup reports without stats: ask the engine */
-		hr_engine_stats(eng, &last, &w->nr_epochs);
-		st = &last;
-	}
-	hr_kv_add(&sb, "event",
-		  (unsigned)ev < sizeof(names) / sizeof(names[0]) && names[ev] ? names[ev]
-									       : "unknown");
-	add_stats(&sb, st, w->nr_epochs);
-	send_line(w, &sb, ev == HR_EV_EPOCH);
+	hr_kv_add(&sb, "event", "state");
+	hr_kv_add(&sb, "state", hr_role_state_name(to));
+	hr_kv_add(&sb, "from", hr_role_state_name(from));
+	send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
-	if (st && w->epochs_fd >= 0 && (ev == HR_EV_EPOCH || ev == HR_EV_SYNCED)) {
-		char line[256];
-		int n =
-		    snprintf(line, sizeof(line), HR_EPOCH_STATS_FMT "\n",
-			     (unsigned long long)st->epoch, (unsigned long long)st->interval_us,
-			     (unsigned long long)st->pause_us, (unsigned long long)st->dirty_pages,
-			     (unsigned long long)st->bytes, (unsigned long long)st->ack_us);
-		if (n > 0 && n < (int)sizeof(line))
-			(void)!write(w->epochs_fd, line,
-				     (size_t)n); /* O_APPEND: one write, one line */
-	}
+}
+
+/* Released output: the console (channel 0) goes to the console sink. */
+static void output_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
+{
+	if (chan == 0)
+		hr_console_sink(opaque, offset, buf, len);
 }
 
 /* Read one line (byte by byte: nothing after it is consumed).  0 or -errno. */
@@ -227,7 +217,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 
-	if (a->role == HR_ROLE_BACKUP) {
+	if (a->side == HR_SIDE_BACKUP) {
 		rc = backup_preamble(&w);
 		if (rc < 0)
 			goto out;
@@ -273,11 +263,13 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.vm.name = a->name;
 	cfg.epoch_us = a->epoch_us;
 	cfg.silence_ms = a->silence_ms;
-	cfg.auto_promote = a->role == HR_ROLE_BACKUP;
-	cfg.console_sink = hr_console_sink;
-	cfg.console_opaque = con;
-	cfg.on_event = on_event;
-	cfg.event_opaque = &w;
+	cfg.auto_promote = a->side == HR_SIDE_BACKUP;
+	cfg.output_sink = output_sink;
+	cfg.output_opaque = con;
+	cfg.on_state = on_state;
+	cfg.state_opaque = &w;
+	cfg.on_epoch = on_epoch;
+	cfg.epoch_opaque = &w;
 	rc = hr_engine_new(&eng, &cfg);
 	if (rc < 0) {
 		log_err(a->name, "engine: %s", hr_strerror(rc));
@@ -289,13 +281,13 @@ int hr_worker_main(struct hr_worker_args *a)
 	if (g_promote)
 		hr_engine_promote(eng);
 
-	if (a->role == HR_ROLE_BACKUP)
+	if (a->side == HR_SIDE_BACKUP)
 		rc = hr_engine_run_backup(eng, a->peer_fd);
 	else
 		rc = hr_engine_run_primary(eng, a->peer_fd);
 	if (rc < 0)
 		log_warnx(a->name, "%s engine ended: %s",
-			  a->role == HR_ROLE_BACKUP ? "backup" : "primary", hr_strerror(rc));
+			  a->side == HR_SIDE_BACKUP ? "backup" : "primary", hr_strerror(rc));
 	else
 		log_info(a->name, "engine ended");
 

@@ -1,9 +1,7 @@
-# mem backend: the in-memory fake hypervisor (tests), plus snapshot files
-# (src/core/snapshot.*, kept here so that src/core/local.mk stays untouched).
+# mem backend: the in-memory fake hypervisor that makes the core testable
 libhr_a_SOURCES += \
 	src/backends/mem/mem.c src/backends/mem/mem.h \
-	src/backends/mem/mem-guest.c src/backends/mem/mem-internal.h \
-	src/core/snapshot.c src/core/snapshot.h
+	src/backends/mem/mem-guest.c src/backends/mem/mem-internal.h
 
 check_PROGRAMS += tests/t-mem-backend tests/t-snapshot
 TESTS += tests/t-mem-backend tests/t-snapshot

@@ -1,0 +1,171 @@
+/* role.c - the HA state machine: one transition function, one token table. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "ha/role.h"
+
+static const char *const state_names[HR_RS_NR] = {
+    [HR_RS_CONNECTING] = "connecting", [HR_RS_SYNCING] = "syncing",
+    [HR_RS_PROTECTED] = "protected",   [HR_RS_UNPROTECTED] = "unprotected",
+    [HR_RS_BACKUP] = "backup",	       [HR_RS_PROMOTING] = "promoting",
+    [HR_RS_PROMOTED] = "promoted",     [HR_RS_DEMOTED] = "demoted",
+    [HR_RS_FAILED] = "failed",	       [HR_RS_STOPPED] = "stopped",
+};
+
+static const char *const state_tokens[HR_RS_NR] = {
+    [HR_RS_CONNECTING] = "+connecting", [HR_RS_SYNCING] = "+syncing",
+    [HR_RS_PROTECTED] = "+protected",	[HR_RS_UNPROTECTED] = "+unprotected",
+    [HR_RS_BACKUP] = "+backup",		[HR_RS_PROMOTING] = "+promoting",
+    [HR_RS_PROMOTED] = "+promoted",	[HR_RS_DEMOTED] = "+demoted",
+    [HR_RS_FAILED] = "+failed",		[HR_RS_STOPPED] = "+stopped",
+};
+
+/* Events that are news of their own, logged before the state change. */
+static const char *const event_tokens[HR_RE_NR] = {
+    [HR_RE_BACKUP_SILENT] = "+backup-silent",	   [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
+    [HR_RE_BACKUP_LOST] = "+backup-lost",	   [HR_RE_PRIMARY_LOST] = "+primary-lost",
+    [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
+};
+
+const char *hr_role_state_name(enum hr_role_state s)
+{
+	return (unsigned)s < HR_RS_NR ? state_names[s] : "unknown";
+}
+
+const char *hr_role_state_token(enum hr_role_state s)
+{
+	return (unsigned)s < HR_RS_NR ? state_tokens[s] : "+unknown";
+}
+
+const char *hr_role_event_token(enum hr_role_event ev)
+{
+	return (unsigned)ev < HR_RE_NR ? event_tokens[ev] : NULL;
+}
+
+int hr_role_state_parse(const char *name, enum hr_role_state *s_r)
+{
+	for (unsigned s = 0; s < HR_RS_NR; s++)
+		if (!strcmp(name, state_names[s])) {
+			*s_r = (enum hr_role_state)s;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *hr_role_side_name(enum hr_role_side side, enum hr_role_state s)
+{
+	if (s == HR_RS_PROMOTING || s == HR_RS_PROMOTED)
+		return "promoted";
+	return side == HR_SIDE_BACKUP ? "backup" : "primary";
+}
+
+void hr_role_init(struct hr_role *r, const char *vm, enum hr_role_side side,
+		  hr_role_observer_fn observer, void *opaque)
+{
+	memset(r, 0, sizeof(*r));
+	hr_role_set_vm(r, vm);
+	r->side = side;
+	r->state = HR_RS_CONNECTING;
+	r->since_ns = hr_now_ns();
+	r->observer = observer;
+	r->opaque = opaque;
+}
+
+void hr_role_set_vm(struct hr_role *r, const char *vm)
+{
+	snprintf(r->vm, sizeof(r->vm), "%s", vm && *vm ? vm : "vm");
+}
+
+#define KEEP (-1) /* the event changes nothing here */
+#define BAD  (-2) /* the event cannot happen here */
+
+/* The transition table: the next state, KEEP or BAD. */
+static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role_event ev)
+{
+	int final = s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
+
+	switch (ev) {
+	case HR_RE_STOP:
+	case HR_RE_GUEST_EXIT:
+		return final ? KEEP : HR_RS_STOPPED;
+	case HR_RE_ERROR:
+		return final ? KEEP : HR_RS_FAILED;
+	default:
+		break;
+	}
+	if (final)
+		return BAD;
+	if (side == HR_SIDE_PRIMARY) {
+		switch (ev) {
+		case HR_RE_CONNECTED:
+			return s == HR_RS_CONNECTING ? HR_RS_SYNCING : BAD;
+		case HR_RE_SYNCED:
+			return s == HR_RS_SYNCING ? HR_RS_PROTECTED : BAD;
+		case HR_RE_BACKUP_SILENT:
+		case HR_RE_BACKUP_ANSWERED:
+			return s == HR_RS_SYNCING || s == HR_RS_PROTECTED ? KEEP : BAD;
+		case HR_RE_BACKUP_LOST:
+			return s == HR_RS_UNPROTECTED ? KEEP : HR_RS_UNPROTECTED;
+		case HR_RE_TOOK_OVER:
+			return HR_RS_DEMOTED;
+		default:
+			return BAD;
+		}
+	}
+	switch (ev) {
+	case HR_RE_CONNECTED:
+		return s == HR_RS_CONNECTING ? HR_RS_SYNCING : BAD;
+	case HR_RE_SYNCED:
+		return s == HR_RS_SYNCING ? HR_RS_BACKUP : BAD;
+	case HR_RE_PRIMARY_LOST:
+	case HR_RE_OPERATOR_FAILOVER:
+		return s == HR_RS_BACKUP ? HR_RS_PROMOTING : s == HR_RS_PROMOTING ? KEEP : BAD;
+	case HR_RE_PROMOTED:
+		return s == HR_RS_PROMOTING ? HR_RS_PROMOTED : BAD;
+	default:
+		return BAD;
+	}
+}
+
+static int is_bad_news(enum hr_role_state s)
+{
+	return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTING || s == HR_RS_PROMOTED ||
+	       s == HR_RS_DEMOTED || s == HR_RS_FAILED;
+}
+
+int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
+{
+	enum hr_role_state from = r->state;
+	int to = next_state(r->side, from, ev);
+	const char *etok = hr_role_event_token(ev);
+
+	if (to == BAD) {
+		log_warnx(r->vm, "role: event %d is not possible in state %s; ignored", (int)ev,
+			  hr_role_state_name(from));
+		return -EINVAL;
+	}
+	if (etok && (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
+		     ev == HR_RE_OPERATOR_FAILOVER)) {
+		if (ev == HR_RE_BACKUP_ANSWERED)
+			log_info(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
+		else
+			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
+	}
+	if (to == KEEP)
+		return (int)from;
+	r->state = (enum hr_role_state)to;
+	r->since_ns = hr_now_ns();
+	const char *stok = hr_role_state_token(r->state);
+	if (etok)
+		why = NULL; /* said with the event's token */
+	if (is_bad_news(r->state))
+		log_warnx(r->vm, "%s%s%s", stok, why ? ": " : "", why ? why : "");
+	else
+		log_info(r->vm, "%s%s%s", stok, why ? ": " : "", why ? why : "");
+	if (r->observer)
+		r->observer(r->opaque, from, r->state, ev);
+	return (int)r->state;
+}

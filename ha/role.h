@@ -1,0 +1,97 @@
+/*
+ * role.h - the one HA state machine of a protected VM, on either host.
+ *
+ * Every role and state a VM can be in is one enum; every change goes
+ * through hr_role_event(), which is the only place in the tree that logs
+ * the stable transition tokens (+protected, +backup-lost, +failover-start,
+ * +promoted, +demoted, ...).  The engine reports events; the worker passes
+ * the state names to the daemon; `status`, `status --json` and the drill
+ * read the same names (hr_role_state_name / hr_role_state_parse).
+ *
+ *   primary: connecting -> syncing -> protected -> unprotected (backup lost)
+ *                                              -> demoted     (backup took over)
+ *   backup:  connecting -> syncing -> backup -> promoting -> promoted
+ *   either:  any -> stopped (on purpose, guest exit) | failed (error)
+ *
+ * Not thread-safe: one engine thread drives it.
+ */
+#ifndef HR_HA_ROLE_H
+#define HR_HA_ROLE_H
+
+#include <stdint.h>
+
+enum hr_role_state {
+	HR_RS_CONNECTING = 0, /* handshake with the peer in progress */
+	HR_RS_SYNCING,	      /* memory being copied; no complete epoch yet */
+	HR_RS_PROTECTED,      /* primary: the backup holds a complete copy */
+	HR_RS_UNPROTECTED,    /* primary: no backup; the guest runs on */
+	HR_RS_BACKUP,	      /* backup: holds a committed epoch */
+	HR_RS_PROMOTING,      /* backup: taking over */
+	HR_RS_PROMOTED,	      /* backup: the guest runs here now */
+	HR_RS_DEMOTED,	      /* old primary: the backup took over; guest stopped here */
+	HR_RS_FAILED,	      /* an error ended replication */
+	HR_RS_STOPPED,	      /* stopped on purpose or the guest exited */
+	HR_RS_NR,
+};
+
+enum hr_role_side {
+	HR_SIDE_PRIMARY = 1,
+	HR_SIDE_BACKUP = 2,
+};
+
+enum hr_role_event {
+	HR_RE_CONNECTED = 0,	 /* handshake done */
+	HR_RE_SYNCED,		 /* epoch 0 acknowledged (primary) / committed (backup) */
+	HR_RE_BACKUP_SILENT,	 /* primary: no ack in time; output stays held */
+	HR_RE_BACKUP_ANSWERED,	 /* primary: the silent backup answered again */
+	HR_RE_BACKUP_LOST,	 /* primary: the backup's stream ended */
+	HR_RE_PRIMARY_LOST,	 /* backup: the primary's stream ended or went silent */
+	HR_RE_OPERATOR_FAILOVER, /* backup: `hareplicate failover` */
+	HR_RE_PROMOTED,		 /* backup: the guest runs here */
+	HR_RE_TOOK_OVER,	 /* primary: the backup announced its promotion */
+	HR_RE_STOP,		 /* stopped on purpose */
+	HR_RE_GUEST_EXIT,	 /* the guest stopped on its own */
+	HR_RE_ERROR,		 /* replication failed */
+	HR_RE_NR,
+};
+
+/* Told of every change (after it was logged); from the engine thread. */
+typedef void (*hr_role_observer_fn)(void *opaque, enum hr_role_state from, enum hr_role_state to,
+				    enum hr_role_event ev);
+
+struct hr_role {
+	char vm[64];
+	enum hr_role_side side;
+	enum hr_role_state state;
+	uint64_t since_ns; /* CLOCK_MONOTONIC of the last change */
+	hr_role_observer_fn observer;
+	void *opaque;
+};
+
+void hr_role_init(struct hr_role *r, const char *vm, enum hr_role_side side,
+		  hr_role_observer_fn observer, void *opaque);
+
+/* Rename (the backup learns the VM's name in the handshake). */
+void hr_role_set_vm(struct hr_role *r, const char *vm);
+
+/*
+ * Apply an event: log its token(s) with the VM's name and `why` (may be
+ * NULL), move to the next state and tell the observer.  An event that
+ * changes nothing in this state is logged (when it has a token) and
+ * ignored; one that is impossible here is refused with -EINVAL and a
+ * warning.  Returns the new state (>= 0).
+ */
+int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why);
+
+/* "protected", "promoted", ...: the names status, JSON and drill use. */
+const char *hr_role_state_name(enum hr_role_state s);
+/* "+protected", ...: the log token of entering a state. */
+const char *hr_role_state_token(enum hr_role_state s);
+/* "+backup-lost", ... or NULL: the token of an event itself. */
+const char *hr_role_event_token(enum hr_role_event ev);
+/* Name -> state; -EINVAL if unknown. */
+int hr_role_state_parse(const char *name, enum hr_role_state *s_r);
+/* "primary", "backup" or "promoted": the host's role in this state. */
+const char *hr_role_side_name(enum hr_role_side side, enum hr_role_state s);
+
+#endif

@@ -1,0 +1,101 @@
+/* handshake.c - HELLO / HELLO_ACK (handshake.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "core/handshake.h"
+
+int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
+			 const struct hr_mem_region *regions, unsigned nr_regions,
+			 uint64_t epoch_us, int *ctl_r)
+{
+	struct hr_frame f;
+	int rc;
+
+	*ctl_r = 0;
+	rc = hr_stream_send_hello(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
+				  vc->nr_vcpus, regions, nr_regions, epoch_us);
+	if (rc < 0)
+		return rc;
+	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
+		return rc;
+	if (f.type != HR_FT_HELLO_ACK) {
+		hr_frame_release(&f);
+		return -HR_EPROTO;
+	}
+	Hr__HelloAck *a = (Hr__HelloAck *)f.msg;
+	if (!a->accepted) {
+		log_err(p->vm, "backup refused: %s", a->error_text ? a->error_text : "no reason");
+		rc = a->has_error_code && a->error_code < 0 ? a->error_code : -EPERM;
+	}
+	hr_frame_release(&f);
+	return rc;
+}
+
+int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
+{
+	struct hr_frame f;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
+		return rc;
+	if (f.type != HR_FT_HELLO) {
+		hr_frame_release(&f);
+		log_err(NULL, "replication peer did not start with a hello");
+		return -HR_EPROTO;
+	}
+	Hr__Hello *m = (Hr__Hello *)f.msg;
+	snprintf(h->vm, sizeof(h->vm), "%s", m->vm_name);
+	snprintf(h->backend, sizeof(h->backend), "%s", m->backend);
+	h->mem_bytes = m->mem_bytes;
+	h->nr_vcpus = m->nr_vcpus;
+	h->epoch_us = m->has_epoch_us ? m->epoch_us : 0;
+	rc = hr_stream_check_hello(m, m->vm_name);
+	if (!rc && !hr_backend_find(m->backend)) {
+		log_err(h->vm, "primary uses backend '%s', not built here", m->backend);
+		rc = -HR_EBACKEND;
+	}
+	if (!rc && (m->role != HR__ROLE__ROLE_PRIMARY || m->page_bytes != HR_PAGE_SIZE ||
+		    m->n_regions > HR_HELLO_MAX_REGIONS || !m->n_regions))
+		rc = -HR_ESHAPE;
+	for (size_t i = 0; !rc && i < m->n_regions; i++) {
+		uint64_t gpa = m->regions[i]->gpa, bytes = m->regions[i]->bytes;
+		if ((gpa | bytes) % HR_PAGE_SIZE || gpa + bytes < gpa)
+			rc = -HR_ESHAPE;
+		h->regions[i] = (struct hr_mem_region){gpa, bytes, NULL};
+	}
+	h->nr_regions = rc ? 0 : (unsigned)m->n_regions;
+	hr_frame_release(&f);
+	return rc;
+}
+
+int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,
+			      unsigned nr_regions)
+{
+	if (nr_regions != h->nr_regions)
+		return -HR_ESHAPE;
+	for (unsigned i = 0; i < nr_regions; i++)
+		if (regions[i].gpa != h->regions[i].gpa || regions[i].bytes != h->regions[i].bytes)
+			return -HR_ESHAPE;
+	return 0;
+}
+
+int hr_handshake_answer(struct hr_peer *p, int rc)
+{
+	Hr__HelloAck a = HR__HELLO_ACK__INIT;
+
+	a.accepted = rc == 0;
+	a.has_protocol_version = 1;
+	a.protocol_version = HR_PROTO_VERSION;
+	if (rc) {
+		a.has_error_code = 1;
+		a.error_code = rc;
+		a.error_text = (char *)hr_strerror(rc);
+	}
+	a.has_next_epoch = 1;
+	a.next_epoch = 0;
+	return hr_stream_send(p->fd, HR_FT_HELLO_ACK, HR_FRAME_MANDATORY, &a.base, NULL, 0);
+}

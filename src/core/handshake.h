@@ -1,0 +1,46 @@
+/*
+ * handshake.h - opening a replication session: the primary's HELLO (protocol
+ * version, VM name, backend, shape, layout, epoch) and the backup's
+ * HELLO_ACK, with every check on the way (docs/stream-format.md).
+ */
+#ifndef HR_CORE_HANDSHAKE_H
+#define HR_CORE_HANDSHAKE_H
+
+#include <stdint.h>
+
+#include "backends/backend.h"
+#include "core/peer.h"
+
+#define HR_HELLO_MAX_REGIONS 8
+#define HR_HANDSHAKE_MS	     10000
+
+/* Primary: send HELLO, wait for HELLO_ACK.  0; -EINTR with *ctl_r (control
+ * byte); -errno / -HR_E* (a refusal is logged with the backup's reason). */
+int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
+			 const struct hr_mem_region *regions, unsigned nr_regions,
+			 uint64_t epoch_us, int *ctl_r);
+
+/* What the backup learned from a HELLO. */
+struct hr_hello_info {
+	char vm[64];
+	char backend[16];
+	uint64_t mem_bytes;
+	unsigned nr_vcpus;
+	uint64_t epoch_us; /* 0 = not given */
+	unsigned nr_regions;
+	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
+};
+
+/* Backup: receive and check a HELLO (version, role, page size, backend
+ * built here, layout sane).  0, -EINTR with *ctl_r, or -errno / -HR_E*;
+ * on a refusal h->vm may still name the VM for the log. */
+int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r);
+
+/* The replica's layout must equal the primary's, region by region (-HR_ESHAPE). */
+int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,
+			      unsigned nr_regions);
+
+/* Backup: answer the HELLO: accepted when rc == 0, else refused with rc. */
+int hr_handshake_answer(struct hr_peer *p, int rc);
+
+#endif

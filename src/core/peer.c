@@ -1,0 +1,103 @@
+/* peer.c - one replication connection with the engine's control pipe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "core/peer.h"
+
+void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
+{
+	int one = 1;
+
+	p->vm = vm;
+	p->fd = fd;
+	p->ctl_fd = ctl_fd;
+	hr_frame_reader_init(&p->rd, vm);
+	if (fd >= 0) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		/* small frames (acks, epoch ends) must not wait for Nagle +
+		 * delayed ACK; fails harmlessly on AF_UNIX */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+}
+
+void hr_peer_fini(struct hr_peer *p)
+{
+	hr_frame_reader_fini(&p->rd);
+}
+
+void hr_peer_close(struct hr_peer *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
+int hr_peer_wait(struct hr_peer *p, int timeout_ms)
+{
+	struct pollfd pf[2] = {{p->ctl_fd, POLLIN, 0}, {p->fd, POLLIN, 0}};
+	int n = poll(pf, p->fd >= 0 ? 2 : 1, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? -ETIMEDOUT : -errno;
+	if (pf[0].revents & POLLIN) {
+		char c;
+		if (read(p->ctl_fd, &c, 1) == 1)
+			return (unsigned char)c;
+	}
+	if (p->fd >= 0 && pf[1].revents)
+		return 0;
+	return -ETIMEDOUT;
+}
+
+ssize_t hr_peer_fill(struct hr_peer *p)
+{
+	return p->fd < 0 ? 0 : hr_frame_reader_fill(&p->rd, p->fd);
+}
+
+int hr_peer_recv(struct hr_peer *p, struct hr_frame *f, int timeout_ms, int *ctl_r)
+{
+	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	*ctl_r = 0;
+	for (;;) {
+		int rc = hr_frame_reader_next(&p->rd, f);
+		if (rc == 1)
+			return 0;
+		if (rc < 0)
+			return rc;
+		uint64_t now = hr_now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		int w = hr_peer_wait(p, (int)((deadline - now) / 1000000ull) + 1);
+		if (w > 0) {
+			*ctl_r = w;
+			return -EINTR;
+		}
+		if (w == -ETIMEDOUT)
+			continue;
+		if (w < 0)
+			return w;
+		ssize_t n = hr_peer_fill(p);
+		if (n == 0)
+			return hr_frame_reader_pending(&p->rd) ? -HR_EPROTO : -ECONNRESET;
+		if (n < 0 && n != -EAGAIN)
+			return (int)n;
+	}
+}
+
+void hr_peer_send_error(struct hr_peer *p, int code, const char *text)
+{
+	Hr__Error er = HR__ERROR__INIT;
+
+	if (p->fd < 0)
+		return;
+	er.code = code;
+	er.text = (char *)text;
+	hr_stream_send(p->fd, HR_FT_ERROR, HR_FRAME_MANDATORY, &er.base, NULL, 0);
+}

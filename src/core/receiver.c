@@ -1,0 +1,150 @@
+/* receiver.c - the backup's frame handling (receiver.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/receiver.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+void hr_receiver_init(struct hr_receiver *r, const char *vm, int fd, struct hr_guestmem *gm,
+		      struct hr_staging *st)
+{
+	memset(r, 0, sizeof(*r));
+	r->vm = vm;
+	r->fd = fd;
+	r->gm = gm;
+	r->st = st;
+}
+
+/*
+ * A live-phase batch goes straight into the replica (nothing is committed
+ * yet, so nothing can be torn): every gfn must be RAM of this layout and
+ * the batch's own checksum must match before a byte is written.
+ */
+static int apply_live_batch(struct hr_receiver *r, const struct hr_frame *f)
+{
+	const Hr__PageBatch *pb = (const Hr__PageBatch *)f->msg;
+	uint8_t *ptrs[HR_MAP_BATCH_PAGES];
+	const uint8_t *src[HR_MAP_BATCH_PAGES];
+	size_t n = pb->n_gfns;
+	int rc;
+
+	if (pb->n_runs || n != pb->count || n > HR_MAP_BATCH_PAGES || pb->epoch != 0 ||
+	    (uint64_t)f->data_len != (uint64_t)n * HR_PAGE_SIZE)
+		return -HR_EPROTO;
+	if (!pb->has_xxh3)
+		return -HR_EPROTO;
+	for (size_t i = 0; i < n; i++)
+		src[i] = f->data + i * HR_PAGE_SIZE;
+	if (hr_batch_sum(0, pb->gfns, src, (unsigned)n) != pb->xxh3)
+		return -HR_ECHECKSUM;
+	if ((rc = hr_guestmem_map(r->gm, pb->gfns, (unsigned)n, 1, ptrs)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if (!ptrs[i]) {
+			log_err(r->vm, "live batch: gfn 0x%" PRIx64 " is not RAM of this VM",
+				pb->gfns[i]);
+			hr_guestmem_unmap(r->gm);
+			return -HR_EPROTO;
+		}
+	/* A contiguous batch (the usual case in the first round) lands in fresh
+	 * replica memory: populate it with one call, not a fault per page. */
+	if (n > 1 && ptrs[n - 1] == ptrs[0] + (n - 1) * HR_PAGE_SIZE &&
+	    pb->gfns[n - 1] - pb->gfns[0] == n - 1)
+		madvise(ptrs[0], n * HR_PAGE_SIZE, MADV_POPULATE_WRITE);
+	for (size_t i = 0; i < n; i++)
+		memcpy(ptrs[i], src[i], HR_PAGE_SIZE);
+	hr_guestmem_unmap(r->gm);
+	return 0;
+}
+
+static void send_error(struct hr_receiver *r, int code, const char *text)
+{
+	Hr__Error er = HR__ERROR__INIT;
+	er.code = code;
+	er.text = (char *)text;
+	hr_stream_send(r->fd, HR_FT_ERROR, HR_FRAME_MANDATORY, &er.base, NULL, 0);
+}
+
+static int commit(struct hr_receiver *r)
+{
+	uint64_t ep;
+	int rc;
+
+	r->in_epoch = 0;
+	if ((rc = hr_staging_commit(r->st, &ep, NULL, NULL)) < 0) {
+		log_err(r->vm, "commit failed: %s", hr_strerror(rc));
+		return HR_RX_OK;
+	}
+	r->have_commit = 1;
+	uint64_t now = hr_now_ns();
+	Hr__Ack ack = HR__ACK__INIT;
+	ack.epoch = ep;
+	ack.has_commit_ns = 1;
+	ack.commit_ns = now - r->epoch_t0_ns;
+	rc = hr_stream_send(r->fd, HR_FT_ACK, HR_FRAME_MANDATORY, &ack.base, NULL, 0);
+
+	struct hr_staging_stats ss;
+	hr_staging_get_stats(r->st, &ss);
+	r->last = (struct hr_epoch_stats){
+	    .epoch = ep,
+	    .dirty_pages = ss.last_commit_pages,
+	    .bytes = ss.last_commit_bytes,
+	    .ack_us = ack.commit_ns / 1000,
+	    .interval_us = r->last_commit_ns ? (now - r->last_commit_ns) / 1000 : 0};
+	r->last_commit_ns = now;
+	r->nr_epochs++;
+	return rc < 0 ? rc : HR_RX_COMMITTED;
+}
+
+int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
+{
+	int rc;
+
+	switch (f->type) {
+	case HR_FT_PAGE_BATCH:
+		if (r->in_epoch || r->have_commit)
+			break; /* an epoch's batch: staging */
+		if ((rc = apply_live_batch(r, f)) < 0) {
+			log_err(r->vm, "bad live-phase page batch: %s", hr_strerror(rc));
+			send_error(r, rc, "bad live-phase page batch");
+		}
+		return rc;
+	case HR_FT_ERROR: {
+		const Hr__Error *er = (const Hr__Error *)f->msg;
+		log_info(r->vm, "primary ends replication: %s", er->text ? er->text : "no reason");
+		r->end_code = er->code;
+		return er->code == 0 ? HR_RX_END : HR_RX_OK;
+	}
+	case HR_FT_HEARTBEAT:
+		return HR_RX_OK;
+	case HR_FT_EPOCH_BEGIN:
+		r->in_epoch = 1;
+		r->epoch_t0_ns = hr_now_ns();
+		break;
+	default:
+		break;
+	}
+	rc = hr_staging_frame(r->st, f);
+	if (rc < 0) {
+		/* torn or corrupt: staging discarded it, N-1 stays committed */
+		r->in_epoch = 0;
+		log_err(r->vm, "epoch discarded: %s", hr_strerror(rc));
+		return HR_RX_OK;
+	}
+	return rc == 1 ? commit(r) : HR_RX_OK;
+}
+
+void hr_receiver_abandon(struct hr_receiver *r)
+{
+	if (r->in_epoch)
+		hr_staging_discard(r->st);
+	r->in_epoch = 0;
+}

@@ -1,0 +1,122 @@
+/* sender.c - live batches, whole epochs and ack tracking (sender.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/envelope.h"
+#include "core/sender.h"
+
+void hr_sender_init(struct hr_sender *s, const char *vm, int fd)
+{
+	memset(s, 0, sizeof(*s));
+	s->vm = vm;
+	s->fd = fd;
+}
+
+void hr_sender_fini(struct hr_sender *s)
+{
+	free(s->bounce);
+	s->bounce = NULL;
+}
+
+int hr_sender_send_live(struct hr_sender *s, struct hr_guestmem *gm, const uint64_t *gfns,
+			uint64_t nr)
+{
+	uint8_t *ptrs[HR_SENDER_BATCH_PAGES];
+	const uint8_t *ram[HR_SENDER_BATCH_PAGES];
+	uint64_t g[HR_SENDER_BATCH_PAGES];
+	int rc;
+
+	if (!s->bounce && !(s->bounce = malloc((size_t)HR_SENDER_BATCH_PAGES * HR_PAGE_SIZE)))
+		return -ENOMEM;
+	for (uint64_t i = 0; i < nr; i += HR_SENDER_BATCH_PAGES) {
+		unsigned n =
+		    nr - i < HR_SENDER_BATCH_PAGES ? (unsigned)(nr - i) : HR_SENDER_BATCH_PAGES;
+		unsigned k = 0;
+		if ((rc = hr_guestmem_map(gm, gfns + i, n, 0, ptrs)) < 0)
+			return rc;
+		for (unsigned j = 0; j < n; j++) {
+			if (!ptrs[j])
+				continue; /* not RAM */
+			uint8_t *copy = s->bounce + (size_t)k * HR_PAGE_SIZE;
+			memcpy(copy, ptrs[j], HR_PAGE_SIZE);
+			g[k] = gfns[i + j];
+			ram[k++] = copy;
+		}
+		hr_guestmem_unmap(gm);
+		rc = k ? hr_stream_send_pages(s->fd, 0, g, ram, k, HR_PAGES_SUMMED) : 0;
+		if (rc < 0)
+			return rc;
+		s->live_bytes += (uint64_t)k * HR_PAGE_SIZE;
+	}
+	return 0;
+}
+
+int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
+{
+	struct hr_envelope_out env;
+	const uint8_t *ptrs[HR_SENDER_BATCH_PAGES];
+	int rc;
+
+	if (s->nr_inflight == HR_SENDER_MAX_INFLIGHT)
+		return -EBUSY;
+	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
+	eb.epoch = ep->epoch;
+	eb.nr_pages = ep->nr_pages;
+	eb.has_full = ep->epoch == 0;
+	eb.full = ep->epoch == 0;
+	rc = hr_stream_send(s->fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
+	for (uint64_t i = 0; !rc && i < ep->nr_pages; i += HR_SENDER_BATCH_PAGES) {
+		unsigned n = ep->nr_pages - i < HR_SENDER_BATCH_PAGES ? (unsigned)(ep->nr_pages - i)
+								      : HR_SENDER_BATCH_PAGES;
+		for (unsigned j = 0; j < n; j++)
+			ptrs[j] = hr_capture_page(ep->pages, i + j);
+		rc = hr_stream_send_pages(s->fd, ep->epoch, ep->gfns + i, ptrs, n, 0);
+	}
+	if (rc)
+		goto out;
+	/* the state frame: the envelope points at the held output and the blob */
+	if ((rc = hr_envelope_build(&env, &ep->out, ep->blob, ep->blob_bytes)) < 0)
+		goto out;
+	hr_epoch_sum_state_iov(&ep->sum, env.iov, env.nr_iov, env.bytes);
+	Hr__State sm = HR__STATE__INIT;
+	sm.epoch = ep->epoch;
+	sm.blob_bytes = env.bytes;
+	rc = hr_stream_send(s->fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, env.iov, env.nr_iov);
+	ep->st.bytes = ep->nr_pages * HR_PAGE_SIZE + env.bytes;
+	hr_envelope_out_free(&env);
+	if (rc)
+		goto out;
+	Hr__EpochEnd ee = HR__EPOCH_END__INIT;
+	ee.epoch = ep->epoch;
+	ee.nr_pages = ep->nr_pages;
+	ee.bytes = ep->st.bytes;
+	ee.xxh3 = hr_epoch_sum_value(&ep->sum);
+	rc = hr_stream_send(s->fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL, 0);
+	if (!rc) {
+		s->inflight[s->nr_inflight].epoch = ep->epoch;
+		s->inflight[s->nr_inflight++].sent_ns = hr_now_ns();
+	}
+out:
+	if (rc)
+		log_warnx(s->vm, "sending epoch %" PRIu64 " failed: %s", ep->epoch,
+			  hr_strerror(rc));
+	return rc;
+}
+
+int hr_sender_ack(struct hr_sender *s, uint64_t epoch, uint64_t *sent_ns_r)
+{
+	if (!s->nr_inflight || s->inflight[0].epoch != epoch) {
+		log_err(s->vm, "ack for epoch %" PRIu64 ", expected %s%" PRIu64, epoch,
+			s->nr_inflight ? "" : "none after ", s->inflight[0].epoch);
+		return -HR_EPROTO;
+	}
+	if (sent_ns_r)
+		*sent_ns_r = s->inflight[0].sent_ns;
+	memmove(&s->inflight[0], &s->inflight[1], (--s->nr_inflight) * sizeof(s->inflight[0]));
+	return 0;
+}

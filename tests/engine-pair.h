@@ -1,0 +1,193 @@
+/*
+ * engine-pair.h - a primary and a backup engine in one process (threads)
+ * over a socketpair or loopback TCP, with an outside observer for their
+ * released output.  Shared by the core's tests and bench/b-replicate.
+ *
+ * The observer keeps each channel's bytes by offset, as any outside reader
+ * would: a repeat must carry the same bytes (else a conflict), data beyond
+ * what it has is a gap.
+ */
+#ifndef HR_TESTS_ENGINE_PAIR_H
+#define HR_TESTS_ENGINE_PAIR_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/engine.h"
+
+struct ep_chan {
+	char *buf;
+	size_t len, cap;
+	unsigned gaps, conflicts;
+};
+
+struct ep_pair {
+	pthread_mutex_t lock;
+	struct ep_chan out[HR_MAX_CHANNELS];
+	struct hr_engine *p, *b;
+	int fds[2];
+	pthread_t tp, tb;
+	int rc_p, rc_b;
+	volatile uint64_t p_acked; /* epochs the primary saw acknowledged */
+	volatile uint64_t b_committed;
+	volatile enum hr_role_state p_state, b_state;
+	/* optional extra observers */
+	void (*on_output)(struct ep_pair *ep, unsigned chan, uint64_t off, const void *buf,
+			  size_t len);
+	void (*on_p_epoch)(struct ep_pair *ep, const struct hr_epoch_stats *st);
+	void *user;
+};
+
+static inline void ep_sink(void *opaque, unsigned chan, uint64_t off, const void *p, size_t n)
+{
+	struct ep_pair *ep = opaque;
+	struct ep_chan *c = &ep->out[chan % HR_MAX_CHANNELS];
+
+	pthread_mutex_lock(&ep->lock);
+	if (off > c->len) {
+		c->gaps++;
+	} else {
+		size_t overlap = c->len - off < n ? (size_t)(c->len - off) : n;
+		if (memcmp(c->buf + off, p, overlap))
+			c->conflicts++;
+		size_t add = n - overlap;
+		if (c->len + add + 1 > c->cap) {
+			c->cap = (c->len + add + 1) * 2;
+			c->buf = realloc(c->buf, c->cap);
+		}
+		memcpy(c->buf + c->len, (const char *)p + overlap, add);
+		c->len += add;
+		c->buf[c->len] = 0;
+	}
+	pthread_mutex_unlock(&ep->lock);
+	if (ep->on_output)
+		ep->on_output(ep, chan, off, p, n);
+}
+
+static inline void ep_p_epoch(void *o, const struct hr_epoch_stats *st)
+{
+	struct ep_pair *ep = o;
+	__atomic_add_fetch(&ep->p_acked, 1, __ATOMIC_SEQ_CST);
+	if (ep->on_p_epoch)
+		ep->on_p_epoch(ep, st);
+}
+
+static inline void ep_b_epoch(void *o, const struct hr_epoch_stats *st)
+{
+	struct ep_pair *ep = o;
+	__atomic_add_fetch(&ep->b_committed, 1, __ATOMIC_SEQ_CST);
+}
+
+static inline void ep_p_state(void *o, enum hr_role_state from, enum hr_role_state to,
+			      enum hr_role_event ev)
+{
+	((struct ep_pair *)o)->p_state = to;
+}
+
+static inline void ep_b_state(void *o, enum hr_role_state from, enum hr_role_state to,
+			      enum hr_role_event ev)
+{
+	((struct ep_pair *)o)->b_state = to;
+}
+
+static inline void *ep_run_p(void *a)
+{
+	struct ep_pair *ep = a;
+	ep->rc_p = hr_engine_run_primary(ep->p, ep->fds[0]);
+	return NULL;
+}
+
+static inline void *ep_run_b(void *a)
+{
+	struct ep_pair *ep = a;
+	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
+	return NULL;
+}
+
+/* A connected loopback TCP pair (like two hosts), else a socketpair. */
+static inline int ep_connect(int fds[2], int tcp)
+{
+	if (!tcp)
+		return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) ? -1 : 0;
+	int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	if (l < 0 || bind(l, (void *)&a, sizeof(a)) || listen(l, 1) ||
+	    getsockname(l, (void *)&a, &al))
+		return -1;
+	fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(fds[0], (void *)&a, sizeof(a)))
+		return -1;
+	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	close(l);
+	return fds[1] < 0 ? -1 : 0;
+}
+
+/* Build both engines (output, epochs and states observed) and start them. */
+static inline int ep_start(struct ep_pair *ep, struct hr_engine_config pc,
+			   struct hr_engine_config bc, int tcp)
+{
+	pthread_mutex_init(&ep->lock, NULL);
+	pc.output_sink = bc.output_sink = ep_sink;
+	pc.output_opaque = bc.output_opaque = ep;
+	pc.on_epoch = ep_p_epoch;
+	bc.on_epoch = ep_b_epoch;
+	pc.epoch_opaque = bc.epoch_opaque = ep;
+	pc.on_state = ep_p_state;
+	bc.on_state = ep_b_state;
+	pc.state_opaque = bc.state_opaque = ep;
+	if (ep_connect(ep->fds, tcp) < 0 || hr_engine_new(&ep->p, &pc) < 0 ||
+	    hr_engine_new(&ep->b, &bc) < 0)
+		return -1;
+	pthread_create(&ep->tb, NULL, ep_run_b, ep);
+	pthread_create(&ep->tp, NULL, ep_run_p, ep);
+	return 0;
+}
+
+/* The primary dies as a crash would: its guest stops, its stream ends. */
+static inline void ep_kill_primary(struct ep_pair *ep)
+{
+	hr_engine_abort(ep->p);
+	pthread_join(ep->tp, NULL);
+	shutdown(ep->fds[0], SHUT_RDWR);
+	close(ep->fds[0]);
+	ep->fds[0] = -1;
+}
+
+/* Stop whatever still runs and free both engines. */
+static inline void ep_finish(struct ep_pair *ep)
+{
+	if (ep->fds[0] >= 0) {
+		hr_engine_stop(ep->p);
+		pthread_join(ep->tp, NULL);
+	}
+	hr_engine_stop(ep->b);
+	pthread_join(ep->tb, NULL);
+	hr_engine_free(ep->p);
+	hr_engine_free(ep->b);
+	for (unsigned c = 0; c < HR_MAX_CHANNELS; c++)
+		free(ep->out[c].buf);
+}
+
+/* Wait (bounded) until *v >= want; 1 if reached. */
+static inline int ep_wait_u64(volatile uint64_t *v, uint64_t want, double timeout_s)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if (__atomic_load_n(v, __ATOMIC_SEQ_CST) >= want)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
+			return 0;
+		usleep(2000);
+	}
+}
+
+#endif
