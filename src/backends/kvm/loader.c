@@ -26,6 +26,7 @@
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/unaligned.h"
 
 #define MB_MAGIC	   0x1BADB002u
 #define MB_BOOT_MAGIC	   0x2BADB002u
@@ -144,18 +145,21 @@ static int elf_info(const struct image *img, uint64_t *entry_r, unsigned *phnum_
 	return -HR_EGUEST;
 }
 
-/* Program header i of an image that passed elf_info. */
+/* Program header i of an image that passed elf_info.  e_phoff comes from the
+ * file and need not be aligned: copy the header out rather than point at it. */
 static struct phdr elf_phdr(const struct image *img, unsigned i)
 {
 	struct phdr p;
 	if (img->data[EI_CLASS] == ELFCLASS32) {
 		const Elf32_Ehdr *eh = (const void *)img->data;
-		const Elf32_Phdr *ph = (const Elf32_Phdr *)(img->data + eh->e_phoff) + i;
-		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
+		Elf32_Phdr ph;
+		memcpy(&ph, img->data + eh->e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		p = (struct phdr){ph.p_type, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_paddr};
 	} else {
 		const Elf64_Ehdr *eh = (const void *)img->data;
-		const Elf64_Phdr *ph = (const Elf64_Phdr *)(img->data + eh->e_phoff) + i;
-		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
+		Elf64_Phdr ph;
+		memcpy(&ph, img->data + eh->e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		p = (struct phdr){ph.p_type, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_paddr};
 	}
 	return p;
 }
@@ -196,14 +200,16 @@ static uint64_t find_pvh_entry(const struct image *img)
 			continue;
 		uint64_t pos = 0, off = ph.offset, sz = ph.filesz;
 		while (pos + 12 <= sz) {
-			const uint32_t *n = (const void *)(img->data + off + pos);
-			uint32_t namesz = n[0], descsz = n[1], ntype = n[2];
+			/* p_offset comes from the file: the note may sit at any address */
+			const uint8_t *n = img->data + off + pos;
+			uint32_t namesz = hr_get_le32(n), descsz = hr_get_le32(n + 4),
+				 ntype = hr_get_le32(n + 8);
 			uint64_t desc = pos + 12 + ((namesz + 3) & ~3u);
 			if (desc + descsz > sz)
 				break;
 			if (ntype == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
 			    !memcmp(img->data + off + pos + 12, "Xen", 4) && descsz >= 4)
-				return *(const uint32_t *)(img->data + off + desc);
+				return hr_get_le32(img->data + off + desc);
 			pos = desc + ((descsz + 3) & ~3u);
 		}
 	}
@@ -212,14 +218,14 @@ static uint64_t find_pvh_entry(const struct image *img)
 
 /* What PC firmware leaves in the BIOS data area and that kernels read even when
  * booted by multiboot: COM1's port, the equipment word, base memory in KiB
- * and the EBDA segment. */
+ * and the EBDA segment.  BDA words sit at odd addresses (0x413). */
 static void setup_bda(struct kvm_vm *vm)
 {
 	uint8_t *bda = kvm_gpa_ptr(vm, 0x400, 0x100);
-	*(uint16_t *)(bda + 0x00) = 0x3f8;   /* COM1 */
-	*(uint16_t *)(bda + 0x0e) = 0x9fc0;  /* EBDA segment */
-	*(uint16_t *)(bda + 0x10) = 1u << 9; /* equipment: one serial port */
-	*(uint16_t *)(bda + 0x13) = 639;     /* base memory, KiB */
+	hr_put_le16(bda + 0x00, 0x3f8);	  /* COM1 */
+	hr_put_le16(bda + 0x0e, 0x9fc0);  /* EBDA segment */
+	hr_put_le16(bda + 0x10, 1u << 9); /* equipment: one serial port */
+	hr_put_le16(bda + 0x13, 639);	  /* base memory, KiB */
 }
 
 static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx)
@@ -230,11 +236,11 @@ static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint
 
 	/* A flat GDT in guest memory: null, null, code32 (0x10), data32 (0x18). */
 	setup_bda(vm);
-	uint64_t *gdt = (uint64_t *)kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
-	gdt[0] = 0;
-	gdt[1] = 0;
-	gdt[2] = 0x00cf9b000000ffffull;
-	gdt[3] = 0x00cf93000000ffffull;
+	uint8_t *gdt = kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
+	hr_put_le64(gdt + 0, 0);
+	hr_put_le64(gdt + 8, 0);
+	hr_put_le64(gdt + 16, 0x00cf9b000000ffffull);
+	hr_put_le64(gdt + 24, 0x00cf93000000ffffull);
 
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
