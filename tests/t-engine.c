@@ -40,7 +40,7 @@ static void sink_fn(void *opaque, uint64_t off, const void *p, size_t n)
 		s->gaps++;
 	} else {
 		size_t overlap = s->len - off < n ? s->len - off : n;
-		if (memcmp(s->buf + off, p, overlap))
+		if (overlap && memcmp(s->buf + off, p, overlap))
 			s->conflicts++;
 		size_t add = n - overlap;
 		if (s->len + add + 1 > s->cap) {
