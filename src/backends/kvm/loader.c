@@ -11,8 +11,10 @@
  * Like GRUB and QEMU the multiboot command line starts with the kernel path
  * (PVH passes the command line alone).
  * The memory map says what the guest can use: 0..639 KiB, 1 MiB..(RAM below
- * 3 GiB), and RAM above 4 GiB.
+ * 3 GiB), and RAM above 4 GiB.  On AMD hosts with >= 40 physical address
+ * bits it also reserves the HyperTransport hole below 1 TiB, as QEMU does.
  */
+#include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +83,29 @@ struct e820 {
 	uint32_t type;
 };
 
+/* Entries build_memmap may write (it writes at most 9). */
+#define E820_MAX 10
+
+/* The HyperTransport range just below 1 TiB, reserved on AMD systems. */
+#define AMD_HT_BASE  0xfd00000000ull
+#define AMD_HT_BYTES 0x300000000ull
+
+/* QEMU (7.1 and later pc machines) adds the AMD HyperTransport hole as a
+ * reserved e820 entry when the guest CPU is AMD and has >= 40 physical
+ * address bits.  Our guest sees the host's CPUID vendor and address width
+ * (KVM_GET_SUPPORTED_CPUID), so ask the host. */
+static int has_amd_ht_hole(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0, &a, &b, &c, &d) || b != signature_AMD_ebx || c != signature_AMD_ecx ||
+	    d != signature_AMD_edx)
+		return 0;
+	if (__get_cpuid_max(0x80000000u, NULL) < 0x80000008u)
+		return 0;
+	__cpuid(0x80000008u, a, b, c, d);
+	return (a & 0xff) >= 40;
+}
+
 static int build_memmap(struct kvm_vm *vm, struct e820 *m)
 {
 	uint64_t mem = vm->cfg.mem_bytes;
@@ -97,6 +122,11 @@ static int build_memmap(struct kvm_vm *vm, struct e820 *m)
 	m[n++] = (struct e820){0xfffc0000, 0x40000, 2};
 	if (mem > low)
 		m[n++] = (struct e820){HR_HIGH_MEM_BASE, mem - low, 1};
+	/* Last, in address order.  A guest whose RAM above 4 GiB would reach the
+	 * hole (~1 TiB) QEMU gives RAM above 1 TiB instead; we do not relocate,
+	 * so such a guest gets no entry rather than one overlapping its RAM. */
+	if (has_amd_ht_hole() && HR_HIGH_MEM_BASE + (mem - low) <= AMD_HT_BASE)
+		m[n++] = (struct e820){AMD_HT_BASE, AMD_HT_BYTES, 2};
 	return n;
 }
 
@@ -348,9 +378,9 @@ static int load_multiboot(struct kvm_vm *vm, const struct image *img, const uint
 
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct mb_info)};
 	struct mb_info mbi = {0};
-	struct e820 m[10];
+	struct e820 m[E820_MAX];
 	int nm = build_memmap(vm, m);
-	struct mb_mmap mm[10];
+	struct mb_mmap mm[E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct mb_mmap){20, m[i].addr, m[i].len, m[i].type};
 
@@ -388,9 +418,9 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	if (rc < 0)
 		return rc;
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct hvm_start_info)};
-	struct e820 m[10];
+	struct e820 m[E820_MAX];
 	int nm = build_memmap(vm, m);
-	struct hvm_memmap_entry mm[10];
+	struct hvm_memmap_entry mm[E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
 	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};
