@@ -153,8 +153,8 @@ ok 'grep -q "+protected" "$T/a.log"' "A logs +protected"
 
 # --- lose the backup ---
 wpid=$(field vm1 pid "$CB")
-kill -9 "$wpid"
-ok 'wait_field vm1 state unprotected "$CA" 10' "kill -9 of B's worker: A says vm1 unprotected"
+ok 'kill_pid -9 "$wpid" && wait_field vm1 state unprotected "$CA" 10' \
+	"kill -9 of B's worker (pid $wpid): A says vm1 unprotected"
 ok 'grep -q "+backup-lost" "$T/a.log" && grep -q "+unprotected" "$T/a.log"' "A logs +backup-lost and +unprotected"
 ok 'alive $pidb && [ "$(field vm1 state "$CB")" = failed ]' "B survives; its vm1 entry is failed"
 s1=$(stat -c %s "$T/a/state/vm1.console")
