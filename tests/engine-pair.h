@@ -54,7 +54,7 @@ static inline void ep_sink(void *opaque, unsigned chan, uint64_t off, const void
 		c->gaps++;
 	} else {
 		size_t overlap = c->len - off < n ? (size_t)(c->len - off) : n;
-		if (memcmp(c->buf + off, p, overlap))
+		if (overlap && memcmp(c->buf + off, p, overlap))
 			c->conflicts++;
 		size_t add = n - overlap;
 		if (c->len + add + 1 > c->cap) {

@@ -28,8 +28,22 @@ wait_for() {
 	done
 	return 1
 }
+# is_pid X: X is a positive integer > 1.  `kill 0` signals our whole process
+# group (all of make check), `kill -1` every process, and an empty or "None"
+# pid read from status output means the process never started.
+is_pid() {
+	case $1 in '' | *[!0-9]*) return 1 ;; esac
+	[ "$1" -gt 1 ]
+}
+# kill_pid SIGNAL PID: kill a pid read from status output, refusing (and
+# failing, so that the test point fails) anything but a real pid.
+kill_pid() {
+	is_pid "$2" || { diag "refusing to kill pid '$2'"; return 1; }
+	kill "$1" "$2"
+}
 # wait_exit PID SECONDS: wait (bounded) for a background child; sets $rc.
 wait_exit() {
+	is_pid "$1" || { diag "wait_exit: not a pid: '$1'"; rc=nopid; return 1; }
 	_end=$(( $(date +%s) + $2 ))
 	while kill -0 "$1" 2>/dev/null && [ "$(date +%s)" -lt "$_end" ]; do sleep 0.05; done
 	if kill -0 "$1" 2>/dev/null; then kill -9 "$1"; wait "$1" 2>/dev/null; rc=timeout; return 1; fi

@@ -113,7 +113,7 @@ ok 'alive $pida && A status >/dev/null' "daemon A survives bad control input"
 
 # --- start errors ---
 A start vm1 --backend xen --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
-ok '[ $rc != 0 ] && grep -q -- "--with-xen" "$T/err"' "--backend xen (not built) names --with-xen"
+ok '[ $rc != 0 ] && grep -q -- "no Xen backend" "$T/err"' "--backend xen (not in this build): a clear refusal"
 A start vm1 --peer "127.0.0.1:$PDEAD" --kernel "$GUESTS/memwalk.elf" --memory 64M 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "cannot reach peer 127.0.0.1:$PDEAD" "$T/err"' "unreachable peer: start fails clearly (rc=$rc)"
 ok 'A status | grep -q "^no VMs"' "... and nothing was started"
@@ -135,7 +135,7 @@ ok '[ $rc = 0 ] && grep -q "started vm1" "$T/out"' "start vm1 from A to B (rc=$r
 A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "already exists" "$T/err"' "a second vm1 is refused"
 ok 'wait_field vm1 state protected "$CA" 30' "A: vm1 becomes protected"
-ok 'wait_field vm1 state protected "$CB" 10 && [ "$(field vm1 role "$CB")" = backup ]' "B: vm1 is a protected backup"
+ok 'wait_field vm1 state backup "$CB" 10 && [ "$(field vm1 role "$CB")" = backup ]' "B: vm1 is a backup holding a committed epoch"
 e1=$(field vm1 nr_epochs "$CA"); sleep 1; e2=$(field vm1 nr_epochs "$CA")
 ok '[ "${e2:-0}" -gt "$((${e1:-0} + 5))" ]' "epochs count ($e1 -> $e2 in 1 s)"
 ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); v=d[\"vms\"][0]; assert v[\"role\"]==\"primary\" and v[\"last_epoch\"][\"pause_us\"]>0"' \
@@ -153,8 +153,8 @@ ok 'grep -q "+protected" "$T/a.log"' "A logs +protected"
 
 # --- lose the backup ---
 wpid=$(field vm1 pid "$CB")
-kill -9 "$wpid"
-ok 'wait_field vm1 state unprotected "$CA" 10' "kill -9 of B's worker: A says vm1 unprotected"
+ok 'kill_pid -9 "$wpid" && wait_field vm1 state unprotected "$CA" 10' \
+	"kill -9 of B's worker (pid $wpid): A says vm1 unprotected"
 ok 'grep -q "+backup-lost" "$T/a.log" && grep -q "+unprotected" "$T/a.log"' "A logs +backup-lost and +unprotected"
 ok 'alive $pidb && [ "$(field vm1 state "$CB")" = failed ]' "B survives; its vm1 entry is failed"
 s1=$(stat -c %s "$T/a/state/vm1.console")
@@ -167,7 +167,7 @@ ok 'B stop vm1 >/dev/null && B status | grep -q "^no VMs"' "remove the dead repl
 # --- manual failover ---
 A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M \
 	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
-ok 'wait_field vm2 state protected "$CB" 30' "vm2 protected on B"
+ok 'wait_field vm2 state backup "$CB" 30' "vm2 protected: B holds a committed epoch"
 B failover vm2 >"$T/out" 2>"$T/err"; rc=$?
 ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failover-start" "$T/b.log" && grep -q "+promoted" "$T/b.log"' \
 	"failover vm2 on B: promoted, +failover-start and +promoted logged (rc=$rc $(cat "$T/err"))"

@@ -92,7 +92,11 @@ struct rec_log {
 static int rec_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
 {
 	struct rec_log *r = opaque;
-	if (chan > 1 || offset != r->next[chan])
+	if (chan > 1) {
+		r->bad = 1;
+		return 0;
+	}
+	if (offset != r->next[chan])
 		r->bad = 1;
 	r->next[chan] = offset + len;
 	r->n[chan]++;

@@ -661,12 +661,23 @@ static int one_drill(struct drill *d)
 			return -1;
 		}
 		uint64_t now = hr_now_ns();
+		/* The tap kills A (drill_kill_locked) and sets killed under w->lock:
+		 * reap A under the same lock, so that a death seen here with killed
+		 * still 0 cannot be our kill. */
+		int st, died = 0;
 		pthread_mutex_lock(&w->lock);
 		int killed = w->killed;
 		uint64_t acked = w->acked;
+		if (!killed && waitpid(d->pid_a, &st, WNOHANG) == d->pid_a)
+			died = 1;
 		pthread_mutex_unlock(&w->lock);
 		if (killed)
 			break;
+		if (died) {
+			d->pid_a = 0;
+			fail(d, "A's daemon died before the kill (see %s)", d->log_a);
+			return -1;
+		}
 		if (acked != last_acked) {
 			last_acked = acked;
 			last_progress = now;
@@ -684,12 +695,6 @@ static int one_drill(struct drill *d)
 			if (!ctl_query(d->ctl_a, "status", buf, sizeof(buf)))
 				add_sample(d, buf);
 			last_sample = now;
-		}
-		int st;
-		if (waitpid(d->pid_a, &st, WNOHANG) == d->pid_a) {
-			d->pid_a = 0;
-			fail(d, "A's daemon died before the kill (see %s)", d->log_a);
-			return -1;
 		}
 		usleep(5000);
 	}

@@ -21,7 +21,7 @@ static const char start_help[] =
     "shows when the VM is protected.\n\n"
     "  --peer HOST[:PORT]  the backup host's replication port (default port 7788)\n"
     "  --kernel FILE       guest image (multiboot v1 / PVH ELF)\n"
-    "  --backend NAME      kvm (default) or xen (needs a build with --with-xen)\n"
+    "  --backend NAME      kvm (default); xen is not implemented yet\n"
     "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
     "  --memory SIZE       guest RAM: 256M (default), 2G, ...\n"
     "  --vcpus N           vCPUs, 1..64 (default 1)\n"

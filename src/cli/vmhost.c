@@ -84,6 +84,8 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 		   const struct hr_vmhost_opts *opts)
 {
 	const struct hr_backend_ops *ops = hr_backend_find("kvm");
+	const char *name_arg = cfg->name;
+	struct hr_snapshot_info info; /* restore: cfg->name may point into it */
 	struct hr_vm *vm = NULL;
 	int status = 70, rc, snap_fd = -1;
 
@@ -93,7 +95,6 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 	cfg->on_exit = on_guest_exit;
 
 	if (restore_path) {
-		struct hr_snapshot_info info;
 		snap_fd = open(restore_path, O_RDONLY | O_CLOEXEC);
 		if (snap_fd < 0) {
 			log_err(cfg->name, "cannot open snapshot %s: %s", restore_path,
@@ -114,8 +115,9 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 		cfg->mem_bytes = info.mem_bytes;
 		cfg->nr_vcpus = info.nr_vcpus;
 		cfg->kernel_path = NULL;
+		/* the name in the file; info outlives every use, cfg->name is put back at out */
 		if (!cfg->name || !strcmp(cfg->name, "vm"))
-			cfg->name = strdup(info.vm_name);
+			cfg->name = info.vm_name;
 	}
 
 	rc = ops->open(&vm, cfg);
@@ -221,5 +223,6 @@ out:
 		ops->close(NULL);
 	if (snap_fd >= 0)
 		close(snap_fd);
+	cfg->name = name_arg;
 	return status;
 }

@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -115,6 +119,60 @@ int hr_read_all(int fd, void *buf, uint64_t len)
 			return -HR_EBADSNAP;
 		p += r;
 		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/* Block until fd is writable (a non-blocking socket's buffer has room). */
+static int wait_writable(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	int r;
+
+	do
+		r = poll(&pfd, 1, -1);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
+
+int hr_writev_all(int fd, struct iovec *iov, int cnt)
+{
+	int use_writev = 0;
+
+	while (cnt > 0) {
+		int n = cnt > IOV_MAX ? IOV_MAX : cnt;
+		ssize_t r;
+
+		if (!use_writev) {
+			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+			r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+			if (r < 0 && errno == ENOTSOCK) {
+				use_writev = 1;
+				continue;
+			}
+		} else {
+			r = writev(fd, iov, n);
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				int rc = wait_writable(fd);
+				if (rc)
+					return rc;
+				continue;
+			}
+			return -errno;
+		}
+		while (cnt > 0 && (size_t)r >= iov->iov_len) {
+			r -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + r;
+			iov->iov_len -= r;
+		}
 	}
 	return 0;
 }

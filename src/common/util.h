@@ -12,6 +12,10 @@ int hr_parse_duration_us(const char *s, uint64_t *us_r);
 uint64_t hr_now_ns(void);
 /* Write all of buf; 0 or -errno. */
 int hr_write_all(int fd, const void *buf, uint64_t len);
+/* Write every byte of iov[0..cnt) (iov is modified): sendmsg without SIGPIPE
+ * on sockets (EAGAIN waited out), writev on other fds.  0 or -errno. */
+struct iovec;
+int hr_writev_all(int fd, struct iovec *iov, int cnt);
 /* Read exactly len bytes; 0, -errno, or -HR_EBADSNAP on early EOF. */
 int hr_read_all(int fd, void *buf, uint64_t len);
 

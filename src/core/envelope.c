@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/bytes.h"
+#include "common/unaligned.h"
 #include "common/err.h"
 #include "core/envelope.h"
 

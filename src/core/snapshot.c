@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "common/unaligned.h"
 #include "core/snapshot.h"
 
 #define SNAP_MAGIC	    "HRSNAP01"
@@ -42,34 +43,6 @@
 #define SNAP_WR_MAX_RECS     64u	   /* writer: records per writev batch */
 
 static const uint8_t zero_page[HR_PAGE_SIZE];
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 /* ---- writer ------------------------------------------------------------ */
 
@@ -93,28 +66,6 @@ struct snap_writer {
 	int check_swap;
 };
 
-static int writev_all(int fd, struct iovec *iov, unsigned nr)
-{
-	while (nr) {
-		ssize_t r = writev(fd, iov, (int)(nr > IOV_MAX ? IOV_MAX : nr));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		while (nr && (size_t)r >= iov->iov_len) {
-			r -= (ssize_t)iov->iov_len;
-			iov++;
-			nr--;
-		}
-		if (nr && r) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= (size_t)r;
-		}
-	}
-	return 0;
-}
-
 static int writer_flush(struct snap_writer *w)
 {
 	uint64_t bytes = 0;
@@ -122,7 +73,7 @@ static int writer_flush(struct snap_writer *w)
 
 	for (unsigned i = 0; i < w->nr_iov; i++)
 		bytes += w->iov[i].iov_len;
-	rc = writev_all(w->fd, w->iov, w->nr_iov);
+	rc = hr_writev_all(w->fd, w->iov, (int)w->nr_iov);
 	if (rc < 0) {
 		log_warnx(w->vm, "snapshot: write at offset %" PRIu64 ": %s", w->off_bytes,
 			  hr_strerror(rc));
@@ -142,18 +93,18 @@ static int writer_record(struct snap_writer *w, uint32_t type, uint64_t a, uint6
 	uint8_t sum_le[8];
 	uint64_t sum;
 
-	put_le32(h, type);
-	put_le32(h + 4, 0);
-	put_le64(h + 8, a);
-	put_le64(h + 16, b);
+	hr_put_le32(h, type);
+	hr_put_le32(h + 4, 0);
+	hr_put_le64(h + 8, a);
+	hr_put_le64(h + 16, b);
 	XXH3_64bits_reset(w->rec_sum);
 	XXH3_64bits_update(w->rec_sum, h, SNAP_REC_SUM_OFFSET);
 	if (payload_bytes)
 		XXH3_64bits_update(w->rec_sum, payload, payload_bytes);
 	sum = XXH3_64bits_digest(w->rec_sum);
-	put_le64(h + SNAP_REC_SUM_OFFSET, sum);
+	hr_put_le64(h + SNAP_REC_SUM_OFFSET, sum);
 	if (type != SNAP_REC_END) {
-		put_le64(sum_le, sum);
+		hr_put_le64(sum_le, sum);
 		XXH3_64bits_update(w->all_sums, sum_le, sizeof(sum_le));
 		w->nr_records++;
 	}
@@ -310,18 +261,18 @@ int hr_snapshot_write(const struct hr_backend_ops *ops, struct hr_vm *vm,
 	hdr_bytes = SNAP_HDR_FIXED + nr * SNAP_REGION_BYTES + 8;
 	memset(hdr, 0, sizeof(hdr));
 	memcpy(hdr, SNAP_MAGIC, 8);
-	put_le32(hdr + 8, HR_SNAP_VERSION);
-	put_le32(hdr + 12, hdr_bytes);
+	hr_put_le32(hdr + 8, HR_SNAP_VERSION);
+	hr_put_le32(hdr + 12, hdr_bytes);
 	memcpy(hdr + 16, ops->name, strlen(ops->name));
 	memcpy(hdr + 32, name, strlen(name));
-	put_le64(hdr + 96, cfg->mem_bytes);
-	put_le32(hdr + 104, cfg->nr_vcpus);
-	put_le32(hdr + 108, nr);
+	hr_put_le64(hdr + 96, cfg->mem_bytes);
+	hr_put_le32(hdr + 104, cfg->nr_vcpus);
+	hr_put_le32(hdr + 108, nr);
 	for (unsigned i = 0; i < nr; i++) {
-		put_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES, regions[i].gpa);
-		put_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES + 8, regions[i].bytes);
+		hr_put_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES, regions[i].gpa);
+		hr_put_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES + 8, regions[i].bytes);
 	}
-	put_le64(hdr + hdr_bytes - 8, XXH3_64bits(hdr, hdr_bytes - 8));
+	hr_put_le64(hdr + hdr_bytes - 8, XXH3_64bits(hdr, hdr_bytes - 8));
 	rc = hr_write_all(fd, hdr, hdr_bytes);
 	if (rc < 0) {
 		log_warnx(name, "snapshot: write header: %s", hr_strerror(rc));
@@ -436,14 +387,14 @@ static int read_header(struct snap_reader *r, struct hr_snapshot_info *info,
 		log_warnx(NULL, "snapshot: bad magic at offset 0: not a hareplicate snapshot");
 		return -HR_EBADSNAP;
 	}
-	info->version = get_le32(hdr + 8);
+	info->version = hr_get_le32(hdr + 8);
 	if (info->version != HR_SNAP_VERSION) {
 		log_warnx(NULL, "snapshot: format version %u at offset 8, this build reads %u",
 			  info->version, HR_SNAP_VERSION);
 		return -HR_EVERSION;
 	}
-	hdr_bytes = get_le32(hdr + 12);
-	nr = get_le32(hdr + 108);
+	hdr_bytes = hr_get_le32(hdr + 12);
+	nr = hr_get_le32(hdr + 108);
 	if (nr < 1 || nr > HR_SNAP_MAX_REGIONS ||
 	    hdr_bytes != SNAP_HDR_FIXED + nr * SNAP_REGION_BYTES + 8) {
 		log_warnx(NULL, "snapshot: bad header length %u / %u regions", hdr_bytes, nr);
@@ -452,7 +403,7 @@ static int read_header(struct snap_reader *r, struct hr_snapshot_info *info,
 	rc = reader_get(r, hdr + SNAP_HDR_FIXED, hdr_bytes - SNAP_HDR_FIXED, "region table");
 	if (rc < 0)
 		return rc;
-	if (XXH3_64bits(hdr, hdr_bytes - 8) != get_le64(hdr + hdr_bytes - 8)) {
+	if (XXH3_64bits(hdr, hdr_bytes - 8) != hr_get_le64(hdr + hdr_bytes - 8)) {
 		log_warnx(NULL, "snapshot: header checksum mismatch at offset %u", hdr_bytes - 8);
 		return -HR_ECHECKSUM;
 	}
@@ -462,11 +413,11 @@ static int read_header(struct snap_reader *r, struct hr_snapshot_info *info,
 	}
 	memcpy(info->backend, hdr + 16, 16);
 	memcpy(info->vm_name, hdr + 32, 64);
-	info->mem_bytes = get_le64(hdr + 96);
-	info->nr_vcpus = get_le32(hdr + 104);
+	info->mem_bytes = hr_get_le64(hdr + 96);
+	info->nr_vcpus = hr_get_le32(hdr + 104);
 	for (unsigned i = 0; i < nr; i++) {
-		regions[i].gpa = get_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES);
-		regions[i].bytes = get_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES + 8);
+		regions[i].gpa = hr_get_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES);
+		regions[i].bytes = hr_get_le64(hdr + SNAP_HDR_FIXED + i * SNAP_REGION_BYTES + 8);
 		regions[i].hva = NULL;
 	}
 	if (info->nr_vcpus < 1 || info->nr_vcpus > HR_MAX_VCPUS ||
@@ -557,9 +508,9 @@ int hr_snapshot_read(const struct hr_backend_ops *ops, struct hr_vm *vm, int fd)
 		rc = reader_get(&r, h, sizeof(h), "record header");
 		if (rc < 0)
 			goto out;
-		uint32_t type = get_le32(h);
-		uint64_t a = get_le64(h + 8), b = get_le64(h + 16), sum = get_le64(h + 24);
-		if (get_le32(h + 4)) {
+		uint32_t type = hr_get_le32(h);
+		uint64_t a = hr_get_le64(h + 8), b = hr_get_le64(h + 16), sum = hr_get_le64(h + 24);
+		if (hr_get_le32(h + 4)) {
 			log_warnx(r.vm, "snapshot: record at offset %" PRIu64 " has unknown flags",
 				  rec_off);
 			rc = -HR_EBADSNAP;
@@ -643,7 +594,7 @@ int hr_snapshot_read(const struct hr_backend_ops *ops, struct hr_vm *vm, int fd)
 			}
 			break;
 		}
-		put_le64(sum_le, sum);
+		hr_put_le64(sum_le, sum);
 		XXH3_64bits_update(all_sums, sum_le, sizeof(sum_le));
 		nr_records++;
 	}

@@ -13,6 +13,8 @@
 #include "backends/backend.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/unaligned.h"
+#include "common/util.h"
 #include "core/stream.h"
 
 #define READ_CHUNK_BYTES (64u << 10)
@@ -61,47 +63,23 @@ struct frame_hdr {
 	uint32_t data_len;
 };
 
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = v >> 8;
-	p[1] = v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = v >> 24;
-	p[1] = v >> 16;
-	p[2] = v >> 8;
-	p[3] = v;
-}
-
-static uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static void hdr_put(uint8_t *p, uint16_t type, uint16_t flags, uint32_t hdr_len, uint32_t data_len)
 {
-	put_be32(p, HR_FRAME_MAGIC);
-	put_be16(p + 4, type);
-	put_be16(p + 6, flags);
-	put_be32(p + 8, hdr_len);
-	put_be32(p + 12, data_len);
+	hr_put_be32(p, HR_FRAME_MAGIC);
+	hr_put_be16(p + 4, type);
+	hr_put_be16(p + 6, flags);
+	hr_put_be32(p + 8, hdr_len);
+	hr_put_be32(p + 12, data_len);
 }
 
 /* Decode and validate a frame header; nothing is allocated before this passes. */
 static int hdr_get(const uint8_t *p, struct frame_hdr *h, const char *vm)
 {
-	h->magic = get_be32(p);
-	h->type = get_be16(p + 4);
-	h->flags = get_be16(p + 6);
-	h->hdr_len = get_be32(p + 8);
-	h->data_len = get_be32(p + 12);
+	h->magic = hr_get_be32(p);
+	h->type = hr_get_be16(p + 4);
+	h->flags = hr_get_be16(p + 6);
+	h->hdr_len = hr_get_be32(p + 8);
+	h->data_len = hr_get_be32(p + 12);
 
 	if (h->magic != HR_FRAME_MAGIC) {
 		log_warnx(vm, "stream: bad frame magic 0x%08x (want 0x%08x \"HRF1\")", h->magic,
@@ -180,49 +158,6 @@ static int wait_fd(int fd, short events)
 	return r < 0 ? -errno : 0;
 }
 
-/* Write every byte of iov[0..cnt) (modified in place). */
-static int writev_all(int fd, struct iovec *iov, int cnt)
-{
-	int use_writev = 0;
-
-	while (cnt > 0) {
-		int n = cnt > IOV_MAX ? IOV_MAX : cnt;
-		ssize_t r;
-
-		if (!use_writev) {
-			struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
-			r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-			if (r < 0 && errno == ENOTSOCK) {
-				use_writev = 1;
-				continue;
-			}
-		} else {
-			r = writev(fd, iov, n);
-		}
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int rc = wait_fd(fd, POLLOUT);
-				if (rc)
-					return rc;
-				continue;
-			}
-			return -errno;
-		}
-		while (cnt > 0 && (size_t)r >= iov->iov_len) {
-			r -= iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + r;
-			iov->iov_len -= r;
-		}
-	}
-	return 0;
-}
-
 int hr_stream_send(int fd, uint16_t type, uint16_t flags, const ProtobufCMessage *msg,
 		   const struct iovec *data, int nr_iov)
 {
@@ -250,7 +185,7 @@ int hr_stream_send(int fd, uint16_t type, uint16_t flags, const ProtobufCMessage
 	iov[0].iov_len = head_len;
 	if (nr_iov)
 		memcpy(iov + 1, data, sizeof(*iov) * nr_iov);
-	rc = writev_all(fd, iov, nr_iov + 1);
+	rc = hr_writev_all(fd, iov, nr_iov + 1);
 out:
 	if (iov != stack_iov)
 		free(iov);

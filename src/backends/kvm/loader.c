@@ -11,8 +11,10 @@
  * Like GRUB and QEMU the multiboot command line starts with the kernel path
  * (PVH passes the command line alone).
  * The memory map says what the guest can use: 0..639 KiB, 1 MiB..(RAM below
- * 3 GiB), and RAM above 4 GiB.
+ * 3 GiB), and RAM above 4 GiB.  On AMD hosts with >= 40 physical address
+ * bits it also reserves the HyperTransport hole below 1 TiB, as QEMU does.
  */
+#include <cpuid.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +28,7 @@
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/unaligned.h"
 
 #define MB_MAGIC	   0x1BADB002u
 #define MB_BOOT_MAGIC	   0x2BADB002u
@@ -80,6 +83,29 @@ struct e820 {
 	uint32_t type;
 };
 
+/* Entries build_memmap may write (it writes at most 9). */
+#define E820_MAX 10
+
+/* The HyperTransport range just below 1 TiB, reserved on AMD systems. */
+#define AMD_HT_BASE  0xfd00000000ull
+#define AMD_HT_BYTES 0x300000000ull
+
+/* QEMU (7.1 and later pc machines) adds the AMD HyperTransport hole as a
+ * reserved e820 entry when the guest CPU is AMD and has >= 40 physical
+ * address bits.  Our guest sees the host's CPUID vendor and address width
+ * (KVM_GET_SUPPORTED_CPUID), so ask the host. */
+static int has_amd_ht_hole(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(0, &a, &b, &c, &d) || b != signature_AMD_ebx || c != signature_AMD_ecx ||
+	    d != signature_AMD_edx)
+		return 0;
+	if (__get_cpuid_max(0x80000000u, NULL) < 0x80000008u)
+		return 0;
+	__cpuid(0x80000008u, a, b, c, d);
+	return (a & 0xff) >= 40;
+}
+
 static int build_memmap(struct kvm_vm *vm, struct e820 *m)
 {
 	uint64_t mem = vm->cfg.mem_bytes;
@@ -96,6 +122,11 @@ static int build_memmap(struct kvm_vm *vm, struct e820 *m)
 	m[n++] = (struct e820){0xfffc0000, 0x40000, 2};
 	if (mem > low)
 		m[n++] = (struct e820){HR_HIGH_MEM_BASE, mem - low, 1};
+	/* Last, in address order.  A guest whose RAM above 4 GiB would reach the
+	 * hole (~1 TiB) QEMU gives RAM above 1 TiB instead; we do not relocate,
+	 * so such a guest gets no entry rather than one overlapping its RAM. */
+	if (has_amd_ht_hole() && HR_HIGH_MEM_BASE + (mem - low) <= AMD_HT_BASE)
+		m[n++] = (struct e820){AMD_HT_BASE, AMD_HT_BYTES, 2};
 	return n;
 }
 
@@ -144,18 +175,21 @@ static int elf_info(const struct image *img, uint64_t *entry_r, unsigned *phnum_
 	return -HR_EGUEST;
 }
 
-/* Program header i of an image that passed elf_info. */
+/* Program header i of an image that passed elf_info.  e_phoff comes from the
+ * file and need not be aligned: copy the header out rather than point at it. */
 static struct phdr elf_phdr(const struct image *img, unsigned i)
 {
 	struct phdr p;
 	if (img->data[EI_CLASS] == ELFCLASS32) {
 		const Elf32_Ehdr *eh = (const void *)img->data;
-		const Elf32_Phdr *ph = (const Elf32_Phdr *)(img->data + eh->e_phoff) + i;
-		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
+		Elf32_Phdr ph;
+		memcpy(&ph, img->data + eh->e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		p = (struct phdr){ph.p_type, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_paddr};
 	} else {
 		const Elf64_Ehdr *eh = (const void *)img->data;
-		const Elf64_Phdr *ph = (const Elf64_Phdr *)(img->data + eh->e_phoff) + i;
-		p = (struct phdr){ph->p_type, ph->p_offset, ph->p_filesz, ph->p_memsz, ph->p_paddr};
+		Elf64_Phdr ph;
+		memcpy(&ph, img->data + eh->e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+		p = (struct phdr){ph.p_type, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_paddr};
 	}
 	return p;
 }
@@ -196,14 +230,16 @@ static uint64_t find_pvh_entry(const struct image *img)
 			continue;
 		uint64_t pos = 0, off = ph.offset, sz = ph.filesz;
 		while (pos + 12 <= sz) {
-			const uint32_t *n = (const void *)(img->data + off + pos);
-			uint32_t namesz = n[0], descsz = n[1], ntype = n[2];
+			/* p_offset comes from the file: the note may sit at any address */
+			const uint8_t *n = img->data + off + pos;
+			uint32_t namesz = hr_get_le32(n), descsz = hr_get_le32(n + 4),
+				 ntype = hr_get_le32(n + 8);
 			uint64_t desc = pos + 12 + ((namesz + 3) & ~3u);
 			if (desc + descsz > sz)
 				break;
 			if (ntype == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 &&
 			    !memcmp(img->data + off + pos + 12, "Xen", 4) && descsz >= 4)
-				return *(const uint32_t *)(img->data + off + desc);
+				return hr_get_le32(img->data + off + desc);
 			pos = desc + ((descsz + 3) & ~3u);
 		}
 	}
@@ -212,14 +248,14 @@ static uint64_t find_pvh_entry(const struct image *img)
 
 /* What PC firmware leaves in the BIOS data area and that kernels read even when
  * booted by multiboot: COM1's port, the equipment word, base memory in KiB
- * and the EBDA segment. */
+ * and the EBDA segment.  BDA words sit at odd addresses (0x413). */
 static void setup_bda(struct kvm_vm *vm)
 {
 	uint8_t *bda = kvm_gpa_ptr(vm, 0x400, 0x100);
-	*(uint16_t *)(bda + 0x00) = 0x3f8;   /* COM1 */
-	*(uint16_t *)(bda + 0x0e) = 0x9fc0;  /* EBDA segment */
-	*(uint16_t *)(bda + 0x10) = 1u << 9; /* equipment: one serial port */
-	*(uint16_t *)(bda + 0x13) = 639;     /* base memory, KiB */
+	hr_put_le16(bda + 0x00, 0x3f8);	  /* COM1 */
+	hr_put_le16(bda + 0x0e, 0x9fc0);  /* EBDA segment */
+	hr_put_le16(bda + 0x10, 1u << 9); /* equipment: one serial port */
+	hr_put_le16(bda + 0x13, 639);	  /* base memory, KiB */
 }
 
 static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint32_t ebx)
@@ -230,11 +266,11 @@ static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint
 
 	/* A flat GDT in guest memory: null, null, code32 (0x10), data32 (0x18). */
 	setup_bda(vm);
-	uint64_t *gdt = (uint64_t *)kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
-	gdt[0] = 0;
-	gdt[1] = 0;
-	gdt[2] = 0x00cf9b000000ffffull;
-	gdt[3] = 0x00cf93000000ffffull;
+	uint8_t *gdt = kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
+	hr_put_le64(gdt + 0, 0);
+	hr_put_le64(gdt + 8, 0);
+	hr_put_le64(gdt + 16, 0x00cf9b000000ffffull);
+	hr_put_le64(gdt + 24, 0x00cf93000000ffffull);
 
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
@@ -342,9 +378,9 @@ static int load_multiboot(struct kvm_vm *vm, const struct image *img, const uint
 
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct mb_info)};
 	struct mb_info mbi = {0};
-	struct e820 m[10];
+	struct e820 m[E820_MAX];
 	int nm = build_memmap(vm, m);
-	struct mb_mmap mm[10];
+	struct mb_mmap mm[E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct mb_mmap){20, m[i].addr, m[i].len, m[i].type};
 
@@ -382,9 +418,9 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	if (rc < 0)
 		return rc;
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct hvm_start_info)};
-	struct e820 m[10];
+	struct e820 m[E820_MAX];
 	int nm = build_memmap(vm, m);
-	struct hvm_memmap_entry mm[10];
+	struct hvm_memmap_entry mm[E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
 	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};

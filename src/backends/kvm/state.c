@@ -9,11 +9,15 @@
  *   records u32 tag | u32 len | len bytes | pad to 8
  *           tag = type (bits 0-15) | vCPU index (bits 16-23) | OPTIONAL (bit 31)
  *
- * A reader skips OPTIONAL records it does not know and refuses others.  What
+ * A reader skips OPTIONAL records it does not know and refuses others.  The
+ * blob may sit at any address (the engine's envelope puts it after the
+ * console bytes): the loader reads headers with hr_get_le*() and copies each
+ * record into an aligned buffer before handing it to KVM.  What
  * this host's KVM cannot get/set is found once at open (kvm_state_probe) and
  * left out, so save and load use the same set.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -21,6 +25,7 @@
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/unaligned.h"
 
 #define STATE_MAGIC   0x534b5248u /* "HRKS" */
 #define STATE_VERSION 1u
@@ -84,12 +89,12 @@ static void *wb_record(struct wbuf *b, uint32_t tag, size_t len)
 		b->p = p;
 		b->cap = cap;
 	}
-	uint32_t *h = (uint32_t *)(b->p + b->len);
-	h[0] = tag;
-	h[1] = (uint32_t)len;
-	memset(b->p + b->len + 8, 0, (len + 7) & ~7ul);
+	uint8_t *h = b->p + b->len;
+	hr_put_le32(h, tag);
+	hr_put_le32(h + 4, (uint32_t)len);
+	memset(h + 8, 0, (len + 7) & ~7ul);
 	b->len = need;
-	return h + 2;
+	return h + 8;
 }
 
 /* Save the result of a get-ioctl as one record. */
@@ -283,13 +288,12 @@ int kvm_state_save(struct kvm_vm *vm, void **blob_r, size_t *len_r)
 		free(b.p);
 		return rc;
 	}
-	struct blob_hdr *h = (struct blob_hdr *)b.p;
-	h->magic = STATE_MAGIC;
-	h->version = STATE_VERSION;
-	h->nr_vcpus = vm->nr_vcpus;
-	h->reserved = 0;
-	h->mem_bytes = vm->cfg.mem_bytes;
-	h->total = b.len;
+	hr_put_le32(b.p + offsetof(struct blob_hdr, magic), STATE_MAGIC);
+	hr_put_le32(b.p + offsetof(struct blob_hdr, version), STATE_VERSION);
+	hr_put_le32(b.p + offsetof(struct blob_hdr, nr_vcpus), vm->nr_vcpus);
+	hr_put_le32(b.p + offsetof(struct blob_hdr, reserved), 0);
+	hr_put_le64(b.p + offsetof(struct blob_hdr, mem_bytes), vm->cfg.mem_bytes);
+	hr_put_le64(b.p + offsetof(struct blob_hdr, total), b.len);
 	*blob_r = b.p;
 	*len_r = b.len;
 	return 0;
@@ -436,49 +440,65 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 
 int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 {
-	const struct blob_hdr *h = blob;
 	const uint8_t *p = blob;
+	uint8_t *rec = NULL;
+	uint32_t max_rec = 0;
+	int rc = 0;
 
-	if (len < sizeof(*h) || h->magic != STATE_MAGIC) {
+	if (len < sizeof(struct blob_hdr) ||
+	    hr_get_le32(p + offsetof(struct blob_hdr, magic)) != STATE_MAGIC) {
 		kvm_set_error(vm, "state blob: not a KVM state blob");
 		return -HR_EBADSTATE;
 	}
-	if (h->version != STATE_VERSION) {
-		kvm_set_error(vm, "state blob: version %u, this build reads version %u", h->version,
+	uint32_t version = hr_get_le32(p + offsetof(struct blob_hdr, version));
+	uint32_t nr_vcpus = hr_get_le32(p + offsetof(struct blob_hdr, nr_vcpus));
+	uint64_t mem_bytes = hr_get_le64(p + offsetof(struct blob_hdr, mem_bytes));
+	uint64_t total = hr_get_le64(p + offsetof(struct blob_hdr, total));
+	if (version != STATE_VERSION) {
+		kvm_set_error(vm, "state blob: version %u, this build reads version %u", version,
 			      STATE_VERSION);
 		return -HR_EBADSTATE;
 	}
-	if (h->nr_vcpus != vm->nr_vcpus || h->mem_bytes != vm->cfg.mem_bytes || h->total != len) {
+	if (nr_vcpus != vm->nr_vcpus || mem_bytes != vm->cfg.mem_bytes || total != len) {
 		kvm_set_error(vm,
 			      "state blob: shape %u vCPU / %llu MiB does not match this VM "
 			      "(%u vCPU / %llu MiB)",
-			      h->nr_vcpus, (unsigned long long)(h->mem_bytes >> 20), vm->nr_vcpus,
+			      nr_vcpus, (unsigned long long)(mem_bytes >> 20), vm->nr_vcpus,
 			      (unsigned long long)(vm->cfg.mem_bytes >> 20));
 		return -HR_EBADSTATE;
 	}
 	/* Two passes: validate framing first so that nothing is loaded from a
-	 * torn blob, then apply in record order (sregs before LAPIC, etc.). */
+	 * torn blob, then apply in record order (sregs before LAPIC, etc.).
+	 * Records are applied from an aligned copy (rec), never in place. */
 	for (int pass = 0; pass < 2; pass++) {
-		size_t off = sizeof(*h);
+		size_t off = sizeof(struct blob_hdr);
 		while (off < len) {
 			if (len - off < 8) {
 				kvm_set_error(vm, "state blob: truncated record header");
-				return -HR_EBADSTATE;
+				rc = -HR_EBADSTATE;
+				goto out;
 			}
-			const uint32_t *rh = (const uint32_t *)(p + off);
-			uint64_t rl = 8 + (((uint64_t)rh[1] + 7) & ~7ull);
+			uint32_t tag = hr_get_le32(p + off), rec_len = hr_get_le32(p + off + 4);
+			uint64_t rl = 8 + (((uint64_t)rec_len + 7) & ~7ull);
 			if (rl > len - off) {
-				kvm_set_error(vm, "state blob: record 0x%x runs past the end",
-					      rh[0]);
-				return -HR_EBADSTATE;
+				kvm_set_error(vm, "state blob: record 0x%x runs past the end", tag);
+				rc = -HR_EBADSTATE;
+				goto out;
 			}
-			if (pass) {
-				int rc = load_record(vm, rh[0], rh + 2, rh[1]);
-				if (rc)
-					return rc;
+			if (!pass) {
+				if (rec_len > max_rec)
+					max_rec = rec_len;
+			} else {
+				memcpy(rec, p + off + 8, rec_len);
+				if ((rc = load_record(vm, tag, rec, rec_len)))
+					goto out;
 			}
 			off += rl;
 		}
+		if (!pass && !(rec = malloc(max_rec ? max_rec : 1)))
+			return -ENOMEM;
 	}
-	return 0;
+out:
+	free(rec);
+	return rc;
 }

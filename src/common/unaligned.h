@@ -1,10 +1,15 @@
 /*
- * bytes.h - little- and big-endian loads and stores at any alignment (the
- * wire, files and state blobs put fields wherever their layout says; a
- * direct cast would be undefined behaviour at an odd address).
+ * unaligned.h - little- and big-endian loads and stores at any address.
+ *
+ * Dereferencing a uint16_t/uint32_t/uint64_t pointer that is not aligned to
+ * its size is undefined behaviour in C (UBSan: "misaligned address") even
+ * where the CPU tolerates it.  Guest memory (the BIOS data area has 16-bit
+ * fields at odd addresses), guest images and state blobs handed in by a
+ * caller at any offset are read and written through these helpers only:
+ * memcpy of the bytes, then a conversion from/to little-endian.
  */
-#ifndef HR_COMMON_BYTES_H
-#define HR_COMMON_BYTES_H
+#ifndef HR_UNALIGNED_H
+#define HR_UNALIGNED_H
 
 #include <endian.h>
 #include <stdint.h>
@@ -13,36 +18,43 @@
 static inline uint16_t hr_get_le16(const void *p)
 {
 	uint16_t v;
-	memcpy(&v, p, 2);
+	memcpy(&v, p, sizeof(v));
 	return le16toh(v);
 }
+
 static inline uint32_t hr_get_le32(const void *p)
 {
 	uint32_t v;
-	memcpy(&v, p, 4);
+	memcpy(&v, p, sizeof(v));
 	return le32toh(v);
 }
+
 static inline uint64_t hr_get_le64(const void *p)
 {
 	uint64_t v;
-	memcpy(&v, p, 8);
+	memcpy(&v, p, sizeof(v));
 	return le64toh(v);
 }
+
 static inline void hr_put_le16(void *p, uint16_t v)
 {
 	v = htole16(v);
-	memcpy(p, &v, 2);
+	memcpy(p, &v, sizeof(v));
 }
+
 static inline void hr_put_le32(void *p, uint32_t v)
 {
 	v = htole32(v);
-	memcpy(p, &v, 4);
+	memcpy(p, &v, sizeof(v));
 }
+
 static inline void hr_put_le64(void *p, uint64_t v)
 {
 	v = htole64(v);
-	memcpy(p, &v, 8);
+	memcpy(p, &v, sizeof(v));
 }
+
+/* big-endian (the frame header is in network order) */
 static inline uint16_t hr_get_be16(const void *p)
 {
 	uint16_t v;
