@@ -31,3 +31,7 @@ tests_t_staging_LDADD = $(HR_LIBS)
 tests_t_outbuf_SOURCES = tests/t-outbuf.c tests/tap.h
 tests_t_outbuf_LDADD = $(HR_LIBS)
 $(tests_t_stream_OBJECTS) $(tests_t_staging_OBJECTS): proto/hareplicate.pb-c.h
+
+# failover drills (hareplicate drill, ha/drill)
+dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh
+TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh

@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/drill.h"
+#include "ha/drill/drill.h"
 #include "common/util.h"
 
 static void child_redirect(int out_fd, const char *errlog)

@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cli/drill.h"
+#include "ha/drill/drill.h"
 #include "common/util.h"
 
 #define MAX_CONNS   16

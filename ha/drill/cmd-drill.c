@@ -29,7 +29,7 @@
 #include "common/stats.h"
 #include "core/engine.h"
 #include "cli/ctl.h"
-#include "cli/drill.h"
+#include "ha/drill/drill.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/kv.h"
