@@ -70,7 +70,7 @@ static int capture_grow(struct hr_capture *c, uint64_t pages)
 }
 
 int hr_capture_pages(struct hr_capture *c, struct hr_guestmem *gm, const uint64_t *gfns,
-		     uint64_t nr, struct hr_epoch_sum *sum)
+		     uint64_t nr)
 {
 	uint8_t *ptrs[HR_MAP_BATCH_PAGES];
 	int rc;
@@ -87,7 +87,6 @@ int hr_capture_pages(struct hr_capture *c, struct hr_guestmem *gm, const uint64_
 				memcpy(dst, ptrs[j], HR_PAGE_SIZE);
 			else
 				memset(dst, 0, HR_PAGE_SIZE);
-			hr_epoch_sum_page(sum, gfns[i + j], dst); /* still in cache */
 		}
 		hr_guestmem_unmap(gm);
 	}
@@ -121,7 +120,7 @@ int hr_epoch_take(struct hr_epoch_src *src, uint64_t epoch, struct hr_epoch *ep)
 	if (!rc) {
 		ep->nr_pages = hr_dirtyset_take(src->dirty, src->gfns);
 		ep->gfns = src->gfns;
-		rc = hr_capture_pages(&src->capture, src->gm, src->gfns, ep->nr_pages, &ep->sum);
+		rc = hr_capture_pages(&src->capture, src->gm, src->gfns, ep->nr_pages);
 		ep->pages = &src->capture;
 	}
 	if (!rc)

@@ -50,10 +50,11 @@ struct hr_capture {
 	uint64_t cap_pages;
 };
 
-/* Copy the pages of gfns (a gfn that is not RAM becomes a zero page) and
- * add each to sum, in one pass per page.  0 or -errno. */
+/* Copy the pages of gfns (a gfn that is not RAM becomes a zero page).
+ * Runs while the guest is paused, so it does nothing else: the checksum is
+ * taken by the sender after resume.  0 or -errno. */
 int hr_capture_pages(struct hr_capture *c, struct hr_guestmem *gm, const uint64_t *gfns,
-		     uint64_t nr, struct hr_epoch_sum *sum);
+		     uint64_t nr);
 static inline const uint8_t *hr_capture_page(const struct hr_capture *c, uint64_t i)
 {
 	return c->buf + i * HR_PAGE_SIZE;
@@ -81,7 +82,7 @@ struct hr_epoch {
 	void *blob;			/* backend state (owned) */
 	size_t blob_bytes;
 	struct hr_out_held out;	 /* held output of every epoch <= this one */
-	struct hr_epoch_sum sum; /* epoch number + pages so far */
+	struct hr_epoch_sum sum; /* the sender adds pages and state */
 	struct hr_epoch_stats st;
 };
 

@@ -73,8 +73,11 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	for (uint64_t i = 0; !rc && i < ep->nr_pages; i += HR_SENDER_BATCH_PAGES) {
 		unsigned n = ep->nr_pages - i < HR_SENDER_BATCH_PAGES ? (unsigned)(ep->nr_pages - i)
 								      : HR_SENDER_BATCH_PAGES;
-		for (unsigned j = 0; j < n; j++)
+		for (unsigned j = 0; j < n; j++) {
 			ptrs[j] = hr_capture_page(ep->pages, i + j);
+			/* the guest runs again; the batch is hashed just before it is sent */
+			hr_epoch_sum_page(&ep->sum, ep->gfns[i + j], ptrs[j]);
+		}
 		rc = hr_stream_send_pages(s->fd, ep->epoch, ep->gfns + i, ptrs, n, 0);
 	}
 	if (rc)
