@@ -5,7 +5,6 @@
 # kill the backup's worker, a manual failover, stop.  Also the daemon
 # mechanics that need no VM: --help, refusing a second daemon, clear errors.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
-HRD="$top_builddir/hareplicated"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
@@ -14,8 +13,6 @@ plan 40
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
 PDEAD=$((PA + 2))
-CA="$T/a/run/control.sock"
-CB="$T/b/run/control.sock"
 A() { "$HR" "$@" --control "$CA"; }
 B() { "$HR" "$@" --control "$CB"; }
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -88,12 +85,7 @@ ok '[ $rc = 69 ] && grep -q "cannot reach hareplicated at $T/none.sock" "$T/err"
 	"status without a daemon: clear error, exit 69 (rc=$rc)"
 
 # --- two daemons ---
-"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >"$T/a.log" 2>&1 &
-pida=$!
-"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
-	--failover-timeout 500 >"$T/b.log" 2>&1 &
-pidb=$!
-on_exit "kill -9 $pida $pidb 2>/dev/null"
+two_daemons 500
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
 ok '[ "$(stat -c %a "$CA")" = 600 ] && [ "$(stat -c %a "$T/a/run")" = 700 ]' \
 	"control socket 0600 in a 0700 directory"

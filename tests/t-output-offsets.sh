@@ -7,7 +7,6 @@
 # consecutive numbered lines, the TCP receiver sees no gap and no offset
 # with two contents, and both agree with each other.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
-HRD="$top_builddir/hareplicated"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
@@ -16,8 +15,6 @@ plan 8
 PA=$((20000 + ($$ * 7) % 20000))
 PB=$((PA + 1))
 PT=$((PA + 2))
-CA="$T/a/run/control.sock"
-CB="$T/b/run/control.sock"
 A() { "$HR" "$@" --control "$CA"; }
 
 # The outside world on TCP: frames u64 offset LE | u32 len LE | bytes.  It
@@ -65,13 +62,9 @@ except socket.timeout:
     pass
 EOF
 pidt=$!
+on_exit "kill -9 $pidt 2>/dev/null"
 
-"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >"$T/a.log" 2>&1 &
-pida=$!
-"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
-	--failover-timeout 5000 >"$T/b.log" 2>&1 &
-pidb=$!
-on_exit "kill -9 $pida $pidb $pidt 2>/dev/null"
+two_daemons 5000
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
 
 # lines LOG: check that every "memwalk: seq=N" line follows N-1, errors=0;

@@ -1,0 +1,108 @@
+/*
+ * t-role.c - the HA role state machine (ha/role.c): every legal path of
+ * both sides, refusals of impossible events, the names status and the
+ * drill parse, and that the observer hears each change once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "common/log.h"
+#include "ha/role.h"
+
+static unsigned nr_changes;
+static enum hr_role_state seen_from, seen_to;
+
+static void observer(void *o, enum hr_role_state from, enum hr_role_state to, enum hr_role_event ev)
+{
+	nr_changes++;
+	seen_from = from;
+	seen_to = to;
+}
+
+/* Run events; return the final state, or -1 if one was refused. */
+static int path(enum hr_role_side side, const enum hr_role_event *evs, unsigned n)
+{
+	struct hr_role r;
+	hr_role_init(&r, "t-role", side, observer, NULL);
+	for (unsigned i = 0; i < n; i++)
+		if (hr_role_event(&r, evs[i], NULL) < 0)
+			return -1;
+	return (int)r.state;
+}
+
+#define PATH(side, ...)                                                                            \
+	path(side, (const enum hr_role_event[]){__VA_ARGS__},                                      \
+	     sizeof((enum hr_role_event[]){__VA_ARGS__}) / sizeof(enum hr_role_event))
+
+int main(void)
+{
+	plan(17);
+	/* names: one table, parse is its inverse */
+	int names_ok = 1;
+	for (unsigned s = 0; s < HR_RS_NR; s++) {
+		enum hr_role_state back;
+		const char *n = hr_role_state_name((enum hr_role_state)s);
+		names_ok &= hr_role_state_parse(n, &back) == 0 && back == s;
+		names_ok &= hr_role_state_token((enum hr_role_state)s)[0] == '+' &&
+			    !strcmp(hr_role_state_token((enum hr_role_state)s) + 1, n);
+	}
+	ok(names_ok, "every state name parses back; its token is '+' and the name");
+	enum hr_role_state dummy;
+	ok(hr_role_state_parse("protectedd", &dummy) == -EINVAL &&
+	       hr_role_state_parse("", &dummy) == -EINVAL,
+	   "unknown names are refused");
+	ok(!strcmp(hr_role_event_token(HR_RE_BACKUP_LOST), "+backup-lost") &&
+	       !strcmp(hr_role_event_token(HR_RE_PRIMARY_LOST), "+primary-lost") &&
+	       !strcmp(hr_role_event_token(HR_RE_OPERATOR_FAILOVER), "+failover-start") &&
+	       hr_role_event_token(HR_RE_SYNCED) == NULL,
+	   "event tokens: +backup-lost, +primary-lost, +failover-start");
+
+	/* primary */
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED) == HR_RS_PROTECTED,
+	   "primary: connecting -> syncing -> protected");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		HR_RE_BACKUP_ANSWERED) == HR_RS_PROTECTED,
+	   "primary: a silent backup changes no state (output stays held)");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_LOST) ==
+	       HR_RS_UNPROTECTED,
+	   "primary: backup lost -> unprotected");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_TOOK_OVER) == HR_RS_DEMOTED,
+	   "primary: the backup took over -> demoted");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_TOOK_OVER, HR_RE_SYNCED) ==
+	       -1,
+	   "primary: nothing but stop/error after demotion");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_SYNCED) == -1,
+	   "primary: synced before connected is refused");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_PRIMARY_LOST) == -1 &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_PROMOTED) == -1,
+	   "primary: backup-only events are refused");
+
+	/* backup */
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_PRIMARY_LOST,
+		HR_RE_PROMOTED) == HR_RS_PROMOTED,
+	   "backup: connecting -> syncing -> backup -> promoting -> promoted");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_OPERATOR_FAILOVER,
+		HR_RE_PROMOTED) == HR_RS_PROMOTED,
+	   "backup: operator failover takes the same path");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_PRIMARY_LOST) == -1,
+	   "backup: no promotion without a committed epoch");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_BACKUP_LOST) == -1,
+	   "backup: primary-only events are refused");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_ERROR, HR_RE_STOP) ==
+	       HR_RS_FAILED,
+	   "an error is final: a later stop keeps 'failed'");
+
+	/* observer: told once per change, after it */
+	nr_changes = 0;
+	PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT, HR_RE_STOP);
+	ok(nr_changes == 3 && seen_from == HR_RS_PROTECTED && seen_to == HR_RS_STOPPED,
+	   "observer told of 3 changes, the last protected -> stopped (%u)", nr_changes);
+	ok(!strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_PROMOTED), "promoted") &&
+	       !strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_BACKUP), "backup") &&
+	       !strcmp(hr_role_side_name(HR_SIDE_PRIMARY, HR_RS_UNPROTECTED), "primary"),
+	   "role names for status: primary / backup / promoted");
+	return tap_done();
+}
