@@ -54,9 +54,7 @@ void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name)
 		log_info(vm->name, "manual failover requested (primary was %s)", vm->peer);
 		vm->failover_requested = 1;
 		kill(vm->pid, SIGUSR1);
-		vm->waiter = cc;
-		vm->wait = W_FAILOVER;
-		hr_ctl_set_vm(cc, vm);
+		hr_dvm_wait(vm, cc, W_FAILOVER);
 		hr_dvm_arm_timer(vm, failover_timeout, FAILOVER_TIMEOUT_S);
 		return;
 	}

@@ -65,6 +65,8 @@ struct hr_dvm *hr_dvm_find(const char *name);
 struct hr_dvm *hr_dvm_new(const char *name, enum hr_role_side side, enum hr_role_state st);
 /* Removes vm from the table; a waiting request gets an error. */
 void hr_dvm_free(struct hr_dvm *vm);
+/* The control request cc waits on vm (for wait) until hr_dvm_reply(). */
+void hr_dvm_wait(struct hr_dvm *vm, struct hr_ctl_conn *cc, enum wait_kind wait);
 /* Answer the waiting control request (if any) and end the wait. */
 void hr_dvm_reply(struct hr_dvm *vm, const char *body, const char *err);
 /* (Re)arm vm's one timer: cb(vm) after seconds. */

@@ -288,9 +288,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	vm->mem_bytes = mem_bytes;
 	vm->epoch_us = epoch_us;
 	vm->nr_vcpus = (unsigned)nr_vcpus;
-	vm->waiter = cc;
-	vm->wait = W_START;
-	hr_ctl_set_vm(cc, vm);
+	hr_dvm_wait(vm, cc, W_START);
 
 	gai = getaddrinfo(host, port, &hints, &res);
 	if (gai) {

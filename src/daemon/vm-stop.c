@@ -50,9 +50,7 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name)
 	log_info(vm->name, "stop requested: SIGTERM to worker %d", (int)vm->pid);
 	vm->stop_requested = 1;
 	kill(vm->pid, SIGTERM);
-	vm->waiter = cc;
-	vm->wait = W_STOP;
-	hr_ctl_set_vm(cc, vm);
+	hr_dvm_wait(vm, cc, W_STOP);
 	hr_dvm_arm_timer(vm, stop_timeout, STOP_TIMEOUT_S);
 }
 

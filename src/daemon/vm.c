@@ -105,6 +105,13 @@ void hr_dvm_reply(struct hr_dvm *vm, const char *body, const char *err)
 	}
 }
 
+void hr_dvm_wait(struct hr_dvm *vm, struct hr_ctl_conn *cc, enum wait_kind wait)
+{
+	vm->waiter = cc;
+	vm->wait = wait;
+	hr_ctl_set_vm(cc, vm);
+}
+
 void hr_vms_ctl_gone(struct hr_dvm *vm)
 {
 	vm->waiter = NULL;
