@@ -25,6 +25,19 @@ static void json_str(struct hr_sbuf *sb, const char *s)
 	hr_sbuf_add(sb, "\"", 1);
 }
 
+/* {"epoch": N, "interval_us": N, ...}: the fields of core/epoch.h in order. */
+static void stats_json(struct hr_sbuf *sb, const struct hr_epoch_stats *st)
+{
+	const char *sep = "{";
+
+#define HR_X_JSON(f)                                                                               \
+	hr_sbuf_addf(sb, "%s\"" #f "\": %llu", sep, (unsigned long long)st->f);                    \
+	sep = ", ";
+	HR_EPOCH_STATS_FIELDS(HR_X_JSON)
+#undef HR_X_JSON
+	hr_sbuf_add(sb, "}", 1);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
 	hr_sbuf_add(sb, "{\"name\": ", 9);
@@ -41,16 +54,11 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_addf(sb, ", \"epoch_us\": %llu, \"memory_bytes\": %llu, \"vcpus\": %u",
 			     (unsigned long long)vm->epoch_us, (unsigned long long)vm->mem_bytes,
 			     vm->nr_vcpus);
+	hr_sbuf_add(sb, ", \"last_epoch\": ", 16);
 	if (vm->have_stats)
-		hr_sbuf_addf(
-		    sb,
-		    ", \"last_epoch\": {\"epoch\": %llu, \"interval_us\": %llu, \"pause_us\": "
-		    "%llu, \"dirty_pages\": %llu, \"bytes\": %llu, \"ack_us\": %llu}",
-		    (unsigned long long)vm->last.epoch, (unsigned long long)vm->last.interval_us,
-		    (unsigned long long)vm->last.pause_us, (unsigned long long)vm->last.dirty_pages,
-		    (unsigned long long)vm->last.bytes, (unsigned long long)vm->last.ack_us);
+		stats_json(sb, &vm->last);
 	else
-		hr_sbuf_add(sb, ", \"last_epoch\": null", 20);
+		hr_sbuf_add(sb, "null", 4);
 	hr_sbuf_add(sb, ", \"error\": ", 11);
 	if (vm->error[0])
 		json_str(sb, vm->error);
@@ -67,14 +75,11 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	    vm->last_token[0] ? vm->last_token : "-", vm->peer[0] ? vm->peer : "-", (int)vm->pid,
 	    (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 	    (unsigned long long)vm->nr_epochs);
-	if (vm->have_stats)
-		hr_sbuf_addf(
-		    sb,
-		    "  last epoch=%llu interval_us=%llu pause_us=%llu dirty_pages=%llu "
-		    "bytes=%llu ack_us=%llu\n",
-		    (unsigned long long)vm->last.epoch, (unsigned long long)vm->last.interval_us,
-		    (unsigned long long)vm->last.pause_us, (unsigned long long)vm->last.dirty_pages,
-		    (unsigned long long)vm->last.bytes, (unsigned long long)vm->last.ack_us);
+	if (vm->have_stats) {
+		char line[256];
+		hr_epoch_stats_format(&vm->last, line, sizeof(line));
+		hr_sbuf_addf(sb, "  last %s\n", line);
+	}
 	if (vm->error[0])
 		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
 }
