@@ -64,7 +64,8 @@ struct hr_daemon_opts {
 
 extern struct hr_daemon_opts hr_dopts;
 
-/* vm.c: the VM table, worker supervision.  ctl is the waiting control
+/* vm*.c: the VM table, worker supervision, the commands on VMs (the
+ * files are listed in vm-internal.h).  ctl is the waiting control
  * connection (control.c), if any. */
 struct hr_ctl_conn;
 struct hr_dvm;

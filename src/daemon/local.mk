@@ -4,7 +4,12 @@ sbin_PROGRAMS += hareplicated
 hareplicated_SOURCES = \
 	src/daemon/hareplicated.c src/daemon/daemon.h \
 	src/daemon/control.c \
-	src/daemon/vm.c \
+	src/daemon/vm.c src/daemon/vm-internal.h \
+	src/daemon/vm-start.c \
+	src/daemon/vm-accept.c \
+	src/daemon/vm-stop.c \
+	src/daemon/vm-failover.c \
+	src/daemon/vm-status.c \
 	src/daemon/worker.c \
 	src/daemon/console.c src/daemon/console.h \
 	src/daemon/kv.c src/daemon/kv.h

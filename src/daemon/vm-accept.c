@@ -1,0 +1,84 @@
+/*
+ * vm-accept.c - a replication connection from a primary (the backup side).
+ *
+ * The daemon forks a backup worker for every connection straight away; the
+ * worker reads the primary's preamble and asks on its status channel
+ * whether the VM's name is free here, and only then does the entry get its
+ * name.  Unnamed entries are bounded so a port scan cannot fork without end.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/daemon.h"
+#include "daemon/vm-internal.h"
+
+#define MAX_UNNAMED_BACKUPS 16
+
+void hr_vms_accept(int fd, const char *peer_desc)
+{
+	struct hr_worker_args a = {0};
+	unsigned unnamed = 0;
+	struct hr_dvm *vm;
+	int rc;
+
+	for (vm = hr_dvms; vm; vm = vm->next)
+		unnamed += !vm->name[0];
+	if (unnamed >= MAX_UNNAMED_BACKUPS) {
+		log_warnx(NULL, "replication connection from %s refused: %u handshakes in progress",
+			  peer_desc, unnamed);
+		close(fd);
+		return;
+	}
+	vm = hr_dvm_new("", HR_SIDE_BACKUP, HR_RS_CONNECTING);
+	if (!vm) {
+		close(fd);
+		return;
+	}
+	snprintf(vm->peer, sizeof(vm->peer), "%s", peer_desc);
+	a.side = HR_SIDE_BACKUP;
+	a.peer_fd = fd;
+	a.peer_desc = vm->peer;
+	a.silence_ms = hr_dopts.failover_timeout_ms;
+	a.console_pattern = hr_dopts.console_pattern;
+	a.vm.mem_bytes = 0; /* the engine learns the shape from the Hello */
+	a.vm.nr_vcpus = 1;
+	rc = hr_dvm_spawn_worker(vm, &a);
+	close(fd);
+	if (rc < 0) {
+		log_err(NULL, "replication connection from %s: cannot fork a worker: %s", peer_desc,
+			hr_strerror(rc));
+		hr_dvm_free(vm);
+		return;
+	}
+	log_debug(NULL, "replication connection from %s: worker %d", peer_desc, (int)vm->pid);
+}
+
+void hr_dvm_name_backup(struct hr_dvm *vm, const char *name)
+{
+	struct hr_dvm *other = name ? hr_dvm_find(name) : NULL;
+	char ans[256];
+	if (vm->name[0] || !name || !hr_vm_name_ok(name)) {
+		snprintf(ans, sizeof(ans), "refuse invalid VM name\n");
+	} else if (other && hr_dvm_alive(other)) {
+		snprintf(ans, sizeof(ans),
+			 "refuse a VM named %s already exists on the backup host (%s, %s)\n", name,
+			 hr_dvm_role_name(other), hr_dvm_state_name(other));
+		log_warnx(name, "refused a second replica from %s: the name is taken (%s, %s)",
+			  vm->peer, hr_dvm_role_name(other), hr_dvm_state_name(other));
+	} else {
+		if (other)
+			hr_dvm_free(other); /* an exited entry: replaced */
+		snprintf(vm->name, sizeof(vm->name), "%s", name);
+		vm->started_ns = hr_now_ns();
+		snprintf(ans, sizeof(ans), "accept\n");
+		log_info(vm->name, "backup replica for the primary at %s (worker %d)", vm->peer,
+			 (int)vm->pid);
+	}
+	bufferevent_write(vm->bev, ans, strlen(ans));
+}

@@ -1,0 +1,81 @@
+/*
+ * vm-internal.h - the daemon's VM table, shared by the vm*.c files only.
+ *
+ *   vm.c           the table (new, find, free), control replies, the worker's
+ *                  status channel, forking and reaping workers
+ *   vm-start.c     `start`: connect to the peer daemon, preamble, fork
+ *   vm-accept.c    a replication connection: fork a backup worker, name it
+ *   vm-stop.c      `stop`, and stopping every worker at shutdown
+ *   vm-failover.c  `failover`: promote a backup by hand
+ *   vm-status.c    `status`, as text or JSON
+ */
+#ifndef HR_DAEMON_VM_INTERNAL_H
+#define HR_DAEMON_VM_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+
+#include "daemon/daemon.h"
+
+/* What the control request waiting on a VM (if any) waits for. */
+enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER };
+
+struct hr_dvm {
+	struct hr_dvm *next;
+	char name[HR_VM_NAME_MAX + 1]; /* "" until a backup worker names it */
+	enum hr_role_side side;
+	enum hr_role_state state; /* as the worker last reported it */
+	pid_t pid;
+	struct bufferevent *bev; /* status channel */
+	char peer[160];
+	uint64_t started_ns;
+	struct hr_epoch_stats last;
+	int have_stats;
+	uint64_t nr_epochs;
+	char last_token[24];
+	char error[256];
+	int failover_requested, stop_requested;
+	/* a control request waiting on this VM */
+	struct hr_ctl_conn *waiter;
+	enum wait_kind wait;
+	struct event *timer;
+	/* primary: connection being set up */
+	int peer_fd;
+	struct event *conn_ev;
+	/* primary: configuration */
+	const struct hr_backend_ops *ops;
+	char *backend, *kernel, *cmdline, *console_spec;
+	uint64_t mem_bytes, epoch_us;
+	unsigned nr_vcpus;
+};
+
+/* vm.c */
+extern struct event_base *hr_dvm_base;
+extern struct hr_dvm *hr_dvms; /* the table, newest first */
+
+const char *hr_dvm_role_name(const struct hr_dvm *vm);
+const char *hr_dvm_state_name(const struct hr_dvm *vm);
+/* A worker runs, or the VM has not reached a final state. */
+int hr_dvm_alive(const struct hr_dvm *vm);
+/* The named VM (unnamed backups never match), or NULL. */
+struct hr_dvm *hr_dvm_find(const char *name);
+/* Added to the table; NULL when out of memory. */
+struct hr_dvm *hr_dvm_new(const char *name, enum hr_role_side side, enum hr_role_state st);
+/* Removes vm from the table; a waiting request gets an error. */
+void hr_dvm_free(struct hr_dvm *vm);
+/* The control request cc waits on vm (for wait) until hr_dvm_reply(). */
+void hr_dvm_wait(struct hr_dvm *vm, struct hr_ctl_conn *cc, enum wait_kind wait);
+/* Answer the waiting control request (if any) and end the wait. */
+void hr_dvm_reply(struct hr_dvm *vm, const char *body, const char *err);
+/* (Re)arm vm's one timer: cb(vm) after seconds. */
+void hr_dvm_arm_timer(struct hr_dvm *vm, event_callback_fn cb, int seconds);
+/* Fork a worker for vm with a status channel to it; 0 or -errno. */
+int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a);
+
+/* vm-accept.c: a backup worker asks whether name is free here; the answer
+ * goes back on its status channel. */
+void hr_dvm_name_backup(struct hr_dvm *vm, const char *name);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * vm-start.c - `start`: protect a new VM from this host (the primary side).
+ *
+ * Connect to the peer daemon's replication port (non-blocking, under the
+ * event loop), send the preamble `hrd=1 vm=NAME`, wait for its answer, then
+ * fork the primary worker with the connected socket.  The control request
+ * is answered once the worker runs, or with the reason nothing was started.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/console.h"
+#include "daemon/daemon.h"
+#include "daemon/kv.h"
+#include "daemon/vm-internal.h"
+
+#define CONNECT_TIMEOUT_S  5
+#define PREAMBLE_TIMEOUT_S 10
+
+static void start_fail(struct hr_dvm *vm, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void start_fail(struct hr_dvm *vm, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warnx(vm->name, "start failed: %s", msg);
+	hr_dvm_reply(vm, NULL, msg);
+	hr_dvm_free(vm);
+}
+
+static void start_fork(struct hr_dvm *vm)
+{
+	struct hr_worker_args a = {0};
+	char body[512];
+	int rc;
+
+	event_free(vm->conn_ev);
+	vm->conn_ev = NULL;
+	fcntl(vm->peer_fd, F_SETFL, fcntl(vm->peer_fd, F_GETFL) & ~O_NONBLOCK);
+	a.side = HR_SIDE_PRIMARY;
+	a.peer_fd = vm->peer_fd;
+	snprintf(a.name, sizeof(a.name), "%s", vm->name);
+	a.peer_desc = vm->peer;
+	a.ops = vm->ops;
+	a.vm.name = vm->name;
+	a.vm.mem_bytes = vm->mem_bytes;
+	a.vm.nr_vcpus = vm->nr_vcpus;
+	a.vm.kernel_path = vm->kernel;
+	a.vm.cmdline = vm->cmdline;
+	a.epoch_us = vm->epoch_us;
+	a.console_spec = vm->console_spec;
+	rc = hr_dvm_spawn_worker(vm, &a);
+	close(vm->peer_fd);
+	vm->peer_fd = -1;
+	if (rc < 0) {
+		start_fail(vm, "cannot fork a worker: %s", hr_strerror(rc));
+		return;
+	}
+	vm->started_ns = hr_now_ns();
+	log_info(vm->name, "started: primary, worker %d, backup at %s, epoch %llu us", (int)vm->pid,
+		 vm->peer, (unsigned long long)vm->epoch_us);
+	snprintf(body, sizeof(body),
+		 "started %s: primary (worker %d), replicating to %s; "
+		 "`hareplicate status %s` shows when it is protected\n",
+		 vm->name, (int)vm->pid, vm->peer, vm->name);
+	hr_dvm_reply(vm, body, NULL);
+}
+
+static void preamble_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hr_dvm *vm = arg;
+	char buf[HR_PREAMBLE_MAX];
+	struct hr_kvline kv;
+	ssize_t n;
+	char *nl;
+
+	if (what & EV_TIMEOUT) {
+		start_fail(vm, "peer %s accepted the connection but did not answer within %d s",
+			   vm->peer, PREAMBLE_TIMEOUT_S);
+		return;
+	}
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		start_fail(vm, "peer %s closed the connection (%s); is it a hareplicated?",
+			   vm->peer, n < 0 ? strerror(errno) : "end of stream");
+		return;
+	}
+	buf[n] = '\0';
+	nl = memchr(buf, '\n', (size_t)n);
+	if (!nl) {
+		if ((size_t)n == sizeof(buf) - 1)
+			start_fail(vm, "peer %s sent an oversized preamble; is it a hareplicated?",
+				   vm->peer);
+		return;
+	}
+	/* consume exactly the line: what follows belongs to the engine */
+	(void)!recv(fd, buf, (size_t)(nl - buf + 1), 0);
+	if (hr_kv_parse(&kv, buf, (size_t)(nl - buf)) < 0 || !hr_kv_get(&kv, "hrd") ||
+	    !hr_kv_get(&kv, "status")) {
+		hr_kv_free(&kv);
+		start_fail(vm,
+			   "peer %s answered with something that is not a hareplicated preamble",
+			   vm->peer);
+		return;
+	}
+	if (strcmp(hr_kv_get(&kv, "status"), "ok")) {
+		const char *e = hr_kv_get(&kv, "error");
+		start_fail(vm, "peer %s refused: %s", vm->peer, e ? e : "no reason given");
+		hr_kv_free(&kv);
+		return;
+	}
+	hr_kv_free(&kv);
+	start_fork(vm);
+}
+
+static void connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hr_dvm *vm = arg;
+	struct timeval tv = {PREAMBLE_TIMEOUT_S, 0};
+	struct hr_sbuf sb = {0};
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (what & EV_TIMEOUT) {
+		start_fail(vm,
+			   "cannot reach peer %s: no answer within %d s; start again when it is up",
+			   vm->peer, CONNECT_TIMEOUT_S);
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		start_fail(vm,
+			   "cannot reach peer %s: %s (is hareplicated running there?); "
+			   "nothing was started, retry when the peer is up",
+			   vm->peer, strerror(err));
+		return;
+	}
+	hr_kv_add(&sb, "hrd", "1");
+	hr_kv_add(&sb, "vm", vm->name);
+	hr_sbuf_add(&sb, "\n", 1);
+	ssize_t n = sb.oom ? -1 : send(fd, sb.p, sb.len, MSG_NOSIGNAL);
+	int send_ok = n == (ssize_t)sb.len;
+	hr_sbuf_free(&sb);
+	if (!send_ok) {
+		start_fail(vm, "peer %s: sending the preamble failed", vm->peer);
+		return;
+	}
+	event_free(vm->conn_ev);
+	vm->conn_ev = event_new(hr_dvm_base, fd, EV_READ | EV_PERSIST, preamble_cb, vm);
+	if (!vm->conn_ev) {
+		start_fail(vm, "out of memory");
+		return;
+	}
+	event_add(vm->conn_ev, &tv);
+}
+
+/* HOST[:PORT] or [V6]:PORT -> host, port (default 7788). */
+static int split_peer(const char *peer, char *host, size_t hsz, char *port, size_t psz)
+{
+	const char *colon = NULL;
+	if (peer[0] == '[') {
+		const char *rb = strchr(peer, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return -EINVAL;
+		snprintf(host, hsz, "%.*s", (int)(rb - peer - 1), peer + 1);
+		colon = rb[1] ? rb + 1 : NULL;
+	} else {
+		colon = strchr(peer, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return -EINVAL; /* bare IPv6: use [addr]:port */
+		snprintf(host, hsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
+	}
+	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
+	if (!host[0] || !port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
+	    atoi(port) > 65535)
+		return -EINVAL;
+	return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
+{
+	const char *name = hr_kv_get(req, "vm"), *backend = hr_kv_get(req, "backend");
+	const char *peer = hr_kv_get(req, "peer"), *kernel = hr_kv_get(req, "kernel");
+	const char *console = hr_kv_get(req, "console");
+	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000, nr_vcpus = 1;
+	char host[256], port[16], err[1536], spec[1024];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+	struct hr_dvm *vm, *old;
+	const struct hr_backend_ops *ops;
+	struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+	int fd = -1, gai;
+
+	if (!name || !hr_vm_name_ok(name)) {
+		hr_ctl_reply(cc, NULL,
+			     "vm= missing or invalid (letters, digits, '_', '.', '-'; up to 64)");
+		return;
+	}
+	if (!backend)
+		backend = "kvm";
+	ops = hr_backend_find(backend);
+	if (!ops) {
+		const char *flag = hr_backend_why_missing(backend);
+		if (flag)
+			snprintf(err, sizeof(err), "backend '%s' is not available: %s", backend,
+				 flag);
+		else
+			snprintf(err, sizeof(err), "unknown backend '%s'", backend);
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
+	if (!peer || split_peer(peer, host, sizeof(host), port, sizeof(port)) < 0) {
+		hr_ctl_reply(cc, NULL, "peer= missing or invalid (HOST[:PORT], [V6ADDR]:PORT)");
+		return;
+	}
+	if (!kernel || kernel[0] != '/' || access(kernel, R_OK) < 0) {
+		snprintf(err, sizeof(err), "kernel %s: %s", kernel ? kernel : "(none)",
+			 !kernel	    ? "kernel= is required"
+			 : kernel[0] != '/' ? "give an absolute path"
+					    : strerror(errno));
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
+	if ((hr_kv_get(req, "memory_bytes") && hr_kv_getu(req, "memory_bytes", &mem_bytes) < 0) ||
+	    mem_bytes < (2u << 20) || mem_bytes > (1ull << 40) ||
+	    (hr_kv_get(req, "epoch_us") && hr_kv_getu(req, "epoch_us", &epoch_us) < 0) ||
+	    epoch_us < 1000 || epoch_us > 10000000 ||
+	    (hr_kv_get(req, "vcpus") && hr_kv_getu(req, "vcpus", &nr_vcpus) < 0) || nr_vcpus < 1 ||
+	    nr_vcpus > HR_MAX_VCPUS) {
+		hr_ctl_reply(
+		    cc, NULL,
+		    "bad memory_bytes (2 MiB..1 TiB), epoch_us (1000..10000000) or vcpus (1..64)");
+		return;
+	}
+	if (!console) {
+		snprintf(spec, sizeof(spec), "file:%s/%s.console", hr_dopts.state_dir, name);
+		console = spec;
+	}
+	if (hr_console_check_spec(console) < 0) {
+		snprintf(err, sizeof(err), "bad console '%s' (file:/ABS/PATH or tcp:HOST:PORT)",
+			 console);
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
+	old = hr_dvm_find(name);
+	if (old && hr_dvm_alive(old)) {
+		snprintf(err, sizeof(err), "a VM named %s already exists here (%s, %s)", name,
+			 hr_dvm_role_name(old), hr_dvm_state_name(old));
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
+	if (old)
+		hr_dvm_free(old);
+
+	vm = hr_dvm_new(name, HR_SIDE_PRIMARY, HR_RS_CONNECTING);
+	if (!vm) {
+		hr_ctl_reply(cc, NULL, "out of memory");
+		return;
+	}
+	snprintf(vm->peer, sizeof(vm->peer), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	vm->ops = ops;
+	vm->backend = strdup(backend);
+	vm->kernel = strdup(kernel);
+	vm->cmdline = dup_or_null(hr_kv_get(req, "append"));
+	vm->console_spec = strdup(console);
+	vm->mem_bytes = mem_bytes;
+	vm->epoch_us = epoch_us;
+	vm->nr_vcpus = (unsigned)nr_vcpus;
+	hr_dvm_wait(vm, cc, W_START);
+
+	gai = getaddrinfo(host, port, &hints, &res);
+	if (gai) {
+		start_fail(vm, "cannot resolve peer %s: %s", host, gai_strerror(gai));
+		return;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || (connect(fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS)) {
+		int e = errno;
+		freeaddrinfo(res);
+		if (fd >= 0)
+			close(fd);
+		start_fail(vm, "cannot reach peer %s: %s (is hareplicated running there?)",
+			   vm->peer, strerror(e));
+		return;
+	}
+	freeaddrinfo(res);
+	vm->peer_fd = fd;
+	vm->conn_ev = event_new(hr_dvm_base, fd, EV_WRITE, connect_cb, vm);
+	if (!vm->conn_ev) {
+		start_fail(vm, "out of memory");
+		return;
+	}
+	event_add(vm->conn_ev, &tv);
+}

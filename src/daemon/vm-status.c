@@ -1,0 +1,126 @@
+/*
+ * vm-status.c - `status`: every named VM (or one), as text for people or
+ * as one JSON document for scripts.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "daemon/daemon.h"
+#include "daemon/kv.h"
+#include "daemon/vm-internal.h"
+
+static void json_str(struct hr_sbuf *sb, const char *s)
+{
+	hr_sbuf_add(sb, "\"", 1);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			hr_sbuf_addf(sb, "\\%c", *c);
+		else if (*c < 0x20 || *c >= 0x7f)
+			hr_sbuf_addf(sb, "\\u%04x", *c);
+		else
+			hr_sbuf_add(sb, (const char *)c, 1);
+	}
+	hr_sbuf_add(sb, "\"", 1);
+}
+
+/* {"epoch": N, "interval_us": N, ...}: the fields of core/epoch.h in order. */
+static void stats_json(struct hr_sbuf *sb, const struct hr_epoch_stats *st)
+{
+	const char *sep = "{";
+
+#define HR_X_JSON(f)                                                                               \
+	hr_sbuf_addf(sb, "%s\"" #f "\": %llu", sep, (unsigned long long)st->f);                    \
+	sep = ", ";
+	HR_EPOCH_STATS_FIELDS(HR_X_JSON)
+#undef HR_X_JSON
+	hr_sbuf_add(sb, "}", 1);
+}
+
+static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
+{
+	hr_sbuf_add(sb, "{\"name\": ", 9);
+	json_str(sb, vm->name);
+	hr_sbuf_addf(sb, ", \"role\": \"%s\", \"state\": \"%s\", \"last_event\": ",
+		     hr_dvm_role_name(vm), hr_dvm_state_name(vm));
+	json_str(sb, vm->last_token);
+	hr_sbuf_add(sb, ", \"peer\": ", 10);
+	json_str(sb, vm->peer);
+	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
+		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
+		     (unsigned long long)vm->nr_epochs);
+	if (vm->side == HR_SIDE_PRIMARY && vm->kernel)
+		hr_sbuf_addf(sb, ", \"epoch_us\": %llu, \"memory_bytes\": %llu, \"vcpus\": %u",
+			     (unsigned long long)vm->epoch_us, (unsigned long long)vm->mem_bytes,
+			     vm->nr_vcpus);
+	hr_sbuf_add(sb, ", \"last_epoch\": ", 16);
+	if (vm->have_stats)
+		stats_json(sb, &vm->last);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_add(sb, ", \"error\": ", 11);
+	if (vm->error[0])
+		json_str(sb, vm->error);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_add(sb, "}", 1);
+}
+
+static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
+{
+	hr_sbuf_addf(
+	    sb, "%s role=%s state=%s last_event=%s peer=%s pid=%d uptime_s=%llu nr_epochs=%llu\n",
+	    vm->name, hr_dvm_role_name(vm), hr_dvm_state_name(vm),
+	    vm->last_token[0] ? vm->last_token : "-", vm->peer[0] ? vm->peer : "-", (int)vm->pid,
+	    (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
+	    (unsigned long long)vm->nr_epochs);
+	if (vm->have_stats) {
+		char line[256];
+		hr_epoch_stats_format(&vm->last, line, sizeof(line));
+		hr_sbuf_addf(sb, "  last %s\n", line);
+	}
+	if (vm->error[0])
+		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
+}
+
+void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json)
+{
+	struct hr_sbuf sb = {0};
+	uint64_t now_ns = hr_now_ns();
+	unsigned n = 0;
+
+	if (name && !hr_dvm_find(name)) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "no VM named %s here", name);
+		hr_ctl_reply(cc, NULL, msg);
+		return;
+	}
+	if (json)
+		hr_sbuf_addf(&sb, "{\"daemon\": {\"pid\": %d, \"listen\": ", (int)getpid());
+	if (json) {
+		json_str(&sb, hr_dopts.listen);
+		hr_sbuf_addf(&sb, ", \"workers\": %u}, \"vms\": [", hr_vms_nr_workers());
+	}
+	for (struct hr_dvm *vm = hr_dvms; vm; vm = vm->next) {
+		if (!vm->name[0] || (name && strcmp(name, vm->name)))
+			continue;
+		if (json) {
+			if (n)
+				hr_sbuf_add(&sb, ", ", 2);
+			status_json(&sb, vm, now_ns);
+		} else {
+			status_text(&sb, vm, now_ns);
+		}
+		n++;
+	}
+	if (json)
+		hr_sbuf_add(&sb, "]}\n", 3);
+	else if (!n)
+		hr_sbuf_add(&sb, "no VMs\n", 7);
+	if (sb.oom)
+		hr_ctl_reply(cc, NULL, "out of memory");
+	else
+		hr_ctl_reply(cc, sb.p, NULL);
+	hr_sbuf_free(&sb);
+}
