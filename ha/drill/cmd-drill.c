@@ -4,54 +4,40 @@
  * Three network namespaces (A = primary host, B = backup host, OUT = the
  * outside world with a bridge that joins them), a hareplicated in A and in
  * B, memwalk protected from A to B, a console collector and a replication
- * tap in OUT (drill-wire.c).  After N epochs the primary (daemon and worker:
- * the whole host) or the backup's worker is killed with SIGKILL at a chosen
- * point of the epoch protocol, and the drill checks the contract as the
- * outside world sees it.  Everything it creates is removed at the end, on
- * failure and on SIGINT/SIGTERM too (unless --keep).
+ * tap in OUT.  After N epochs the primary (daemon and worker: the whole
+ * host) or the backup's worker is killed with SIGKILL at a chosen point of
+ * the epoch protocol, and the drill checks the contract as the outside world
+ * sees it.  Everything it creates is removed at the end, on failure and on
+ * SIGINT/SIGTERM too (unless --keep).
+ *
+ * This file is the command: its options, what the drill needs on this
+ * machine, and --repeat; one drill is drill_run() (drill-run.c), and
+ * drill.h lists the other pieces.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli/cmd.h"
-#include "common/stats.h"
-#include "core/engine.h"
-#include "cli/ctl.h"
-#include "ha/drill/drill.h"
 #include "common/log.h"
+#include "common/stats.h"
 #include "common/util.h"
-#include "daemon/kv.h"
-
-#define NET_PREFIX "10.213.0."
-#define IP_A	   NET_PREFIX "1"
-#define IP_B	   NET_PREFIX "2"
-#define IP_OUT	   NET_PREFIX "254"
-#define PORT_CON   7000
-#define PORT_TAP   7100
-#define PORT_HRD   "7788"
-#define VM_NAME	   "drillvm"
+#include "ha/drill/drill.h"
 
 static const char drill_help[] =
     "A failover drill on this machine (root, /dev/kvm and iproute2 needed).  It\n"
     "creates three network namespaces hrd-PID-N-{a,b,out}: A and B are the\n"
     "primary and backup hosts, OUT is the outside world; a bridge in OUT joins\n"
-    "them on " NET_PREFIX "0/24 (nothing leaves these namespaces).  It starts a\n"
+    "them on " DRILL_NET_PREFIX "0/24 (nothing leaves these namespaces).  It starts a\n"
     "hareplicated in A and in B, protects memwalk from A to B with\n"
     "`hareplicate start`, and runs two observers in OUT: a console collector\n"
-    "(" IP_OUT ":7000, the console SPEC of the primary and B's --console-default)\n"
-    "and a replication tap (" IP_OUT ":7100, A's --peer) that relays A<->B unchanged\n"
+    "(" DRILL_IP_OUT ":7000, the console SPEC of the primary and B's --console-default)\n"
+    "and a replication tap (" DRILL_IP_OUT ":7100, A's --peer) that relays A<->B unchanged\n"
     "but reads the frame headers, so it knows when each epoch is sent and acked.\n"
     "\n"
     "When the backup has acked --epochs epochs it kills the primary host (the\n"
@@ -98,700 +84,11 @@ static const char drill_help[] =
     "the first console line from B that the outside had not seen before the kill.\n"
     "The last line is `drill: PASS ...` or `drill: FAIL ...`.\n";
 
-struct opts {
-	uint64_t epochs, seed, epoch_us;
-	int seed_set, keep, verbose, victim_backup;
-	enum drill_kill_at kill_at;
-	const char *memory, *append, *epoch, *kernel, *daemon;
-	unsigned repeat, after_lines, timeout_s;
-	char self[4096];
-};
-
-static volatile sig_atomic_t g_interrupted;
+volatile sig_atomic_t drill_interrupted;
 
 static void on_sig(int sig)
 {
-	g_interrupted = sig;
-}
-
-static void vlog(const struct opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void vlog(const struct opts *o, const char *fmt, ...)
-{
-	va_list ap;
-	if (!o->verbose)
-		return;
-	va_start(ap, fmt);
-	fprintf(stderr, "drill: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s * 0x2545F4914F6CDD1Dull;
-}
-
-static int json_u64(const char *s, const char *key, uint64_t *v)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\": ", key);
-	const char *p = strstr(s, pat);
-	if (!p || !(p[strlen(pat)] >= '0' && p[strlen(pat)] <= '9'))
-		return -1;
-	*v = strtoull(p + strlen(pat), NULL, 10);
-	return 0;
-}
-
-static void json_str(const char *s, const char *key, char *out, size_t size)
-{
-	char pat[64];
-	snprintf(pat, sizeof(pat), "\"%s\": \"", key);
-	const char *p = strstr(s, pat);
-	out[0] = '\0';
-	if (!p)
-		return;
-	p += strlen(pat);
-	size_t n = strcspn(p, "\"");
-	snprintf(out, size, "%.*s", (int)(n < size ? n : size - 1), p);
-}
-
-/* `status VM --json` (or with cmd "ping": is it up?) in process, over the
- * control socket directly.  0 or -1. */
-static int ctl_query(const char *control, const char *cmd, char *buf, size_t size)
-{
-	struct hr_sbuf req = {0};
-	char *mem = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&mem, &len);
-	int rc;
-
-	if (!f)
-		return -1;
-	if (!strcmp(cmd, "status")) {
-		hr_kv_add(&req, "vm", VM_NAME);
-		hr_kv_add(&req, "json", "1");
-	}
-	/* errors go to stderr: keep them out of the report */
-	int saved = dup(2), nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	if (nul >= 0)
-		dup2(nul, 2);
-	rc = hr_ctl_request(control, cmd, &req, f);
-	if (saved >= 0) {
-		dup2(saved, 2);
-		close(saved);
-	}
-	if (nul >= 0)
-		close(nul);
-	fclose(f);
-	hr_sbuf_free(&req);
-	snprintf(buf, size, "%s", mem ? mem : "");
-	free(mem);
-	return rc == 0 ? 0 : -1;
-}
-
-/* one epoch's figures (core/epoch.h) */
-#define sample hr_epoch_stats
-
-struct drill {
-	const struct opts *o;
-	unsigned run;
-	char ns_a[64], ns_b[64], ns_out[64], dir[256];
-	char ctl_a[300], ctl_b[300], log_a[300], log_b[300], log_ip[300], log_cli[300];
-	pid_t pid_a, pid_b;
-	int netns_made;
-	struct drill_world w;
-	pthread_t threads[2];
-	int world_started;
-	struct sample *samples;
-	unsigned nr_samples, cap_samples;
-	int samples_logged; /* samples come from the worker's per-epoch log */
-	/* results */
-	int pass;
-	char why[512];
-	double failover_ms, promoted_ms;
-	uint64_t first_new_seq;
-	char survivor_state[32]; /* --victim backup: A's state after the kill */
-	char report[8192];
-};
-
-static void fail(struct drill *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct drill *d, const char *fmt, ...)
-{
-	va_list ap;
-	if (d->why[0])
-		return;
-	va_start(ap, fmt);
-	vsnprintf(d->why, sizeof(d->why), fmt, ap);
-	va_end(ap);
-}
-
-static void add_sample(struct drill *d, const char *js)
-{
-	struct sample s;
-	int bad = 0;
-	const char *le = strstr(js, "\"last_epoch\": {");
-	if (!le)
-		return;
-#define HR_X_JSON(f) bad |= json_u64(le, #f, &s.f);
-	HR_EPOCH_STATS_FIELDS(HR_X_JSON)
-#undef HR_X_JSON
-	if (bad)
-		return;
-	if (s.epoch == 0)
-		return; /* the full sync is not an epoch like the others */
-	if (d->nr_samples && d->samples[d->nr_samples - 1].epoch == s.epoch)
-		return;
-	if (d->nr_samples == d->cap_samples) {
-		unsigned cap = d->cap_samples ? d->cap_samples * 2 : 256;
-		struct sample *ns = realloc(d->samples, cap * sizeof(*ns));
-		if (!ns)
-			return;
-		d->samples = ns;
-		d->cap_samples = cap;
-	}
-	d->samples[d->nr_samples++] = s;
-}
-
-static int netns_up(struct drill *d)
-{
-	const char *L = d->log_ip;
-	const char *ns[2] = {d->ns_a, d->ns_b}, *ip[2] = {IP_A, IP_B}, *peer[2] = {"va", "vb"};
-
-	if (drill_ip(L, "netns add %s", d->ns_a) || drill_ip(L, "netns add %s", d->ns_b) ||
-	    drill_ip(L, "netns add %s", d->ns_out))
-		return -1;
-	d->netns_made = 1;
-	if (drill_ip(L, "-n %s link set lo up", d->ns_out) ||
-	    drill_ip(L, "-n %s link add br0 type bridge", d->ns_out) ||
-	    drill_ip(L, "-n %s addr add %s/24 dev br0", d->ns_out, IP_OUT) ||
-	    drill_ip(L, "-n %s link set br0 up", d->ns_out))
-		return -1;
-	for (int i = 0; i < 2; i++)
-		if (drill_ip(L, "-n %s link set lo up", ns[i]) ||
-		    drill_ip(L, "-n %s link add eth0 type veth peer name %s netns %s", ns[i],
-			     peer[i], d->ns_out) ||
-		    drill_ip(L, "-n %s link set %s master br0", d->ns_out, peer[i]) ||
-		    drill_ip(L, "-n %s link set %s up", d->ns_out, peer[i]) ||
-		    drill_ip(L, "-n %s addr add %s/24 dev eth0", ns[i], ip[i]) ||
-		    drill_ip(L, "-n %s link set eth0 up", ns[i]))
-			return -1;
-	return 0;
-}
-
-static pid_t start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
-			  const char *state, const char *log)
-{
-	char listen[64], console[64];
-	snprintf(listen, sizeof(listen), "%s:%s", ip, PORT_HRD);
-	snprintf(console, sizeof(console), "tcp:%s:%d", IP_OUT, PORT_CON);
-	char *argv[] = {(char *)d->o->daemon,
-			"--control",
-			(char *)ctl,
-			"--listen",
-			listen,
-			"--state-dir",
-			(char *)state,
-			"--console-default",
-			console,
-			"--failover-timeout",
-			"500",
-			"-f",
-			NULL};
-	return drill_spawn(ns, argv, log);
-}
-
-/* The CLI itself, with HAREPLICATE_CONTROL pointing at one daemon. */
-static int cli(struct drill *d, const char *control, char *const args[], unsigned timeout_ms)
-{
-	char *argv[32];
-	unsigned n = 0;
-	argv[n++] = (char *)d->o->self;
-	for (unsigned i = 0; args[i] && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	setenv("HAREPLICATE_CONTROL", control, 1);
-	int rc = drill_cmd(argv, NULL, 0, d->log_cli, timeout_ms);
-	unsetenv("HAREPLICATE_CONTROL");
-	return rc;
-}
-
-static int wait_control(struct drill *d, const char *ctl, pid_t pid, unsigned timeout_s)
-{
-	char buf[4096];
-	uint64_t end = hr_now_ns() + timeout_s * 1000000000ull;
-
-	while (hr_now_ns() < end && !g_interrupted) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return -1;
-		struct stat sb;
-		if (!stat(ctl, &sb) && !ctl_query(ctl, "ping", buf, sizeof(buf)))
-			return 0;
-		usleep(20000);
-	}
-	return -1;
-}
-
-static void kill_group(pid_t pgid, int sig)
-{
-	pid_t kids[32];
-	if (pgid <= 0)
-		return;
-	unsigned n = drill_descendants(pgid, kids, 32);
-	kill(-pgid, sig);
-	for (unsigned i = 0; i < n; i++)
-		kill(kids[i], sig);
-}
-
-static void reap(pid_t *pid, unsigned timeout_ms)
-{
-	uint64_t end = hr_now_ns() + timeout_ms * 1000000ull;
-	int st;
-	if (*pid <= 0)
-		return;
-	while (hr_now_ns() < end) {
-		pid_t r = waitpid(*pid, &st, WNOHANG);
-		if (r == *pid || (r < 0 && errno == ECHILD)) {
-			*pid = 0;
-			return;
-		}
-		usleep(10000);
-	}
-}
-
-static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
-{
-	(void)remove(path); /* best effort: go on */
-	return 0;
-}
-
-static void teardown(struct drill *d)
-{
-	const struct opts *o = d->o;
-
-	if (o->keep) {
-		char kills[64] = "";
-		if (d->pid_a > 0 || d->pid_b > 0)
-			snprintf(kills, sizeof(kills), "kill -9%s%.0d%s%.0d; ",
-				 d->pid_a > 0 ? " -" : "", (int)d->pid_a, d->pid_b > 0 ? " -" : "",
-				 (int)d->pid_b);
-		fprintf(
-		    stderr,
-		    "drill: --keep: left running (daemon logs a.log, b.log in %s).  Remove with:\n"
-		    "  %sip netns del %s; ip netns del %s; ip netns del %s; rm -rf %s\n",
-		    d->dir, kills, d->ns_a, d->ns_b, d->ns_out, d->dir);
-		if (d->world_started)
-			drill_world_stop(&d->w, d->threads);
-		return;
-	}
-	/* orderly first (SIGTERM stops every VM), then SIGKILL what is left */
-	pid_t *pids[2] = {&d->pid_a, &d->pid_b};
-	for (int i = 0; i < 2; i++)
-		if (*pids[i] > 0)
-			kill_group(*pids[i], SIGTERM);
-	for (int i = 0; i < 2; i++)
-		reap(pids[i], 12000);
-	for (int i = 0; i < 2; i++)
-		if (*pids[i] > 0) {
-			kill_group(*pids[i], SIGKILL);
-			reap(pids[i], 2000);
-		}
-	/* workers orphaned by a SIGKILLed daemon: they are in its process group */
-	if (d->w.victim_pgid > 0)
-		kill(-d->w.victim_pgid, SIGKILL);
-	for (unsigned i = 0; i < d->w.nr_victim_kids; i++)
-		kill(d->w.victim_kids[i], SIGKILL);
-	if (d->world_started)
-		drill_world_stop(&d->w, d->threads);
-	if (d->netns_made) {
-		drill_ip(NULL, "netns del %s", d->ns_a);
-		drill_ip(NULL, "netns del %s", d->ns_b);
-		drill_ip(NULL, "netns del %s", d->ns_out);
-	}
-	if (d->pass)
-		nftw(d->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* First progress line beyond what the outside held at the kill, from ip. */
-static int first_new_line(struct drill_world *w, uint32_t ip)
-{
-	for (unsigned i = 0; i < w->nr_lines; i++)
-		if (w->lines[i].end_off > w->kill_con_len && w->lines[i].conn < 64 &&
-		    w->conn_peer[w->lines[i].conn] == ip)
-			return (int)i;
-	return -1;
-}
-
-/* Every epoch the primary's worker logged (STATE-DIR/VM.epochs) replaces the
- * sampled status figures: the report covers all epochs. */
-static void load_epoch_log(struct drill *d)
-{
-	char path[512], line[256];
-	snprintf(path, sizeof(path), "%s/state-a/%s.epochs", d->dir, VM_NAME);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
-	d->nr_samples = 0;
-	while (fgets(line, sizeof(line), f)) {
-		struct hr_epoch_stats s;
-		if (hr_epoch_stats_parse(line, &s) < 0 || s.epoch == 0)
-			continue;
-		if (d->nr_samples == d->cap_samples) {
-			unsigned cap = d->cap_samples ? d->cap_samples * 2 : 256;
-			struct sample *ns = realloc(d->samples, cap * sizeof(*ns));
-			if (!ns)
-				break;
-			d->samples = ns;
-			d->cap_samples = cap;
-		}
-		d->samples[d->nr_samples++] = s;
-	}
-	fclose(f);
-	d->samples_logged = 1;
-}
-
-static void report(struct drill *d)
-{
-	struct drill_world *w = &d->w;
-	const struct opts *o = d->o;
-	unsigned n = d->nr_samples, nw = 0;
-	uint64_t *v = calloc((n > w->nr_wire ? n : w->nr_wire) + 1, sizeof(uint64_t));
-	char *r = d->report;
-	size_t size = sizeof(d->report), len = 0;
-#define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
-
-	OUT("drill %u: kill-at=%s victim=%s seed=%llu epoch=%s memory=%s append=\"%s\"\n", d->run,
-	    drill_kill_at_name(o->kill_at), o->victim_backup ? "backup" : "primary",
-	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
-	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
-	    "target %llu)\n",
-	    (unsigned long long)(w->acked ? w->acked - 1 : 0), (unsigned long long)o->epochs);
-	OUT("  kill: %s\n", w->killed ? w->kill_what : "(not done)");
-	if (v && n) {
-		for (unsigned i = 0; i < n; i++)
-			v[i] = d->samples[i].pause_us;
-		uint64_t p50 = hr_percentile_u64(v, n, 50), p99 = hr_percentile_u64(v, n, 99);
-		OUT("  primary (%s, %u epochs): pause_us p50=%llu p99=%llu",
-		    d->samples_logged ? "per-epoch log" : "status samples", n,
-		    (unsigned long long)p50, (unsigned long long)p99);
-		for (unsigned i = 0; i < n; i++)
-			v[i] = d->samples[i].interval_us;
-		p50 = hr_percentile_u64(v, n, 50);
-		p99 = hr_percentile_u64(v, n, 99);
-		OUT(" interval_us p50=%llu p99=%llu", (unsigned long long)p50,
-		    (unsigned long long)p99);
-		for (unsigned i = 0; i < n; i++)
-			v[i] = d->samples[i].bytes;
-		OUT(" bytes p50=%llu", (unsigned long long)hr_percentile_u64(v, n, 50));
-		for (unsigned i = 0; i < n; i++)
-			v[i] = d->samples[i].ack_us;
-		OUT(" ack_us p50=%llu\n", (unsigned long long)hr_percentile_u64(v, n, 50));
-	} else {
-		OUT("  primary (status): no epoch stats sampled\n");
-	}
-	if (v) {
-		nw = 0;
-		for (unsigned i = 1; i < w->nr_wire; i++)
-			if (w->wire[i].begin_ns && w->wire[i - 1].begin_ns &&
-			    w->wire[i].epoch == w->wire[i - 1].epoch + 1 &&
-			    w->wire[i - 1].epoch > 0)
-				v[nw++] = (w->wire[i].begin_ns - w->wire[i - 1].begin_ns) / 1000;
-		uint64_t i50 = hr_percentile_u64(v, nw, 50), i99 = hr_percentile_u64(v, nw, 99);
-		unsigned nb = 0;
-		for (unsigned i = 0; i < w->nr_wire; i++)
-			if (w->wire[i].epoch > 0 && w->wire[i].end_ns)
-				v[nb++] = w->wire[i].bytes;
-		uint64_t b50 = hr_percentile_u64(v, nb, 50), b99 = hr_percentile_u64(v, nb, 99);
-		unsigned na = 0;
-		for (unsigned i = 0; i < w->nr_wire; i++)
-			if (w->wire[i].epoch > 0 && w->wire[i].ack_ns && w->wire[i].end_ns)
-				v[na++] = (w->wire[i].ack_ns - w->wire[i].end_ns) / 1000;
-		OUT("  wire (tap, %u epochs): interval_us p50=%llu p99=%llu bytes p50=%llu "
-		    "p99=%llu "
-		    "end->ack_us p50=%llu\n",
-		    nb, (unsigned long long)i50, (unsigned long long)i99, (unsigned long long)b50,
-		    (unsigned long long)b99, (unsigned long long)hr_percentile_u64(v, na, 50));
-	}
-	free(v);
-	OUT("  console: %llu bytes, %u progress lines (seq %llu..%llu), %u connections, %llu "
-	    "repeated bytes deduplicated\n",
-	    (unsigned long long)w->len, w->nr_lines,
-	    (unsigned long long)(w->nr_lines ? w->lines[0].seq : 0),
-	    (unsigned long long)(w->nr_lines ? w->lines[w->nr_lines - 1].seq : 0), w->nr_conns,
-	    (unsigned long long)w->nr_repeat_bytes);
-	OUT("  contract: gaps=%u two_contents=%u seq_breaks=%u self_check_errors=%u bad_lines=%u\n",
-	    w->gaps, w->conflicts, w->seq_breaks, w->guest_errors, w->bad_lines);
-	if (w->killed)
-		OUT("  at the kill: outside held %llu bytes, last seq=%llu\n",
-		    (unsigned long long)w->kill_con_len, (unsigned long long)w->kill_last_seq);
-	if (!o->victim_backup && d->failover_ms >= 0)
-		OUT("  failover_ms=%.1f (kill -> first new line from B, seq=%llu); promoted seen "
-		    "in "
-		    "B's status after %.0f ms\n",
-		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
-	if (o->victim_backup && d->failover_ms >= 0)
-		OUT("  primary kept running: first line beyond the kill after %.1f ms (seq=%llu)\n",
-		    d->failover_ms, (unsigned long long)d->first_new_seq);
-	if (o->victim_backup && d->survivor_state[0])
-		OUT("  primary's status after the backup's death: state=%s\n", d->survivor_state);
-	if (w->tap_broken)
-		OUT("  note: the tap could not parse the replication stream; moments are "
-		    "imprecise\n");
-	if (d->why[0] || w->first_violation[0])
-		OUT("  first problem: %s\n", d->why[0] ? d->why : w->first_violation);
-	OUT("drill: %s failover_ms=%.1f epochs=%llu\n", d->pass ? "PASS" : "FAIL", d->failover_ms,
-	    (unsigned long long)(w->acked ? w->acked - 1 : 0));
-	if (!d->pass)
-		OUT("  logs: %s (a.log, b.log, cli.log, ip.log)\n", d->dir);
-#undef OUT
-}
-
-/* Refresh the victim's process list: the daemon's descendants (workers). */
-static void refresh_victims(struct drill *d)
-{
-	pid_t kids[32];
-	pid_t root = d->o->victim_backup ? d->pid_b : d->pid_a;
-	unsigned n = drill_descendants(root, kids, 32);
-
-	pthread_mutex_lock(&d->w.lock);
-	if (!d->w.killed) {
-		memcpy(d->w.victim_kids, kids, n * sizeof(pid_t));
-		d->w.nr_victim_kids = n;
-		if (n && !d->w.armed)
-			d->w.armed = 1;
-	}
-	pthread_mutex_unlock(&d->w.lock);
-}
-
-static int one_drill(struct drill *d)
-{
-	const struct opts *o = d->o;
-	struct drill_world *w = &d->w;
-	char buf[16384], console[64], peer[64], state[300];
-	uint64_t seed = o->seed + d->run - 1;
-
-	snprintf(d->ns_a, sizeof(d->ns_a), "hrd-%d-%u-a", (int)getpid(), d->run);
-	snprintf(d->ns_b, sizeof(d->ns_b), "hrd-%d-%u-b", (int)getpid(), d->run);
-	snprintf(d->ns_out, sizeof(d->ns_out), "hrd-%d-%u-out", (int)getpid(), d->run);
-	snprintf(d->dir, sizeof(d->dir), "%s/hrd-%d-%u-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), d->run);
-	if (!mkdtemp(d->dir)) {
-		fail(d, "mkdtemp: %s", strerror(errno));
-		return -1;
-	}
-	snprintf(d->ctl_a, sizeof(d->ctl_a), "%s/a.sock", d->dir);
-	snprintf(d->ctl_b, sizeof(d->ctl_b), "%s/b.sock", d->dir);
-	snprintf(d->log_a, sizeof(d->log_a), "%s/a.log", d->dir);
-	snprintf(d->log_b, sizeof(d->log_b), "%s/b.log", d->dir);
-	snprintf(d->log_ip, sizeof(d->log_ip), "%s/ip.log", d->dir);
-	snprintf(d->log_cli, sizeof(d->log_cli), "%s/cli.log", d->dir);
-	d->failover_ms = d->promoted_ms = -1;
-
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	w->con_lfd = w->tap_lfd = -1;
-	w->netns_out = d->ns_out;
-	snprintf(w->upstream_host, sizeof(w->upstream_host), "%s", IP_B);
-	snprintf(w->upstream_port, sizeof(w->upstream_port), "%s", PORT_HRD);
-	w->kill_at = o->kill_at;
-	w->kill_epoch = o->epochs;
-	w->epoch_us = o->epoch_us;
-	uint64_t rs = seed * 0x9E3779B97F4A7C15ull + 1;
-	rng_next(&rs);
-	w->random_delay_us = rng_next(&rs) % (2 * o->epoch_us);
-
-	vlog(o, "run %u: namespaces %s %s %s, files in %s", d->run, d->ns_a, d->ns_b, d->ns_out,
-	     d->dir);
-	if (netns_up(d) < 0) {
-		fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
-		return -1;
-	}
-	int rc = drill_world_listen(w, IP_OUT, PORT_CON, PORT_TAP);
-	if (rc < 0) {
-		fail(d, "collector/tap listen in %s: %s", d->ns_out, strerror(-rc));
-		return -1;
-	}
-	if (drill_world_start(w, d->threads) < 0) {
-		fail(d, "cannot start the observer threads");
-		return -1;
-	}
-	d->world_started = 1;
-
-	snprintf(state, sizeof(state), "%s/state-a", d->dir);
-	d->pid_a = start_daemon(d, d->ns_a, IP_A, d->ctl_a, state, d->log_a);
-	snprintf(state, sizeof(state), "%s/state-b", d->dir);
-	d->pid_b = start_daemon(d, d->ns_b, IP_B, d->ctl_b, state, d->log_b);
-	if (d->pid_a < 0 || d->pid_b < 0 || wait_control(d, d->ctl_a, d->pid_a, 10) < 0 ||
-	    wait_control(d, d->ctl_b, d->pid_b, 10) < 0) {
-		fail(d, "hareplicated did not come up (see %s, %s)", d->log_a, d->log_b);
-		return -1;
-	}
-	w->victim_pgid = o->victim_backup ? 0 : d->pid_a;
-	vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
-
-	snprintf(console, sizeof(console), "tcp:%s:%d", IP_OUT, PORT_CON);
-	snprintf(peer, sizeof(peer), "%s:%d", IP_OUT, PORT_TAP);
-	char *start[] = {"start",     VM_NAME,
-			 "--backend", "kvm",
-			 "--peer",    peer,
-			 "--epoch",   (char *)o->epoch,
-			 "--kernel",  (char *)o->kernel,
-			 "--memory",  (char *)o->memory,
-			 "--append",  (char *)o->append,
-			 "--console", console,
-			 NULL};
-	rc = cli(d, d->ctl_a, start, 60000);
-	if (rc != 0) {
-		fail(d, "`hareplicate start` failed (exit %d; see %s, %s)", rc, d->log_cli,
-		     d->log_a);
-		return -1;
-	}
-	vlog(o, "started %s on A; waiting for %llu acked epochs", VM_NAME,
-	     (unsigned long long)o->epochs);
-
-	/* run until the tap has killed the victim */
-	uint64_t last_progress = hr_now_ns(), last_acked = 0, last_sample = 0, last_refresh = 0;
-	for (;;) {
-		if (g_interrupted) {
-			fail(d, "interrupted by signal %d", (int)g_interrupted);
-			return -1;
-		}
-		uint64_t now = hr_now_ns();
-		/* The tap kills A (drill_kill_locked) and sets killed under w->lock:
-		 * reap A under the same lock, so that a death seen here with killed
-		 * still 0 cannot be our kill. */
-		int st, died = 0;
-		pthread_mutex_lock(&w->lock);
-		int killed = w->killed;
-		uint64_t acked = w->acked;
-		if (!killed && waitpid(d->pid_a, &st, WNOHANG) == d->pid_a)
-			died = 1;
-		pthread_mutex_unlock(&w->lock);
-		if (killed)
-			break;
-		if (died) {
-			d->pid_a = 0;
-			fail(d, "A's daemon died before the kill (see %s)", d->log_a);
-			return -1;
-		}
-		if (acked != last_acked) {
-			last_acked = acked;
-			last_progress = now;
-		}
-		if (now - last_progress > o->timeout_s * 1000000000ull) {
-			fail(d, "replication made no progress for %u s (acked %llu epochs; see %s)",
-			     o->timeout_s, (unsigned long long)acked, d->log_a);
-			return -1;
-		}
-		if (now - last_refresh > 200000000ull) {
-			refresh_victims(d);
-			last_refresh = now;
-		}
-		if (now - last_sample > 50000000ull) {
-			if (!ctl_query(d->ctl_a, "status", buf, sizeof(buf)))
-				add_sample(d, buf);
-			last_sample = now;
-		}
-		usleep(5000);
-	}
-	vlog(o, "killed: %s", w->kill_what);
-	if (!o->victim_backup)
-		reap(&d->pid_a, 2000);
-
-	/* after the kill: the guest must go on (on B, or on A for a backup kill) */
-	uint32_t want_ip = inet_addr(o->victim_backup ? IP_A : IP_B);
-	uint64_t t_kill = w->kill_ns, end = hr_now_ns() + o->timeout_s * 1000000000ull;
-	int first = -1;
-	while (!g_interrupted && hr_now_ns() < end) {
-		pthread_mutex_lock(&w->lock);
-		if (first < 0)
-			first = first_new_line(w, want_ip);
-		unsigned have = w->nr_lines;
-		pthread_mutex_unlock(&w->lock);
-		if (!o->victim_backup && d->promoted_ms < 0 &&
-		    !ctl_query(d->ctl_b, "status", buf, sizeof(buf))) {
-			char role[32];
-			json_str(buf, "role", role, sizeof(role));
-			if (!strcmp(role, "promoted"))
-				d->promoted_ms = (hr_now_ns() - t_kill) / 1e6;
-		}
-		if (first >= 0 && have >= (unsigned)first + o->after_lines)
-			break;
-		usleep(10000);
-	}
-	pthread_mutex_lock(&w->lock);
-	if (first >= 0) {
-		d->failover_ms = (w->lines[first].t_ns - t_kill) / 1e6;
-		d->first_new_seq = w->lines[first].seq;
-	}
-	unsigned have = w->nr_lines;
-	pthread_mutex_unlock(&w->lock);
-	if (first < 0)
-		fail(d, "no new console line from %s within %u s of the kill",
-		     o->victim_backup ? "the primary" : "the backup", o->timeout_s);
-	else if (have < (unsigned)first + o->after_lines)
-		fail(d, "only %u of %u progress lines after the failover within %u s",
-		     have - (unsigned)first, o->after_lines, o->timeout_s);
-
-	if (o->victim_backup) {
-		/* the primary must say it lost its backup */
-		char st[32] = "";
-		uint64_t e2 = hr_now_ns() + 5000000000ull;
-		while (hr_now_ns() < e2) {
-			if (!ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
-				json_str(buf, "state", st, sizeof(st));
-				if (!strcmp(st, "unprotected"))
-					break;
-			}
-			usleep(20000);
-		}
-		snprintf(d->survivor_state, sizeof(d->survivor_state), "%s",
-			 st[0] ? st : "(no answer)");
-		if (strcmp(st, "unprotected"))
-			fail(d,
-			     "after the backup's death A's status says state=%s, not unprotected",
-			     st[0] ? st : "(no answer)");
-	}
-	/* a last look: the stream must still be consistent */
-	usleep(100000);
-	char *stop[] = {"stop", VM_NAME, NULL};
-	if (!o->keep)
-		cli(d, o->victim_backup ? d->ctl_a : d->ctl_b, stop, 20000);
-	return 0;
-}
-
-static int run_drill(const struct opts *o, unsigned run, double *failover_ms_r)
-{
-	struct drill *d = calloc(1, sizeof(*d));
-	if (!d)
-		return 1;
-	d->o = o;
-	d->run = run;
-	one_drill(d);
-	if (d->world_started) {
-		pthread_mutex_lock(&d->w.lock);
-		d->pass = !d->why[0] && !d->w.first_violation[0] && d->w.killed && !d->w.gaps &&
-			  !d->w.conflicts && !d->w.seq_breaks && !d->w.guest_errors &&
-			  !d->w.bad_lines;
-		pthread_mutex_unlock(&d->w.lock);
-	}
-	load_epoch_log(d);
-	teardown(d);
-	report(d);
-	fputs(d->report, stdout);
-	fflush(stdout);
-	*failover_ms_r = d->failover_ms;
-	int pass = d->pass;
-	free(d->w.buf);
-	free(d->w.lines);
-	free(d->w.wire);
-	free(d->samples);
-	free(d);
-	return pass ? 0 : 1;
+	drill_interrupted = sig;
 }
 
 static int find_next_to_self(const char *self, const char *rel, char *out, size_t size)
@@ -837,14 +134,14 @@ static int cmd_drill(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	static char kernel[4096], daemon[4096];
-	struct opts o = {.epochs = 200,
-			 .memory = "256M",
-			 .append = "rate=4000 wss=64M interval_ms=20",
-			 .epoch = "25ms",
-			 .repeat = 1,
-			 .after_lines = 25,
-			 .timeout_s = 60,
-			 .kill_at = DRILL_KILL_RANDOM};
+	struct drill_opts o = {.epochs = 200,
+			       .memory = "256M",
+			       .append = "rate=4000 wss=64M interval_ms=20",
+			       .epoch = "25ms",
+			       .repeat = 1,
+			       .after_lines = 25,
+			       .timeout_s = 60,
+			       .kill_at = DRILL_KILL_RANDOM};
 	uint64_t bytes;
 	int c;
 
@@ -1031,8 +328,8 @@ static int cmd_drill(int argc, char **argv)
 
 	double *fo = calloc(o.repeat, sizeof(double));
 	unsigned passed = 0;
-	for (unsigned i = 1; i <= o.repeat && !g_interrupted; i++) {
-		if (run_drill(&o, i, &fo[i - 1]) == 0)
+	for (unsigned i = 1; i <= o.repeat && !drill_interrupted; i++) {
+		if (drill_run(&o, i, &fo[i - 1]) == 0)
 			passed++;
 	}
 	if (o.repeat > 1) {
@@ -1050,7 +347,7 @@ static int cmd_drill(int argc, char **argv)
 		free(v);
 	}
 	free(fo);
-	return passed == o.repeat && !g_interrupted ? 0 : 1;
+	return passed == o.repeat && !drill_interrupted ? 0 : 1;
 }
 
 const struct hr_cmd hr_cmd_drill = {

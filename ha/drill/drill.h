@@ -1,17 +1,41 @@
 /*
- * drill.h - pieces of `hareplicate drill` (cmd-drill.c): network namespaces
- * and processes (drill-net.c), and the two observers that sit in the "out"
- * namespace (drill-wire.c): the console collector (the outside world) and
- * the replication tap (a TCP relay between the primary and the backup that
- * parses frame headers, so the drill can kill at an exact point of the
- * epoch protocol).
+ * drill.h - the pieces of `hareplicate drill`:
+ *
+ *   cmd-drill.c       the command: options, what the drill needs, --repeat
+ *   drill-run.c       one drill, from setting up to the report (the scenario)
+ *   drill-hosts.c     the namespaces A, B, OUT and the daemons in them
+ *   drill-status.c    the primary's epoch figures: status samples, epoch log
+ *   drill-report.c    the report a drill prints
+ *   drill-net.c       processes and network namespaces (low level)
+ *
+ * and the two observers that sit in the "out" namespace: the console
+ * collector (drill-console.c: the outside world, which checks the contract
+ * on the console stream) and the replication tap (a TCP relay between the
+ * primary and the backup, drill-relay.c, that parses frame headers so the
+ * drill can kill at an exact point of the epoch protocol, drill-killpoint.c).
+ * drill-world.c opens their sockets and runs their threads.
  */
 #ifndef HR_CLI_DRILL_H
 #define HR_CLI_DRILL_H
 
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "core/epoch.h"
+
+/* The drill's network (nothing leaves its namespaces) and its one VM. */
+#define DRILL_NET_PREFIX "10.213.0."
+#define DRILL_IP_A	 DRILL_NET_PREFIX "1"
+#define DRILL_IP_B	 DRILL_NET_PREFIX "2"
+#define DRILL_IP_OUT	 DRILL_NET_PREFIX "254"
+#define DRILL_PORT_CON	 7000
+#define DRILL_PORT_TAP	 7100
+#define DRILL_PORT_HRD	 "7788"
+#define DRILL_VM_NAME	 "drillvm"
 
 /* ---- drill-net.c ---- */
 
@@ -31,7 +55,8 @@ int drill_enter_netns(const char *netns);
 /* Children, grandchildren, ... of pid (up to max); returns the count. */
 unsigned drill_descendants(pid_t pid, pid_t *pids, unsigned max);
 
-/* ---- drill-wire.c ---- */
+/* ---- the observers in OUT (drill-world.c, drill-console.c, drill-relay.c,
+ * drill-killpoint.c) ---- */
 
 enum drill_kill_at {
 	DRILL_KILL_RANDOM,
@@ -91,12 +116,98 @@ struct drill_world {
 	int tap_broken; /* stream did not parse: moment precision lost */
 };
 
-/* Listen on ip:con_port (collector) and ip:tap_port (tap) inside netns_out. */
+/* drill-world.c: listen on ip:con_port (collector) and ip:tap_port (tap)
+ * inside netns_out; start and stop the two observer threads. */
 int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int tap_port);
 int drill_world_start(struct drill_world *w, pthread_t *threads);
 void drill_world_stop(struct drill_world *w, pthread_t *threads);
-/* Kill the victim now (lock held by the caller).  Records the moment. */
+/* drill-console.c: the collector thread (arg: the world). */
+void *drill_collector(void *arg);
+/* drill-relay.c: the tap thread (arg: the world). */
+void *drill_tap_thread(void *arg);
+/* drill-killpoint.c: kill the victim now (lock held by the caller).
+ * Records the moment. */
 void drill_kill_locked(struct drill_world *w, const char *what);
 const char *drill_kill_at_name(enum drill_kill_at k);
+
+/* ---- the drill (cmd-drill.c, drill-run.c, drill-hosts.c, drill-status.c,
+ * drill-report.c) ---- */
+
+struct drill_opts {
+	uint64_t epochs, seed, epoch_us;
+	int seed_set, keep, verbose, victim_backup;
+	enum drill_kill_at kill_at;
+	const char *memory, *append, *epoch, *kernel, *daemon;
+	unsigned repeat, after_lines, timeout_s;
+	char self[4096];
+};
+
+/* One drill: what it set up, what it sampled, what it found. */
+struct drill {
+	const struct drill_opts *o;
+	unsigned run;
+	char ns_a[64], ns_b[64], ns_out[64], dir[256];
+	char ctl_a[300], ctl_b[300], log_a[300], log_b[300], log_ip[300], log_cli[300];
+	pid_t pid_a, pid_b;
+	int netns_made;
+	struct drill_world w;
+	pthread_t threads[2];
+	int world_started;
+	struct hr_epoch_stats *samples; /* one epoch's figures each */
+	unsigned nr_samples, cap_samples;
+	int samples_logged; /* samples come from the worker's per-epoch log */
+	/* results */
+	int pass;
+	char why[512];
+	double failover_ms, promoted_ms;
+	uint64_t first_new_seq;
+	char survivor_state[32]; /* --victim backup: A's state after the kill */
+	char report[8192];
+};
+
+/* cmd-drill.c: the signal (SIGINT, SIGTERM, SIGHUP) that asks every wait to
+ * stop, 0 while none came. */
+extern volatile sig_atomic_t drill_interrupted;
+
+/* drill-run.c: run drill number run (1, 2, ...; seed o->seed + run - 1),
+ * print its report and clean up.  *failover_ms_r: kill -> first new line
+ * (-1 if none).  Returns 0 if the drill passed, 1 if not (an exit status). */
+int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r);
+
+/* drill-hosts.c */
+/* A, B and OUT with a bridge in OUT that joins them.  0 or -1 (see log_ip). */
+int drill_netns_up(struct drill *d);
+/* A hareplicated in ns listening on ip, its console default the collector. */
+pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
+			 const char *state, const char *log);
+/* The CLI itself (args after the program name), HAREPLICATE_CONTROL=control. */
+int drill_cli(struct drill *d, const char *control, char *const args[], unsigned timeout_ms);
+/* Until the daemon pid answers on ctl: 0, or -1 (died, timed out, interrupted). */
+int drill_wait_control(struct drill *d, const char *ctl, pid_t pid, unsigned timeout_s);
+/* Wait up to timeout_ms for *pid to exit; *pid = 0 once it has. */
+void drill_reap(pid_t *pid, unsigned timeout_ms);
+/* Refresh the victim's process list in the world: the daemon's descendants
+ * (workers); arms the tap once there are some. */
+void drill_refresh_victims(struct drill *d);
+/* Stop everything the drill made (or, with --keep, say how to). */
+void drill_teardown(struct drill *d);
+
+/* drill-status.c */
+/* `status VM --json` (or with cmd "ping": is it up?) in process, over the
+ * control socket directly.  0 or -1. */
+int drill_ctl_query(const char *control, const char *cmd, char *buf, size_t size);
+/* The string value of "key" in a status JSON ("" if absent). */
+void drill_json_str(const char *s, const char *key, char *out, size_t size);
+/* Add the last epoch of a status JSON to d->samples (once per epoch). */
+void drill_add_sample(struct drill *d, const char *status_json);
+/* Replace the samples with every epoch the primary's worker logged. */
+void drill_load_epoch_log(struct drill *d);
+
+/* drill-report.c */
+/* Format d's report into d->report. */
+void drill_report(struct drill *d);
+/* Keep the first problem found: format into buf only while it is empty. */
+void drill_first_problem(char *buf, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif

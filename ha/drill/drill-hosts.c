@@ -1,0 +1,194 @@
+/*
+ * drill-hosts.c - the drill's hosts: network namespaces A (primary), B
+ * (backup) and OUT (the outside world, a bridge that joins them), a
+ * hareplicated in A and in B, the CLI run against either, the daemons'
+ * process trees (what a kill hits) and the teardown of all of it.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "ha/drill/drill.h"
+
+int drill_netns_up(struct drill *d)
+{
+	const char *L = d->log_ip;
+	const char *ns[2] = {d->ns_a, d->ns_b}, *ip[2] = {DRILL_IP_A, DRILL_IP_B},
+		   *peer[2] = {"va", "vb"};
+
+	if (drill_ip(L, "netns add %s", d->ns_a) || drill_ip(L, "netns add %s", d->ns_b) ||
+	    drill_ip(L, "netns add %s", d->ns_out))
+		return -1;
+	d->netns_made = 1;
+	if (drill_ip(L, "-n %s link set lo up", d->ns_out) ||
+	    drill_ip(L, "-n %s link add br0 type bridge", d->ns_out) ||
+	    drill_ip(L, "-n %s addr add %s/24 dev br0", d->ns_out, DRILL_IP_OUT) ||
+	    drill_ip(L, "-n %s link set br0 up", d->ns_out))
+		return -1;
+	for (int i = 0; i < 2; i++)
+		if (drill_ip(L, "-n %s link set lo up", ns[i]) ||
+		    drill_ip(L, "-n %s link add eth0 type veth peer name %s netns %s", ns[i],
+			     peer[i], d->ns_out) ||
+		    drill_ip(L, "-n %s link set %s master br0", d->ns_out, peer[i]) ||
+		    drill_ip(L, "-n %s link set %s up", d->ns_out, peer[i]) ||
+		    drill_ip(L, "-n %s addr add %s/24 dev eth0", ns[i], ip[i]) ||
+		    drill_ip(L, "-n %s link set eth0 up", ns[i]))
+			return -1;
+	return 0;
+}
+
+pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
+			 const char *state, const char *log)
+{
+	char listen[64], console[64];
+	snprintf(listen, sizeof(listen), "%s:%s", ip, DRILL_PORT_HRD);
+	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
+	char *argv[] = {(char *)d->o->daemon,
+			"--control",
+			(char *)ctl,
+			"--listen",
+			listen,
+			"--state-dir",
+			(char *)state,
+			"--console-default",
+			console,
+			"--failover-timeout",
+			"500",
+			"-f",
+			NULL};
+	return drill_spawn(ns, argv, log);
+}
+
+int drill_cli(struct drill *d, const char *control, char *const args[], unsigned timeout_ms)
+{
+	char *argv[32];
+	unsigned n = 0;
+	argv[n++] = (char *)d->o->self;
+	for (unsigned i = 0; args[i] && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	setenv("HAREPLICATE_CONTROL", control, 1);
+	int rc = drill_cmd(argv, NULL, 0, d->log_cli, timeout_ms);
+	unsetenv("HAREPLICATE_CONTROL");
+	return rc;
+}
+
+int drill_wait_control(struct drill *d, const char *ctl, pid_t pid, unsigned timeout_s)
+{
+	char buf[4096];
+	uint64_t end = hr_now_ns() + timeout_s * 1000000000ull;
+
+	while (hr_now_ns() < end && !drill_interrupted) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return -1;
+		struct stat sb;
+		if (!stat(ctl, &sb) && !drill_ctl_query(ctl, "ping", buf, sizeof(buf)))
+			return 0;
+		usleep(20000);
+	}
+	return -1;
+}
+
+static void kill_group(pid_t pgid, int sig)
+{
+	pid_t kids[32];
+	if (pgid <= 0)
+		return;
+	unsigned n = drill_descendants(pgid, kids, 32);
+	kill(-pgid, sig);
+	for (unsigned i = 0; i < n; i++)
+		kill(kids[i], sig);
+}
+
+void drill_reap(pid_t *pid, unsigned timeout_ms)
+{
+	uint64_t end = hr_now_ns() + timeout_ms * 1000000ull;
+	int st;
+	if (*pid <= 0)
+		return;
+	while (hr_now_ns() < end) {
+		pid_t r = waitpid(*pid, &st, WNOHANG);
+		if (r == *pid || (r < 0 && errno == ECHILD)) {
+			*pid = 0;
+			return;
+		}
+		usleep(10000);
+	}
+}
+
+void drill_refresh_victims(struct drill *d)
+{
+	pid_t kids[32];
+	pid_t root = d->o->victim_backup ? d->pid_b : d->pid_a;
+	unsigned n = drill_descendants(root, kids, 32);
+
+	pthread_mutex_lock(&d->w.lock);
+	if (!d->w.killed) {
+		memcpy(d->w.victim_kids, kids, n * sizeof(pid_t));
+		d->w.nr_victim_kids = n;
+		if (n && !d->w.armed)
+			d->w.armed = 1;
+	}
+	pthread_mutex_unlock(&d->w.lock);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)remove(path); /* best effort: go on */
+	return 0;
+}
+
+void drill_teardown(struct drill *d)
+{
+	const struct drill_opts *o = d->o;
+
+	if (o->keep) {
+		char kills[64] = "";
+		if (d->pid_a > 0 || d->pid_b > 0)
+			snprintf(kills, sizeof(kills), "kill -9%s%.0d%s%.0d; ",
+				 d->pid_a > 0 ? " -" : "", (int)d->pid_a, d->pid_b > 0 ? " -" : "",
+				 (int)d->pid_b);
+		fprintf(
+		    stderr,
+		    "drill: --keep: left running (daemon logs a.log, b.log in %s).  Remove with:\n"
+		    "  %sip netns del %s; ip netns del %s; ip netns del %s; rm -rf %s\n",
+		    d->dir, kills, d->ns_a, d->ns_b, d->ns_out, d->dir);
+		if (d->world_started)
+			drill_world_stop(&d->w, d->threads);
+		return;
+	}
+	/* orderly first (SIGTERM stops every VM), then SIGKILL what is left */
+	pid_t *pids[2] = {&d->pid_a, &d->pid_b};
+	for (int i = 0; i < 2; i++)
+		if (*pids[i] > 0)
+			kill_group(*pids[i], SIGTERM);
+	for (int i = 0; i < 2; i++)
+		drill_reap(pids[i], 12000);
+	for (int i = 0; i < 2; i++)
+		if (*pids[i] > 0) {
+			kill_group(*pids[i], SIGKILL);
+			drill_reap(pids[i], 2000);
+		}
+	/* workers orphaned by a SIGKILLed daemon: they are in its process group */
+	if (d->w.victim_pgid > 0)
+		kill(-d->w.victim_pgid, SIGKILL);
+	for (unsigned i = 0; i < d->w.nr_victim_kids; i++)
+		kill(d->w.victim_kids[i], SIGKILL);
+	if (d->world_started)
+		drill_world_stop(&d->w, d->threads);
+	if (d->netns_made) {
+		drill_ip(NULL, "netns del %s", d->ns_a);
+		drill_ip(NULL, "netns del %s", d->ns_b);
+		drill_ip(NULL, "netns del %s", d->ns_out);
+	}
+	if (d->pass)
+		nftw(d->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}

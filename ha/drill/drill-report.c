@@ -1,0 +1,113 @@
+/*
+ * drill-report.c - what a drill prints: the epochs, where the kill landed,
+ * the primary's and the wire's epoch figures, the console as the outside
+ * saw it, the contract counts, failover_ms and the `drill: PASS|FAIL` line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/stats.h"
+#include "ha/drill/drill.h"
+
+void drill_first_problem(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	if (buf[0])
+		return;
+	vsnprintf(buf, size, fmt, ap);
+}
+
+void drill_report(struct drill *d)
+{
+	struct drill_world *w = &d->w;
+	const struct drill_opts *o = d->o;
+	unsigned n = d->nr_samples, nw = 0;
+	uint64_t *v = calloc((n > w->nr_wire ? n : w->nr_wire) + 1, sizeof(uint64_t));
+	char *r = d->report;
+	size_t size = sizeof(d->report), len = 0;
+#define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
+
+	OUT("drill %u: kill-at=%s victim=%s seed=%llu epoch=%s memory=%s append=\"%s\"\n", d->run,
+	    drill_kill_at_name(o->kill_at), o->victim_backup ? "backup" : "primary",
+	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
+	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
+	    "target %llu)\n",
+	    (unsigned long long)(w->acked ? w->acked - 1 : 0), (unsigned long long)o->epochs);
+	OUT("  kill: %s\n", w->killed ? w->kill_what : "(not done)");
+	if (v && n) {
+		for (unsigned i = 0; i < n; i++)
+			v[i] = d->samples[i].pause_us;
+		uint64_t p50 = hr_percentile_u64(v, n, 50), p99 = hr_percentile_u64(v, n, 99);
+		OUT("  primary (%s, %u epochs): pause_us p50=%llu p99=%llu",
+		    d->samples_logged ? "per-epoch log" : "status samples", n,
+		    (unsigned long long)p50, (unsigned long long)p99);
+		for (unsigned i = 0; i < n; i++)
+			v[i] = d->samples[i].interval_us;
+		p50 = hr_percentile_u64(v, n, 50);
+		p99 = hr_percentile_u64(v, n, 99);
+		OUT(" interval_us p50=%llu p99=%llu", (unsigned long long)p50,
+		    (unsigned long long)p99);
+		for (unsigned i = 0; i < n; i++)
+			v[i] = d->samples[i].bytes;
+		OUT(" bytes p50=%llu", (unsigned long long)hr_percentile_u64(v, n, 50));
+		for (unsigned i = 0; i < n; i++)
+			v[i] = d->samples[i].ack_us;
+		OUT(" ack_us p50=%llu\n", (unsigned long long)hr_percentile_u64(v, n, 50));
+	} else {
+		OUT("  primary (status): no epoch stats sampled\n");
+	}
+	if (v) {
+		nw = 0;
+		for (unsigned i = 1; i < w->nr_wire; i++)
+			if (w->wire[i].begin_ns && w->wire[i - 1].begin_ns &&
+			    w->wire[i].epoch == w->wire[i - 1].epoch + 1 &&
+			    w->wire[i - 1].epoch > 0)
+				v[nw++] = (w->wire[i].begin_ns - w->wire[i - 1].begin_ns) / 1000;
+		uint64_t i50 = hr_percentile_u64(v, nw, 50), i99 = hr_percentile_u64(v, nw, 99);
+		unsigned nb = 0;
+		for (unsigned i = 0; i < w->nr_wire; i++)
+			if (w->wire[i].epoch > 0 && w->wire[i].end_ns)
+				v[nb++] = w->wire[i].bytes;
+		uint64_t b50 = hr_percentile_u64(v, nb, 50), b99 = hr_percentile_u64(v, nb, 99);
+		unsigned na = 0;
+		for (unsigned i = 0; i < w->nr_wire; i++)
+			if (w->wire[i].epoch > 0 && w->wire[i].ack_ns && w->wire[i].end_ns)
+				v[na++] = (w->wire[i].ack_ns - w->wire[i].end_ns) / 1000;
+		OUT("  wire (tap, %u epochs): interval_us p50=%llu p99=%llu bytes p50=%llu "
+		    "p99=%llu "
+		    "end->ack_us p50=%llu\n",
+		    nb, (unsigned long long)i50, (unsigned long long)i99, (unsigned long long)b50,
+		    (unsigned long long)b99, (unsigned long long)hr_percentile_u64(v, na, 50));
+	}
+	free(v);
+	OUT("  console: %llu bytes, %u progress lines (seq %llu..%llu), %u connections, %llu "
+	    "repeated bytes deduplicated\n",
+	    (unsigned long long)w->len, w->nr_lines,
+	    (unsigned long long)(w->nr_lines ? w->lines[0].seq : 0),
+	    (unsigned long long)(w->nr_lines ? w->lines[w->nr_lines - 1].seq : 0), w->nr_conns,
+	    (unsigned long long)w->nr_repeat_bytes);
+	OUT("  contract: gaps=%u two_contents=%u seq_breaks=%u self_check_errors=%u bad_lines=%u\n",
+	    w->gaps, w->conflicts, w->seq_breaks, w->guest_errors, w->bad_lines);
+	if (w->killed)
+		OUT("  at the kill: outside held %llu bytes, last seq=%llu\n",
+		    (unsigned long long)w->kill_con_len, (unsigned long long)w->kill_last_seq);
+	if (!o->victim_backup && d->failover_ms >= 0)
+		OUT("  failover_ms=%.1f (kill -> first new line from B, seq=%llu); promoted seen "
+		    "in "
+		    "B's status after %.0f ms\n",
+		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
+	if (o->victim_backup && d->failover_ms >= 0)
+		OUT("  primary kept running: first line beyond the kill after %.1f ms (seq=%llu)\n",
+		    d->failover_ms, (unsigned long long)d->first_new_seq);
+	if (o->victim_backup && d->survivor_state[0])
+		OUT("  primary's status after the backup's death: state=%s\n", d->survivor_state);
+	if (w->tap_broken)
+		OUT("  note: the tap could not parse the replication stream; moments are "
+		    "imprecise\n");
+	if (d->why[0] || w->first_violation[0])
+		OUT("  first problem: %s\n", d->why[0] ? d->why : w->first_violation);
+	OUT("drill: %s failover_ms=%.1f epochs=%llu\n", d->pass ? "PASS" : "FAIL", d->failover_ms,
+	    (unsigned long long)(w->acked ? w->acked - 1 : 0));
+	if (!d->pass)
+		OUT("  logs: %s (a.log, b.log, cli.log, ip.log)\n", d->dir);
+#undef OUT
+}

@@ -1,0 +1,285 @@
+/*
+ * drill-run.c - one failover drill, the scenario: set up the namespaces,
+ * the observers and the daemons, protect memwalk from A to B, let the tap
+ * kill the victim at the chosen moment, wait for the guest to go on (on B,
+ * or on A when the backup was the victim), judge the contract, report and
+ * tear down.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "ha/drill/drill.h"
+
+static void vlog(const struct drill_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void vlog(const struct drill_opts *o, const char *fmt, ...)
+{
+	va_list ap;
+	if (!o->verbose)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "drill: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static void fail(struct drill *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct drill *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	drill_first_problem(d->why, sizeof(d->why), fmt, ap);
+	va_end(ap);
+}
+
+/* First progress line beyond what the outside held at the kill, from ip. */
+static int first_new_line(struct drill_world *w, uint32_t ip)
+{
+	for (unsigned i = 0; i < w->nr_lines; i++)
+		if (w->lines[i].end_off > w->kill_con_len && w->lines[i].conn < 64 &&
+		    w->conn_peer[w->lines[i].conn] == ip)
+			return (int)i;
+	return -1;
+}
+
+static int one_drill(struct drill *d)
+{
+	const struct drill_opts *o = d->o;
+	struct drill_world *w = &d->w;
+	char buf[16384], console[64], peer[64], state[300];
+	uint64_t seed = o->seed + d->run - 1;
+
+	snprintf(d->ns_a, sizeof(d->ns_a), "hrd-%d-%u-a", (int)getpid(), d->run);
+	snprintf(d->ns_b, sizeof(d->ns_b), "hrd-%d-%u-b", (int)getpid(), d->run);
+	snprintf(d->ns_out, sizeof(d->ns_out), "hrd-%d-%u-out", (int)getpid(), d->run);
+	snprintf(d->dir, sizeof(d->dir), "%s/hrd-%d-%u-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), d->run);
+	if (!mkdtemp(d->dir)) {
+		fail(d, "mkdtemp: %s", strerror(errno));
+		return -1;
+	}
+	snprintf(d->ctl_a, sizeof(d->ctl_a), "%s/a.sock", d->dir);
+	snprintf(d->ctl_b, sizeof(d->ctl_b), "%s/b.sock", d->dir);
+	snprintf(d->log_a, sizeof(d->log_a), "%s/a.log", d->dir);
+	snprintf(d->log_b, sizeof(d->log_b), "%s/b.log", d->dir);
+	snprintf(d->log_ip, sizeof(d->log_ip), "%s/ip.log", d->dir);
+	snprintf(d->log_cli, sizeof(d->log_cli), "%s/cli.log", d->dir);
+	d->failover_ms = d->promoted_ms = -1;
+
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->con_lfd = w->tap_lfd = -1;
+	w->netns_out = d->ns_out;
+	snprintf(w->upstream_host, sizeof(w->upstream_host), "%s", DRILL_IP_B);
+	snprintf(w->upstream_port, sizeof(w->upstream_port), "%s", DRILL_PORT_HRD);
+	w->kill_at = o->kill_at;
+	w->kill_epoch = o->epochs;
+	w->epoch_us = o->epoch_us;
+	uint64_t rs = seed * 0x9E3779B97F4A7C15ull + 1;
+	rng_next(&rs);
+	w->random_delay_us = rng_next(&rs) % (2 * o->epoch_us);
+
+	vlog(o, "run %u: namespaces %s %s %s, files in %s", d->run, d->ns_a, d->ns_b, d->ns_out,
+	     d->dir);
+	if (drill_netns_up(d) < 0) {
+		fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
+		return -1;
+	}
+	int rc = drill_world_listen(w, DRILL_IP_OUT, DRILL_PORT_CON, DRILL_PORT_TAP);
+	if (rc < 0) {
+		fail(d, "collector/tap listen in %s: %s", d->ns_out, strerror(-rc));
+		return -1;
+	}
+	if (drill_world_start(w, d->threads) < 0) {
+		fail(d, "cannot start the observer threads");
+		return -1;
+	}
+	d->world_started = 1;
+
+	snprintf(state, sizeof(state), "%s/state-a", d->dir);
+	d->pid_a = drill_start_daemon(d, d->ns_a, DRILL_IP_A, d->ctl_a, state, d->log_a);
+	snprintf(state, sizeof(state), "%s/state-b", d->dir);
+	d->pid_b = drill_start_daemon(d, d->ns_b, DRILL_IP_B, d->ctl_b, state, d->log_b);
+	if (d->pid_a < 0 || d->pid_b < 0 || drill_wait_control(d, d->ctl_a, d->pid_a, 10) < 0 ||
+	    drill_wait_control(d, d->ctl_b, d->pid_b, 10) < 0) {
+		fail(d, "hareplicated did not come up (see %s, %s)", d->log_a, d->log_b);
+		return -1;
+	}
+	w->victim_pgid = o->victim_backup ? 0 : d->pid_a;
+	vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
+
+	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
+	snprintf(peer, sizeof(peer), "%s:%d", DRILL_IP_OUT, DRILL_PORT_TAP);
+	char *start[] = {"start",     DRILL_VM_NAME,
+			 "--backend", "kvm",
+			 "--peer",    peer,
+			 "--epoch",   (char *)o->epoch,
+			 "--kernel",  (char *)o->kernel,
+			 "--memory",  (char *)o->memory,
+			 "--append",  (char *)o->append,
+			 "--console", console,
+			 NULL};
+	rc = drill_cli(d, d->ctl_a, start, 60000);
+	if (rc != 0) {
+		fail(d, "`hareplicate start` failed (exit %d; see %s, %s)", rc, d->log_cli,
+		     d->log_a);
+		return -1;
+	}
+	vlog(o, "started %s on A; waiting for %llu acked epochs", DRILL_VM_NAME,
+	     (unsigned long long)o->epochs);
+
+	/* run until the tap has killed the victim */
+	uint64_t last_progress = hr_now_ns(), last_acked = 0, last_sample = 0, last_refresh = 0;
+	for (;;) {
+		if (drill_interrupted) {
+			fail(d, "interrupted by signal %d", (int)drill_interrupted);
+			return -1;
+		}
+		uint64_t now = hr_now_ns();
+		/* The tap kills A (drill_kill_locked) and sets killed under w->lock:
+		 * reap A under the same lock, so that a death seen here with killed
+		 * still 0 cannot be our kill. */
+		int st, died = 0;
+		pthread_mutex_lock(&w->lock);
+		int killed = w->killed;
+		uint64_t acked = w->acked;
+		if (!killed && waitpid(d->pid_a, &st, WNOHANG) == d->pid_a)
+			died = 1;
+		pthread_mutex_unlock(&w->lock);
+		if (killed)
+			break;
+		if (died) {
+			d->pid_a = 0;
+			fail(d, "A's daemon died before the kill (see %s)", d->log_a);
+			return -1;
+		}
+		if (acked != last_acked) {
+			last_acked = acked;
+			last_progress = now;
+		}
+		if (now - last_progress > o->timeout_s * 1000000000ull) {
+			fail(d, "replication made no progress for %u s (acked %llu epochs; see %s)",
+			     o->timeout_s, (unsigned long long)acked, d->log_a);
+			return -1;
+		}
+		if (now - last_refresh > 200000000ull) {
+			drill_refresh_victims(d);
+			last_refresh = now;
+		}
+		if (now - last_sample > 50000000ull) {
+			if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf)))
+				drill_add_sample(d, buf);
+			last_sample = now;
+		}
+		usleep(5000);
+	}
+	vlog(o, "killed: %s", w->kill_what);
+	if (!o->victim_backup)
+		drill_reap(&d->pid_a, 2000);
+
+	/* after the kill: the guest must go on (on B, or on A for a backup kill) */
+	uint32_t want_ip = inet_addr(o->victim_backup ? DRILL_IP_A : DRILL_IP_B);
+	uint64_t t_kill = w->kill_ns, end = hr_now_ns() + o->timeout_s * 1000000000ull;
+	int first = -1;
+	while (!drill_interrupted && hr_now_ns() < end) {
+		pthread_mutex_lock(&w->lock);
+		if (first < 0)
+			first = first_new_line(w, want_ip);
+		unsigned have = w->nr_lines;
+		pthread_mutex_unlock(&w->lock);
+		if (!o->victim_backup && d->promoted_ms < 0 &&
+		    !drill_ctl_query(d->ctl_b, "status", buf, sizeof(buf))) {
+			char role[32];
+			drill_json_str(buf, "role", role, sizeof(role));
+			if (!strcmp(role, "promoted"))
+				d->promoted_ms = (hr_now_ns() - t_kill) / 1e6;
+		}
+		if (first >= 0 && have >= (unsigned)first + o->after_lines)
+			break;
+		usleep(10000);
+	}
+	pthread_mutex_lock(&w->lock);
+	if (first >= 0) {
+		d->failover_ms = (w->lines[first].t_ns - t_kill) / 1e6;
+		d->first_new_seq = w->lines[first].seq;
+	}
+	unsigned have = w->nr_lines;
+	pthread_mutex_unlock(&w->lock);
+	if (first < 0)
+		fail(d, "no new console line from %s within %u s of the kill",
+		     o->victim_backup ? "the primary" : "the backup", o->timeout_s);
+	else if (have < (unsigned)first + o->after_lines)
+		fail(d, "only %u of %u progress lines after the failover within %u s",
+		     have - (unsigned)first, o->after_lines, o->timeout_s);
+
+	if (o->victim_backup) {
+		/* the primary must say it lost its backup */
+		char st[32] = "";
+		uint64_t e2 = hr_now_ns() + 5000000000ull;
+		while (hr_now_ns() < e2) {
+			if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
+				drill_json_str(buf, "state", st, sizeof(st));
+				if (!strcmp(st, "unprotected"))
+					break;
+			}
+			usleep(20000);
+		}
+		snprintf(d->survivor_state, sizeof(d->survivor_state), "%s",
+			 st[0] ? st : "(no answer)");
+		if (strcmp(st, "unprotected"))
+			fail(d,
+			     "after the backup's death A's status says state=%s, not unprotected",
+			     st[0] ? st : "(no answer)");
+	}
+	/* a last look: the stream must still be consistent */
+	usleep(100000);
+	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
+	if (!o->keep)
+		drill_cli(d, o->victim_backup ? d->ctl_a : d->ctl_b, stop, 20000);
+	return 0;
+}
+
+int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r)
+{
+	struct drill *d = calloc(1, sizeof(*d));
+	if (!d)
+		return 1;
+	d->o = o;
+	d->run = run;
+	one_drill(d);
+	if (d->world_started) {
+		pthread_mutex_lock(&d->w.lock);
+		d->pass = !d->why[0] && !d->w.first_violation[0] && d->w.killed && !d->w.gaps &&
+			  !d->w.conflicts && !d->w.seq_breaks && !d->w.guest_errors &&
+			  !d->w.bad_lines;
+		pthread_mutex_unlock(&d->w.lock);
+	}
+	drill_load_epoch_log(d);
+	drill_teardown(d);
+	drill_report(d);
+	fputs(d->report, stdout);
+	fflush(stdout);
+	*failover_ms_r = d->failover_ms;
+	int pass = d->pass;
+	free(d->w.buf);
+	free(d->w.lines);
+	free(d->w.wire);
+	free(d->samples);
+	free(d);
+	return pass ? 0 : 1;
+}

@@ -1,0 +1,71 @@
+/*
+ * drill-tap.h - the replication tap's insides, shared by the relay
+ * (drill-relay.c: sockets, forwarding) and the frame parser that decides
+ * where the kill lands (drill-killpoint.c).  Everything here is touched
+ * with the world's lock held.
+ */
+#ifndef HR_DRILL_TAP_H
+#define HR_DRILL_TAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ha/drill/drill.h"
+
+#define MAX_PAIRS 8
+
+/* One direction of a relayed connection, as the frame parser sees it. */
+struct tap_dir {
+	int preamble; /* still in the daemons' preamble line */
+	int broken;   /* stopped parsing: forward blindly */
+	uint8_t hdr[16];
+	unsigned hdr_have;
+	uint16_t type;
+	uint32_t hdr_len;
+	uint64_t body_len, body_pos;
+	uint8_t pb[32]; /* start of the protobuf header */
+	unsigned pb_have;
+	/* down direction: a frame is forwarded only once complete */
+	uint8_t *hold;
+	size_t hold_len, hold_cap;
+};
+
+/* One relayed connection: the primary's worker <-> the backup daemon. */
+struct tap_pair {
+	int a, b; /* a: from the primary, b: to the backup */
+	unsigned id;
+	struct tap_dir up, down;
+	int up_cut;   /* stop forwarding A->B */
+	int down_cut; /* stop forwarding B->A */
+	int in_epoch; /* between EPOCH_BEGIN and EPOCH_END */
+	uint64_t epoch, epoch_bytes, sent_bytes;
+	int cut_next_data;   /* during-send: cut the next PAGE_BATCH/STATE frame */
+	uint64_t cut_at;     /* ... at this body position (0 = not chosen) */
+	int hold_ack_of_end; /* after-send: kill when the ack of `held_epoch` comes */
+	uint64_t held_epoch;
+};
+
+/* The tap thread's state: its connections and the pending timed kill. */
+struct tap {
+	struct drill_world *w;
+	struct tap_pair pairs[MAX_PAIRS];
+	unsigned nr;
+	/* timed kills */
+	uint64_t deadline_ns; /* 0 = none */
+	int deadline_kind;    /* DRILL_KILL_* */
+	uint64_t deadline_epoch, ack_con_len;
+	uint64_t last_begin_ns, last_ack_ns, last_ack_epoch, last_end_epoch;
+	int have_ack, have_end;
+};
+
+/* A->B bytes of pair p (not cut yet).  Returns how many of them to forward:
+ * fewer than n when the kill cut the stream inside a frame. */
+size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t n);
+/* B->A bytes of pair p: buffered per frame and forwarded to p->a whole.
+ * 0, or -1 when forwarding stops (write error, or the ack was held for a
+ * kill: then p->down_cut is set). */
+int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t n);
+/* The timed kills (after-ack, mid-epoch, random): kill when one is due. */
+void drill_tap_timers(struct tap *t);
+
+#endif
