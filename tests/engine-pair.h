@@ -126,6 +126,9 @@ static inline int ep_connect(int fds[2], int tcp)
 		return -1;
 	fds[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	close(l);
+	int one = 1; /* small frames (acks, epoch ends) must not wait for Nagle */
+	setsockopt(fds[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fds[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fds[1] < 0 ? -1 : 0;
 }
 

@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 40
+plan 41
 
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
@@ -148,6 +148,7 @@ wpid=$(field vm1 pid "$CB")
 ok 'kill_pid -9 "$wpid" && wait_field vm1 state unprotected "$CA" 10' \
 	"kill -9 of B's worker (pid $wpid): A says vm1 unprotected"
 ok 'grep -q "+backup-lost" "$T/a.log" && grep -q "+unprotected" "$T/a.log"' "A logs +backup-lost and +unprotected"
+ok '[ "$(field vm1 last_event "$CA")" = "+backup-lost" ]' "A: status names the cause in last_event (+backup-lost)"
 ok 'alive $pidb && [ "$(field vm1 state "$CB")" = failed ]' "B survives; its vm1 entry is failed"
 s1=$(stat -c %s "$T/a/state/vm1.console")
 sleep 2

@@ -19,7 +19,7 @@ int main(void)
 	struct hr_dirtyset *a, *b;
 	uint64_t *g = malloc(nr_gfns * sizeof(*g));
 
-	plan(14);
+	plan(15);
 	ok(hr_dirtyset_new(&a, nr_gfns) == 0 && hr_dirtyset_new(&b, nr_gfns) == 0, "two sets");
 	ok(hr_dirtyset_count(a) == 0 && hr_dirtyset_take(a, g) == 0, "a new set is empty");
 
@@ -35,6 +35,15 @@ int main(void)
 	   "take: ascending gfns");
 	ok(hr_dirtyset_count(a) == 0 && d->nr_words == 0 && !d->bitmap[1000],
 	   "take empties the set and its bitmap");
+
+	/* a large set (over 1/16 of all words) filled backwards: still ascending */
+	d = hr_dirtyset_bits(a);
+	for (uint64_t w = nr_gfns / 64; w-- > 0;)
+		if (w % 3 == 0)
+			hr_dirty_mark_word(d, w, 1ull << (w % 64));
+	n = hr_dirtyset_take(a, g);
+	ok(n == (nr_gfns / 64 + 2) / 3 && ascending(g, n), "a large set comes out ascending (%llu)",
+	   (unsigned long long)n);
 
 	/* hostile values: a gfn past the end never lands anywhere */
 	hr_dirtyset_add(a, nr_gfns);

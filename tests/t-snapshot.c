@@ -12,6 +12,7 @@
 
 #include <xxhash.h>
 
+#include "common/unaligned.h"
 #include "backends/backend.h"
 #include "backends/mem/mem.h"
 #include "common/err.h"
@@ -85,20 +86,6 @@ static uint8_t *slurp(int fd, size_t *len_r)
 	return buf;
 }
 
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, 8);
-	return v; /* x86: host is little-endian */
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, 4);
-	return v;
-}
-
 /* Walk the records as docs/snapshot-format.md describes them. */
 struct rec {
 	size_t off, payload_off, payload_len;
@@ -107,16 +94,16 @@ struct rec {
 
 static unsigned walk(const uint8_t *img, size_t len, struct rec *recs, unsigned max)
 {
-	size_t off = le32(img + 12);
+	size_t off = hr_get_le32(img + 12);
 	unsigned n = 0;
 
 	while (off + 32 <= len && n < max) {
 		struct rec *r = &recs[n++];
 		r->off = off;
-		r->type = le32(img + off);
+		r->type = hr_get_le32(img + off);
 		r->payload_off = off + 32;
-		r->payload_len = r->type == 1	? le64(img + off + 16) * HR_PAGE_SIZE
-				 : r->type == 2 ? le64(img + off + 8)
+		r->payload_len = r->type == 1	? hr_get_le64(img + off + 16) * HR_PAGE_SIZE
+				 : r->type == 2 ? hr_get_le64(img + off + 8)
 						: 0;
 		off = r->payload_off + r->payload_len;
 		if (r->type == 3)
@@ -198,7 +185,7 @@ static int same_state(struct hr_vm *a, struct hr_vm *b)
 
 static void recompute_header_sum(uint8_t *img)
 {
-	uint32_t hdr_bytes = le32(img + 12);
+	uint32_t hdr_bytes = hr_get_le32(img + 12);
 	uint64_t sum = XXH3_64bits(img, hdr_bytes - 8);
 
 	memcpy(img + hdr_bytes - 8, &sum, 8);
@@ -258,7 +245,7 @@ int main(void)
 
 	/* ---- damage ---- */
 	unsigned nr_recs = walk(img, len, recs, 4096);
-	uint32_t hdr_bytes = le32(img + 12);
+	uint32_t hdr_bytes = hr_get_le32(img + 12);
 	struct rec *first = &recs[0], *state = &recs[nr_recs - 2], *end = &recs[nr_recs - 1];
 	ok(nr_recs >= 3 && first->type == 1 && state->type == 2 && end->type == 3 &&
 	       end->off + 32 == len,

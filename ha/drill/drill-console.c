@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/unaligned.h"
 #include "common/util.h"
 #include "ha/drill/drill.h"
 
@@ -43,14 +44,6 @@ struct cconn {
 	uint32_t len, have;
 	uint8_t *body;
 };
-
-static uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t end_off,
 		     unsigned conn)
@@ -144,7 +137,7 @@ static int cconn_feed(struct drill_world *w, struct cconn *c, const uint8_t *p, 
 			n -= k;
 			if (c->hdr_have < 12)
 				break;
-			c->offset = le64(c->hdr);
+			c->offset = hr_get_le64(c->hdr);
 			c->len = (uint32_t)c->hdr[8] | (uint32_t)c->hdr[9] << 8 |
 				 (uint32_t)c->hdr[10] << 16 | (uint32_t)c->hdr[11] << 24;
 			if (c->len > (64u << 20)) {

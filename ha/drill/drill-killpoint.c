@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/unaligned.h"
 #include "common/util.h"
 #include "ha/drill/drill-tap.h"
 
@@ -34,11 +35,6 @@ const char *drill_kill_at_name(enum drill_kill_at k)
 	static const char *const names[] = {"random", "mid-epoch", "during-send", "after-send",
 					    "after-ack"};
 	return names[k];
-}
-
-static uint64_t be32(const uint8_t *p)
-{
-	return (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 | (uint64_t)p[2] << 8 | p[3];
 }
 
 /* Field 1 (varint) of a protobuf message: every message we look at starts with it. */
@@ -139,14 +135,14 @@ size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_
 				p->epoch_bytes += k;
 			if (d->hdr_have < 16)
 				return n;
-			if (be32(d->hdr) != FRAME_MAGIC) {
+			if (hr_get_be32(d->hdr) != FRAME_MAGIC) {
 				d->broken = 1;
 				w->tap_broken = 1;
 				return n;
 			}
 			d->type = (uint16_t)(d->hdr[4] << 8 | d->hdr[5]);
-			d->hdr_len = (uint32_t)be32(d->hdr + 8);
-			d->body_len = d->hdr_len + be32(d->hdr + 12);
+			d->hdr_len = (uint32_t)hr_get_be32(d->hdr + 8);
+			d->body_len = d->hdr_len + hr_get_be32(d->hdr + 12);
 			d->body_pos = 0;
 			d->pb_have = 0;
 			if (d->type == FT_EPOCH_BEGIN) {
@@ -268,7 +264,7 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 		d->hold_len += k;
 		i += k;
 		if (d->hold_len == 16) {
-			if (be32(d->hold) != FRAME_MAGIC) {
+			if (hr_get_be32(d->hold) != FRAME_MAGIC) {
 				d->broken = 1;
 				w->tap_broken = 1;
 				if (hr_write_all(p->a, d->hold, d->hold_len) < 0)
@@ -277,8 +273,8 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 				continue;
 			}
 			d->type = (uint16_t)(d->hold[4] << 8 | d->hold[5]);
-			d->hdr_len = (uint32_t)be32(d->hold + 8);
-			d->body_len = d->hdr_len + be32(d->hold + 12);
+			d->hdr_len = (uint32_t)hr_get_be32(d->hold + 8);
+			d->body_len = d->hdr_len + hr_get_be32(d->hold + 12);
 		}
 		if (d->hold_len < 16 || d->hold_len < 16 + d->body_len)
 			continue;

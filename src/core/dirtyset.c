@@ -141,10 +141,22 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Put the word list in ascending order: sort a short list; rebuild a long
+ * one (more than 1/16 of all words) with one linear pass over the bitmap,
+ * which is cheaper than sorting it (a 1 GiB guest has 4096 words). */
 static void sort_words(struct hr_dirtyset *ds)
 {
-	if (!ds->sorted)
+	if (ds->sorted)
+		return;
+	if (ds->b.nr_words > ds->nr_bitmap_words / 16) {
+		uint64_t n = 0;
+		for (uint64_t w = 0; w < ds->nr_bitmap_words; w++)
+			if (ds->b.bitmap[w])
+				ds->b.words[n++] = w;
+		ds->b.nr_words = n;
+	} else {
 		qsort(ds->b.words, ds->b.nr_words, 8, cmp_u64);
+	}
 	ds->sorted = 1;
 }
 

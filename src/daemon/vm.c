@@ -141,10 +141,13 @@ void hr_dvm_free(struct hr_dvm *vm)
 	free(vm);
 }
 
-static void set_state(struct hr_dvm *vm, enum hr_role_state st)
+/* token: the HA event that caused the change (+backup-lost, ...), else the
+ * new state's own token; status shows it as last_event. */
+static void set_state(struct hr_dvm *vm, enum hr_role_state st, const char *token)
 {
 	vm->state = st;
-	snprintf(vm->last_token, sizeof(vm->last_token), "%s", hr_role_state_token(st));
+	snprintf(vm->last_token, sizeof(vm->last_token), "%s",
+		 token && token[0] == '+' ? token : hr_role_state_token(st));
 }
 
 void hr_dvm_arm_timer(struct hr_dvm *vm, event_callback_fn cb, int seconds)
@@ -188,7 +191,7 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			log_warnx(vm_log_name(vm), "worker %d: unknown state '%s'", (int)vm->pid,
 				  name ? name : "");
 		} else {
-			set_state(vm, st);
+			set_state(vm, st, hr_kv_get(&kv, "token"));
 			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
 				char body[128];
 				snprintf(body, sizeof(body), "%s %s runs here from epoch %llu\n",
@@ -332,7 +335,7 @@ static void worker_ended(struct hr_dvm *vm, int status)
 	if (!vm->error[0] && !clean)
 		snprintf(vm->error, sizeof(vm->error), "worker %s", why);
 	if (!final_state(vm->state))
-		set_state(vm, clean || vm->stop_requested ? HR_RS_STOPPED : HR_RS_FAILED);
+		set_state(vm, clean || vm->stop_requested ? HR_RS_STOPPED : HR_RS_FAILED, NULL);
 
 	if (vm->wait == W_STOP) {
 		char body[160];

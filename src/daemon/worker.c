@@ -93,6 +93,8 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	hr_kv_add(&sb, "event", "state");
 	hr_kv_add(&sb, "state", hr_role_state_name(to));
 	hr_kv_add(&sb, "from", hr_role_state_name(from));
+	const char *tok = hr_role_event_token(ev);
+	hr_kv_add(&sb, "token", tok ? tok : hr_role_state_token(to));
 	send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
 }
