@@ -621,6 +621,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	}
 	role_event(e, HR_RE_CONNECTED, NULL);
 	hr_receiver_init(&rx, e->name, peer_fd, &e->gm, st);
+	hr_frame_reader_set_placer(&e->peer.rd, hr_receiver_place, &rx);
 	ha.vm = e->name;
 	log_info(e->name, "backup: receiving (%" PRIu64 " MiB, %u vCPU)", e->cfg.vm.mem_bytes >> 20,
 		 e->cfg.vm.nr_vcpus);

@@ -142,6 +142,15 @@ int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
 	return rc == 1 ? commit(r) : HR_RX_OK;
 }
 
+int hr_receiver_place(void *opaque, const struct hr_frame *f, struct iovec **iov_r, int *nr_r)
+{
+	struct hr_receiver *r = opaque;
+
+	if (f->type != HR_FT_PAGE_BATCH || !r->in_epoch)
+		return 0; /* live batches are checked before they touch memory */
+	return hr_staging_place(r->st, (const Hr__PageBatch *)f->msg, iov_r, nr_r);
+}
+
 void hr_receiver_abandon(struct hr_receiver *r)
 {
 	if (r->in_epoch)

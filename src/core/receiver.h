@@ -46,6 +46,10 @@ void hr_receiver_init(struct hr_receiver *r, const char *vm, int fd, struct hr_g
  */
 int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f);
 
+/* A frame reader's placer (stream.h): an epoch's page batches are read
+ * from the socket straight into staging (opaque: the receiver). */
+int hr_receiver_place(void *opaque, const struct hr_frame *f, struct iovec **iov_r, int *nr_r);
+
 /* The stream ended or broke: drop a half-received epoch. */
 void hr_receiver_abandon(struct hr_receiver *r);
 

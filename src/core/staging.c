@@ -48,6 +48,8 @@ struct hr_staging {
 	int have_committed;
 
 	struct hr_staging_stats stats;
+	struct iovec *place_iov; /* hr_staging_place's answer */
+	uint32_t place_cap;
 };
 
 int hr_staging_new(struct hr_staging **st_r, const char *vm, const struct hr_mem_region *regions,
@@ -97,6 +99,7 @@ void hr_staging_free(struct hr_staging *st)
 		free(st->chunks[i]);
 	free(st->chunks);
 	free(st->slot_of);
+	free(st->place_iov);
 	free(st->slot_gfn);
 	free(st->slot_hva);
 	free(st->state);
@@ -188,8 +191,8 @@ int hr_staging_begin(struct hr_staging *st, const Hr__EpochBegin *m)
 	return 0;
 }
 
-/* Stage one page. */
-static int stage_page(struct hr_staging *st, uint64_t gfn, const uint8_t *src)
+/* The staging slot of gfn in the open epoch (allocated on first use). */
+static int slot_get(struct hr_staging *st, uint64_t gfn, uint8_t **dst_r)
 {
 	uint8_t *hva =
 	    gfn < st->nr_gfns ? hr_layout_gfn_hva(st->regions, st->nr_regions, gfn) : NULL;
@@ -232,10 +235,67 @@ static int stage_page(struct hr_staging *st, uint64_t gfn, const uint8_t *src)
 		st->slot_of[gfn] = slot;
 		st->nr_slots++;
 	}
-	memcpy(slot_page(st, slot), src, HR_PAGE_SIZE);
-	hr_epoch_sum_page(&st->sum, gfn, src);
+	*dst_r = slot_page(st, slot);
+	return 0;
+}
+
+/* Count one staged page (its bytes are in its slot) into the epoch. */
+static void staged(struct hr_staging *st, uint64_t gfn, const uint8_t *page)
+{
+	hr_epoch_sum_page(&st->sum, gfn, page);
 	st->nr_pages++;
 	st->bytes += HR_PAGE_SIZE;
+}
+
+/* Stage one page. */
+static int stage_page(struct hr_staging *st, uint64_t gfn, const uint8_t *src)
+{
+	uint8_t *dst;
+	int rc = slot_get(st, gfn, &dst);
+
+	if (rc)
+		return rc;
+	memcpy(dst, src, HR_PAGE_SIZE);
+	staged(st, gfn, dst);
+	return 0;
+}
+
+int hr_staging_place(struct hr_staging *st, const Hr__PageBatch *m, struct iovec **iov_r, int *nr_r)
+{
+	if (st->phase != PH_OPEN || m->epoch != st->next_epoch || m->n_runs || !m->count ||
+	    m->n_gfns != m->count)
+		return 0;
+	for (size_t i = 0; i < m->n_gfns; i++)
+		if (m->gfns[i] >= st->nr_gfns || (i && m->gfns[i] <= m->gfns[i - 1]) ||
+		    !hr_layout_gfn_hva(st->regions, st->nr_regions, m->gfns[i]))
+			return 0; /* the usual path will refuse it with the reason */
+	if (m->count > st->place_cap) {
+		struct iovec *n = realloc(st->place_iov, m->count * sizeof(*n));
+		if (!n)
+			return 0;
+		st->place_iov = n;
+		st->place_cap = m->count;
+	}
+	for (size_t i = 0; i < m->n_gfns; i++) {
+		uint8_t *dst;
+		if (slot_get(st, m->gfns[i], &dst) < 0)
+			return 0;
+		st->place_iov[i] = (struct iovec){dst, HR_PAGE_SIZE};
+	}
+	*iov_r = st->place_iov;
+	*nr_r = (int)m->count;
+	return 1;
+}
+
+/* A batch hr_staging_place accepted has landed in its slots. */
+static int placed_pages(struct hr_staging *st, const Hr__PageBatch *m)
+{
+	int rc = need_open(st, "PAGE_BATCH", m->epoch);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < m->n_gfns; i++)
+		staged(st, m->gfns[i], slot_page(st, st->slot_of[m->gfns[i]]));
 	return 0;
 }
 
@@ -344,6 +404,8 @@ int hr_staging_frame(struct hr_staging *st, const struct hr_frame *f)
 	case HR_FT_EPOCH_BEGIN:
 		return hr_staging_begin(st, (const Hr__EpochBegin *)f->msg);
 	case HR_FT_PAGE_BATCH:
+		if (f->placed)
+			return placed_pages(st, (const Hr__PageBatch *)f->msg);
 		return hr_staging_pages(st, (const Hr__PageBatch *)f->msg, f->data, f->data_len);
 	case HR_FT_STATE:
 		return hr_staging_state(st, (const Hr__State *)f->msg, f->data, f->data_len);

@@ -65,6 +65,19 @@ int hr_staging_end(struct hr_staging *st, const Hr__EpochEnd *m);
 int hr_staging_commit(struct hr_staging *st, uint64_t *epoch_r, const void **state_r,
 		      size_t *state_len_r);
 
+/*
+ * Direct placement (a frame reader's placer, stream.h): for a PAGE_BATCH
+ * of the open epoch whose gfns are RAM of the layout and strictly
+ * ascending, the staging slot of each page, so that its bytes are read
+ * from the socket straight into staging.  1 with *iov_r / *nr_r (valid
+ * until the next call), or 0: let the frame be buffered (the usual path
+ * then accepts or refuses it).  The frame, when it comes back with
+ * placed = 1, goes to hr_staging_frame like any other; a placed epoch
+ * that turns out torn or corrupt is discarded the same way.
+ */
+int hr_staging_place(struct hr_staging *st, const Hr__PageBatch *m, struct iovec **iov_r,
+		     int *nr_r);
+
 /* Drop the open epoch (peer gone mid-epoch).  No-op if none is open. */
 void hr_staging_discard(struct hr_staging *st);
 

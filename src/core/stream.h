@@ -65,7 +65,8 @@ struct hr_frame {
 	uint32_t hdr_len;
 	uint32_t data_len;
 	ProtobufCMessage *msg; /* unpacked header, cast to Hr__<Type> by type; owned */
-	const uint8_t *data;   /* data_len raw bytes (NULL when 0); see lifetime below */
+	const uint8_t *data;   /* data_len raw bytes (NULL when 0 or placed); see lifetime below */
+	int placed;	       /* the data went where the reader's placer said, not to data */
 	void *owned;	       /* private: buffer freed by hr_frame_release */
 };
 
@@ -113,9 +114,30 @@ uint64_t hr_batch_sum(uint64_t epoch, const uint64_t *gfns, const uint8_t *const
 
 /* ---- receive side: incremental reader ---- */
 
+/*
+ * OPTIONAL placer: once a frame's header and message are buffered but its
+ * data is not all there yet, the reader may ask where the data should go
+ * (f has type, lengths and msg; data NULL).  Return 1 with *iov_r / *nr_r
+ * describing exactly f->data_len bytes (valid until the frame is
+ * returned) to have the rest of the data read straight there; the frame
+ * then comes back from hr_frame_reader_next with data NULL and placed = 1.
+ * Return 0 to have it buffered as usual.  This saves the copy of page data
+ * from the reader's buffer into the backup's staging.
+ */
+typedef int (*hr_frame_place_fn)(void *opaque, const struct hr_frame *f, struct iovec **iov_r,
+				 int *nr_r);
+
 struct hr_frame_reader {
 	const char *vm; /* for log lines; may be NULL */
-	uint8_t *buf;	/* buffered bytes are buf[off, len) */
+	hr_frame_place_fn place;
+	void *place_opaque;
+	struct hr_frame placing; /* the frame whose data is being placed (msg owned) */
+	struct iovec *piov;	 /* where its remaining data goes */
+	int pnr;
+	uint64_t premain;    /* bytes still to place; 0 = not placing */
+	size_t declined_off; /* the placer said no to the frame at this offset */
+	int declined;
+	uint8_t *buf; /* buffered bytes are buf[off, len) */
 	size_t cap, len, off;
 	uint64_t skip_bytes; /* rest of an unknown optional frame still to drop */
 	int err;	     /* sticky error */
@@ -124,6 +146,7 @@ struct hr_frame_reader {
 };
 
 void hr_frame_reader_init(struct hr_frame_reader *r, const char *vm);
+void hr_frame_reader_set_placer(struct hr_frame_reader *r, hr_frame_place_fn fn, void *opaque);
 void hr_frame_reader_fini(struct hr_frame_reader *r);
 
 /* Append bytes to the reader.  0 or -ENOMEM / the sticky error. */
