@@ -2,14 +2,25 @@
  * engine.h - the epoch engine (Remus-style continuous checkpointing) for
  * one VM: it drives the core's modules and reports to the HA role machine.
  *
- *   handshake  both sides' hello and the shape check        core/handshake.c
- *   planner    the live phase: which pages, when it ends     core/planner.c
- *   epoch      pause -> fetch -> save -> capture -> seal     core/epoch.c
- *   sender     frames + checksums out, acks checked          core/sender.c
- *   receiver   frames in -> staging -> commit -> ack         core/receiver.c
- *   promote    committed state + held output -> running VM   core/promote.c
- *   role       states and their log tokens                   ha/role.c
- *   failover   may a silent primary's backup take over?      ha/failover.c
+ *   engine     the object, requests, guest callbacks           core/engine.c
+ *              the primary's loop / the backup's loop           core/engine-primary.c,
+ *                                                               core/engine-backup.c
+ *   handshake  both sides' hello and the shape check           core/handshake.c
+ *   planner    the live phase: which pages, when it ends        core/planner.c
+ *   epoch      pause -> fetch -> save -> capture -> seal        core/epoch.c
+ *   sender     frames + checksums out, acks checked             core/sender.c
+ *   receiver   frames in -> staging -> commit -> ack            core/receiver.c
+ *   staging    a whole epoch verified before it is applied      core/staging.c
+ *   stream     frame format, send, blocking receive, checksums  core/stream.c
+ *   reader     incremental frames; page data placed in staging  core/frame-reader.c
+ *   envelope   held output + backend state of an epoch          core/envelope.c
+ *   outbuf     output held per channel, each byte's offset      core/outbuf.c
+ *   promote    committed state + held output -> running VM      core/promote.c
+ *   dirtyset   sets of pages (bitmap + word list)               core/dirtyset.c
+ *   guestmem   page access: host mapping or batched maps        core/guestmem.c
+ *   peer       socket + reader + the engine's control pipe      core/peer.c
+ *   role       states and their log tokens                      ha/role.c
+ *   failover   may a silent primary's backup take over?         ha/failover.c
  *
  * Guest output leaves through output_sink as (channel, offset, bytes): each
  * byte's offset is assigned once, when the guest emits it, so a sink that

@@ -2,7 +2,8 @@
 # for the module map).  Wire framing, staging and the output buffer are
 # here too; proto/local.mk generates the protobuf code they use.
 libhr_a_SOURCES += \
-	src/core/engine.c src/core/engine.h \
+	src/core/engine.c src/core/engine.h src/core/engine-internal.h \
+	src/core/engine-primary.c src/core/engine-backup.c \
 	src/core/peer.c src/core/peer.h \
 	src/core/handshake.c src/core/handshake.h \
 	src/core/planner.c src/core/planner.h \
@@ -13,7 +14,8 @@ libhr_a_SOURCES += \
 	src/core/envelope.c src/core/envelope.h \
 	src/core/guestmem.c src/core/guestmem.h \
 	src/core/dirtyset.c src/core/dirtyset.h \
-	src/core/stream.c src/core/stream.h \
+	src/core/stream.c src/core/stream.h src/core/stream-internal.h \
+	src/core/frame-reader.c \
 	src/core/staging.c src/core/staging.h \
 	src/core/outbuf.c src/core/outbuf.h \
 	src/core/snapshot.c src/core/snapshot.h

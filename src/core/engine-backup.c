@@ -1,0 +1,197 @@
+/*
+ * engine-backup.c - the backup's side of the engine: accept the handshake,
+ * receive and commit whole epochs, decide on promotion (ha/failover.c) and
+ * run the promoted guest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine-internal.h"
+#include "core/handshake.h"
+#include "core/peer.h"
+#include "core/promote.h"
+#include "core/receiver.h"
+#include "core/staging.h"
+#include "ha/failover.h"
+
+static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
+{
+	struct hr_hello_info h;
+	int ctl, rc;
+
+	rc = hr_handshake_accept(&e->peer, &h, &ctl);
+	if (h.vm[0]) {
+		snprintf(e->name, sizeof(e->name), "%s", h.vm);
+		hr_role_set_vm(&e->role, e->name);
+	}
+	if (!rc) {
+		struct hr_vm_config vc = e->cfg.vm;
+		e->ops = hr_backend_find(h.backend);
+		vc.name = e->name;
+		vc.mem_bytes = h.mem_bytes;
+		vc.nr_vcpus = h.nr_vcpus;
+		vc.kernel_path = NULL;
+		vc.emit = hr_engine_promoted_emit;
+		vc.emit_opaque = e;
+		vc.on_exit = hr_engine_on_guest_exit;
+		vc.exit_opaque = e;
+		if (h.epoch_us)
+			e->cfg.epoch_us = h.epoch_us;
+		e->cfg.vm.mem_bytes = h.mem_bytes;
+		e->cfg.vm.nr_vcpus = h.nr_vcpus;
+		rc = hr_engine_open_vm(e, &vc);
+		if (!rc && e->gm.batched) {
+			/* staging commits through host mappings of the replica */
+			log_err(e->name, "a replica needs host-mapped memory; this backend's "
+					 "batched mapping is supported on the primary side only");
+			rc = -ENOTSUP;
+		}
+		if (!rc && (rc = hr_handshake_check_layout(&h, e->gm.regions, e->gm.nr_regions)))
+			log_err(e->name, "primary's memory layout differs from the replica's");
+		if (!rc)
+			rc = hr_staging_new(st_r, e->name, e->gm.regions, e->gm.nr_regions, 0);
+	}
+	if (rc != -EINTR) {
+		int arc = hr_handshake_answer(&e->peer, rc);
+		rc = rc ? rc : arc;
+	}
+	return rc;
+}
+
+/* Promote and run the guest here until stop or guest exit. */
+static int run_promoted(struct hr_engine *e, struct hr_staging *st)
+{
+	const void *state;
+	size_t len;
+	uint64_t t0 = hr_now_ns();
+	int rc;
+
+	hr_staging_committed_state(st, &state, &len);
+	rc = hr_promote(e->name, e->ops, e->vm, state, len, e->cfg.output_sink,
+			e->cfg.output_opaque, e->next_offset);
+	if (rc < 0)
+		return rc;
+	char why[96];
+	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
+		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
+	hr_engine_role_event(e, HR_RE_PROMOTED, why);
+	for (;;) {
+		int w = hr_peer_wait(&e->peer, -1);
+		if (w == CTL_STOP || w == CTL_ABORT) {
+			hr_engine_role_event(e, HR_RE_STOP, NULL);
+			return 0;
+		}
+		if (w == CTL_GUEST_EXIT) {
+			hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
+			return e->guest_exit_code;
+		}
+	}
+}
+
+int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
+{
+	struct hr_staging *st = NULL;
+	struct hr_receiver rx;
+	struct hr_ha_monitor ha = {.silence_ms = e->cfg.silence_ms,
+				   .auto_promote = e->cfg.auto_promote};
+	int rc, ended = 0;
+
+	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
+	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	if ((rc = backup_setup(e, &st)) < 0) {
+		log_err(e->name, "refusing replication stream: %s", hr_strerror(rc));
+		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+		goto out;
+	}
+	hr_engine_role_event(e, HR_RE_CONNECTED, NULL);
+	hr_receiver_init(&rx, e->name, peer_fd, &e->gm, st);
+	hr_frame_reader_set_placer(&e->peer.rd, hr_receiver_place, &rx);
+	ha.vm = e->name;
+	log_info(e->name, "backup: receiving (%" PRIu64 " MiB, %u vCPU)", e->cfg.vm.mem_bytes >> 20,
+		 e->cfg.vm.nr_vcpus);
+	hr_ha_heard(&ha, hr_now_ns());
+
+	for (;;) {
+		struct hr_frame f;
+		int r = ended ? 0 : hr_frame_reader_next(&e->peer.rd, &f);
+		if (r == 1) {
+			hr_ha_heard(&ha, hr_now_ns());
+			r = hr_receiver_frame(&rx, &f);
+			hr_frame_release(&f);
+			if (r == HR_RX_END) {
+				hr_engine_role_event(e, HR_RE_STOP,
+						     "the primary stopped on purpose");
+				rc = 0;
+				goto out;
+			}
+			if (r == HR_RX_COMMITTED) {
+				ha.have_commit = 1;
+				if (rx.nr_epochs == 1)
+					hr_engine_role_event(e, HR_RE_SYNCED, "epoch 0 committed");
+				hr_engine_epoch_done(e, &rx.last);
+			} else if (r < 0) {
+				ended = 1;
+			}
+			continue;
+		}
+		if (r < 0 && !ended) {
+			log_err(e->name, "replication stream broken: %s", hr_strerror(r));
+			ended = 1;
+		}
+		uint64_t now = hr_now_ns();
+		enum hr_ha_verdict v = hr_ha_decide(&ha, now, ended);
+		if (v == HR_HA_GIVE_UP) {
+			hr_engine_role_event(e, HR_RE_ERROR, ha.why);
+			rc = -ECONNRESET;
+			goto out;
+		}
+		if (v == HR_HA_PROMOTE) {
+			hr_engine_role_event(e, HR_RE_PRIMARY_LOST, ha.why);
+			goto promote;
+		}
+		int w = hr_peer_wait(&e->peer, ended ? -1 : hr_ha_poll_ms(&ha, now));
+		if (w == CTL_STOP || w == CTL_ABORT) {
+			hr_engine_role_event(e, HR_RE_STOP, NULL);
+			rc = 0;
+			goto out;
+		}
+		if (w == CTL_PROMOTE) {
+			if (!ha.have_commit) {
+				log_err(e->name, "failover refused: no complete epoch yet");
+				continue;
+			}
+			hr_engine_role_event(e, HR_RE_OPERATOR_FAILOVER, "operator");
+			goto promote;
+		}
+		if (w == 0 && !ended) {
+			ssize_t n = hr_peer_fill(&e->peer);
+			if (n == 0 && rx.in_epoch)
+				log_warnx(e->name, "stream ended inside an epoch: discarded");
+			if (n == 0 || (n < 0 && n != -EAGAIN))
+				ended = 1;
+		}
+	}
+
+promote:
+	hr_receiver_abandon(&rx);
+	if (!ended)
+		hr_peer_send_error(&e->peer, -HR_EPROMOTED, "the backup has taken over");
+	hr_peer_close(&e->peer);
+	if ((rc = run_promoted(e, st)) < 0)
+		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+out:
+	hr_staging_free(st);
+	hr_peer_fini(&e->peer);
+	return rc;
+}

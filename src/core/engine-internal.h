@@ -1,0 +1,65 @@
+/*
+ * engine-internal.h - shared by the engine's files (engine.c: the object,
+ * its requests and the guest callbacks; engine-primary.c; engine-backup.c).
+ * Never included outside src/core.
+ */
+#ifndef HR_CORE_ENGINE_INTERNAL_H
+#define HR_CORE_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "core/engine.h"
+#include "core/epoch.h"
+#include "core/guestmem.h"
+#include "core/outbuf.h"
+#include "core/peer.h"
+
+struct hr_engine {
+	struct hr_engine_config cfg;
+	char name[64];
+	const struct hr_backend_ops *ops;
+	struct hr_vm *vm;
+	struct hr_guestmem gm;
+	const struct hr_chan_desc *chans;
+	unsigned nr_chans;
+	int ctl_pipe[2];
+	struct hr_peer peer;
+	struct hr_role role;
+
+	/* primary */
+	struct hr_outbuf *outbuf;
+	struct hr_epoch_src src;
+	uint64_t output_dropped;
+
+	/* promoted: output goes straight out, offsets continue the primary's */
+	pthread_mutex_t out_lock;
+	uint64_t next_offset[HR_MAX_CHANNELS];
+
+	/* both */
+	volatile int guest_exited;
+	int guest_exit_code;
+	pthread_mutex_t stats_lock;
+	struct hr_epoch_stats last;
+	uint64_t nr_epochs;
+};
+
+enum {
+	CTL_STOP = 's',
+	CTL_ABORT = 'a',
+	CTL_PROMOTE = 'p',
+	CTL_GUEST_EXIT = 'x',
+	CTL_OUTPUT_FULL = 'f'
+};
+
+/* engine.c */
+void hr_engine_ctl_send(struct hr_engine *e, char c);
+void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st);
+void hr_engine_role_event(struct hr_engine *e, enum hr_role_event ev, const char *why);
+int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t len);
+int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t len);
+void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code);
+int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
+			   size_t len);
+int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * engine-primary.c - the primary's side of the engine: handshake, the live
+ * phase, one checkpoint per epoch until stop, guest exit or the loss of
+ * the backup; then running unprotected, or demotion if the backup took over.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine-internal.h"
+#include "core/handshake.h"
+#include "core/outbuf.h"
+#include "core/peer.h"
+#include "core/planner.h"
+#include "core/sender.h"
+
+#define OUTPUT_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
+#define UNPROTECTED_MS	 20	    /* no backup: release output this often */
+
+/* Wait for the ack of the oldest epoch in flight; the guest runs meanwhile.
+ * A backup that is merely silent (no FIN, no reset: a partition, a hung
+ * host) may be promoting itself right now, so output stays held for as
+ * long as that lasts: releasing it could make two hosts speak for the VM
+ * (contract 4).  Only an ended connection counts as the backup's death. */
+static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
+{
+	int timeout_ms = (int)(e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000);
+	int silent = 0, rc;
+
+	for (;;) {
+		struct hr_frame f;
+		rc = hr_peer_recv(&e->peer, &f, timeout_ms, ctl_r);
+		if (rc == -EINTR && *ctl_r == CTL_OUTPUT_FULL) {
+			*ctl_r = 0;
+			continue;
+		}
+		if (rc == -ETIMEDOUT) {
+			if (!silent++) {
+				char why[96];
+				snprintf(why, sizeof(why),
+					 "no ack for epoch %" PRIu64 " in %d ms; output held",
+					 hr_sender_oldest(snd), timeout_ms);
+				hr_engine_role_event(e, HR_RE_BACKUP_SILENT, why);
+			}
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		if (f.type == HR_FT_ACK) {
+			uint64_t acked = ((Hr__Ack *)f.msg)->epoch;
+			hr_frame_release(&f);
+			if (silent)
+				hr_engine_role_event(e, HR_RE_BACKUP_ANSWERED, NULL);
+			rc = hr_sender_ack(snd, acked, NULL);
+			*ack_ns_r = hr_now_ns();
+			return rc;
+		}
+		if (f.type == HR_FT_ERROR) {
+			Hr__Error *er = (Hr__Error *)f.msg;
+			log_err(e->name, "backup reports: %s", er->text ? er->text : "error");
+			rc = er->code < 0 ? er->code : -HR_EPROTO;
+			hr_frame_release(&f);
+			return rc;
+		}
+		hr_frame_release(&f); /* heartbeats etc. */
+	}
+}
+
+/* One epoch: take it, send it, wait for its ack, release its output. */
+static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int *ctl_r)
+{
+	struct hr_epoch ep;
+	uint64_t ack_ns;
+	int rc;
+
+	*ctl_r = 0;
+	if ((rc = hr_epoch_take(&e->src, epoch, &ep)) < 0)
+		return rc;
+	uint64_t sent_t0 = hr_now_ns();
+	rc = hr_sender_send_epoch(snd, &ep);
+	struct hr_epoch_stats st = ep.st;
+	hr_epoch_release(&ep); /* before release: it points into the outbuf */
+	if (rc < 0)
+		return rc;
+	if ((rc = wait_ack(e, snd, &ack_ns, ctl_r)) < 0)
+		return rc;
+	st.ack_us = (ack_ns - sent_t0) / 1000;
+	hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
+	hr_engine_epoch_done(e, &st);
+	return 0;
+}
+
+/* The live phase: pages go while the guest runs, as the planner says. */
+static int live_phase(struct hr_engine *e, struct hr_sender *snd)
+{
+	struct hr_planner pl;
+	uint64_t n;
+	int rc;
+
+	hr_planner_init(&pl);
+	for (;;) {
+		if (pl.round > 0) {
+			/* what the guest wrote meanwhile; without live fetch, pause briefly */
+			int live = e->ops->features & HR_BF_DIRTY_LIVE;
+			if (!live)
+				e->ops->pause(e->vm);
+			rc = e->ops->dirty_fetch(e->vm, hr_dirtyset_bits(e->src.dirty));
+			if (!live)
+				e->ops->resume(e->vm);
+			if (rc < 0)
+				return rc;
+		}
+		if (!hr_planner_next(&pl, &e->gm, e->src.dirty, e->src.gfns, &n))
+			break;
+		if ((rc = hr_sender_send_live(snd, &e->gm, e->src.gfns, n)) < 0)
+			return rc;
+		log_debug(e->name, "live round %u: %" PRIu64 " pages", pl.round - 1, n);
+	}
+	log_info(e->name, "live phase: %" PRIu64 " pages (%" PRIu64 " MiB) in %u rounds",
+		 pl.pages_sent, snd->live_bytes >> 20, pl.round);
+	return 0;
+}
+
+/*
+ * After a send or receive error: was it because the backup took over?  Its
+ * last words may still sit in our receive buffer even when a send already
+ * failed with EPIPE.  Returns 1 if the backup announced a promotion.
+ */
+static int backup_took_over(struct hr_engine *e)
+{
+	uint64_t deadline = hr_now_ns() + 100 * 1000000ull;
+	for (;;) {
+		struct hr_frame f;
+		int r = hr_frame_reader_next(&e->peer.rd, &f);
+		if (r == 1) {
+			int promoted =
+			    f.type == HR_FT_ERROR && ((Hr__Error *)f.msg)->code == -HR_EPROMOTED;
+			hr_frame_release(&f);
+			if (promoted)
+				return 1;
+			continue;
+		}
+		if (r < 0 || e->peer.fd < 0 || hr_now_ns() >= deadline)
+			return 0;
+		struct pollfd p = {e->peer.fd, POLLIN, 0};
+		if (poll(&p, 1, 10) <= 0)
+			continue;
+		ssize_t n = hr_peer_fill(&e->peer);
+		if (n == 0 || (n < 0 && n != -EAGAIN))
+			return 0;
+	}
+}
+
+/* No backup: the guest runs on; output is released every few ms.
+ * Returns 1 when the guest exited, 0 on stop / abort. */
+static int run_unprotected(struct hr_engine *e)
+{
+	struct hr_outbuf_stats s;
+
+	hr_peer_close(&e->peer);
+	hr_outbuf_get_stats(e->outbuf, &s);
+	uint64_t epoch = s.open_epoch;
+	if (epoch)
+		hr_outbuf_release(e->outbuf, epoch - 1, hr_engine_release_sink, e);
+	for (;;) {
+		int ctl = hr_peer_wait(&e->peer, UNPROTECTED_MS);
+		if (ctl == CTL_ABORT) {
+			e->ops->pause(e->vm); /* as a crash: nothing more leaves */
+			return 0;
+		}
+		hr_outbuf_seal(e->outbuf, epoch);
+		hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
+		epoch++;
+		if (ctl == CTL_STOP || ctl == CTL_GUEST_EXIT)
+			return ctl == CTL_GUEST_EXIT;
+	}
+}
+
+/* Sleep until the next epoch is due; returns a control byte that ends the
+ * loop (stop, abort), or 0 to checkpoint now. */
+static int wait_next_epoch(struct hr_engine *e)
+{
+	uint64_t due = e->src.last_pause_ns + e->cfg.epoch_us * 1000ull;
+	for (;;) {
+		uint64_t now = hr_now_ns();
+		if (now >= due)
+			return 0;
+		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
+		if (poll(&p, 1, (int)((due - now + 999999) / 1000000)) <= 0)
+			continue;
+		char c;
+		if (read(e->ctl_pipe[0], &c, 1) != 1)
+			continue;
+		if (c == CTL_STOP || c == CTL_ABORT)
+			return c;
+		if (c == CTL_OUTPUT_FULL || c == CTL_GUEST_EXIT)
+			return 0; /* checkpoint now */
+	}
+}
+
+static int primary_setup(struct hr_engine *e)
+{
+	struct hr_vm_config vc = e->cfg.vm;
+	int rc;
+
+	vc.name = e->name;
+	vc.emit = hr_engine_primary_emit;
+	vc.emit_opaque = e;
+	vc.on_exit = hr_engine_on_guest_exit;
+	vc.exit_opaque = e;
+	if ((rc = hr_engine_open_vm(e, &vc)) < 0)
+		return rc;
+	if ((rc = hr_outbuf_new(&e->outbuf, e->name, e->chans, e->nr_chans, OUTPUT_CAP_BYTES, 0)) <
+	    0)
+		return rc;
+	if ((rc = hr_dirtyset_new(&e->src.dirty, e->gm.nr_gfns)) < 0)
+		return rc;
+	e->src.gfns = malloc((e->gm.nr_gfns ? e->gm.nr_gfns : 1) * sizeof(uint64_t));
+	if (!e->src.gfns)
+		return -ENOMEM;
+	e->src.vm = e->name;
+	e->src.ops = e->ops;
+	e->src.hvm = e->vm;
+	e->src.gm = &e->gm;
+	e->src.outbuf = e->outbuf;
+	return 0;
+}
+
+int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
+{
+	struct hr_sender snd;
+	int rc, ctl = 0;
+
+	hr_role_init(&e->role, e->name, HR_SIDE_PRIMARY, e->cfg.on_state, e->cfg.state_opaque);
+	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	hr_sender_init(&snd, e->name, peer_fd);
+	if ((rc = primary_setup(e)) < 0)
+		goto failed;
+	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
+				  e->gm.nr_regions, e->cfg.epoch_us, &ctl);
+	if (rc < 0) {
+		log_err(e->name, "handshake with the backup failed: %s", hr_strerror(rc));
+		goto failed;
+	}
+	hr_engine_role_event(e, HR_RE_CONNECTED, "copying memory while the guest runs");
+	if ((rc = e->ops->dirty_start(e->vm)) < 0 || (rc = e->ops->resume(e->vm)) < 0)
+		goto failed;
+	if ((rc = live_phase(e, &snd)) < 0)
+		goto lost;
+
+	for (uint64_t epoch = 0;; epoch++) {
+		rc = checkpoint(e, &snd, epoch, &ctl);
+		if (epoch == 0 && !rc)
+			hr_engine_role_event(e, HR_RE_SYNCED,
+					     "the backup holds a complete copy (epoch 0)");
+		if (ctl == CTL_STOP || ctl == CTL_ABORT)
+			goto stopped;
+		if (rc == -EINTR && ctl == CTL_GUEST_EXIT)
+			rc = 0; /* ship the final epoch below, then stop */
+		if (rc < 0)
+			goto lost;
+		if (e->guest_exited || (e->cfg.max_epochs && epoch + 1 >= e->cfg.max_epochs))
+			goto stopped;
+		if ((ctl = wait_next_epoch(e)) != 0)
+			goto stopped;
+	}
+stopped:
+	rc = 0;
+	if (ctl == CTL_ABORT) {
+		/* as if this process died: the guest stops, nothing more is said */
+		e->ops->pause(e->vm);
+		if (e->peer.fd >= 0)
+			shutdown(e->peer.fd, SHUT_RDWR);
+		log_warnx(e->name, "replication aborted%s",
+			  e->guest_exited ? "" : "; guest stopped");
+		goto out;
+	}
+	/* orderly end: the backup must not take over */
+	hr_peer_send_error(&e->peer, 0,
+			   e->guest_exited ? "guest exited" : "primary stopped on purpose");
+	if (e->guest_exited) {
+		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
+		rc = e->guest_exit_code;
+	} else {
+		hr_engine_role_event(e, HR_RE_STOP, NULL);
+	}
+	goto out;
+lost:
+	if (rc == -HR_EPROMOTED || backup_took_over(e)) {
+		e->ops->pause(e->vm);
+		hr_engine_role_event(e, HR_RE_TOOK_OVER,
+				     "the backup took over; guest stopped here");
+		rc = -HR_EPROMOTED;
+		goto out;
+	}
+	hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
+	if (run_unprotected(e) == 1) {
+		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
+		rc = e->guest_exit_code;
+	} else {
+		hr_engine_role_event(e, HR_RE_STOP, NULL);
+		rc = 0;
+	}
+	goto out;
+failed:
+	hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+out:
+	hr_sender_fini(&snd);
+	hr_peer_fini(&e->peer);
+	if (e->output_dropped)
+		log_err(e->name, "%" PRIu64 " output bytes could not be held and were dropped",
+			e->output_dropped);
+	return rc;
+}
