@@ -7,21 +7,25 @@
 #include "common/util.h"
 #include "ha/role.h"
 
-static const char *const state_names[HR_RS_NR] = {
-    [HR_RS_CONNECTING] = "connecting", [HR_RS_SYNCING] = "syncing",
-    [HR_RS_PROTECTED] = "protected",   [HR_RS_UNPROTECTED] = "unprotected",
-    [HR_RS_BACKUP] = "backup",	       [HR_RS_PROMOTING] = "promoting",
-    [HR_RS_PROMOTED] = "promoted",     [HR_RS_DEMOTED] = "demoted",
-    [HR_RS_FAILED] = "failed",	       [HR_RS_STOPPED] = "stopped",
-};
+/* Each state once: its name, and its token "+name" made from it. */
+#define STATES(X)                                                                                  \
+	X(HR_RS_CONNECTING, connecting)                                                            \
+	X(HR_RS_SYNCING, syncing)                                                                  \
+	X(HR_RS_PROTECTED, protected)                                                              \
+	X(HR_RS_UNPROTECTED, unprotected)                                                          \
+	X(HR_RS_BACKUP, backup)                                                                    \
+	X(HR_RS_PROMOTING, promoting)                                                              \
+	X(HR_RS_PROMOTED, promoted)                                                                \
+	X(HR_RS_DEMOTED, demoted)                                                                  \
+	X(HR_RS_FAILED, failed)                                                                    \
+	X(HR_RS_STOPPED, stopped)
 
-static const char *const state_tokens[HR_RS_NR] = {
-    [HR_RS_CONNECTING] = "+connecting", [HR_RS_SYNCING] = "+syncing",
-    [HR_RS_PROTECTED] = "+protected",	[HR_RS_UNPROTECTED] = "+unprotected",
-    [HR_RS_BACKUP] = "+backup",		[HR_RS_PROMOTING] = "+promoting",
-    [HR_RS_PROMOTED] = "+promoted",	[HR_RS_DEMOTED] = "+demoted",
-    [HR_RS_FAILED] = "+failed",		[HR_RS_STOPPED] = "+stopped",
-};
+#define NAME(s, n)  [s] = #n,
+#define TOKEN(s, n) [s] = "+" #n,
+static const char *const state_names[HR_RS_NR] = {STATES(NAME)};
+static const char *const state_tokens[HR_RS_NR] = {STATES(TOKEN)};
+#undef NAME
+#undef TOKEN
 
 /* Events that are news of their own, logged before the state change. */
 static const char *const event_tokens[HR_RE_NR] = {

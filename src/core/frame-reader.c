@@ -178,8 +178,8 @@ ssize_t hr_frame_reader_fill(struct hr_frame_reader *r, int fd)
  */
 static int start_placing(struct hr_frame_reader *r, const struct frame_hdr *h)
 {
-	struct hr_frame pf = {
-	    .type = h->type, .flags = h->flags, .hdr_len = h->hdr_len, .data_len = h->data_len};
+	struct hr_frame pf = {0};
+	hr_frame_fill(&pf, h, NULL);
 	int rc = hr_frame_hdr_unpack(h, r->buf + r->off + HR_FRAME_HDR_BYTES, &pf.msg, r->vm);
 
 	if (rc) {
@@ -253,11 +253,7 @@ int hr_frame_reader_next(struct hr_frame_reader *r, struct hr_frame *f)
 		rc = hr_frame_hdr_unpack(&h, r->buf + r->off + HR_FRAME_HDR_BYTES, &f->msg, r->vm);
 		if (rc)
 			goto fail;
-		f->type = h.type;
-		f->flags = h.flags;
-		f->hdr_len = h.hdr_len;
-		f->data_len = h.data_len;
-		f->data = h.data_len ? r->buf + r->off + HR_FRAME_HDR_BYTES + h.hdr_len : NULL;
+		hr_frame_fill(f, &h, r->buf + r->off + HR_FRAME_HDR_BYTES + h.hdr_len);
 		r->off += total;
 		r->declined = 0;
 		r->nr_frames++;

@@ -12,6 +12,8 @@ struct frame_hdr {
 	uint32_t data_len;
 };
 
+/* Copy the header's fields into f; data: where its data_len bytes are. */
+void hr_frame_fill(struct hr_frame *f, const struct frame_hdr *h, const uint8_t *data);
 /* Parse and check the 16-byte header at p.  0 or -HR_EPROTO. */
 int hr_frame_hdr_get(const uint8_t *p, struct frame_hdr *h, const char *vm);
 /* Unpack the protobuf message that follows it.  0 or -HR_EPROTO. */

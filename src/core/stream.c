@@ -17,7 +17,7 @@
 #include "common/util.h"
 #include "core/stream-internal.h"
 
-#define STACK_IOVS	 16
+#define STACK_IOVS 16
 
 static const struct {
 	const char *name;
@@ -42,6 +42,15 @@ const ProtobufCMessageDescriptor *hr_frame_descriptor(unsigned type)
 const char *hr_frame_type_name(unsigned type)
 {
 	return type < HR_FT_NR && frame_types[type].name ? frame_types[type].name : "unknown";
+}
+
+void hr_frame_fill(struct hr_frame *f, const struct frame_hdr *h, const uint8_t *data)
+{
+	f->type = h->type;
+	f->flags = h->flags;
+	f->hdr_len = h->hdr_len;
+	f->data_len = h->data_len;
+	f->data = h->data_len ? data : NULL;
 }
 
 void hr_frame_release(struct hr_frame *f)
@@ -304,11 +313,7 @@ int hr_stream_recv(int fd, const char *vm, struct hr_frame *f)
 	rc = hr_frame_hdr_unpack(&h, buf, &f->msg, vm);
 	if (rc)
 		goto fail;
-	f->type = h.type;
-	f->flags = h.flags;
-	f->hdr_len = h.hdr_len;
-	f->data_len = h.data_len;
-	f->data = h.data_len ? buf + h.hdr_len : NULL;
+	hr_frame_fill(f, &h, buf + h.hdr_len);
 	f->owned = buf;
 	return 0;
 fail:
