@@ -88,6 +88,8 @@ static int run_promoted(struct hr_engine *e, struct hr_staging *st)
 	hr_engine_role_event(e, HR_RE_PROMOTED, why);
 	for (;;) {
 		int w = hr_peer_wait(&e->peer, -1);
+		if (w == CTL_STOP || w == CTL_ABORT || w == CTL_GUEST_EXIT)
+			e->ops->pause(e->vm); /* nothing more is emitted once we return */
 		if (w == CTL_STOP || w == CTL_ABORT) {
 			hr_engine_role_event(e, HR_RE_STOP, NULL);
 			return 0;

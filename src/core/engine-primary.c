@@ -285,7 +285,8 @@ stopped:
 			  e->guest_exited ? "" : "; guest stopped");
 		goto out;
 	}
-	/* orderly end: the backup must not take over */
+	/* orderly end: the guest stops here and the backup must not take over */
+	e->ops->pause(e->vm);
 	hr_peer_send_error(&e->peer, 0,
 			   e->guest_exited ? "guest exited" : "primary stopped on purpose");
 	if (e->guest_exited) {
@@ -304,7 +305,9 @@ lost:
 		goto out;
 	}
 	hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
-	if (run_unprotected(e) == 1) {
+	int exited = run_unprotected(e);
+	e->ops->pause(e->vm); /* stopped: nothing more is emitted */
+	if (exited == 1) {
 		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
 		rc = e->guest_exit_code;
 	} else {

@@ -28,7 +28,8 @@
  * stream the outside sees is gap-free and never contradicts itself.
  *
  * Both loops run in the calling thread with non-blocking sockets and
- * return 0 / -errno / -HR_E*; they never exit the process.
+ * return 0 / -errno / -HR_E*; they never exit the process.  When a loop
+ * returns, its guest is paused: nothing more is emitted or released.
  */
 #ifndef HR_CORE_ENGINE_H
 #define HR_CORE_ENGINE_H
