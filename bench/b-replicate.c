@@ -209,7 +209,7 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
 	ep.on_output = sink_fn;
 	ep.on_p_epoch = p_epoch;
 	rs->sync_start_ns = hr_now_ns();
-	if (ep_start(&ep, pc, bc, 1) < 0)
+	if (ep_start(&ep, pc, bc, EP_TCP) < 0)
 		return -1;
 	uint64_t t0 = hr_now_ns();
 	while (!rs->synced && hr_now_ns() - t0 < 60e9)
@@ -306,7 +306,7 @@ static double send_epoch_mbps(int fd, uint64_t epoch, uint64_t nr_pages, int liv
 	ee.xxh3 = hr_epoch_sum_value(&sum);
 	hr_stream_send(fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL, 0);
 	hr_epoch_sum_fini(&sum);
-	int acked = hr_stream_recv(fd, "b", &f) == 0 && f.type == HR_FT_ACK;
+	int acked = hr_stream_recv_data(fd, "b", &f) == 0 && f.type == HR_FT_ACK;
 	if (acked)
 		hr_frame_release(&f);
 	uint64_t t1 = hr_now_ns();

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,14 @@ struct ep_pair {
 			  size_t len);
 	void (*on_p_epoch)(struct ep_pair *ep, const struct hr_epoch_stats *st);
 	void *user;
+	/* relay mode (ep_start with EP_RELAY): a middlebox between the two */
+	int relay[2]; /* its ends facing the primary and the backup */
+	pthread_t trelay;
+	volatile int partitioned; /* 1: forward nothing, close nothing (a silent partition) */
+	volatile int relay_stop;
 };
+
+enum { EP_SOCKETPAIR = 0, EP_TCP = 1, EP_RELAY = 2 };
 
 static inline void ep_sink(void *opaque, unsigned chan, uint64_t off, const void *p, size_t n)
 {
@@ -132,6 +140,52 @@ static inline int ep_connect(int fds[2], int tcp)
 	return fds[1] < 0 ? -1 : 0;
 }
 
+/* The middlebox: copies bytes both ways until relay_stop; while
+ * partitioned it reads nothing, so nothing arrives and nothing closes. */
+static inline void *ep_relay_run(void *a)
+{
+	struct ep_pair *ep = a;
+	static char buf[1 << 16];
+	while (!ep->relay_stop) {
+		if (ep->partitioned) {
+			usleep(5000);
+			continue;
+		}
+		struct pollfd p[2] = {{ep->relay[0], POLLIN, 0}, {ep->relay[1], POLLIN, 0}};
+		if (poll(p, 2, 20) <= 0)
+			continue;
+		for (int i = 0; i < 2; i++) {
+			if (!(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			ssize_t n = read(ep->relay[i], buf, sizeof(buf));
+			if (n <= 0) { /* one side closed: pass the close on */
+				shutdown(ep->relay[!i], SHUT_WR);
+				continue;
+			}
+			for (ssize_t off = 0; off < n;) {
+				ssize_t w = write(ep->relay[!i], buf + off, (size_t)(n - off));
+				if (w <= 0)
+					break;
+				off += w;
+			}
+		}
+	}
+	return NULL;
+}
+
+static inline int ep_relay_connect(struct ep_pair *ep)
+{
+	int a[2], b[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, a) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b))
+		return -1;
+	ep->fds[0] = a[0];
+	ep->relay[0] = a[1];
+	ep->relay[1] = b[0];
+	ep->fds[1] = b[1];
+	return pthread_create(&ep->trelay, NULL, ep_relay_run, ep) ? -1 : 0;
+}
+
 /* Build both engines (output, epochs and states observed) and start them. */
 static inline int ep_start(struct ep_pair *ep, struct hr_engine_config pc,
 			   struct hr_engine_config bc, int tcp)
@@ -145,8 +199,8 @@ static inline int ep_start(struct ep_pair *ep, struct hr_engine_config pc,
 	pc.on_state = ep_p_state;
 	bc.on_state = ep_b_state;
 	pc.state_opaque = bc.state_opaque = ep;
-	if (ep_connect(ep->fds, tcp) < 0 || hr_engine_new(&ep->p, &pc) < 0 ||
-	    hr_engine_new(&ep->b, &bc) < 0)
+	int crc = tcp == EP_RELAY ? ep_relay_connect(ep) : ep_connect(ep->fds, tcp);
+	if (crc < 0 || hr_engine_new(&ep->p, &pc) < 0 || hr_engine_new(&ep->b, &bc) < 0)
 		return -1;
 	pthread_create(&ep->tb, NULL, ep_run_b, ep);
 	pthread_create(&ep->tp, NULL, ep_run_p, ep);
@@ -176,6 +230,12 @@ static inline void ep_finish(struct ep_pair *ep)
 	hr_engine_free(ep->b);
 	for (unsigned c = 0; c < HR_MAX_CHANNELS; c++)
 		free(ep->out[c].buf);
+	if (ep->trelay) {
+		ep->relay_stop = 1;
+		pthread_join(ep->trelay, NULL);
+		close(ep->relay[0]);
+		close(ep->relay[1]);
+	}
 }
 
 /* Wait (bounded) until *v >= want; 1 if reached. */

@@ -114,15 +114,21 @@ static int send_epoch(int fd, uint64_t epoch, uint8_t fill, const char *console,
 /* Wait (bounded) for an ACK; returns its epoch or -1. */
 static int64_t wait_ack(int fd, int timeout_ms)
 {
-	struct pollfd p = {fd, POLLIN, 0};
-	if (poll(&p, 1, timeout_ms) <= 0)
-		return -1;
-	struct hr_frame f;
-	if (hr_stream_recv(fd, "t", &f) < 0)
-		return -1;
-	int64_t ep = f.type == HR_FT_ACK ? (int64_t)((Hr__Ack *)f.msg)->epoch : -2;
-	hr_frame_release(&f);
-	return ep;
+	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) { /* the backup's heartbeats come in between */
+		uint64_t now = hr_now_ns();
+		struct pollfd p = {fd, POLLIN, 0};
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000) + 1) <= 0)
+			return -1;
+		struct hr_frame f;
+		if (hr_stream_recv(fd, "t", &f) < 0)
+			return -1;
+		int hb = f.type == HR_FT_HEARTBEAT;
+		int64_t ep = f.type == HR_FT_ACK ? (int64_t)((Hr__Ack *)f.msg)->epoch : -2;
+		hr_frame_release(&f);
+		if (!hb)
+			return ep;
+	}
 }
 
 int main(void)

@@ -82,7 +82,7 @@ static void run(const struct scenario *sc)
 	snprintf(be, sizeof(be), "%s%s%s", sc->backend, sc->options ? " " : "",
 		 sc->options ? sc->options : "");
 
-	ok(ep_start(&ep, pc, bc, 0) == 0, "%s: engines built and started", be);
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "%s: engines built and started", be);
 	uint64_t t0 = hr_now_ns();
 	int got = ep_wait_u64(&ep.p_acked, 40, 30);
 	ok(got, "%s: 40 epochs acknowledged (%llu in %.1f s)", be, (unsigned long long)ep.p_acked,

@@ -111,6 +111,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	if ((rc = backup_setup(e, &st)) < 0) {
 		log_err(e->name, "refusing replication stream: %s", hr_strerror(rc));
 		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
@@ -151,6 +152,20 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			log_err(e->name, "replication stream broken: %s", hr_strerror(r));
 			ended = 1;
 		}
+		if (!ended) {
+			/* Look at the socket before judging silence: time spent on our
+			 * own commit is not the primary's silence.  Any byte counts. */
+			ssize_t n = hr_peer_fill(&e->peer);
+			if (n > 0) {
+				hr_ha_heard(&ha, e->peer.last_rx_ns);
+				continue;
+			}
+			if (n == 0 && rx.in_epoch)
+				log_warnx(e->name, "stream ended inside an epoch: discarded");
+			if (n != -EAGAIN)
+				ended = 1; /* EOF or an error */
+		}
+		int hb_ms = ended ? -1 : hr_peer_heartbeat(&e->peer);
 		uint64_t now = hr_now_ns();
 		enum hr_ha_verdict v = hr_ha_decide(&ha, now, ended);
 		if (v == HR_HA_GIVE_UP) {
@@ -162,7 +177,10 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			hr_engine_role_event(e, HR_RE_PRIMARY_LOST, ha.why);
 			goto promote;
 		}
-		int w = hr_peer_wait(&e->peer, ended ? -1 : hr_ha_poll_ms(&ha, now));
+		int wait_ms = ended ? -1 : hr_ha_poll_ms(&ha, now);
+		if (hb_ms >= 0 && (wait_ms < 0 || hb_ms < wait_ms))
+			wait_ms = hb_ms;
+		int w = hr_peer_wait(&e->peer, wait_ms);
 		if (w == CTL_STOP || w == CTL_ABORT) {
 			hr_engine_role_event(e, HR_RE_STOP, NULL);
 			rc = 0;
@@ -175,13 +193,6 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			}
 			hr_engine_role_event(e, HR_RE_OPERATOR_FAILOVER, "operator");
 			goto promote;
-		}
-		if (w == 0 && !ended) {
-			ssize_t n = hr_peer_fill(&e->peer);
-			if (n == 0 && rx.in_epoch)
-				log_warnx(e->name, "stream ended inside an epoch: discarded");
-			if (n == 0 || (n < 0 && n != -EAGAIN))
-				ended = 1;
 		}
 	}
 

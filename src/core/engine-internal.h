@@ -61,5 +61,7 @@ void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code);
 int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 			   size_t len);
 int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);
+/* The configured heartbeat period, or the default derived from silence_ms. */
+uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e);
 
 #endif

@@ -34,22 +34,26 @@
  * (contract 4).  Only an ended connection counts as the backup's death. */
 static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
 {
-	int timeout_ms = (int)(e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000);
+	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000;
 	int silent = 0, rc;
 
 	for (;;) {
 		struct hr_frame f;
-		rc = hr_peer_recv(&e->peer, &f, timeout_ms, ctl_r);
+		int hb_ms = hr_peer_heartbeat(&e->peer);
+		rc = hr_peer_recv(&e->peer, &f, hb_ms > 0 ? hb_ms : 1000, ctl_r);
 		if (rc == -EINTR && *ctl_r == CTL_OUTPUT_FULL) {
 			*ctl_r = 0;
 			continue;
 		}
 		if (rc == -ETIMEDOUT) {
-			if (!silent++) {
+			/* the backup's heartbeats and acks both count; a long commit is not silence
+			 */
+			if (hr_peer_silent_ms(&e->peer) >= silent_ms && !silent++) {
 				char why[96];
 				snprintf(why, sizeof(why),
-					 "no ack for epoch %" PRIu64 " in %d ms; output held",
-					 hr_sender_oldest(snd), timeout_ms);
+					 "nothing from the backup for %" PRIu64
+					 " ms (epoch %" PRIu64 " unacked); output held",
+					 hr_peer_silent_ms(&e->peer), hr_sender_oldest(snd));
 				hr_engine_role_event(e, HR_RE_BACKUP_SILENT, why);
 			}
 			continue;
@@ -73,6 +77,10 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 			return rc;
 		}
 		hr_frame_release(&f); /* heartbeats etc. */
+		if (silent) {
+			silent = 0;
+			hr_engine_role_event(e, HR_RE_BACKUP_ANSWERED, NULL);
+		}
 	}
 }
 
@@ -195,8 +203,11 @@ static int wait_next_epoch(struct hr_engine *e)
 		uint64_t now = hr_now_ns();
 		if (now >= due)
 			return 0;
+		/* a long epoch is no silence: heartbeats keep the backup informed */
+		int hb_ms = hr_peer_heartbeat(&e->peer);
+		int ms = (int)((due - now + 999999) / 1000000);
 		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
-		if (poll(&p, 1, (int)((due - now + 999999) / 1000000)) <= 0)
+		if (poll(&p, 1, hb_ms >= 0 && hb_ms < ms ? hb_ms : ms) <= 0)
 			continue;
 		char c;
 		if (read(e->ctl_pipe[0], &c, 1) != 1)
@@ -243,6 +254,7 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 
 	hr_role_init(&e->role, e->name, HR_SIDE_PRIMARY, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	hr_sender_init(&snd, e->name, peer_fd);
 	if ((rc = primary_setup(e)) < 0)
 		goto failed;

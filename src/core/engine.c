@@ -183,3 +183,11 @@ int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc)
 			e->vm && e->ops->last_error ? e->ops->last_error(e->vm) : "");
 	return rc;
 }
+
+uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e)
+{
+	uint64_t ms = e->cfg.heartbeat_ms;
+	if (!ms)
+		ms = e->cfg.silence_ms ? e->cfg.silence_ms / 5 : 250;
+	return ms < 10 ? 10 : ms;
+}

@@ -51,6 +51,8 @@ struct hr_engine_config {
 	struct hr_vm_config vm; /* emit/on_exit are set by the engine */
 	uint64_t epoch_us;	/* configured epoch length */
 	uint64_t silence_ms;	/* backup: promote after this much silence (0 = on EOF only) */
+	uint64_t heartbeat_ms;	/* both: heartbeat period, on its own schedule beside the
+				 * epochs (0 = silence_ms / 5, or 250 ms) */
 	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
 	hr_output_sink_fn output_sink;
 	void *output_opaque;

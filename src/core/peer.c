@@ -18,6 +18,7 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 	p->vm = vm;
 	p->fd = fd;
 	p->ctl_fd = ctl_fd;
+	p->last_rx_ns = hr_now_ns();
 	hr_frame_reader_init(&p->rd, vm);
 	if (fd >= 0) {
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -57,7 +58,34 @@ int hr_peer_wait(struct hr_peer *p, int timeout_ms)
 
 ssize_t hr_peer_fill(struct hr_peer *p)
 {
-	return p->fd < 0 ? 0 : hr_frame_reader_fill(&p->rd, p->fd);
+	ssize_t n = p->fd < 0 ? 0 : hr_frame_reader_fill(&p->rd, p->fd);
+	if (n > 0)
+		p->last_rx_ns = hr_now_ns();
+	return n;
+}
+
+int hr_peer_heartbeat(struct hr_peer *p)
+{
+	uint64_t now = hr_now_ns();
+
+	if (!p->heartbeat_ms || p->fd < 0)
+		return -1;
+	if (now >= p->next_hb_ns) {
+		struct pollfd pf = {p->fd, POLLOUT, 0};
+		if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT)) {
+			Hr__Heartbeat hb = HR__HEARTBEAT__INIT;
+			hb.seq = ++p->hb_seq;
+			hb.sender_time_ns = now;
+			hr_stream_send(p->fd, HR_FT_HEARTBEAT, 0, &hb.base, NULL, 0);
+		}
+		p->next_hb_ns = now + p->heartbeat_ms * 1000000ull;
+	}
+	return (int)((p->next_hb_ns - now + 999999) / 1000000);
+}
+
+uint64_t hr_peer_silent_ms(const struct hr_peer *p)
+{
+	return (hr_now_ns() - p->last_rx_ns) / 1000000;
 }
 
 int hr_peer_recv(struct hr_peer *p, struct hr_frame *f, int timeout_ms, int *ctl_r)

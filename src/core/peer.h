@@ -13,6 +13,11 @@ struct hr_peer {
 	int fd;	    /* -1 once closed */
 	int ctl_fd; /* read end of the engine's control pipe */
 	struct hr_frame_reader rd;
+	/* liveness: heartbeats out on their own schedule, any byte in counts */
+	uint64_t heartbeat_ms; /* 0 = none */
+	uint64_t next_hb_ns;
+	uint64_t hb_seq;
+	uint64_t last_rx_ns; /* CLOCK_MONOTONIC of the last byte received */
 };
 
 /* Take fd (non-blocking, TCP_NODELAY set here). */
@@ -34,6 +39,15 @@ int hr_peer_recv(struct hr_peer *p, struct hr_frame *f, int timeout_ms, int *ctl
 
 /* Read what the socket has without blocking: > 0 bytes, 0 EOF, -EAGAIN, -errno. */
 ssize_t hr_peer_fill(struct hr_peer *p);
+
+/* Send a HEARTBEAT if one is due (every heartbeat_ms) and the socket can
+ * take it now: a heartbeat never waits behind queued page data - data in
+ * flight is proof of life already.  Returns ms until the next one is due
+ * (-1: heartbeats off). */
+int hr_peer_heartbeat(struct hr_peer *p);
+
+/* Milliseconds since the peer last sent a byte. */
+uint64_t hr_peer_silent_ms(const struct hr_peer *p);
 
 /* Send an ERROR frame (best effort). */
 void hr_peer_send_error(struct hr_peer *p, int code, const char *text);

@@ -321,6 +321,16 @@ fail:
 	return rc;
 }
 
+int hr_stream_recv_data(int fd, const char *vm, struct hr_frame *f)
+{
+	for (;;) {
+		int rc = hr_stream_recv(fd, vm, f);
+		if (rc < 0 || f->type != HR_FT_HEARTBEAT)
+			return rc;
+		hr_frame_release(f);
+	}
+}
+
 int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *f)
 {
 	int rc = hr_stream_recv(fd, vm, f);

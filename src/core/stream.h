@@ -181,6 +181,10 @@ size_t hr_frame_reader_pending(const struct hr_frame_reader *r);
  */
 int hr_stream_recv(int fd, const char *vm, struct hr_frame *f);
 
+/* The next frame that is not a HEARTBEAT (those may come at any time after
+ * HELLO_ACK, in both directions).  As hr_stream_recv otherwise. */
+int hr_stream_recv_data(int fd, const char *vm, struct hr_frame *f);
+
 /* Receive one frame and require its type: -HR_EPROTO if it is another one. */
 int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *f);
 

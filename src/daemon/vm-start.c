@@ -53,6 +53,8 @@ static void start_fork(struct hr_dvm *vm)
 	vm->conn_ev = NULL;
 	fcntl(vm->peer_fd, F_SETFL, fcntl(vm->peer_fd, F_GETFL) & ~O_NONBLOCK);
 	a.side = HR_SIDE_PRIMARY;
+	a.silence_ms =
+	    hr_dopts.failover_timeout_ms; /* heartbeats well within the backup's timeout */
 	a.peer_fd = vm->peer_fd;
 	snprintf(a.name, sizeof(a.name), "%s", vm->name);
 	a.peer_desc = vm->peer;
