@@ -65,3 +65,13 @@ two_daemons() {
 	pidb=$!
 	on_exit "kill -9 $pida $pidb 2>/dev/null"
 }
+# wait_true SECONDS CMD...: run CMD (bounded) until it succeeds; 1 on timeout.
+wait_true() {
+	_end=$(( $(date +%s%N) / 1000000 + $1 * 1000 ))
+	shift
+	while [ "$(( $(date +%s%N) / 1000000 ))" -lt "$_end" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}

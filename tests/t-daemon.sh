@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 41
+plan 43
 
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
@@ -133,6 +133,25 @@ ok '[ "${e2:-0}" -gt "$((${e1:-0} + 5))" ]' "epochs count ($e1 -> $e2 in 1 s)"
 ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); v=d[\"vms\"][0]; assert v[\"role\"]==\"primary\" and v[\"last_epoch\"][\"pause_us\"]>0"' \
 	"A: status --json parses and carries epoch stats"
 ok 'B status vm1 --json | python3 -c "import json,sys; json.load(sys.stdin)"' "B: status VM --json parses"
+# liveness: reported every second; protected for at least a second by now or soon
+live_a() {
+	A status vm1 --json | python3 -c "
+import json, sys
+v = json.load(sys.stdin)[\"vms\"][0]
+assert v[\"last_heartbeat_age_ms\"] is not None and v[\"last_heartbeat_age_ms\"] < 1500, v
+assert v[\"protected_since_ms\"] >= 1000 and v[\"in_state_ms\"] == v[\"protected_since_ms\"], v
+assert v[\"witness\"] is None and v[\"peer\"]
+"
+}
+live_b() {
+	B status vm1 --json | python3 -c "
+import json, sys
+v = json.load(sys.stdin)[\"vms\"][0]
+assert v[\"last_heartbeat_age_ms\"] is not None and v[\"last_heartbeat_age_ms\"] < 1500, v
+"
+}
+ok 'wait_true 5 live_a' "A: status --json shows heartbeat age, protected since, peer, witness"
+ok 'wait_true 5 live_b' "B: the backup hears the primary (heartbeat age)"
 A status vm1 | sed 's/^/# /'
 A failover vm1 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "primary on this host" "$T/err"' "failover on the primary host is refused clearly"

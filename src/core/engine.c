@@ -191,3 +191,15 @@ uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e)
 		ms = e->cfg.silence_ms ? e->cfg.silence_ms / 5 : 250;
 	return ms < 10 ? 10 : ms;
 }
+
+void hr_engine_liveness(struct hr_engine *e, struct hr_engine_liveness *l)
+{
+	uint64_t now = hr_now_ns();
+	uint64_t since = __atomic_load_n(&e->role.since_ns, __ATOMIC_RELAXED);
+	uint64_t rx = __atomic_load_n(&e->peer.last_rx_ns, __ATOMIC_RELAXED);
+	int fd = __atomic_load_n(&e->peer.fd, __ATOMIC_RELAXED);
+
+	l->state = (enum hr_role_state)__atomic_load_n((int *)&e->role.state, __ATOMIC_RELAXED);
+	l->state_age_ms = since && now > since ? (now - since) / 1000000 : 0;
+	l->peer_silent_ms = fd >= 0 && rx ? (now > rx ? (now - rx) / 1000000 : 0) : UINT64_MAX;
+}

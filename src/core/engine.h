@@ -93,6 +93,15 @@ void hr_engine_stop(struct hr_engine *eng);
 void hr_engine_abort(struct hr_engine *eng);
 void hr_engine_promote(struct hr_engine *eng);
 
+/* Liveness as another thread may read it at any time (the worker reports
+ * it to the daemon every second for `status`). */
+struct hr_engine_liveness {
+	enum hr_role_state state;
+	uint64_t state_age_ms;	 /* since the last role change */
+	uint64_t peer_silent_ms; /* since the peer's last byte; UINT64_MAX: no peer */
+};
+void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
+
 /* Latest stats (copy) and the role state. */
 void hr_engine_stats(struct hr_engine *eng, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r);
 enum hr_role_state hr_engine_state(struct hr_engine *eng);

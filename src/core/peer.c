@@ -60,7 +60,7 @@ ssize_t hr_peer_fill(struct hr_peer *p)
 {
 	ssize_t n = p->fd < 0 ? 0 : hr_frame_reader_fill(&p->rd, p->fd);
 	if (n > 0)
-		p->last_rx_ns = hr_now_ns();
+		__atomic_store_n(&p->last_rx_ns, hr_now_ns(), __ATOMIC_RELAXED);
 	return n;
 }
 

@@ -63,8 +63,10 @@ static const char usage[] =
     "  -v, --verbose           debug logging\n"
     "  -h, --help              this text\n"
     "\n"
-    "HA transitions are logged with stable tokens: +protected, +unprotected,\n"
-    "+backup-lost, +primary-lost, +failover-start, +promoted.\n";
+    "HA transitions are logged with stable tokens, one per state (+syncing,\n"
+    "+protected, +unprotected, +backup, +promoting, +promoted, +demoted,\n"
+    "+stopped, +failed) and per event (+backup-lost, +backup-silent,\n"
+    "+primary-lost, +failover-start); `hareplicate status` uses the same names.\n";
 
 static struct event_base *base;
 static struct event *shutdown_timer;

@@ -35,6 +35,10 @@ struct hr_dvm {
 	int have_stats;
 	uint64_t nr_epochs;
 	char last_token[24];
+	/* liveness, as the worker last reported it (every second) */
+	uint64_t live_ns;	 /* when that report arrived; 0 = none yet */
+	uint64_t state_age_ms;	 /* time in the current state then */
+	uint64_t peer_silent_ms; /* since the peer's last byte then; UINT64_MAX = no peer */
 	char error[256];
 	int failover_requested, stop_requested;
 	/* a control request waiting on this VM */

@@ -38,8 +38,30 @@ static void stats_json(struct hr_sbuf *sb, const struct hr_epoch_stats *st)
 	hr_sbuf_add(sb, "}", 1);
 }
 
+/* Liveness now: the worker's last report aged by the time since it came.
+ * *in_state_ms_r / *hb_age_ms_r = UINT64_MAX when not known. */
+static void liveness(const struct hr_dvm *vm, uint64_t now_ns, uint64_t *in_state_ms_r,
+		     uint64_t *hb_age_ms_r)
+{
+	uint64_t since_ms =
+	    vm->live_ns && now_ns > vm->live_ns ? (now_ns - vm->live_ns) / 1000000 : 0;
+	int live = vm->live_ns && vm->pid > 0;
+	*in_state_ms_r = live ? vm->state_age_ms + since_ms : UINT64_MAX;
+	*hb_age_ms_r =
+	    live && vm->peer_silent_ms != UINT64_MAX ? vm->peer_silent_ms + since_ms : UINT64_MAX;
+}
+
+static void json_ms(struct hr_sbuf *sb, const char *key, uint64_t ms)
+{
+	if (ms == UINT64_MAX)
+		hr_sbuf_addf(sb, ", \"%s\": null", key);
+	else
+		hr_sbuf_addf(sb, ", \"%s\": %llu", key, (unsigned long long)ms);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
+	uint64_t in_state_ms, hb_age_ms;
 	hr_sbuf_add(sb, "{\"name\": ", 9);
 	json_str(sb, vm->name);
 	hr_sbuf_addf(sb, ", \"role\": \"%s\", \"state\": \"%s\", \"last_event\": ",
@@ -47,6 +69,13 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	json_str(sb, vm->last_token);
 	hr_sbuf_add(sb, ", \"peer\": ", 10);
 	json_str(sb, vm->peer);
+	liveness(vm, now_ns, &in_state_ms, &hb_age_ms);
+	json_ms(sb, "in_state_ms", in_state_ms);
+	json_ms(sb, "protected_since_ms",
+		vm->state == HR_RS_PROTECTED || vm->state == HR_RS_BACKUP ? in_state_ms
+									  : UINT64_MAX);
+	json_ms(sb, "last_heartbeat_age_ms", hb_age_ms);
+	hr_sbuf_add(sb, ", \"witness\": null", 17); /* no witness support yet: see README */
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
@@ -75,6 +104,14 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	    vm->last_token[0] ? vm->last_token : "-", vm->peer[0] ? vm->peer : "-", (int)vm->pid,
 	    (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 	    (unsigned long long)vm->nr_epochs);
+	uint64_t in_state_ms, hb_age_ms;
+	liveness(vm, now_ns, &in_state_ms, &hb_age_ms);
+	if (in_state_ms != UINT64_MAX)
+		hr_sbuf_addf(sb, "  in_state_ms=%llu", (unsigned long long)in_state_ms);
+	if (hb_age_ms != UINT64_MAX)
+		hr_sbuf_addf(sb, " last_heartbeat_age_ms=%llu", (unsigned long long)hb_age_ms);
+	if (in_state_ms != UINT64_MAX)
+		hr_sbuf_add(sb, "\n", 1);
 	if (vm->have_stats) {
 		char line[256];
 		hr_epoch_stats_format(&vm->last, line, sizeof(line));

@@ -200,6 +200,12 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 				hr_dvm_reply(vm, body, NULL);
 			}
 		}
+	} else if (!strcmp(ev, "live")) {
+		vm->live_ns = hr_now_ns();
+		if (hr_kv_getu(&kv, "state_age_ms", &vm->state_age_ms))
+			vm->state_age_ms = 0;
+		if (hr_kv_getu(&kv, "peer_silent_ms", &vm->peer_silent_ms))
+			vm->peer_silent_ms = UINT64_MAX;
 	} else if (!strcmp(ev, "epoch")) {
 		/* stats taken above */
 	} else if (!strcmp(ev, "guest-exit")) {

@@ -8,6 +8,7 @@
  * `event=exit rc=N error=TEXT`.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ static volatile sig_atomic_t g_stop, g_promote;
 
 struct worker {
 	struct hr_worker_args *a;
+	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread */
+	volatile int done;
 	uint64_t nr_epochs;
 	int epochs_fd; /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 };
@@ -50,7 +53,16 @@ static void on_signal(int sig)
 		_exit(0); /* nothing built yet */
 }
 
+static void send_line_locked(struct worker *w, struct hr_sbuf *sb, int may_drop);
+
 static void send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
+{
+	pthread_mutex_lock(&w->send_lock);
+	send_line_locked(w, sb, may_drop);
+	pthread_mutex_unlock(&w->send_lock);
+}
+
+static void send_line_locked(struct worker *w, struct hr_sbuf *sb, int may_drop)
 {
 	hr_sbuf_add(sb, "\n", 1);
 	if (sb->oom)
@@ -97,6 +109,30 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	hr_kv_add(&sb, "token", tok ? tok : hr_role_state_token(to));
 	send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
+}
+
+/* Every second: how long since the peer's last byte and since the last
+ * role change, for `status` (a line the daemon may drop when busy). */
+static void *liveness_thread(void *arg)
+{
+	struct worker *w = arg;
+	while (!w->done) {
+		struct hr_engine *eng = g_eng;
+		if (eng) {
+			struct hr_engine_liveness l;
+			struct hr_sbuf sb = {0};
+			hr_engine_liveness(eng, &l);
+			hr_kv_add(&sb, "event", "live");
+			hr_kv_addu(&sb, "state_age_ms", l.state_age_ms);
+			if (l.peer_silent_ms != UINT64_MAX)
+				hr_kv_addu(&sb, "peer_silent_ms", l.peer_silent_ms);
+			send_line(w, &sb, 1);
+			hr_sbuf_free(&sb);
+		}
+		for (int i = 0; i < 20 && !w->done; i++)
+			usleep(50000);
+	}
+	return NULL;
 }
 
 /* Released output: the console (channel 0) goes to the console sink. */
@@ -203,7 +239,9 @@ static int backup_preamble(struct worker *w)
 
 int hr_worker_main(struct hr_worker_args *a)
 {
-	struct worker w = {.a = a, .epochs_fd = -1};
+	struct worker w = {.a = a, .epochs_fd = -1, .send_lock = PTHREAD_MUTEX_INITIALIZER};
+	pthread_t tlive;
+	int have_live = 0;
 	struct hr_engine_config cfg = {0};
 	struct hr_console *con = NULL;
 	struct hr_engine *eng = NULL;
@@ -278,6 +316,7 @@ int hr_worker_main(struct hr_worker_args *a)
 		goto out;
 	}
 	g_eng = eng;
+	have_live = pthread_create(&tlive, NULL, liveness_thread, &w) == 0;
 	if (g_stop)
 		hr_engine_stop(eng);
 	if (g_promote)
@@ -294,6 +333,9 @@ int hr_worker_main(struct hr_worker_args *a)
 		log_info(a->name, "engine ended");
 
 out:;
+	w.done = 1;
+	if (have_live)
+		pthread_join(tlive, NULL);
 	struct hr_sbuf sb = {0};
 	hr_kv_add(&sb, "event", "exit");
 	hr_kv_addf(&sb, "rc", "%d", rc);
