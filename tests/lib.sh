@@ -53,15 +53,15 @@ wait_exit() {
 }
 need_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "/dev/kvm not usable"; }
 # two_daemons FAILOVER_MS: hareplicated A and B on 127.0.0.1:$PA / $PB with
-# control sockets $CA / $CB, state in $T/a, $T/b, logs $T/a.log, $T/b.log;
+# control sockets $CA / $CB, state in $T/a, $T/b, logs appended to $T/a.log, $T/b.log;
 # sets pida, pidb; both are killed when the test exits.
 two_daemons() {
 	CA="$T/a/run/control.sock"
 	CB="$T/b/run/control.sock"
-	"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >"$T/a.log" 2>&1 &
+	"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 	pida=$!
 	"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
-		--failover-timeout "$1" >"$T/b.log" 2>&1 &
+		--failover-timeout "$1" >>"$T/b.log" 2>&1 &
 	pidb=$!
 	on_exit "kill -9 $pida $pidb 2>/dev/null"
 }

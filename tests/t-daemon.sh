@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 43
+plan 49
 
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
@@ -152,6 +152,27 @@ assert v[\"last_heartbeat_age_ms\"] is not None and v[\"last_heartbeat_age_ms\"]
 }
 ok 'wait_true 5 live_a' "A: status --json shows heartbeat age, protected since, peer, witness"
 ok 'wait_true 5 live_b' "B: the backup hears the primary (heartbeat age)"
+
+# --- daemon life cycle: the daemons go, the guests stay, new daemons adopt them ---
+wa=$(field vm1 pid "$CA")
+wb=$(field vm1 pid "$CB")
+on_exit "is_pid '$wa' && kill -9 '$wa'; is_pid '$wb' && kill -9 '$wb'"
+kill -TERM $pida $pidb
+wait_exit $pida 10; ra=$rc
+wait_exit $pidb 10; rb=$rc
+ok '[ "$ra" = 0 ] && [ "$rb" = 0 ] && is_pid "$wa" && alive "$wa" && is_pid "$wb" && alive "$wb"' \
+	"SIGTERM of both daemons: they exit 0; both workers keep running (A $wa, B $wb)"
+s1=$(stat -c %s "$T/a/state/vm1.console")
+grown() { [ "$(stat -c %s "$T/a/state/vm1.console")" -gt "$s1" ]; }
+ok 'wait_true 10 grown' "with no daemon, released output keeps growing: epochs are still acknowledged"
+two_daemons 500
+ok 'wait_true 10 A status && wait_true 10 B status' "both daemons start again"
+ok 'wait_field vm1 state protected "$CA" 10 && [ "$(field vm1 pid "$CA")" = "$wa" ] && grep -q "adopted worker $wa" "$T/a.log"' \
+	"A adopts its running worker: vm1 protected, same pid"
+ok 'wait_field vm1 state backup "$CB" 10 && [ "$(field vm1 pid "$CB")" = "$wb" ] && [ "$(field vm1 role "$CB")" = backup ]' \
+	"B adopts the replica's worker: vm1 backup, same pid"
+e1=$(field vm1 nr_epochs "$CA"); sleep 1; e2=$(field vm1 nr_epochs "$CA")
+ok '[ "${e2:-0}" -gt "$((${e1:-0} + 5))" ]' "the adopted VM reports its epochs ($e1 -> $e2 in 1 s)"
 A status vm1 | sed 's/^/# /'
 A failover vm1 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "primary on this host" "$T/err"' "failover on the primary host is refused clearly"

@@ -76,7 +76,6 @@ struct hr_kvline;
 void hr_vms_init(struct event_base *base);
 void hr_vms_accept(int fd, const char *peer_desc);
 void hr_vms_reap(void);
-void hr_vms_stop_all(void);
 unsigned hr_vms_nr_workers(void);
 
 /* Control requests; each either replies now (hr_ctl_reply) or later. */
@@ -85,6 +84,13 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json);
 void hr_vms_ctl_gone(struct hr_dvm *vm);
+
+/* adopt.c: workers outlive the daemon (see there). */
+int hr_adopt_listen(const char *vm); /* worker: listening fd or -errno */
+void hr_adopt_unlink(const char *vm);
+unsigned hr_vms_adopt_all(void); /* daemon start: adopt every live worker */
+/* vm.c: take a worker's status connection (it sends event=adopt first). */
+int hr_vms_adopt(const char *vm, int fd);
 
 /* control.c */
 int hr_ctl_listen(struct event_base *base, int fd);

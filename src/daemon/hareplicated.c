@@ -1,7 +1,8 @@
 /*
  * hareplicated - the per-host daemon: owns the control socket (control.c)
  * and the replication port, and supervises one forked worker per VM (vm.c,
- * worker.c).  Runs on libevent; SIGTERM/SIGINT stop every worker, then exit.
+ * worker.c).  Runs on libevent; SIGTERM/SIGINT end the daemon, not the
+ * workers: a daemon started later adopts them (adopt.c).
  */
 #include "config.h"
 
@@ -26,8 +27,6 @@
 #include "common/util.h"
 #include "daemon/daemon.h"
 
-#define SHUTDOWN_GRACE_S 10
-
 struct hr_daemon_opts hr_dopts = {
     .control_path = HR_DEFAULT_CONTROL,
     .listen = "0.0.0.0:" HR_DEFAULT_PORT,
@@ -42,7 +41,9 @@ static const char usage[] =
     "`hareplicate` command talks to and the replication port that the peer host's\n"
     "daemon connects to, and runs every protected VM in a worker process of its\n"
     "own (a VM that crashes, or a worker killed with SIGKILL, never takes the\n"
-    "daemon down).  SIGTERM stops every VM on this host, then the daemon.\n"
+    "daemon down).  SIGTERM stops the daemon only: the workers keep their guests\n"
+    "running and protected, and the next hareplicated adopts them.  Stop a VM\n"
+    "with `hareplicate stop VM`.\n"
     "\n"
     "  --control PATH          control socket (default " HR_DEFAULT_CONTROL ");\n"
     "                          mode 0600, its directory is created 0700; the daemon\n"
@@ -69,8 +70,6 @@ static const char usage[] =
     "+primary-lost, +failover-start); `hareplicate status` uses the same names.\n";
 
 static struct event_base *base;
-static struct event *shutdown_timer;
-static int shutting_down;
 
 /* Is a daemon answering on path?  1 yes, 0 no (stale or absent). */
 static int control_alive(const char *path)
@@ -206,47 +205,25 @@ static void repl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
 	getnameinfo(sa, (socklen_t)salen, host, sizeof(host), serv, sizeof(serv),
 		    NI_NUMERICHOST | NI_NUMERICSERV);
 	snprintf(desc, sizeof(desc), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, serv);
-	if (shutting_down) {
-		close(fd);
-		return;
-	}
 	/* the worker uses blocking I/O */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	hr_vms_accept(fd, desc);
 }
 
-static void maybe_exit(void)
-{
-	if (shutting_down && !hr_vms_nr_workers())
-		event_base_loopexit(base, NULL);
-}
-
 static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
 {
 	hr_vms_reap();
-	maybe_exit();
 }
 
-static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	log_warnx(NULL, "workers still running after %d s; exiting anyway", SHUTDOWN_GRACE_S);
-	event_base_loopexit(base, NULL);
-}
-
+/* The daemon goes; the guests stay.  Workers keep replicating between
+ * themselves, and a hareplicated started later adopts them (adopt.c). */
 static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct timeval tv = {SHUTDOWN_GRACE_S, 0};
-
-	if (shutting_down)
-		return;
-	shutting_down = 1;
-	log_info(NULL, "signal %d: stopping %u worker(s), then exiting", (int)sig,
-		 hr_vms_nr_workers());
-	hr_vms_stop_all();
-	shutdown_timer = evtimer_new(base, shutdown_timeout_cb, NULL);
-	if (shutdown_timer)
-		evtimer_add(shutdown_timer, &tv);
-	maybe_exit();
+	log_info(NULL,
+		 "signal %d: exiting; %u VM worker(s) keep running and are adopted by the "
+		 "next hareplicated (stop a VM with `hareplicate stop`)",
+		 (int)sig, hr_vms_nr_workers());
+	event_base_loopexit(base, NULL);
 }
 
 static int daemonize(void)
@@ -413,6 +390,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hr_vms_init(base);
+	unsigned adopted = hr_vms_adopt_all();
+	if (adopted)
+		log_info(NULL, "adopted %u running VM worker(s)", adopted);
 	if (hr_ctl_listen(base, ctl_fd) < 0 ||
 	    !evconnlistener_new(base, repl_accept_cb, NULL,
 				LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, repl_fd)) {

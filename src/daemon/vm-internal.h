@@ -41,6 +41,8 @@ struct hr_dvm {
 	uint64_t peer_silent_ms; /* since the peer's last byte then; UINT64_MAX = no peer */
 	char error[256];
 	int failover_requested, stop_requested;
+	int adopted;	/* the worker is not our child: its end shows as EOF */
+	int exit_clean; /* from its last `exit` line: 1 clean, 0 not, -1 not said */
 	/* a control request waiting on this VM */
 	struct hr_ctl_conn *waiter;
 	enum wait_kind wait;

@@ -53,13 +53,3 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name)
 	hr_dvm_wait(vm, cc, W_STOP);
 	hr_dvm_arm_timer(vm, stop_timeout, STOP_TIMEOUT_S);
 }
-
-void hr_vms_stop_all(void)
-{
-	for (struct hr_dvm *vm = hr_dvms; vm; vm = vm->next) {
-		if (vm->pid > 0) {
-			vm->stop_requested = 1;
-			kill(vm->pid, SIGTERM);
-		}
-	}
-}

@@ -84,6 +84,7 @@ struct hr_dvm *hr_dvm_new(const char *name, enum hr_role_side side, enum hr_role
 	vm->side = side;
 	vm->state = st;
 	vm->peer_fd = -1;
+	vm->exit_clean = -1;
 	vm->started_ns = hr_now_ns();
 	vm->next = hr_dvms;
 	hr_dvms = vm;
@@ -211,8 +212,29 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 	} else if (!strcmp(ev, "guest-exit")) {
 		log_info(vm->name, "guest exited on its own");
 		snprintf(vm->error, sizeof(vm->error), "guest exited");
+	} else if (!strcmp(ev, "adopt")) {
+		const char *side = hr_kv_get(&kv, "side"), *peer = hr_kv_get(&kv, "peer");
+		const char *st = hr_kv_get(&kv, "state");
+		enum hr_role_state rs;
+		uint64_t pid = 0;
+		hr_kv_getu(&kv, "pid", &pid);
+		vm->pid = (pid_t)pid;
+		vm->side = side && !strcmp(side, "backup") ? HR_SIDE_BACKUP : HR_SIDE_PRIMARY;
+		snprintf(vm->peer, sizeof(vm->peer), "%s", peer ? peer : "");
+		hr_kv_getu(&kv, "epoch_us", &vm->epoch_us);
+		hr_kv_getu(&kv, "memory_bytes", &vm->mem_bytes);
+		if (st && !hr_role_state_parse(st, &rs))
+			set_state(vm, rs, hr_kv_get(&kv, "token"));
+		log_info(vm->name, "adopted worker %d (%s, %s)", (int)vm->pid, hr_dvm_role_name(vm),
+			 hr_dvm_state_name(vm));
 	} else if (!strcmp(ev, "exit")) {
 		const char *e = hr_kv_get(&kv, "error");
+		const char *stopped = hr_kv_get(&kv, "stopped");
+		int64_t rc = 0;
+		const char *rcs = hr_kv_get(&kv, "rc");
+		if (rcs)
+			rc = strtoll(rcs, NULL, 10);
+		vm->exit_clean = rc >= 0 || (stopped && !strcmp(stopped, "1"));
 		if (e && !vm->error[0])
 			snprintf(vm->error, sizeof(vm->error), "%s", e);
 	} else {
@@ -245,6 +267,8 @@ static void status_read_cb(struct bufferevent *bev, void *arg)
 	status_drain(arg);
 }
 
+static void worker_ended(struct hr_dvm *vm, int status);
+
 static void status_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct hr_dvm *vm = arg;
@@ -252,7 +276,42 @@ static void status_event_cb(struct bufferevent *bev, short what, void *arg)
 		status_drain(vm);
 		bufferevent_free(vm->bev);
 		vm->bev = NULL;
+		/* not our child: no SIGCHLD will come; the worker's last word decides */
+		if (vm->adopted && vm->pid > 0)
+			worker_ended(vm, vm->exit_clean == 1   ? 0
+					 : vm->exit_clean == 0 ? 1 << 8
+							       : SIGKILL);
 	}
+}
+
+int hr_vms_adopt(const char *name, int fd)
+{
+	struct hr_dvm *vm = hr_dvm_find(name);
+
+	if (vm && hr_dvm_alive(vm)) {
+		log_warnx(name, "a worker offers itself for adoption but %s is known here; ignored",
+			  name);
+		close(fd);
+		return -EEXIST;
+	}
+	if (vm)
+		hr_dvm_free(vm);
+	vm = hr_dvm_new(name, HR_SIDE_PRIMARY, HR_RS_CONNECTING);
+	if (!vm) {
+		close(fd);
+		return -ENOMEM;
+	}
+	vm->adopted = 1;
+	evutil_make_socket_nonblocking(fd);
+	vm->bev = bufferevent_socket_new(hr_dvm_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!vm->bev) {
+		close(fd);
+		hr_dvm_free(vm);
+		return -ENOMEM;
+	}
+	bufferevent_setcb(vm->bev, status_read_cb, NULL, status_event_cb, vm);
+	bufferevent_enable(vm->bev, EV_READ | EV_WRITE);
+	return 0;
 }
 
 /* ---- forking a worker ---- */
@@ -272,7 +331,9 @@ int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a)
 		return rc;
 	}
 	if (pid == 0) {
-		/* Child: drop everything of the daemon's, keep stdio, peer, status. */
+		/* Child: drop everything of the daemon's, keep stdio, peer, status;
+		 * a session of its own, so that what ends the daemon spares it. */
+		setsid();
 		sigset_t all;
 		struct sigaction dfl = {.sa_handler = SIG_DFL};
 		for (int s = 1; s < NSIG; s++)

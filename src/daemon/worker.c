@@ -8,6 +8,7 @@
  * `event=exit rc=N error=TEXT`.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,8 +31,14 @@ static volatile sig_atomic_t g_stop, g_promote;
 
 struct worker {
 	struct hr_worker_args *a;
-	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread */
+	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread;
+				    * also guards status_fd, which adoption replaces */
 	volatile int done;
+	int adopt_fd; /* listening for a (re)started daemon; -1 if none */
+	/* where it stands, for the adopt line */
+	enum hr_role_state state;
+	char token[24];
+	struct hr_epoch_stats last;
 	uint64_t nr_epochs;
 	int epochs_fd; /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 };
@@ -82,6 +89,7 @@ static void on_epoch(void *opaque, const struct hr_epoch_stats *st)
 	char line[256];
 
 	w->nr_epochs++;
+	w->last = *st;
 	hr_kv_add(&sb, "event", "epoch");
 	hr_kv_addu(&sb, "nr_epochs", w->nr_epochs);
 #define HR_X_ADD(f) hr_kv_addu(&sb, #f, st->f);
@@ -107,8 +115,46 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	hr_kv_add(&sb, "from", hr_role_state_name(from));
 	const char *tok = hr_role_event_token(ev);
 	hr_kv_add(&sb, "token", tok ? tok : hr_role_state_token(to));
+	w->state = to;
+	snprintf(w->token, sizeof(w->token), "%s", tok ? tok : hr_role_state_token(to));
 	send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
+}
+
+/* A daemon connected to our adopt socket: it gets who we are and where we
+ * stand, and from now on every status line. */
+static void handover(struct worker *w, int fd)
+{
+	struct hr_worker_args *a = w->a;
+	struct hr_sbuf sb = {0};
+
+	hr_kv_add(&sb, "event", "adopt");
+	hr_kv_add(&sb, "vm", a->name);
+	hr_kv_add(&sb, "side", a->side == HR_SIDE_BACKUP ? "backup" : "primary");
+	hr_kv_addu(&sb, "pid", (uint64_t)getpid());
+	hr_kv_add(&sb, "peer", a->peer_desc ? a->peer_desc : "");
+	hr_kv_add(&sb, "state", hr_role_state_name(w->state));
+	hr_kv_add(&sb, "token", w->token[0] ? w->token : hr_role_state_token(w->state));
+	hr_kv_addu(&sb, "nr_epochs", w->nr_epochs);
+	if (w->nr_epochs) {
+#define HR_X_ADD(f) hr_kv_addu(&sb, #f, w->last.f);
+		HR_EPOCH_STATS_FIELDS(HR_X_ADD)
+#undef HR_X_ADD
+	}
+	if (a->side == HR_SIDE_PRIMARY) {
+		hr_kv_addu(&sb, "epoch_us", a->epoch_us);
+		hr_kv_addu(&sb, "memory_bytes", a->vm.mem_bytes);
+		hr_kv_addu(&sb, "vcpus", a->vm.nr_vcpus);
+	}
+	pthread_mutex_lock(&w->send_lock);
+	int old = a->status_fd;
+	a->status_fd = fd;
+	send_line_locked(w, &sb, 0);
+	pthread_mutex_unlock(&w->send_lock);
+	hr_sbuf_free(&sb);
+	close(old);
+	log_info(a->name, "adopted by a new hareplicated (worker %d keeps running the VM)",
+		 (int)getpid());
 }
 
 /* Every second: how long since the peer's last byte and since the last
@@ -129,8 +175,16 @@ static void *liveness_thread(void *arg)
 			send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
-		for (int i = 0; i < 20 && !w->done; i++)
-			usleep(50000);
+		for (int i = 0; i < 20 && !w->done; i++) {
+			struct pollfd pf = {w->adopt_fd, POLLIN, 0};
+			if (w->adopt_fd >= 0 && poll(&pf, 1, 50) > 0) {
+				int fd = accept4(w->adopt_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					handover(w, fd);
+			} else if (w->adopt_fd < 0) {
+				usleep(50000);
+			}
+		}
 	}
 	return NULL;
 }
@@ -239,7 +293,8 @@ static int backup_preamble(struct worker *w)
 
 int hr_worker_main(struct hr_worker_args *a)
 {
-	struct worker w = {.a = a, .epochs_fd = -1, .send_lock = PTHREAD_MUTEX_INITIALIZER};
+	struct worker w = {
+	    .a = a, .epochs_fd = -1, .adopt_fd = -1, .send_lock = PTHREAD_MUTEX_INITIALIZER};
 	pthread_t tlive;
 	int have_live = 0;
 	struct hr_engine_config cfg = {0};
@@ -315,6 +370,10 @@ int hr_worker_main(struct hr_worker_args *a)
 		log_err(a->name, "engine: %s", hr_strerror(rc));
 		goto out;
 	}
+	w.adopt_fd = hr_adopt_listen(a->name);
+	if (w.adopt_fd < 0)
+		log_warnx(a->name, "no adopt socket (%s): a restarted daemon will not see this VM",
+			  hr_strerror(w.adopt_fd));
 	g_eng = eng;
 	have_live = pthread_create(&tlive, NULL, liveness_thread, &w) == 0;
 	if (g_stop)
@@ -336,6 +395,10 @@ out:;
 	w.done = 1;
 	if (have_live)
 		pthread_join(tlive, NULL);
+	if (w.adopt_fd >= 0) {
+		close(w.adopt_fd);
+		hr_adopt_unlink(a->name);
+	}
 	struct hr_sbuf sb = {0};
 	hr_kv_add(&sb, "event", "exit");
 	hr_kv_addf(&sb, "rc", "%d", rc);
