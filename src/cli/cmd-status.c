@@ -17,7 +17,7 @@ static const char status_help[] =
     "epochs and the last epoch's interval, pause, dirty pages, bytes and ack\n"
     "latency.\n"
     "\n"
-"  --json          one JSON document: {\"daemon\": {...}, \"vms\": [...]}\n"
+    "  --json          one JSON document: {\"daemon\": {...}, \"vms\": [...]}\n"
     "  --control PATH  hareplicated's control socket (default\n"
     "                  $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
     "Exit status: 0, 1 (no such VM), 69 hareplicated not reachable.\n";
