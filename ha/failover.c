@@ -30,3 +30,8 @@ int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
 		return 0;
 	return (int)((due - now_ns) / 1000000ull) + 1;
 }
+
+enum hr_ha_output hr_ha_after_backup_lost(int release_allowed)
+{
+	return release_allowed ? HR_HA_OUTPUT_RELEASE : HR_HA_OUTPUT_HOLD;
+}

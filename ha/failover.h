@@ -27,6 +27,22 @@ struct hr_ha_monitor {
 	const char *why;     /* set by hr_ha_decide: why the primary counts as lost */
 };
 
+/*
+ * What a primary does with guest output once its backup's connection has
+ * ended (EOF or reset).  That happens when the backup died - and when a
+ * middlebox tore the link while the backup is alive and about to promote.
+ * Nothing on the primary's side tells the two apart, so without proof
+ * (a witness lease, to come) the output stays held: then only the backup
+ * can speak for the VM (contract 4).  An operator who prefers the guest's
+ * availability over that guarantee may allow release explicitly
+ * (hareplicated --unprotected-output release).
+ */
+enum hr_ha_output {
+	HR_HA_OUTPUT_HOLD = 0,
+	HR_HA_OUTPUT_RELEASE = 1,
+};
+enum hr_ha_output hr_ha_after_backup_lost(int release_allowed);
+
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);
 /* stream_ended: EOF, reset or a fatal stream error. */
 enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int stream_ended);

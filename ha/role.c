@@ -29,9 +29,9 @@ static const char *const state_tokens[HR_RS_NR] = {STATES(TOKEN)};
 
 /* Events that are news of their own, logged before the state change. */
 static const char *const event_tokens[HR_RE_NR] = {
-    [HR_RE_BACKUP_SILENT] = "+backup-silent",	   [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
-    [HR_RE_BACKUP_LOST] = "+backup-lost",	   [HR_RE_PRIMARY_LOST] = "+primary-lost",
-    [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
+    [HR_RE_BACKUP_SILENT] = "+backup-silent", [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
+    [HR_RE_BACKUP_LOST] = "+backup-lost",     [HR_RE_OUTPUT_HELD] = "+output-held",
+    [HR_RE_PRIMARY_LOST] = "+primary-lost",   [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
 };
 
 const char *hr_role_state_name(enum hr_role_state s)
@@ -113,6 +113,8 @@ static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role
 			return s == HR_RS_SYNCING || s == HR_RS_PROTECTED ? KEEP : BAD;
 		case HR_RE_BACKUP_LOST:
 			return s == HR_RS_UNPROTECTED ? KEEP : HR_RS_UNPROTECTED;
+		case HR_RE_OUTPUT_HELD:
+			return s == HR_RS_UNPROTECTED ? KEEP : BAD;
 		case HR_RE_TOOK_OVER:
 			return HR_RS_DEMOTED;
 		default:
@@ -158,10 +160,13 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 		else
 			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
 	}
-	if (to == KEEP)
+	if (to == KEEP) {
+		if (etok && r->observer)
+			r->observer(r->opaque, from, from, ev);
 		return (int)from;
-	r->state = (enum hr_role_state)to;
-	r->since_ns = hr_now_ns();
+	}
+	__atomic_store_n((int *)&r->state, to, __ATOMIC_RELAXED); /* read by status */
+	__atomic_store_n(&r->since_ns, hr_now_ns(), __ATOMIC_RELAXED);
 	const char *stok = hr_role_state_token(r->state);
 	if (etok)
 		why = NULL; /* said with the event's token */

@@ -40,12 +40,13 @@ enum hr_role_side {
 };
 
 enum hr_role_event {
-	HR_RE_CONNECTED = 0,	 /* handshake done */
-	HR_RE_SYNCED,		 /* epoch 0 acknowledged (primary) / committed (backup) */
-	HR_RE_BACKUP_SILENT,	 /* primary: no ack in time; output stays held */
-	HR_RE_BACKUP_ANSWERED,	 /* primary: the silent backup answered again */
-	HR_RE_BACKUP_LOST,	 /* primary: the backup's stream ended */
-	HR_RE_PRIMARY_LOST,	 /* backup: the primary's stream ended or went silent */
+	HR_RE_CONNECTED = 0,   /* handshake done */
+	HR_RE_SYNCED,	       /* epoch 0 acknowledged (primary) / committed (backup) */
+	HR_RE_BACKUP_SILENT,   /* primary: no ack in time; output stays held */
+	HR_RE_BACKUP_ANSWERED, /* primary: the silent backup answered again */
+	HR_RE_BACKUP_LOST,     /* primary: the backup's stream ended */
+	HR_RE_OUTPUT_HELD,  /* primary, unprotected: output is held (no proof the backup is gone) */
+	HR_RE_PRIMARY_LOST, /* backup: the primary's stream ended or went silent */
 	HR_RE_OPERATOR_FAILOVER, /* backup: `hareplicate failover` */
 	HR_RE_PROMOTED,		 /* backup: the guest runs here */
 	HR_RE_TOOK_OVER,	 /* primary: the backup announced its promotion */
@@ -55,7 +56,9 @@ enum hr_role_event {
 	HR_RE_NR,
 };
 
-/* Told of every change (after it was logged); from the engine thread. */
+/* Told of every change (after it was logged), and of every event that has
+ * a token of its own even when the state stays (from == to); from the
+ * engine thread. */
 typedef void (*hr_role_observer_fn)(void *opaque, enum hr_role_state from, enum hr_role_state to,
 				    enum hr_role_event ev);
 

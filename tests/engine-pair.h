@@ -47,6 +47,9 @@ struct ep_pair {
 	int relay[2]; /* its ends facing the primary and the backup */
 	pthread_t trelay;
 	volatile int partitioned; /* 1: forward nothing, close nothing (a silent partition) */
+	volatile int torn;	  /* 1: close both sides (a middlebox tore the link) */
+	/* who spoke: output bytes each side's engine released */
+	volatile uint64_t p_bytes, b_bytes;
 	volatile int relay_stop;
 };
 
@@ -76,6 +79,18 @@ static inline void ep_sink(void *opaque, unsigned chan, uint64_t off, const void
 	pthread_mutex_unlock(&ep->lock);
 	if (ep->on_output)
 		ep->on_output(ep, chan, off, p, n);
+}
+
+static inline void ep_sink_p(void *o, unsigned chan, uint64_t off, const void *p, size_t n)
+{
+	__atomic_add_fetch(&((struct ep_pair *)o)->p_bytes, n, __ATOMIC_SEQ_CST);
+	ep_sink(o, chan, off, p, n);
+}
+
+static inline void ep_sink_b(void *o, unsigned chan, uint64_t off, const void *p, size_t n)
+{
+	__atomic_add_fetch(&((struct ep_pair *)o)->b_bytes, n, __ATOMIC_SEQ_CST);
+	ep_sink(o, chan, off, p, n);
 }
 
 static inline void ep_p_epoch(void *o, const struct hr_epoch_stats *st)
@@ -147,7 +162,12 @@ static inline void *ep_relay_run(void *a)
 	struct ep_pair *ep = a;
 	static char buf[1 << 16];
 	while (!ep->relay_stop) {
-		if (ep->partitioned) {
+		if (ep->torn == 1) {
+			shutdown(ep->relay[0], SHUT_RDWR);
+			shutdown(ep->relay[1], SHUT_RDWR);
+			ep->torn = 2;
+		}
+		if (ep->partitioned || ep->torn) {
 			usleep(5000);
 			continue;
 		}
@@ -191,7 +211,8 @@ static inline int ep_start(struct ep_pair *ep, struct hr_engine_config pc,
 			   struct hr_engine_config bc, int tcp)
 {
 	pthread_mutex_init(&ep->lock, NULL);
-	pc.output_sink = bc.output_sink = ep_sink;
+	pc.output_sink = ep_sink_p;
+	bc.output_sink = ep_sink_b;
 	pc.output_opaque = bc.output_opaque = ep;
 	pc.on_epoch = ep_p_epoch;
 	bc.on_epoch = ep_b_epoch;

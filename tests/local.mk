@@ -36,11 +36,14 @@ $(tests_t_stream_OBJECTS) $(tests_t_staging_OBJECTS): proto/hareplicate.pb-c.h
 dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh
 TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh
 
-check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat
-TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat
+check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
+	tests/t-onespeaker
+TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
+	tests/t-onespeaker
 tests_t_role_LDADD = $(HR_LIBS)
 tests_t_dirtyset_LDADD = $(HR_LIBS)
 tests_t_envelope_LDADD = $(HR_LIBS)
 tests_t_core_LDADD = $(HR_LIBS)
 tests_t_place_LDADD = $(HR_LIBS)
 tests_t_heartbeat_LDADD = $(HR_LIBS)
+tests_t_onespeaker_LDADD = $(HR_LIBS)

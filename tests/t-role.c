@@ -98,8 +98,10 @@ int main(void)
 	/* observer: told once per change, after it */
 	nr_changes = 0;
 	PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT, HR_RE_STOP);
-	ok(nr_changes == 3 && seen_from == HR_RS_PROTECTED && seen_to == HR_RS_STOPPED,
-	   "observer told of 3 changes, the last protected -> stopped (%u)", nr_changes);
+	ok(nr_changes == 4 && seen_from == HR_RS_PROTECTED && seen_to == HR_RS_STOPPED,
+	   "observer told of 3 changes and the +backup-silent event, the last protected -> "
+	   "stopped (%u)",
+	   nr_changes);
 	ok(!strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_PROMOTED), "promoted") &&
 	       !strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_BACKUP), "backup") &&
 	       !strcmp(hr_role_side_name(HR_SIDE_PRIMARY, HR_RS_UNPROTECTED), "primary"),

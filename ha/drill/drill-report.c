@@ -95,11 +95,12 @@ void drill_report(struct drill *d)
 		    "in "
 		    "B's status after %.0f ms\n",
 		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
-	if (o->victim_backup && d->failover_ms >= 0)
-		OUT("  primary kept running: first line beyond the kill after %.1f ms (seq=%llu)\n",
-		    d->failover_ms, (unsigned long long)d->first_new_seq);
 	if (o->victim_backup && d->survivor_state[0])
-		OUT("  primary's status after the backup's death: state=%s\n", d->survivor_state);
+		OUT("  primary's status after the backup's death: state=%s last_event=%s\n",
+		    d->survivor_state, d->survivor_event);
+	if (o->victim_backup && d->survivor_state[0] && !d->why[0])
+		OUT("  primary held its output: %d lines released in the %d ms after it said so\n",
+		    d->held_lines, 2000);
 	if (w->tap_broken)
 		OUT("  note: the tap could not parse the replication stream; moments are "
 		    "imprecise\n");

@@ -16,6 +16,8 @@
 #include "common/util.h"
 #include "ha/drill/drill.h"
 
+static int backup_death(struct drill *d);
+
 static void vlog(const struct drill_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void vlog(const struct drill_opts *o, const char *fmt, ...)
@@ -192,7 +194,10 @@ static int one_drill(struct drill *d)
 	if (!o->victim_backup)
 		drill_reap(&d->pid_a, 2000);
 
-	/* after the kill: the guest must go on (on B, or on A for a backup kill) */
+	if (o->victim_backup)
+		return backup_death(d);
+
+	/* after the kill: the guest must go on on B */
 	uint32_t want_ip = inet_addr(o->victim_backup ? DRILL_IP_A : DRILL_IP_B);
 	uint64_t t_kill = w->kill_ns, end = hr_now_ns() + o->timeout_s * 1000000000ull;
 	int first = -1;
@@ -221,36 +226,68 @@ static int one_drill(struct drill *d)
 	unsigned have = w->nr_lines;
 	pthread_mutex_unlock(&w->lock);
 	if (first < 0)
-		fail(d, "no new console line from %s within %u s of the kill",
-		     o->victim_backup ? "the primary" : "the backup", o->timeout_s);
+		fail(d, "no new console line from the backup within %u s of the kill",
+		     o->timeout_s);
 	else if (have < (unsigned)first + o->after_lines)
 		fail(d, "only %u of %u progress lines after the failover within %u s",
 		     have - (unsigned)first, o->after_lines, o->timeout_s);
 
-	if (o->victim_backup) {
-		/* the primary must say it lost its backup */
-		char st[32] = "";
-		uint64_t e2 = hr_now_ns() + 5000000000ull;
-		while (hr_now_ns() < e2) {
-			if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
-				drill_json_str(buf, "state", st, sizeof(st));
-				if (!strcmp(st, "unprotected"))
-					break;
-			}
-			usleep(20000);
-		}
-		snprintf(d->survivor_state, sizeof(d->survivor_state), "%s",
-			 st[0] ? st : "(no answer)");
-		if (strcmp(st, "unprotected"))
-			fail(d,
-			     "after the backup's death A's status says state=%s, not unprotected",
-			     st[0] ? st : "(no answer)");
-	}
 	/* a last look: the stream must still be consistent */
 	usleep(100000);
 	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
 	if (!o->keep)
-		drill_cli(d, o->victim_backup ? d->ctl_a : d->ctl_b, stop, 20000);
+		drill_cli(d, d->ctl_b, stop, 20000);
+	return 0;
+}
+
+/* Window in which a primary that lost its backup must release nothing. */
+#define HELD_WATCH_MS 2000
+
+/*
+ * The backup died.  Without a witness nothing tells the primary that from a
+ * torn link behind which the backup is promoting, so the primary must hold
+ * the guest's output (contract 4 over availability): it says unprotected
+ * with +output-held, and not one more line reaches the outside.
+ */
+static int backup_death(struct drill *d)
+{
+	const struct drill_opts *o = d->o;
+	struct drill_world *w = &d->w;
+	char buf[8192], st[32] = "", ev[32] = "";
+	uint64_t end = hr_now_ns() + 5000000000ull;
+
+	while (hr_now_ns() < end && !drill_interrupted) {
+		if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
+			drill_json_str(buf, "state", st, sizeof(st));
+			drill_json_str(buf, "last_event", ev, sizeof(ev));
+			if (!strcmp(st, "unprotected") && !strcmp(ev, "+output-held"))
+				break;
+		}
+		usleep(20000);
+	}
+	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st[0] ? st : "(no answer)");
+	snprintf(d->survivor_event, sizeof(d->survivor_event), "%s", ev[0] ? ev : "-");
+	if (strcmp(st, "unprotected") || strcmp(ev, "+output-held")) {
+		fail(d,
+		     "after the backup's death A's status says state=%s last_event=%s, not "
+		     "unprotected / +output-held",
+		     d->survivor_state, d->survivor_event);
+		return 0;
+	}
+	pthread_mutex_lock(&w->lock);
+	unsigned before = w->nr_lines;
+	pthread_mutex_unlock(&w->lock);
+	usleep(HELD_WATCH_MS * 1000);
+	pthread_mutex_lock(&w->lock);
+	d->held_lines = (int)(w->nr_lines - before);
+	pthread_mutex_unlock(&w->lock);
+	if (d->held_lines)
+		fail(d,
+		     "A released %d console lines after it lost its backup (output must be held)",
+		     d->held_lines);
+	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
+	if (!o->keep)
+		drill_cli(d, d->ctl_a, stop, 20000);
 	return 0;
 }
 

@@ -162,6 +162,8 @@ struct drill {
 	double failover_ms, promoted_ms;
 	uint64_t first_new_seq;
 	char survivor_state[32]; /* --victim backup: A's state after the kill */
+	char survivor_event[32]; /* ... and its last_event */
+	int held_lines;		 /* ... lines A released in the watch window after it */
 	char report[8192];
 };
 

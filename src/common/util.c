@@ -123,16 +123,36 @@ int hr_read_all(int fd, void *buf, uint64_t len)
 	return 0;
 }
 
-/* Block until fd is writable (a non-blocking socket's buffer has room). */
+static __thread int interrupt_fd = -1;
+
+void hr_set_interrupt_fd(int fd)
+{
+	interrupt_fd = fd;
+}
+
+/* Block until fd is writable (a non-blocking socket's buffer has room), or
+ * this thread's interrupt fd is readable (-EINTR). */
 static int wait_writable(int fd)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	struct pollfd pfd[2] = {{.fd = fd, .events = POLLOUT},
+				{.fd = interrupt_fd, .events = POLLIN}};
 	int r;
 
 	do
-		r = poll(&pfd, 1, -1);
+		r = poll(pfd, interrupt_fd >= 0 ? 2 : 1, -1);
 	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : 0;
+	if (r < 0)
+		return -errno;
+	if (interrupt_fd >= 0 && (pfd[1].revents & POLLIN) && !(pfd[0].revents & POLLOUT)) {
+		/* asked to end: a peer that still reads gets 2 s to take the rest of
+		 * the frame (an orderly stop must not tear the stream); one that
+		 * stopped reading (a partition) does not hold us */
+		do
+			r = poll(pfd, 1, 2000);
+		while (r < 0 && errno == EINTR);
+		return r > 0 ? 0 : -EINTR;
+	}
+	return 0;
 }
 
 int hr_writev_all(int fd, struct iovec *iov, int cnt)

@@ -16,6 +16,11 @@ int hr_write_all(int fd, const void *buf, uint64_t len);
  * on sockets (EAGAIN waited out), writev on other fds.  0 or -errno. */
 struct iovec;
 int hr_writev_all(int fd, struct iovec *iov, int cnt);
+/* A writer waiting for room on a full socket gives up with -EINTR when fd
+ * is readable and the socket takes nothing for 2 s more (the engine's end
+ * pipe: stop and abort must not wait for a partitioned peer).  Per thread;
+ * -1 = never. */
+void hr_set_interrupt_fd(int fd);
 /* Read exactly len bytes; 0, -errno, or -HR_EBADSNAP on early EOF. */
 int hr_read_all(int fd, void *buf, uint64_t len);
 

@@ -112,6 +112,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
+	hr_set_interrupt_fd(e->end_pipe[0]);
 	if ((rc = backup_setup(e, &st)) < 0) {
 		log_err(e->name, "refusing replication stream: %s", hr_strerror(rc));
 		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
@@ -204,6 +205,7 @@ promote:
 	if ((rc = run_promoted(e, st)) < 0)
 		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
 out:
+	hr_set_interrupt_fd(-1);
 	hr_staging_free(st);
 	hr_peer_fini(&e->peer);
 	return rc;

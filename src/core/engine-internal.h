@@ -23,6 +23,7 @@ struct hr_engine {
 	const struct hr_chan_desc *chans;
 	unsigned nr_chans;
 	int ctl_pipe[2];
+	int end_pipe[2]; /* readable once stop/abort was asked: interrupts a blocked send */
 	struct hr_peer peer;
 	struct hr_role role;
 

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine-internal.h"
+#include "ha/failover.h"
 #include "core/handshake.h"
 #include "core/outbuf.h"
 #include "core/peer.h"
@@ -169,26 +170,31 @@ static int backup_took_over(struct hr_engine *e)
 	}
 }
 
-/* No backup: the guest runs on; output is released every few ms.
- * Returns 1 when the guest exited, 0 on stop / abort. */
-static int run_unprotected(struct hr_engine *e)
+/* No backup: the guest runs on.  Its output is held (the default: the
+ * backup may be promoting behind a torn link) or, where the operator
+ * allowed it, released every few ms.  Returns 1 when the guest exited, 0
+ * on stop / abort. */
+static int run_unprotected(struct hr_engine *e, enum hr_ha_output policy)
 {
 	struct hr_outbuf_stats s;
+	int release = policy == HR_HA_OUTPUT_RELEASE;
 
 	hr_peer_close(&e->peer);
 	hr_outbuf_get_stats(e->outbuf, &s);
 	uint64_t epoch = s.open_epoch;
-	if (epoch)
+	if (release && epoch)
 		hr_outbuf_release(e->outbuf, epoch - 1, hr_engine_release_sink, e);
 	for (;;) {
-		int ctl = hr_peer_wait(&e->peer, UNPROTECTED_MS);
+		int ctl = hr_peer_wait(&e->peer, release ? UNPROTECTED_MS : -1);
 		if (ctl == CTL_ABORT) {
 			e->ops->pause(e->vm); /* as a crash: nothing more leaves */
 			return 0;
 		}
-		hr_outbuf_seal(e->outbuf, epoch);
-		hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
-		epoch++;
+		if (release) {
+			hr_outbuf_seal(e->outbuf, epoch);
+			hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
+			epoch++;
+		}
 		if (ctl == CTL_STOP || ctl == CTL_GUEST_EXIT)
 			return ctl == CTL_GUEST_EXIT;
 	}
@@ -217,6 +223,18 @@ static int wait_next_epoch(struct hr_engine *e)
 		if (c == CTL_OUTPUT_FULL || c == CTL_GUEST_EXIT)
 			return 0; /* checkpoint now */
 	}
+}
+
+/* A send gave up (-EINTR) because stop or abort was asked: which one?
+ * Other control bytes queued before it are dropped (the loop ends). */
+static int pending_end(struct hr_engine *e)
+{
+	char c;
+	int end = 0;
+	while (read(e->ctl_pipe[0], &c, 1) == 1)
+		if (c == CTL_STOP || c == CTL_ABORT)
+			end = end == CTL_ABORT ? end : c;
+	return end ? end : CTL_ABORT;
 }
 
 static int primary_setup(struct hr_engine *e)
@@ -255,6 +273,7 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 	hr_role_init(&e->role, e->name, HR_SIDE_PRIMARY, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
+	hr_set_interrupt_fd(e->end_pipe[0]); /* stop/abort end a send blocked on the peer */
 	hr_sender_init(&snd, e->name, peer_fd);
 	if ((rc = primary_setup(e)) < 0)
 		goto failed;
@@ -267,11 +286,19 @@ int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
 	hr_engine_role_event(e, HR_RE_CONNECTED, "copying memory while the guest runs");
 	if ((rc = e->ops->dirty_start(e->vm)) < 0 || (rc = e->ops->resume(e->vm)) < 0)
 		goto failed;
-	if ((rc = live_phase(e, &snd)) < 0)
+	if ((rc = live_phase(e, &snd)) < 0) {
+		if (rc == -EINTR) {
+			ctl = pending_end(e);
+			goto stopped;
+		}
 		goto lost;
+	}
 
 	for (uint64_t epoch = 0;; epoch++) {
 		rc = checkpoint(e, &snd, epoch, &ctl);
+		if (rc == -EINTR && !ctl)
+			ctl = pending_end(
+			    e); /* a send to a peer that stopped reading was cut short */
 		if (epoch == 0 && !rc)
 			hr_engine_role_event(e, HR_RE_SYNCED,
 					     "the backup holds a complete copy (epoch 0)");
@@ -317,7 +344,13 @@ lost:
 		goto out;
 	}
 	hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
-	int exited = run_unprotected(e);
+	enum hr_ha_output policy = hr_ha_after_backup_lost(e->cfg.unprotected_release);
+	if (policy == HR_HA_OUTPUT_HOLD)
+		hr_engine_role_event(
+		    e, HR_RE_OUTPUT_HELD,
+		    "nothing proves the backup is gone (it may be promoting behind a "
+		    "torn link): guest output stays held");
+	int exited = run_unprotected(e, policy);
 	e->ops->pause(e->vm); /* stopped: nothing more is emitted */
 	if (exited == 1) {
 		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
@@ -330,6 +363,7 @@ lost:
 failed:
 	hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
 out:
+	hr_set_interrupt_fd(-1);
 	hr_sender_fini(&snd);
 	hr_peer_fini(&e->peer);
 	if (e->output_dropped)

@@ -27,14 +27,25 @@ void hr_engine_ctl_send(struct hr_engine *e, char c)
 	errno = saved;
 }
 
+/* Stop and abort must not wait for a peer that stopped reading. */
+static void end_requested(struct hr_engine *e)
+{
+	int saved = errno;
+	char c = 'e';
+	(void)!write(e->end_pipe[1], &c, 1);
+	errno = saved;
+}
+
 void hr_engine_stop(struct hr_engine *e)
 {
 	hr_engine_ctl_send(e, CTL_STOP);
+	end_requested(e);
 }
 
 void hr_engine_abort(struct hr_engine *e)
 {
 	hr_engine_ctl_send(e, CTL_ABORT);
+	end_requested(e);
 }
 
 void hr_engine_promote(struct hr_engine *e)
@@ -85,8 +96,13 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 	e->peer.fd = -1;
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
-	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int rc = -errno;
+		if (e->ctl_pipe[0] > 0) {
+			close(e->ctl_pipe[0]);
+			close(e->ctl_pipe[1]);
+		}
 		free(e);
 		return rc;
 	}
@@ -106,6 +122,8 @@ void hr_engine_free(struct hr_engine *e)
 	hr_capture_fini(&e->src.capture);
 	close(e->ctl_pipe[0]);
 	close(e->ctl_pipe[1]);
+	close(e->end_pipe[0]);
+	close(e->end_pipe[1]);
 	pthread_mutex_destroy(&e->stats_lock);
 	pthread_mutex_destroy(&e->out_lock);
 	free(e);

@@ -54,6 +54,8 @@ struct hr_engine_config {
 	uint64_t heartbeat_ms;	/* both: heartbeat period, on its own schedule beside the
 				 * epochs (0 = silence_ms / 5, or 250 ms) */
 	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
+	int unprotected_release; /* primary: release output once the backup is lost (unsafe on
+				  * a torn link; default 0 = hold, see ha/failover.h) */
 	hr_output_sink_fn output_sink;
 	void *output_opaque;
 	/* role changes (after ha/role.c logged them) */

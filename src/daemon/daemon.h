@@ -59,6 +59,7 @@ struct hr_daemon_opts {
 	const char *state_dir;
 	const char *console_pattern;
 	uint64_t failover_timeout_ms;
+	int unprotected_release; /* --unprotected-output release */
 	int foreground, verbose;
 };
 

@@ -55,6 +55,13 @@ static const char usage[] =
     ", created 0700)\n"
     "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
     "                          itself (default 500)\n"
+    "  --unprotected-output hold|release\n"
+    "                          a primary whose backup's connection ended: hold the\n"
+    "                          guest's output (default; the backup may be promoting\n"
+    "                          behind a torn link, and two hosts must never speak\n"
+    "                          for one VM) or release it (the guest stays visible\n"
+    "                          when the backup really died, at the risk of two\n"
+    "                          speakers on a torn link)\n"
     "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
     "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
@@ -267,6 +274,7 @@ int main(int argc, char **argv)
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"failover-timeout", required_argument, NULL, 't'},
 	    {"console-default", required_argument, NULL, 'c'},
+	    {"unprotected-output", required_argument, NULL, 'u'},
 	    {"pidfile", required_argument, NULL, 'p'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -301,6 +309,21 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			hr_dopts.console_pattern = optarg;
+			break;
+		case 'u':
+			if (strcmp(optarg, "hold") && strcmp(optarg, "release")) {
+				fprintf(
+				    stderr,
+				    "hareplicated: --unprotected-output takes hold or release, not "
+				    "'%s'\n",
+				    optarg);
+				return 2;
+			}
+			hr_dopts.unprotected_release = !strcmp(optarg, "release");
+			if (hr_dopts.unprotected_release)
+				fprintf(stderr,
+					"hareplicated: --unprotected-output release: a torn "
+					"link can make two hosts speak for one VM\n");
 			break;
 		case 'p':
 			pidfile = optarg;

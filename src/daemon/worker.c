@@ -358,6 +358,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.vm.name = a->name;
 	cfg.epoch_us = a->epoch_us;
 	cfg.silence_ms = a->silence_ms;
+	cfg.unprotected_release = hr_dopts.unprotected_release;
 	cfg.auto_promote = a->side == HR_SIDE_BACKUP;
 	cfg.output_sink = output_sink;
 	cfg.output_opaque = con;
