@@ -61,6 +61,12 @@ static const char drill_help[] =
     "\n"
     "  --epochs N        kill after the backup acked N epochs (default 200)\n"
     "  --kill-at MOMENT  random|mid-epoch|during-send|after-send|after-ack\n"
+    "  --fault WHAT      what happens to the primary at that moment: kill (default:\n"
+    "                    SIGKILL of its daemon and workers), torn (the link is\n"
+    "                    closed on both sides), partition (nothing more crosses,\n"
+    "                    nothing closes), hang (SIGSTOP, SIGCONT after B took\n"
+    "                    over); for every fault A survives, the drill also checks\n"
+    "                    that A never speaks again once B has\n"
     "  --victim WHO      primary (default) or backup: kill only the backup's\n"
     "                    worker; the drill then checks that the primary says\n"
     "                    unprotected / +output-held and releases nothing more\n"
@@ -72,6 +78,10 @@ static const char drill_help[] =
     "  --after-lines N   progress lines to see after the failover (default 25)\n"
     "  --timeout SECONDS bound on each wait: sync, promotion (default 60)\n"
     "  --repeat N        run N drills (seed, seed+1, ...) and print failover p50/max\n"
+    "  --soak N          run N drills, each a scenario drawn from the seed: kill,\n"
+    "                    torn, partition or hang of the primary, or death of the\n"
+    "                    backup, at a random moment; print counts, passes and\n"
+    "                    failover p50/p99 per scenario\n"
     "  --keep            leave namespaces, daemons and files for debugging (the\n"
     "                    drill prints how to remove them)\n"
     "  --kernel FILE     memwalk image (default: tests/guests/memwalk.elf next to\n"
@@ -114,17 +124,75 @@ static int find_in_path(const char *name, char *out, size_t size)
 	return -1;
 }
 
-static int cmd_drill(int argc, char **argv)
+/* --soak: scenarios drawn from the seed; counts and failover figures per scenario. */
+#define NR_SCENARIOS (DRILL_FAULT_HANG + 2) /* the four faults of A, then B's death */
+
+static int soak(const struct drill_opts *base)
+{
+	static const char *const names[NR_SCENARIOS] = {"kill", "torn", "partition", "hang",
+							"backup-death"};
+	unsigned runs[NR_SCENARIOS] = {0}, passes[NR_SCENARIOS] = {0};
+	uint64_t *fo[NR_SCENARIOS];
+	unsigned total = 0, ok_total = 0;
+
+	for (int s = 0; s < NR_SCENARIOS; s++)
+		fo[s] = calloc(base->repeat, sizeof(uint64_t));
+	for (unsigned i = 1; i <= base->repeat && !drill_interrupted; i++) {
+		struct drill_opts o = *base;
+		uint64_t r = (base->seed + i) * 0x9e3779b97f4a7c15ull;
+		int s = (int)((r >> 33) % NR_SCENARIOS);
+		o.victim_backup = s == NR_SCENARIOS - 1;
+		o.fault = o.victim_backup ? DRILL_FAULT_KILL : (enum drill_fault)s;
+		o.kill_at = (enum drill_kill_at)((r >> 13) % (DRILL_KILL_AFTER_ACK + 1));
+		o.repeat = 1;
+		double ms = -1;
+		printf("soak %u/%u: %s at %s\n", i, base->repeat, names[s],
+		       drill_kill_at_name(o.kill_at));
+		fflush(stdout);
+		int pass = drill_run(&o, i, &ms) == 0;
+		runs[s]++;
+		total++;
+		if (pass) {
+			passes[s]++;
+			ok_total++;
+		}
+		if (ms >= 0)
+			fo[s][runs[s] - 1] = (uint64_t)(ms * 1000);
+	}
+	printf("soak: %u of %u drills passed (seeds from %llu)\n", ok_total, total,
+	       (unsigned long long)base->seed);
+	for (int s = 0; s < NR_SCENARIOS; s++) {
+		uint64_t *v = fo[s];
+		unsigned n = 0;
+		for (unsigned k = 0; k < runs[s]; k++)
+			if (v[k])
+				v[n++] = v[k];
+		if (!runs[s])
+			continue;
+		printf("  %-13s runs=%u passed=%u", names[s], runs[s], passes[s]);
+		if (n)
+			printf(" failover_ms p50=%.1f p99=%.1f",
+			       hr_percentile_u64(v, n, 50) / 1000.0,
+			       hr_percentile_u64(v, n, 99) / 1000.0);
+		printf("\n");
+		free(v);
+	}
+	return ok_total == total && !drill_interrupted ? 0 : 1;
+}
+
+int cmd_drill(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 	    {"epochs", required_argument, NULL, 'n'},
 	    {"seed", required_argument, NULL, 's'},
 	    {"kill-at", required_argument, NULL, 'k'},
 	    {"victim", required_argument, NULL, 'V'},
+	    {"fault", required_argument, NULL, 'F'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"append", required_argument, NULL, 'a'},
 	    {"epoch", required_argument, NULL, 'e'},
 	    {"repeat", required_argument, NULL, 'r'},
+	    {"soak", required_argument, NULL, 'S'},
 	    {"keep", no_argument, NULL, 'K'},
 	    {"kernel", required_argument, NULL, 'g'},
 	    {"daemon", required_argument, NULL, 'd'},
@@ -180,6 +248,19 @@ static int cmd_drill(int argc, char **argv)
 			}
 			break;
 		}
+		case 'F': {
+			int f = -1;
+			for (int i = 0; i <= DRILL_FAULT_HANG; i++)
+				if (!strcmp(optarg, drill_fault_name((enum drill_fault)i)))
+					f = i;
+			if (f < 0) {
+				fprintf(stderr, "hareplicate drill: --fault is one of kill, torn, "
+						"partition, hang\n");
+				return 2;
+			}
+			o.fault = (enum drill_fault)f;
+			break;
+		}
 		case 'V':
 			if (strcmp(optarg, "primary") && strcmp(optarg, "backup")) {
 				fprintf(stderr,
@@ -203,8 +284,10 @@ static int cmd_drill(int argc, char **argv)
 		case 'e':
 			o.epoch = optarg;
 			break;
+		case 'S':
 		case 'r':
 			o.repeat = (unsigned)strtoul(optarg, &end, 10);
+			o.soak = c == 'S';
 			if (!*optarg || *end || o.repeat < 1 || o.repeat > 1000) {
 				fprintf(stderr, "hareplicate drill: bad --repeat '%s' (1..1000)\n",
 					optarg);
@@ -327,6 +410,8 @@ static int cmd_drill(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	hr_log_init("hareplicate", 1, 0);
 
+	if (o.soak)
+		return soak(&o);
 	double *fo = calloc(o.repeat, sizeof(double));
 	unsigned passed = 0;
 	for (unsigned i = 1; i <= o.repeat && !drill_interrupted; i++) {
@@ -353,6 +438,7 @@ static int cmd_drill(int argc, char **argv)
 
 const struct hr_cmd hr_cmd_drill = {
     "drill",
-    "[--epochs N] [--kill-at MOMENT] [--victim primary|backup] [--seed S] [--repeat N] [--keep] "
+    "[--epochs N] [--kill-at MOMENT] [--fault kill|torn|partition|hang] [--victim primary|backup] "
+    "[--seed S] [--repeat N] [--keep] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

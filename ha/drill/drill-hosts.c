@@ -165,7 +165,12 @@ void drill_teardown(struct drill *d)
 			drill_world_stop(&d->w, d->threads);
 		return;
 	}
-	/* orderly first (SIGTERM stops every VM), then SIGKILL what is left */
+	/* a hung host is let go first: a stopped process takes no SIGTERM */
+	if (d->w.victim_pgid > 0)
+		kill(-d->w.victim_pgid, SIGCONT);
+	for (unsigned i = 0; i < d->w.nr_victim_kids; i++)
+		kill(d->w.victim_kids[i], SIGCONT);
+	/* orderly first (SIGTERM to daemons and workers), then SIGKILL what is left */
 	pid_t *pids[2] = {&d->pid_a, &d->pid_b};
 	for (int i = 0; i < 2; i++)
 		if (*pids[i] > 0)

@@ -51,17 +51,27 @@ static uint64_t pb_field1(const uint8_t *p, unsigned n)
 	return UINT64_MAX;
 }
 
+const char *drill_fault_name(enum drill_fault f)
+{
+	static const char *const names[] = {"kill", "torn", "partition", "hang"};
+	return names[f];
+}
+
 void drill_kill_locked(struct drill_world *w, const char *what)
 {
 	if (w->killed)
 		return;
 	w->kill_ns = hr_now_ns();
-	if (w->victim_pgid > 0)
-		kill(-w->victim_pgid, SIGKILL);
-	if (w->victim_pid > 0)
-		kill(w->victim_pid, SIGKILL);
-	for (unsigned i = 0; i < w->nr_victim_kids; i++)
-		kill(w->victim_kids[i], SIGKILL);
+	/* torn and partition act in the tap (drill-relay.c), from now on */
+	if (w->fault == DRILL_FAULT_KILL || w->fault == DRILL_FAULT_HANG) {
+		int sig = w->fault == DRILL_FAULT_KILL ? SIGKILL : SIGSTOP;
+		if (w->victim_pgid > 0)
+			kill(-w->victim_pgid, sig);
+		if (w->victim_pid > 0)
+			kill(w->victim_pid, sig);
+		for (unsigned i = 0; i < w->nr_victim_kids; i++)
+			kill(w->victim_kids[i], sig);
+	}
 	w->killed = 1;
 	w->kill_con_len = w->len;
 	w->kill_last_seq = w->nr_lines ? w->lines[w->nr_lines - 1].seq : 0;

@@ -56,11 +56,19 @@ void *drill_tap_thread(void *arg)
 		struct pollfd pf[1 + 2 * MAX_PAIRS];
 		pthread_mutex_lock(&w->lock);
 		int stop = w->stop;
+		int torn = w->killed && w->fault == DRILL_FAULT_TORN;
+		int silent = w->killed && w->fault == DRILL_FAULT_PARTITION;
 		drill_tap_timers(&t);
 		uint64_t dl = t.deadline_ns && !w->killed ? t.deadline_ns : 0;
 		pthread_mutex_unlock(&w->lock);
 		if (stop)
 			break;
+		while (torn && t.nr)
+			pair_close(&t, 0); /* both hosts see their peer's connection end */
+		if (silent) {
+			usleep(5000); /* nothing moves; nothing closes */
+			continue;
+		}
 		pf[0] = (struct pollfd){w->tap_lfd, POLLIN, 0};
 		for (unsigned i = 0; i < t.nr; i++) {
 			pf[1 + 2 * i] = (struct pollfd){t.pairs[i].a, POLLIN, 0};

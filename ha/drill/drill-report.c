@@ -95,6 +95,10 @@ void drill_report(struct drill *d)
 		    "in "
 		    "B's status after %.0f ms\n",
 		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
+	if (d->speakers_checked)
+		OUT("  one speaker: A released %u console lines after B took over (fault %s; "
+		    "watched %d ms)\n",
+		    d->a_after, drill_fault_name(o->fault), 2000);
 	if (o->victim_backup && d->survivor_state[0])
 		OUT("  primary's status after the backup's death: state=%s last_event=%s\n",
 		    d->survivor_state, d->survivor_event);

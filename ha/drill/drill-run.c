@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,40 @@ static int first_new_line(struct drill_world *w, uint32_t ip)
 	return -1;
 }
 
+/* Window in which a primary that lost its backup must release nothing. */
+#define HELD_WATCH_MS 2000
+
+/*
+ * A survived the fault (torn link, partition, hang) while B took over: A
+ * must never speak again.  A hung A is let go first - it wakes up to a
+ * world where B runs the VM.  Counts A's lines after B's first new one.
+ */
+static void one_speaker(struct drill *d, int first)
+{
+	struct drill_world *w = &d->w;
+	uint32_t ip_a = inet_addr(DRILL_IP_A);
+
+	if (d->o->fault == DRILL_FAULT_HANG) {
+		pthread_mutex_lock(&w->lock);
+		if (w->victim_pgid > 0)
+			kill(-w->victim_pgid, SIGCONT);
+		for (unsigned i = 0; i < w->nr_victim_kids; i++)
+			kill(w->victim_kids[i], SIGCONT);
+		pthread_mutex_unlock(&w->lock);
+	}
+	usleep(HELD_WATCH_MS * 1000);
+	pthread_mutex_lock(&w->lock);
+	d->a_after = 0;
+	for (unsigned i = (unsigned)first + 1; i < w->nr_lines; i++)
+		if (w->lines[i].conn < 64 && w->conn_peer[w->lines[i].conn] == ip_a)
+			d->a_after++;
+	pthread_mutex_unlock(&w->lock);
+	d->speakers_checked = 1;
+	if (d->a_after)
+		fail(d, "two speakers: A released %u console lines after B had taken over",
+		     d->a_after);
+}
+
 static int one_drill(struct drill *d)
 {
 	const struct drill_opts *o = d->o;
@@ -90,6 +125,7 @@ static int one_drill(struct drill *d)
 	snprintf(w->upstream_host, sizeof(w->upstream_host), "%s", DRILL_IP_B);
 	snprintf(w->upstream_port, sizeof(w->upstream_port), "%s", DRILL_PORT_HRD);
 	w->kill_at = o->kill_at;
+	w->fault = o->fault;
 	w->kill_epoch = o->epochs;
 	w->epoch_us = o->epoch_us;
 	uint64_t rs = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -191,7 +227,7 @@ static int one_drill(struct drill *d)
 		usleep(5000);
 	}
 	vlog(o, "killed: %s", w->kill_what);
-	if (!o->victim_backup)
+	if (!o->victim_backup && o->fault == DRILL_FAULT_KILL)
 		drill_reap(&d->pid_a, 2000);
 
 	if (o->victim_backup)
@@ -232,6 +268,9 @@ static int one_drill(struct drill *d)
 		fail(d, "only %u of %u progress lines after the failover within %u s",
 		     have - (unsigned)first, o->after_lines, o->timeout_s);
 
+	if (o->fault != DRILL_FAULT_KILL && first >= 0)
+		one_speaker(d, first);
+
 	/* a last look: the stream must still be consistent */
 	usleep(100000);
 	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
@@ -239,9 +278,6 @@ static int one_drill(struct drill *d)
 		drill_cli(d, d->ctl_b, stop, 20000);
 	return 0;
 }
-
-/* Window in which a primary that lost its backup must release nothing. */
-#define HELD_WATCH_MS 2000
 
 /*
  * The backup died.  Without a witness nothing tells the primary that from a

@@ -58,6 +58,15 @@ unsigned drill_descendants(pid_t pid, pid_t *pids, unsigned max);
 /* ---- the observers in OUT (drill-world.c, drill-console.c, drill-relay.c,
  * drill-killpoint.c) ---- */
 
+/* What happens to the primary at the chosen moment. */
+enum drill_fault {
+	DRILL_FAULT_KILL = 0,  /* SIGKILL of its daemon and workers (a dead host) */
+	DRILL_FAULT_TORN,      /* the tap closes both sides of the link (a middlebox reset) */
+	DRILL_FAULT_PARTITION, /* the tap forwards nothing more, closes nothing (silent) */
+	DRILL_FAULT_HANG,      /* SIGSTOP of its daemon and workers (a hung host) */
+};
+const char *drill_fault_name(enum drill_fault f);
+
 enum drill_kill_at {
 	DRILL_KILL_RANDOM,
 	DRILL_KILL_MID_EPOCH,
@@ -98,6 +107,7 @@ struct drill_world {
 	int tap_lfd;
 	char upstream_host[64], upstream_port[16];
 	enum drill_kill_at kill_at;
+	enum drill_fault fault;
 	uint64_t kill_epoch; /* the moment is in (or right after) this epoch */
 	uint64_t epoch_us;
 	uint64_t random_delay_us; /* DRILL_KILL_RANDOM: after EPOCH_BEGIN of kill_epoch */
@@ -137,6 +147,8 @@ struct drill_opts {
 	uint64_t epochs, seed, epoch_us;
 	int seed_set, keep, verbose, victim_backup;
 	enum drill_kill_at kill_at;
+	enum drill_fault fault;
+	int soak; /* --soak: repeat draws a scenario per run */
 	const char *memory, *append, *epoch, *kernel, *daemon;
 	unsigned repeat, after_lines, timeout_s;
 	char self[4096];
@@ -164,6 +176,8 @@ struct drill {
 	char survivor_state[32]; /* --victim backup: A's state after the kill */
 	char survivor_event[32]; /* ... and its last_event */
 	int held_lines;		 /* ... lines A released in the watch window after it */
+	unsigned a_after;	 /* faults A survives: A's lines after B's first new one */
+	int speakers_checked;
 	char report[8192];
 };
 
