@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 49
+plan 51
 
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
@@ -205,13 +205,18 @@ ok 'B stop vm1 >/dev/null && B status | grep -q "^no VMs"' "remove the dead repl
 # --- manual failover ---
 A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M \
 	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
+B start vm3 --peer "127.0.0.1:$PA" --kernel "$GUESTS/memwalk.elf" --memory 64M \
+	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err3"
 ok 'wait_field vm2 state backup "$CB" 30' "vm2 protected: B holds a committed epoch"
+ok 'wait_field vm3 state backup "$CA" 30 && [ "$(field vm3 state "$CB")" = protected ] && [ "$(field vm2 state "$CA")" = protected ]' \
+	"both directions at once: A is primary of vm2 and backup of vm3, B the other way round"
 B failover vm2 >"$T/out" 2>"$T/err"; rc=$?
 ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failover-start" "$T/b.log" && grep -q "+promoted" "$T/b.log"' \
 	"failover vm2 on B: promoted, +failover-start and +promoted logged (rc=$rc $(cat "$T/err"))"
 ok 'wait_for "$T/b/state/vm2.console" "memwalk: seq=" 20' "the promoted guest's console goes to B's state dir"
 A stop vm2 >/dev/null 2>&1
 B stop vm2 >/dev/null 2>&1
+ok 'B stop vm3 >/dev/null && A stop vm3 >/dev/null && A status | grep -q "^no VMs"' "stop vm3 on its primary B, then the replica on A"
 
 # --- shut down ---
 kill -TERM $pida $pidb
