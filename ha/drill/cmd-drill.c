@@ -65,8 +65,9 @@ static const char drill_help[] =
     "                    SIGKILL of its daemon and workers), torn (the link is\n"
     "                    closed on both sides), partition (nothing more crosses,\n"
     "                    nothing closes), hang (SIGSTOP, SIGCONT after B took\n"
-    "                    over); for every fault A survives, the drill also checks\n"
-    "                    that A never speaks again once B has\n"
+    "                    over), slow (B's acks and heartbeats reach A 300 ms late:\n"
+    "                    nothing may fail over); for every fault A survives, the\n"
+    "                    drill checks that A never speaks again once B has\n"
     "  --victim WHO      primary (default) or backup: kill only the backup's\n"
     "                    worker; the drill then checks that the primary says\n"
     "                    unprotected / +output-held and releases nothing more\n"
@@ -125,12 +126,12 @@ static int find_in_path(const char *name, char *out, size_t size)
 }
 
 /* --soak: scenarios drawn from the seed; counts and failover figures per scenario. */
-#define NR_SCENARIOS (DRILL_FAULT_HANG + 2) /* the four faults of A, then B's death */
+#define NR_SCENARIOS (DRILL_FAULT_SLOW + 2) /* the faults of A, then B's death */
 
 static int soak(const struct drill_opts *base)
 {
-	static const char *const names[NR_SCENARIOS] = {"kill", "torn", "partition", "hang",
-							"backup-death"};
+	static const char *const names[NR_SCENARIOS] = {"kill", "torn", "partition",
+							"hang", "slow", "backup-death"};
 	unsigned runs[NR_SCENARIOS] = {0}, passes[NR_SCENARIOS] = {0};
 	uint64_t *fo[NR_SCENARIOS];
 	unsigned total = 0, ok_total = 0;
@@ -250,12 +251,12 @@ int cmd_drill(int argc, char **argv)
 		}
 		case 'F': {
 			int f = -1;
-			for (int i = 0; i <= DRILL_FAULT_HANG; i++)
+			for (int i = 0; i <= DRILL_FAULT_SLOW; i++)
 				if (!strcmp(optarg, drill_fault_name((enum drill_fault)i)))
 					f = i;
 			if (f < 0) {
 				fprintf(stderr, "hareplicate drill: --fault is one of kill, torn, "
-						"partition, hang\n");
+						"partition, hang, slow\n");
 				return 2;
 			}
 			o.fault = (enum drill_fault)f;

@@ -53,7 +53,7 @@ static uint64_t pb_field1(const uint8_t *p, unsigned n)
 
 const char *drill_fault_name(enum drill_fault f)
 {
-	static const char *const names[] = {"kill", "torn", "partition", "hang"};
+	static const char *const names[] = {"kill", "torn", "partition", "hang", "slow"};
 	return names[f];
 }
 
@@ -63,6 +63,7 @@ void drill_kill_locked(struct drill_world *w, const char *what)
 		return;
 	w->kill_ns = hr_now_ns();
 	/* torn and partition act in the tap (drill-relay.c), from now on */
+	/* slow: drill_tap_down holds B's frames back from now on */
 	if (w->fault == DRILL_FAULT_KILL || w->fault == DRILL_FAULT_HANG) {
 		int sig = w->fault == DRILL_FAULT_KILL ? SIGKILL : SIGSTOP;
 		if (w->victim_pgid > 0)
@@ -235,6 +236,52 @@ size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_
 }
 
 /* B->A bytes: buffered per frame; returns 0, or -1 when forwarding stops. */
+/* A whole B->A frame for A: now, or DRILL_SLOW_MS later once a slow
+ * backup was simulated (order kept: everything queues behind). */
+static int down_write(struct drill_world *w, struct tap_pair *p, const uint8_t *buf, size_t len)
+{
+	if (!(w->killed && w->fault == DRILL_FAULT_SLOW) && !p->dq_n)
+		return hr_write_all(p->a, buf, len);
+	if (p->dq_n == p->dq_cap) {
+		unsigned cap = p->dq_cap ? p->dq_cap * 2 : 64;
+		struct delayed *n = realloc(p->dq, cap * sizeof(*n));
+		if (!n)
+			return -1;
+		p->dq = n;
+		p->dq_cap = cap;
+	}
+	uint8_t *copy = malloc(len);
+	if (!copy)
+		return -1;
+	memcpy(copy, buf, len);
+	p->dq[p->dq_n++] = (struct delayed){hr_now_ns() + DRILL_SLOW_MS * 1000000ull, copy, len};
+	return 0;
+}
+
+int drill_tap_flush_slow(struct tap *t)
+{
+	uint64_t now = hr_now_ns();
+	int next_ms = -1;
+
+	for (unsigned i = 0; i < t->nr; i++) {
+		struct tap_pair *p = &t->pairs[i];
+		unsigned k = 0;
+		while (k < p->dq_n && p->dq[k].due_ns <= now) {
+			(void)hr_write_all(p->a, p->dq[k].buf, p->dq[k].len);
+			free(p->dq[k].buf);
+			k++;
+		}
+		memmove(p->dq, p->dq + k, (p->dq_n - k) * sizeof(*p->dq));
+		p->dq_n -= k;
+		if (p->dq_n) {
+			int ms = (int)((p->dq[0].due_ns - now) / 1000000) + 1;
+			if (next_ms < 0 || ms < next_ms)
+				next_ms = ms;
+		}
+	}
+	return next_ms;
+}
+
 int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t n)
 {
 	struct drill_world *w = t->w;
@@ -277,7 +324,7 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 			if (hr_get_be32(d->hold) != FRAME_MAGIC) {
 				d->broken = 1;
 				w->tap_broken = 1;
-				if (hr_write_all(p->a, d->hold, d->hold_len) < 0)
+				if (down_write(w, p, d->hold, d->hold_len) < 0)
 					return -1;
 				d->hold_len = 0;
 				continue;
@@ -314,7 +361,7 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 				t->last_ack_ns = now;
 				t->have_ack = 1;
 			}
-			if (hr_write_all(p->a, d->hold, d->hold_len) < 0)
+			if (down_write(w, p, d->hold, d->hold_len) < 0)
 				return -1;
 			d->hold_len = 0;
 			if (w->armed && !w->killed && e != UINT64_MAX && e >= w->kill_epoch) {
@@ -333,7 +380,7 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 			}
 			continue;
 		}
-		if (hr_write_all(p->a, d->hold, d->hold_len) < 0)
+		if (down_write(w, p, d->hold, d->hold_len) < 0)
 			return -1;
 		d->hold_len = 0;
 	}

@@ -40,6 +40,9 @@ static void pair_close(struct tap *t, unsigned i)
 		close(p->a);
 	if (p->b >= 0)
 		close(p->b);
+	for (unsigned k = 0; k < p->dq_n; k++)
+		free(p->dq[k].buf);
+	free(p->dq);
 	free(p->up.hold);
 	free(p->down.hold);
 	t->pairs[i] = t->pairs[--t->nr];
@@ -83,6 +86,11 @@ void *drill_tap_thread(void *arg)
 			if (t.deadline_kind == DRILL_KILL_AFTER_ACK)
 				ms = 0; /* watch the collector closely */
 		}
+		pthread_mutex_lock(&w->lock);
+		int slow_ms = drill_tap_flush_slow(&t);
+		pthread_mutex_unlock(&w->lock);
+		if (slow_ms >= 0 && slow_ms < ms)
+			ms = slow_ms;
 		int r = poll(pf, 1 + 2 * t.nr, ms);
 		if (r == 0 && dl && ms == 0)
 			usleep(100);

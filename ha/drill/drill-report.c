@@ -95,6 +95,10 @@ void drill_report(struct drill *d)
 		    "in "
 		    "B's status after %.0f ms\n",
 		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
+	if (d->slow_checked)
+		OUT("  slow backup (its frames %d ms late): A's ack latency %.1f ms; A stayed %s "
+		    "and released %u lines in %d ms; no failover\n",
+		    DRILL_SLOW_MS, d->slow_ack_us / 1000.0, d->survivor_state, d->slow_lines, 3000);
 	if (d->speakers_checked)
 		OUT("  one speaker: A released %u console lines after B took over (fault %s; "
 		    "watched %d ms)\n",

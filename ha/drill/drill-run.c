@@ -14,10 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/stats.h"
 #include "common/util.h"
 #include "ha/drill/drill.h"
 
 static int backup_death(struct drill *d);
+static int slow_backup(struct drill *d);
 
 static void vlog(const struct drill_opts *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -232,6 +234,8 @@ static int one_drill(struct drill *d)
 
 	if (o->victim_backup)
 		return backup_death(d);
+	if (o->fault == DRILL_FAULT_SLOW)
+		return slow_backup(d);
 
 	/* after the kill: the guest must go on on B */
 	uint32_t want_ip = inet_addr(o->victim_backup ? DRILL_IP_A : DRILL_IP_B);
@@ -355,4 +359,64 @@ int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r)
 	free(d->samples);
 	free(d);
 	return pass ? 0 : 1;
+}
+
+/*
+ * A slow backup: from the moment on, everything B sends A (acks,
+ * heartbeats) arrives DRILL_SLOW_MS late.  Output is released later, and
+ * nothing else may change: B stays the backup (A's heartbeats still reach
+ * it), A stays protected and keeps releasing.
+ */
+#define SLOW_WATCH_MS 3000
+
+static int slow_backup(struct drill *d)
+{
+	struct drill_world *w = &d->w;
+	uint32_t ip_a = inet_addr(DRILL_IP_A);
+	char buf[8192], role[32] = "", st_a[32] = "";
+	uint64_t end = hr_now_ns() + SLOW_WATCH_MS * 1000000ull;
+	int moved = 0;
+
+	pthread_mutex_lock(&w->lock);
+	unsigned before = w->nr_lines;
+	pthread_mutex_unlock(&w->lock);
+	while (hr_now_ns() < end && !drill_interrupted) {
+		if (!drill_ctl_query(d->ctl_b, "status", buf, sizeof(buf))) {
+			drill_json_str(buf, "role", role, sizeof(role));
+			moved |= strcmp(role, "backup") != 0;
+		}
+		if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
+			drill_json_str(buf, "state", st_a, sizeof(st_a));
+			moved |= strcmp(st_a, "protected") != 0;
+		}
+		usleep(100000);
+	}
+	pthread_mutex_lock(&w->lock);
+	unsigned from_a = 0;
+	for (unsigned i = before; i < w->nr_lines; i++)
+		if (w->lines[i].conn < 64 && w->conn_peer[w->lines[i].conn] == ip_a)
+			from_a++;
+	pthread_mutex_unlock(&w->lock);
+	/* the ack latency A measures now (its last epoch): the delay must show */
+	uint64_t ack_us = 0;
+	if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
+		const char *le = strstr(buf, "\"last_epoch\"");
+		if (le)
+			drill_json_u64(le, "ack_us", &ack_us);
+	}
+	d->slow_lines = from_a;
+	d->slow_ack_us = ack_us;
+	d->slow_checked = 1;
+	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st_a[0] ? st_a : "?");
+	if (moved)
+		fail(d, "a slow backup changed roles: B is %s, A is %s", role, st_a);
+	else if (!from_a)
+		fail(d, "A released nothing while its backup was slow");
+	else if (ack_us < DRILL_SLOW_MS * 1000)
+		fail(d, "A's ack latency is %llu us: the slow backup was not simulated",
+		     (unsigned long long)ack_us);
+	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
+	if (!d->o->keep)
+		drill_cli(d, d->ctl_a, stop, 20000);
+	return 0;
 }

@@ -14,7 +14,7 @@
 #include "daemon/kv.h"
 #include "ha/drill/drill.h"
 
-static int json_u64(const char *s, const char *key, uint64_t *v)
+int drill_json_u64(const char *s, const char *key, uint64_t *v)
 {
 	char pat[64];
 	snprintf(pat, sizeof(pat), "\"%s\": ", key);
@@ -92,7 +92,7 @@ void drill_add_sample(struct drill *d, const char *js)
 	const char *le = strstr(js, "\"last_epoch\": {");
 	if (!le)
 		return;
-#define HR_X_JSON(f) bad |= json_u64(le, #f, &s.f);
+#define HR_X_JSON(f) bad |= drill_json_u64(le, #f, &s.f);
 	HR_EPOCH_STATS_FIELDS(HR_X_JSON)
 #undef HR_X_JSON
 	if (bad)

@@ -43,6 +43,13 @@ struct tap_pair {
 	uint64_t cut_at;     /* ... at this body position (0 = not chosen) */
 	int hold_ack_of_end; /* after-send: kill when the ack of `held_epoch` comes */
 	uint64_t held_epoch;
+	/* --fault slow: B->A frames waiting for their time */
+	struct delayed {
+		uint64_t due_ns;
+		uint8_t *buf;
+		size_t len;
+	} * dq;
+	unsigned dq_n, dq_cap;
 };
 
 /* The tap thread's state: its connections and the pending timed kill. */
@@ -65,6 +72,10 @@ size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_
  * 0, or -1 when forwarding stops (write error, or the ack was held for a
  * kill: then p->down_cut is set). */
 int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t n);
+/* --fault slow: forward the B->A frames whose time has come; returns how
+ * long until the next one (ms), -1 if none waits. */
+int drill_tap_flush_slow(struct tap *t);
+
 /* The timed kills (after-ack, mid-epoch, random): kill when one is due. */
 void drill_tap_timers(struct tap *t);
 

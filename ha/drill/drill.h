@@ -64,7 +64,9 @@ enum drill_fault {
 	DRILL_FAULT_TORN,      /* the tap closes both sides of the link (a middlebox reset) */
 	DRILL_FAULT_PARTITION, /* the tap forwards nothing more, closes nothing (silent) */
 	DRILL_FAULT_HANG,      /* SIGSTOP of its daemon and workers (a hung host) */
+	DRILL_FAULT_SLOW,      /* everything B sends A arrives DRILL_SLOW_MS late (slow backup) */
 };
+#define DRILL_SLOW_MS 300
 const char *drill_fault_name(enum drill_fault f);
 
 enum drill_kill_at {
@@ -178,6 +180,9 @@ struct drill {
 	int held_lines;		 /* ... lines A released in the watch window after it */
 	unsigned a_after;	 /* faults A survives: A's lines after B's first new one */
 	int speakers_checked;
+	int slow_checked; /* --fault slow: lines A released, ack latency after the moment */
+	unsigned slow_lines;
+	uint64_t slow_ack_us; /* A's last epoch's ack latency at the end */
 	char report[8192];
 };
 
@@ -213,6 +218,8 @@ void drill_teardown(struct drill *d);
  * control socket directly.  0 or -1. */
 int drill_ctl_query(const char *control, const char *cmd, char *buf, size_t size);
 /* The string value of "key" in a status JSON ("" if absent). */
+/* A number field of a status JSON document: 0, or -1 when missing. */
+int drill_json_u64(const char *s, const char *key, uint64_t *v);
 void drill_json_str(const char *s, const char *key, char *out, size_t size);
 /* Add the last epoch of a status JSON to d->samples (once per epoch). */
 void drill_add_sample(struct drill *d, const char *status_json);
