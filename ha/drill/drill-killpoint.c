@@ -178,9 +178,12 @@ size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_
 				 (unsigned long long)p->epoch_bytes, (unsigned long long)p->epoch,
 				 d->type == FT_STATE ? "STATE" : "first PAGE_BATCH");
 			drill_kill_locked(w, what);
-			p->up_cut = 1;
 			p->cut_at = 0;
-			return fwd;
+			/* a slow backup is a moment, not a cut: the stream goes on */
+			if (w->fault != DRILL_FAULT_SLOW) {
+				p->up_cut = 1;
+				return fwd;
+			}
 		}
 		if (d->body_pos < d->hdr_len && d->pb_have < sizeof(d->pb)) {
 			size_t want = d->hdr_len - d->body_pos;
@@ -352,9 +355,11 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 					 "the ack was held, the primary never saw it",
 					 (unsigned long long)e);
 				drill_kill_locked(w, what);
-				p->down_cut = 1;
-				d->hold_len = 0;
-				return -1;
+				if (w->fault != DRILL_FAULT_SLOW) {
+					p->down_cut = 1;
+					d->hold_len = 0;
+					return -1;
+				}
 			}
 			if (e != UINT64_MAX) {
 				t->last_ack_epoch = e;
