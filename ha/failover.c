@@ -31,7 +31,25 @@ int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
 	return (int)((due - now_ns) / 1000000ull) + 1;
 }
 
-enum hr_ha_output hr_ha_after_backup_lost(int release_allowed)
+enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns)
 {
-	return release_allowed ? HR_HA_OUTPUT_RELEASE : HR_HA_OUTPUT_HOLD;
+	(void)now_ns;
+	if (a->speaking) {
+		a->why = "this host speaks for the VM (promoted); releasing output";
+		return HR_HA_OUTPUT_RELEASE;
+	}
+	if (a->release_allowed) {
+		a->why = "release allowed without proof (--unprotected-output release)";
+		return HR_HA_OUTPUT_RELEASE;
+	}
+	a->why = "nothing proves the backup is gone (it may be promoting behind a torn link): "
+		 "guest output stays held";
+	return HR_HA_OUTPUT_HOLD;
+}
+
+int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns)
+{
+	(void)a;
+	(void)now_ns;
+	return -1;
 }

@@ -28,20 +28,35 @@ struct hr_ha_monitor {
 };
 
 /*
- * What a primary does with guest output once its backup's connection has
- * ended (EOF or reset).  That happens when the backup died - and when a
- * middlebox tore the link while the backup is alive and about to promote.
- * Nothing on the primary's side tells the two apart, so without proof
- * (a witness lease, to come) the output stays held: then only the backup
- * can speak for the VM (contract 4).  An operator who prefers the guest's
- * availability over that guarantee may allow release explicitly
- * (hareplicated --unprotected-output release).
+ * A primary without a backup (its backup was lost, or it is a promoted
+ * backup): may its guest's output leave?  A lost backup may have died - or
+ * sit behind a torn link, about to promote; nothing on this side tells the
+ * two apart.  So output is released only with proof that no other host
+ * speaks for the VM:
+ *   - it was already speaking (a promoted backup: its old primary holds
+ *     output once its backup is gone, and stands down when it meets it);
+ *   - a witness lease (to come: granted to one host at a time);
+ *   - the operator's explicit choice of availability over that guarantee
+ *     (hareplicated --unprotected-output release).
+ * Otherwise output stays held (+output-held) until a backup is back and
+ * acknowledges an epoch; held output is released then.
  */
 enum hr_ha_output {
 	HR_HA_OUTPUT_HOLD = 0,
 	HR_HA_OUTPUT_RELEASE = 1,
+	HR_HA_OUTPUT_STAND_DOWN = 2, /* the VM runs elsewhere: stop here */
 };
-enum hr_ha_output hr_ha_after_backup_lost(int release_allowed);
+
+struct hr_ha_alone {
+	const char *vm;
+	int release_allowed; /* --unprotected-output release */
+	int speaking;	     /* it was releasing when it became alone */
+	const char *witness; /* "host[:port]" or NULL */
+	const char *why;     /* set by hr_ha_alone_output */
+};
+enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns);
+/* When to decide again (ms, -1: only on events). */
+int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns);
 
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);
 /* stream_ended: EOF, reset or a fatal stream error. */

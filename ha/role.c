@@ -32,6 +32,8 @@ static const char *const event_tokens[HR_RE_NR] = {
     [HR_RE_BACKUP_SILENT] = "+backup-silent", [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
     [HR_RE_BACKUP_LOST] = "+backup-lost",     [HR_RE_OUTPUT_HELD] = "+output-held",
     [HR_RE_PRIMARY_LOST] = "+primary-lost",   [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
+    [HR_RE_REPROTECT] = "+reprotect-start",   [HR_RE_OUTPUT_RELEASED] = "+output-released",
+    [HR_RE_STAND_DOWN] = "+stand-down",
 };
 
 const char *hr_role_state_name(enum hr_role_state s)
@@ -102,6 +104,12 @@ static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role
 	}
 	if (final)
 		return BAD;
+	if (ev == HR_RE_REPROTECT)
+		return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED ? HR_RS_CONNECTING : BAD;
+	if (ev == HR_RE_STAND_DOWN)
+		return HR_RS_DEMOTED;
+	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_OUTPUT_RELEASED)
+		return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED ? KEEP : BAD;
 	if (side == HR_SIDE_PRIMARY) {
 		switch (ev) {
 		case HR_RE_CONNECTED:
@@ -113,8 +121,6 @@ static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role
 			return s == HR_RS_SYNCING || s == HR_RS_PROTECTED ? KEEP : BAD;
 		case HR_RE_BACKUP_LOST:
 			return s == HR_RS_UNPROTECTED ? KEEP : HR_RS_UNPROTECTED;
-		case HR_RE_OUTPUT_HELD:
-			return s == HR_RS_UNPROTECTED ? KEEP : BAD;
 		case HR_RE_TOOK_OVER:
 			return HR_RS_DEMOTED;
 		default:
@@ -153,9 +159,13 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 			  hr_role_state_name(from));
 		return -EINVAL;
 	}
-	if (etok && (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
-		     ev == HR_RE_OPERATOR_FAILOVER)) {
-		if (ev == HR_RE_BACKUP_ANSWERED)
+	if (ev == HR_RE_REPROTECT)
+		r->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
+	if (etok &&
+	    (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
+	     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT || ev == HR_RE_STAND_DOWN)) {
+		if (ev == HR_RE_BACKUP_ANSWERED || ev == HR_RE_REPROTECT ||
+		    ev == HR_RE_OUTPUT_RELEASED)
 			log_info(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
 		else
 			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");

@@ -10,7 +10,9 @@
  *
  *   primary: connecting -> syncing -> protected -> unprotected (backup lost)
  *                                              -> demoted     (backup took over)
+ *            unprotected -> connecting (re-protection with a returning backup)
  *   backup:  connecting -> syncing -> backup -> promoting -> promoted
+ *            promoted -> connecting (a new backup: from then on a primary)
  *   either:  any -> stopped (on purpose, guest exit) | failed (error)
  *
  * Not thread-safe: one engine thread drives it.
@@ -53,6 +55,9 @@ enum hr_role_event {
 	HR_RE_STOP,		 /* stopped on purpose */
 	HR_RE_GUEST_EXIT,	 /* the guest stopped on its own */
 	HR_RE_ERROR,		 /* replication failed */
+	HR_RE_REPROTECT,	 /* unprotected or promoted: a backup answered; sync again */
+	HR_RE_OUTPUT_RELEASED,	 /* without a backup: output flows (a lease, or allowed) */
+	HR_RE_STAND_DOWN,	 /* the peer or the witness says the VM runs elsewhere */
 	HR_RE_NR,
 };
 

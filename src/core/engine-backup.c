@@ -60,10 +60,11 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		if (!rc && (rc = hr_handshake_check_layout(&h, e->gm.regions, e->gm.nr_regions)))
 			log_err(e->name, "primary's memory layout differs from the replica's");
 		if (!rc)
-			rc = hr_staging_new(st_r, e->name, e->gm.regions, e->gm.nr_regions, 0);
+			rc = hr_staging_new(st_r, e->name, e->gm.regions, e->gm.nr_regions,
+					    h.first_epoch);
 	}
 	if (rc != -EINTR) {
-		int arc = hr_handshake_answer(&e->peer, rc);
+		int arc = hr_handshake_answer(&e->peer, rc, h.first_epoch);
 		rc = rc ? rc : arc;
 	}
 	return rc;
@@ -86,6 +87,13 @@ static int run_promoted(struct hr_engine *e, struct hr_staging *st)
 	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
 		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
 	hr_engine_role_event(e, HR_RE_PROMOTED, why);
+	if (e->cfg.reconnect) {
+		/* a primary without a backup now: it asks its old primary's host for one */
+		hr_peer_fini(&e->peer);
+		if ((rc = hr_engine_become_primary(e, hr_staging_next_epoch(st))) < 0)
+			return rc;
+		return hr_engine_primary_loop(e, -1);
+	}
 	for (;;) {
 		int w = hr_peer_wait(&e->peer, -1);
 		if (w == CTL_STOP || w == CTL_ABORT || w == CTL_GUEST_EXIT)

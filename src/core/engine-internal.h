@@ -27,10 +27,12 @@ struct hr_engine {
 	struct hr_peer peer;
 	struct hr_role role;
 
-	/* primary */
+	/* primary (and a promoted backup once it is one) */
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
+	int dirty_on; /* dirty tracking started */
+	int speaking; /* without a backup: its output is being released */
 
 	/* promoted: output goes straight out, offsets continue the primary's */
 	pthread_mutex_t out_lock;
@@ -49,8 +51,26 @@ enum {
 	CTL_ABORT = 'a',
 	CTL_PROMOTE = 'p',
 	CTL_GUEST_EXIT = 'x',
-	CTL_OUTPUT_FULL = 'f'
+	CTL_OUTPUT_FULL = 'f',
+	CTL_FAILED = 'F', /* never on the pipe: a loop's own failure */
 };
+
+#define HR_OUTPUT_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
+
+/* engine-primary.c: sessions with backups and the time between them; fd
+ * -1 starts without a backup.  Returns as hr_engine_run_primary. */
+int hr_engine_primary_loop(struct hr_engine *e, int fd);
+/* The epoch source over outbuf (dirty set, gfn list); 0 or -errno. */
+int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf);
+
+/* engine-alone.c */
+enum { HR_ALONE_ENDED = 0, HR_ALONE_RECONNECTED = 1, HR_ALONE_STAND_DOWN = 2 };
+/* No backup: run until a new one answered (*fd_r), stop / abort / guest
+ * exit (*ctl_r), or the VM must stand down (it runs elsewhere). */
+int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r);
+/* A promoted backup becomes a primary (held output, dirty tracking), its
+ * epochs numbered from next_epoch.  0 or -errno. */
+int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch);
 
 /* engine.c */
 void hr_engine_ctl_send(struct hr_engine *e, char c);

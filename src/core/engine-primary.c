@@ -25,9 +25,6 @@
 #include "core/planner.h"
 #include "core/sender.h"
 
-#define OUTPUT_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
-#define UNPROTECTED_MS	 20	    /* no backup: release output this often */
-
 /* Wait for the ack of the oldest epoch in flight; the guest runs meanwhile.
  * A backup that is merely silent (no FIN, no reset: a partition, a hung
  * host) may be promoting itself right now, so output stays held for as
@@ -170,36 +167,6 @@ static int backup_took_over(struct hr_engine *e)
 	}
 }
 
-/* No backup: the guest runs on.  Its output is held (the default: the
- * backup may be promoting behind a torn link) or, where the operator
- * allowed it, released every few ms.  Returns 1 when the guest exited, 0
- * on stop / abort. */
-static int run_unprotected(struct hr_engine *e, enum hr_ha_output policy)
-{
-	struct hr_outbuf_stats s;
-	int release = policy == HR_HA_OUTPUT_RELEASE;
-
-	hr_peer_close(&e->peer);
-	hr_outbuf_get_stats(e->outbuf, &s);
-	uint64_t epoch = s.open_epoch;
-	if (release && epoch)
-		hr_outbuf_release(e->outbuf, epoch - 1, hr_engine_release_sink, e);
-	for (;;) {
-		int ctl = hr_peer_wait(&e->peer, release ? UNPROTECTED_MS : -1);
-		if (ctl == CTL_ABORT) {
-			e->ops->pause(e->vm); /* as a crash: nothing more leaves */
-			return 0;
-		}
-		if (release) {
-			hr_outbuf_seal(e->outbuf, epoch);
-			hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
-			epoch++;
-		}
-		if (ctl == CTL_STOP || ctl == CTL_GUEST_EXIT)
-			return ctl == CTL_GUEST_EXIT;
-	}
-}
-
 /* Sleep until the next epoch is due; returns a control byte that ends the
  * loop (stop, abort), or 0 to checkpoint now. */
 static int wait_next_epoch(struct hr_engine *e)
@@ -249,9 +216,16 @@ static int primary_setup(struct hr_engine *e)
 	vc.exit_opaque = e;
 	if ((rc = hr_engine_open_vm(e, &vc)) < 0)
 		return rc;
-	if ((rc = hr_outbuf_new(&e->outbuf, e->name, e->chans, e->nr_chans, OUTPUT_CAP_BYTES, 0)) <
-	    0)
+	if ((rc = hr_outbuf_new(&e->outbuf, e->name, e->chans, e->nr_chans, HR_OUTPUT_CAP_BYTES,
+				0)) < 0)
 		return rc;
+	return hr_engine_src_setup(e, e->outbuf);
+}
+
+int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf)
+{
+	int rc;
+
 	if ((rc = hr_dirtyset_new(&e->src.dirty, e->gm.nr_gfns)) < 0)
 		return rc;
 	e->src.gfns = malloc((e->gm.nr_gfns ? e->gm.nr_gfns : 1) * sizeof(uint64_t));
@@ -261,60 +235,80 @@ static int primary_setup(struct hr_engine *e)
 	e->src.ops = e->ops;
 	e->src.hvm = e->vm;
 	e->src.gm = &e->gm;
-	e->src.outbuf = e->outbuf;
+	e->src.outbuf = outbuf;
 	return 0;
 }
 
-int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
+/*
+ * One session with a backup on fd: handshake, live phase, then one
+ * checkpoint per epoch, numbered on from the output buffer's open epoch (so
+ * output held before a re-protection is released by the new backup's first
+ * ack).  Returns 0 with *ctl_r = CTL_STOP / CTL_ABORT (asked), 0 when the
+ * guest exited or max_epochs was reached, or < 0 when the backup was lost.
+ */
+static int session(struct hr_engine *e, int fd, int *ctl_r)
 {
 	struct hr_sender snd;
-	int rc, ctl = 0;
+	struct hr_outbuf_stats obs;
+	int rc;
 
-	hr_role_init(&e->role, e->name, HR_SIDE_PRIMARY, e->cfg.on_state, e->cfg.state_opaque);
-	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	*ctl_r = 0;
+	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
-	hr_set_interrupt_fd(e->end_pipe[0]); /* stop/abort end a send blocked on the peer */
-	hr_sender_init(&snd, e->name, peer_fd);
-	if ((rc = primary_setup(e)) < 0)
-		goto failed;
+	hr_sender_init(&snd, e->name, fd);
+	hr_outbuf_get_stats(e->outbuf, &obs);
+	uint64_t epoch = obs.open_epoch;
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
-				  e->gm.nr_regions, e->cfg.epoch_us, &ctl);
+				  e->gm.nr_regions, e->cfg.epoch_us, epoch, ctl_r);
 	if (rc < 0) {
-		log_err(e->name, "handshake with the backup failed: %s", hr_strerror(rc));
-		goto failed;
+		if (rc != -EINTR)
+			log_err(e->name, "handshake with the backup failed: %s", hr_strerror(rc));
+		goto out;
 	}
 	hr_engine_role_event(e, HR_RE_CONNECTED, "copying memory while the guest runs");
-	if ((rc = e->ops->dirty_start(e->vm)) < 0 || (rc = e->ops->resume(e->vm)) < 0)
-		goto failed;
-	if ((rc = live_phase(e, &snd)) < 0) {
-		if (rc == -EINTR) {
-			ctl = pending_end(e);
-			goto stopped;
+	if (!e->dirty_on) {
+		if ((rc = e->ops->dirty_start(e->vm)) < 0 || (rc = e->ops->resume(e->vm)) < 0) {
+			*ctl_r = CTL_FAILED;
+			goto out;
 		}
-		goto lost;
+		e->dirty_on = 1;
 	}
-
-	for (uint64_t epoch = 0;; epoch++) {
-		rc = checkpoint(e, &snd, epoch, &ctl);
-		if (rc == -EINTR && !ctl)
-			ctl = pending_end(
-			    e); /* a send to a peer that stopped reading was cut short */
-		if (epoch == 0 && !rc)
-			hr_engine_role_event(e, HR_RE_SYNCED,
-					     "the backup holds a complete copy (epoch 0)");
-		if (ctl == CTL_STOP || ctl == CTL_ABORT)
-			goto stopped;
-		if (rc == -EINTR && ctl == CTL_GUEST_EXIT)
+	if ((rc = live_phase(e, &snd)) < 0)
+		goto out;
+	for (uint64_t first = epoch;; epoch++) {
+		rc = checkpoint(e, &snd, epoch, ctl_r);
+		if (rc == -EINTR && !*ctl_r)
+			*ctl_r = pending_end(e); /* a send to a peer that stopped reading */
+		if (epoch == first && !rc) {
+			char why[80];
+			snprintf(why, sizeof(why),
+				 "the backup holds a complete copy (epoch %" PRIu64 ")", epoch);
+			hr_engine_role_event(e, HR_RE_SYNCED, why);
+		}
+		if (*ctl_r == CTL_STOP || *ctl_r == CTL_ABORT)
+			goto out;
+		if (rc == -EINTR && *ctl_r == CTL_GUEST_EXIT)
 			rc = 0; /* ship the final epoch below, then stop */
 		if (rc < 0)
-			goto lost;
-		if (e->guest_exited || (e->cfg.max_epochs && epoch + 1 >= e->cfg.max_epochs))
-			goto stopped;
-		if ((ctl = wait_next_epoch(e)) != 0)
-			goto stopped;
+			goto out;
+		if (e->guest_exited || (e->cfg.max_epochs && e->nr_epochs >= e->cfg.max_epochs))
+			goto out;
+		if ((*ctl_r = wait_next_epoch(e)) != 0)
+			goto out;
 	}
-stopped:
-	rc = 0;
+out:
+	if (rc == -EINTR && !*ctl_r)
+		*ctl_r = pending_end(e);
+	if (*ctl_r == CTL_STOP || *ctl_r == CTL_ABORT)
+		rc = 0;
+	hr_sender_fini(&snd);
+	return rc;
+}
+
+/* Stopped on purpose, or the guest exited: the guest stops here and the
+ * backup (if any) must not take over.  Returns the engine's result. */
+static int end_orderly(struct hr_engine *e, int ctl)
+{
 	if (ctl == CTL_ABORT) {
 		/* as if this process died: the guest stops, nothing more is said */
 		e->ops->pause(e->vm);
@@ -322,52 +316,79 @@ stopped:
 			shutdown(e->peer.fd, SHUT_RDWR);
 		log_warnx(e->name, "replication aborted%s",
 			  e->guest_exited ? "" : "; guest stopped");
-		goto out;
+		return 0;
 	}
-	/* orderly end: the guest stops here and the backup must not take over */
 	e->ops->pause(e->vm);
-	hr_peer_send_error(&e->peer, 0,
-			   e->guest_exited ? "guest exited" : "primary stopped on purpose");
+	if (e->peer.fd >= 0)
+		hr_peer_send_error(&e->peer, 0,
+				   e->guest_exited ? "guest exited" : "primary stopped on purpose");
 	if (e->guest_exited) {
 		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
-		rc = e->guest_exit_code;
-	} else {
-		hr_engine_role_event(e, HR_RE_STOP, NULL);
+		return e->guest_exit_code;
 	}
-	goto out;
-lost:
-	if (rc == -HR_EPROMOTED || backup_took_over(e)) {
-		e->ops->pause(e->vm);
-		hr_engine_role_event(e, HR_RE_TOOK_OVER,
-				     "the backup took over; guest stopped here");
-		rc = -HR_EPROMOTED;
-		goto out;
+	hr_engine_role_event(e, HR_RE_STOP, NULL);
+	return 0;
+}
+
+int hr_engine_primary_loop(struct hr_engine *e, int fd)
+{
+	int rc = 0, ctl = 0;
+
+	for (;;) {
+		if (fd < 0) {
+			/* no backup: output as ha/failover.c decides, until one is back */
+			rc = hr_engine_alone(e, &fd, &ctl);
+			if (rc == HR_ALONE_STAND_DOWN) {
+				rc = -HR_EPROMOTED;
+				goto out;
+			}
+			if (rc != HR_ALONE_RECONNECTED) {
+				rc = end_orderly(e, ctl);
+				goto out;
+			}
+		}
+		rc = session(e, fd, &ctl);
+		if (ctl == CTL_FAILED) {
+			hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+			goto out;
+		}
+		if (!rc) {
+			rc = end_orderly(e, ctl);
+			goto out;
+		}
+		if (rc == -HR_EPROMOTED || backup_took_over(e)) {
+			e->ops->pause(e->vm);
+			hr_engine_role_event(e, HR_RE_TOOK_OVER,
+					     "the backup took over; guest stopped here");
+			rc = -HR_EPROMOTED;
+			goto out;
+		}
+		hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
+		hr_peer_close(&e->peer);
+		hr_peer_fini(&e->peer);
+		e->speaking = 0; /* the lost backup may hold a commit: it may promote */
+		fd = -1;
 	}
-	hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
-	enum hr_ha_output policy = hr_ha_after_backup_lost(e->cfg.unprotected_release);
-	if (policy == HR_HA_OUTPUT_HOLD)
-		hr_engine_role_event(
-		    e, HR_RE_OUTPUT_HELD,
-		    "nothing proves the backup is gone (it may be promoting behind a "
-		    "torn link): guest output stays held");
-	int exited = run_unprotected(e, policy);
-	e->ops->pause(e->vm); /* stopped: nothing more is emitted */
-	if (exited == 1) {
-		hr_engine_role_event(e, HR_RE_GUEST_EXIT, NULL);
-		rc = e->guest_exit_code;
-	} else {
-		hr_engine_role_event(e, HR_RE_STOP, NULL);
-		rc = 0;
-	}
-	goto out;
-failed:
-	hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
 out:
-	hr_set_interrupt_fd(-1);
-	hr_sender_fini(&snd);
 	hr_peer_fini(&e->peer);
 	if (e->output_dropped)
 		log_err(e->name, "%" PRIu64 " output bytes could not be held and were dropped",
 			e->output_dropped);
+	return rc;
+}
+
+int hr_engine_run_primary(struct hr_engine *e, int peer_fd)
+{
+	int rc;
+
+	hr_role_init(&e->role, e->name, HR_SIDE_PRIMARY, e->cfg.on_state, e->cfg.state_opaque);
+	hr_set_interrupt_fd(e->end_pipe[0]); /* stop/abort end a send blocked on the peer */
+	if ((rc = primary_setup(e)) < 0) {
+		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+		close(peer_fd);
+	} else {
+		rc = hr_engine_primary_loop(e, peer_fd);
+	}
+	hr_set_interrupt_fd(-1);
 	return rc;
 }

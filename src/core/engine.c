@@ -151,7 +151,13 @@ int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t
 	struct hr_engine *e = opaque;
 	if (chan >= HR_MAX_CHANNELS)
 		return -EINVAL;
+	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE))
+		return hr_engine_primary_emit(opaque, chan, buf, len); /* a primary again */
 	pthread_mutex_lock(&e->out_lock); /* offset order = sink order */
+	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&e->out_lock); /* it became one just now */
+		return hr_engine_primary_emit(opaque, chan, buf, len);
+	}
 	uint64_t off = e->next_offset[chan];
 	e->next_offset[chan] += len;
 	if (e->cfg.output_sink)

@@ -5,6 +5,7 @@
  *   engine     the object, requests, guest callbacks           core/engine.c
  *              the primary's loop / the backup's loop           core/engine-primary.c,
  *                                                               core/engine-backup.c
+ *              no backup: output policy, re-protection          core/engine-alone.c
  *   handshake  both sides' hello and the shape check           core/handshake.c
  *   planner    the live phase: which pages, when it ends        core/planner.c
  *   epoch      pause -> fetch -> save -> capture -> seal        core/epoch.c
@@ -65,6 +66,23 @@ struct hr_engine_config {
 	void (*on_epoch)(void *opaque, const struct hr_epoch_stats *st);
 	void *epoch_opaque;
 	uint64_t max_epochs; /* primary: stop replicating after this many (0 = forever; tests) */
+	/*
+	 * Re-protection (OPTIONAL; NULL = a primary without a backup stays so).
+	 * A primary whose backup is lost, or a promoted backup, calls it every
+	 * reconnect_ms (default 1000): a new connection to the peer daemon,
+	 * bounded in time.  speaking: this side releases output now.  0 with
+	 * *fd_r (the engine's handshake follows); -HR_EPROMOTED when the peer
+	 * runs the VM and releases its output (a silent side stands down);
+	 * other -errno: try again later.
+	 */
+	int (*reconnect)(void *opaque, int speaking, int *fd_r);
+	void *reconnect_opaque;
+	uint64_t reconnect_ms;
+	/* Witness (OPTIONAL; NULL = none): "host[:port]" granting leases, and
+	 * this host's and the peer's node names as the witness knows them. */
+	const char *witness;
+	const char *node, *peer_node;
+	uint64_t lease_ms;
 };
 
 struct hr_engine;

@@ -9,14 +9,14 @@
 
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, int *ctl_r)
+			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r)
 {
 	struct hr_frame f;
 	int rc;
 
 	*ctl_r = 0;
-	rc = hr_stream_send_hello(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
-				  vc->nr_vcpus, regions, nr_regions, epoch_us);
+	rc = hr_stream_send_hello_at(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
+				     vc->nr_vcpus, regions, nr_regions, epoch_us, first_epoch);
 	if (rc < 0)
 		return rc;
 	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
@@ -29,6 +29,10 @@ int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr
 	if (!a->accepted) {
 		log_err(p->vm, "backup refused: %s", a->error_text ? a->error_text : "no reason");
 		rc = a->has_error_code && a->error_code < 0 ? a->error_code : -EPERM;
+	} else if (a->has_next_epoch && a->next_epoch != first_epoch) {
+		log_err(p->vm, "backup expects epoch %llu first, not %llu",
+			(unsigned long long)a->next_epoch, (unsigned long long)first_epoch);
+		rc = -HR_EPROTO;
 	}
 	hr_frame_release(&f);
 	return rc;
@@ -53,6 +57,7 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	h->mem_bytes = m->mem_bytes;
 	h->nr_vcpus = m->nr_vcpus;
 	h->epoch_us = m->has_epoch_us ? m->epoch_us : 0;
+	h->first_epoch = m->has_first_epoch ? m->first_epoch : 0;
 	rc = hr_stream_check_hello(m, m->vm_name);
 	if (!rc && !hr_backend_find(m->backend)) {
 		log_err(h->vm, "primary uses backend '%s', not built here", m->backend);
@@ -83,7 +88,7 @@ int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem
 	return 0;
 }
 
-int hr_handshake_answer(struct hr_peer *p, int rc)
+int hr_handshake_answer(struct hr_peer *p, int rc, uint64_t next_epoch)
 {
 	Hr__HelloAck a = HR__HELLO_ACK__INIT;
 
@@ -96,6 +101,6 @@ int hr_handshake_answer(struct hr_peer *p, int rc)
 		a.error_text = (char *)hr_strerror(rc);
 	}
 	a.has_next_epoch = 1;
-	a.next_epoch = 0;
+	a.next_epoch = next_epoch;
 	return hr_stream_send(p->fd, HR_FT_HELLO_ACK, HR_FRAME_MANDATORY, &a.base, NULL, 0);
 }

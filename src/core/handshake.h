@@ -14,11 +14,12 @@
 #define HR_HELLO_MAX_REGIONS 8
 #define HR_HANDSHAKE_MS	     10000
 
-/* Primary: send HELLO, wait for HELLO_ACK.  0; -EINTR with *ctl_r (control
+/* Primary: send HELLO (the session's epochs start at first_epoch), wait
+ * for HELLO_ACK.  0; -EINTR with *ctl_r (control
  * byte); -errno / -HR_E* (a refusal is logged with the backup's reason). */
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, int *ctl_r);
+			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r);
 
 /* What the backup learned from a HELLO. */
 struct hr_hello_info {
@@ -27,6 +28,7 @@ struct hr_hello_info {
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
 	uint64_t epoch_us; /* 0 = not given */
+	uint64_t first_epoch; /* the session's first epoch (0 = not given) */
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
 };
@@ -40,7 +42,8 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r);
 int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,
 			      unsigned nr_regions);
 
-/* Backup: answer the HELLO: accepted when rc == 0, else refused with rc. */
-int hr_handshake_answer(struct hr_peer *p, int rc);
+/* Backup: answer the HELLO: accepted when rc == 0 (the first epoch
+ * expected is next_epoch), else refused with rc. */
+int hr_handshake_answer(struct hr_peer *p, int rc, uint64_t next_epoch);
 
 #endif

@@ -67,8 +67,8 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
 	eb.epoch = ep->epoch;
 	eb.nr_pages = ep->nr_pages;
-	eb.has_full = ep->epoch == 0;
-	eb.full = ep->epoch == 0;
+	eb.has_full = s->nr_epochs == 0;
+	eb.full = s->nr_epochs == 0;
 	rc = hr_stream_send(s->fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
 	for (uint64_t i = 0; !rc && i < ep->nr_pages; i += HR_SENDER_BATCH_PAGES) {
 		unsigned n = ep->nr_pages - i < HR_SENDER_BATCH_PAGES ? (unsigned)(ep->nr_pages - i)
@@ -103,6 +103,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	if (!rc) {
 		s->inflight[s->nr_inflight].epoch = ep->epoch;
 		s->inflight[s->nr_inflight++].sent_ns = hr_now_ns();
+		s->nr_epochs++;
 	}
 out:
 	if (rc)

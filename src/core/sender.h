@@ -26,6 +26,7 @@ struct hr_sender {
 	} inflight[HR_SENDER_MAX_INFLIGHT];
 	unsigned nr_inflight;
 	uint64_t live_bytes; /* sent in the live phase */
+	uint64_t nr_epochs;  /* whole epochs sent; the first completes the sync */
 	uint8_t *bounce;     /* live phase: a stable copy of one batch (checksummed) */
 };
 

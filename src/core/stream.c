@@ -440,6 +440,15 @@ int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *back
 			 uint64_t mem_bytes, unsigned nr_vcpus, const struct hr_mem_region *regions,
 			 unsigned nr_regions, uint64_t epoch_us)
 {
+	return hr_stream_send_hello_at(fd, role, vm, backend, mem_bytes, nr_vcpus, regions,
+				       nr_regions, epoch_us, 0);
+}
+
+int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *backend,
+			    uint64_t mem_bytes, unsigned nr_vcpus,
+			    const struct hr_mem_region *regions, unsigned nr_regions,
+			    uint64_t epoch_us, uint64_t first_epoch)
+{
 	Hr__Hello h = HR__HELLO__INIT;
 	Hr__MemRegion mr[8];
 	Hr__MemRegion *mrp[8];
@@ -463,5 +472,7 @@ int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *back
 	h.regions = mrp;
 	h.has_epoch_us = epoch_us != 0;
 	h.epoch_us = epoch_us;
+	h.has_first_epoch = first_epoch != 0;
+	h.first_epoch = first_epoch;
 	return hr_stream_send(fd, HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
 }

@@ -219,5 +219,11 @@ struct hr_mem_region;
 int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *backend,
 			 uint64_t mem_bytes, unsigned nr_vcpus, const struct hr_mem_region *regions,
 			 unsigned nr_regions, uint64_t epoch_us);
+/* The same for a session whose first epoch is first_epoch (a primary that
+ * re-protects itself continues its numbering). */
+int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *backend,
+			    uint64_t mem_bytes, unsigned nr_vcpus,
+			    const struct hr_mem_region *regions, unsigned nr_regions,
+			    uint64_t epoch_us, uint64_t first_epoch);
 
 #endif

@@ -44,10 +44,23 @@ struct hr_worker_args {
 	struct hr_vm_config vm;
 	uint64_t epoch_us;
 	const char *console_spec;
+	/* where the peer daemon listens, for re-protection ("" = unknown) */
+	char reconnect_addr[160];
 	/* backup */
 	uint64_t silence_ms;
 	const char *console_pattern; /* "%s" -> VM name */
 };
+
+/* reconnect.c: re-protection from a worker.  Connect to the peer daemon
+ * at addr ("host:port"), send the preamble for vm and read the answer,
+ * all within timeout_ms: 0 with *fd_r (the engine's handshake follows),
+ * -HR_EPROMOTED when the peer runs vm and releases its output, other
+ * -errno (try again later). */
+int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r);
+/* The port of --listen (what a peer connects back to). */
+const char *hr_listen_port(void);
+/* desc ("host:port" / "[v6]:port") with another port; 0 or -ENAMETOOLONG. */
+int hr_addr_with_port(char *out, size_t size, const char *desc, const char *port);
 
 /* Child side: runs the engine; returns the process exit status. */
 int hr_worker_main(struct hr_worker_args *a);

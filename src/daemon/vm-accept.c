@@ -6,6 +6,7 @@
  * whether the VM's name is free here, and only then does the entry get its
  * name.  Unnamed entries are bounded so a port scan cannot fork without end.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,18 +60,50 @@ void hr_vms_accept(int fd, const char *peer_desc)
 	log_debug(NULL, "replication connection from %s: worker %d", peer_desc, (int)vm->pid);
 }
 
-void hr_dvm_name_backup(struct hr_dvm *vm, const char *name)
+/*
+ * May a primary's connection for `name` become a backup here?  What runs
+ * here under that name decides (the answer is a word the worker maps to
+ * the preamble's code, then the reason):
+ *   nothing, or an ended worker       accept (an ended entry is replaced)
+ *   a backup (not yet promoted)       busy: it promotes or ends on its own
+ *   a worker in a final state         busy: it is on its way out
+ *   a primary holding its output,     busy, and it is stopped: nothing it
+ *     and the caller speaks for the   held was ever released, so the caller's
+ *     VM (a promoted backup)          copy is at least as new (contract 3)
+ *   a primary or promoted guest       runs: the caller, if it holds its
+ *     releasing output                output, must stand down
+ */
+void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 {
 	struct hr_dvm *other = name ? hr_dvm_find(name) : NULL;
 	char ans[256];
 	if (vm->name[0] || !name || !hr_vm_name_ok(name)) {
 		snprintf(ans, sizeof(ans), "refuse invalid VM name\n");
 	} else if (other && hr_dvm_alive(other)) {
+		const char *word = "refuse";
+		int final = other->state == HR_RS_STOPPED || other->state == HR_RS_FAILED ||
+			    other->state == HR_RS_DEMOTED;
+		if (final || (other->side == HR_SIDE_BACKUP && other->state != HR_RS_PROMOTED)) {
+			word = "busy";
+		} else if (other->held && peer_speaking) {
+			word = "busy";
+			if (other->pid > 0 && !other->stop_requested) {
+				log_warnx(
+				    name,
+				    "+stand-down: %s runs this VM and releases its output; "
+				    "stopping the copy here, which held its output (worker %d)",
+				    vm->peer, (int)other->pid);
+				other->stop_requested = 1;
+				kill(other->pid, SIGTERM);
+			}
+		} else if (!other->held) {
+			word = "runs";
+		}
 		snprintf(ans, sizeof(ans),
-			 "refuse a VM named %s already exists on the backup host (%s, %s)\n", name,
-			 hr_dvm_role_name(other), hr_dvm_state_name(other));
-		log_warnx(name, "refused a second replica from %s: the name is taken (%s, %s)",
-			  vm->peer, hr_dvm_role_name(other), hr_dvm_state_name(other));
+			 "%s a VM named %s already exists on the backup host (%s, %s)\n", word,
+			 name, hr_dvm_role_name(other), hr_dvm_state_name(other));
+		log_warnx(name, "refused a replica from %s: the name is taken (%s, %s)", vm->peer,
+			  hr_dvm_role_name(other), hr_dvm_state_name(other));
 	} else {
 		if (other)
 			hr_dvm_free(other); /* an exited entry: replaced */

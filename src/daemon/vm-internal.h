@@ -35,6 +35,7 @@ struct hr_dvm {
 	int have_stats;
 	uint64_t nr_epochs;
 	char last_token[24];
+	int held; /* primary without a backup: output held (it may be replaced) */
 	/* liveness, as the worker last reported it (every second) */
 	uint64_t live_ns;	 /* when that report arrived; 0 = none yet */
 	uint64_t state_age_ms;	 /* time in the current state then */
@@ -82,6 +83,6 @@ int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a);
 
 /* vm-accept.c: a backup worker asks whether name is free here; the answer
  * goes back on its status channel. */
-void hr_dvm_name_backup(struct hr_dvm *vm, const char *name);
+void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking);
 
 #endif

@@ -58,6 +58,7 @@ static void start_fork(struct hr_dvm *vm)
 	a.peer_fd = vm->peer_fd;
 	snprintf(a.name, sizeof(a.name), "%s", vm->name);
 	a.peer_desc = vm->peer;
+	snprintf(a.reconnect_addr, sizeof(a.reconnect_addr), "%s", vm->peer);
 	a.ops = vm->ops;
 	a.vm.name = vm->name;
 	a.vm.mem_bytes = vm->mem_bytes;
@@ -157,6 +158,8 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	hr_kv_add(&sb, "hrd", "1");
 	hr_kv_add(&sb, "vm", vm->name);
+	hr_kv_add(&sb, "port", hr_listen_port()); /* where the peer finds us again */
+	hr_kv_add(&sb, "speaking", "0");
 	hr_sbuf_add(&sb, "\n", 1);
 	ssize_t n = sb.oom ? -1 : send(fd, sb.p, sb.len, MSG_NOSIGNAL);
 	int send_ok = n == (ssize_t)sb.len;

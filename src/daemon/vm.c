@@ -184,7 +184,8 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 		vm->nr_epochs = u;
 
 	if (!strcmp(ev, "backup")) {
-		hr_dvm_name_backup(vm, hr_kv_get(&kv, "vm"));
+		const char *sp = hr_kv_get(&kv, "speaking");
+		hr_dvm_name_backup(vm, hr_kv_get(&kv, "vm"), sp && !strcmp(sp, "1"));
 	} else if (!strcmp(ev, "state")) {
 		enum hr_role_state st;
 		const char *name = hr_kv_get(&kv, "state");
@@ -192,6 +193,12 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			log_warnx(vm_log_name(vm), "worker %d: unknown state '%s'", (int)vm->pid,
 				  name ? name : "");
 		} else {
+			const char *side = hr_kv_get(&kv, "side");
+			if (side)
+				vm->side =
+				    strcmp(side, "backup") ? HR_SIDE_PRIMARY : HR_SIDE_BACKUP;
+			if (!hr_kv_getu(&kv, "held", &u))
+				vm->held = u != 0;
 			set_state(vm, st, hr_kv_get(&kv, "token"));
 			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
 				char body[128];
@@ -223,6 +230,8 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 		snprintf(vm->peer, sizeof(vm->peer), "%s", peer ? peer : "");
 		hr_kv_getu(&kv, "epoch_us", &vm->epoch_us);
 		hr_kv_getu(&kv, "memory_bytes", &vm->mem_bytes);
+		if (!hr_kv_getu(&kv, "held", &u))
+			vm->held = u != 0;
 		if (st && !hr_role_state_parse(st, &rs))
 			set_state(vm, rs, hr_kv_get(&kv, "token"));
 		log_info(vm->name, "adopted worker %d (%s, %s)", (int)vm->pid, hr_dvm_role_name(vm),

@@ -37,6 +37,7 @@ struct worker {
 	int adopt_fd; /* listening for a (re)started daemon; -1 if none */
 	/* where it stands, for the adopt line */
 	enum hr_role_state state;
+	int held; /* without a backup, output is held (no proof nobody else speaks) */
 	char token[24];
 	struct hr_epoch_stats last;
 	uint64_t nr_epochs;
@@ -110,11 +111,19 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	struct worker *w = opaque;
 	struct hr_sbuf sb = {0};
 
+	if (ev == HR_RE_REPROTECT)
+		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
+	if (ev == HR_RE_OUTPUT_HELD)
+		w->held = 1;
+	else if (ev == HR_RE_OUTPUT_RELEASED || to == HR_RS_PROTECTED || to == HR_RS_PROMOTED)
+		w->held = 0;
 	hr_kv_add(&sb, "event", "state");
 	hr_kv_add(&sb, "state", hr_role_state_name(to));
 	hr_kv_add(&sb, "from", hr_role_state_name(from));
 	const char *tok = hr_role_event_token(ev);
 	hr_kv_add(&sb, "token", tok ? tok : hr_role_state_token(to));
+	hr_kv_add(&sb, "side", w->a->side == HR_SIDE_BACKUP ? "backup" : "primary");
+	hr_kv_addu(&sb, "held", (uint64_t)w->held);
 	w->state = to;
 	snprintf(w->token, sizeof(w->token), "%s", tok ? tok : hr_role_state_token(to));
 	send_line(w, &sb, 0);
@@ -135,6 +144,7 @@ static void handover(struct worker *w, int fd)
 	hr_kv_add(&sb, "peer", a->peer_desc ? a->peer_desc : "");
 	hr_kv_add(&sb, "state", hr_role_state_name(w->state));
 	hr_kv_add(&sb, "token", w->token[0] ? w->token : hr_role_state_token(w->state));
+	hr_kv_addu(&sb, "held", (uint64_t)w->held);
 	hr_kv_addu(&sb, "nr_epochs", w->nr_epochs);
 	if (w->nr_epochs) {
 #define HR_X_ADD(f) hr_kv_addu(&sb, #f, w->last.f);
@@ -189,6 +199,16 @@ static void *liveness_thread(void *arg)
 	return NULL;
 }
 
+/* Re-protection: ask the peer daemon for a new backup (engine.h). */
+static int reconnect(void *opaque, int speaking, int *fd_r)
+{
+	struct worker *w = opaque;
+	int rc = hr_reconnect_peer(w->a->reconnect_addr, w->a->name, speaking, 2000, fd_r);
+	if (rc == 0)
+		log_info(w->a->name, "re-protection: %s takes a new backup", w->a->reconnect_addr);
+	return rc;
+}
+
 /* Released output: the console (channel 0) goes to the console sink. */
 static void output_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
 {
@@ -233,6 +253,7 @@ static int backup_preamble(struct worker *w)
 	struct hr_kvline kv;
 	struct hr_sbuf sb = {0};
 	const char *err = NULL;
+	char code[16] = "refuse";
 	int rc;
 
 	rc = read_line(a->peer_fd, line, sizeof(line), 10000);
@@ -261,11 +282,17 @@ static int backup_preamble(struct worker *w)
 		return -HR_EPROTO;
 	}
 	snprintf(a->name, sizeof(a->name), "%s", hr_kv_get(&kv, "vm"));
+	const char *port = hr_kv_get(&kv, "port"), *speaking = hr_kv_get(&kv, "speaking");
+	uint64_t portnr = 0;
+	if (port && !hr_kv_getu(&kv, "port", &portnr) && portnr && portnr < 65536)
+		hr_addr_with_port(a->reconnect_addr, sizeof(a->reconnect_addr), a->peer_desc, port);
+	int peer_speaks = speaking && !strcmp(speaking, "1");
 	hr_kv_free(&kv);
 
 	/* Ask the daemon: is the name free here? */
 	hr_kv_add(&sb, "event", "backup");
 	hr_kv_add(&sb, "vm", a->name);
+	hr_kv_add(&sb, "speaking", peer_speaks ? "1" : "0");
 	send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
 	rc = read_line(a->status_fd, line, sizeof(line), 10000);
@@ -273,14 +300,21 @@ static int backup_preamble(struct worker *w)
 		log_warnx(a->name, "backup: no answer from the daemon (%s)", hr_strerror(rc));
 		err = "backup daemon did not answer";
 	} else if (strncmp(line, "accept", 6)) {
-		err = line[0] ? line : "refused";
+		/* "refuse TEXT", "busy TEXT" (try again), "runs TEXT" (it speaks here) */
+		char *sp = strchr(line, ' ');
+		if (sp)
+			*sp = '\0';
+		snprintf(code, sizeof(code), "%s", line);
+		err = sp ? sp + 1 : "refused";
 		rc = -EEXIST;
 	}
 
 	hr_kv_add(&sb, "hrd", "1");
 	hr_kv_add(&sb, "status", err ? "error" : "ok");
-	if (err)
+	if (err) {
+		hr_kv_add(&sb, "code", code);
 		hr_kv_add(&sb, "error", err);
+	}
 	hr_sbuf_add(&sb, "\n", 1);
 	int wrc = hr_write_all(a->peer_fd, sb.p, sb.len);
 	hr_sbuf_free(&sb);
@@ -366,6 +400,10 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.state_opaque = &w;
 	cfg.on_epoch = on_epoch;
 	cfg.epoch_opaque = &w;
+	if (a->reconnect_addr[0]) {
+		cfg.reconnect = reconnect;
+		cfg.reconnect_opaque = &w;
+	}
 	rc = hr_engine_new(&eng, &cfg);
 	if (rc < 0) {
 		log_err(a->name, "engine: %s", hr_strerror(rc));

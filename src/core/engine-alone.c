@@ -1,0 +1,150 @@
+/*
+ * engine-alone.c - a primary without a backup: its backup was lost, or it
+ * is a promoted backup whose old primary is gone.  The guest runs on; its
+ * output is held or released as ha/failover.c decides; and every
+ * reconnect_ms the engine asks its peer daemon for a new backup
+ * (re-protection).  Also: turning a promoted backup into such a primary.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/engine-internal.h"
+#include "ha/failover.h"
+
+#define RELEASE_EVERY_MS     20	  /* output released this often while allowed */
+#define RECONNECT_DEFAULT_MS 1000 /* between re-protection attempts */
+
+static uint64_t reconnect_ms(const struct hr_engine *e)
+{
+	return e->cfg.reconnect_ms ? e->cfg.reconnect_ms : RECONNECT_DEFAULT_MS;
+}
+
+/* Announce a change of output policy once. */
+static void tell_policy(struct hr_engine *e, enum hr_ha_output out, int *told, const char *why)
+{
+	if (*told == (int)out)
+		return;
+	*told = (int)out;
+	if (out == HR_HA_OUTPUT_HOLD)
+		hr_engine_role_event(e, HR_RE_OUTPUT_HELD, why);
+	else if (out == HR_HA_OUTPUT_RELEASE)
+		hr_engine_role_event(e, HR_RE_OUTPUT_RELEASED, why);
+}
+
+int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
+{
+	struct hr_outbuf_stats s;
+	struct hr_ha_alone ha = {.vm = e->name,
+				 .release_allowed = e->cfg.unprotected_release,
+				 .speaking = e->speaking,
+				 .witness = e->cfg.witness};
+	int told = -1, both_speak_logged = 0;
+	uint64_t next_try = hr_now_ns() + 100 * 1000000ull; /* a restarted peer is quick */
+
+	*fd_r = -1;
+	*ctl_r = 0;
+	hr_outbuf_get_stats(e->outbuf, &s);
+	uint64_t epoch = s.open_epoch; /* the open one; sealed ones below it are held */
+	int released_old = 0;
+	for (;;) {
+		uint64_t now = hr_now_ns();
+		enum hr_ha_output out = hr_ha_alone_output(&ha, now);
+		tell_policy(e, out, &told, ha.why);
+		if (out == HR_HA_OUTPUT_STAND_DOWN) {
+			e->ops->pause(e->vm);
+			hr_engine_role_event(e, HR_RE_STAND_DOWN, ha.why);
+			return HR_ALONE_STAND_DOWN;
+		}
+		e->speaking = out == HR_HA_OUTPUT_RELEASE;
+		if (e->speaking) {
+			if (!released_old && epoch)
+				hr_outbuf_release(e->outbuf, epoch - 1, hr_engine_release_sink, e);
+			released_old = 1;
+			hr_outbuf_seal(e->outbuf, epoch);
+			hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
+			epoch++;
+		}
+		int wait_ms = e->speaking ? RELEASE_EVERY_MS : -1;
+		if (e->cfg.reconnect) {
+			int to_try = next_try > now ? (int)((next_try - now) / 1000000) + 1 : 0;
+			if (wait_ms < 0 || to_try < wait_ms)
+				wait_ms = to_try;
+		}
+		int lease_ms = hr_ha_alone_poll_ms(&ha, now);
+		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
+			wait_ms = lease_ms;
+		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
+		char c = 0;
+		if (poll(&p, 1, wait_ms) > 0 && read(e->ctl_pipe[0], &c, 1) == 1) {
+			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {
+				if (c == CTL_ABORT)
+					e->ops->pause(e->vm); /* as a crash: nothing more leaves */
+				else if (e->speaking) {
+					hr_outbuf_seal(e->outbuf, epoch);
+					hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink,
+							  e);
+				}
+				*ctl_r = c;
+				return HR_ALONE_ENDED;
+			}
+			continue; /* output full: nothing to do but wait */
+		}
+		now = hr_now_ns();
+		if (!e->cfg.reconnect || now < next_try)
+			continue;
+		int fd = -1;
+		int rc = e->cfg.reconnect(e->cfg.reconnect_opaque, e->speaking, &fd);
+		next_try = hr_now_ns() + reconnect_ms(e) * 1000000ull;
+		if (rc == 0) {
+			hr_engine_role_event(e, HR_RE_REPROTECT,
+					     "the peer answered: synchronising a new backup");
+			*fd_r = fd;
+			return HR_ALONE_RECONNECTED;
+		}
+		if (rc == -HR_EPROMOTED && !e->speaking) {
+			e->ops->pause(e->vm);
+			hr_engine_role_event(e, HR_RE_STAND_DOWN,
+					     "the peer runs this VM and releases its output; "
+					     "guest stopped here, held output dropped");
+			return HR_ALONE_STAND_DOWN;
+		}
+		if (rc == -HR_EPROMOTED && !both_speak_logged++)
+			log_err(e->name, "the peer also runs this VM and releases its output: two "
+					 "hosts speak for it (output release was allowed without "
+					 "proof); stop one of them");
+	}
+}
+
+int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch)
+{
+	struct hr_outbuf *ob;
+	int rc;
+
+	rc = hr_outbuf_new(&ob, e->name, e->chans, e->nr_chans, HR_OUTPUT_CAP_BYTES, next_epoch);
+	if (rc < 0)
+		return rc;
+	if ((rc = hr_engine_src_setup(e, ob)) < 0) {
+		hr_outbuf_free(ob);
+		return rc;
+	}
+	if ((rc = e->ops->dirty_start(e->vm)) < 0) {
+		log_err(e->name, "cannot track dirty pages on the promoted guest: %s",
+			hr_strerror(rc));
+		return rc;
+	}
+	e->dirty_on = 1;
+	/* from here on the guest's output is held per epoch, offsets continuing */
+	pthread_mutex_lock(&e->out_lock);
+	hr_outbuf_set_offsets(ob, e->next_offset, HR_MAX_CHANNELS);
+	__atomic_store_n(&e->outbuf, ob, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&e->out_lock);
+	e->speaking = 1; /* a promoted guest speaks for the VM until told otherwise */
+	return 0;
+}

@@ -1,0 +1,154 @@
+/*
+ * reconnect.c - a worker asks its peer daemon for a (new) backup of its VM:
+ * the daemon-to-daemon preamble of daemon.h, from a worker, blocking and
+ * bounded in time.  Used for re-protection: a primary whose backup was
+ * lost, and a promoted backup looking for its old primary's host.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "daemon/daemon.h"
+#include "daemon/kv.h"
+
+const char *hr_listen_port(void)
+{
+	const char *c = strrchr(hr_dopts.listen, ':');
+	return c ? c + 1 : hr_dopts.listen;
+}
+
+int hr_addr_with_port(char *out, size_t size, const char *desc, const char *port)
+{
+	const char *c = strrchr(desc, ':');
+	size_t host_len = c ? (size_t)(c - desc) : strlen(desc);
+	int n = snprintf(out, size, "%.*s:%s", (int)host_len, desc, port);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* "host:port" / "[v6]:port" -> host, port. */
+static int split(const char *addr, char *host, size_t hsize, const char **port_r)
+{
+	const char *c = strrchr(addr, ':');
+	if (!c || c == addr || !c[1])
+		return -EINVAL;
+	const char *h = addr;
+	size_t len = (size_t)(c - addr);
+	if (h[0] == '[' && len >= 2 && h[len - 1] == ']') {
+		h++;
+		len -= 2;
+	}
+	if (len >= hsize)
+		return -ENAMETOOLONG;
+	memcpy(host, h, len);
+	host[len] = '\0';
+	*port_r = c + 1;
+	return 0;
+}
+
+static int connect_bounded(const char *addr, int timeout_ms, int *fd_r)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	char host[256];
+	const char *port;
+	int rc, fd;
+
+	if ((rc = split(addr, host, sizeof(host), &port)) < 0)
+		return rc;
+	if (getaddrinfo(host, port, &hints, &res))
+		return -EHOSTUNREACH;
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		freeaddrinfo(res);
+		return -errno;
+	}
+	rc = connect(fd, res->ai_addr, res->ai_addrlen) < 0 ? -errno : 0;
+	freeaddrinfo(res);
+	if (rc == -EINPROGRESS) {
+		struct pollfd p = {fd, POLLOUT, 0};
+		int err = 0;
+		socklen_t len = sizeof(err);
+		if (poll(&p, 1, timeout_ms) <= 0)
+			rc = -ETIMEDOUT;
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err)
+			rc = -(err ? err : errno);
+		else
+			rc = 0;
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	*fd_r = fd;
+	return 0;
+}
+
+/* One line within the deadline, nothing after it consumed. */
+static int read_line_until(int fd, char *buf, size_t size, uint64_t deadline_ns)
+{
+	size_t n = 0;
+	while (n + 1 < size) {
+		uint64_t now = hr_now_ns();
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, (int)((deadline_ns - now) / 1000000) + 1) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + n, 1);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -ECONNRESET;
+		if (buf[n] == '\n') {
+			buf[n] = '\0';
+			return 0;
+		}
+		n++;
+	}
+	return -HR_EPROTO;
+}
+
+int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r)
+{
+	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct hr_sbuf sb = {0};
+	struct hr_kvline kv;
+	char line[HR_PREAMBLE_MAX];
+	int fd = -1, rc;
+
+	if ((rc = connect_bounded(addr, timeout_ms / 2, &fd)) < 0)
+		return rc;
+	hr_kv_add(&sb, "hrd", "1");
+	hr_kv_add(&sb, "vm", vm);
+	hr_kv_add(&sb, "port", hr_listen_port());
+	hr_kv_add(&sb, "speaking", speaking ? "1" : "0");
+	hr_sbuf_add(&sb, "\n", 1);
+	rc = sb.oom ? -ENOMEM : (int)send(fd, sb.p, sb.len, MSG_NOSIGNAL);
+	rc = rc == (int)sb.len ? 0 : rc < 0 ? rc : -EIO;
+	hr_sbuf_free(&sb);
+	if (!rc)
+		rc = read_line_until(fd, line, sizeof(line), deadline);
+	if (!rc && (rc = hr_kv_parse(&kv, line, strlen(line))) < 0)
+		hr_kv_free(&kv);
+	else if (!rc) {
+		const char *status = hr_kv_get(&kv, "status"), *code = hr_kv_get(&kv, "code");
+		if (!status || strcmp(status, "ok")) {
+			rc = code && !strcmp(code, "runs") ? -HR_EPROMOTED : -EAGAIN;
+			log_debug(vm, "re-protection: %s answered: %s", addr,
+				  hr_kv_get(&kv, "error") ? hr_kv_get(&kv, "error") : "refused");
+		}
+		hr_kv_free(&kv);
+	}
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	*fd_r = fd;
+	return 0;
+}
