@@ -67,7 +67,16 @@ static const char drill_help[] =
     "                    nothing closes), hang (SIGSTOP, SIGCONT after B took\n"
     "                    over), slow (B's acks and heartbeats reach A 300 ms late:\n"
     "                    nothing may fail over); for every fault A survives, the\n"
-    "                    drill checks that A never speaks again once B has\n"
+    "                    drill checks that A never speaks again once B has;\n"
+    "                    restart-primary / restart-backup: SIGTERM of A's (B's)\n"
+    "                    hareplicated only, started again with the same arguments\n"
+    "                    once it exited; its workers go on, so nothing may fail\n"
+    "                    over: the new daemon must report the VM (same worker\n"
+    "                    pid, primary/protected or backup/backup) with epochs\n"
+    "                    still advancing, and --after-lines more lines must come\n"
+    "                    from A; the report gives the daemon's downtime_ms\n"
+    "                    (SIGTERM -> the new one answers) and adopt_ms (restart\n"
+    "                    -> status reports the VM) instead of failover_ms\n"
     "  --victim WHO      primary (default) or backup: kill only the backup's\n"
     "                    worker; the drill then checks that the primary says\n"
     "                    unprotected / +output-held and releases nothing more\n"
@@ -76,13 +85,19 @@ static const char drill_help[] =
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  memwalk options (default \"rate=4000 wss=64M interval_ms=20\")\n"
     "  --epoch DURATION  epoch length (default 25ms)\n"
-    "  --after-lines N   progress lines to see after the failover (default 25)\n"
+    "  --after-lines N   progress lines to see after the failover or restart\n"
+    "                    (default 25)\n"
     "  --timeout SECONDS bound on each wait: sync, promotion (default 60)\n"
     "  --repeat N        run N drills (seed, seed+1, ...) and print failover p50/max\n"
+    "                    (restarts: downtime)\n"
     "  --soak N          run N drills, each a scenario drawn from the seed: kill,\n"
-    "                    torn, partition or hang of the primary, or death of the\n"
-    "                    backup, at a random moment; print counts, passes and\n"
-    "                    failover p50/p99 per scenario\n"
+    "                    torn, partition, hang or slow of the primary, death of\n"
+    "                    the backup, or a restart of A's or B's daemon, at a\n"
+    "                    random moment; print counts, passes and failover p50/p99\n"
+    "                    (restarts: downtime and adopt p50/p99) per scenario\n"
+    "  --faults LIST     with --soak: draw only from these scenarios, comma-\n"
+    "                    separated: kill, torn, partition, hang, slow,\n"
+    "                    backup-death, restart-primary, restart-backup\n"
     "  --keep            leave namespaces, daemons and files for debugging (the\n"
     "                    drill prints how to remove them)\n"
     "  --kernel FILE     memwalk image (default: tests/guests/memwalk.elf next to\n"
@@ -125,58 +140,116 @@ static int find_in_path(const char *name, char *out, size_t size)
 	return -1;
 }
 
-/* --soak: scenarios drawn from the seed; counts and failover figures per scenario. */
-#define NR_SCENARIOS (DRILL_FAULT_SLOW + 2) /* the faults of A, then B's death */
+/* --soak: scenarios drawn from the seed (from those --faults allows);
+ * counts, and failover or restart figures, per scenario. */
+static const struct scenario {
+	const char *name;
+	enum drill_fault fault;
+	int victim_backup;
+} scenarios[] = {
+    {"kill", DRILL_FAULT_KILL, 0},
+    {"torn", DRILL_FAULT_TORN, 0},
+    {"partition", DRILL_FAULT_PARTITION, 0},
+    {"hang", DRILL_FAULT_HANG, 0},
+    {"slow", DRILL_FAULT_SLOW, 0},
+    {"backup-death", DRILL_FAULT_KILL, 1},
+    {"restart-primary", DRILL_FAULT_RESTART_PRIMARY, 0},
+    {"restart-backup", DRILL_FAULT_RESTART_BACKUP, 0},
+};
+#define NR_SCENARIOS ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
+
+/* --faults LIST: comma-separated scenario names -> a mask (0 if bad). */
+static unsigned parse_scenarios(const char *list)
+{
+	char copy[512], *save = NULL;
+	unsigned mask = 0;
+
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		int found = 0;
+		for (int s = 0; s < NR_SCENARIOS; s++)
+			if (!strcmp(t, scenarios[s].name)) {
+				mask |= 1u << s;
+				found = 1;
+			}
+		if (!found)
+			return 0;
+	}
+	return mask;
+}
+
+/* " name p50=.. p99=.." in ms of v[0..nr) (us; 0 = not measured, skipped). */
+static void print_figure(const char *name, uint64_t *v, unsigned nr)
+{
+	unsigned n = 0;
+	for (unsigned k = 0; k < nr; k++)
+		if (v[k])
+			v[n++] = v[k];
+	if (n)
+		printf(" %s p50=%.1f p99=%.1f", name, hr_percentile_u64(v, n, 50) / 1000.0,
+		       hr_percentile_u64(v, n, 99) / 1000.0);
+}
+
+/* ms -> us for print_figure; a figure not measured (< 0) becomes 0. */
+static uint64_t to_us(double ms)
+{
+	return ms >= 0 ? (uint64_t)(ms * 1000) + 1 : 0;
+}
 
 static int soak(const struct drill_opts *base)
 {
-	static const char *const names[NR_SCENARIOS] = {"kill", "torn", "partition",
-							"hang", "slow", "backup-death"};
 	unsigned runs[NR_SCENARIOS] = {0}, passes[NR_SCENARIOS] = {0};
-	uint64_t *fo[NR_SCENARIOS];
+	uint64_t *fo[NR_SCENARIOS], *down[NR_SCENARIOS], *adopt[NR_SCENARIOS];
+	int allowed[NR_SCENARIOS], nr_allowed = 0;
 	unsigned total = 0, ok_total = 0;
 
-	for (int s = 0; s < NR_SCENARIOS; s++)
+	for (int s = 0; s < NR_SCENARIOS; s++) {
+		if (!base->soak_mask || (base->soak_mask & (1u << s)))
+			allowed[nr_allowed++] = s;
 		fo[s] = calloc(base->repeat, sizeof(uint64_t));
+		down[s] = calloc(base->repeat, sizeof(uint64_t));
+		adopt[s] = calloc(base->repeat, sizeof(uint64_t));
+		if (!fo[s] || !down[s] || !adopt[s]) {
+			fprintf(stderr, "hareplicate drill: out of memory\n");
+			return 1;
+		}
+	}
 	for (unsigned i = 1; i <= base->repeat && !drill_interrupted; i++) {
 		struct drill_opts o = *base;
 		uint64_t r = (base->seed + i) * 0x9e3779b97f4a7c15ull;
-		int s = (int)((r >> 33) % NR_SCENARIOS);
-		o.victim_backup = s == NR_SCENARIOS - 1;
-		o.fault = o.victim_backup ? DRILL_FAULT_KILL : (enum drill_fault)s;
+		int s = allowed[(r >> 33) % (unsigned)nr_allowed];
+		o.victim_backup = scenarios[s].victim_backup;
+		o.fault = scenarios[s].fault;
 		o.kill_at = (enum drill_kill_at)((r >> 13) % (DRILL_KILL_AFTER_ACK + 1));
 		o.repeat = 1;
-		double ms = -1;
-		printf("soak %u/%u: %s at %s\n", i, base->repeat, names[s],
+		struct drill_result res;
+		printf("soak %u/%u: %s at %s\n", i, base->repeat, scenarios[s].name,
 		       drill_kill_at_name(o.kill_at));
 		fflush(stdout);
-		int pass = drill_run(&o, i, &ms) == 0;
+		int pass = drill_run(&o, i, &res) == 0;
+		fo[s][runs[s]] = to_us(res.failover_ms);
+		down[s][runs[s]] = to_us(res.downtime_ms);
+		adopt[s][runs[s]] = to_us(res.adopt_ms);
 		runs[s]++;
 		total++;
 		if (pass) {
 			passes[s]++;
 			ok_total++;
 		}
-		if (ms >= 0)
-			fo[s][runs[s] - 1] = (uint64_t)(ms * 1000);
 	}
 	printf("soak: %u of %u drills passed (seeds from %llu)\n", ok_total, total,
 	       (unsigned long long)base->seed);
 	for (int s = 0; s < NR_SCENARIOS; s++) {
-		uint64_t *v = fo[s];
-		unsigned n = 0;
-		for (unsigned k = 0; k < runs[s]; k++)
-			if (v[k])
-				v[n++] = v[k];
-		if (!runs[s])
-			continue;
-		printf("  %-13s runs=%u passed=%u", names[s], runs[s], passes[s]);
-		if (n)
-			printf(" failover_ms p50=%.1f p99=%.1f",
-			       hr_percentile_u64(v, n, 50) / 1000.0,
-			       hr_percentile_u64(v, n, 99) / 1000.0);
-		printf("\n");
-		free(v);
+		if (runs[s]) {
+			printf("  %-15s runs=%u passed=%u", scenarios[s].name, runs[s], passes[s]);
+			print_figure("failover_ms", fo[s], runs[s]);
+			print_figure("downtime_ms", down[s], runs[s]);
+			print_figure("adopt_ms", adopt[s], runs[s]);
+			printf("\n");
+		}
+		free(fo[s]);
+		free(down[s]);
+		free(adopt[s]);
 	}
 	return ok_total == total && !drill_interrupted ? 0 : 1;
 }
@@ -194,6 +267,7 @@ int cmd_drill(int argc, char **argv)
 	    {"epoch", required_argument, NULL, 'e'},
 	    {"repeat", required_argument, NULL, 'r'},
 	    {"soak", required_argument, NULL, 'S'},
+	    {"faults", required_argument, NULL, 'L'},
 	    {"keep", no_argument, NULL, 'K'},
 	    {"kernel", required_argument, NULL, 'g'},
 	    {"daemon", required_argument, NULL, 'd'},
@@ -251,12 +325,13 @@ int cmd_drill(int argc, char **argv)
 		}
 		case 'F': {
 			int f = -1;
-			for (int i = 0; i <= DRILL_FAULT_SLOW; i++)
+			for (int i = 0; i < DRILL_NR_FAULTS; i++)
 				if (!strcmp(optarg, drill_fault_name((enum drill_fault)i)))
 					f = i;
 			if (f < 0) {
 				fprintf(stderr, "hareplicate drill: --fault is one of kill, torn, "
-						"partition, hang, slow\n");
+						"partition, hang, slow, restart-primary, "
+						"restart-backup\n");
 				return 2;
 			}
 			o.fault = (enum drill_fault)f;
@@ -295,6 +370,16 @@ int cmd_drill(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'L':
+			o.soak_mask = parse_scenarios(optarg);
+			if (!o.soak_mask) {
+				fprintf(stderr,
+					"hareplicate drill: --faults is a comma-separated list of "
+					"kill, torn, partition, hang, slow, backup-death, "
+					"restart-primary, restart-backup\n");
+				return 2;
+			}
+			break;
 		case 'K':
 			o.keep = 1;
 			break;
@@ -329,6 +414,15 @@ int cmd_drill(int argc, char **argv)
 	}
 	if (hr_parse_duration_us(o.epoch, &o.epoch_us) < 0 || o.epoch_us < 1000) {
 		fprintf(stderr, "hareplicate drill: bad --epoch '%s' (e.g. 25ms)\n", o.epoch);
+		return 2;
+	}
+	if (o.victim_backup && DRILL_FAULT_IS_RESTART(o.fault)) {
+		fprintf(stderr, "hareplicate drill: --fault %s names its victim; no --victim\n",
+			drill_fault_name(o.fault));
+		return 2;
+	}
+	if (o.soak_mask && !o.soak) {
+		fprintf(stderr, "hareplicate drill: --faults restricts --soak (give --soak N)\n");
 		return 2;
 	}
 	if (o.keep && o.repeat > 1) {
@@ -415,9 +509,13 @@ int cmd_drill(int argc, char **argv)
 		return soak(&o);
 	double *fo = calloc(o.repeat, sizeof(double));
 	unsigned passed = 0;
+	if (!fo)
+		return 1;
 	for (unsigned i = 1; i <= o.repeat && !drill_interrupted; i++) {
-		if (drill_run(&o, i, &fo[i - 1]) == 0)
+		struct drill_result res;
+		if (drill_run(&o, i, &res) == 0)
 			passed++;
+		fo[i - 1] = DRILL_FAULT_IS_RESTART(o.fault) ? res.downtime_ms : res.failover_ms;
 	}
 	if (o.repeat > 1) {
 		uint64_t *v = calloc(o.repeat, sizeof(uint64_t));
@@ -427,10 +525,10 @@ int cmd_drill(int argc, char **argv)
 				v[n++] = (uint64_t)(fo[i] * 1000);
 		uint64_t p50 = v ? hr_percentile_u64(v, n, 50) : 0,
 			 mx = v ? hr_percentile_u64(v, n, 100) : 0;
-		printf(
-		    "drills: %u of %u passed; failover_ms p50=%.1f max=%.1f (seeds %llu..%llu)\n",
-		    passed, o.repeat, p50 / 1000.0, mx / 1000.0, (unsigned long long)o.seed,
-		    (unsigned long long)(o.seed + o.repeat - 1));
+		printf("drills: %u of %u passed; %s p50=%.1f max=%.1f (seeds %llu..%llu)\n", passed,
+		       o.repeat, DRILL_FAULT_IS_RESTART(o.fault) ? "downtime_ms" : "failover_ms",
+		       p50 / 1000.0, mx / 1000.0, (unsigned long long)o.seed,
+		       (unsigned long long)(o.seed + o.repeat - 1));
 		free(v);
 	}
 	free(fo);
@@ -439,7 +537,8 @@ int cmd_drill(int argc, char **argv)
 
 const struct hr_cmd hr_cmd_drill = {
     "drill",
-    "[--epochs N] [--kill-at MOMENT] [--fault kill|torn|partition|hang] [--victim primary|backup] "
-    "[--seed S] [--repeat N] [--keep] "
+    "[--epochs N] [--kill-at MOMENT] "
+    "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup] "
+    "[--victim primary|backup] [--seed S] [--repeat N] [--soak N [--faults LIST]] [--keep] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

@@ -127,7 +127,8 @@ void drill_reap(pid_t *pid, unsigned timeout_ms)
 void drill_refresh_victims(struct drill *d)
 {
 	pid_t kids[32];
-	pid_t root = d->o->victim_backup ? d->pid_b : d->pid_a;
+	pid_t root =
+	    d->o->victim_backup || d->o->fault == DRILL_FAULT_RESTART_BACKUP ? d->pid_b : d->pid_a;
 	unsigned n = drill_descendants(root, kids, 32);
 
 	pthread_mutex_lock(&d->w.lock);

@@ -53,7 +53,8 @@ static uint64_t pb_field1(const uint8_t *p, unsigned n)
 
 const char *drill_fault_name(enum drill_fault f)
 {
-	static const char *const names[] = {"kill", "torn", "partition", "hang", "slow"};
+	static const char *const names[] = {
+	    "kill", "torn", "partition", "hang", "slow", "restart-primary", "restart-backup"};
 	return names[f];
 }
 
@@ -73,6 +74,10 @@ void drill_kill_locked(struct drill_world *w, const char *what)
 		for (unsigned i = 0; i < w->nr_victim_kids; i++)
 			kill(w->victim_kids[i], sig);
 	}
+	/* a daemon restart: SIGTERM of the daemon alone, its workers go on; the
+	 * drill (drill-restart.c) waits for it to exit and starts it again */
+	if (DRILL_FAULT_IS_RESTART(w->fault) && w->victim_pid > 0)
+		kill(w->victim_pid, SIGTERM);
 	w->killed = 1;
 	w->kill_con_len = w->len;
 	w->kill_last_seq = w->nr_lines ? w->lines[w->nr_lines - 1].seq : 0;
@@ -179,8 +184,8 @@ size_t drill_tap_up(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_
 				 d->type == FT_STATE ? "STATE" : "first PAGE_BATCH");
 			drill_kill_locked(w, what);
 			p->cut_at = 0;
-			/* a slow backup is a moment, not a cut: the stream goes on */
-			if (w->fault != DRILL_FAULT_SLOW) {
+			/* a slow backup or a restart is a moment, not a cut */
+			if (DRILL_FAULT_CUTS(w->fault)) {
 				p->up_cut = 1;
 				return fwd;
 			}
@@ -355,7 +360,7 @@ int drill_tap_down(struct tap *t, struct tap_pair *p, const uint8_t *buf, size_t
 					 "the ack was held, the primary never saw it",
 					 (unsigned long long)e);
 				drill_kill_locked(w, what);
-				if (w->fault != DRILL_FAULT_SLOW) {
+				if (DRILL_FAULT_CUTS(w->fault)) {
 					p->down_cut = 1;
 					d->hold_len = 0;
 					return -1;

@@ -26,8 +26,9 @@ void drill_report(struct drill *d)
 	size_t size = sizeof(d->report), len = 0;
 #define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
 
-	OUT("drill %u: kill-at=%s victim=%s seed=%llu epoch=%s memory=%s append=\"%s\"\n", d->run,
-	    drill_kill_at_name(o->kill_at), o->victim_backup ? "backup" : "primary",
+	OUT("drill %u: fault=%s kill-at=%s victim=%s seed=%llu epoch=%s memory=%s append=\"%s\"\n",
+	    d->run, drill_fault_name(o->fault), drill_kill_at_name(o->kill_at),
+	    o->victim_backup || o->fault == DRILL_FAULT_RESTART_BACKUP ? "backup" : "primary",
 	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
 	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
 	    "target %llu)\n",
@@ -99,6 +100,22 @@ void drill_report(struct drill *d)
 		OUT("  slow backup (its frames %d ms late): A's ack latency %.1f ms; A stayed %s "
 		    "and released %u lines in %d ms; no failover\n",
 		    DRILL_SLOW_MS, d->slow_ack_us / 1000.0, d->survivor_state, d->slow_lines, 3000);
+	if (d->restart_checked) {
+		int b = o->fault == DRILL_FAULT_RESTART_BACKUP;
+		OUT("  restart of %s's hareplicated: exited %.1f ms after SIGTERM; daemon "
+		    "downtime_ms=%.1f (SIGTERM -> the new one answers); adopt_ms=%.1f (restart -> "
+		    "status reports the VM, %s); VM unseen %.1f ms\n",
+		    b ? "B" : "A", d->exit_ms, d->downtime_ms, d->adopt_ms,
+		    d->restart_state[0] ? d->restart_state : "-", d->unseen_ms);
+	}
+	if (d->restart_checked && d->adopt_ms >= 0) {
+		OUT("  after the restart: workers A %d -> %d, B %d -> %d; nr_epochs %llu -> %llu; "
+		    "A released %u lines while the daemon was down and %u after; B released %u; "
+		    "no failover\n",
+		    (int)d->worker_before[0], (int)d->worker_after[0], (int)d->worker_before[1],
+		    (int)d->worker_after[1], (unsigned long long)d->epochs_at_adopt,
+		    (unsigned long long)d->epochs_later, d->lines_down, d->lines_after, d->b_lines);
+	}
 	if (d->speakers_checked)
 		OUT("  one speaker: A released %u console lines after B took over (fault %s; "
 		    "watched %d ms)\n",
@@ -114,8 +131,13 @@ void drill_report(struct drill *d)
 		    "imprecise\n");
 	if (d->why[0] || w->first_violation[0])
 		OUT("  first problem: %s\n", d->why[0] ? d->why : w->first_violation);
-	OUT("drill: %s failover_ms=%.1f epochs=%llu\n", d->pass ? "PASS" : "FAIL", d->failover_ms,
-	    (unsigned long long)(w->acked ? w->acked - 1 : 0));
+	if (d->restart_checked)
+		OUT("drill: %s downtime_ms=%.1f adopt_ms=%.1f epochs=%llu\n",
+		    d->pass ? "PASS" : "FAIL", d->downtime_ms, d->adopt_ms,
+		    (unsigned long long)(w->acked ? w->acked - 1 : 0));
+	else
+		OUT("drill: %s failover_ms=%.1f epochs=%llu\n", d->pass ? "PASS" : "FAIL",
+		    d->failover_ms, (unsigned long long)(w->acked ? w->acked - 1 : 0));
 	if (!d->pass)
 		OUT("  logs: %s (a.log, b.log, cli.log, ip.log)\n", d->dir);
 #undef OUT

@@ -21,9 +21,7 @@
 static int backup_death(struct drill *d);
 static int slow_backup(struct drill *d);
 
-static void vlog(const struct drill_opts *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void vlog(const struct drill_opts *o, const char *fmt, ...)
+void drill_vlog(const struct drill_opts *o, const char *fmt, ...)
 {
 	va_list ap;
 	if (!o->verbose)
@@ -43,8 +41,7 @@ static uint64_t rng_next(uint64_t *s)
 	return *s * 0x2545F4914F6CDD1Dull;
 }
 
-static void fail(struct drill *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(struct drill *d, const char *fmt, ...)
+void drill_fail(struct drill *d, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -92,8 +89,8 @@ static void one_speaker(struct drill *d, int first)
 	pthread_mutex_unlock(&w->lock);
 	d->speakers_checked = 1;
 	if (d->a_after)
-		fail(d, "two speakers: A released %u console lines after B had taken over",
-		     d->a_after);
+		drill_fail(d, "two speakers: A released %u console lines after B had taken over",
+			   d->a_after);
 }
 
 static int one_drill(struct drill *d)
@@ -109,7 +106,7 @@ static int one_drill(struct drill *d)
 	snprintf(d->dir, sizeof(d->dir), "%s/hrd-%d-%u-XXXXXX",
 		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid(), d->run);
 	if (!mkdtemp(d->dir)) {
-		fail(d, "mkdtemp: %s", strerror(errno));
+		drill_fail(d, "mkdtemp: %s", strerror(errno));
 		return -1;
 	}
 	snprintf(d->ctl_a, sizeof(d->ctl_a), "%s/a.sock", d->dir);
@@ -134,19 +131,19 @@ static int one_drill(struct drill *d)
 	rng_next(&rs);
 	w->random_delay_us = rng_next(&rs) % (2 * o->epoch_us);
 
-	vlog(o, "run %u: namespaces %s %s %s, files in %s", d->run, d->ns_a, d->ns_b, d->ns_out,
-	     d->dir);
+	drill_vlog(o, "run %u: namespaces %s %s %s, files in %s", d->run, d->ns_a, d->ns_b,
+		   d->ns_out, d->dir);
 	if (drill_netns_up(d) < 0) {
-		fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
+		drill_fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
 		return -1;
 	}
 	int rc = drill_world_listen(w, DRILL_IP_OUT, DRILL_PORT_CON, DRILL_PORT_TAP);
 	if (rc < 0) {
-		fail(d, "collector/tap listen in %s: %s", d->ns_out, strerror(-rc));
+		drill_fail(d, "collector/tap listen in %s: %s", d->ns_out, strerror(-rc));
 		return -1;
 	}
 	if (drill_world_start(w, d->threads) < 0) {
-		fail(d, "cannot start the observer threads");
+		drill_fail(d, "cannot start the observer threads");
 		return -1;
 	}
 	d->world_started = 1;
@@ -157,11 +154,13 @@ static int one_drill(struct drill *d)
 	d->pid_b = drill_start_daemon(d, d->ns_b, DRILL_IP_B, d->ctl_b, state, d->log_b);
 	if (d->pid_a < 0 || d->pid_b < 0 || drill_wait_control(d, d->ctl_a, d->pid_a, 10) < 0 ||
 	    drill_wait_control(d, d->ctl_b, d->pid_b, 10) < 0) {
-		fail(d, "hareplicated did not come up (see %s, %s)", d->log_a, d->log_b);
+		drill_fail(d, "hareplicated did not come up (see %s, %s)", d->log_a, d->log_b);
 		return -1;
 	}
-	w->victim_pgid = o->victim_backup ? 0 : d->pid_a;
-	vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
+	w->victim_pgid = o->victim_backup || DRILL_FAULT_IS_RESTART(o->fault) ? 0 : d->pid_a;
+	if (DRILL_FAULT_IS_RESTART(o->fault))
+		w->victim_pid = o->fault == DRILL_FAULT_RESTART_BACKUP ? d->pid_b : d->pid_a;
+	drill_vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
 
 	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
 	snprintf(peer, sizeof(peer), "%s:%d", DRILL_IP_OUT, DRILL_PORT_TAP);
@@ -176,18 +175,18 @@ static int one_drill(struct drill *d)
 			 NULL};
 	rc = drill_cli(d, d->ctl_a, start, 60000);
 	if (rc != 0) {
-		fail(d, "`hareplicate start` failed (exit %d; see %s, %s)", rc, d->log_cli,
-		     d->log_a);
+		drill_fail(d, "`hareplicate start` failed (exit %d; see %s, %s)", rc, d->log_cli,
+			   d->log_a);
 		return -1;
 	}
-	vlog(o, "started %s on A; waiting for %llu acked epochs", DRILL_VM_NAME,
-	     (unsigned long long)o->epochs);
+	drill_vlog(o, "started %s on A; waiting for %llu acked epochs", DRILL_VM_NAME,
+		   (unsigned long long)o->epochs);
 
 	/* run until the tap has killed the victim */
 	uint64_t last_progress = hr_now_ns(), last_acked = 0, last_sample = 0, last_refresh = 0;
 	for (;;) {
 		if (drill_interrupted) {
-			fail(d, "interrupted by signal %d", (int)drill_interrupted);
+			drill_fail(d, "interrupted by signal %d", (int)drill_interrupted);
 			return -1;
 		}
 		uint64_t now = hr_now_ns();
@@ -205,7 +204,7 @@ static int one_drill(struct drill *d)
 			break;
 		if (died) {
 			d->pid_a = 0;
-			fail(d, "A's daemon died before the kill (see %s)", d->log_a);
+			drill_fail(d, "A's daemon died before the kill (see %s)", d->log_a);
 			return -1;
 		}
 		if (acked != last_acked) {
@@ -213,12 +212,15 @@ static int one_drill(struct drill *d)
 			last_progress = now;
 		}
 		if (now - last_progress > o->timeout_s * 1000000000ull) {
-			fail(d, "replication made no progress for %u s (acked %llu epochs; see %s)",
-			     o->timeout_s, (unsigned long long)acked, d->log_a);
+			drill_fail(
+			    d, "replication made no progress for %u s (acked %llu epochs; see %s)",
+			    o->timeout_s, (unsigned long long)acked, d->log_a);
 			return -1;
 		}
 		if (now - last_refresh > 200000000ull) {
 			drill_refresh_victims(d);
+			if (DRILL_FAULT_IS_RESTART(o->fault))
+				drill_restart_note_workers(d);
 			last_refresh = now;
 		}
 		if (now - last_sample > 50000000ull) {
@@ -228,12 +230,14 @@ static int one_drill(struct drill *d)
 		}
 		usleep(5000);
 	}
-	vlog(o, "killed: %s", w->kill_what);
+	drill_vlog(o, "killed: %s", w->kill_what);
 	if (!o->victim_backup && o->fault == DRILL_FAULT_KILL)
 		drill_reap(&d->pid_a, 2000);
 
 	if (o->victim_backup)
 		return backup_death(d);
+	if (DRILL_FAULT_IS_RESTART(o->fault))
+		return drill_restart(d);
 	if (o->fault == DRILL_FAULT_SLOW)
 		return slow_backup(d);
 
@@ -266,11 +270,11 @@ static int one_drill(struct drill *d)
 	unsigned have = w->nr_lines;
 	pthread_mutex_unlock(&w->lock);
 	if (first < 0)
-		fail(d, "no new console line from the backup within %u s of the kill",
-		     o->timeout_s);
+		drill_fail(d, "no new console line from the backup within %u s of the kill",
+			   o->timeout_s);
 	else if (have < (unsigned)first + o->after_lines)
-		fail(d, "only %u of %u progress lines after the failover within %u s",
-		     have - (unsigned)first, o->after_lines, o->timeout_s);
+		drill_fail(d, "only %u of %u progress lines after the failover within %u s",
+			   have - (unsigned)first, o->after_lines, o->timeout_s);
 
 	if (o->fault != DRILL_FAULT_KILL && first >= 0)
 		one_speaker(d, first);
@@ -308,10 +312,10 @@ static int backup_death(struct drill *d)
 	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st[0] ? st : "(no answer)");
 	snprintf(d->survivor_event, sizeof(d->survivor_event), "%s", ev[0] ? ev : "-");
 	if (strcmp(st, "unprotected") || strcmp(ev, "+output-held")) {
-		fail(d,
-		     "after the backup's death A's status says state=%s last_event=%s, not "
-		     "unprotected / +output-held",
-		     d->survivor_state, d->survivor_event);
+		drill_fail(d,
+			   "after the backup's death A's status says state=%s last_event=%s, not "
+			   "unprotected / +output-held",
+			   d->survivor_state, d->survivor_event);
 		return 0;
 	}
 	pthread_mutex_lock(&w->lock);
@@ -322,22 +326,24 @@ static int backup_death(struct drill *d)
 	d->held_lines = (int)(w->nr_lines - before);
 	pthread_mutex_unlock(&w->lock);
 	if (d->held_lines)
-		fail(d,
-		     "A released %d console lines after it lost its backup (output must be held)",
-		     d->held_lines);
+		drill_fail(
+		    d, "A released %d console lines after it lost its backup (output must be held)",
+		    d->held_lines);
 	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
 	if (!o->keep)
 		drill_cli(d, d->ctl_a, stop, 20000);
 	return 0;
 }
 
-int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r)
+int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 {
 	struct drill *d = calloc(1, sizeof(*d));
+	*r = (struct drill_result){-1, -1, -1};
 	if (!d)
 		return 1;
 	d->o = o;
 	d->run = run;
+	d->downtime_ms = d->adopt_ms = d->exit_ms = d->unseen_ms = -1;
 	one_drill(d);
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
@@ -351,7 +357,9 @@ int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r)
 	drill_report(d);
 	fputs(d->report, stdout);
 	fflush(stdout);
-	*failover_ms_r = d->failover_ms;
+	r->failover_ms = d->failover_ms;
+	r->downtime_ms = d->downtime_ms;
+	r->adopt_ms = d->adopt_ms;
 	int pass = d->pass;
 	free(d->w.buf);
 	free(d->w.lines);
@@ -409,12 +417,12 @@ static int slow_backup(struct drill *d)
 	d->slow_checked = 1;
 	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st_a[0] ? st_a : "?");
 	if (moved)
-		fail(d, "a slow backup changed roles: B is %s, A is %s", role, st_a);
+		drill_fail(d, "a slow backup changed roles: B is %s, A is %s", role, st_a);
 	else if (!from_a)
-		fail(d, "A released nothing while its backup was slow");
+		drill_fail(d, "A released nothing while its backup was slow");
 	else if (ack_us < DRILL_SLOW_MS * 1000)
-		fail(d, "A's ack latency is %llu us: the slow backup was not simulated",
-		     (unsigned long long)ack_us);
+		drill_fail(d, "A's ack latency is %llu us: the slow backup was not simulated",
+			   (unsigned long long)ack_us);
 	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
 	if (!d->o->keep)
 		drill_cli(d, d->ctl_a, stop, 20000);

@@ -3,6 +3,7 @@
  *
  *   cmd-drill.c       the command: options, what the drill needs, --repeat
  *   drill-run.c       one drill, from setting up to the report (the scenario)
+ *   drill-restart.c   the daemon-restart scenarios (no failover may follow)
  *   drill-hosts.c     the namespaces A, B, OUT and the daemons in them
  *   drill-status.c    the primary's epoch figures: status samples, epoch log
  *   drill-report.c    the report a drill prints
@@ -65,9 +66,19 @@ enum drill_fault {
 	DRILL_FAULT_PARTITION, /* the tap forwards nothing more, closes nothing (silent) */
 	DRILL_FAULT_HANG,      /* SIGSTOP of its daemon and workers (a hung host) */
 	DRILL_FAULT_SLOW,      /* everything B sends A arrives DRILL_SLOW_MS late (slow backup) */
+	DRILL_FAULT_RESTART_PRIMARY, /* SIGTERM of A's hareplicated only, started again */
+	DRILL_FAULT_RESTART_BACKUP,  /* the same on B */
+	DRILL_NR_FAULTS
 };
 #define DRILL_SLOW_MS 300
 const char *drill_fault_name(enum drill_fault f);
+/* A daemon restart: the workers go on, nothing may fail over. */
+#define DRILL_FAULT_IS_RESTART(f)                                                                  \
+	((f) == DRILL_FAULT_RESTART_PRIMARY || (f) == DRILL_FAULT_RESTART_BACKUP)
+/* Faults that end or stall the link at the moment (a cut by the tap at
+ * during-send / after-send); a slow backup or a daemon restart is only a
+ * moment: the stream goes on. */
+#define DRILL_FAULT_CUTS(f) ((f) != DRILL_FAULT_SLOW && !DRILL_FAULT_IS_RESTART(f))
 
 enum drill_kill_at {
 	DRILL_KILL_RANDOM,
@@ -115,7 +126,7 @@ struct drill_world {
 	uint64_t random_delay_us; /* DRILL_KILL_RANDOM: after EPOCH_BEGIN of kill_epoch */
 	int armed;		  /* set by the drill when it is ready to kill */
 	pid_t victim_pgid;	  /* killed with SIGKILL (the group and its descendants) */
-	pid_t victim_pid;	  /* and/or this pid */
+	pid_t victim_pid;	  /* and/or this pid (restart faults: only it, SIGTERM) */
 	pid_t victim_kids[32];	  /* and these (the daemon's workers, refreshed by the drill) */
 	unsigned nr_victim_kids;
 	int killed;
@@ -150,7 +161,8 @@ struct drill_opts {
 	int seed_set, keep, verbose, victim_backup;
 	enum drill_kill_at kill_at;
 	enum drill_fault fault;
-	int soak; /* --soak: repeat draws a scenario per run */
+	int soak;	    /* --soak: repeat draws a scenario per run */
+	unsigned soak_mask; /* --faults: the scenarios it draws from (bit per scenario) */
 	const char *memory, *append, *epoch, *kernel, *daemon;
 	unsigned repeat, after_lines, timeout_s;
 	char self[4096];
@@ -183,7 +195,24 @@ struct drill {
 	int slow_checked; /* --fault slow: lines A released, ack latency after the moment */
 	unsigned slow_lines;
 	uint64_t slow_ack_us; /* A's last epoch's ack latency at the end */
+	/* restart faults (drill-restart.c) */
+	int restart_checked;
+	pid_t worker_before[2], worker_after[2]; /* A's and B's worker, per status */
+	double exit_ms;				 /* SIGTERM -> the daemon exited */
+	double downtime_ms;			 /* SIGTERM -> the new one answers */
+	uint64_t restart_ns;			 /* when the drill started it again */
+	double adopt_ms;			 /* restart -> status reports the VM again */
+	double unseen_ms;			 /* SIGTERM -> status reports the VM again */
+	unsigned b_lines;			 /* console lines from B: must be none */
+	uint64_t epochs_at_adopt, epochs_later;	 /* nr_epochs via the restarted daemon */
+	unsigned lines_down, lines_after;	 /* A's lines while down, after adopt */
+	char restart_state[64];			 /* role/state the restarted daemon reports */
 	char report[8192];
+};
+
+/* What one drill measured, for --repeat and --soak (-1: not measured). */
+struct drill_result {
+	double failover_ms, downtime_ms, adopt_ms;
 };
 
 /* cmd-drill.c: the signal (SIGINT, SIGTERM, SIGHUP) that asks every wait to
@@ -191,9 +220,23 @@ struct drill {
 extern volatile sig_atomic_t drill_interrupted;
 
 /* drill-run.c: run drill number run (1, 2, ...; seed o->seed + run - 1),
- * print its report and clean up.  *failover_ms_r: kill -> first new line
- * (-1 if none).  Returns 0 if the drill passed, 1 if not (an exit status). */
-int drill_run(const struct drill_opts *o, unsigned run, double *failover_ms_r);
+ * print its report and clean up.  r->failover_ms: kill -> first new line;
+ * restart faults: r->downtime_ms, r->adopt_ms (each -1 if not measured).
+ * Returns 0 if the drill passed, 1 if not (an exit status). */
+int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r);
+/* Log a line on stderr with --verbose. */
+void drill_vlog(const struct drill_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Keep the first problem of the drill in d->why. */
+void drill_fail(struct drill *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* drill-restart.c: the victim daemon got SIGTERM at the moment (the tap
+ * sent it): wait for it to exit, start it again with the same arguments and
+ * check that it adopted the worker and that nothing failed over.  0, or -1
+ * when the drill cannot go on (the problem is in d->why either way). */
+int drill_restart(struct drill *d);
+/* Before the moment: remember A's and B's worker pid (status --json). */
+void drill_restart_note_workers(struct drill *d);
 
 /* drill-hosts.c */
 /* A, B and OUT with a bridge in OUT that joins them.  0 or -1 (see log_ip). */
