@@ -37,9 +37,9 @@ dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests
 TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh
 
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
-	tests/t-onespeaker
+	tests/t-onespeaker tests/t-reprotect
 TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
-	tests/t-onespeaker
+	tests/t-onespeaker tests/t-reprotect
 tests_t_role_LDADD = $(HR_LIBS)
 tests_t_dirtyset_LDADD = $(HR_LIBS)
 tests_t_envelope_LDADD = $(HR_LIBS)
@@ -47,3 +47,4 @@ tests_t_core_LDADD = $(HR_LIBS)
 tests_t_place_LDADD = $(HR_LIBS)
 tests_t_heartbeat_LDADD = $(HR_LIBS)
 tests_t_onespeaker_LDADD = $(HR_LIBS)
+tests_t_reprotect_LDADD = $(HR_LIBS)

@@ -39,7 +39,7 @@ static int path(enum hr_role_side side, const enum hr_role_event *evs, unsigned 
 
 int main(void)
 {
-	plan(17);
+	plan(22);
 	/* names: one table, parse is its inverse */
 	int names_ok = 1;
 	for (unsigned s = 0; s < HR_RS_NR; s++) {
@@ -94,6 +94,26 @@ int main(void)
 	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_ERROR, HR_RE_STOP) ==
 	       HR_RS_FAILED,
 	   "an error is final: a later stop keeps 'failed'");
+
+	/* re-protection */
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_LOST,
+		HR_RE_OUTPUT_HELD, HR_RE_REPROTECT, HR_RE_CONNECTED,
+		HR_RE_SYNCED) == HR_RS_PROTECTED,
+	   "primary: lost, held, re-protected: protected again");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_PRIMARY_LOST, HR_RE_PROMOTED,
+		HR_RE_REPROTECT, HR_RE_CONNECTED, HR_RE_SYNCED,
+		HR_RE_BACKUP_LOST) == HR_RS_UNPROTECTED,
+	   "promoted backup: re-protects as a primary (and can lose that backup like one)");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_REPROTECT) == -1 &&
+	       PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_REPROTECT) == -1,
+	   "re-protection only without a backup (unprotected or promoted)");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_LOST,
+		HR_RE_STAND_DOWN) == HR_RS_DEMOTED,
+	   "a held primary told the VM runs elsewhere stands down: demoted");
+	ok(!strcmp(hr_role_event_token(HR_RE_REPROTECT), "+reprotect-start") &&
+	       !strcmp(hr_role_event_token(HR_RE_STAND_DOWN), "+stand-down") &&
+	       !strcmp(hr_role_event_token(HR_RE_OUTPUT_RELEASED), "+output-released"),
+	   "tokens +reprotect-start, +stand-down, +output-released");
 
 	/* observer: told once per change, after it */
 	nr_changes = 0;

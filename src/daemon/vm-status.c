@@ -75,6 +75,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		vm->state == HR_RS_PROTECTED || vm->state == HR_RS_BACKUP ? in_state_ms
 									  : UINT64_MAX);
 	json_ms(sb, "last_heartbeat_age_ms", hb_age_ms);
+	hr_sbuf_addf(sb, ", \"output_held\": %s", vm->held ? "true" : "false");
 	hr_sbuf_add(sb, ", \"witness\": null", 17); /* no witness support yet: see README */
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
@@ -110,7 +111,9 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_addf(sb, "  in_state_ms=%llu", (unsigned long long)in_state_ms);
 	if (hb_age_ms != UINT64_MAX)
 		hr_sbuf_addf(sb, " last_heartbeat_age_ms=%llu", (unsigned long long)hb_age_ms);
-	if (in_state_ms != UINT64_MAX)
+	if (vm->held)
+		hr_sbuf_add(sb, " output=held", 12);
+	if (in_state_ms != UINT64_MAX || vm->held)
 		hr_sbuf_add(sb, "\n", 1);
 	if (vm->have_stats) {
 		char line[256];
