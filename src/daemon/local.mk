@@ -12,8 +12,7 @@ hareplicated_SOURCES = \
 	src/daemon/vm-status.c \
 	src/daemon/worker.c \
 	src/daemon/adopt.c \
-	src/daemon/console.c src/daemon/console.h \
-	src/daemon/kv.c src/daemon/kv.h
+	src/daemon/console.c src/daemon/console.h
 hareplicated_LDADD = $(HR_LIBS)
 
 EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
