@@ -12,7 +12,8 @@ hareplicated_SOURCES = \
 	src/daemon/vm-status.c \
 	src/daemon/worker.c \
 	src/daemon/adopt.c \
-	src/daemon/console.c src/daemon/console.h
+	src/daemon/console.c src/daemon/console.h \
+	src/daemon/witness-serve.c
 hareplicated_LDADD = $(HR_LIBS)
 
 EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
