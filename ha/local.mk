@@ -5,3 +5,4 @@ libhr_a_SOURCES += ha/witness.h ha/witness-table.c ha/witness-wire.c ha/witness-
 # kv.c is the line codec of the control protocol and of the witness: the
 # witness client in libhr needs it, so it is built there (path unchanged)
 libhr_a_SOURCES += src/daemon/kv.c src/daemon/kv.h
+EXTRA_DIST += docs/witness.md

@@ -50,7 +50,12 @@ struct hr_wit_reply {
 	uint64_t sent_ns; /* hr_witness_ask: CLOCK_MONOTONIC just before connecting */
 };
 
-/* ---- client (witness-client.c) ---- */
+/* ---- client (witness-client.c) ----
+ *
+ * Contract for the caller: a register or a release ends the node's lease
+ * at the witness on receipt, so stop relying on a lease before sending
+ * either; a lease is valid only until hr_witness_lease_expiry_ns(), even if
+ * the reply arrives later (then it is expired on arrival). */
 
 /*
  * One exchange with the witness at addr ("host", "host:port", "[v6]:port";
