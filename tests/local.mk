@@ -48,3 +48,8 @@ tests_t_place_LDADD = $(HR_LIBS)
 tests_t_heartbeat_LDADD = $(HR_LIBS)
 tests_t_onespeaker_LDADD = $(HR_LIBS)
 tests_t_reprotect_LDADD = $(HR_LIBS)
+
+# the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
+check_PROGRAMS += tests/t-witness
+TESTS += tests/t-witness
+tests_t_witness_LDADD = $(HR_LIBS)

@@ -74,6 +74,12 @@ struct hr_daemon_opts {
 	uint64_t failover_timeout_ms;
 	int unprotected_release; /* --unprotected-output release */
 	int foreground, verbose;
+	/* witness (ha/witness.h, docs/witness.md) */
+	const char *witness; /* --witness HOST[:PORT] this host's VMs use, NULL = none */
+	const char *node;    /* --node: this host's name at the witness (gethostname) */
+	uint64_t lease_ms;   /* --lease-ms; 0 = 2 x failover timeout, >= 1000
+			      * (hr_witness_lease_ms()) */
+	int serve_witness;   /* --serve-witness: a witness only, no VMs */
 };
 
 extern struct hr_daemon_opts hr_dopts;
@@ -111,5 +117,12 @@ int hr_ctl_listen(struct event_base *base, int fd);
 /* Send body (may be NULL) then `ok` (err == NULL) or `error: err`, and close. */
 void hr_ctl_reply(struct hr_ctl_conn *cc, const char *body, const char *err);
 void hr_ctl_set_vm(struct hr_ctl_conn *cc, struct hr_dvm *vm);
+
+/* witness-serve.c: load STATE-DIR/witness.table (absent = empty; 0, or
+ * -errno for a table it cannot read or trust), then answer witness
+ * requests on listen_fd. */
+int hr_witness_load(const char *state_dir);
+int hr_witness_serve(struct event_base *base, int listen_fd);
+unsigned hr_witness_serve_nr_vms(void);
 
 #endif

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
+#include "ha/witness.h"
 
 struct hr_daemon_opts hr_dopts = {
     .control_path = HR_DEFAULT_CONTROL,
@@ -65,6 +66,16 @@ static const char usage[] =
     "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
     "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
+    "  --witness HOST[:PORT]   the witness this host's VMs ask for a lease when\n"
+    "                          primary and backup lose each other (default port\n"
+    "                          " HR_DEFAULT_PORT "; [V6ADDR]:PORT; default: none)\n"
+    "  --node NAME             this host's name at the witness (default: the host\n"
+    "                          name; [A-Za-z0-9_.-], 1..64)\n"
+    "  --lease-ms MS           length of the leases asked for (default 0: twice\n"
+    "                          --failover-timeout, at least 1000; at most 60000)\n"
+    "  --serve-witness         be a witness only: answer lease requests on\n"
+    "                          --listen (table in STATE-DIR/witness.table); runs no\n"
+    "                          VMs and needs no /dev/kvm (docs/witness.md)\n"
     "  --pidfile FILE          write the daemon's pid there\n"
     "  -f, --foreground        stay in the foreground and log to stderr (default:\n"
     "                          detach and log to syslog, facility daemon)\n"
@@ -74,7 +85,9 @@ static const char usage[] =
     "HA transitions are logged with stable tokens, one per state (+syncing,\n"
     "+protected, +unprotected, +backup, +promoting, +promoted, +demoted,\n"
     "+stopped, +failed) and per event (+backup-lost, +backup-silent,\n"
-    "+primary-lost, +failover-start); `hareplicate status` uses the same names.\n";
+    "+primary-lost, +failover-start); `hareplicate status` uses the same names.\n"
+    "A witness logs +lease-granted, +lease-denied, +lease-expired and\n"
+    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n";
 
 static struct event_base *base;
 
@@ -226,10 +239,13 @@ static void sigchld_cb(evutil_socket_t sig, short what, void *arg)
  * themselves, and a hareplicated started later adopts them (adopt.c). */
 static void sigterm_cb(evutil_socket_t sig, short what, void *arg)
 {
-	log_info(NULL,
-		 "signal %d: exiting; %u VM worker(s) keep running and are adopted by the "
-		 "next hareplicated (stop a VM with `hareplicate stop`)",
-		 (int)sig, hr_vms_nr_workers());
+	if (hr_dopts.serve_witness)
+		log_info(NULL, "signal %d: exiting; the witness table is saved", (int)sig);
+	else
+		log_info(NULL,
+			 "signal %d: exiting; %u VM worker(s) keep running and are adopted by "
+			 "the next hareplicated (stop a VM with `hareplicate stop`)",
+			 (int)sig, hr_vms_nr_workers());
 	event_base_loopexit(base, NULL);
 }
 
@@ -275,6 +291,10 @@ int main(int argc, char **argv)
 	    {"failover-timeout", required_argument, NULL, 't'},
 	    {"console-default", required_argument, NULL, 'c'},
 	    {"unprotected-output", required_argument, NULL, 'u'},
+	    {"witness", required_argument, NULL, 'W'},
+	    {"node", required_argument, NULL, 'N'},
+	    {"lease-ms", required_argument, NULL, 'L'},
+	    {"serve-witness", no_argument, NULL, 'S'},
 	    {"pidfile", required_argument, NULL, 'p'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -282,6 +302,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *pidfile = NULL;
+	static char hostname[256];
 	char pattern[4096], *end;
 	struct event *ev_chld, *ev_term, *ev_int;
 	int c, ctl_fd, repl_fd, rc;
@@ -325,6 +346,38 @@ int main(int argc, char **argv)
 					"hareplicated: --unprotected-output release: a torn "
 					"link can make two hosts speak for one VM\n");
 			break;
+		case 'W':
+			if (!*optarg) {
+				fprintf(stderr, "hareplicated: --witness takes HOST[:PORT]\n");
+				return 2;
+			}
+			hr_dopts.witness = optarg;
+			break;
+		case 'N':
+			if (!hr_wit_name_ok(optarg)) {
+				fprintf(stderr,
+					"hareplicated: bad --node '%s' ([A-Za-z0-9_.-], 1..64, "
+					"not starting with '.' or '-')\n",
+					optarg);
+				return 2;
+			}
+			hr_dopts.node = optarg;
+			break;
+		case 'L':
+			hr_dopts.lease_ms = strtoull(optarg, &end, 10);
+			if (*end || !*optarg || *optarg == '-' ||
+			    hr_dopts.lease_ms < HR_WIT_LEASE_MIN_MS ||
+			    hr_dopts.lease_ms > HR_WIT_LEASE_MAX_MS) {
+				fprintf(
+				    stderr,
+				    "hareplicated: bad --lease-ms '%s' (milliseconds, %d..%d)\n",
+				    optarg, HR_WIT_LEASE_MIN_MS, HR_WIT_LEASE_MAX_MS);
+				return 2;
+			}
+			break;
+		case 'S':
+			hr_dopts.serve_witness = 1;
+			break;
 		case 'p':
 			pidfile = optarg;
 			break;
@@ -349,6 +402,23 @@ int main(int argc, char **argv)
 	}
 	if (hr_dopts.state_dir[0] != '/' || hr_dopts.control_path[0] != '/') {
 		fprintf(stderr, "hareplicated: --state-dir and --control take absolute paths\n");
+		return 2;
+	}
+	if (!hr_dopts.node) {
+		if (gethostname(hostname, sizeof(hostname) - 1) < 0)
+			hostname[0] = '\0';
+		hr_dopts.node = hostname;
+		if (hr_dopts.witness && !hr_wit_name_ok(hostname)) {
+			fprintf(stderr,
+				"hareplicated: the host name '%s' is no witness node name; give "
+				"--node NAME\n",
+				hostname);
+			return 2;
+		}
+	}
+	if (hr_dopts.serve_witness && hr_dopts.witness) {
+		fprintf(stderr, "hareplicated: --serve-witness and --witness: a witness does not "
+				"ask another witness\n");
 		return 2;
 	}
 	if (!hr_dopts.console_pattern) {
@@ -389,6 +459,10 @@ int main(int argc, char **argv)
 		unlink(hr_dopts.control_path);
 		return 1;
 	}
+	if (hr_dopts.serve_witness && hr_witness_load(hr_dopts.state_dir) < 0) {
+		unlink(hr_dopts.control_path);
+		return 1;
+	}
 	if (!hr_dopts.foreground) {
 		rc = daemonize();
 		if (rc < 0) {
@@ -413,14 +487,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	hr_vms_init(base);
-	unsigned adopted = hr_vms_adopt_all();
-	if (adopted)
-		log_info(NULL, "adopted %u running VM worker(s)", adopted);
-	if (hr_ctl_listen(base, ctl_fd) < 0 ||
-	    !evconnlistener_new(base, repl_accept_cb, NULL,
-				LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, repl_fd)) {
-		log_err(NULL, "cannot listen");
-		return 1;
+	if (hr_dopts.serve_witness) {
+		/* no VMs here: the port answers witness requests */
+		rc = hr_witness_serve(base, repl_fd);
+		if (rc < 0 || hr_ctl_listen(base, ctl_fd) < 0) {
+			log_err(NULL, "cannot serve as a witness: %s", hr_strerror(rc));
+			unlink(hr_dopts.control_path);
+			return 1;
+		}
+	} else {
+		unsigned adopted = hr_vms_adopt_all();
+		if (adopted)
+			log_info(NULL, "adopted %u running VM worker(s)", adopted);
+		if (hr_ctl_listen(base, ctl_fd) < 0 ||
+		    !evconnlistener_new(base, repl_accept_cb, NULL,
+					LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+					repl_fd)) {
+			log_err(NULL, "cannot listen");
+			return 1;
+		}
 	}
 	ev_chld = evsignal_new(base, SIGCHLD, sigchld_cb, NULL);
 	ev_term = evsignal_new(base, SIGTERM, sigterm_cb, NULL);
@@ -430,10 +515,20 @@ int main(int argc, char **argv)
 	evsignal_add(ev_int, NULL);
 	signal(SIGHUP, SIG_IGN);
 
-	log_info(NULL,
-		 "hareplicated %s: control %s, replication %s, state %s, failover after %llu ms",
-		 PACKAGE_VERSION, hr_dopts.control_path, hr_dopts.listen, hr_dopts.state_dir,
-		 (unsigned long long)hr_dopts.failover_timeout_ms);
+	if (hr_dopts.serve_witness)
+		log_info(NULL,
+			 "hareplicated %s: control %s, witness on %s, state %s, %u VM(s) in the "
+			 "table",
+			 PACKAGE_VERSION, hr_dopts.control_path, hr_dopts.listen,
+			 hr_dopts.state_dir, hr_witness_serve_nr_vms());
+	else
+		log_info(NULL,
+			 "hareplicated %s: control %s, replication %s, state %s, failover after "
+			 "%llu ms%s%s",
+			 PACKAGE_VERSION, hr_dopts.control_path, hr_dopts.listen,
+			 hr_dopts.state_dir, (unsigned long long)hr_dopts.failover_timeout_ms,
+			 hr_dopts.witness ? ", witness " : "",
+			 hr_dopts.witness ? hr_dopts.witness : "");
 	event_base_dispatch(base);
 
 	hr_vms_reap();

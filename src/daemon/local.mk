@@ -14,10 +14,13 @@ hareplicated_SOURCES = \
 	src/daemon/adopt.c \
 	src/daemon/reconnect.c \
 	src/daemon/console.c src/daemon/console.h \
-	src/daemon/kv.c src/daemon/kv.h
+	src/daemon/witness-serve.c
 hareplicated_LDADD = $(HR_LIBS)
 
 EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
 
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
+
+dist_check_SCRIPTS += tests/t-witness-daemon.sh
+TESTS += tests/t-witness-daemon.sh

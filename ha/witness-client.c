@@ -1,0 +1,265 @@
+/*
+ * witness-client.c - asking the witness (witness.h): one TCP connection per
+ * request, non-blocking, every step bounded by one deadline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "daemon/kv.h"
+#include "ha/witness.h"
+
+uint64_t hr_witness_lease_expiry_ns(uint64_t sent_ns, uint64_t lease_ms)
+{
+	uint64_t margin_ms = lease_ms / 10 > 50 ? lease_ms / 10 : 50;
+	if (lease_ms <= margin_ms)
+		return sent_ns;
+	return sent_ns + (lease_ms - margin_ms) * 1000000ull;
+}
+
+/* "host", "host:port", "[v6]:port", "[v6]" -> host, port. */
+static int split_addr(const char *addr, char *host, size_t host_size, char *port, size_t port_size)
+{
+	const char *colon, *h = addr;
+	size_t hl;
+
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return -EINVAL;
+		h = addr + 1;
+		hl = (size_t)(rb - h);
+		colon = rb[1] ? rb + 1 : NULL;
+	} else {
+		colon = strchr(addr, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return -EINVAL; /* a bare v6 address needs brackets */
+		hl = colon ? (size_t)(colon - addr) : strlen(addr);
+	}
+	if (!hl || hl >= host_size)
+		return -EINVAL;
+	snprintf(host, host_size, "%.*s", (int)hl, h);
+	snprintf(port, port_size, "%s", colon ? colon + 1 : HR_WIT_DEFAULT_PORT);
+	if (!port[0] || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
+	    atoi(port) > 65535 || atoi(port) == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = hr_now_ns();
+	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* Wait for events on fd until the deadline: 0, -ETIMEDOUT, -errno. */
+static int wait_fd(int fd, short events, uint64_t deadline_ns)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	for (;;) {
+		int ms = ms_left(deadline_ns);
+		if (!ms)
+			return -ETIMEDOUT;
+		int n = poll(&p, 1, ms);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int rc, err = 0;
+	socklen_t len = sizeof(err);
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		rc = errno == EINPROGRESS ? wait_fd(fd, POLLOUT, deadline_ns) : -errno;
+		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			rc = -errno;
+		else if (!rc && err)
+			rc = -err;
+		if (rc < 0) {
+			close(fd);
+			return rc;
+		}
+	}
+	return fd;
+}
+
+static int connect_addr(const char *addr, uint64_t deadline_ns)
+{
+	char host[256], port[8];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	int rc = split_addr(addr, host, sizeof(host), port, sizeof(port));
+
+	if (rc < 0)
+		return rc;
+	if (getaddrinfo(host, port, &hints, &res))
+		return -EHOSTUNREACH;
+	rc = -EHOSTUNREACH;
+	for (ai = res; ai; ai = ai->ai_next) {
+		rc = connect_one(ai, deadline_ns);
+		if (rc >= 0 || rc == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	return rc;
+}
+
+static int send_all(int fd, const char *buf, size_t len, uint64_t deadline_ns)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		int rc = wait_fd(fd, POLLOUT, deadline_ns);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Read one line into buf (NUL-terminated, no newline) from fd, keeping what
+ * follows it in buf after the NUL: *have is the byte count in buf, *used
+ * that of the line and its newline.  0, -ETIMEDOUT, -HR_EPROTO (too long
+ * or EOF before a newline), -errno.
+ */
+static int read_line(int fd, char *buf, size_t size, size_t *have, size_t *used,
+		     uint64_t deadline_ns)
+{
+	if (*used) {
+		memmove(buf, buf + *used, *have - *used);
+		*have -= *used;
+		*used = 0;
+	}
+	for (;;) {
+		char *nl = memchr(buf, '\n', *have);
+		if (nl) {
+			*nl = '\0';
+			*used = (size_t)(nl - buf) + 1;
+			return 0;
+		}
+		if (*have >= size - 1)
+			return -HR_EPROTO;
+		ssize_t n = recv(fd, buf + *have, size - 1 - *have, 0);
+		if (n > 0) {
+			*have += (size_t)n;
+			continue;
+		}
+		if (!n)
+			return -HR_EPROTO;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		int rc = wait_fd(fd, POLLIN, deadline_ns);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Connect, send req, and read the first reply line into buf. */
+static int exchange(const char *addr, const struct hr_wit_req *req, char *buf, size_t size,
+		    size_t *have, size_t *used, uint64_t deadline_ns, int *fd_r)
+{
+	char line[HR_WIT_LINE_MAX];
+	int len = hr_wit_req_format(req, line, sizeof(line) - 1);
+	int fd, rc;
+
+	if (len < 0)
+		return -EINVAL;
+	line[len++] = '\n';
+	fd = connect_addr(addr, deadline_ns);
+	if (fd < 0)
+		return fd;
+	rc = send_all(fd, line, (size_t)len, deadline_ns);
+	if (!rc)
+		rc = read_line(fd, buf, size, have, used, deadline_ns);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	*fd_r = fd;
+	return 0;
+}
+
+int hr_witness_ask(const char *addr, const struct hr_wit_req *req, struct hr_wit_reply *rep,
+		   int timeout_ms)
+{
+	uint64_t sent_ns = hr_now_ns();
+	uint64_t deadline_ns = sent_ns + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	char buf[HR_WIT_LINE_MAX + 1];
+	size_t have = 0, used = 0;
+	int fd, rc;
+
+	memset(rep, 0, sizeof(*rep));
+	if (req->op == HR_WIT_LIST || !hr_wit_name_ok(req->vm) ||
+	    (req->op != HR_WIT_QUERY && !hr_wit_name_ok(req->node)) ||
+	    (req->peer[0] && !hr_wit_name_ok(req->peer))) {
+		snprintf(rep->why, sizeof(rep->why), "bad request (op, vm, node or peer)");
+		return -EINVAL;
+	}
+	rc = exchange(addr, req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
+	if (rc < 0)
+		return rc;
+	close(fd);
+	rc = hr_wit_reply_parse(buf, used - 1, rep);
+	if (rc == -HR_EVERSION)
+		rc = -HR_EPROTO;
+	rep->sent_ns = sent_ns;
+	return rc;
+}
+
+int hr_witness_list(const char *addr, int timeout_ms,
+		    void (*cb)(void *arg, const struct hr_wit_reply *rep), void *arg)
+{
+	uint64_t deadline_ns =
+	    hr_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
+	struct hr_wit_req req = {.op = HR_WIT_LIST};
+	struct hr_wit_reply rep;
+	struct hr_kvline l;
+	char buf[HR_WIT_LINE_MAX + 1];
+	size_t have = 0, used = 0;
+	uint64_t nr;
+	int fd, rc;
+
+	rc = exchange(addr, &req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
+	if (rc < 0)
+		return rc;
+	/* `hrw=1 nr=N`, then N records */
+	rc = hr_kv_parse(&l, buf, used - 1) < 0 ? -HR_EPROTO : 0;
+	if (!rc) {
+		const char *v = hr_kv_get(&l, "hrw");
+		if (!v || strcmp(v, "1") || hr_kv_getu(&l, "nr", &nr) < 0 ||
+		    nr > HR_WIT_MAX_RECORDS)
+			rc = hr_kv_get(&l, "error") ? -EINVAL : -HR_EPROTO;
+		hr_kv_free(&l);
+	}
+	for (uint64_t i = 0; !rc && i < nr; i++) {
+		rc = read_line(fd, buf, sizeof(buf), &have, &used, deadline_ns);
+		if (!rc)
+			rc = hr_wit_reply_parse(buf, used - 1, &rep);
+		if (!rc && !rep.vm[0])
+			rc = -HR_EPROTO;
+		if (!rc)
+			cb(arg, &rep);
+	}
+	close(fd);
+	return rc == -HR_EVERSION ? -HR_EPROTO : rc;
+}

@@ -1,0 +1,159 @@
+/* cmd-witness.c - `hareplicate witness`: show a witness's table, or ask it one thing. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cmd.h"
+#include "cli/ctl.h"
+#include "common/err.h"
+#include "ha/witness.h"
+
+static const char witness_help[] =
+    "Ask the witness at ADDR (HOST, HOST:PORT or [V6ADDR]:PORT; default port 7788;\n"
+    "a `hareplicated --serve-witness`).  Without VM: its whole table, one line\n"
+    "per VM.  With VM: that VM's record (a query), or with one of the options\n"
+    "below the request it names, as a host's daemon would send it (for tests and\n"
+    "for repairs by hand: a claim can make a node the owner).  Output, one line\n"
+    "per VM:\n"
+    "\n"
+    "  VM owner=NODE backup=NODE|- holder=NODE|- term=N lease_ms=N remaining_ms=N\n"
+    "\n"
+    "and for one VM also granted=0|1 and why=TEXT (to the end of the line);\n"
+    "remaining_ms is what is left of the holder's lease as the witness sees it.\n"
+    "\n"
+    "  --register NODE   NODE runs VM as its protected primary; with\n"
+    "  --backup NODE     the node that holds its complete copy\n"
+    "  --claim NODE      NODE asks for the lease: as VM's primary, or with\n"
+    "  --primary NODE    as the backup of that primary, to promote\n"
+    "  --lease-ms MS     the lease asked for (default 1000)\n"
+    "  --release NODE    NODE gives its lease back\n"
+    "  --forget NODE     the owner NODE stopped VM on purpose: drop the record\n"
+    "  --timeout MS      give up after MS (default 3000)\n"
+    "\n"
+    "Exit status: 0 granted (or the record exists), 1 denied (or no such VM),\n"
+    "2 bad usage, 69 the witness could not be asked.\n";
+
+static const char *dash(const char *s)
+{
+	return *s ? s : "-";
+}
+
+static void print_rec(const struct hr_wit_reply *rep)
+{
+	printf("%s owner=%s backup=%s holder=%s term=%llu lease_ms=%llu remaining_ms=%llu",
+	       dash(rep->vm), dash(rep->owner), dash(rep->backup), dash(rep->holder),
+	       (unsigned long long)rep->term, (unsigned long long)rep->lease_ms,
+	       (unsigned long long)rep->remaining_ms);
+}
+
+static void list_cb(void *arg, const struct hr_wit_reply *rep)
+{
+	print_rec(rep);
+	printf("\n");
+}
+
+static int set_op(struct hr_wit_req *req, enum hr_wit_op op, const char *node, int *nr_ops)
+{
+	(*nr_ops)++;
+	req->op = op;
+	snprintf(req->node, sizeof(req->node), "%s", node);
+	return strlen(node) <= HR_WIT_NAME_MAX && hr_wit_name_ok(node) ? 0 : -1;
+}
+
+static int cmd_witness(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"register", required_argument, NULL, 'r'}, {"backup", required_argument, NULL, 'b'},
+	    {"claim", required_argument, NULL, 'c'},	{"primary", required_argument, NULL, 'p'},
+	    {"lease-ms", required_argument, NULL, 'l'}, {"release", required_argument, NULL, 'R'},
+	    {"forget", required_argument, NULL, 'F'},	{"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	};
+	struct hr_wit_req req = {.op = HR_WIT_QUERY, .lease_ms = 1000};
+	struct hr_wit_reply rep;
+	const char *peer = NULL, *addr;
+	int c, nr_ops = 0, bad = 0, rc;
+	long timeout_ms = 3000;
+	char *end;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			bad |= set_op(&req, HR_WIT_REGISTER, optarg, &nr_ops);
+			break;
+		case 'c':
+			bad |= set_op(&req, HR_WIT_CLAIM, optarg, &nr_ops);
+			break;
+		case 'R':
+			bad |= set_op(&req, HR_WIT_RELEASE, optarg, &nr_ops);
+			break;
+		case 'F':
+			bad |= set_op(&req, HR_WIT_FORGET, optarg, &nr_ops);
+			break;
+		case 'b':
+		case 'p':
+			peer = optarg;
+			break;
+		case 'l':
+			req.lease_ms = strtoull(optarg, &end, 10);
+			bad |= *end || !*optarg || *optarg == '-';
+			break;
+		case 't':
+			timeout_ms = strtol(optarg, &end, 10);
+			bad |= *end || timeout_ms <= 0 || timeout_ms > 600000;
+			break;
+		case 'h':
+			printf("usage: hareplicate witness %s\n\n%s", hr_cmd_witness.usage,
+			       witness_help);
+			return 0;
+		default:
+			return hr_cmd_usage(&hr_cmd_witness);
+		}
+	}
+	if (bad || nr_ops > 1 || argc - optind < 1 || argc - optind > 2 ||
+	    (nr_ops && argc - optind != 2) ||
+	    (peer && req.op != HR_WIT_REGISTER && req.op != HR_WIT_CLAIM))
+		return hr_cmd_usage(&hr_cmd_witness);
+	addr = argv[optind];
+	if (argc - optind == 1) {
+		rc = hr_witness_list(addr, (int)timeout_ms, list_cb, NULL);
+		if (rc < 0) {
+			fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n",
+				addr, hr_strerror(rc));
+			return HR_CTL_EXIT_UNREACHABLE;
+		}
+		return 0;
+	}
+	if (!hr_wit_name_ok(argv[optind + 1]) || (peer && !hr_wit_name_ok(peer))) {
+		fprintf(stderr,
+			"hareplicate witness: bad VM or node name ([A-Za-z0-9_.-], 1..64)\n");
+		return 2;
+	}
+	snprintf(req.vm, sizeof(req.vm), "%s", argv[optind + 1]);
+	snprintf(req.peer, sizeof(req.peer), "%s", peer ? peer : "");
+	rc = hr_witness_ask(addr, &req, &rep, (int)timeout_ms);
+	if (rc == -EINVAL) {
+		fprintf(stderr, "hareplicate witness: the witness refused the request: %s\n",
+			rep.why);
+		return 1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n", addr,
+			hr_strerror(rc));
+		return HR_CTL_EXIT_UNREACHABLE;
+	}
+	if (!rep.vm[0])
+		snprintf(rep.vm, sizeof(rep.vm), "%s", req.vm);
+	print_rec(&rep);
+	printf(" granted=%d%s%s\n", rep.granted, rep.why[0] ? " why=" : "", rep.why);
+	return rep.granted ? 0 : 1;
+}
+
+const struct hr_cmd hr_cmd_witness = {
+    "witness",
+    "ADDR [VM [--register NODE [--backup NODE] | --claim NODE [--primary NODE] "
+    "[--lease-ms MS] | --release NODE | --forget NODE]]",
+    witness_help, cmd_witness};
