@@ -18,11 +18,24 @@ enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int st
 	}
 	if (!m->auto_promote)
 		return HR_HA_WAIT; /* the operator decides (hareplicate failover) */
-	return HR_HA_PROMOTE;
+	return hr_ha_may_promote(m, now_ns);
+}
+
+enum hr_ha_verdict hr_ha_may_promote(struct hr_ha_monitor *m, uint64_t now_ns)
+{
+	if (!m->lease || !m->lease->addr)
+		return HR_HA_PROMOTE;
+	int r = hr_ha_lease_claim_promotion(m->lease, now_ns);
+	if (r > 0)
+		return HR_HA_PROMOTE;
+	m->why = m->lease->why;
+	return r < 0 ? HR_HA_STALE : HR_HA_WAIT;
 }
 
 int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
 {
+	if (m->lease && m->lease->addr && m->lease->next_ask_ns > now_ns)
+		return (int)((m->lease->next_ask_ns - now_ns) / 1000000) + 1;
 	if (!m->silence_ms)
 		return -1;
 	uint64_t due = m->last_rx_ns + m->silence_ms * 1000000ull;
@@ -33,13 +46,21 @@ int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
 
 enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns)
 {
-	(void)now_ns;
-	if (a->speaking) {
-		a->why = "this host speaks for the VM (promoted); releasing output";
-		return HR_HA_OUTPUT_RELEASE;
-	}
 	if (a->release_allowed) {
 		a->why = "release allowed without proof (--unprotected-output release)";
+		return HR_HA_OUTPUT_RELEASE;
+	}
+	if (a->lease && a->lease->addr) {
+		int r = hr_ha_lease_claim_owner(a->lease, now_ns);
+		if (r < 0) {
+			a->why = "the witness says the VM runs on another host";
+			return HR_HA_OUTPUT_STAND_DOWN;
+		}
+		a->why = r ? "this host holds the witness's lease" : a->lease->why;
+		return r ? HR_HA_OUTPUT_RELEASE : HR_HA_OUTPUT_HOLD;
+	}
+	if (a->speaking) {
+		a->why = "this host speaks for the VM (promoted); releasing output";
 		return HR_HA_OUTPUT_RELEASE;
 	}
 	a->why = "nothing proves the backup is gone (it may be promoting behind a torn link): "
@@ -49,7 +70,11 @@ enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns)
 
 int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns)
 {
-	(void)a;
-	(void)now_ns;
-	return -1;
+	if (!a->lease || !a->lease->addr)
+		return -1;
+	/* ask again when due, and look again when the lease ends */
+	uint64_t due = a->lease->next_ask_ns;
+	if (a->lease->until_ns > now_ns && a->lease->until_ns < due)
+		due = a->lease->until_ns;
+	return due > now_ns ? (int)((due - now_ns) / 1000000) + 1 : 0;
 }

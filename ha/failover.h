@@ -16,15 +16,58 @@ enum hr_ha_verdict {
 	HR_HA_WAIT = 0,	   /* keep receiving */
 	HR_HA_PROMOTE = 1, /* take over now */
 	HR_HA_GIVE_UP = 2, /* stream gone before any commit: nothing to run */
+	HR_HA_STALE = 3,   /* the witness says this copy is stale: it must never run */
 };
+
+/*
+ * This host's standing with the witness for one VM (ha/lease.c; protocol
+ * and rules in ha/witness.h and docs/witness.md).  A backup promotes only
+ * with a lease; a primary without a backup releases output only while it
+ * holds one; a protected primary registers its backup so that the backup
+ * may claim.  No witness (addr NULL): every call says so and changes nothing.
+ */
+enum hr_ha_standing {
+	HR_HA_W_NONE = 0,    /* no witness configured */
+	HR_HA_W_UNKNOWN,     /* not asked yet */
+	HR_HA_W_REGISTERED,  /* it knows our backup (protected) */
+	HR_HA_W_LEASE,	     /* we hold the lease */
+	HR_HA_W_DENIED,	     /* it refused (another host holds or owns the VM) */
+	HR_HA_W_UNREACHABLE, /* no answer */
+};
+struct hr_ha_lease {
+	const char *addr; /* witness "host[:port]"; NULL = none */
+	const char *vm, *node, *peer_node;
+	uint64_t lease_ms;
+	uint64_t until_ns;    /* our lease is valid until then (0: none) */
+	uint64_t next_ask_ns; /* do not ask again before */
+	uint64_t contact_ns;  /* the witness's last answer */
+	int standing;	      /* enum hr_ha_standing (status reads it, relaxed) */
+	char owner[65];	      /* the owner the witness last named */
+	char why[160];	      /* the witness's last reason */
+};
+const char *hr_ha_standing_name(int standing);
+/* Backup: claim the VM from primary peer_node.  1 granted (promote), 0
+ * denied or no answer (wait; ask again after next_ask_ns), -1 stale (the
+ * witness knows no backup here: this copy must never run). */
+int hr_ha_lease_claim_promotion(struct hr_ha_lease *l, uint64_t now_ns);
+/* Primary without a backup: claim or renew as the owner.  1 held, 0 not
+ * (held by none), -1 the VM is owned elsewhere (stand down). */
+int hr_ha_lease_claim_owner(struct hr_ha_lease *l, uint64_t now_ns);
+/* Protected primary: tell the witness who the backup is (ends our lease
+ * there: stop relying on it first).  0, or -errno (ask again later). */
+int hr_ha_lease_register(struct hr_ha_lease *l);
+/* Forget the lease on this side (a session starts: acks release output). */
+void hr_ha_lease_drop(struct hr_ha_lease *l);
+int hr_ha_lease_valid(const struct hr_ha_lease *l, uint64_t now_ns);
 
 struct hr_ha_monitor {
 	const char *vm;
-	uint64_t silence_ms; /* 0: only an ended stream counts */
-	uint64_t last_rx_ns; /* last time anything arrived from the primary */
-	int have_commit;     /* an epoch has been committed */
-	int auto_promote;    /* else only an operator's failover promotes */
-	const char *why;     /* set by hr_ha_decide: why the primary counts as lost */
+	uint64_t silence_ms;	   /* 0: only an ended stream counts */
+	uint64_t last_rx_ns;	   /* last time anything arrived from the primary */
+	int have_commit;	   /* an epoch has been committed */
+	int auto_promote;	   /* else only an operator's failover promotes */
+	struct hr_ha_lease *lease; /* NULL or no witness: promote on loss alone */
+	const char *why;	   /* set by hr_ha_decide: why the primary counts as lost */
 };
 
 /*
@@ -35,7 +78,8 @@ struct hr_ha_monitor {
  * speaks for the VM:
  *   - it was already speaking (a promoted backup: its old primary holds
  *     output once its backup is gone, and stands down when it meets it);
- *   - a witness lease (to come: granted to one host at a time);
+ *   - a witness lease (granted to one host at a time; with a witness
+ *     configured this is the only proof taken, "speaking" included);
  *   - the operator's explicit choice of availability over that guarantee
  *     (hareplicated --unprotected-output release).
  * Otherwise output stays held (+output-held) until a backup is back and
@@ -49,10 +93,10 @@ enum hr_ha_output {
 
 struct hr_ha_alone {
 	const char *vm;
-	int release_allowed; /* --unprotected-output release */
-	int speaking;	     /* it was releasing when it became alone */
-	const char *witness; /* "host[:port]" or NULL */
-	const char *why;     /* set by hr_ha_alone_output */
+	int release_allowed;	   /* --unprotected-output release */
+	int speaking;		   /* it was releasing when it became alone */
+	struct hr_ha_lease *lease; /* with a witness: release only with its lease */
+	const char *why;	   /* set by hr_ha_alone_output */
 };
 enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns);
 /* When to decide again (ms, -1: only on events). */
@@ -61,6 +105,9 @@ int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns);
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);
 /* stream_ended: EOF, reset or a fatal stream error. */
 enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int stream_ended);
+/* The primary is lost (or the operator asked): promote now, wait (the
+ * witness refused or did not answer: ask again), or never (stale). */
+enum hr_ha_verdict hr_ha_may_promote(struct hr_ha_monitor *m, uint64_t now_ns);
 /* How long the receive loop may block before deciding again (ms, -1 = forever). */
 int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns);
 

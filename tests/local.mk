@@ -50,6 +50,7 @@ tests_t_onespeaker_LDADD = $(HR_LIBS)
 tests_t_reprotect_LDADD = $(HR_LIBS)
 
 # the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
-check_PROGRAMS += tests/t-witness
-TESTS += tests/t-witness
+check_PROGRAMS += tests/t-witness tests/t-witness-torn
+TESTS += tests/t-witness tests/t-witness-torn
 tests_t_witness_LDADD = $(HR_LIBS)
+tests_t_witness_torn_LDADD = $(HR_LIBS)

@@ -44,7 +44,7 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 	struct hr_ha_alone ha = {.vm = e->name,
 				 .release_allowed = e->cfg.unprotected_release,
 				 .speaking = e->speaking,
-				 .witness = e->cfg.witness};
+				 .lease = &e->lease};
 	int told = -1, both_speak_logged = 0;
 	uint64_t next_try = hr_now_ns() + 100 * 1000000ull; /* a restarted peer is quick */
 

@@ -114,7 +114,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	struct hr_staging *st = NULL;
 	struct hr_receiver rx;
 	struct hr_ha_monitor ha = {.silence_ms = e->cfg.silence_ms,
-				   .auto_promote = e->cfg.auto_promote};
+				   .auto_promote = e->cfg.auto_promote,
+				   .lease = &e->lease};
 	int rc, ended = 0;
 
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
@@ -186,7 +187,19 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			hr_engine_role_event(e, HR_RE_PRIMARY_LOST, ha.why);
 			goto promote;
 		}
-		int wait_ms = ended ? -1 : hr_ha_poll_ms(&ha, now);
+		if (v == HR_HA_STALE) {
+			char why[320];
+			snprintf(why, sizeof(why),
+				 "this copy is stale (%s): it must never run; a new backup "
+				 "replaces it when the primary re-protects itself",
+				 e->lease.why);
+			hr_engine_role_event(e, HR_RE_ERROR, why);
+			rc = -ESTALE;
+			goto out;
+		}
+		int wait_ms = hr_ha_poll_ms(&ha, now);
+		if (ended && v == HR_HA_WAIT && (!e->lease.addr || e->lease.next_ask_ns <= now))
+			wait_ms = -1; /* nothing more can arrive; only an operator decides */
 		if (hb_ms >= 0 && (wait_ms < 0 || hb_ms < wait_ms))
 			wait_ms = hb_ms;
 		int w = hr_peer_wait(&e->peer, wait_ms);
@@ -198,6 +211,15 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 		if (w == CTL_PROMOTE) {
 			if (!ha.have_commit) {
 				log_err(e->name, "failover refused: no complete epoch yet");
+				continue;
+			}
+			e->lease.next_ask_ns = 0; /* the operator asks now */
+			v = hr_ha_may_promote(&ha, hr_now_ns());
+			if (v != HR_HA_PROMOTE) {
+				log_err(e->name,
+					"failover refused: the witness did not grant the "
+					"lease (%s)",
+					e->lease.why);
 				continue;
 			}
 			hr_engine_role_event(e, HR_RE_OPERATOR_FAILOVER, "operator");

@@ -13,6 +13,7 @@
 #include "core/guestmem.h"
 #include "core/outbuf.h"
 #include "core/peer.h"
+#include "ha/failover.h"
 
 struct hr_engine {
 	struct hr_engine_config cfg;
@@ -26,6 +27,9 @@ struct hr_engine {
 	int end_pipe[2]; /* readable once stop/abort was asked: interrupts a blocked send */
 	struct hr_peer peer;
 	struct hr_role role;
+	struct hr_ha_lease lease; /* standing with the witness (none: addr NULL) */
+	int wit_registered;	  /* primary: the witness knows this session's backup */
+	uint64_t wit_next_register_ns;
 
 	/* primary (and a promoted backup once it is one) */
 	struct hr_outbuf *outbuf;

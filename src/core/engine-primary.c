@@ -167,12 +167,23 @@ static int backup_took_over(struct hr_engine *e)
 	}
 }
 
+/* Protected: the witness learns who the backup is (then the backup may
+ * claim the VM).  Bounded; retried every 2 s between epochs until done. */
+static void witness_register(struct hr_engine *e)
+{
+	if (!e->lease.addr || e->wit_registered || hr_now_ns() < e->wit_next_register_ns)
+		return;
+	e->wit_registered = hr_ha_lease_register(&e->lease) == 0;
+	e->wit_next_register_ns = hr_now_ns() + 2000 * 1000000ull;
+}
+
 /* Sleep until the next epoch is due; returns a control byte that ends the
  * loop (stop, abort), or 0 to checkpoint now. */
 static int wait_next_epoch(struct hr_engine *e)
 {
 	uint64_t due = e->src.last_pause_ns + e->cfg.epoch_us * 1000ull;
 	for (;;) {
+		witness_register(e);
 		uint64_t now = hr_now_ns();
 		if (now >= due)
 			return 0;
@@ -253,6 +264,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	int rc;
 
 	*ctl_r = 0;
+	hr_ha_lease_drop(&e->lease); /* from here on acks release output, not a lease */
+	e->wit_registered = 0;
+	e->wit_next_register_ns = 0;
 	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	hr_sender_init(&snd, e->name, fd);
@@ -284,6 +298,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			snprintf(why, sizeof(why),
 				 "the backup holds a complete copy (epoch %" PRIu64 ")", epoch);
 			hr_engine_role_event(e, HR_RE_SYNCED, why);
+			witness_register(e);
 		}
 		if (*ctl_r == CTL_STOP || *ctl_r == CTL_ABORT)
 			goto out;

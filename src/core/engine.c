@@ -94,6 +94,12 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 	e->cfg.name = e->name;
 	e->ops = cfg->ops;
 	e->peer.fd = -1;
+	e->lease = (struct hr_ha_lease){.addr = cfg->witness,
+					.vm = e->name,
+					.node = cfg->node,
+					.peer_node = cfg->peer_node ? cfg->peer_node : "",
+					.lease_ms = cfg->lease_ms ? cfg->lease_ms : 1000,
+					.standing = cfg->witness ? HR_HA_W_UNKNOWN : HR_HA_W_NONE};
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
 	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
@@ -226,4 +232,9 @@ void hr_engine_liveness(struct hr_engine *e, struct hr_engine_liveness *l)
 	l->state = (enum hr_role_state)__atomic_load_n((int *)&e->role.state, __ATOMIC_RELAXED);
 	l->state_age_ms = since && now > since ? (now - since) / 1000000 : 0;
 	l->peer_silent_ms = fd >= 0 && rx ? (now > rx ? (now - rx) / 1000000 : 0) : UINT64_MAX;
+	l->witness_standing = __atomic_load_n(&e->lease.standing, __ATOMIC_RELAXED);
+	uint64_t until = __atomic_load_n(&e->lease.until_ns, __ATOMIC_RELAXED);
+	uint64_t contact = __atomic_load_n(&e->lease.contact_ns, __ATOMIC_RELAXED);
+	l->lease_left_ms = until > now ? (until - now) / 1000000 : 0;
+	l->witness_contact_ms = contact ? (now - contact) / 1000000 : UINT64_MAX;
 }

@@ -117,8 +117,11 @@ void hr_engine_promote(struct hr_engine *eng);
  * it to the daemon every second for `status`). */
 struct hr_engine_liveness {
 	enum hr_role_state state;
-	uint64_t state_age_ms;	 /* since the last role change */
-	uint64_t peer_silent_ms; /* since the peer's last byte; UINT64_MAX: no peer */
+	uint64_t state_age_ms;	     /* since the last role change */
+	uint64_t peer_silent_ms;     /* since the peer's last byte; UINT64_MAX: no peer */
+	int witness_standing;	     /* enum hr_ha_standing (ha/failover.h) */
+	uint64_t lease_left_ms;	     /* of the witness's lease held here (0: none) */
+	uint64_t witness_contact_ms; /* since its last answer; UINT64_MAX: never */
 };
 void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
 

@@ -46,6 +46,7 @@ struct hr_worker_args {
 	const char *console_spec;
 	/* where the peer daemon listens, for re-protection ("" = unknown) */
 	char reconnect_addr[160];
+	char peer_node[HR_VM_NAME_MAX + 1]; /* the peer's --node ("" = not sent) */
 	/* backup */
 	uint64_t silence_ms;
 	const char *console_pattern; /* "%s" -> VM name */
@@ -55,8 +56,9 @@ struct hr_worker_args {
  * at addr ("host:port"), send the preamble for vm and read the answer,
  * all within timeout_ms: 0 with *fd_r (the engine's handshake follows),
  * -HR_EPROMOTED when the peer runs vm and releases its output, other
- * -errno (try again later). */
-int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r);
+ * -errno (try again later).  peer_node gets the peer's --node name. */
+int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
+		      char *peer_node, size_t peer_node_size);
 /* The port of --listen (what a peer connects back to). */
 const char *hr_listen_port(void);
 /* desc ("host:port" / "[v6]:port") with another port; 0 or -ENAMETOOLONG. */

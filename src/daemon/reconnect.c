@@ -114,7 +114,8 @@ static int read_line_until(int fd, char *buf, size_t size, uint64_t deadline_ns)
 	return -HR_EPROTO;
 }
 
-int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r)
+int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
+		      char *peer_node, size_t peer_node_size)
 {
 	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct hr_sbuf sb = {0};
@@ -128,6 +129,8 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
 	hr_kv_add(&sb, "vm", vm);
 	hr_kv_add(&sb, "port", hr_listen_port());
 	hr_kv_add(&sb, "speaking", speaking ? "1" : "0");
+	if (hr_dopts.node)
+		hr_kv_add(&sb, "node", hr_dopts.node);
 	hr_sbuf_add(&sb, "\n", 1);
 	rc = sb.oom ? -ENOMEM : (int)send(fd, sb.p, sb.len, MSG_NOSIGNAL);
 	rc = rc == (int)sb.len ? 0 : rc < 0 ? rc : -EIO;
@@ -142,6 +145,10 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
 			rc = code && !strcmp(code, "runs") ? -HR_EPROMOTED : -EAGAIN;
 			log_debug(vm, "re-protection: %s answered: %s", addr,
 				  hr_kv_get(&kv, "error") ? hr_kv_get(&kv, "error") : "refused");
+		} else {
+			const char *pn = hr_kv_get(&kv, "node");
+			snprintf(peer_node, peer_node_size, "%s",
+				 pn && hr_vm_name_ok(pn) ? pn : "");
 		}
 		hr_kv_free(&kv);
 	}

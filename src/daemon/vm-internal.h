@@ -30,6 +30,7 @@ struct hr_dvm {
 	pid_t pid;
 	struct bufferevent *bev; /* status channel */
 	char peer[160];
+	char peer_node[HR_VM_NAME_MAX + 1]; /* the peer's --node, from its preamble */
 	uint64_t started_ns;
 	struct hr_epoch_stats last;
 	int have_stats;
@@ -37,9 +38,12 @@ struct hr_dvm {
 	char last_token[24];
 	int held; /* primary without a backup: output held (it may be replaced) */
 	/* liveness, as the worker last reported it (every second) */
-	uint64_t live_ns;	 /* when that report arrived; 0 = none yet */
-	uint64_t state_age_ms;	 /* time in the current state then */
-	uint64_t peer_silent_ms; /* since the peer's last byte then; UINT64_MAX = no peer */
+	uint64_t live_ns;	     /* when that report arrived; 0 = none yet */
+	uint64_t state_age_ms;	     /* time in the current state then */
+	uint64_t peer_silent_ms;     /* since the peer's last byte then; UINT64_MAX = no peer */
+	char witness[16];	     /* standing with the witness then ("" = none) */
+	uint64_t lease_left_ms;	     /* then */
+	uint64_t witness_contact_ms; /* then; UINT64_MAX = never */
 	char error[256];
 	int failover_requested, stop_requested;
 	int adopted;	/* the worker is not our child: its end shows as EOF */

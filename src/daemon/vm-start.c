@@ -59,6 +59,7 @@ static void start_fork(struct hr_dvm *vm)
 	snprintf(a.name, sizeof(a.name), "%s", vm->name);
 	a.peer_desc = vm->peer;
 	snprintf(a.reconnect_addr, sizeof(a.reconnect_addr), "%s", vm->peer);
+	snprintf(a.peer_node, sizeof(a.peer_node), "%s", vm->peer_node);
 	a.ops = vm->ops;
 	a.vm.name = vm->name;
 	a.vm.mem_bytes = vm->mem_bytes;
@@ -129,7 +130,16 @@ static void preamble_cb(evutil_socket_t fd, short what, void *arg)
 		hr_kv_free(&kv);
 		return;
 	}
+	const char *pn = hr_kv_get(&kv, "node");
+	snprintf(vm->peer_node, sizeof(vm->peer_node), "%s", pn && hr_vm_name_ok(pn) ? pn : "");
 	hr_kv_free(&kv);
+	if (hr_dopts.witness && (!vm->peer_node[0] || !strcmp(vm->peer_node, hr_dopts.node))) {
+		start_fail(vm, "peer %s %s: with a witness both hosts need their own --node name",
+			   vm->peer,
+			   vm->peer_node[0] ? "has this host's --node name"
+					    : "sent no --node name");
+		return;
+	}
 	start_fork(vm);
 }
 
@@ -160,6 +170,8 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	hr_kv_add(&sb, "vm", vm->name);
 	hr_kv_add(&sb, "port", hr_listen_port()); /* where the peer finds us again */
 	hr_kv_add(&sb, "speaking", "0");
+	if (hr_dopts.node)
+		hr_kv_add(&sb, "node", hr_dopts.node);
 	hr_sbuf_add(&sb, "\n", 1);
 	ssize_t n = sb.oom ? -1 : send(fd, sb.p, sb.len, MSG_NOSIGNAL);
 	int send_ok = n == (ssize_t)sb.len;

@@ -59,6 +59,34 @@ static void json_ms(struct hr_sbuf *sb, const char *key, uint64_t ms)
 		hr_sbuf_addf(sb, ", \"%s\": %llu", key, (unsigned long long)ms);
 }
 
+/* "witness": null without one, else where it is, our standing (lease,
+ * registered, denied, unreachable), the lease left and the last answer's
+ * age, as the worker last reported them (aged since). */
+static void witness_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
+{
+	if (!hr_dopts.witness) {
+		hr_sbuf_add(sb, ", \"witness\": null", 17);
+		return;
+	}
+	uint64_t since_ms =
+	    vm->live_ns && now_ns > vm->live_ns ? (now_ns - vm->live_ns) / 1000000 : 0;
+	int live = vm->live_ns && vm->pid > 0 && vm->witness[0];
+	hr_sbuf_add(sb, ", \"witness\": {\"address\": ", 25);
+	json_str(sb, hr_dopts.witness);
+	hr_sbuf_add(sb, ", \"node\": ", 10);
+	json_str(sb, hr_dopts.node ? hr_dopts.node : "");
+	hr_sbuf_add(sb, ", \"peer_node\": ", 15);
+	json_str(sb, vm->peer_node);
+	hr_sbuf_add(sb, ", \"standing\": ", 14);
+	json_str(sb, live ? vm->witness : "unknown");
+	uint64_t left = live && vm->lease_left_ms > since_ms ? vm->lease_left_ms - since_ms : 0;
+	hr_sbuf_addf(sb, ", \"lease_remaining_ms\": %llu", (unsigned long long)left);
+	json_ms(sb, "last_contact_age_ms",
+		live && vm->witness_contact_ms != UINT64_MAX ? vm->witness_contact_ms + since_ms
+							     : UINT64_MAX);
+	hr_sbuf_add(sb, "}", 1);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
 	uint64_t in_state_ms, hb_age_ms;
@@ -76,7 +104,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 									  : UINT64_MAX);
 	json_ms(sb, "last_heartbeat_age_ms", hb_age_ms);
 	hr_sbuf_addf(sb, ", \"output_held\": %s", vm->held ? "true" : "false");
-	hr_sbuf_add(sb, ", \"witness\": null", 17); /* no witness support yet: see README */
+	witness_json(sb, vm, now_ns);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
@@ -113,6 +141,9 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_addf(sb, " last_heartbeat_age_ms=%llu", (unsigned long long)hb_age_ms);
 	if (vm->held)
 		hr_sbuf_add(sb, " output=held", 12);
+	if (vm->witness[0] && vm->pid > 0)
+		hr_sbuf_addf(sb, " witness=%s lease_left_ms=%llu", vm->witness,
+			     (unsigned long long)vm->lease_left_ms);
 	if (in_state_ms != UINT64_MAX || vm->held)
 		hr_sbuf_add(sb, "\n", 1);
 	if (vm->have_stats) {

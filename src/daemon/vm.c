@@ -214,6 +214,14 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			vm->state_age_ms = 0;
 		if (hr_kv_getu(&kv, "peer_silent_ms", &vm->peer_silent_ms))
 			vm->peer_silent_ms = UINT64_MAX;
+		const char *wit = hr_kv_get(&kv, "witness"), *pn = hr_kv_get(&kv, "peer_node");
+		if (pn && hr_vm_name_ok(pn))
+			snprintf(vm->peer_node, sizeof(vm->peer_node), "%s", pn);
+		snprintf(vm->witness, sizeof(vm->witness), "%s", wit ? wit : "");
+		if (hr_kv_getu(&kv, "lease_left_ms", &vm->lease_left_ms))
+			vm->lease_left_ms = 0;
+		if (hr_kv_getu(&kv, "witness_contact_ms", &vm->witness_contact_ms))
+			vm->witness_contact_ms = UINT64_MAX;
 	} else if (!strcmp(ev, "epoch")) {
 		/* stats taken above */
 	} else if (!strcmp(ev, "guest-exit")) {

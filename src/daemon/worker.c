@@ -25,6 +25,8 @@
 #include "daemon/console.h"
 #include "daemon/daemon.h"
 #include "daemon/kv.h"
+#include "ha/failover.h"
+#include "ha/witness.h"
 
 static struct hr_engine *volatile g_eng;
 static volatile sig_atomic_t g_stop, g_promote;
@@ -182,6 +184,17 @@ static void *liveness_thread(void *arg)
 			hr_kv_addu(&sb, "state_age_ms", l.state_age_ms);
 			if (l.peer_silent_ms != UINT64_MAX)
 				hr_kv_addu(&sb, "peer_silent_ms", l.peer_silent_ms);
+			if (l.witness_standing != HR_HA_W_NONE) {
+				hr_kv_add(&sb, "witness", hr_ha_standing_name(l.witness_standing));
+				char pn[sizeof(w->a->peer_node)];
+				pthread_mutex_lock(&w->send_lock);
+				memcpy(pn, w->a->peer_node, sizeof(pn));
+				pthread_mutex_unlock(&w->send_lock);
+				hr_kv_add(&sb, "peer_node", pn);
+				hr_kv_addu(&sb, "lease_left_ms", l.lease_left_ms);
+				if (l.witness_contact_ms != UINT64_MAX)
+					hr_kv_addu(&sb, "witness_contact_ms", l.witness_contact_ms);
+			}
 			send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
@@ -203,7 +216,14 @@ static void *liveness_thread(void *arg)
 static int reconnect(void *opaque, int speaking, int *fd_r)
 {
 	struct worker *w = opaque;
-	int rc = hr_reconnect_peer(w->a->reconnect_addr, w->a->name, speaking, 2000, fd_r);
+	char node[sizeof(w->a->peer_node)] = "";
+	int rc = hr_reconnect_peer(w->a->reconnect_addr, w->a->name, speaking, 2000, fd_r, node,
+				   sizeof(node));
+	if (rc == 0) {
+		pthread_mutex_lock(&w->send_lock); /* the liveness thread reads it */
+		memcpy(w->a->peer_node, node, sizeof(node));
+		pthread_mutex_unlock(&w->send_lock);
+	}
 	if (rc == 0)
 		log_info(w->a->name, "re-protection: %s takes a new backup", w->a->reconnect_addr);
 	return rc;
@@ -287,7 +307,23 @@ static int backup_preamble(struct worker *w)
 	if (port && !hr_kv_getu(&kv, "port", &portnr) && portnr && portnr < 65536)
 		hr_addr_with_port(a->reconnect_addr, sizeof(a->reconnect_addr), a->peer_desc, port);
 	int peer_speaks = speaking && !strcmp(speaking, "1");
+	const char *pn = hr_kv_get(&kv, "node");
+	snprintf(a->peer_node, sizeof(a->peer_node), "%s", pn && hr_vm_name_ok(pn) ? pn : "");
 	hr_kv_free(&kv);
+	if (hr_dopts.witness && (!a->peer_node[0] || !strcmp(a->peer_node, hr_dopts.node))) {
+		log_warnx(a->name,
+			  "backup from %s refused: with a witness both hosts need their own "
+			  "--node name (the primary's: '%s')",
+			  a->peer_desc, a->peer_node);
+		hr_kv_add(&sb, "hrd", "1");
+		hr_kv_add(&sb, "status", "error");
+		hr_kv_add(&sb, "code", "refuse");
+		hr_kv_add(&sb, "error", "with a witness both hosts need their own --node name");
+		hr_sbuf_add(&sb, "\n", 1);
+		(void)hr_write_all(a->peer_fd, sb.p, sb.len);
+		hr_sbuf_free(&sb);
+		return -EINVAL;
+	}
 
 	/* Ask the daemon: is the name free here? */
 	hr_kv_add(&sb, "event", "backup");
@@ -311,6 +347,8 @@ static int backup_preamble(struct worker *w)
 
 	hr_kv_add(&sb, "hrd", "1");
 	hr_kv_add(&sb, "status", err ? "error" : "ok");
+	if (!err && hr_dopts.node)
+		hr_kv_add(&sb, "node", hr_dopts.node);
 	if (err) {
 		hr_kv_add(&sb, "code", code);
 		hr_kv_add(&sb, "error", err);
@@ -403,6 +441,12 @@ int hr_worker_main(struct hr_worker_args *a)
 	if (a->reconnect_addr[0]) {
 		cfg.reconnect = reconnect;
 		cfg.reconnect_opaque = &w;
+	}
+	if (hr_dopts.witness) {
+		cfg.witness = hr_dopts.witness;
+		cfg.node = hr_dopts.node;
+		cfg.peer_node = a->peer_node; /* re-protection may name another peer */
+		cfg.lease_ms = hr_witness_lease_ms(hr_dopts.lease_ms, hr_dopts.failover_timeout_ms);
 	}
 	rc = hr_engine_new(&eng, &cfg);
 	if (rc < 0) {
