@@ -22,5 +22,5 @@ EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
 
-dist_check_SCRIPTS += tests/t-witness-daemon.sh
-TESTS += tests/t-witness-daemon.sh
+dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh
+TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh
