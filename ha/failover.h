@@ -56,6 +56,8 @@ int hr_ha_lease_claim_owner(struct hr_ha_lease *l, uint64_t now_ns);
 /* Protected primary: tell the witness who the backup is (ends our lease
  * there: stop relying on it first).  0, or -errno (ask again later). */
 int hr_ha_lease_register(struct hr_ha_lease *l);
+/* The VM was stopped on purpose: the witness forgets it (best effort). */
+void hr_ha_lease_forget(struct hr_ha_lease *l);
 /* Forget the lease on this side (a session starts: acks release output). */
 void hr_ha_lease_drop(struct hr_ha_lease *l);
 int hr_ha_lease_valid(const struct hr_ha_lease *l, uint64_t now_ns);

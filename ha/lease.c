@@ -147,3 +147,14 @@ int hr_ha_lease_register(struct hr_ha_lease *l)
 	set_standing(l, HR_HA_W_REGISTERED);
 	return 0;
 }
+
+void hr_ha_lease_forget(struct hr_ha_lease *l)
+{
+	struct hr_wit_reply rep;
+
+	if (!l->addr)
+		return;
+	hr_ha_lease_drop(l);
+	if (ask(l, HR_WIT_FORGET, NULL, &rep) == 0 && rep.granted)
+		log_info(l->vm, "witness %s forgot the VM (stopped on purpose)", l->addr);
+}

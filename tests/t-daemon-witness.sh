@@ -101,7 +101,7 @@ kill_pid -9 "$wa"
 ok 'wait_wit vm1 owner hostB 10' "A's worker killed: the witness grants hostB the VM"
 ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CB")" = primary ] && wait_field vm1 state backup "$CA" 10' \
 	"B (promoted) re-protects itself: B primary protected, A its backup"
-ok 'wait_wit vm1 backup hostA 10 && [ "$(field vm1 witness.standing "$CB")" = registered ]' \
+ok 'wait_wit vm1 backup hostA 10 && wait_field vm1 witness.standing registered "$CB" 5' \
 	"the witness: owner hostB, backup hostA; B's standing registered"
 ok 'grows "$T/b/state/vm1.console" 1' "the guest's output now leaves from B"
 

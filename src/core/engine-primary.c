@@ -342,6 +342,7 @@ static int end_orderly(struct hr_engine *e, int ctl)
 		return e->guest_exit_code;
 	}
 	hr_engine_role_event(e, HR_RE_STOP, NULL);
+	hr_ha_lease_forget(&e->lease);
 	return 0;
 }
 

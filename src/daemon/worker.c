@@ -115,9 +115,11 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 
 	if (ev == HR_RE_REPROTECT)
 		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
-	if (ev == HR_RE_OUTPUT_HELD)
+	/* held: nothing leaves without an ack or a lease (a silent backup counts) */
+	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT)
 		w->held = 1;
-	else if (ev == HR_RE_OUTPUT_RELEASED || to == HR_RS_PROTECTED || to == HR_RS_PROMOTED)
+	else if (ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_BACKUP_ANSWERED ||
+		 to == HR_RS_PROTECTED || to == HR_RS_PROMOTED)
 		w->held = 0;
 	hr_kv_add(&sb, "event", "state");
 	hr_kv_add(&sb, "state", hr_role_state_name(to));
