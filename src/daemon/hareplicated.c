@@ -62,7 +62,10 @@ static const char usage[] =
     "                          behind a torn link, and two hosts must never speak\n"
     "                          for one VM) or release it (the guest stays visible\n"
     "                          when the backup really died, at the risk of two\n"
-    "                          speakers on a torn link)\n"
+    "                          speakers on a torn link); with --witness, output\n"
+    "                          is released while this host holds its lease.\n"
+    "                          Either way the primary asks the peer for a new\n"
+    "                          backup every second and re-protects itself\n"
     "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
     "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
@@ -85,7 +88,10 @@ static const char usage[] =
     "HA transitions are logged with stable tokens, one per state (+syncing,\n"
     "+protected, +unprotected, +backup, +promoting, +promoted, +demoted,\n"
     "+stopped, +failed) and per event (+backup-lost, +backup-silent,\n"
-    "+primary-lost, +failover-start); `hareplicate status` uses the same names.\n"
+    "+primary-lost, +failover-start, +output-held, +output-released,\n"
+    "+reprotect-start, +stand-down); with a witness also +lease-held,\n"
+    "+lease-denied, +witness-registered, +witness-unreachable; `hareplicate\n"
+    "status` uses the same names.\n"
     "A witness logs +lease-granted, +lease-denied, +lease-expired and\n"
     "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n";
 
