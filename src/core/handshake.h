@@ -27,7 +27,7 @@ struct hr_hello_info {
 	char backend[16];
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
-	uint64_t epoch_us; /* 0 = not given */
+	uint64_t epoch_us;    /* 0 = not given */
 	uint64_t first_epoch; /* the session's first epoch (0 = not given) */
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
