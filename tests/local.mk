@@ -33,8 +33,10 @@ tests_t_outbuf_LDADD = $(HR_LIBS)
 $(tests_t_stream_OBJECTS) $(tests_t_staging_OBJECTS): proto/hareplicate.pb-c.h
 
 # failover drills (hareplicate drill, ha/drill)
-dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh
-TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh
+dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh \
+	tests/t-drill-failback.sh
+TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh \
+	tests/t-drill-failback.sh
 
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
 	tests/t-onespeaker tests/t-reprotect

@@ -39,6 +39,12 @@ static const char drill_help[] =
     "(" DRILL_IP_OUT ":7000, the console SPEC of the primary and B's --console-default)\n"
     "and a replication tap (" DRILL_IP_OUT ":7100, A's --peer) that relays A<->B unchanged\n"
     "but reads the frame headers, so it knows when each epoch is sent and acked.\n"
+    "The tap relays every later connection to B's daemon too (re-protection),\n"
+    "and a back relay (" DRILL_IP_OUT ":7788) relays connections to A's daemon, so a\n"
+    "promoted B can ask A for a backup; B's daemon listens on 7100 and A's on\n"
+    "7788, the ports OUT relays to them.  A torn or partitioned link stays so, both\n"
+    "ways, for new connections too (torn: closed at once; partition: accepted,\n"
+    "nothing forwarded or answered).\n"
     "\n"
     "When the backup has acked --epochs epochs it kills the primary host (the\n"
     "daemon's process group and its workers, SIGKILL) at the --kill-at moment:\n"
@@ -77,10 +83,25 @@ static const char drill_help[] =
     "                    from A; the report gives the daemon's downtime_ms\n"
     "                    (SIGTERM -> the new one answers) and adopt_ms (restart\n"
     "                    -> status reports the VM) instead of failover_ms\n"
-    "  --victim WHO      primary (default) or backup: kill only the backup's\n"
-    "                    worker; the drill then checks that the primary says\n"
-    "                    unprotected / +output-held and releases nothing more\n"
-    "                    (no witness proves the backup is gone, see hareplicated)\n"
+    "                    failback: kill A's host; once B took over, A's daemon is\n"
+    "                    started again and B (promoted) must re-protect with A\n"
+    "                    as its backup (B primary/protected, A backup); then\n"
+    "                    `hareplicate failover` on A: A speaks again, B's\n"
+    "                    worker ends (+demoted), and A must re-protect with B\n"
+    "                    as its backup; one speaker at a time and --after-lines\n"
+    "                    new lines after each step; reports failover_ms,\n"
+    "                    reprotect_ms (B), switchback_ms (failover -> A's first\n"
+    "                    new line) and reprotect2_ms (failover -> A protected)\n"
+    "  --victim WHO      primary (default) or backup: kill the backup's host (its\n"
+    "                    daemon and worker); the drill checks that the primary\n"
+    "                    says unprotected / +output-held and releases nothing\n"
+    "                    for 2 s (no witness proves the backup is gone, see\n"
+    "                    hareplicated); then it starts B's daemon again and\n"
+    "                    checks that A re-protects by itself (protected,\n"
+    "                    +reprotect-start), that the held output reaches the\n"
+    "                    outside and that B never speaks; reports reprotect_ms\n"
+    "                    (B's daemon started -> A protected) and release_ms\n"
+    "                    (-> the first held line outside)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  memwalk options (default \"rate=4000 wss=64M interval_ms=20\")\n"
@@ -92,12 +113,12 @@ static const char drill_help[] =
     "                    (restarts: downtime)\n"
     "  --soak N          run N drills, each a scenario drawn from the seed: kill,\n"
     "                    torn, partition, hang or slow of the primary, death of\n"
-    "                    the backup, or a restart of A's or B's daemon, at a\n"
-    "                    random moment; print counts, passes and failover p50/p99\n"
-    "                    (restarts: downtime and adopt p50/p99) per scenario\n"
+    "                    the backup, a restart of A's or B's daemon, or a\n"
+    "                    failback, at a random moment; print counts, passes and\n"
+    "                    p50/p99 of each figure measured, per scenario\n"
     "  --faults LIST     with --soak: draw only from these scenarios, comma-\n"
     "                    separated: kill, torn, partition, hang, slow,\n"
-    "                    backup-death, restart-primary, restart-backup\n"
+    "                    backup-death, restart-primary, restart-backup, failback\n"
     "  --keep            leave namespaces, daemons and files for debugging (the\n"
     "                    drill prints how to remove them)\n"
     "  --kernel FILE     memwalk image (default: tests/guests/memwalk.elf next to\n"
@@ -155,6 +176,7 @@ static const struct scenario {
     {"backup-death", DRILL_FAULT_KILL, 1},
     {"restart-primary", DRILL_FAULT_RESTART_PRIMARY, 0},
     {"restart-backup", DRILL_FAULT_RESTART_BACKUP, 0},
+    {"failback", DRILL_FAULT_FAILBACK, 0},
 };
 #define NR_SCENARIOS ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
@@ -196,23 +218,27 @@ static uint64_t to_us(double ms)
 	return ms >= 0 ? (uint64_t)(ms * 1000) + 1 : 0;
 }
 
+/* The figures --soak prints per scenario (each only where measured). */
+#define NR_FIGURES 7
+static const char *const figure_names[NR_FIGURES] = {"failover_ms",  "downtime_ms", "adopt_ms",
+						     "reprotect_ms", "release_ms",  "switchback_ms",
+						     "reprotect2_ms"};
+
 static int soak(const struct drill_opts *base)
 {
 	unsigned runs[NR_SCENARIOS] = {0}, passes[NR_SCENARIOS] = {0};
-	uint64_t *fo[NR_SCENARIOS], *down[NR_SCENARIOS], *adopt[NR_SCENARIOS];
+	uint64_t *fig[NR_SCENARIOS][NR_FIGURES];
 	int allowed[NR_SCENARIOS], nr_allowed = 0;
 	unsigned total = 0, ok_total = 0;
 
 	for (int s = 0; s < NR_SCENARIOS; s++) {
 		if (!base->soak_mask || (base->soak_mask & (1u << s)))
 			allowed[nr_allowed++] = s;
-		fo[s] = calloc(base->repeat, sizeof(uint64_t));
-		down[s] = calloc(base->repeat, sizeof(uint64_t));
-		adopt[s] = calloc(base->repeat, sizeof(uint64_t));
-		if (!fo[s] || !down[s] || !adopt[s]) {
-			fprintf(stderr, "hareplicate drill: out of memory\n");
-			return 1;
-		}
+		for (int f = 0; f < NR_FIGURES; f++)
+			if (!(fig[s][f] = calloc(base->repeat, sizeof(uint64_t)))) {
+				fprintf(stderr, "hareplicate drill: out of memory\n");
+				return 1;
+			}
 	}
 	for (unsigned i = 1; i <= base->repeat && !drill_interrupted; i++) {
 		struct drill_opts o = *base;
@@ -227,9 +253,11 @@ static int soak(const struct drill_opts *base)
 		       drill_kill_at_name(o.kill_at));
 		fflush(stdout);
 		int pass = drill_run(&o, i, &res) == 0;
-		fo[s][runs[s]] = to_us(res.failover_ms);
-		down[s][runs[s]] = to_us(res.downtime_ms);
-		adopt[s][runs[s]] = to_us(res.adopt_ms);
+		double v[NR_FIGURES] = {res.failover_ms,  res.downtime_ms, res.adopt_ms,
+					res.reprotect_ms, res.release_ms,  res.switchback_ms,
+					res.reprotect2_ms};
+		for (int f = 0; f < NR_FIGURES; f++)
+			fig[s][f][runs[s]] = to_us(v[f]);
 		runs[s]++;
 		total++;
 		if (pass) {
@@ -242,14 +270,12 @@ static int soak(const struct drill_opts *base)
 	for (int s = 0; s < NR_SCENARIOS; s++) {
 		if (runs[s]) {
 			printf("  %-15s runs=%u passed=%u", scenarios[s].name, runs[s], passes[s]);
-			print_figure("failover_ms", fo[s], runs[s]);
-			print_figure("downtime_ms", down[s], runs[s]);
-			print_figure("adopt_ms", adopt[s], runs[s]);
+			for (int f = 0; f < NR_FIGURES; f++)
+				print_figure(figure_names[f], fig[s][f], runs[s]);
 			printf("\n");
 		}
-		free(fo[s]);
-		free(down[s]);
-		free(adopt[s]);
+		for (int f = 0; f < NR_FIGURES; f++)
+			free(fig[s][f]);
 	}
 	return ok_total == total && !drill_interrupted ? 0 : 1;
 }
@@ -331,7 +357,7 @@ int cmd_drill(int argc, char **argv)
 			if (f < 0) {
 				fprintf(stderr, "hareplicate drill: --fault is one of kill, torn, "
 						"partition, hang, slow, restart-primary, "
-						"restart-backup\n");
+						"restart-backup, failback\n");
 				return 2;
 			}
 			o.fault = (enum drill_fault)f;
@@ -376,7 +402,7 @@ int cmd_drill(int argc, char **argv)
 				fprintf(stderr,
 					"hareplicate drill: --faults is a comma-separated list of "
 					"kill, torn, partition, hang, slow, backup-death, "
-					"restart-primary, restart-backup\n");
+					"restart-primary, restart-backup, failback\n");
 				return 2;
 			}
 			break;
@@ -416,7 +442,8 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "hareplicate drill: bad --epoch '%s' (e.g. 25ms)\n", o.epoch);
 		return 2;
 	}
-	if (o.victim_backup && DRILL_FAULT_IS_RESTART(o.fault)) {
+	if (o.victim_backup &&
+	    (DRILL_FAULT_IS_RESTART(o.fault) || o.fault == DRILL_FAULT_FAILBACK)) {
 		fprintf(stderr, "hareplicate drill: --fault %s names its victim; no --victim\n",
 			drill_fault_name(o.fault));
 		return 2;
@@ -538,7 +565,7 @@ int cmd_drill(int argc, char **argv)
 const struct hr_cmd hr_cmd_drill = {
     "drill",
     "[--epochs N] [--kill-at MOMENT] "
-    "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup] "
+    "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback] "
     "[--victim primary|backup] [--seed S] [--repeat N] [--soak N [--faults LIST]] [--keep] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

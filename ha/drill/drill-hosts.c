@@ -48,7 +48,9 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 			 const char *state, const char *log)
 {
 	char listen[64], console[64];
-	snprintf(listen, sizeof(listen), "%s:%s", ip, DRILL_PORT_HRD);
+	/* each daemon on the port OUT relays to it (drill.h) */
+	snprintf(listen, sizeof(listen), "%s:%d", ip,
+		 !strcmp(ip, DRILL_IP_A) ? DRILL_PORT_A : DRILL_PORT_TAP);
 	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
 	char *argv[] = {(char *)d->o->daemon,
 			"--control",
@@ -64,6 +66,27 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 			"-f",
 			NULL};
 	return drill_spawn(ns, argv, log);
+}
+
+int drill_host_up(struct drill *d, int b, uint64_t *t_r)
+{
+	pid_t *pid = b ? &d->pid_b : &d->pid_a;
+	const char *ctl = b ? d->ctl_b : d->ctl_a, *log = b ? d->log_b : d->log_a;
+	char state[300];
+
+	snprintf(state, sizeof(state), "%s/state-%c", d->dir, b ? 'b' : 'a');
+	*t_r = hr_now_ns();
+	*pid = drill_start_daemon(d, b ? d->ns_b : d->ns_a, b ? DRILL_IP_B : DRILL_IP_A, ctl, state,
+				  log);
+	if (*pid < 0 || drill_wait_control(d, ctl, *pid, 10) < 0) {
+		drill_fail(d, "%s's hareplicated did not come back up (see %s)", b ? "B" : "A",
+			   log);
+		if (*pid < 0)
+			*pid = 0;
+		return -1;
+	}
+	drill_vlog(d->o, "%s's hareplicated is back: pid %d", b ? "B" : "A", (int)*pid);
+	return 0;
 }
 
 int drill_cli(struct drill *d, const char *control, char *const args[], unsigned timeout_ms)

@@ -53,8 +53,9 @@ static uint64_t pb_field1(const uint8_t *p, unsigned n)
 
 const char *drill_fault_name(enum drill_fault f)
 {
-	static const char *const names[] = {
-	    "kill", "torn", "partition", "hang", "slow", "restart-primary", "restart-backup"};
+	static const char *const names[] = {"kill",	      "torn",	 "partition",
+					    "hang",	      "slow",	 "restart-primary",
+					    "restart-backup", "failback"};
 	return names[f];
 }
 
@@ -65,8 +66,8 @@ void drill_kill_locked(struct drill_world *w, const char *what)
 	w->kill_ns = hr_now_ns();
 	/* torn and partition act in the tap (drill-relay.c), from now on */
 	/* slow: drill_tap_down holds B's frames back from now on */
-	if (w->fault == DRILL_FAULT_KILL || w->fault == DRILL_FAULT_HANG) {
-		int sig = w->fault == DRILL_FAULT_KILL ? SIGKILL : SIGSTOP;
+	if (DRILL_FAULT_KILLS(w->fault) || w->fault == DRILL_FAULT_HANG) {
+		int sig = w->fault == DRILL_FAULT_HANG ? SIGSTOP : SIGKILL;
 		if (w->victim_pgid > 0)
 			kill(-w->victim_pgid, sig);
 		if (w->victim_pid > 0)
@@ -401,7 +402,7 @@ void drill_tap_timers(struct tap *t)
 {
 	struct drill_world *w = t->w;
 	uint64_t now = hr_now_ns();
-	struct tap_pair *p = t->nr ? &t->pairs[t->nr - 1] : NULL;
+	struct tap_pair *p = drill_tap_parsed(t);
 	char what[256];
 
 	if (!t->deadline_ns || w->killed)

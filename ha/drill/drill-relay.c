@@ -1,10 +1,19 @@
 /*
- * drill-relay.c - the replication tap as a relay: a TCP proxy in OUT
- * between the primary's worker (A's --peer points here) and the backup
- * daemon.  Each connection it accepts gets one upstream connection to B;
- * bytes go both ways through the frame parser (drill-killpoint.c), which
- * says how much to forward and when to stop.  When either end goes away
- * both are closed, as a dead host would.
+ * drill-relay.c - the replication tap and the back relay, TCP proxies in
+ * OUT.  The tap (A's --peer, DRILL_PORT_TAP) forwards every connection it
+ * accepts to B's daemon: the primary's first session, and later ones (A
+ * re-protecting, or a promoted A asking B for a backup).  Sessions that
+ * began before the moment go through the frame parser (drill-killpoint.c),
+ * which says how much to forward and when to kill; later ones are relayed
+ * unread.  The back relay (DRILL_PORT_A) forwards connections to A's daemon
+ * (a promoted B asking A for a backup), unread.  When either end of a pair
+ * goes away both are closed, as a dead host would.
+ *
+ * The fault is the link's: it holds both ways and for new connections.
+ * Once torn, every pair is closed and every new connection is closed as
+ * soon as it is accepted; once partitioned, nothing moves on the pairs that
+ * exist, and new connections are accepted and read but nothing is forwarded
+ * or answered (a sink).  The drill heals neither.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -18,13 +27,16 @@
 #include "common/util.h"
 #include "ha/drill/drill-tap.h"
 
-static int connect_upstream(struct drill_world *w)
+static int connect_upstream(const char *host, const char *port)
 {
 	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
+	struct timeval tv = {1, 0}; /* a stopped host still answers SYNs; a gone one resets */
 
-	if (getaddrinfo(w->upstream_host, w->upstream_port, &hints, &ai))
+	if (getaddrinfo(host, port, &hints, &ai))
 		return -1;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 		close(fd);
 		fd = -1;
@@ -48,6 +60,76 @@ static void pair_close(struct tap *t, unsigned i)
 	t->pairs[i] = t->pairs[--t->nr];
 }
 
+struct tap_pair *drill_tap_parsed(struct tap *t)
+{
+	for (unsigned i = t->nr; i-- > 0;)
+		if (t->pairs[i].parsed)
+			return &t->pairs[i];
+	return NULL;
+}
+
+/* A connection on the tap (back = 0) or the back relay: a pair with its
+ * upstream, a sink (partitioned), or closed at once (torn, or the daemon
+ * behind the relay does not answer). */
+static void accept_one(struct tap *t, int back)
+{
+	struct drill_world *w = t->w;
+	int a = accept4(back ? w->back_lfd : w->tap_lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (a < 0)
+		return;
+	pthread_mutex_lock(&w->lock);
+	int torn = w->killed && w->fault == DRILL_FAULT_TORN;
+	int sink = w->killed && w->fault == DRILL_FAULT_PARTITION;
+	int parsed = !back && !w->killed;
+	unsigned id = back ? ++w->nr_back_conns : ++w->nr_tap_conns;
+	w->nr_refused += torn || sink;
+	pthread_mutex_unlock(&w->lock);
+	if (torn) {
+		close(a);
+		return;
+	}
+	int b = -1;
+	if (!sink) {
+		b = back ? connect_upstream(w->back_host, w->back_port)
+			 : connect_upstream(w->upstream_host, w->upstream_port);
+		if (b < 0) {
+			close(a);
+			return;
+		}
+		int one = 1;
+		setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	struct tap_pair *p = &t->pairs[t->nr++];
+	*p = (struct tap_pair){.a = a, .b = b, .id = id, .parsed = parsed, .back = back};
+	p->up.preamble = 1;
+	p->down.preamble = 1;
+}
+
+/* n bytes read from one side of p (side 0: the connecting one).  0, or -1
+ * when the pair ends. */
+static int relay(struct tap *t, struct tap_pair *p, int side, const uint8_t *buf, size_t n)
+{
+	struct drill_world *w = t->w;
+	int rc = 0;
+
+	if (p->b < 0)
+		return 0; /* a sink: dropped */
+	if (!p->parsed)
+		return hr_write_all(side ? p->a : p->b, buf, n) < 0 ? -1 : 0;
+	pthread_mutex_lock(&w->lock);
+	if (!side && !p->up_cut) {
+		size_t fwd = drill_tap_up(t, p, buf, n);
+		p->sent_bytes += fwd;
+		pthread_mutex_unlock(&w->lock);
+		return fwd && hr_write_all(p->b, buf, fwd) < 0 ? -1 : 0;
+	}
+	if (side && !p->down_cut && drill_tap_down(t, p, buf, n) < 0 && !p->down_cut)
+		rc = -1;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
 void *drill_tap_thread(void *arg)
 {
 	struct drill_world *w = arg;
@@ -56,7 +138,7 @@ void *drill_tap_thread(void *arg)
 	if (drill_enter_netns(w->netns_out) < 0)
 		return NULL;
 	for (;;) {
-		struct pollfd pf[1 + 2 * MAX_PAIRS];
+		struct pollfd pf[2 + 2 * MAX_PAIRS];
 		pthread_mutex_lock(&w->lock);
 		int stop = w->stop;
 		int torn = w->killed && w->fault == DRILL_FAULT_TORN;
@@ -68,14 +150,14 @@ void *drill_tap_thread(void *arg)
 			break;
 		while (torn && t.nr)
 			pair_close(&t, 0); /* both hosts see their peer's connection end */
-		if (silent) {
-			usleep(5000); /* nothing moves; nothing closes */
-			continue;
-		}
-		pf[0] = (struct pollfd){w->tap_lfd, POLLIN, 0};
+		int room = t.nr < MAX_PAIRS;
+		pf[0] = (struct pollfd){room ? w->tap_lfd : -1, POLLIN, 0};
+		pf[1] = (struct pollfd){room ? w->back_lfd : -1, POLLIN, 0};
 		for (unsigned i = 0; i < t.nr; i++) {
-			pf[1 + 2 * i] = (struct pollfd){t.pairs[i].a, POLLIN, 0};
-			pf[2 + 2 * i] = (struct pollfd){t.pairs[i].b, POLLIN, 0};
+			/* partitioned: nothing moves, nothing closes; sinks are read */
+			int still = silent && t.pairs[i].b >= 0;
+			pf[2 + 2 * i] = (struct pollfd){still ? -1 : t.pairs[i].a, POLLIN, 0};
+			pf[3 + 2 * i] = (struct pollfd){still ? -1 : t.pairs[i].b, POLLIN, 0};
 		}
 		int ms = 20;
 		if (dl) {
@@ -91,64 +173,32 @@ void *drill_tap_thread(void *arg)
 		pthread_mutex_unlock(&w->lock);
 		if (slow_ms >= 0 && slow_ms < ms)
 			ms = slow_ms;
-		int r = poll(pf, 1 + 2 * t.nr, ms);
+		int r = poll(pf, 2 + 2 * t.nr, ms);
 		if (r == 0 && dl && ms == 0)
 			usleep(100);
 		if (r <= 0)
 			continue;
-		if ((pf[0].revents & POLLIN) && t.nr < MAX_PAIRS) {
-			int a = accept4(w->tap_lfd, NULL, NULL, SOCK_CLOEXEC);
-			if (a >= 0) {
-				int b = connect_upstream(w);
-				if (b < 0) {
-					close(a);
-				} else {
-					int one = 1;
-					setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-					setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-					pthread_mutex_lock(&w->lock);
-					t.pairs[t.nr] = (struct tap_pair){
-					    .a = a, .b = b, .id = ++w->nr_tap_conns};
-					t.pairs[t.nr].up.preamble = 1;
-					t.pairs[t.nr].down.preamble = 1;
-					pthread_mutex_unlock(&w->lock);
-					t.nr++;
-				}
-				continue; /* pf indices changed */
-			}
+		if (pf[0].revents & POLLIN) {
+			accept_one(&t, 0);
+			continue; /* pf indices changed */
+		}
+		if (pf[1].revents & POLLIN) {
+			accept_one(&t, 1);
+			continue;
 		}
 		for (unsigned i = 0; i < t.nr; i++) {
 			struct tap_pair *p = &t.pairs[i];
 			int gone = 0;
 			for (int side = 0; side < 2 && !gone; side++) {
-				short ev = pf[1 + 2 * i + side].revents;
+				short ev = pf[2 + 2 * i + side].revents;
 				if (!(ev & (POLLIN | POLLHUP | POLLERR)))
 					continue;
 				uint8_t buf[256 * 1024];
 				ssize_t n = read(side ? p->b : p->a, buf, sizeof(buf));
 				if (n < 0 && errno == EINTR)
 					continue;
-				if (n <= 0) {
-					gone = 1; /* either end gone: close both, as a dead host
-						     would */
-					break;
-				}
-				pthread_mutex_lock(&w->lock);
-				if (!side) {
-					if (!p->up_cut) {
-						size_t fwd = drill_tap_up(&t, p, buf, (size_t)n);
-						p->sent_bytes += fwd;
-						pthread_mutex_unlock(&w->lock);
-						if (fwd && hr_write_all(p->b, buf, fwd) < 0)
-							gone = 1;
-						continue;
-					}
-				} else if (!p->down_cut) {
-					if (drill_tap_down(&t, p, buf, (size_t)n) < 0 &&
-					    !p->down_cut)
-						gone = 1;
-				}
-				pthread_mutex_unlock(&w->lock);
+				/* either end gone: close both, as a dead host would */
+				gone = n <= 0 || relay(&t, p, side, buf, (size_t)n) < 0;
 			}
 			if (gone) {
 				pair_close(&t, i);

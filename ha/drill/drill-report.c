@@ -119,13 +119,27 @@ void drill_report(struct drill *d)
 	if (d->speakers_checked)
 		OUT("  one speaker: A released %u console lines after B took over (fault %s; "
 		    "watched %d ms)\n",
-		    d->a_after, drill_fault_name(o->fault), 2000);
+		    d->a_after, drill_fault_name(o->fault), DRILL_HELD_WATCH_MS);
 	if (o->victim_backup && d->survivor_state[0])
 		OUT("  primary's status after the backup's death: state=%s last_event=%s\n",
 		    d->survivor_state, d->survivor_event);
 	if (o->victim_backup && d->survivor_state[0] && !d->why[0])
 		OUT("  primary held its output: %d lines released in the %d ms after it said so\n",
-		    d->held_lines, 2000);
+		    d->held_lines, DRILL_HELD_WATCH_MS);
+	if (d->reprotect_checked)
+		OUT("  re-protection: B's daemon started again; A protected after "
+		    "reprotect_ms=%.1f "
+		    "(+reprotect-start), its held output reached the outside after "
+		    "release_ms=%.1f; "
+		    "B released %u lines\n",
+		    d->reprotect_ms, d->release_ms, d->b_lines);
+	if (d->failback_checked)
+		OUT("  failback: A's daemon started again; B (promoted) protected by A after "
+		    "reprotect_ms=%.1f; `failover` on A: switchback_ms=%.1f (-> first new line "
+		    "from "
+		    "A), A protected by B after reprotect_ms=%.1f; A released %u lines while B "
+		    "spoke, B %u after A spoke again\n",
+		    d->reprotect_ms, d->switchback_ms, d->reprotect2_ms, d->a_while_b, d->b_after);
 	if (w->tap_broken)
 		OUT("  note: the tap could not parse the replication stream; moments are "
 		    "imprecise\n");

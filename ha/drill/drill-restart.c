@@ -30,7 +30,7 @@ static const char *const side_name[2] = {"A", "B"};
 /* The VM's worker pid as the daemon on ctl reports it (0 if no answer, or
  * none yet: an adopted VM has no pid until the worker's adopt line came).
  * The document begins with the daemon's own pid: look in "vms" only. */
-static pid_t status_worker(const char *ctl, char *buf, size_t size)
+pid_t drill_status_worker(const char *ctl, char *buf, size_t size)
 {
 	uint64_t pid;
 	const char *vms;
@@ -46,7 +46,7 @@ void drill_restart_note_workers(struct drill *d)
 	char buf[8192];
 
 	for (int i = 0; i < 2; i++) {
-		pid_t p = status_worker(ctl[i], buf, sizeof(buf));
+		pid_t p = drill_status_worker(ctl[i], buf, sizeof(buf));
 		if (p > 0)
 			d->worker_before[i] = p;
 	}
@@ -76,16 +76,6 @@ static void no_failover(struct drill *d, int down)
 				   "last_event %s",
 				   st, ev);
 	}
-}
-
-/* Progress lines from ip among lines [from, to). */
-static unsigned lines_from(struct drill_world *w, uint32_t ip, unsigned from, unsigned to)
-{
-	unsigned n = 0;
-	for (unsigned i = from; i < to && i < w->nr_lines; i++)
-		if (w->lines[i].conn < 64 && w->conn_peer[w->lines[i].conn] == ip)
-			n++;
-	return n;
 }
 
 /* SIGTERM (sent by the tap) -> exit, then the same daemon again; fills
@@ -168,7 +158,7 @@ int drill_restart(struct drill *d)
 	uint64_t t_up = hr_now_ns();
 	pthread_mutex_lock(&w->lock);
 	unsigned at_up = w->nr_lines;
-	d->lines_down = lines_from(w, ip_a, at_kill, at_up);
+	d->lines_down = drill_lines_from(w, ip_a, at_kill, at_up);
 	pthread_mutex_unlock(&w->lock);
 	drill_vlog(o, "%s's daemon exited %.1f ms after SIGTERM, answers again after %.1f ms",
 		   side_name[b], d->exit_ms, d->downtime_ms);
@@ -178,7 +168,7 @@ int drill_restart(struct drill *d)
 	pid_t pid = 0;
 	while (hr_now_ns() < end && !drill_interrupted) {
 		no_failover(d, b);
-		if ((pid = status_worker(ctl, buf, sizeof(buf))) > 0)
+		if ((pid = drill_status_worker(ctl, buf, sizeof(buf))) > 0)
 			break;
 		usleep(2000);
 	}
@@ -215,7 +205,7 @@ int drill_restart(struct drill *d)
 		    !drill_json_u64(buf, "nr_epochs", &nr))
 			d->epochs_later = nr;
 		pthread_mutex_lock(&w->lock);
-		d->lines_after = lines_from(w, ip_a, at_adopt, w->nr_lines);
+		d->lines_after = drill_lines_from(w, ip_a, at_adopt, w->nr_lines);
 		pthread_mutex_unlock(&w->lock);
 		if (d->epochs_later >= d->epochs_at_adopt + RESTART_EPOCHS &&
 		    d->lines_after >= o->after_lines)
@@ -235,13 +225,13 @@ int drill_restart(struct drill *d)
 	/* the same workers on both sides; B never spoke */
 	const char *ctls[2] = {d->ctl_a, d->ctl_b};
 	for (int i = 0; i < 2; i++) {
-		d->worker_after[i] = status_worker(ctls[i], buf, sizeof(buf));
+		d->worker_after[i] = drill_status_worker(ctls[i], buf, sizeof(buf));
 		if (d->worker_after[i] != d->worker_before[i])
 			drill_fail(d, "%s's worker was %d before the restart and is %d after",
 				   side_name[i], (int)d->worker_before[i], (int)d->worker_after[i]);
 	}
 	pthread_mutex_lock(&w->lock);
-	d->b_lines = lines_from(w, ip_b, 0, w->nr_lines);
+	d->b_lines = drill_lines_from(w, ip_b, 0, w->nr_lines);
 	pthread_mutex_unlock(&w->lock);
 	if (d->b_lines)
 		drill_fail(d, "B released %u console lines: a failover, or two speakers",

@@ -18,7 +18,6 @@
 #include "common/util.h"
 #include "ha/drill/drill.h"
 
-static int backup_death(struct drill *d);
 static int slow_backup(struct drill *d);
 
 void drill_vlog(const struct drill_opts *o, const char *fmt, ...)
@@ -49,18 +48,23 @@ void drill_fail(struct drill *d, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* First progress line beyond what the outside held at the kill, from ip. */
-static int first_new_line(struct drill_world *w, uint32_t ip)
+int drill_first_line(struct drill_world *w, uint32_t ip, uint64_t after)
 {
 	for (unsigned i = 0; i < w->nr_lines; i++)
-		if (w->lines[i].end_off > w->kill_con_len && w->lines[i].conn < 64 &&
+		if (w->lines[i].end_off > after && w->lines[i].conn < 64 &&
 		    w->conn_peer[w->lines[i].conn] == ip)
 			return (int)i;
 	return -1;
 }
 
-/* Window in which a primary that lost its backup must release nothing. */
-#define HELD_WATCH_MS 2000
+unsigned drill_lines_from(struct drill_world *w, uint32_t ip, unsigned from, unsigned to)
+{
+	unsigned n = 0;
+	for (unsigned i = from; i < to && i < w->nr_lines; i++)
+		if (w->lines[i].conn < 64 && w->conn_peer[w->lines[i].conn] == ip)
+			n++;
+	return n;
+}
 
 /*
  * A survived the fault (torn link, partition, hang) while B took over: A
@@ -80,7 +84,7 @@ static void one_speaker(struct drill *d, int first)
 			kill(w->victim_kids[i], SIGCONT);
 		pthread_mutex_unlock(&w->lock);
 	}
-	usleep(HELD_WATCH_MS * 1000);
+	usleep(DRILL_HELD_WATCH_MS * 1000);
 	pthread_mutex_lock(&w->lock);
 	d->a_after = 0;
 	for (unsigned i = (unsigned)first + 1; i < w->nr_lines; i++)
@@ -119,10 +123,12 @@ static int one_drill(struct drill *d)
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
-	w->con_lfd = w->tap_lfd = -1;
+	w->con_lfd = w->tap_lfd = w->back_lfd = -1;
 	w->netns_out = d->ns_out;
 	snprintf(w->upstream_host, sizeof(w->upstream_host), "%s", DRILL_IP_B);
-	snprintf(w->upstream_port, sizeof(w->upstream_port), "%s", DRILL_PORT_HRD);
+	snprintf(w->upstream_port, sizeof(w->upstream_port), "%d", DRILL_PORT_TAP);
+	snprintf(w->back_host, sizeof(w->back_host), "%s", DRILL_IP_A);
+	snprintf(w->back_port, sizeof(w->back_port), "%d", DRILL_PORT_A);
 	w->kill_at = o->kill_at;
 	w->fault = o->fault;
 	w->kill_epoch = o->epochs;
@@ -137,7 +143,7 @@ static int one_drill(struct drill *d)
 		drill_fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
 		return -1;
 	}
-	int rc = drill_world_listen(w, DRILL_IP_OUT, DRILL_PORT_CON, DRILL_PORT_TAP);
+	int rc = drill_world_listen(w, DRILL_IP_OUT, DRILL_PORT_CON, DRILL_PORT_TAP, DRILL_PORT_A);
 	if (rc < 0) {
 		drill_fail(d, "collector/tap listen in %s: %s", d->ns_out, strerror(-rc));
 		return -1;
@@ -157,7 +163,10 @@ static int one_drill(struct drill *d)
 		drill_fail(d, "hareplicated did not come up (see %s, %s)", d->log_a, d->log_b);
 		return -1;
 	}
-	w->victim_pgid = o->victim_backup || DRILL_FAULT_IS_RESTART(o->fault) ? 0 : d->pid_a;
+	/* a host death kills the daemon's process group and its workers */
+	w->victim_pgid = DRILL_FAULT_IS_RESTART(o->fault) ? 0
+			 : o->victim_backup		  ? d->pid_b
+							  : d->pid_a;
 	if (DRILL_FAULT_IS_RESTART(o->fault))
 		w->victim_pid = o->fault == DRILL_FAULT_RESTART_BACKUP ? d->pid_b : d->pid_a;
 	drill_vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
@@ -231,11 +240,11 @@ static int one_drill(struct drill *d)
 		usleep(5000);
 	}
 	drill_vlog(o, "killed: %s", w->kill_what);
-	if (!o->victim_backup && o->fault == DRILL_FAULT_KILL)
+	if (!o->victim_backup && DRILL_FAULT_KILLS(o->fault))
 		drill_reap(&d->pid_a, 2000);
 
 	if (o->victim_backup)
-		return backup_death(d);
+		return drill_backup_death(d);
 	if (DRILL_FAULT_IS_RESTART(o->fault))
 		return drill_restart(d);
 	if (o->fault == DRILL_FAULT_SLOW)
@@ -248,7 +257,7 @@ static int one_drill(struct drill *d)
 	while (!drill_interrupted && hr_now_ns() < end) {
 		pthread_mutex_lock(&w->lock);
 		if (first < 0)
-			first = first_new_line(w, want_ip);
+			first = drill_first_line(w, want_ip, w->kill_con_len);
 		unsigned have = w->nr_lines;
 		pthread_mutex_unlock(&w->lock);
 		if (!o->victim_backup && d->promoted_ms < 0 &&
@@ -276,74 +285,31 @@ static int one_drill(struct drill *d)
 		drill_fail(d, "only %u of %u progress lines after the failover within %u s",
 			   have - (unsigned)first, o->after_lines, o->timeout_s);
 
-	if (o->fault != DRILL_FAULT_KILL && first >= 0)
+	if (!DRILL_FAULT_KILLS(o->fault) && first >= 0)
 		one_speaker(d, first);
+	/* failback: A comes back, becomes B's backup, then the primary again */
+	if (o->fault == DRILL_FAULT_FAILBACK && first >= 0 && !d->why[0] &&
+	    drill_failback(d, first) < 0)
+		return -1;
 
 	/* a last look: the stream must still be consistent */
 	usleep(100000);
 	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
 	if (!o->keep)
-		drill_cli(d, d->ctl_b, stop, 20000);
-	return 0;
-}
-
-/*
- * The backup died.  Without a witness nothing tells the primary that from a
- * torn link behind which the backup is promoting, so the primary must hold
- * the guest's output (contract 4 over availability): it says unprotected
- * with +output-held, and not one more line reaches the outside.
- */
-static int backup_death(struct drill *d)
-{
-	const struct drill_opts *o = d->o;
-	struct drill_world *w = &d->w;
-	char buf[8192], st[32] = "", ev[32] = "";
-	uint64_t end = hr_now_ns() + 5000000000ull;
-
-	while (hr_now_ns() < end && !drill_interrupted) {
-		if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
-			drill_json_str(buf, "state", st, sizeof(st));
-			drill_json_str(buf, "last_event", ev, sizeof(ev));
-			if (!strcmp(st, "unprotected") && !strcmp(ev, "+output-held"))
-				break;
-		}
-		usleep(20000);
-	}
-	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st[0] ? st : "(no answer)");
-	snprintf(d->survivor_event, sizeof(d->survivor_event), "%s", ev[0] ? ev : "-");
-	if (strcmp(st, "unprotected") || strcmp(ev, "+output-held")) {
-		drill_fail(d,
-			   "after the backup's death A's status says state=%s last_event=%s, not "
-			   "unprotected / +output-held",
-			   d->survivor_state, d->survivor_event);
-		return 0;
-	}
-	pthread_mutex_lock(&w->lock);
-	unsigned before = w->nr_lines;
-	pthread_mutex_unlock(&w->lock);
-	usleep(HELD_WATCH_MS * 1000);
-	pthread_mutex_lock(&w->lock);
-	d->held_lines = (int)(w->nr_lines - before);
-	pthread_mutex_unlock(&w->lock);
-	if (d->held_lines)
-		drill_fail(
-		    d, "A released %d console lines after it lost its backup (output must be held)",
-		    d->held_lines);
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-	if (!o->keep)
-		drill_cli(d, d->ctl_a, stop, 20000);
+		drill_cli(d, o->fault == DRILL_FAULT_FAILBACK ? d->ctl_a : d->ctl_b, stop, 20000);
 	return 0;
 }
 
 int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 {
 	struct drill *d = calloc(1, sizeof(*d));
-	*r = (struct drill_result){-1, -1, -1};
+	*r = (struct drill_result){-1, -1, -1, -1, -1, -1, -1};
 	if (!d)
 		return 1;
 	d->o = o;
 	d->run = run;
 	d->downtime_ms = d->adopt_ms = d->exit_ms = d->unseen_ms = -1;
+	d->reprotect_ms = d->release_ms = d->switchback_ms = d->reprotect2_ms = -1;
 	one_drill(d);
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
@@ -360,6 +326,10 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	r->failover_ms = d->failover_ms;
 	r->downtime_ms = d->downtime_ms;
 	r->adopt_ms = d->adopt_ms;
+	r->reprotect_ms = d->reprotect_ms;
+	r->release_ms = d->release_ms;
+	r->switchback_ms = d->switchback_ms;
+	r->reprotect2_ms = d->reprotect2_ms;
 	int pass = d->pass;
 	free(d->w.buf);
 	free(d->w.lines);

@@ -113,10 +113,16 @@ void drill_load_epoch_log(struct drill *d)
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return;
+	pthread_mutex_lock(&d->w.lock);
+	uint64_t acked = d->w.acked; /* on the sessions the tap parsed */
+	pthread_mutex_unlock(&d->w.lock);
 	d->nr_samples = 0;
 	while (fgets(line, sizeof(line), f)) {
 		struct hr_epoch_stats s;
-		if (hr_epoch_stats_parse(line, &s) < 0 || s.epoch == 0)
+		/* protection by the first backup only: after a re-protection
+		 * (backup death, failback) the same log goes on with the new
+		 * backup's full sync and the epochs that follow */
+		if (hr_epoch_stats_parse(line, &s) < 0 || s.epoch == 0 || s.epoch >= acked)
 			continue;
 		if (push_sample(d, &s) < 0)
 			break;

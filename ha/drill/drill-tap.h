@@ -12,7 +12,7 @@
 
 #include "ha/drill/drill.h"
 
-#define MAX_PAIRS 8
+#define MAX_PAIRS 16
 
 /* One direction of a relayed connection, as the frame parser sees it. */
 struct tap_dir {
@@ -30,10 +30,15 @@ struct tap_dir {
 	size_t hold_len, hold_cap;
 };
 
-/* One relayed connection: the primary's worker <-> the backup daemon. */
+/* One relayed connection.  The tap's: A (a worker or daemon) -> B's
+ * daemon; parsed (kill points, wire figures) when it began before the
+ * moment, forwarded unread after it.  The back relay's: B -> A's daemon,
+ * never parsed.  Both obey the fault once it happened (drill-relay.c). */
 struct tap_pair {
-	int a, b; /* a: from the primary, b: to the backup */
+	int a, b; /* a: the connecting side, b: the upstream daemon (-1: sink) */
 	unsigned id;
+	int parsed; /* frames are parsed: the first A->B session(s), before the moment */
+	int back;   /* the B->A relay's */
 	struct tap_dir up, down;
 	int up_cut;   /* stop forwarding A->B */
 	int down_cut; /* stop forwarding B->A */
@@ -64,6 +69,9 @@ struct tap {
 	uint64_t last_begin_ns, last_ack_ns, last_ack_epoch, last_end_epoch;
 	int have_ack, have_end;
 };
+
+/* The newest parsed pair (the protocol the kill points watch), or NULL. */
+struct tap_pair *drill_tap_parsed(struct tap *t);
 
 /* A->B bytes of pair p (not cut yet).  Returns how many of them to forward:
  * fewer than n when the kill cut the stream inside a frame. */

@@ -1,7 +1,7 @@
 /*
  * drill-world.c - the drill's outside world (namespace OUT): the listening
- * sockets of the console collector (drill-console.c) and the replication
- * tap (drill-relay.c), and the two threads that run them.
+ * sockets of the console collector (drill-console.c), the replication tap
+ * and the back relay (drill-relay.c), and the two threads that run them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,7 +32,8 @@ static int listen_on(const char *host, int port)
 	return fd;
 }
 
-int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int tap_port)
+int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int tap_port,
+		       int back_port)
 {
 	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	int rc;
@@ -45,6 +46,7 @@ int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int 
 	}
 	w->con_lfd = listen_on(ip, con_port);
 	w->tap_lfd = listen_on(ip, tap_port);
+	w->back_lfd = listen_on(ip, back_port);
 	if (setns(self, 0) < 0)
 		rc = -errno;
 	close(self);
@@ -52,6 +54,8 @@ int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int 
 		return w->con_lfd;
 	if (w->tap_lfd < 0)
 		return w->tap_lfd;
+	if (w->back_lfd < 0)
+		return w->back_lfd;
 	return rc;
 }
 
@@ -82,5 +86,7 @@ void drill_world_stop(struct drill_world *w, pthread_t *threads)
 		close(w->con_lfd);
 	if (w->tap_lfd >= 0)
 		close(w->tap_lfd);
-	w->con_lfd = w->tap_lfd = -1;
+	if (w->back_lfd >= 0)
+		close(w->back_lfd);
+	w->con_lfd = w->tap_lfd = w->back_lfd = -1;
 }

@@ -34,9 +34,14 @@
 #define DRILL_IP_B	 DRILL_NET_PREFIX "2"
 #define DRILL_IP_OUT	 DRILL_NET_PREFIX "254"
 #define DRILL_PORT_CON	 7000
-#define DRILL_PORT_TAP	 7100
-#define DRILL_PORT_HRD	 "7788"
-#define DRILL_VM_NAME	 "drillvm"
+/* Each daemon listens on its own port, and OUT relays that same port to
+ * it: the tap (OUT:7100 -> B:7100, A's --peer) and the back relay
+ * (OUT:7788 -> A:7788).  A worker that re-protects from the backup side
+ * connects to its primary's source address (OUT) at the port that
+ * primary's daemon announced, so each must reach its own daemon. */
+#define DRILL_PORT_TAP 7100 /* B's hareplicated, and the tap in OUT */
+#define DRILL_PORT_A   7788 /* A's hareplicated, and the back relay in OUT */
+#define DRILL_VM_NAME  "drillvm"
 
 /* ---- drill-net.c ---- */
 
@@ -68,10 +73,16 @@ enum drill_fault {
 	DRILL_FAULT_SLOW,      /* everything B sends A arrives DRILL_SLOW_MS late (slow backup) */
 	DRILL_FAULT_RESTART_PRIMARY, /* SIGTERM of A's hareplicated only, started again */
 	DRILL_FAULT_RESTART_BACKUP,  /* the same on B */
+	DRILL_FAULT_FAILBACK,	     /* kill A, B takes over, A returns as backup, fails back */
 	DRILL_NR_FAULTS
 };
 #define DRILL_SLOW_MS 300
+/* Window in which a primary that lost its backup must release nothing, and
+ * in which a survivor of the fault is watched for speaking. */
+#define DRILL_HELD_WATCH_MS 2000
 const char *drill_fault_name(enum drill_fault f);
+/* The moment kills a whole host: SIGKILL of its daemon and workers. */
+#define DRILL_FAULT_KILLS(f) ((f) == DRILL_FAULT_KILL || (f) == DRILL_FAULT_FAILBACK)
 /* A daemon restart: the workers go on, nothing may fail over. */
 #define DRILL_FAULT_IS_RESTART(f)                                                                  \
 	((f) == DRILL_FAULT_RESTART_PRIMARY || (f) == DRILL_FAULT_RESTART_BACKUP)
@@ -116,9 +127,10 @@ struct drill_world {
 	unsigned gaps, conflicts, seq_breaks, guest_errors, bad_lines;
 	char first_violation[256];
 
-	/* replication tap */
-	int tap_lfd;
-	char upstream_host[64], upstream_port[16];
+	/* replication tap (A -> B's daemon) and back relay (B -> A's daemon) */
+	int tap_lfd, back_lfd;
+	char upstream_host[64], upstream_port[16]; /* B's daemon */
+	char back_host[64], back_port[16];	   /* A's daemon */
 	enum drill_kill_at kill_at;
 	enum drill_fault fault;
 	uint64_t kill_epoch; /* the moment is in (or right after) this epoch */
@@ -132,21 +144,24 @@ struct drill_world {
 	int killed;
 	uint64_t kill_ns, kill_con_len, kill_last_seq;
 	char kill_what[512]; /* where exactly the kill landed */
-	unsigned nr_tap_conns;
+	unsigned nr_tap_conns, nr_back_conns;
+	unsigned nr_refused; /* connections cut or dropped because of the fault */
 	struct drill_wire_epoch *wire;
 	unsigned nr_wire, cap_wire;
 	uint64_t acked; /* highest epoch acked by the backup (+1; 0 = none yet) */
 	int tap_broken; /* stream did not parse: moment precision lost */
 };
 
-/* drill-world.c: listen on ip:con_port (collector) and ip:tap_port (tap)
- * inside netns_out; start and stop the two observer threads. */
-int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int tap_port);
+/* drill-world.c: listen on ip:con_port (collector), ip:tap_port (tap) and
+ * ip:back_port (back relay) inside netns_out; start and stop the two
+ * observer threads. */
+int drill_world_listen(struct drill_world *w, const char *ip, int con_port, int tap_port,
+		       int back_port);
 int drill_world_start(struct drill_world *w, pthread_t *threads);
 void drill_world_stop(struct drill_world *w, pthread_t *threads);
 /* drill-console.c: the collector thread (arg: the world). */
 void *drill_collector(void *arg);
-/* drill-relay.c: the tap thread (arg: the world). */
+/* drill-relay.c: the tap thread, which runs the back relay too (arg: the world). */
 void *drill_tap_thread(void *arg);
 /* drill-killpoint.c: kill the victim now (lock held by the caller).
  * Records the moment. */
@@ -207,12 +222,20 @@ struct drill {
 	uint64_t epochs_at_adopt, epochs_later;	 /* nr_epochs via the restarted daemon */
 	unsigned lines_down, lines_after;	 /* A's lines while down, after adopt */
 	char restart_state[64];			 /* role/state the restarted daemon reports */
+	/* re-protection (drill-reprotect.c): backup death, failback */
+	int reprotect_checked, failback_checked;
+	double reprotect_ms;  /* the dead host's daemon started again -> survivor protected */
+	double release_ms;    /* ... -> the first held line reached the outside (backup death) */
+	double switchback_ms; /* failback: `failover` on A -> A's first new line */
+	double reprotect2_ms; /* failback: `failover` on A -> A protected by B */
+	unsigned a_while_b, b_after; /* lines from A while B spoke; from B after A's return */
 	char report[8192];
 };
 
 /* What one drill measured, for --repeat and --soak (-1: not measured). */
 struct drill_result {
 	double failover_ms, downtime_ms, adopt_ms;
+	double reprotect_ms, release_ms, switchback_ms, reprotect2_ms;
 };
 
 /* cmd-drill.c: the signal (SIGINT, SIGTERM, SIGHUP) that asks every wait to
@@ -238,7 +261,27 @@ int drill_restart(struct drill *d);
 /* Before the moment: remember A's and B's worker pid (status --json). */
 void drill_restart_note_workers(struct drill *d);
 
+/* drill-run.c: the first progress line from ip that ends beyond offset
+ * `after` (-1: none yet); how many lines in [from, to) came from ip.
+ * World lock held. */
+int drill_first_line(struct drill_world *w, uint32_t ip, uint64_t after);
+unsigned drill_lines_from(struct drill_world *w, uint32_t ip, unsigned from, unsigned to);
+
+/* drill-reprotect.c: after the backup host's death (--victim backup): A
+ * holds its output, B's daemon comes back, A re-protects.  After B took
+ * over (--fault failback; first_b: B's first new line): A comes back as
+ * B's backup, the operator fails back to A, A re-protects.  0, or -1 when
+ * the drill cannot go on (the problem is in d->why either way). */
+int drill_backup_death(struct drill *d);
+int drill_failback(struct drill *d, int first_b);
+
+/* drill-restart.c: the VM's worker pid in the status on ctl (0: none). */
+pid_t drill_status_worker(const char *ctl, char *buf, size_t size);
+
 /* drill-hosts.c */
+/* A dead host's daemon (b: B's, else A's) started again with the same
+ * arguments and state directory; *t_r = when.  0 once it answers, or -1. */
+int drill_host_up(struct drill *d, int b, uint64_t *t_r);
 /* A, B and OUT with a bridge in OUT that joins them.  0 or -1 (see log_ip). */
 int drill_netns_up(struct drill *d);
 /* A hareplicated in ns listening on ip, its console default the collector. */
