@@ -102,6 +102,25 @@ static const char drill_help[] =
     "                    outside and that B never speaks; reports reprotect_ms\n"
     "                    (B's daemon started -> A protected) and release_ms\n"
     "                    (-> the first held line outside)\n"
+    "  --witness         also run a witness (hareplicated --serve-witness) in OUT on\n"
+    "                    " DRILL_IP_OUT ":7300, which A and B reach directly, not\n"
+    "                    through the tap (faults on the A-B link leave it\n"
+    "                    reachable); the daemons run with --witness and --node A\n"
+    "                    / --node B.  B's promotion then needs the witness's grant:\n"
+    "                    after a failover the witness must name B the owner (in\n"
+    "                    failback the owner follows the VM back to A).  torn: both\n"
+    "                    ask, exactly one wins - B promotes (A demoted) or A\n"
+    "                    keeps the lease and speaks (B's copy stale, its worker\n"
+    "                    failed); either passes if only the winner speaks and\n"
+    "                    the stream goes on from it; the report says who won.\n"
+    "                    --victim backup: A takes the lease and keeps speaking\n"
+    "                    (standing lease, the outside waits at most 1 s:\n"
+    "                    stall_ms), then re-protects when B returns (standing\n"
+    "                    registered, the witness names B the backup)\n"
+    "                    witness-down (a --fault, only with --witness): SIGSTOP\n"
+    "                    of the witness, then the link torn: nobody may speak\n"
+    "                    for 2 s; SIGCONT: exactly one wins as for torn\n"
+    "                    (failover_ms counts from the SIGCONT)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  memwalk options (default \"rate=4000 wss=64M interval_ms=20\")\n"
@@ -118,7 +137,9 @@ static const char drill_help[] =
     "                    p50/p99 of each figure measured, per scenario\n"
     "  --faults LIST     with --soak: draw only from these scenarios, comma-\n"
     "                    separated: kill, torn, partition, hang, slow,\n"
-    "                    backup-death, restart-primary, restart-backup, failback\n"
+    "                    backup-death, restart-primary, restart-backup, failback,\n"
+    "                    witness-down (drawn by default with --witness); races\n"
+    "                    (torn, witness-down) also print who won: A=.. B=..\n"
     "  --keep            leave namespaces, daemons and files for debugging (the\n"
     "                    drill prints how to remove them)\n"
     "  --kernel FILE     memwalk image (default: tests/guests/memwalk.elf next to\n"
@@ -177,6 +198,7 @@ static const struct scenario {
     {"restart-primary", DRILL_FAULT_RESTART_PRIMARY, 0},
     {"restart-backup", DRILL_FAULT_RESTART_BACKUP, 0},
     {"failback", DRILL_FAULT_FAILBACK, 0},
+    {"witness-down", DRILL_FAULT_WITNESS_DOWN, 0}, /* only with --witness */
 };
 #define NR_SCENARIOS ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 
@@ -219,10 +241,10 @@ static uint64_t to_us(double ms)
 }
 
 /* The figures --soak prints per scenario (each only where measured). */
-#define NR_FIGURES 7
-static const char *const figure_names[NR_FIGURES] = {"failover_ms",  "downtime_ms", "adopt_ms",
-						     "reprotect_ms", "release_ms",  "switchback_ms",
-						     "reprotect2_ms"};
+#define NR_FIGURES 8
+static const char *const figure_names[NR_FIGURES] = {
+    "failover_ms", "downtime_ms",   "adopt_ms",	     "reprotect_ms",
+    "release_ms",  "switchback_ms", "reprotect2_ms", "stall_ms"};
 
 static int soak(const struct drill_opts *base)
 {
@@ -231,8 +253,11 @@ static int soak(const struct drill_opts *base)
 	int allowed[NR_SCENARIOS], nr_allowed = 0;
 	unsigned total = 0, ok_total = 0;
 
+	unsigned won[NR_SCENARIOS][2] = {{0}}; /* --witness races: A, B */
+
 	for (int s = 0; s < NR_SCENARIOS; s++) {
-		if (!base->soak_mask || (base->soak_mask & (1u << s)))
+		int wd = scenarios[s].fault == DRILL_FAULT_WITNESS_DOWN;
+		if ((!base->soak_mask && (!wd || base->witness)) || (base->soak_mask & (1u << s)))
 			allowed[nr_allowed++] = s;
 		for (int f = 0; f < NR_FIGURES; f++)
 			if (!(fig[s][f] = calloc(base->repeat, sizeof(uint64_t)))) {
@@ -253,9 +278,11 @@ static int soak(const struct drill_opts *base)
 		       drill_kill_at_name(o.kill_at));
 		fflush(stdout);
 		int pass = drill_run(&o, i, &res) == 0;
-		double v[NR_FIGURES] = {res.failover_ms,  res.downtime_ms, res.adopt_ms,
-					res.reprotect_ms, res.release_ms,  res.switchback_ms,
-					res.reprotect2_ms};
+		double v[NR_FIGURES] = {res.failover_ms,   res.downtime_ms, res.adopt_ms,
+					res.reprotect_ms,  res.release_ms,  res.switchback_ms,
+					res.reprotect2_ms, res.stall_ms};
+		if (res.winner)
+			won[s][res.winner == 'B']++;
 		for (int f = 0; f < NR_FIGURES; f++)
 			fig[s][f][runs[s]] = to_us(v[f]);
 		runs[s]++;
@@ -272,6 +299,8 @@ static int soak(const struct drill_opts *base)
 			printf("  %-15s runs=%u passed=%u", scenarios[s].name, runs[s], passes[s]);
 			for (int f = 0; f < NR_FIGURES; f++)
 				print_figure(figure_names[f], fig[s][f], runs[s]);
+			if (won[s][0] || won[s][1])
+				printf(" won: A=%u B=%u", won[s][0], won[s][1]);
 			printf("\n");
 		}
 		for (int f = 0; f < NR_FIGURES; f++)
@@ -299,6 +328,7 @@ int cmd_drill(int argc, char **argv)
 	    {"daemon", required_argument, NULL, 'd'},
 	    {"after-lines", required_argument, NULL, 'l'},
 	    {"timeout", required_argument, NULL, 't'},
+	    {"witness", no_argument, NULL, 'W'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -357,7 +387,7 @@ int cmd_drill(int argc, char **argv)
 			if (f < 0) {
 				fprintf(stderr, "hareplicate drill: --fault is one of kill, torn, "
 						"partition, hang, slow, restart-primary, "
-						"restart-backup, failback\n");
+						"restart-backup, failback, witness-down\n");
 				return 2;
 			}
 			o.fault = (enum drill_fault)f;
@@ -402,7 +432,8 @@ int cmd_drill(int argc, char **argv)
 				fprintf(stderr,
 					"hareplicate drill: --faults is a comma-separated list of "
 					"kill, torn, partition, hang, slow, backup-death, "
-					"restart-primary, restart-backup, failback\n");
+					"restart-primary, restart-backup, failback, "
+					"witness-down\n");
 				return 2;
 			}
 			break;
@@ -423,6 +454,9 @@ int cmd_drill(int argc, char **argv)
 			if (!o.timeout_s)
 				o.timeout_s = 1;
 			break;
+		case 'W':
+			o.witness = 1;
+			break;
 		case 'v':
 			o.verbose = 1;
 			break;
@@ -442,8 +476,14 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "hareplicate drill: bad --epoch '%s' (e.g. 25ms)\n", o.epoch);
 		return 2;
 	}
+	if (!o.witness && (o.fault == DRILL_FAULT_WITNESS_DOWN ||
+			   (o.soak_mask & (1u << (NR_SCENARIOS - 1))))) { /* the last scenario */
+		fprintf(stderr, "hareplicate drill: witness-down needs --witness\n");
+		return 2;
+	}
 	if (o.victim_backup &&
-	    (DRILL_FAULT_IS_RESTART(o.fault) || o.fault == DRILL_FAULT_FAILBACK)) {
+	    (DRILL_FAULT_IS_RESTART(o.fault) || o.fault == DRILL_FAULT_FAILBACK ||
+	     o.fault == DRILL_FAULT_WITNESS_DOWN)) {
 		fprintf(stderr, "hareplicate drill: --fault %s names its victim; no --victim\n",
 			drill_fault_name(o.fault));
 		return 2;
@@ -565,7 +605,9 @@ int cmd_drill(int argc, char **argv)
 const struct hr_cmd hr_cmd_drill = {
     "drill",
     "[--epochs N] [--kill-at MOMENT] "
-    "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback] "
-    "[--victim primary|backup] [--seed S] [--repeat N] [--soak N [--faults LIST]] [--keep] "
+    "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback|"
+    "witness-down] "
+    "[--victim primary|backup] [--witness] [--seed S] [--repeat N] [--soak N [--faults LIST]] "
+    "[--keep] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

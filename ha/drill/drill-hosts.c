@@ -64,7 +64,21 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 			"--failover-timeout",
 			"500",
 			"-f",
+			NULL,
+			NULL,
+			NULL,
+			NULL,
 			NULL};
+	/* --witness: each host names itself after its namespace (A, B) */
+	char witness[64];
+	if (d->o->witness) {
+		unsigned n = 12;
+		snprintf(witness, sizeof(witness), "%s:%d", DRILL_IP_OUT, DRILL_PORT_WIT);
+		argv[n++] = "--witness";
+		argv[n++] = witness;
+		argv[n++] = "--node";
+		argv[n++] = !strcmp(ip, DRILL_IP_A) ? "A" : "B";
+	}
 	return drill_spawn(ns, argv, log);
 }
 
@@ -175,11 +189,11 @@ void drill_teardown(struct drill *d)
 	const struct drill_opts *o = d->o;
 
 	if (o->keep) {
-		char kills[64] = "";
-		if (d->pid_a > 0 || d->pid_b > 0)
-			snprintf(kills, sizeof(kills), "kill -9%s%.0d%s%.0d; ",
+		char kills[96] = "";
+		if (d->pid_a > 0 || d->pid_b > 0 || d->pid_w > 0)
+			snprintf(kills, sizeof(kills), "kill -9%s%.0d%s%.0d%s%.0d; ",
 				 d->pid_a > 0 ? " -" : "", (int)d->pid_a, d->pid_b > 0 ? " -" : "",
-				 (int)d->pid_b);
+				 (int)d->pid_b, d->pid_w > 0 ? " -" : "", (int)d->pid_w);
 		fprintf(
 		    stderr,
 		    "drill: --keep: left running (daemon logs a.log, b.log in %s).  Remove with:\n"
@@ -194,14 +208,16 @@ void drill_teardown(struct drill *d)
 		kill(-d->w.victim_pgid, SIGCONT);
 	for (unsigned i = 0; i < d->w.nr_victim_kids; i++)
 		kill(d->w.victim_kids[i], SIGCONT);
+	if (d->pid_w > 0)
+		kill(d->pid_w, SIGCONT); /* witness-down: stopped at the moment */
 	/* orderly first (SIGTERM to daemons and workers), then SIGKILL what is left */
-	pid_t *pids[2] = {&d->pid_a, &d->pid_b};
-	for (int i = 0; i < 2; i++)
+	pid_t *pids[3] = {&d->pid_a, &d->pid_b, &d->pid_w};
+	for (int i = 0; i < 3; i++)
 		if (*pids[i] > 0)
 			kill_group(*pids[i], SIGTERM);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		drill_reap(pids[i], 12000);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (*pids[i] > 0) {
 			kill_group(*pids[i], SIGKILL);
 			drill_reap(pids[i], 2000);

@@ -53,9 +53,9 @@ static uint64_t pb_field1(const uint8_t *p, unsigned n)
 
 const char *drill_fault_name(enum drill_fault f)
 {
-	static const char *const names[] = {"kill",	      "torn",	 "partition",
-					    "hang",	      "slow",	 "restart-primary",
-					    "restart-backup", "failback"};
+	static const char *const names[] = {"kill",	      "torn",	  "partition",
+					    "hang",	      "slow",	  "restart-primary",
+					    "restart-backup", "failback", "witness-down"};
 	return names[f];
 }
 
@@ -64,6 +64,9 @@ void drill_kill_locked(struct drill_world *w, const char *what)
 	if (w->killed)
 		return;
 	w->kill_ns = hr_now_ns();
+	/* witness-down: the witness stops answering before the link tears */
+	if (w->fault == DRILL_FAULT_WITNESS_DOWN && w->witness_pid > 0)
+		kill(w->witness_pid, SIGSTOP);
 	/* torn and partition act in the tap (drill-relay.c), from now on */
 	/* slow: drill_tap_down holds B's frames back from now on */
 	if (DRILL_FAULT_KILLS(w->fault) || w->fault == DRILL_FAULT_HANG) {

@@ -78,7 +78,7 @@ static void accept_one(struct tap *t, int back)
 	if (a < 0)
 		return;
 	pthread_mutex_lock(&w->lock);
-	int torn = w->killed && w->fault == DRILL_FAULT_TORN;
+	int torn = w->killed && DRILL_FAULT_TEARS(w->fault);
 	int sink = w->killed && w->fault == DRILL_FAULT_PARTITION;
 	int parsed = !back && !w->killed;
 	unsigned id = back ? ++w->nr_back_conns : ++w->nr_tap_conns;
@@ -141,7 +141,7 @@ void *drill_tap_thread(void *arg)
 		struct pollfd pf[2 + 2 * MAX_PAIRS];
 		pthread_mutex_lock(&w->lock);
 		int stop = w->stop;
-		int torn = w->killed && w->fault == DRILL_FAULT_TORN;
+		int torn = w->killed && DRILL_FAULT_TEARS(w->fault);
 		int silent = w->killed && w->fault == DRILL_FAULT_PARTITION;
 		drill_tap_timers(&t);
 		uint64_t dl = t.deadline_ns && !w->killed ? t.deadline_ns : 0;

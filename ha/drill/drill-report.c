@@ -26,10 +26,12 @@ void drill_report(struct drill *d)
 	size_t size = sizeof(d->report), len = 0;
 #define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
 
-	OUT("drill %u: fault=%s kill-at=%s victim=%s seed=%llu epoch=%s memory=%s append=\"%s\"\n",
+	OUT("drill %u: fault=%s kill-at=%s victim=%s%s seed=%llu epoch=%s memory=%s "
+	    "append=\"%s\"\n",
 	    d->run, drill_fault_name(o->fault), drill_kill_at_name(o->kill_at),
 	    o->victim_backup || o->fault == DRILL_FAULT_RESTART_BACKUP ? "backup" : "primary",
-	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
+	    o->witness ? " witness=yes" : "", (unsigned long long)(o->seed + d->run - 1), o->epoch,
+	    o->memory, o->append);
 	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
 	    "target %llu)\n",
 	    (unsigned long long)(w->acked ? w->acked - 1 : 0), (unsigned long long)o->epochs);
@@ -91,7 +93,7 @@ void drill_report(struct drill *d)
 	if (w->killed)
 		OUT("  at the kill: outside held %llu bytes, last seq=%llu\n",
 		    (unsigned long long)w->kill_con_len, (unsigned long long)w->kill_last_seq);
-	if (!o->victim_backup && d->failover_ms >= 0)
+	if (!o->victim_backup && d->failover_ms >= 0 && !d->winner)
 		OUT("  failover_ms=%.1f (kill -> first new line from B, seq=%llu); promoted seen "
 		    "in "
 		    "B's status after %.0f ms\n",
@@ -120,13 +122,34 @@ void drill_report(struct drill *d)
 		OUT("  one speaker: A released %u console lines after B took over (fault %s; "
 		    "watched %d ms)\n",
 		    d->a_after, drill_fault_name(o->fault), DRILL_HELD_WATCH_MS);
-	if (o->victim_backup && d->survivor_state[0])
+	if (o->victim_backup && d->survivor_state[0] && !o->witness)
 		OUT("  primary's status after the backup's death: state=%s last_event=%s\n",
 		    d->survivor_state, d->survivor_event);
-	if (o->victim_backup && d->survivor_state[0] && !d->why[0])
+	if (o->victim_backup && d->survivor_state[0] && !d->why[0] && !o->witness)
 		OUT("  primary held its output: %d lines released in the %d ms after it said so\n",
 		    d->held_lines, DRILL_HELD_WATCH_MS);
-	if (d->reprotect_checked)
+	if (o->victim_backup && o->witness && d->stall_ms >= 0)
+		OUT("  primary after the backup's death (witness): state=%s standing=%s; released "
+		    "%d lines in %d ms, the outside waited at most %.1f ms\n",
+		    d->survivor_state, d->standing, d->held_lines, DRILL_HELD_WATCH_MS,
+		    d->stall_ms);
+	if (o->witness && d->reprotect_checked)
+		OUT("  re-protection (witness): B's daemon started again; A protected after "
+		    "reprotect_ms=%.1f; B released %u lines\n",
+		    d->reprotect_ms, d->b_lines);
+	if (o->fault == DRILL_FAULT_WITNESS_DOWN && d->survivor_state[0])
+		OUT("  witness down, link torn: A %s (standing %s); %u console lines reached the "
+		    "outside in %d ms\n",
+		    d->survivor_state, d->standing, d->silent_lines, DRILL_HELD_WATCH_MS);
+	if (d->winner)
+		OUT("  race for the VM: %c won: %s; failover_ms=%.1f (%s -> first new line from "
+		    "%c, seq=%llu); the loser released %u lines\n",
+		    d->winner, d->winner_how, d->failover_ms,
+		    o->fault == DRILL_FAULT_WITNESS_DOWN ? "SIGCONT of the witness" : "the tear",
+		    d->winner, (unsigned long long)d->first_new_seq, d->wit_loser_lines);
+	if (o->witness)
+		OUT("  witness: %s\n", d->wit_checks[0] ? d->wit_checks : "(record not checked)");
+	if (d->reprotect_checked && !o->witness)
 		OUT("  re-protection: B's daemon started again; A protected after "
 		    "reprotect_ms=%.1f "
 		    "(+reprotect-start), its held output reached the outside after "

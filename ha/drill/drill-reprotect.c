@@ -41,7 +41,7 @@ static void vm_role(const char *ctl, char *role, char *state)
 
 /* Until the VM on side b reports role/state; *t_r = when it did.  0, or -1
  * (timed out or interrupted: then d->why says what it reported). */
-static int wait_vm(struct drill *d, int b, const char *role, const char *state, uint64_t *t_r)
+int drill_wait_vm(struct drill *d, int b, const char *role, const char *state, uint64_t *t_r)
 {
 	const char *ctl = b ? d->ctl_b : d->ctl_a;
 	uint64_t end = hr_now_ns() + d->o->timeout_s * 1000000000ull;
@@ -65,7 +65,7 @@ static int wait_vm(struct drill *d, int b, const char *role, const char *state, 
 /* Until n progress lines came from ip, the first of them ending beyond
  * offset `after`; *t_r = when that first one arrived.  Its index, or -1
  * (d->why says so; what = the step, for the message). */
-static int wait_lines(struct drill *d, uint32_t ip, uint64_t after, const char *what, uint64_t *t_r)
+int drill_wait_lines(struct drill *d, uint32_t ip, uint64_t after, const char *what, uint64_t *t_r)
 {
 	struct drill_world *w = &d->w;
 	uint64_t end = hr_now_ns() + d->o->timeout_s * 1000000000ull;
@@ -92,7 +92,7 @@ static int wait_lines(struct drill *d, uint32_t ip, uint64_t after, const char *
 }
 
 /* Whether the daemon log at path has token (a role event) in it. */
-static int log_has(const char *path, const char *token)
+int drill_log_has(const char *path, const char *token)
 {
 	char line[1024];
 	int found = 0;
@@ -160,14 +160,14 @@ int drill_backup_death(struct drill *d)
 		return -1;
 	d->reprotect_checked = 1;
 	uint64_t held_len = con_len(w);
-	if (wait_vm(d, 0, "primary", "protected", &t_prot) < 0 ||
-	    wait_vm(d, 1, "backup", "backup", NULL) < 0)
+	if (drill_wait_vm(d, 0, "primary", "protected", &t_prot) < 0 ||
+	    drill_wait_vm(d, 1, "backup", "backup", NULL) < 0)
 		return 0;
 	d->reprotect_ms = (t_prot - t_up) / 1e6;
-	if (!log_has(d->log_a, "+reprotect-start"))
+	if (!drill_log_has(d->log_a, "+reprotect-start"))
 		drill_fail(d, "A is protected again but logged no +reprotect-start (see %s)",
 			   d->log_a);
-	if (wait_lines(d, ip_a, held_len, "after the re-protection", &t_line) < 0)
+	if (drill_wait_lines(d, ip_a, held_len, "after the re-protection", &t_line) < 0)
 		return 0;
 	d->release_ms = (t_line - t_up) / 1e6;
 	pthread_mutex_lock(&w->lock);
@@ -200,13 +200,15 @@ int drill_failback(struct drill *d, int first_b)
 	 * the promoted B takes it as its backup */
 	if (drill_host_up(d, 0, &t_up) < 0)
 		return -1;
-	if (wait_vm(d, 1, "primary", "protected", &t_prot) < 0 ||
-	    wait_vm(d, 0, "backup", "backup", NULL) < 0)
+	if (drill_wait_vm(d, 1, "primary", "protected", &t_prot) < 0 ||
+	    drill_wait_vm(d, 0, "backup", "backup", NULL) < 0)
 		return -1;
 	d->reprotect_ms = (t_prot - t_up) / 1e6;
-	if (!log_has(d->log_b, "+reprotect-start"))
+	if (!drill_log_has(d->log_b, "+reprotect-start"))
 		drill_fail(d, "B is protected but logged no +reprotect-start (see %s)", d->log_b);
-	if (wait_lines(d, ip_b, con_len(w), "after B re-protected", NULL) < 0)
+	if (o->witness && drill_witness_expect(d, "B", "A", "B re-protected") < 0)
+		return -1;
+	if (drill_wait_lines(d, ip_b, con_len(w), "after B re-protected", NULL) < 0)
 		return -1;
 
 	/* the operator fails back: A speaks again, B's worker ends */
@@ -220,7 +222,7 @@ int drill_failback(struct drill *d, int first_b)
 			   d->log_cli);
 		return -1;
 	}
-	int first_a = wait_lines(d, ip_a, at_switch, "after the failback", &t_line);
+	int first_a = drill_wait_lines(d, ip_a, at_switch, "after the failback", &t_line);
 	if (first_a < 0)
 		return -1;
 	d->switchback_ms = (t_line - t_switch) / 1e6;
@@ -229,15 +231,18 @@ int drill_failback(struct drill *d, int first_b)
 		usleep(10000);
 	if (b_worker <= 0 || kill(b_worker, 0) == 0)
 		drill_fail(d, "B's worker (%d) did not end after the failback", (int)b_worker);
-	if (!log_has(d->log_b, "+demoted"))
+	if (!drill_log_has(d->log_b, "+demoted"))
 		drill_fail(d, "B logged no +demoted after the failback (see %s)", d->log_b);
 
 	/* A takes B as its backup again */
-	if (wait_vm(d, 0, "primary", "protected", &t_prot) < 0 ||
-	    wait_vm(d, 1, "backup", "backup", NULL) < 0)
+	if (drill_wait_vm(d, 0, "primary", "protected", &t_prot) < 0 ||
+	    drill_wait_vm(d, 1, "backup", "backup", NULL) < 0)
 		return -1;
 	d->reprotect2_ms = (t_prot - t_switch) / 1e6;
-	if (wait_lines(d, ip_a, con_len(w), "after A re-protected", NULL) < 0)
+	/* the owner follows the VM back to A */
+	if (o->witness && drill_witness_expect(d, "A", "B", "failed back") < 0)
+		return -1;
+	if (drill_wait_lines(d, ip_a, con_len(w), "after A re-protected", NULL) < 0)
 		return -1;
 
 	/* one speaker: A not while B spoke, B never again once A did */

@@ -154,6 +154,8 @@ static int one_drill(struct drill *d)
 	}
 	d->world_started = 1;
 
+	if (o->witness && drill_witness_up(d) < 0)
+		return -1;
 	snprintf(state, sizeof(state), "%s/state-a", d->dir);
 	d->pid_a = drill_start_daemon(d, d->ns_a, DRILL_IP_A, d->ctl_a, state, d->log_a);
 	snprintf(state, sizeof(state), "%s/state-b", d->dir);
@@ -244,7 +246,11 @@ static int one_drill(struct drill *d)
 		drill_reap(&d->pid_a, 2000);
 
 	if (o->victim_backup)
-		return drill_backup_death(d);
+		return o->witness ? drill_witness_backup_death(d) : drill_backup_death(d);
+	if (o->fault == DRILL_FAULT_WITNESS_DOWN)
+		return drill_witness_down(d);
+	if (o->fault == DRILL_FAULT_TORN && o->witness)
+		return drill_witness_race(d);
 	if (DRILL_FAULT_IS_RESTART(o->fault))
 		return drill_restart(d);
 	if (o->fault == DRILL_FAULT_SLOW)
@@ -285,6 +291,9 @@ static int one_drill(struct drill *d)
 		drill_fail(d, "only %u of %u progress lines after the failover within %u s",
 			   have - (unsigned)first, o->after_lines, o->timeout_s);
 
+	/* B's promotion needed the witness's grant: it names B the owner */
+	if (o->witness && first >= 0)
+		drill_witness_expect(d, "B", NULL, "B took over");
 	if (!DRILL_FAULT_KILLS(o->fault) && first >= 0)
 		one_speaker(d, first);
 	/* failback: A comes back, becomes B's backup, then the primary again */
@@ -303,13 +312,14 @@ static int one_drill(struct drill *d)
 int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 {
 	struct drill *d = calloc(1, sizeof(*d));
-	*r = (struct drill_result){-1, -1, -1, -1, -1, -1, -1};
+	*r = (struct drill_result){-1, -1, -1, -1, -1, -1, -1, -1, 0};
 	if (!d)
 		return 1;
 	d->o = o;
 	d->run = run;
 	d->downtime_ms = d->adopt_ms = d->exit_ms = d->unseen_ms = -1;
 	d->reprotect_ms = d->release_ms = d->switchback_ms = d->reprotect2_ms = -1;
+	d->stall_ms = -1;
 	one_drill(d);
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
@@ -330,6 +340,8 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	r->release_ms = d->release_ms;
 	r->switchback_ms = d->switchback_ms;
 	r->reprotect2_ms = d->reprotect2_ms;
+	r->stall_ms = d->stall_ms;
+	r->winner = d->winner;
 	int pass = d->pass;
 	free(d->w.buf);
 	free(d->w.lines);

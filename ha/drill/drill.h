@@ -7,6 +7,8 @@
  *   drill-hosts.c     the namespaces A, B, OUT and the daemons in them
  *   drill-status.c    the primary's epoch figures: status samples, epoch log
  *   drill-report.c    the report a drill prints
+ *   drill-witness.c   --witness: the witness in OUT, its record, the torn
+ *                     link's race, backup death and the witness-down scenario
  *   drill-net.c       processes and network namespaces (low level)
  *
  * and the two observers that sit in the "out" namespace: the console
@@ -42,6 +44,9 @@
 #define DRILL_PORT_TAP 7100 /* B's hareplicated, and the tap in OUT */
 #define DRILL_PORT_A   7788 /* A's hareplicated, and the back relay in OUT */
 #define DRILL_VM_NAME  "drillvm"
+/* --witness: hareplicated --serve-witness in OUT on its own port, reached
+ * by A and B over the bridge, never through the tap. */
+#define DRILL_PORT_WIT 7300
 
 /* ---- drill-net.c ---- */
 
@@ -74,6 +79,7 @@ enum drill_fault {
 	DRILL_FAULT_RESTART_PRIMARY, /* SIGTERM of A's hareplicated only, started again */
 	DRILL_FAULT_RESTART_BACKUP,  /* the same on B */
 	DRILL_FAULT_FAILBACK,	     /* kill A, B takes over, A returns as backup, fails back */
+	DRILL_FAULT_WITNESS_DOWN,    /* --witness: SIGSTOP of the witness, then a torn link */
 	DRILL_NR_FAULTS
 };
 #define DRILL_SLOW_MS 300
@@ -90,6 +96,8 @@ const char *drill_fault_name(enum drill_fault f);
  * during-send / after-send); a slow backup or a daemon restart is only a
  * moment: the stream goes on. */
 #define DRILL_FAULT_CUTS(f) ((f) != DRILL_FAULT_SLOW && !DRILL_FAULT_IS_RESTART(f))
+/* The tap closes the link both ways, and every new connection. */
+#define DRILL_FAULT_TEARS(f) ((f) == DRILL_FAULT_TORN || (f) == DRILL_FAULT_WITNESS_DOWN)
 
 enum drill_kill_at {
 	DRILL_KILL_RANDOM,
@@ -139,6 +147,7 @@ struct drill_world {
 	int armed;		  /* set by the drill when it is ready to kill */
 	pid_t victim_pgid;	  /* killed with SIGKILL (the group and its descendants) */
 	pid_t victim_pid;	  /* and/or this pid (restart faults: only it, SIGTERM) */
+	pid_t witness_pid;	  /* witness-down: SIGSTOP at the moment, before the tear */
 	pid_t victim_kids[32];	  /* and these (the daemon's workers, refreshed by the drill) */
 	unsigned nr_victim_kids;
 	int killed;
@@ -174,6 +183,7 @@ const char *drill_kill_at_name(enum drill_kill_at k);
 struct drill_opts {
 	uint64_t epochs, seed, epoch_us;
 	int seed_set, keep, verbose, victim_backup;
+	int witness; /* --witness: a witness in OUT, A and B use it */
 	enum drill_kill_at kill_at;
 	enum drill_fault fault;
 	int soak;	    /* --soak: repeat draws a scenario per run */
@@ -189,7 +199,8 @@ struct drill {
 	unsigned run;
 	char ns_a[64], ns_b[64], ns_out[64], dir[256];
 	char ctl_a[300], ctl_b[300], log_a[300], log_b[300], log_ip[300], log_cli[300];
-	pid_t pid_a, pid_b;
+	char ctl_w[300], log_w[300];
+	pid_t pid_a, pid_b, pid_w;
 	int netns_made;
 	struct drill_world w;
 	pthread_t threads[2];
@@ -229,13 +240,22 @@ struct drill {
 	double switchback_ms; /* failback: `failover` on A -> A's first new line */
 	double reprotect2_ms; /* failback: `failover` on A -> A protected by B */
 	unsigned a_while_b, b_after; /* lines from A while B spoke; from B after A's return */
+	/* --witness (drill-witness.c) */
+	char winner;		  /* torn, witness-down: 'A' or 'B' won the race, 0: none */
+	char winner_how[160];	  /* ... what the loser did */
+	char wit_checks[512];	  /* the witness's record at each step, for the report */
+	double stall_ms;	  /* backup death: longest wait outside for a line, from the kill */
+	char standing[32];	  /* backup death: A's witness standing after it */
+	unsigned silent_lines;	  /* witness-down: lines released while the witness was stopped */
+	unsigned wit_loser_lines; /* torn, witness-down: lines from the loser after the winner's */
 	char report[8192];
 };
 
 /* What one drill measured, for --repeat and --soak (-1: not measured). */
 struct drill_result {
 	double failover_ms, downtime_ms, adopt_ms;
-	double reprotect_ms, release_ms, switchback_ms, reprotect2_ms;
+	double reprotect_ms, release_ms, switchback_ms, reprotect2_ms, stall_ms;
+	char winner; /* --witness, torn and witness-down: 'A' or 'B' (0: none) */
 };
 
 /* cmd-drill.c: the signal (SIGINT, SIGTERM, SIGHUP) that asks every wait to
@@ -277,6 +297,28 @@ int drill_failback(struct drill *d, int first_b);
 
 /* drill-restart.c: the VM's worker pid in the status on ctl (0: none). */
 pid_t drill_status_worker(const char *ctl, char *buf, size_t size);
+
+/* drill-witness.c */
+/* hareplicated --serve-witness in OUT (d->pid_w).  0 once it answers, or -1. */
+int drill_witness_up(struct drill *d);
+/* Until the witness's record names owner (and backup, if not NULL; "" =
+ * none), bounded by --timeout; step names the moment in the report and in
+ * d->why.  0, or -1 (d->why says what it named). */
+int drill_witness_expect(struct drill *d, const char *owner, const char *backup, const char *step);
+/* A torn link (also after the witness came back): both ask, exactly one
+ * wins; checks the winner speaks, the loser ends (B: stale) or stands down
+ * (A: demoted) and never speaks.  0, or -1 when the drill cannot go on. */
+int drill_witness_race(struct drill *d);
+/* --victim backup: A takes the lease and keeps speaking; B's daemon comes
+ * back and A re-protects (standing registered). */
+int drill_witness_backup_death(struct drill *d);
+/* witness-down: nobody speaks while the witness is stopped; SIGCONT, then
+ * the race as for a torn link. */
+int drill_witness_down(struct drill *d);
+/* drill-reprotect.c helpers the witness scenarios use too */
+int drill_wait_vm(struct drill *d, int b, const char *role, const char *state, uint64_t *t_r);
+int drill_wait_lines(struct drill *d, uint32_t ip, uint64_t after, const char *what, uint64_t *t_r);
+int drill_log_has(const char *path, const char *token);
 
 /* drill-hosts.c */
 /* A dead host's daemon (b: B's, else A's) started again with the same
