@@ -173,7 +173,8 @@ static unsigned lines_now(struct drill_world *w)
 }
 
 /* Until side b (0 = A) reports state (and, if error, an error containing
- * it).  0, or -1 with d->why set. */
+ * it, any case: a stale copy says "Stale file handle").  0, or -1 with
+ * d->why set. */
 static int wait_state(struct drill *d, int b, const char *state, const char *error)
 {
 	uint64_t end = hr_now_ns() + d->o->timeout_s * 1000000000ull;
@@ -181,7 +182,7 @@ static int wait_state(struct drill *d, int b, const char *state, const char *err
 
 	while (!drill_interrupted) {
 		view(b ? d->ctl_b : d->ctl_a, &v);
-		if (!strcmp(v.state, state) && (!error || strstr(v.error, error)))
+		if (!strcmp(v.state, state) && (!error || strcasestr(v.error, error)))
 			return 0;
 		if (hr_now_ns() >= end)
 			break;
@@ -246,6 +247,9 @@ static int race(struct drill *d, uint64_t t_from)
 	d->first_new_seq = w->lines[first].seq;
 	pthread_mutex_unlock(&w->lock);
 	/* the loser: A stands down, or B's copy is stale and its worker ends */
+	snprintf(d->winner_how, sizeof(d->winner_how), "%s",
+		 b ? "B promoted, A stood down (demoted)"
+		   : "A kept the lease and speaks, B's copy is stale (failed)");
 	if (b ? wait_state(d, 0, "demoted", NULL) < 0 : wait_state(d, 1, "failed", "stale") < 0)
 		return -1;
 	if (!b) {
@@ -256,9 +260,6 @@ static int race(struct drill *d, uint64_t t_from)
 				   "A kept the VM but its status says standing=%s output_held=%s",
 				   v.standing[0] ? v.standing : "-", v.held ? "true" : "false");
 	}
-	snprintf(d->winner_how, sizeof(d->winner_how), "%s",
-		 b ? "B promoted, A stood down (demoted)"
-		   : "A kept the lease and speaks, B's copy is stale (failed)");
 	/* one speaker: the loser never speaks after the winner's first line */
 	usleep(DRILL_HELD_WATCH_MS * 1000);
 	pthread_mutex_lock(&w->lock);

@@ -8,9 +8,15 @@ hareplicate_SOURCES += \
 	ha/drill/drill-restart.c ha/drill/drill-reprotect.c ha/drill/drill-witness.c
 
 # `make drill-soak`: SOAK_N drills, each a scenario drawn from SOAK_SEED (not
-# part of `make check`; about 15 s a drill).
+# part of `make check`; about 15 s a drill).  SOAK_WITNESS=1 runs them with
+# a witness (drill --witness, witness-down among the draws);
+# `make drill-soak-witness` is the same.
 SOAK_N = 200
 SOAK_SEED = 1
+SOAK_WITNESS =
 drill-soak: hareplicate hareplicated $(guests_elfs)
-	./hareplicate drill --soak $(SOAK_N) --seed $(SOAK_SEED) --epochs 40 --memory 128M
-.PHONY: drill-soak
+	w=; case "$(SOAK_WITNESS)" in ""|0) ;; *) w=--witness ;; esac; \
+	./hareplicate drill --soak $(SOAK_N) --seed $(SOAK_SEED) --epochs 40 --memory 128M $$w
+drill-soak-witness: hareplicate hareplicated $(guests_elfs)
+	$(MAKE) $(AM_MAKEFLAGS) drill-soak SOAK_WITNESS=1
+.PHONY: drill-soak drill-soak-witness
