@@ -395,7 +395,7 @@ int drill_witness_down(struct drill *d)
 	while (hr_now_ns() < end && !drill_interrupted) {
 		view(d->ctl_a, &va);
 		view(d->ctl_b, &vb);
-		moved |= !va.held || !strcmp(vb.role, "promoted");
+		moved |= (va.state[0] && !va.held) || !strcmp(vb.role, "promoted");
 		usleep(50000);
 	}
 	d->silent_lines = lines_now(w) - before;
