@@ -173,7 +173,7 @@ static unsigned lines_now(struct drill_world *w)
 }
 
 /* Until side b (0 = A) reports state (and, if error, an error containing
- * it, any case: a stale copy says "Stale file handle").  0, or -1 with
+ * it, any case: a stale copy says "stale copy: ...").  0, or -1 with
  * d->why set. */
 static int wait_state(struct drill *d, int b, const char *state, const char *error)
 {

@@ -12,6 +12,7 @@ static const char *const hr_err_text[] = {
     [HR_ECHECKSUM - HR_EBASE] = "checksum mismatch",
     [HR_ESHAPE - HR_EBASE] = "VM shape does not match",
     [HR_EPROMOTED - HR_EBASE] = "the backup has taken over this VM",
+    [HR_ESTALE - HR_EBASE] = "stale copy: the witness no longer names this host the backup",
 };
 
 const char *hr_strerror(int rc)

@@ -13,6 +13,7 @@ enum {
 	HR_ECHECKSUM = 1006, /* checksum mismatch */
 	HR_ESHAPE = 1007,    /* peer / file VM shape does not match */
 	HR_EPROMOTED = 1008, /* the backup has taken over this VM */
+	HR_ESTALE = 1009,    /* this copy is stale: the witness names no backup here */
 	HR_ELAST
 };
 

@@ -194,7 +194,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				 "replaces it when the primary re-protects itself",
 				 e->lease.why);
 			hr_engine_role_event(e, HR_RE_ERROR, why);
-			rc = -ESTALE;
+			rc = -HR_ESTALE;
 			goto out;
 		}
 		int wait_ms = hr_ha_poll_ms(&ha, now);
