@@ -56,3 +56,8 @@ check_PROGRAMS += tests/t-witness tests/t-witness-torn
 TESTS += tests/t-witness tests/t-witness-torn
 tests_t_witness_LDADD = $(HR_LIBS)
 tests_t_witness_torn_LDADD = $(HR_LIBS)
+
+# the strict number parsers every user and peer input goes through
+check_PROGRAMS += tests/t-util
+TESTS += tests/t-util
+tests_t_util_LDADD = $(HR_LIBS)
