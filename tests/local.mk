@@ -6,8 +6,9 @@ TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
-	tests/t-output-offsets.sh
-TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh
+	tests/t-output-offsets.sh tests/t-inputs.sh
+TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh \
+	tests/t-inputs.sh
 
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine

@@ -117,7 +117,7 @@ static int cmd_start(int argc, char **argv)
 	char kernel_abs[PATH_MAX], console_abs[PATH_MAX + 8], cwd[PATH_MAX];
 	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000;
 	struct hr_sbuf req = {0};
-	unsigned long vcpus = 1;
+	uint64_t vcpus = 1;
 	int c, rc = 2;
 
 	optind = 1;
@@ -180,9 +180,7 @@ static int cmd_start(int argc, char **argv)
 		goto out;
 	}
 	if (val[K_VCPUS]) {
-		char *end;
-		vcpus = strtoul(val[K_VCPUS], &end, 10);
-		if (*end || !vcpus || vcpus > HR_MAX_VCPUS) {
+		if (hr_parse_count(val[K_VCPUS], 1, HR_MAX_VCPUS, &vcpus) < 0) {
 			fprintf(stderr, "hareplicate start: bad --vcpus '%s' (1..%d)\n",
 				val[K_VCPUS], HR_MAX_VCPUS);
 			goto out;

@@ -12,7 +12,8 @@ static const char stop_help[] =
     "primary goes on unprotected).  A VM that already exited is just removed.\n\n"
     "  --control PATH  hareplicated's control socket (default\n"
     "                  $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
-    "Exit status: 0 stopped, 1 no such VM, 69 hareplicated not reachable.\n";
+    "Exit status: 0 stopped, 1 no such VM, 2 bad usage, 69 hareplicated not\n"
+    "reachable.\n";
 
 static int cmd_stop(int argc, char **argv)
 {

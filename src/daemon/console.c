@@ -57,8 +57,7 @@ static int split_hostport(const char *s, char **host_r, char **port_r)
 			return -EINVAL;
 		hlen = (size_t)(colon - s);
 	}
-	if (!hlen || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    atoi(colon + 1) < 1 || atoi(colon + 1) > 65535)
+	if (!hlen || hr_parse_count(colon + 1, 1, 65535, &(uint64_t){0}) < 0)
 		return -EINVAL;
 	if (host_r) {
 		*host_r = strndup(h, hlen);

@@ -22,6 +22,8 @@
 #define HR_DEFAULT_PORT	     "7788"
 #define HR_DEFAULT_STATE_DIR "/var/lib/hareplicate"
 #define HR_VM_NAME_MAX	     64
+/* --failover-timeout at most (an hour) */
+#define HR_FAILOVER_TIMEOUT_MAX_MS 3600000
 
 /* The daemon-to-daemon preamble on a replication connection, before the
  * engine's own handshake: the primary sends `hrd=1 vm=NAME`, the backup

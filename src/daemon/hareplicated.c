@@ -55,7 +55,7 @@ static const char usage[] =
     "  --state-dir DIR         console files etc. (default " HR_DEFAULT_STATE_DIR
     ", created 0700)\n"
     "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
-    "                          itself (default 500)\n"
+    "                          itself (default 500, at most 3600000)\n"
     "  --unprotected-output hold|release\n"
     "                          a primary whose backup's connection ended: hold the\n"
     "                          guest's output (default; the backup may be promoting\n"
@@ -93,7 +93,10 @@ static const char usage[] =
     "+lease-denied, +witness-registered, +witness-unreachable; `hareplicate\n"
     "status` uses the same names.\n"
     "A witness logs +lease-granted, +lease-denied, +lease-expired and\n"
-    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n";
+    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n"
+    "\n"
+    "Exit status: 0 after SIGTERM, 1 could not start (the reason is printed),\n"
+    "2 bad usage.\n";
 
 static struct event_base *base;
 
@@ -198,7 +201,7 @@ static int open_listen(const char *spec)
 		colon = spec - 1; /* PORT only */
 	}
 	snprintf(port, sizeof(port), "%s", colon + 1);
-	if (!port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
+	if (hr_parse_count(port, 0, 65535, &(uint64_t){0}) < 0)
 		goto bad;
 	gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
 	if (gai) {
@@ -309,7 +312,7 @@ int main(int argc, char **argv)
 	};
 	const char *pidfile = NULL;
 	static char hostname[256];
-	char pattern[4096], *end;
+	char pattern[4096];
 	struct event *ev_chld, *ev_term, *ev_int;
 	int c, ctl_fd, repl_fd, rc;
 
@@ -325,12 +328,12 @@ int main(int argc, char **argv)
 			hr_dopts.state_dir = optarg;
 			break;
 		case 't':
-			hr_dopts.failover_timeout_ms = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || !hr_dopts.failover_timeout_ms) {
+			if (hr_parse_count(optarg, 1, HR_FAILOVER_TIMEOUT_MAX_MS,
+					   &hr_dopts.failover_timeout_ms) < 0) {
 				fprintf(stderr,
 					"hareplicated: bad --failover-timeout '%s' (milliseconds, "
-					"> 0)\n",
-					optarg);
+					"1..%d)\n",
+					optarg, HR_FAILOVER_TIMEOUT_MAX_MS);
 				return 2;
 			}
 			break;
@@ -370,10 +373,8 @@ int main(int argc, char **argv)
 			hr_dopts.node = optarg;
 			break;
 		case 'L':
-			hr_dopts.lease_ms = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || *optarg == '-' ||
-			    hr_dopts.lease_ms < HR_WIT_LEASE_MIN_MS ||
-			    hr_dopts.lease_ms > HR_WIT_LEASE_MAX_MS) {
+			if (hr_parse_count(optarg, HR_WIT_LEASE_MIN_MS, HR_WIT_LEASE_MAX_MS,
+					   &hr_dopts.lease_ms) < 0) {
 				fprintf(
 				    stderr,
 				    "hareplicated: bad --lease-ms '%s' (milliseconds, %d..%d)\n",

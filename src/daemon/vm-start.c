@@ -206,8 +206,7 @@ static int split_peer(const char *peer, char *host, size_t hsz, char *port, size
 		snprintf(host, hsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
 	}
 	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
-	if (!host[0] || !port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
-	    atoi(port) > 65535)
+	if (!host[0] || hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
 		return -EINVAL;
 	return 0;
 }
