@@ -33,6 +33,9 @@ struct hr_daemon_opts hr_dopts = {
     .listen = "0.0.0.0:" HR_DEFAULT_PORT,
     .state_dir = HR_DEFAULT_STATE_DIR,
     .failover_timeout_ms = 500,
+    .max_mem_bytes = HR_DEFAULT_MAX_MEM_BYTES,
+    .max_vcpus = HR_MAX_VCPUS,
+    .epochs_log_max = 8ull << 20,
 };
 
 static const char usage[] =
@@ -66,6 +69,13 @@ static const char usage[] =
     "                          is released while this host holds its lease.\n"
     "                          Either way the primary asks the peer for a new\n"
     "                          backup every second and re-protects itself\n"
+    "  --max-memory SIZE       the most guest memory a primary may ask this host's\n"
+    "                          backups for; more is refused before anything is\n"
+    "                          allocated (default 64G)\n"
+    "  --max-vcpus N           the same for vCPUs (1..64, default 64)\n"
+    "  --epochs-log-max SIZE   STATE-DIR/VM.epochs (one line per epoch) becomes\n"
+    "                          VM.epochs.1 at this size, the older one goes\n"
+    "                          (default 8M, at least 4K)\n"
     "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
     "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
@@ -305,6 +315,9 @@ int main(int argc, char **argv)
 	    {"lease-ms", required_argument, NULL, 'L'},
 	    {"serve-witness", no_argument, NULL, 'S'},
 	    {"pidfile", required_argument, NULL, 'p'},
+	    {"max-memory", required_argument, NULL, 'M'},
+	    {"max-vcpus", required_argument, NULL, 'V'},
+	    {"epochs-log-max", required_argument, NULL, 'E'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -388,6 +401,37 @@ int main(int argc, char **argv)
 		case 'p':
 			pidfile = optarg;
 			break;
+		case 'M':
+			if (hr_parse_size(optarg, &hr_dopts.max_mem_bytes) < 0 ||
+			    hr_dopts.max_mem_bytes < (2u << 20)) {
+				fprintf(stderr,
+					"hareplicated: bad --max-memory '%s' (e.g. 16G; at least "
+					"2M)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'E':
+			if (hr_parse_size(optarg, &hr_dopts.epochs_log_max) < 0 ||
+			    hr_dopts.epochs_log_max < 4096) {
+				fprintf(
+				    stderr,
+				    "hareplicated: bad --epochs-log-max '%s' (e.g. 8M; at least "
+				    "4K)\n",
+				    optarg);
+				return 2;
+			}
+			break;
+		case 'V': {
+			uint64_t n;
+			if (hr_parse_count(optarg, 1, HR_MAX_VCPUS, &n) < 0) {
+				fprintf(stderr, "hareplicated: bad --max-vcpus '%s' (1..%d)\n",
+					optarg, HR_MAX_VCPUS);
+				return 2;
+			}
+			hr_dopts.max_vcpus = (unsigned)n;
+			break;
+		}
 		case 'f':
 			hr_dopts.foreground = 1;
 			break;
