@@ -48,8 +48,7 @@ static int split_addr(const char *addr, char *host, size_t host_size, char *port
 		return -EINVAL;
 	snprintf(host, host_size, "%.*s", (int)hl, h);
 	snprintf(port, port_size, "%s", colon ? colon + 1 : HR_WIT_DEFAULT_PORT);
-	if (!port[0] || strspn(port, "0123456789") != strlen(port) || strlen(port) > 5 ||
-	    atoi(port) > 65535 || atoi(port) == 0)
+	if (hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
 		return -EINVAL;
 	return 0;
 }

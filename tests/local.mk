@@ -6,8 +6,9 @@ TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
-	tests/t-output-offsets.sh
-TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh
+	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh
+TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh \
+	tests/t-inputs.sh tests/t-hardened.sh
 
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
@@ -56,3 +57,13 @@ check_PROGRAMS += tests/t-witness tests/t-witness-torn
 TESTS += tests/t-witness tests/t-witness-torn
 tests_t_witness_LDADD = $(HR_LIBS)
 tests_t_witness_torn_LDADD = $(HR_LIBS)
+
+# the strict number parsers every user and peer input goes through
+check_PROGRAMS += tests/t-util
+TESTS += tests/t-util
+tests_t_util_LDADD = $(HR_LIBS)
+
+# helpers for the shell tests (built by make check, not tests themselves)
+check_PROGRAMS += tests/hello-send
+tests_hello_send_LDADD = $(HR_LIBS)
+$(tests_hello_send_OBJECTS): proto/hareplicate.pb-c.h

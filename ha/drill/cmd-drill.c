@@ -65,7 +65,8 @@ static const char drill_help[] =
     "arrives with two contents.  Exit status 0 only if all of that held, 1 if\n"
     "the contract was broken or the drill could not run, 2 for bad usage.\n"
     "\n"
-    "  --epochs N        kill after the backup acked N epochs (default 200)\n"
+    "  --epochs N        kill after the backup acked N epochs (default 200,\n"
+    "                    1..10000000)\n"
     "  --kill-at MOMENT  random|mid-epoch|during-send|after-send|after-ack\n"
     "  --fault WHAT      what happens to the primary at that moment: kill (default:\n"
     "                    SIGKILL of its daemon and workers), torn (the link is\n"
@@ -348,18 +349,18 @@ int cmd_drill(int argc, char **argv)
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		char *end = NULL;
+		uint64_t n;
 		switch (c) {
 		case 'n':
-			o.epochs = strtoull(optarg, &end, 10);
-			if (!*optarg || *end || o.epochs < 1) {
-				fprintf(stderr, "hareplicate drill: bad --epochs '%s'\n", optarg);
+			if (hr_parse_count(optarg, 1, DRILL_MAX_EPOCHS, &n) < 0) {
+				fprintf(stderr, "hareplicate drill: bad --epochs '%s' (1..%llu)\n",
+					optarg, (unsigned long long)DRILL_MAX_EPOCHS);
 				return 2;
 			}
+			o.epochs = n;
 			break;
 		case 's':
-			o.seed = strtoull(optarg, &end, 0);
-			if (!*optarg || *end) {
+			if (hr_parse_count(optarg, 0, UINT64_MAX, &o.seed) < 0) {
 				fprintf(stderr, "hareplicate drill: bad --seed '%s'\n", optarg);
 				return 2;
 			}
@@ -419,13 +420,13 @@ int cmd_drill(int argc, char **argv)
 			break;
 		case 'S':
 		case 'r':
-			o.repeat = (unsigned)strtoul(optarg, &end, 10);
 			o.soak = c == 'S';
-			if (!*optarg || *end || o.repeat < 1 || o.repeat > 1000) {
+			if (hr_parse_count(optarg, 1, 1000, &n) < 0) {
 				fprintf(stderr, "hareplicate drill: bad --repeat '%s' (1..1000)\n",
 					optarg);
 				return 2;
 			}
+			o.repeat = (unsigned)n;
 			break;
 		case 'L':
 			o.soak_mask = parse_scenarios(optarg);
@@ -448,12 +449,23 @@ int cmd_drill(int argc, char **argv)
 			o.daemon = optarg;
 			break;
 		case 'l':
-			o.after_lines = (unsigned)strtoul(optarg, NULL, 10);
+			if (hr_parse_count(optarg, 1, 1000000, &n) < 0) {
+				fprintf(stderr,
+					"hareplicate drill: bad --after-lines '%s' (1..1000000)\n",
+					optarg);
+				return 2;
+			}
+			o.after_lines = (unsigned)n;
 			break;
 		case 't':
-			o.timeout_s = (unsigned)strtoul(optarg, NULL, 10);
-			if (!o.timeout_s)
-				o.timeout_s = 1;
+			if (hr_parse_count(optarg, 1, 86400, &n) < 0) {
+				fprintf(
+				    stderr,
+				    "hareplicate drill: bad --timeout '%s' (seconds, 1..86400)\n",
+				    optarg);
+				return 2;
+			}
+			o.timeout_s = (unsigned)n;
 			break;
 		case 'W':
 			o.witness = 1;

@@ -104,19 +104,39 @@ void drill_add_sample(struct drill *d, const char *js)
 	(void)push_sample(d, &s); /* a sample short: the report has the others */
 }
 
+static int load_epoch_file(struct drill *d, FILE *f, uint64_t acked);
+
 /* Every epoch the primary's worker logged (STATE-DIR/VM.epochs) replaces the
  * sampled status figures: the report covers all epochs. */
 void drill_load_epoch_log(struct drill *d)
 {
-	char path[512], line[256];
-	snprintf(path, sizeof(path), "%s/state-a/%s.epochs", d->dir, DRILL_VM_NAME);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return;
+	char path[512];
 	pthread_mutex_lock(&d->w.lock);
 	uint64_t acked = d->w.acked; /* on the sessions the tap parsed */
 	pthread_mutex_unlock(&d->w.lock);
-	d->nr_samples = 0;
+	int loaded = 0;
+	/* the log is bounded: a rotated part (VM.epochs.1) comes first */
+	for (int part = 1; part >= 0; part--) {
+		snprintf(path, sizeof(path), "%s/state-a/%s.epochs%s", d->dir, DRILL_VM_NAME,
+			 part ? ".1" : "");
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!loaded++)
+			d->nr_samples = 0;
+		if (load_epoch_file(d, f, acked) < 0) {
+			fclose(f);
+			break;
+		}
+		fclose(f);
+	}
+	if (loaded)
+		d->samples_logged = 1;
+}
+
+static int load_epoch_file(struct drill *d, FILE *f, uint64_t acked)
+{
+	char line[256];
 	while (fgets(line, sizeof(line), f)) {
 		struct hr_epoch_stats s;
 		/* protection by the first backup only: after a re-protection
@@ -125,8 +145,7 @@ void drill_load_epoch_log(struct drill *d)
 		if (hr_epoch_stats_parse(line, &s) < 0 || s.epoch == 0 || s.epoch >= acked)
 			continue;
 		if (push_sample(d, &s) < 0)
-			break;
+			return -1;
 	}
-	fclose(f);
-	d->samples_logged = 1;
+	return 0;
 }

@@ -35,6 +35,8 @@
 #define DRILL_IP_A	 DRILL_NET_PREFIX "1"
 #define DRILL_IP_B	 DRILL_NET_PREFIX "2"
 #define DRILL_IP_OUT	 DRILL_NET_PREFIX "254"
+/* --epochs at most (at 25 ms, about three days of epochs) */
+#define DRILL_MAX_EPOCHS 10000000ull
 #define DRILL_PORT_CON	 7000
 /* Each daemon listens on its own port, and OUT relays that same port to
  * it: the tap (OUT:7100 -> B:7100, A's --peer) and the back relay
@@ -181,7 +183,7 @@ const char *drill_kill_at_name(enum drill_kill_at k);
  * drill-report.c) ---- */
 
 struct drill_opts {
-	uint64_t epochs, seed, epoch_us;
+	uint64_t epochs, seed, epoch_us; /* epochs: 1..DRILL_MAX_EPOCHS */
 	int seed_set, keep, verbose, victim_backup;
 	int witness; /* --witness: a witness in OUT, A and B use it */
 	enum drill_kill_at kill_at;

@@ -12,7 +12,8 @@ static const char failover_help[] =
     "first: only one host may release the VM's output.\n\n"
     "  --control PATH  hareplicated's control socket (default\n"
     "                  $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
-    "Exit status: 0 promoted, 1 refused, 69 hareplicated not reachable.\n";
+    "Exit status: 0 promoted, 1 refused, 2 bad usage, 69 hareplicated not\n"
+    "reachable, busy or not answering.\n";
 
 static int cmd_failover(int argc, char **argv)
 {

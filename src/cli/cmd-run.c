@@ -13,7 +13,7 @@ static const char run_help[] =
     "Run a multiboot v1 or PVH guest on /dev/kvm with its console (COM1) on stdout\n"
     "and stdin fed to it.  The exit status is the guest's: (value << 1) | 1 for a\n"
     "write to the isa-debug-exit port 0xf4 (as QEMU), 0 for shutdown, 124 for\n"
-    "--timeout, 70 for a VM error.\n\n"
+    "--timeout, 70 for a VM error, 2 for bad usage.\n\n"
     "  --kernel FILE      guest image (multiboot v1 ELF / a.out kludge, or PVH ELF)\n"
     "  --memory SIZE      guest RAM, e.g. 256M, 16G (default 256M; backed lazily)\n"
     "  --vcpus N          vCPUs, 1..64 (default 1)\n"
@@ -32,7 +32,9 @@ static const char restore_help[] =
     "  --snapshot FILE    where further snapshots go (SIGUSR1 / SIGUSR2, as for run)\n"
     "  --name NAME        VM name for logs (default: the name in the snapshot)\n"
     "  --timeout SECONDS  stop after this long (exit status 124)\n"
-    "  -v, --verbose      debug logging\n";
+    "  -v, --verbose      debug logging\n\n"
+    "Exit status as for run: the guest's, 124, 70 for a VM error (a snapshot it\n"
+    "cannot use), 2 for bad usage.\n";
 
 static int run_or_restore(int argc, char **argv, int restore)
 {
@@ -46,6 +48,7 @@ static int run_or_restore(int argc, char **argv, int restore)
 	};
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
+	uint64_t n;
 	int verbose = 0, c;
 
 	optind = 1;
@@ -56,13 +59,19 @@ static int run_or_restore(int argc, char **argv, int restore)
 			break;
 		case 'm':
 			if (hr_parse_size(optarg, &cfg.mem_bytes) < 0) {
-				fprintf(stderr, "hareplicate: bad --memory '%s' (e.g. 256M, 2G)\n",
-					optarg);
+				fprintf(stderr,
+					"hareplicate %s: bad --memory '%s' (e.g. 256M, 2G)\n",
+					self->name, optarg);
 				return 2;
 			}
 			break;
 		case 'c':
-			cfg.nr_vcpus = (unsigned)atoi(optarg);
+			if (hr_parse_count(optarg, 1, HR_MAX_VCPUS, &n) < 0) {
+				fprintf(stderr, "hareplicate %s: bad --vcpus '%s' (1..%d)\n",
+					self->name, optarg, HR_MAX_VCPUS);
+				return 2;
+			}
+			cfg.nr_vcpus = (unsigned)n;
 			break;
 		case 'a':
 			cfg.cmdline = optarg;
@@ -74,7 +83,15 @@ static int run_or_restore(int argc, char **argv, int restore)
 			opts.snapshot_path = optarg;
 			break;
 		case 't':
-			opts.timeout_s = atof(optarg);
+			/* a bare number is seconds; 500ms, 1.5s also do */
+			if (hr_parse_duration_unit_us(optarg, 1000000, &n) < 0 || !n) {
+				fprintf(stderr,
+					"hareplicate %s: bad --timeout '%s' (seconds, e.g. 10, "
+					"1.5s, 500ms)\n",
+					self->name, optarg);
+				return 2;
+			}
+			opts.timeout_s = (double)n / 1e6;
 			break;
 		case 'v':
 			verbose++;

@@ -29,15 +29,19 @@ static const char start_help[] =
     "  --console SPEC      where released console output goes: file:PATH or\n"
     "                      tcp:HOST:PORT (frames: u64 offset LE, u32 length LE,\n"
     "                      bytes).  Default: file:STATE-DIR/VM.console on the\n"
-    "                      primary's host\n"
+    "                      primary's host.  A file is appended to (never\n"
+    "                      truncated) and never written through a symbolic\n"
+    "                      link: start fails naming the path instead\n"
     "  --config FILE       read the options above from FILE, one `key = value` a\n"
     "                      line (keys: name, peer, kernel, backend, epoch, memory,\n"
     "                      vcpus, append, console; '#' starts a comment); options\n"
     "                      on the command line win\n"
     "  --control PATH      hareplicated's control socket (default\n"
     "                      $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
-    "Exit status: 0 started, 1 refused (the reason is printed), 2 bad usage,\n"
-    "69 hareplicated not reachable.\n";
+    "The command returns once the VM was built and the backup accepted it, or\n"
+    "with the reason it did not come up (nothing keeps running then).\n\n"
+    "Exit status: 0 started, 1 refused or did not come up (the reason is\n"
+    "printed), 2 bad usage, 69 hareplicated not reachable, busy or not answering.\n";
 
 enum { K_NAME, K_PEER, K_KERNEL, K_BACKEND, K_EPOCH, K_MEMORY, K_VCPUS, K_APPEND, K_CONSOLE, K_NR };
 static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch",
@@ -117,7 +121,7 @@ static int cmd_start(int argc, char **argv)
 	char kernel_abs[PATH_MAX], console_abs[PATH_MAX + 8], cwd[PATH_MAX];
 	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000;
 	struct hr_sbuf req = {0};
-	unsigned long vcpus = 1;
+	uint64_t vcpus = 1;
 	int c, rc = 2;
 
 	optind = 1;
@@ -180,9 +184,7 @@ static int cmd_start(int argc, char **argv)
 		goto out;
 	}
 	if (val[K_VCPUS]) {
-		char *end;
-		vcpus = strtoul(val[K_VCPUS], &end, 10);
-		if (*end || !vcpus || vcpus > HR_MAX_VCPUS) {
+		if (hr_parse_count(val[K_VCPUS], 1, HR_MAX_VCPUS, &vcpus) < 0) {
 			fprintf(stderr, "hareplicate start: bad --vcpus '%s' (1..%d)\n",
 				val[K_VCPUS], HR_MAX_VCPUS);
 			goto out;

@@ -21,7 +21,8 @@ static const char status_help[] =
     "  --json          one JSON document: {\"daemon\": {...}, \"vms\": [...]}\n"
     "  --control PATH  hareplicated's control socket (default\n"
     "                  $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
-    "Exit status: 0, 1 (no such VM), 69 hareplicated not reachable.\n";
+    "Exit status: 0, 1 (no such VM), 2 bad usage, 69 hareplicated not reachable,\n"
+    "busy or not answering.\n";
 
 static int cmd_status(int argc, char **argv)
 {

@@ -8,6 +8,7 @@
 #include "cli/cmd.h"
 #include "cli/ctl.h"
 #include "common/err.h"
+#include "common/util.h"
 #include "ha/witness.h"
 
 static const char witness_help[] =
@@ -75,8 +76,7 @@ static int cmd_witness(int argc, char **argv)
 	struct hr_wit_reply rep;
 	const char *peer = NULL, *addr;
 	int c, nr_ops = 0, bad = 0, rc;
-	long timeout_ms = 3000;
-	char *end;
+	uint64_t timeout_ms = 3000;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -98,12 +98,10 @@ static int cmd_witness(int argc, char **argv)
 			peer = optarg;
 			break;
 		case 'l':
-			req.lease_ms = strtoull(optarg, &end, 10);
-			bad |= *end || !*optarg || *optarg == '-';
+			bad |= hr_parse_count(optarg, 0, UINT64_MAX, &req.lease_ms) < 0;
 			break;
 		case 't':
-			timeout_ms = strtol(optarg, &end, 10);
-			bad |= *end || timeout_ms <= 0 || timeout_ms > 600000;
+			bad |= hr_parse_count(optarg, 1, 600000, &timeout_ms) < 0;
 			break;
 		case 'h':
 			printf("usage: hareplicate witness %s\n\n%s", hr_cmd_witness.usage,

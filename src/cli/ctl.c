@@ -65,26 +65,29 @@ int hr_ctl_request(const char *path, const char *cmd, struct hr_sbuf *req, FILE 
 		rc = 1;
 		goto out;
 	}
-	rc = hr_write_all(fd, line.p, line.len);
-	if (rc < 0) {
-		fprintf(stderr, "hareplicate %s: cannot reach hareplicated at %s: %s\n", cmd, path,
-			strerror(-rc));
-		rc = HR_CTL_EXIT_UNREACHABLE;
-		goto out;
-	}
+	/* SIGPIPE is ignored (main): a daemon that closed on us (busy) may
+	 * still have said why, so read its answer after a failed write too */
+	int wrc = hr_write_all(fd, line.p, line.len);
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			fprintf(stderr, "hareplicate %s: no reply from hareplicated at %s: %s\n",
-				cmd, path, errno == EAGAIN ? "timed out" : strerror(errno));
-			rc = 1;
+		if (n < 0 && !wrc) {
+			fprintf(stderr,
+				"hareplicate %s: hareplicated at %s is not answering (busy?): %s\n",
+				cmd, path, errno == EAGAIN ? "no reply in time" : strerror(errno));
+			rc = HR_CTL_EXIT_UNREACHABLE;
 			goto out;
 		}
-		if (n == 0)
+		if (n <= 0)
 			break;
 		hr_sbuf_add(&reply, buf, (size_t)n);
+	}
+	if (wrc < 0 && !reply.len) {
+		fprintf(stderr, "hareplicate %s: cannot reach hareplicated at %s: %s\n", cmd, path,
+			strerror(-wrc));
+		rc = HR_CTL_EXIT_UNREACHABLE;
+		goto out;
 	}
 	/* the last line is `ok` or `error: ...` */
 	if (!reply.len || reply.p[reply.len - 1] != '\n') {
@@ -102,6 +105,9 @@ int hr_ctl_request(const char *path, const char *cmd, struct hr_sbuf *req, FILE 
 		fwrite(reply.p, 1, (size_t)(last - reply.p + 1), out);
 	if (!strcmp(final, "ok")) {
 		rc = 0;
+	} else if (!strncmp(final, "error: hareplicated busy", 24)) {
+		fprintf(stderr, "hareplicate %s: %s (at %s; try again)\n", cmd, final + 7, path);
+		rc = HR_CTL_EXIT_UNREACHABLE;
 	} else if (!strncmp(final, "error: ", 7)) {
 		fprintf(stderr, "hareplicate %s: %s\n", cmd, final + 7);
 		rc = 1;

@@ -20,7 +20,8 @@ const char *hr_ctl_path(const char *opt);
  * Send one request (kv.h pairs without `v=`; it is added) and copy the
  * reply's body to out.  Returns the exit status for the command: 0 (`ok`),
  * 1 (`error: ...`, printed to stderr as "hareplicate CMD: ..."), or
- * HR_CTL_EXIT_UNREACHABLE ("cannot reach hareplicated at PATH: ...").
+ * HR_CTL_EXIT_UNREACHABLE ("cannot reach hareplicated at PATH: ...", or
+ * the daemon is busy or not answering).
  */
 int hr_ctl_request(const char *path, const char *cmd, struct hr_sbuf *req, FILE *out);
 

@@ -2,6 +2,7 @@
  * hareplicate - the command line.  `hareplicate COMMAND --help` tells what a
  * command takes; `hareplicate --help` lists them.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,8 @@ static void usage_all(FILE *f)
 int main(int argc, char **argv)
 {
 	hr_log_init("hareplicate", 1, 0);
+	/* a daemon that closes on us is reported, not a silent death */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2) {
 		usage_all(stderr);
 		return 2;

@@ -56,8 +56,10 @@ static int take_snapshot(const struct hr_backend_ops *ops, struct hr_vm *vm,
 	int rc = ops->pause(vm);
 	if (rc < 0)
 		return rc;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* a private temp file beside the target (O_EXCL: never an existing
+	 * file, never through a symbolic link someone planted), renamed over it */
+	snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
 	} else {

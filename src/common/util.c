@@ -12,18 +12,57 @@
 #include "err.h"
 #include "util.h"
 
+/* Leading decimal digits of s into *v_r; *end_r is the first non-digit.
+ * -EINVAL when there is no digit (so no sign, no space), -ERANGE on
+ * overflow. */
+static int parse_digits(const char *s, uint64_t *v_r, const char **end_r)
+{
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*v_r = v;
+	*end_r = p;
+	return 0;
+}
+
+int hr_parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *v_r)
+{
+	const char *end;
+	uint64_t v;
+	int rc;
+
+	if (!s)
+		return -EINVAL;
+	rc = parse_digits(s, &v, &end);
+	if (rc < 0)
+		return rc;
+	if (*end)
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*v_r = v;
+	return 0;
+}
+
 int hr_parse_size(const char *s, uint64_t *bytes_r)
 {
-	char *end;
-	unsigned long long v;
+	const char *end;
+	uint64_t v, mul = 1;
+	int rc;
 
-	if (!s || !*s)
+	if (!s)
 		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	uint64_t mul = 1;
+	rc = parse_digits(s, &v, &end);
+	if (rc < 0)
+		return rc;
 	switch (*end) {
 	case 'k':
 	case 'K':
@@ -50,7 +89,7 @@ int hr_parse_size(const char *s, uint64_t *bytes_r)
 	default:
 		return -EINVAL;
 	}
-	if (*end && strcasecmp(end, "iB") && strcasecmp(end, "B"))
+	if (*end && (mul == 1 || (strcasecmp(end, "iB") && strcasecmp(end, "B"))))
 		return -EINVAL;
 	if (v > UINT64_MAX / mul)
 		return -ERANGE;
@@ -58,28 +97,53 @@ int hr_parse_size(const char *s, uint64_t *bytes_r)
 	return 0;
 }
 
-int hr_parse_duration_us(const char *s, uint64_t *us_r)
+int hr_parse_duration_unit_us(const char *s, uint64_t unit_us, uint64_t *us_r)
 {
-	char *end;
-	double v;
+	const char *end;
+	uint64_t whole, frac = 0, frac_div = 1, mul;
+	int rc;
 
-	if (!s || !*s)
+	if (!s)
 		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	double mul;
-	if (!*end || !strcmp(end, "ms"))
-		mul = 1e3;
+	rc = parse_digits(s, &whole, &end);
+	if (rc < 0)
+		return rc;
+	if (*end == '.') {
+		end++;
+		if (*end < '0' || *end > '9')
+			return -EINVAL;
+		/* digits past microseconds do not count (at most 7 kept) */
+		for (; *end >= '0' && *end <= '9'; end++)
+			if (frac_div < 10000000) {
+				frac = frac * 10 + (uint64_t)(*end - '0');
+				frac_div *= 10;
+			}
+	}
+	if (!*end)
+		mul = unit_us;
+	else if (!strcmp(end, "ms"))
+		mul = 1000;
 	else if (!strcmp(end, "us"))
 		mul = 1;
 	else if (!strcmp(end, "s"))
-		mul = 1e6;
+		mul = 1000000;
 	else
 		return -EINVAL;
-	*us_r = (uint64_t)(v * mul + 0.5);
+	if (!mul || whole > UINT64_MAX / mul)
+		return -ERANGE;
+	/* frac < frac_div <= 1e7 and mul <= 1e6 (or a caller's unit): keep it in range */
+	if (frac && mul > UINT64_MAX / frac)
+		return -ERANGE;
+	uint64_t part = (frac * mul + frac_div / 2) / frac_div;
+	if (whole * mul > UINT64_MAX - part)
+		return -ERANGE;
+	*us_r = whole * mul + part;
 	return 0;
+}
+
+int hr_parse_duration_us(const char *s, uint64_t *us_r)
+{
+	return hr_parse_duration_unit_us(s, 1000, us_r);
 }
 
 uint64_t hr_now_ns(void)

@@ -4,10 +4,22 @@
 
 #include <stdint.h>
 
-/* "512M", "1G", "4096", "16GiB" -> bytes.  0 or -EINVAL. */
+/*
+ * The one set of number parsers for whatever a user or a peer sends (CLI
+ * options, daemon options, control and wire protocols).  All are strict:
+ * ASCII decimal digits first (no sign, no blanks, no hex), nothing after
+ * what the syntax allows, no overflow.  -EINVAL for malformed or empty
+ * text, -ERANGE for a value that overflows or is out of bounds; *_r is
+ * only written on success.
+ */
+/* "4096" -> 4096, within [min, max]. */
+int hr_parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *v_r);
+/* "512M", "1G", "4096", "16GiB" -> bytes. */
 int hr_parse_size(const char *s, uint64_t *bytes_r);
-/* "25ms", "1s", "500us", "40" (ms) -> microseconds.  0 or -EINVAL. */
+/* "25ms", "1s", "500us", "1.5s", "40" (ms) -> microseconds. */
 int hr_parse_duration_us(const char *s, uint64_t *us_r);
+/* The same, a bare number counting unit_us ("5" with 1000000 = 5 s). */
+int hr_parse_duration_unit_us(const char *s, uint64_t unit_us, uint64_t *us_r);
 /* Monotonic clock in nanoseconds. */
 uint64_t hr_now_ns(void);
 /* Write all of buf; 0 or -errno. */

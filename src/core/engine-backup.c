@@ -28,6 +28,7 @@
 static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 {
 	struct hr_hello_info h;
+	char why[256] = "";
 	int ctl, rc;
 
 	rc = hr_handshake_accept(&e->peer, &h, &ctl);
@@ -35,6 +36,9 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		snprintf(e->name, sizeof(e->name), "%s", h.vm);
 		hr_role_set_vm(&e->role, e->name);
 	}
+	/* before anything is allocated for the replica */
+	if (!rc && (rc = hr_handshake_check_limits(&h, &e->cfg.limits, why, sizeof(why))) < 0)
+		log_err(e->name, "refusing the primary: %s", why);
 	if (!rc) {
 		struct hr_vm_config vc = e->cfg.vm;
 		e->ops = hr_backend_find(h.backend);
@@ -64,7 +68,7 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 					    h.first_epoch);
 	}
 	if (rc != -EINTR) {
-		int arc = hr_handshake_answer(&e->peer, rc, h.first_epoch);
+		int arc = hr_handshake_answer(&e->peer, rc, why, h.first_epoch);
 		rc = rc ? rc : arc;
 	}
 	return rc;

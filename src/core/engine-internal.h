@@ -48,6 +48,7 @@ struct hr_engine {
 	pthread_mutex_t stats_lock;
 	struct hr_epoch_stats last;
 	uint64_t nr_epochs;
+	char error[256]; /* why the VM or the first session could not start ("" none) */
 };
 
 enum {

@@ -207,11 +207,18 @@ int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc)
 		rc = e->ops->channels(e->vm, &e->chans, &e->nr_chans);
 	if (!rc && (!e->nr_chans || e->nr_chans > HR_MAX_CHANNELS))
 		rc = -EINVAL;
-	if (rc < 0)
-		log_err(e->name, "cannot build the VM: %s%s%s", hr_strerror(rc),
-			e->vm && e->ops->last_error ? ": " : "",
-			e->vm && e->ops->last_error ? e->ops->last_error(e->vm) : "");
+	if (rc < 0) {
+		snprintf(e->error, sizeof(e->error), "cannot build the VM: %s%s%s", hr_strerror(rc),
+			 e->vm && e->ops->last_error ? ": " : "",
+			 e->vm && e->ops->last_error ? e->ops->last_error(e->vm) : "");
+		log_err(e->name, "%s", e->error);
+	}
 	return rc;
+}
+
+const char *hr_engine_error(const struct hr_engine *e)
+{
+	return e->error;
 }
 
 uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e)

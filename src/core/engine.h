@@ -39,6 +39,7 @@
 
 #include "backends/backend.h"
 #include "core/epoch.h"
+#include "core/handshake.h"
 #include "ha/role.h"
 
 /* Released guest output, in offset order per channel.  Called from the
@@ -66,6 +67,8 @@ struct hr_engine_config {
 	void (*on_epoch)(void *opaque, const struct hr_epoch_stats *st);
 	void *epoch_opaque;
 	uint64_t max_epochs; /* primary: stop replicating after this many (0 = forever; tests) */
+	/* backup: what a primary's HELLO may ask for (core/handshake.h) */
+	struct hr_handshake_limits limits;
 	/*
 	 * Re-protection (OPTIONAL; NULL = a primary without a backup stays so).
 	 * A primary whose backup is lost, or a promoted backup, calls it every
@@ -128,6 +131,10 @@ void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
 /* Latest stats (copy) and the role state. */
 void hr_engine_stats(struct hr_engine *eng, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r);
 enum hr_role_state hr_engine_state(struct hr_engine *eng);
+
+/* Why building the VM or the handshake failed, for the operator ("" if
+ * nothing failed); read it after the run function returned. */
+const char *hr_engine_error(const struct hr_engine *eng);
 
 void hr_engine_free(struct hr_engine *eng);
 

@@ -9,7 +9,8 @@
 
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r)
+			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r, char *why,
+			 size_t why_size)
 {
 	struct hr_frame f;
 	int rc;
@@ -28,6 +29,9 @@ int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr
 	Hr__HelloAck *a = (Hr__HelloAck *)f.msg;
 	if (!a->accepted) {
 		log_err(p->vm, "backup refused: %s", a->error_text ? a->error_text : "no reason");
+		if (why)
+			snprintf(why, why_size, "the backup refused: %s",
+				 a->error_text ? a->error_text : "no reason");
 		rc = a->has_error_code && a->error_code < 0 ? a->error_code : -EPERM;
 	} else if (a->has_next_epoch && a->next_epoch != first_epoch) {
 		log_err(p->vm, "backup expects epoch %llu first, not %llu",
@@ -88,7 +92,41 @@ int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem
 	return 0;
 }
 
-int hr_handshake_answer(struct hr_peer *p, int rc, uint64_t next_epoch)
+int hr_handshake_check_limits(const struct hr_hello_info *h, const struct hr_handshake_limits *l,
+			      char *why, size_t why_size)
+{
+	uint64_t max_mem = l && l->max_mem_bytes ? l->max_mem_bytes : HR_DEFAULT_MAX_MEM_BYTES;
+	unsigned max_vcpus = l && l->max_vcpus ? l->max_vcpus : HR_MAX_VCPUS;
+
+	if (max_vcpus > HR_MAX_VCPUS)
+		max_vcpus = HR_MAX_VCPUS;
+	if (h->nr_vcpus < 1 || h->nr_vcpus > max_vcpus) {
+		snprintf(why, why_size, "%u vCPUs asked for, this backup takes 1..%u (--max-vcpus)",
+			 h->nr_vcpus, max_vcpus);
+		return -E2BIG;
+	}
+	if (h->mem_bytes > max_mem) {
+		snprintf(why, why_size,
+			 "%llu MiB of guest memory asked for, this backup takes at most %llu MiB "
+			 "(--max-memory)",
+			 (unsigned long long)(h->mem_bytes >> 20),
+			 (unsigned long long)(max_mem >> 20));
+		return -E2BIG;
+	}
+	/* the regions are what the replica maps: none may reach past the limit */
+	for (unsigned i = 0; i < h->nr_regions; i++)
+		if (h->regions[i].bytes > max_mem) {
+			snprintf(why, why_size,
+				 "a memory region of %llu MiB asked for, this backup takes at most "
+				 "%llu MiB (--max-memory)",
+				 (unsigned long long)(h->regions[i].bytes >> 20),
+				 (unsigned long long)(max_mem >> 20));
+			return -E2BIG;
+		}
+	return 0;
+}
+
+int hr_handshake_answer(struct hr_peer *p, int rc, const char *why, uint64_t next_epoch)
 {
 	Hr__HelloAck a = HR__HELLO_ACK__INIT;
 
@@ -98,7 +136,7 @@ int hr_handshake_answer(struct hr_peer *p, int rc, uint64_t next_epoch)
 	if (rc) {
 		a.has_error_code = 1;
 		a.error_code = rc;
-		a.error_text = (char *)hr_strerror(rc);
+		a.error_text = (char *)(why && *why ? why : hr_strerror(rc));
 	}
 	a.has_next_epoch = 1;
 	a.next_epoch = next_epoch;

@@ -16,10 +16,12 @@
 
 /* Primary: send HELLO (the session's epochs start at first_epoch), wait
  * for HELLO_ACK.  0; -EINTR with *ctl_r (control
- * byte); -errno / -HR_E* (a refusal is logged with the backup's reason). */
+ * byte); -errno / -HR_E* (a refusal is logged with the backup's reason,
+ * which is also copied to why, if not NULL). */
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r);
+			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r, char *why,
+			 size_t why_size);
 
 /* What the backup learned from a HELLO. */
 struct hr_hello_info {
@@ -42,8 +44,22 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r);
 int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,
 			      unsigned nr_regions);
 
+/* What a backup lets a primary ask for (checked before anything is
+ * allocated for the replica); 0 in a field = the built-in maximum. */
+struct hr_handshake_limits {
+	uint64_t max_mem_bytes; /* 0 = HR_DEFAULT_MAX_MEM_BYTES */
+	unsigned max_vcpus;	/* 0 = HR_MAX_VCPUS */
+};
+#define HR_DEFAULT_MAX_MEM_BYTES (64ull << 30)
+
+/* Backup: is the HELLO within the limits?  0, or -E2BIG with the reason
+ * in why (for the log and the refusal sent to the primary). */
+int hr_handshake_check_limits(const struct hr_hello_info *h, const struct hr_handshake_limits *l,
+			      char *why, size_t why_size);
+
 /* Backup: answer the HELLO: accepted when rc == 0 (the first epoch
- * expected is next_epoch), else refused with rc. */
-int hr_handshake_answer(struct hr_peer *p, int rc, uint64_t next_epoch);
+ * expected is next_epoch), else refused with rc and why (NULL: the text
+ * of rc). */
+int hr_handshake_answer(struct hr_peer *p, int rc, const char *why, uint64_t next_epoch);
 
 #endif

@@ -56,6 +56,19 @@ void hr_adopt_unlink(const char *vm)
 		unlink(sa.sun_path);
 }
 
+void hr_vm_state_remove(const char *vm)
+{
+	static const char *const suffixes[] = {".epochs", ".epochs.1"};
+	char path[4096];
+
+	for (unsigned i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s%s", hr_dopts.state_dir, vm, suffixes[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warnx(vm, "cannot remove %s: %s", path, strerror(errno));
+	}
+	hr_adopt_unlink(vm);
+}
+
 unsigned hr_vms_adopt_all(void)
 {
 	DIR *d = opendir(hr_dopts.state_dir);

@@ -1,4 +1,12 @@
-/* console.c - console output sinks: file (pwrite at offset) and tcp (framed). */
+/*
+ * console.c - console output sinks: file (appended) and tcp (framed).
+ *
+ * A console file is opened O_APPEND | O_NOFOLLOW: what it held before
+ * stays (a restarted VM's output follows the old), and a symbolic link
+ * planted at its path is refused, never written through.  Bytes the
+ * engine hands over a second time (offsets already written by this
+ * process) are skipped, so the file has no repeats.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -34,7 +42,8 @@ struct hr_console {
 	struct chunk *head, *tail;
 	size_t pending_bytes;
 	int stopping, sock, dropped_logged;
-	uint64_t next_offset; /* tcp: first offset not yet queued */
+	uint64_t next_offset; /* first offset not yet queued (tcp) or written (file) */
+	int file_started;     /* file: next_offset is set */
 };
 
 /* tcp:HOST:PORT -> host, port (malloc'd).  [v6]:port accepted. */
@@ -57,8 +66,7 @@ static int split_hostport(const char *s, char **host_r, char **port_r)
 			return -EINVAL;
 		hlen = (size_t)(colon - s);
 	}
-	if (!hlen || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-	    atoi(colon + 1) < 1 || atoi(colon + 1) > 65535)
+	if (!hlen || hr_parse_count(colon + 1, 1, 65535, &(uint64_t){0}) < 0)
 		return -EINVAL;
 	if (host_r) {
 		*host_r = strndup(h, hlen);
@@ -184,9 +192,15 @@ int hr_console_open(struct hr_console **c_r, const char *spec, const char *vm)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	if (!strncmp(spec, "file:", 5)) {
-		c->fd = open(spec + 5, O_WRONLY | O_CREAT | O_CLOEXEC, 0640);
+		c->fd =
+		    open(spec + 5, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
 		if (c->fd < 0) {
 			rc = -errno;
+			if (rc == -ELOOP)
+				log_err(c->vm,
+					"console file %s is a symbolic link: refusing to write "
+					"through it",
+					spec + 5);
 			hr_console_close(c, 0);
 			return rc;
 		}
@@ -212,8 +226,19 @@ void hr_console_sink(void *opaque, uint64_t offset, const void *buf, size_t len)
 		return;
 	if (c->fd >= 0) {
 		const uint8_t *p = buf;
+		/* one thread, offsets forward: skip what was written already */
+		if (c->file_started && offset < c->next_offset) {
+			uint64_t skip = c->next_offset - offset;
+			if (skip >= len)
+				return;
+			p += skip;
+			offset += skip;
+			len -= skip;
+		}
+		c->file_started = 1;
+		c->next_offset = offset + len;
 		while (len) {
-			ssize_t n = pwrite(c->fd, p, len, (off_t)offset);
+			ssize_t n = write(c->fd, p, len);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {

@@ -20,9 +20,14 @@
  *
  * Reply: zero or more lines of body (text for people, or with json=1 one
  * JSON document), then exactly one final line: `ok` or `error: MESSAGE`.
- * `start` answers once the peer daemon accepted the VM and the worker is
- * forked; `stop` once the worker has exited; `failover` once the engine
- * reports the promotion (or with an error after 10 s).
+ * `start` answers once the worker built the VM and the backup took the
+ * handshake (or with the reason it did not); `stop` once the worker has
+ * exited; `failover` once the engine reports the promotion (or with an
+ * error after 10 s).
+ *
+ * A connection that sends no complete request within 5 s is closed; when
+ * 128 are open, the oldest one still silent makes room for a new one (so
+ * idle connections cannot lock the operator out).
  */
 #include "config.h"
 
@@ -42,10 +47,11 @@
 #include "daemon/daemon.h"
 #include "daemon/kv.h"
 
-#define CTL_IDLE_TIMEOUT_S 30
+#define CTL_IDLE_TIMEOUT_S 5
 #define CTL_MAX_CONNS	   128
 
 struct hr_ctl_conn {
+	struct hr_ctl_conn *prev, *next; /* all connections, oldest first */
 	struct bufferevent *bev;
 	struct hr_dvm *vm; /* a VM request waiting on, if any */
 	int busy;	   /* a request was dispatched */
@@ -53,14 +59,34 @@ struct hr_ctl_conn {
 };
 
 static unsigned nr_conns;
+static struct hr_ctl_conn *conns_head, *conns_tail;
 
 static void conn_free(struct hr_ctl_conn *cc)
 {
 	if (cc->vm)
 		hr_vms_ctl_gone(cc->vm);
+	if (cc->prev)
+		cc->prev->next = cc->next;
+	else
+		conns_head = cc->next;
+	if (cc->next)
+		cc->next->prev = cc->prev;
+	else
+		conns_tail = cc->prev;
 	bufferevent_free(cc->bev);
 	free(cc);
 	nr_conns--;
+}
+
+/* Close the oldest connection that has not sent a request; 0 if there is none. */
+static int evict_silent(void)
+{
+	for (struct hr_ctl_conn *cc = conns_head; cc; cc = cc->next)
+		if (!cc->busy && !cc->closing) {
+			conn_free(cc);
+			return 1;
+		}
+	return 0;
 }
 
 void hr_ctl_set_vm(struct hr_ctl_conn *cc, struct hr_dvm *vm)
@@ -224,8 +250,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		close(fd);
 		return;
 	}
+	if (nr_conns >= CTL_MAX_CONNS && evict_silent())
+		log_debug(NULL, "control: %d connections open; closed the oldest silent one",
+			  CTL_MAX_CONNS);
 	if (nr_conns >= CTL_MAX_CONNS) {
-		static const char msg[] = "error: too many control connections\n";
+		static const char msg[] = "error: hareplicated busy: too many control requests "
+					  "in progress\n";
 		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
 		return;
@@ -242,6 +272,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	nr_conns++;
+	cc->prev = conns_tail;
+	if (conns_tail)
+		conns_tail->next = cc;
+	else
+		conns_head = cc;
+	conns_tail = cc;
 	bufferevent_setcb(cc->bev, read_cb, write_cb, event_cb, cc);
 	bufferevent_set_timeouts(cc->bev, &idle, &idle);
 	bufferevent_enable(cc->bev, EV_READ | EV_WRITE);

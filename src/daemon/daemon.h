@@ -22,6 +22,8 @@
 #define HR_DEFAULT_PORT	     "7788"
 #define HR_DEFAULT_STATE_DIR "/var/lib/hareplicate"
 #define HR_VM_NAME_MAX	     64
+/* --failover-timeout at most (an hour) */
+#define HR_FAILOVER_TIMEOUT_MAX_MS 3600000
 
 /* The daemon-to-daemon preamble on a replication connection, before the
  * engine's own handshake: the primary sends `hrd=1 vm=NAME`, the backup
@@ -82,7 +84,15 @@ struct hr_daemon_opts {
 	uint64_t lease_ms;   /* --lease-ms; 0 = 2 x failover timeout, >= 1000
 			      * (hr_witness_lease_ms()) */
 	int serve_witness;   /* --serve-witness: a witness only, no VMs */
+	/* what a primary may ask this host's backups for (--max-memory, --max-vcpus) */
+	uint64_t max_mem_bytes;
+	unsigned max_vcpus;
+	uint64_t epochs_log_max; /* --epochs-log-max: STATE-DIR/VM.epochs rotates at this size */
 };
+
+/* Remove what the daemon keeps for a VM that was stopped on purpose
+ * (STATE-DIR/VM.epochs, VM.epochs.1, VM.worker); console files stay. */
+void hr_vm_state_remove(const char *vm);
 
 extern struct hr_daemon_opts hr_dopts;
 

@@ -33,6 +33,9 @@ struct hr_daemon_opts hr_dopts = {
     .listen = "0.0.0.0:" HR_DEFAULT_PORT,
     .state_dir = HR_DEFAULT_STATE_DIR,
     .failover_timeout_ms = 500,
+    .max_mem_bytes = HR_DEFAULT_MAX_MEM_BYTES,
+    .max_vcpus = HR_MAX_VCPUS,
+    .epochs_log_max = 8ull << 20,
 };
 
 static const char usage[] =
@@ -55,7 +58,7 @@ static const char usage[] =
     "  --state-dir DIR         console files etc. (default " HR_DEFAULT_STATE_DIR
     ", created 0700)\n"
     "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
-    "                          itself (default 500)\n"
+    "                          itself (default 500, at most 3600000)\n"
     "  --unprotected-output hold|release\n"
     "                          a primary whose backup's connection ended: hold the\n"
     "                          guest's output (default; the backup may be promoting\n"
@@ -66,6 +69,13 @@ static const char usage[] =
     "                          is released while this host holds its lease.\n"
     "                          Either way the primary asks the peer for a new\n"
     "                          backup every second and re-protects itself\n"
+    "  --max-memory SIZE       the most guest memory a primary may ask this host's\n"
+    "                          backups for; more is refused before anything is\n"
+    "                          allocated (default 64G)\n"
+    "  --max-vcpus N           the same for vCPUs (1..64, default 64)\n"
+    "  --epochs-log-max SIZE   STATE-DIR/VM.epochs (one line per epoch) becomes\n"
+    "                          VM.epochs.1 at this size, the older one goes\n"
+    "                          (default 8M, at least 4K)\n"
     "  --console-default SPEC  where a promoted replica's console goes; %s is the VM\n"
     "                          name (default file:STATE-DIR/%s.console); SPEC is\n"
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
@@ -93,7 +103,10 @@ static const char usage[] =
     "+lease-denied, +witness-registered, +witness-unreachable; `hareplicate\n"
     "status` uses the same names.\n"
     "A witness logs +lease-granted, +lease-denied, +lease-expired and\n"
-    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n";
+    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n"
+    "\n"
+    "Exit status: 0 after SIGTERM, 1 could not start (the reason is printed),\n"
+    "2 bad usage.\n";
 
 static struct event_base *base;
 
@@ -198,7 +211,7 @@ static int open_listen(const char *spec)
 		colon = spec - 1; /* PORT only */
 	}
 	snprintf(port, sizeof(port), "%s", colon + 1);
-	if (!port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
+	if (hr_parse_count(port, 0, 65535, &(uint64_t){0}) < 0)
 		goto bad;
 	gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
 	if (gai) {
@@ -302,6 +315,9 @@ int main(int argc, char **argv)
 	    {"lease-ms", required_argument, NULL, 'L'},
 	    {"serve-witness", no_argument, NULL, 'S'},
 	    {"pidfile", required_argument, NULL, 'p'},
+	    {"max-memory", required_argument, NULL, 'M'},
+	    {"max-vcpus", required_argument, NULL, 'V'},
+	    {"epochs-log-max", required_argument, NULL, 'E'},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -309,7 +325,7 @@ int main(int argc, char **argv)
 	};
 	const char *pidfile = NULL;
 	static char hostname[256];
-	char pattern[4096], *end;
+	char pattern[4096];
 	struct event *ev_chld, *ev_term, *ev_int;
 	int c, ctl_fd, repl_fd, rc;
 
@@ -325,12 +341,12 @@ int main(int argc, char **argv)
 			hr_dopts.state_dir = optarg;
 			break;
 		case 't':
-			hr_dopts.failover_timeout_ms = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || !hr_dopts.failover_timeout_ms) {
+			if (hr_parse_count(optarg, 1, HR_FAILOVER_TIMEOUT_MAX_MS,
+					   &hr_dopts.failover_timeout_ms) < 0) {
 				fprintf(stderr,
 					"hareplicated: bad --failover-timeout '%s' (milliseconds, "
-					"> 0)\n",
-					optarg);
+					"1..%d)\n",
+					optarg, HR_FAILOVER_TIMEOUT_MAX_MS);
 				return 2;
 			}
 			break;
@@ -370,10 +386,8 @@ int main(int argc, char **argv)
 			hr_dopts.node = optarg;
 			break;
 		case 'L':
-			hr_dopts.lease_ms = strtoull(optarg, &end, 10);
-			if (*end || !*optarg || *optarg == '-' ||
-			    hr_dopts.lease_ms < HR_WIT_LEASE_MIN_MS ||
-			    hr_dopts.lease_ms > HR_WIT_LEASE_MAX_MS) {
+			if (hr_parse_count(optarg, HR_WIT_LEASE_MIN_MS, HR_WIT_LEASE_MAX_MS,
+					   &hr_dopts.lease_ms) < 0) {
 				fprintf(
 				    stderr,
 				    "hareplicated: bad --lease-ms '%s' (milliseconds, %d..%d)\n",
@@ -387,6 +401,37 @@ int main(int argc, char **argv)
 		case 'p':
 			pidfile = optarg;
 			break;
+		case 'M':
+			if (hr_parse_size(optarg, &hr_dopts.max_mem_bytes) < 0 ||
+			    hr_dopts.max_mem_bytes < (2u << 20)) {
+				fprintf(stderr,
+					"hareplicated: bad --max-memory '%s' (e.g. 16G; at least "
+					"2M)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'E':
+			if (hr_parse_size(optarg, &hr_dopts.epochs_log_max) < 0 ||
+			    hr_dopts.epochs_log_max < 4096) {
+				fprintf(
+				    stderr,
+				    "hareplicated: bad --epochs-log-max '%s' (e.g. 8M; at least "
+				    "4K)\n",
+				    optarg);
+				return 2;
+			}
+			break;
+		case 'V': {
+			uint64_t n;
+			if (hr_parse_count(optarg, 1, HR_MAX_VCPUS, &n) < 0) {
+				fprintf(stderr, "hareplicated: bad --max-vcpus '%s' (1..%d)\n",
+					optarg, HR_MAX_VCPUS);
+				return 2;
+			}
+			hr_dopts.max_vcpus = (unsigned)n;
+			break;
+		}
 		case 'f':
 			hr_dopts.foreground = 1;
 			break;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "daemon/kv.h"
 
 static int sbuf_grow(struct hr_sbuf *sb, size_t more)
@@ -186,15 +187,7 @@ const char *hr_kv_get(const struct hr_kvline *l, const char *key)
 int hr_kv_getu(const struct hr_kvline *l, const char *key, uint64_t *val_r)
 {
 	const char *v = hr_kv_get(l, key);
-	char *end;
 	if (!v)
 		return -ENOENT;
-	if (!*v || *v == '-')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*val_r = x;
-	return 0;
+	return hr_parse_count(v, 0, UINT64_MAX, val_r) < 0 ? -EINVAL : 0;
 }

@@ -4,7 +4,10 @@
  * The daemon forks a backup worker for every connection straight away; the
  * worker reads the primary's preamble and asks on its status channel
  * whether the VM's name is free here, and only then does the entry get its
- * name.  Unnamed entries are bounded so a port scan cannot fork without end.
+ * name.  Connections still in their preamble or handshake (not yet
+ * syncing: nobody has shown they are a primary) are bounded per source
+ * address and overall, and each gets a deadline, so that idle connections
+ * from one place can neither fork without end nor keep a real primary out.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,20 +22,57 @@
 #include "daemon/daemon.h"
 #include "daemon/vm-internal.h"
 
-#define MAX_UNNAMED_BACKUPS 16
+#define MAX_HANDSHAKES		  16
+#define MAX_HANDSHAKES_PER_SOURCE 4
+/* preamble and HELLO must be through by then (a real primary sends both
+ * at once); the worker's own read timeouts are 10 s each */
+#define HANDSHAKE_DEADLINE_S 5
+
+/* "host:port" / "[v6]:port": the length of the host part */
+static size_t source_len(const char *desc)
+{
+	const char *colon = strrchr(desc, ':');
+	return colon ? (size_t)(colon - desc) : strlen(desc);
+}
+
+static int in_handshake(const struct hr_dvm *vm)
+{
+	return vm->side == HR_SIDE_BACKUP && vm->pid > 0 &&
+	       (!vm->name[0] || vm->state == HR_RS_CONNECTING);
+}
+
+static void handshake_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hr_dvm *vm = arg;
+	(void)fd;
+	(void)what;
+	if (!in_handshake(vm) || vm->wait != W_NONE)
+		return;
+	log_warnx(vm->name[0] ? vm->name : NULL,
+		  "replication connection from %s: no complete handshake within %d s; closed",
+		  vm->peer, HANDSHAKE_DEADLINE_S);
+	kill(vm->pid, SIGKILL);
+}
 
 void hr_vms_accept(int fd, const char *peer_desc)
 {
 	struct hr_worker_args a = {0};
-	unsigned unnamed = 0;
+	unsigned nr = 0, nr_source = 0;
+	size_t sl = source_len(peer_desc);
 	struct hr_dvm *vm;
 	int rc;
 
 	for (vm = hr_dvms; vm; vm = vm->next)
-		unnamed += !vm->name[0];
-	if (unnamed >= MAX_UNNAMED_BACKUPS) {
-		log_warnx(NULL, "replication connection from %s refused: %u handshakes in progress",
-			  peer_desc, unnamed);
+		if (in_handshake(vm)) {
+			nr++;
+			nr_source +=
+			    source_len(vm->peer) == sl && !strncmp(vm->peer, peer_desc, sl);
+		}
+	if (nr >= MAX_HANDSHAKES || nr_source >= MAX_HANDSHAKES_PER_SOURCE) {
+		log_warnx(NULL,
+			  "replication connection from %s refused: %u handshakes in progress "
+			  "(%u from that address; at most %d, %d from one address)",
+			  peer_desc, nr, nr_source, MAX_HANDSHAKES, MAX_HANDSHAKES_PER_SOURCE);
 		close(fd);
 		return;
 	}
@@ -57,6 +97,7 @@ void hr_vms_accept(int fd, const char *peer_desc)
 		hr_dvm_free(vm);
 		return;
 	}
+	hr_dvm_arm_timer(vm, handshake_deadline_cb, HANDSHAKE_DEADLINE_S);
 	log_debug(NULL, "replication connection from %s: worker %d", peer_desc, (int)vm->pid);
 }
 

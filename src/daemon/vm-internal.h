@@ -85,6 +85,12 @@ void hr_dvm_arm_timer(struct hr_dvm *vm, event_callback_fn cb, int seconds);
 /* Fork a worker for vm with a status channel to it; 0 or -errno. */
 int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a);
 
+/* vm-start.c: a start request waits for the new worker's first state
+ * (syncing: the VM was built and the backup took the handshake) or its
+ * end; these two tell it. */
+void hr_dvm_start_state(struct hr_dvm *vm, enum hr_role_state st);
+void hr_dvm_start_ended(struct hr_dvm *vm);
+
 /* vm-accept.c: a backup worker asks whether name is free here; the answer
  * goes back on its status channel. */
 void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking);

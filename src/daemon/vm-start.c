@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,9 @@
 
 #define CONNECT_TIMEOUT_S  5
 #define PREAMBLE_TIMEOUT_S 10
+/* the worker builds the VM and does the handshake within this, or start
+ * answers that it is still coming up */
+#define OUTCOME_TIMEOUT_S 30
 
 static void start_fail(struct hr_dvm *vm, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -43,10 +47,11 @@ static void start_fail(struct hr_dvm *vm, const char *fmt, ...)
 	hr_dvm_free(vm);
 }
 
+static void outcome_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
 static void start_fork(struct hr_dvm *vm)
 {
 	struct hr_worker_args a = {0};
-	char body[512];
 	int rc;
 
 	event_free(vm->conn_ev);
@@ -76,13 +81,55 @@ static void start_fork(struct hr_dvm *vm)
 		return;
 	}
 	vm->started_ns = hr_now_ns();
-	log_info(vm->name, "started: primary, worker %d, backup at %s, epoch %llu us", (int)vm->pid,
-		 vm->peer, (unsigned long long)vm->epoch_us);
+	log_info(vm->name, "worker %d builds the VM (primary, backup at %s, epoch %llu us)",
+		 (int)vm->pid, vm->peer, (unsigned long long)vm->epoch_us);
+	/* the answer waits for the worker's first state (hr_dvm_start_state) */
+	hr_dvm_arm_timer(vm, outcome_timeout_cb, OUTCOME_TIMEOUT_S);
+}
+
+static void reply_started(struct hr_dvm *vm, const char *note)
+{
+	char body[512];
 	snprintf(body, sizeof(body),
-		 "started %s: primary (worker %d), replicating to %s; "
+		 "started %s: primary (worker %d), replicating to %s%s; "
 		 "`hareplicate status %s` shows when it is protected\n",
-		 vm->name, (int)vm->pid, vm->peer, vm->name);
+		 vm->name, (int)vm->pid, vm->peer, note, vm->name);
 	hr_dvm_reply(vm, body, NULL);
+}
+
+static void outcome_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hr_dvm *vm = arg;
+	(void)fd;
+	(void)what;
+	reply_started(vm, " (still connecting)");
+}
+
+void hr_dvm_start_state(struct hr_dvm *vm, enum hr_role_state st)
+{
+	if (vm->wait != W_START || !vm->pid)
+		return;
+	if (st == HR_RS_SYNCING || st == HR_RS_PROTECTED) {
+		log_info(vm->name, "started: primary, worker %d, backup at %s", (int)vm->pid,
+			 vm->peer);
+		reply_started(vm, "");
+	} else if (st != HR_RS_FAILED && st != HR_RS_CONNECTING && !vm->stop_requested) {
+		/* the first session failed (the backup refused the VM): nothing
+		 * runs unprotected on a start; the exit line says why */
+		vm->stop_requested = 1;
+		kill(vm->pid, SIGTERM);
+	}
+	/* failed: the worker exits; hr_dvm_start_ended answers */
+}
+
+void hr_dvm_start_ended(struct hr_dvm *vm)
+{
+	char msg[600];
+	snprintf(msg, sizeof(msg), "%s did not come up: %s", vm->name,
+		 vm->error[0] ? vm->error : "the worker ended");
+	log_warnx(vm->name, "start failed: %s", vm->error[0] ? vm->error : "the worker ended");
+	hr_dvm_reply(vm, NULL, msg);
+	hr_dvm_free(vm);
 }
 
 static void preamble_cb(evutil_socket_t fd, short what, void *arg)
@@ -206,8 +253,7 @@ static int split_peer(const char *peer, char *host, size_t hsz, char *port, size
 		snprintf(host, hsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
 	}
 	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
-	if (!host[0] || !port[0] || strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
-	    atoi(port) > 65535)
+	if (!host[0] || hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
 		return -EINVAL;
 	return 0;
 }

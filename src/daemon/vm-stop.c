@@ -43,6 +43,7 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name)
 		snprintf(msg, sizeof(msg), "removed %s (it was %s, not running)\n", vm->name,
 			 hr_dvm_state_name(vm));
 		log_info(vm->name, "removed (%s)", hr_dvm_state_name(vm));
+		hr_vm_state_remove(vm->name);
 		hr_dvm_free(vm);
 		hr_ctl_reply(cc, msg, NULL);
 		return;

@@ -200,6 +200,7 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			if (!hr_kv_getu(&kv, "held", &u))
 				vm->held = u != 0;
 			set_state(vm, st, hr_kv_get(&kv, "token"));
+			hr_dvm_start_state(vm, st);
 			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
 				char body[128];
 				snprintf(body, sizeof(body), "%s %s runs here from epoch %llu\n",
@@ -421,8 +422,12 @@ static void worker_ended(struct hr_dvm *vm, int status)
 	if (!final_state(vm->state))
 		set_state(vm, clean || vm->stop_requested ? HR_RS_STOPPED : HR_RS_FAILED, NULL);
 
-	if (vm->wait == W_STOP) {
+	if (vm->wait == W_START) {
+		hr_dvm_start_ended(vm);
+	} else if (vm->wait == W_STOP) {
 		char body[160];
+		/* stopped on purpose: the daemon's files for it go, its console stays */
+		hr_vm_state_remove(vm->name);
 		snprintf(body, sizeof(body), "stopped %s\n", vm->name);
 		hr_dvm_reply(vm, body, NULL);
 		hr_dvm_free(vm);

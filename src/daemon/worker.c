@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -43,8 +44,41 @@ struct worker {
 	char token[24];
 	struct hr_epoch_stats last;
 	uint64_t nr_epochs;
-	int epochs_fd; /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
+	int epochs_fd;	       /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
+	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
+	char epochs_path[4096];
+	char error[512]; /* why the worker could not start, for the exit line ("" none) */
 };
+
+/* STATE-DIR/VM.epochs, appended; never through a symbolic link. */
+static void epochs_open(struct worker *w)
+{
+	struct stat st;
+
+	w->epochs_fd =
+	    open(w->epochs_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (w->epochs_fd < 0) {
+		log_warnx(w->a->name, "cannot write per-epoch stats to %s: %s%s", w->epochs_path,
+			  strerror(errno),
+			  errno == ELOOP ? " (a symbolic link: not written through)" : "");
+		return;
+	}
+	w->epochs_bytes = fstat(w->epochs_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The log is bounded: the full file becomes VM.epochs.1 (the one before
+ * goes) and a new one starts. */
+static void epochs_rotate(struct worker *w)
+{
+	char old[4200];
+
+	snprintf(old, sizeof(old), "%s.1", w->epochs_path);
+	close(w->epochs_fd);
+	w->epochs_fd = -1;
+	if (rename(w->epochs_path, old) < 0)
+		log_warnx(w->a->name, "cannot rotate %s: %s", w->epochs_path, strerror(errno));
+	epochs_open(w);
+}
 
 static void on_signal(int sig)
 {
@@ -103,7 +137,10 @@ static void on_epoch(void *opaque, const struct hr_epoch_stats *st)
 	int n = hr_epoch_stats_format(st, line, sizeof(line) - 1);
 	if (w->epochs_fd >= 0 && n > 0 && n < (int)sizeof(line) - 1) {
 		line[n++] = '\n';
-		(void)!write(w->epochs_fd, line, (size_t)n); /* O_APPEND: one write, one line */
+		if (w->epochs_bytes + (uint64_t)n > hr_dopts.epochs_log_max)
+			epochs_rotate(w);
+		if (w->epochs_fd >= 0 && write(w->epochs_fd, line, (size_t)n) > 0)
+			w->epochs_bytes += (uint64_t)n; /* O_APPEND: one write, one line */
 	}
 }
 
@@ -414,17 +451,16 @@ int hr_worker_main(struct hr_worker_args *a)
 
 	rc = hr_console_open(&con, a->console_spec, a->name);
 	if (rc < 0) {
-		log_err(a->name, "console %s: %s", a->console_spec, hr_strerror(rc));
+		snprintf(w.error, sizeof(w.error), "console %s: %s", a->console_spec,
+			 rc == -ELOOP ? "a symbolic link; refusing to write through it"
+				      : hr_strerror(rc));
+		log_err(a->name, "%s", w.error);
 		goto out;
 	}
 
 	/* every epoch's figures, for drills and operators (status shows the last) */
-	char epochs_path[4096];
-	snprintf(epochs_path, sizeof(epochs_path), "%s/%s.epochs", hr_dopts.state_dir, a->name);
-	w.epochs_fd = open(epochs_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (w.epochs_fd < 0)
-		log_warnx(a->name, "cannot write per-epoch stats to %s: %s", epochs_path,
-			  strerror(errno));
+	snprintf(w.epochs_path, sizeof(w.epochs_path), "%s/%s.epochs", hr_dopts.state_dir, a->name);
+	epochs_open(&w);
 
 	cfg.name = a->name;
 	cfg.ops = a->ops;
@@ -434,6 +470,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.silence_ms = a->silence_ms;
 	cfg.unprotected_release = hr_dopts.unprotected_release;
 	cfg.auto_promote = a->side == HR_SIDE_BACKUP;
+	cfg.limits.max_mem_bytes = hr_dopts.max_mem_bytes;
+	cfg.limits.max_vcpus = hr_dopts.max_vcpus;
 	cfg.output_sink = output_sink;
 	cfg.output_opaque = con;
 	cfg.on_state = on_state;
@@ -487,7 +525,11 @@ out:;
 	struct hr_sbuf sb = {0};
 	hr_kv_add(&sb, "event", "exit");
 	hr_kv_addf(&sb, "rc", "%d", rc);
-	if (rc < 0)
+	if (w.error[0])
+		hr_kv_add(&sb, "error", w.error);
+	else if (eng && hr_engine_error(eng)[0])
+		hr_kv_add(&sb, "error", hr_engine_error(eng));
+	else if (rc < 0)
 		hr_kv_add(&sb, "error", hr_strerror(rc));
 	if (g_stop)
 		hr_kv_add(&sb, "stopped", "1");

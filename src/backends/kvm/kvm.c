@@ -17,6 +17,7 @@
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 
 void kvm_set_error(struct kvm_vm *vm, const char *fmt, ...)
 {
@@ -127,9 +128,8 @@ static int parse_options(struct kvm_vm *vm, const char *options)
 		} else if (!strcmp(key, "dirty") && !strcmp(val, "ring")) {
 			vm->dirty_mode = KVM_DIRTY_RING;
 		} else if (!strcmp(key, "ring_entries")) {
-			char *end;
-			unsigned long n = strtoul(val, &end, 10);
-			if (*end || !n || n > (1ul << 20) || (n & (n - 1))) {
+			uint64_t n;
+			if (hr_parse_count(val, 1, 1u << 20, &n) < 0 || (n & (n - 1))) {
 				kvm_set_error(
 				    vm, "ring_entries=%s: want a power of two up to 1048576", val);
 				return -EINVAL;
@@ -167,8 +167,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	pthread_mutex_init(&vm->dev_lock, NULL);
 	pthread_mutex_init(&vm->ring_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
-	vm->pause_req = 1; /* vCPUs start parked */
-	vm->nr_vcpus = cfg->nr_vcpus;
+	vm->pause_req = 1;	/* vCPUs start parked */
 	vm->cfg.options = NULL; /* parsed here; the caller's string is not kept */
 	if ((rc = parse_options(vm, cfg->options)) < 0)
 		return rc;
@@ -177,6 +176,8 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		kvm_set_error(vm, "vcpus must be 1..%d, not %u", HR_MAX_VCPUS, cfg->nr_vcpus);
 		return -EINVAL;
 	}
+	/* only now: close (kvm_vcpus_destroy) walks vcpus[0..nr_vcpus) */
+	vm->nr_vcpus = cfg->nr_vcpus;
 	if (cfg->mem_bytes < (2u << 20) || cfg->mem_bytes % HR_PAGE_SIZE) {
 		kvm_set_error(vm, "memory must be a multiple of 4 KiB and at least 2 MiB");
 		return -EINVAL;

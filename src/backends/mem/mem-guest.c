@@ -35,17 +35,7 @@ static uint64_t splitmix64(uint64_t *s)
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *v_r)
 {
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*v_r = v;
-	return 0;
+	return hr_parse_count(s, 0, max, v_r) < 0 ? -EINVAL : 0;
 }
 
 int mem_guest_parse_cmdline(struct mem_vm *m, const char *cmdline)

@@ -17,6 +17,7 @@
 #include "backends/mem/mem.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define MEM_STATE_MAGIC	  0x5453454du /* "MEST" read as little-endian u32 */
 #define MEM_STATE_VERSION 2u
@@ -73,10 +74,9 @@ static int parse_options(struct mem_vm *m, const char *options)
 		} else if (!strcmp(key, "map") && !strcmp(val, "batch")) {
 			m->map_batch = 1;
 		} else if (!strcmp(key, "chans")) {
-			char *end;
-			unsigned long n = strtoul(val, &end, 10);
+			uint64_t n;
 
-			if (!*val || *end || n < 1 || n > HR_MAX_CHANNELS) {
+			if (hr_parse_count(val, 1, HR_MAX_CHANNELS, &n) < 0) {
 				mem_fail(m, "chans=%s: want 1..%u", val, HR_MAX_CHANNELS);
 				return -EINVAL;
 			}

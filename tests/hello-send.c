@@ -1,0 +1,78 @@
+/*
+ * hello-send.c - a primary that asks for anything: connect to a
+ * hareplicated's replication port, send the daemon preamble for VM and a
+ * HELLO with the given memory and vCPUs, print the backup's answer
+ * ("accepted" or "refused: TEXT").  For tests/t-hardened.sh; every wait is
+ * bounded (15 s).  Exit 0 when an answer came, 1 otherwise.
+ *
+ *   hello-send PORT VM MEM_BYTES NR_VCPUS
+ */
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/util.h"
+#include "backends/backend.h"
+#include "core/stream.h"
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct timeval tv = {15, 0};
+	uint64_t port, mem, vcpus;
+	char line[600], c;
+	size_t n = 0;
+	int fd, rc;
+
+	if (argc != 5 || hr_parse_count(argv[1], 1, 65535, &port) < 0 ||
+	    hr_parse_count(argv[3], 0, UINT64_MAX, &mem) < 0 ||
+	    hr_parse_count(argv[4], 0, UINT32_MAX, &vcpus) < 0) {
+		fprintf(stderr, "usage: hello-send PORT VM MEM_BYTES NR_VCPUS\n");
+		return 2;
+	}
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		perror("hello-send: connect");
+		return 1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	snprintf(line, sizeof(line), "hrd=1 vm=%s\n", argv[2]);
+	if (hr_write_all(fd, line, strlen(line)) < 0)
+		return 1;
+	while (n < sizeof(line) - 1 && read(fd, &c, 1) == 1 && c != '\n')
+		line[n++] = c;
+	line[n] = '\0';
+	if (!strstr(line, "status=ok")) {
+		printf("preamble refused: %s\n", line);
+		return 0;
+	}
+	struct hr_mem_region layout = {0, mem, NULL};
+	rc = hr_stream_send_hello(fd, HR__ROLE__ROLE_PRIMARY, argv[2], "kvm", mem, (unsigned)vcpus,
+				  &layout, 1, 25000);
+	struct hr_frame f;
+	if (!rc)
+		rc = hr_stream_recv(fd, argv[2], &f);
+	if (rc < 0) {
+		printf("no answer: %s\n", hr_strerror(rc));
+		return 1;
+	}
+	if (f.type != HR_FT_HELLO_ACK) {
+		printf("no answer: frame type %u\n", f.type);
+		return 1;
+	}
+	Hr__HelloAck *a = (Hr__HelloAck *)f.msg;
+	if (a->accepted)
+		printf("accepted\n");
+	else
+		printf("refused: %s\n", a->error_text ? a->error_text : "");
+	hr_frame_release(&f);
+	close(fd);
+	return 0;
+}
