@@ -30,7 +30,10 @@
 static int connect_upstream(const char *host, const char *port)
 {
 	struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *ai;
-	struct timeval tv = {1, 0}; /* a stopped host still answers SYNs; a gone one resets */
+	/* a stopped host still answers SYNs; a gone one resets.  Sends wait up
+	 * to 5 s: a backup worker that is slow to start on a loaded machine
+	 * (soak 200, seed 122: 1 s was not enough) must not look like a cut */
+	struct timeval tv = {5, 0};
 
 	if (getaddrinfo(host, port, &hints, &ai))
 		return -1;
