@@ -95,8 +95,8 @@ static int add_ext(X509 *crt, X509 *issuer, int nid, const char *value)
 }
 
 /* A certificate for key, CN=cn, signed by issuer_key (issuer NULL: self). */
-static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
-		       int days, int is_ca)
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key, int days,
+		       int is_ca)
 {
 	X509 *crt = X509_new();
 	unsigned char serial[16];
@@ -111,8 +111,8 @@ static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *is
 		goto out;
 	X509_NAME *name = X509_get_subject_name(crt);
 	if (X509_set_version(crt, X509_VERSION_3) != 1 ||
-	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
-				       -1, 0) != 1 ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
+				       0) != 1 ||
 	    X509_set_issuer_name(crt, issuer ? X509_get_subject_name(issuer) : name) != 1 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(crt), -3600) ||
 	    !X509_time_adj_ex(X509_getm_notAfter(crt), days, 0, NULL) ||
@@ -221,8 +221,8 @@ int hr_cert_make_host(const char *dir, const char *ca_dir, const char *node, cha
 		if (rc)
 			goto out;
 		if (X509_check_private_key(ca, ca_key) != 1) {
-			rc = fail(err, errlen, -HR_ETLS, "%s: ca.key does not match ca.crt",
-				  ca_dir);
+			rc =
+			    fail(err, errlen, -HR_ETLS, "%s: ca.key does not match ca.crt", ca_dir);
 			goto out;
 		}
 	}

@@ -6,7 +6,10 @@ libhr_a_SOURCES += \
 	src/net/tls-pump.c \
 	src/net/cert.c src/net/cert.h
 
-check_PROGRAMS += tests/t-tls
-TESTS += tests/t-tls
-tests_t_tls_SOURCES = tests/t-tls.c tests/tap.h
+# tests/t-tls: the working link; tests/t-tls-refuse: every refusal
+check_PROGRAMS += tests/t-tls tests/t-tls-refuse
+TESTS += tests/t-tls tests/t-tls-refuse
+tests_t_tls_SOURCES = tests/t-tls.c tests/tls-harness.h tests/tap.h
 tests_t_tls_LDADD = $(HR_LIBS)
+tests_t_tls_refuse_SOURCES = tests/t-tls-refuse.c tests/tls-harness.h tests/tap.h
+tests_t_tls_refuse_LDADD = $(HR_LIBS)

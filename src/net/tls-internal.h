@@ -8,10 +8,10 @@
 #include "common/err.h"
 #include "net/tls.h"
 
-#define HR_TLS_PSK_LEN	  32 /* what `hareplicate cert psk` writes */
-#define HR_TLS_PSK_MAX	  64
-#define HR_TLS_MAX_PINS	  16
-#define HR_TLS_NAME_MAX	  65
+#define HR_TLS_PSK_LEN	32 /* what `hareplicate cert psk` writes */
+#define HR_TLS_PSK_MAX	64
+#define HR_TLS_MAX_PINS 16
+#define HR_TLS_NAME_MAX 65
 
 enum hr_tls_mode { HR_TLS_INSECURE, HR_TLS_CA, HR_TLS_PINNED, HR_TLS_PSK };
 

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +28,11 @@
 #include "common/util.h"
 #include "net/tls-internal.h"
 
-#define HR_TLS_ACCEPT_BYTE    0x01 /* transport version 1: the server accepted us */
-#define HR_TLS_DEFAULT_DL_MS  10000
-#define HR_TLS_REASON_MAX     256
-#define HR_TLS_CIPHERSUITES   "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define HR_TLS_ACCEPT_BYTE   0x01 /* transport version 1: the server accepted us */
+#define HR_TLS_DEFAULT_DL_MS 10000
+#define HR_TLS_REASON_MAX    256
+#define HR_TLS_CIPHERSUITES                                                                        \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define HR_TLS_READ_BUF_BYTES (64 * 1024)
 
 /* One handshake, reachable from the OpenSSL callbacks through ex_data. */
@@ -81,8 +83,8 @@ static int errf(char *err, size_t errlen, int rc, const char *fmt, ...)
 static void cert_cn(X509 *crt, char *buf, size_t n)
 {
 	buf[0] = 0;
-	if (crt && X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_commonName, buf,
-					     (int)n) < 0)
+	if (crt &&
+	    X509_NAME_get_text_by_NID(X509_get_subject_name(crt), NID_commonName, buf, (int)n) < 0)
 		buf[0] = 0;
 }
 
@@ -113,7 +115,7 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 	if (!h)
 		return 0;
 	who = h->server ? "client" : "server";
-	cert_cn(crt, cn, sizeof(cn));
+	cert_cn(X509_STORE_CTX_get0_cert(xs), cn, sizeof(cn)); /* the leaf's */
 	switch (h->ctx->mode) {
 	case HR_TLS_PINNED:
 		if (depth > 0)
@@ -305,6 +307,9 @@ static SSL_CTX *new_ssl_ctx(const struct hr_tls_ctx *ctx, const struct hr_tls_co
 	SSL_CTX_set_read_ahead(c, 1);
 	SSL_CTX_set_default_read_buffer_len(c, HR_TLS_READ_BUF_BYTES);
 	SSL_CTX_set_verify(c, vmode, verify_cb);
+	if (server &&
+	    SSL_CTX_set_session_id_context(c, (const unsigned char *)"hareplicate", 11) != 1)
+		goto fail;
 	if (SSL_CTX_set_ciphersuites(c, HR_TLS_CIPHERSUITES) != 1)
 		goto fail;
 	if (ctx->mode == HR_TLS_PSK) {
@@ -357,7 +362,8 @@ int hr_tls_ctx_new(struct hr_tls_ctx **ctx_r, const struct hr_tls_config *cfg, c
 		ctx->mode = HR_TLS_PSK;
 		if (!cfg->node_name || !*cfg->node_name ||
 		    strlen(cfg->node_name) >= sizeof(ctx->node_name)) {
-			rc = errf(err, errlen, -EINVAL, "PSK mode needs the node name (1 to %zu bytes)",
+			rc = errf(err, errlen, -EINVAL,
+				  "PSK mode needs the node name (1 to %zu bytes)",
 				  sizeof(ctx->node_name) - 1);
 			goto out;
 		}
@@ -506,8 +512,9 @@ static int ssl_failure(SSL *ssl, int r, int saved_errno, struct hs *h, const cha
 			break;
 		case SSL_R_NO_SHARED_CIPHER:
 		case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
-			set_reason(h, "peer offered no key we accept (PSK missing or mismatched "
-				      "mode): %s",
+			set_reason(h,
+				   "peer offered no key we accept (PSK missing or mismatched "
+				   "mode): %s",
 				   ERR_reason_error_string(code));
 			rc = -HR_EAUTH;
 			break;
@@ -518,6 +525,7 @@ static int ssl_failure(SSL *ssl, int r, int saved_errno, struct hs *h, const cha
 		case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
 		case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
 		case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+		case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER: /* PSK: our binder did not verify */
 			set_reason(h, "the peer refused us (%s)", ERR_reason_error_string(code));
 			rc = -HR_EAUTH;
 			break;
@@ -615,7 +623,9 @@ static int peer_identity(SSL *ssl, struct hs *h, char *name, size_t n)
 		set_reason(h, "peer sent no certificate");
 		return -HR_EAUTH;
 	}
-	if (SSL_get_verify_result(ssl) != X509_V_OK) {
+	/* pinned: the callback decided by the hash (the chain "fails" to verify) */
+	if (h->ctx->mode == HR_TLS_PINNED ? !is_pinned(h->ctx, crt)
+					  : SSL_get_verify_result(ssl) != X509_V_OK) {
 		set_reason(h, "peer certificate did not verify");
 		X509_free(crt);
 		return -HR_EAUTH;
@@ -625,8 +635,8 @@ static int peer_identity(SSL *ssl, struct hs *h, char *name, size_t n)
 	return 0;
 }
 
-static int handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct hr_tls_peer *p,
-		     int *plain_fd_r, char *peer_name, size_t n)
+static int do_handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct hr_tls_peer *p,
+			int *plain_fd_r, char *peer_name, size_t n)
 {
 	char addr[80], name[HR_TLS_NAME_MAX] = "";
 	const char *desc = p->desc ? p->desc : hr_tls_peer_addr(fd, addr, sizeof(addr));
@@ -640,8 +650,9 @@ static int handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct hr
 	if (peer_name && n)
 		peer_name[0] = 0;
 	if (ctx->mode == HR_TLS_INSECURE) {
-		log_warnx(p->vm, "link %s %s is plain TCP (--insecure): not authenticated, "
-				 "not encrypted",
+		log_warnx(p->vm,
+			  "link %s %s is plain TCP (--insecure): not authenticated, "
+			  "not encrypted",
 			  server ? "from" : "to", desc);
 		*plain_fd_r = fd;
 		return 0;
@@ -696,6 +707,28 @@ fail:
 	SSL_free(ssl);
 	close(fd);
 	ERR_clear_error();
+	return rc;
+}
+
+/* OpenSSL writes with write(2): a peer that hung up would raise SIGPIPE in
+ * the caller's thread.  Block it during the handshake and swallow what that
+ * raised (a SIGPIPE already pending before stays pending). */
+static int handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct hr_tls_peer *p,
+		     int *plain_fd_r, char *peer_name, size_t n)
+{
+	sigset_t pipe_set, old, pending;
+	struct timespec zero = {0, 0};
+	int rc, was_pending;
+
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	sigpending(&pending);
+	was_pending = sigismember(&pending, SIGPIPE);
+	rc = do_handshake(ctx, server, fd, p, plain_fd_r, peer_name, n);
+	while (!was_pending && sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+		;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return rc;
 }
 
