@@ -34,7 +34,8 @@
  *     pending) on read, EPIPE on write;
  *   - silence stays silence: the pump never sends anything of its own;
  *   - buffering is bounded: the socketpair holds ~HR_TLS_PAIR_BUF bytes each
- *     way and the pump at most one chunk (HR_TLS_CHUNK) on top, so a peer
+ *     way and the pump at most one chunk (HR_TLS_CHUNK, and its records:
+ *     HR_TLS_WIRE) on top, so a peer
  *     that stops reading makes the caller's writes block (EAGAIN) as a full
  *     socket would, and a heartbeat never waits behind megabytes in the pump.
  * The caller's fd is blocking like a fresh socket; TCP options set on it fail
@@ -49,7 +50,8 @@
 #include <stddef.h>
 
 #define HR_TLS_PAIR_BUF	  (128 * 1024) /* SO_SNDBUF/SO_RCVBUF asked for on the socketpair */
-#define HR_TLS_CHUNK	  (64 * 1024)  /* the most the pump holds per direction */
+#define HR_TLS_CHUNK	  (128 * 1024) /* the most plaintext the pump holds per direction */
+#define HR_TLS_WIRE	  (160 * 1024) /* records made, not yet sent (one chunk's worth) */
 #define HR_TLS_LINGER_MS  10000	       /* flush after the caller's close, at most */
 #define HR_TLS_FP_HEX_LEN 95	       /* "AB:CD:..." for 32 bytes, without the NUL */
 
