@@ -324,11 +324,11 @@ static void setup(void)
 		fprintf(stderr, "b-tls: %s\n", err);
 		exit(1);
 	}
-	static char files[6][400];
+	static char files[6][520];
 	for (int i = 0; i < 2; i++) {
-		snprintf(files[3 * i], 400, "%s/host.crt", p[1 + i]);
-		snprintf(files[3 * i + 1], 400, "%s/host.key", p[1 + i]);
-		snprintf(files[3 * i + 2], 400, "%s/ca.crt", p[1 + i]);
+		snprintf(files[3 * i], 520, "%s/host.crt", p[1 + i]);
+		snprintf(files[3 * i + 1], 520, "%s/host.key", p[1 + i]);
+		snprintf(files[3 * i + 2], 520, "%s/ca.crt", p[1 + i]);
 	}
 	ca = (struct hr_tls_config){files[0], files[1], files[2]};
 	cb = (struct hr_tls_config){files[3], files[4], files[5]};
