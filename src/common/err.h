@@ -14,7 +14,7 @@ enum {
 	HR_ESHAPE = 1007,    /* peer / file VM shape does not match */
 	HR_EPROMOTED = 1008, /* the backup has taken over this VM */
 	HR_EAUTH = 1009,     /* peer refused: not authenticated (TLS) */
-	HR_ETLS = 1010,      /* TLS handshake or configuration failed */
+	HR_ETLS = 1010,	     /* TLS handshake or configuration failed */
 	HR_ELAST
 };
 
