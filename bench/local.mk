@@ -13,7 +13,11 @@ bench_b_replicate_SOURCES = bench/b-replicate.c
 bench_b_replicate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_replicate_LDADD = $(HR_LIBS)
 
-BENCH_PROGS = bench/b-dirty bench/b-replicate
+noinst_PROGRAMS += bench/b-tls
+bench_b_tls_SOURCES = bench/b-tls.c
+bench_b_tls_LDADD = $(HR_LIBS)
+
+BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls
 BENCH_FLAGS =
 
 bench: $(BENCH_PROGS) $(guests_elfs)

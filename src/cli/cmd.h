@@ -17,6 +17,7 @@ extern const struct hr_cmd hr_cmd_failover;
 extern const struct hr_cmd hr_cmd_stop;
 extern const struct hr_cmd hr_cmd_drill;
 extern const struct hr_cmd hr_cmd_witness;
+extern const struct hr_cmd hr_cmd_cert;
 
 /* Print the usage of one command to stderr; returns 2 (the exit status for bad usage). */
 int hr_cmd_usage(const struct hr_cmd *cmd);

@@ -13,6 +13,8 @@ static const char *const hr_err_text[] = {
     [HR_ESHAPE - HR_EBASE] = "VM shape does not match",
     [HR_EPROMOTED - HR_EBASE] = "the backup has taken over this VM",
     [HR_ESTALE - HR_EBASE] = "stale copy: the witness no longer names this host the backup",
+    [HR_EAUTH - HR_EBASE] = "peer is not authenticated",
+    [HR_ETLS - HR_EBASE] = "TLS handshake or configuration failed",
 };
 
 const char *hr_strerror(int rc)

@@ -14,6 +14,8 @@ enum {
 	HR_ESHAPE = 1007,    /* peer / file VM shape does not match */
 	HR_EPROMOTED = 1008, /* the backup has taken over this VM */
 	HR_ESTALE = 1009,    /* this copy is stale: the witness names no backup here */
+	HR_EAUTH = 1010,     /* peer refused: not authenticated (TLS) */
+	HR_ETLS = 1011,	     /* TLS handshake or configuration failed */
 	HR_ELAST
 };
 
