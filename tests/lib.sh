@@ -75,3 +75,25 @@ wait_true() {
 	done
 	return 1
 }
+# field VMNAME KEY CONTROL: one value from `status --json` (KEY may be a.b)
+field() {
+	"$HR" status --json --control "$3" 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for v in d["vms"]:
+    if v["name"] == sys.argv[1]:
+        x = v
+        for k in sys.argv[2].split("."):
+            x = x[k] if x is not None else None
+        print(x)
+' "$1" "$2"
+}
+# wait_field VM KEY VALUE CONTROL SECONDS
+wait_field() {
+	_end=$(($(date +%s) + $5))
+	while [ "$(date +%s)" -lt "$_end" ]; do
+		[ "$(field "$1" "$2" "$4")" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}

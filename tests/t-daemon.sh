@@ -16,28 +16,6 @@ PDEAD=$((PA + 2))
 A() { "$HR" "$@" --control "$CA"; }
 B() { "$HR" "$@" --control "$CB"; }
 alive() { kill -0 "$1" 2>/dev/null; }
-# field VMNAME KEY CONTROL: one value from `status --json`
-field() {
-	"$HR" status --json --control "$3" 2>/dev/null | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-for v in d["vms"]:
-    if v["name"] == sys.argv[1]:
-        x = v
-        for k in sys.argv[2].split("."):
-            x = x[k] if x is not None else None
-        print(x)
-' "$1" "$2"
-}
-# wait_field VM KEY VALUE CONTROL SECONDS
-wait_field() {
-	_end=$(($(date +%s) + $5))
-	while [ "$(date +%s)" -lt "$_end" ]; do
-		[ "$(field "$1" "$2" "$4")" = "$3" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # ctl_raw CONTROL BYTES-PYTHON-EXPR: send raw bytes, print the reply
 ctl_raw() {
 	python3 -c '
