@@ -5,7 +5,10 @@
  * It accepts the workers' console connections (frames `u64 offset LE | u32
  * len LE | bytes`, any number of connections over time) and assembles one
  * stream by offset.  Bytes it already holds must come again identical (else
- * a "two contents" violation); a frame starting beyond its end is a gap.
+ * a "two contents" violation).  A frame starting beyond its end waits for
+ * the bytes before it (the old primary's last frames may arrive after the
+ * new one's first, over another connection); one still waiting when the
+ * drill judges is a gap.
  * Complete memwalk progress lines are checked as they arrive: seq exactly +1
  * over the whole stream, errors=0.
  */
@@ -86,15 +89,79 @@ static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t en
 	}
 }
 
+#define MAX_EARLY 4096
+
+static void place(struct drill_world *w, unsigned conn, uint64_t off, const uint8_t *p, uint64_t n);
+
+/* A frame beyond the end: kept until the bytes before it arrive (from
+ * another host's connection, say), as a reader assembling by offset would. */
+static void keep_early(struct drill_world *w, unsigned conn, uint64_t off, const uint8_t *p,
+		       uint64_t n)
+{
+	uint8_t *copy = malloc(n ? n : 1);
+	if (!w->early)
+		w->early = calloc(MAX_EARLY, sizeof(*w->early));
+	if (!copy || !w->early || w->nr_early == MAX_EARLY) {
+		free(copy);
+		violation(w,
+			  "gap: connection %u sent offset %llu while the stream ends at %llu "
+			  "(too many frames waiting)",
+			  conn, (unsigned long long)off, (unsigned long long)w->len);
+		w->gaps = MAX_EARLY + 1;
+		return;
+	}
+	memcpy(copy, p, n);
+	w->early[w->nr_early++] = (struct drill_early){conn, off, n, copy};
+	w->gaps = w->nr_early;
+}
+
+/* Place every waiting frame the stream now reaches. */
+static void place_early(struct drill_world *w)
+{
+	for (unsigned i = 0; i < w->nr_early;) {
+		struct drill_early e = w->early[i];
+		if (e.off > w->len) {
+			i++;
+			continue;
+		}
+		w->early[i] = w->early[--w->nr_early];
+		w->gaps = w->nr_early;
+		place(w, e.conn, e.off, e.data, e.n);
+		free(e.data);
+		i = 0; /* the stream grew: look again from the start */
+	}
+}
+
+void drill_console_settle(struct drill_world *w)
+{
+	if (!w->nr_early)
+		return;
+	uint64_t lowest = UINT64_MAX;
+	unsigned conn = 0;
+	for (unsigned i = 0; i < w->nr_early; i++)
+		if (w->early[i].off < lowest) {
+			lowest = w->early[i].off;
+			conn = w->early[i].conn;
+		}
+	violation(w,
+		  "gap: %u frames never placed; the first, from connection %u, starts at offset "
+		  "%llu while the stream ends at %llu",
+		  w->nr_early, conn, (unsigned long long)lowest, (unsigned long long)w->len);
+}
+
 static void take(struct drill_world *w, unsigned conn, uint64_t off, const uint8_t *p, uint64_t n)
 {
 	w->nr_frames++;
 	if (off > w->len) {
-		w->gaps++;
-		violation(w, "gap: connection %u sent offset %llu while the stream ends at %llu",
-			  conn, (unsigned long long)off, (unsigned long long)w->len);
+		keep_early(w, conn, off, p, n);
 		return;
 	}
+	place(w, conn, off, p, n);
+	place_early(w);
+}
+
+static void place(struct drill_world *w, unsigned conn, uint64_t off, const uint8_t *p, uint64_t n)
+{
 	uint64_t overlap = w->len - off < n ? w->len - off : n;
 	if (overlap && memcmp(w->buf + off, p, overlap)) {
 		w->conflicts++;

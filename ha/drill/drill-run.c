@@ -323,6 +323,7 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	one_drill(d);
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
+		drill_console_settle(&d->w); /* frames still waiting for bytes before them */
 		d->pass = !d->why[0] && !d->w.first_violation[0] && d->w.killed && !d->w.gaps &&
 			  !d->w.conflicts && !d->w.seq_breaks && !d->w.guest_errors &&
 			  !d->w.bad_lines;
@@ -345,6 +346,9 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	int pass = d->pass;
 	free(d->w.buf);
 	free(d->w.lines);
+	for (unsigned i = 0; i < d->w.nr_early; i++)
+		free(d->w.early[i].data);
+	free(d->w.early);
 	free(d->w.wire);
 	free(d->samples);
 	free(d);

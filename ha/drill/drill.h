@@ -120,6 +120,12 @@ struct drill_wire_epoch {
 	uint64_t epoch, begin_ns, end_ns, ack_ns, bytes;
 };
 
+struct drill_early {
+	unsigned conn;
+	uint64_t off, n;
+	uint8_t *data;
+};
+
 struct drill_world {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -134,6 +140,11 @@ struct drill_world {
 	unsigned nr_lines, cap_lines, nr_conns;
 	uint32_t conn_peer[64]; /* IPv4 source of console connection id (network order) */
 	uint64_t nr_frames, nr_repeat_bytes;
+	/* frames that start beyond the stream's end wait here for the bytes
+	 * before them (two hosts' connections deliver independently); gaps
+	 * counts those still waiting: a hole nobody ever filled */
+	struct drill_early *early;
+	unsigned nr_early;
 	unsigned gaps, conflicts, seq_breaks, guest_errors, bad_lines;
 	char first_violation[256];
 
@@ -172,6 +183,9 @@ int drill_world_start(struct drill_world *w, pthread_t *threads);
 void drill_world_stop(struct drill_world *w, pthread_t *threads);
 /* drill-console.c: the collector thread (arg: the world). */
 void *drill_collector(void *arg);
+/* Frames still waiting for the bytes before them are gaps: named as the
+ * first violation (call with the world's lock held, before judging). */
+void drill_console_settle(struct drill_world *w);
 /* drill-relay.c: the tap thread, which runs the back relay too (arg: the world). */
 void *drill_tap_thread(void *arg);
 /* drill-killpoint.c: kill the victim now (lock held by the caller).
