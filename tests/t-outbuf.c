@@ -145,6 +145,27 @@ static void test_channels(void)
 	hr_outbuf_seal(ob, 1);
 	hr_outbuf_release(ob, 1, rec_sink, &r);
 	ok(!r.bad && r.next[0] == 13010, "the next epoch continues at offset 13000");
+
+	/* replay: released console bytes ride along in held() for a while */
+	hr_outbuf_append(ob, 0, big, 100);
+	hr_outbuf_append(ob, 1, big, 70);
+	hr_outbuf_seal(ob, 2);
+	ok(hr_outbuf_held(ob, 2, &h) == 0, "held(2) with released output behind it");
+	uint64_t lo = UINT64_MAX, cons = 0, net = 0;
+	for (size_t i = 0; i < h.nr_records; i++) {
+		if (h.records[i].chan == 0) {
+			lo = h.records[i].offset < lo ? h.records[i].offset : lo;
+			cons += h.records[i].len;
+		} else {
+			net += h.records[i].len;
+		}
+	}
+	ok(lo < 13010 && lo + cons == 13110 && cons > 100 && cons <= 100 + (16 << 10),
+	   "the console's last released bytes are replayed before the held ones (%llu..13110)",
+	   (unsigned long long)lo);
+	ok(net == 70, "network records are not replayed (%llu bytes held)",
+	   (unsigned long long)net);
+	hr_outbuf_held_free(&h);
 	hr_outbuf_free(ob);
 }
 
@@ -159,7 +180,7 @@ int main(void)
 
 	hr_log_init("t-outbuf", 1, 0);
 	alarm(60);
-	plan(30);
+	plan(33);
 
 	/* basic: release only up to the acked epoch */
 	ok(hr_outbuf_new(&ob, VM, console, 1, 1 << 20, 0) == 0, "outbuf with a 1 MiB cap");

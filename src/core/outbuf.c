@@ -8,15 +8,28 @@
 
 #include "config.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "core/outbuf.h"
 
 #define RUN_BYTES 4096u /* console runs grow to this much before a new record starts */
+/*
+ * Byte-stream output (the console) stays in a replay list for a while after
+ * its release: the sink that took it (a TCP writer thread, say) may not
+ * have delivered it when this host dies, so every epoch's held output also
+ * carries the last REPLAY_MS / REPLAY_BYTES released, and a promoted backup
+ * hands them out again (a reader assembling by offset drops repeats).
+ * Record channels (network frames) are not replayed: a lost frame is a
+ * lost packet, which the network's own protocols already survive.
+ */
+#define REPLAY_BYTES (16u << 10)
+#define REPLAY_MS    1000u
 
 /* One record, or one run of console bytes; immutable once its epoch is sealed. */
 struct rec {
 	struct rec *next;
 	uint64_t epoch;
-	uint64_t offset; /* channel offset of data[0]: set at append, never recomputed */
+	uint64_t offset;      /* channel offset of data[0]: set at append, never recomputed */
+	uint64_t released_ns; /* in the replay list: when it was released */
 	unsigned chan;
 	size_t len, cap;
 	uint8_t data[];
@@ -31,6 +44,8 @@ struct hr_outbuf {
 	uint64_t next_offset[HR_MAX_CHANNELS];	 /* offset of the next byte appended */
 	uint64_t sealed_offset[HR_MAX_CHANNELS]; /* next_offset when the last epoch was sealed */
 	struct rec *head, *tail;
+	struct rec *replay_head, *replay_tail; /* released recently, oldest first */
+	size_t replay_bytes;
 	struct rec *open_run[HR_MAX_CHANNELS]; /* console: run that appends may extend */
 	uint64_t open_epoch;
 	size_t held_bytes, cap_bytes;
@@ -84,6 +99,7 @@ void hr_outbuf_free(struct hr_outbuf *ob)
 	if (!ob)
 		return;
 	free_chain(ob->head);
+	free_chain(ob->replay_head);
 	pthread_cond_destroy(&ob->room);
 	pthread_mutex_destroy(&ob->lock);
 	free(ob->vm);
@@ -241,6 +257,34 @@ int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
 	return rc;
 }
 
+/* Append released records to the replay list and trim it by age and size
+ * (lock held; only the consumer gets here, so held() pointers stay valid
+ * until its next release, as documented). */
+static void replay_keep(struct hr_outbuf *ob, struct rec *kept, uint64_t now)
+{
+	for (struct rec *r = kept; r; r = r->next)
+		ob->replay_bytes += r->len;
+	if (kept) {
+		if (ob->replay_tail)
+			ob->replay_tail->next = kept;
+		else
+			ob->replay_head = kept;
+		struct rec *t = kept;
+		while (t->next)
+			t = t->next;
+		ob->replay_tail = t;
+	}
+	while (ob->replay_head && (ob->replay_bytes > REPLAY_BYTES ||
+				   now - ob->replay_head->released_ns > REPLAY_MS * 1000000ull)) {
+		struct rec *r = ob->replay_head;
+		ob->replay_head = r->next;
+		if (!ob->replay_head)
+			ob->replay_tail = NULL;
+		ob->replay_bytes -= r->len;
+		free(r);
+	}
+}
+
 int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn sink, void *opaque)
 {
 	struct rec *chain, *last = NULL, *r;
@@ -270,16 +314,26 @@ int hr_outbuf_release(struct hr_outbuf *ob, uint64_t epoch, hr_outbuf_sink_fn si
 	last->next = NULL;
 	pthread_mutex_unlock(&ob->lock);
 
+	struct rec *kept = NULL, **kept_end = &kept;
+	uint64_t now = hr_now_ns();
 	while (chain) {
 		r = chain;
 		if (r->len && (rc = sink(opaque, r->chan, r->offset, r->data, r->len)) != 0)
 			break;
 		freed += r->len;
 		chain = r->next;
-		free(r);
+		if (r->len && !hr_chan_is_records(&ob->chans[r->chan])) {
+			r->next = NULL;
+			r->released_ns = now;
+			*kept_end = r;
+			kept_end = &r->next;
+		} else {
+			free(r);
+		}
 	}
 
 	pthread_mutex_lock(&ob->lock);
+	replay_keep(ob, kept, now);
 	if (chain) {
 		/* Sink failed: put the rest back in front, order kept. */
 		for (last = chain; last->next; last = last->next)
@@ -344,6 +398,8 @@ int hr_outbuf_held(struct hr_outbuf *ob, uint64_t epoch, struct hr_out_held *h)
 
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_lock(&ob->lock);
+	for (r = ob->replay_head; r; r = r->next)
+		n++;
 	for (r = ob->head; r && r->epoch <= epoch; r = r->next)
 		n++;
 	h->records = malloc((n ? n : 1) * sizeof(*h->records));
@@ -354,6 +410,11 @@ int hr_outbuf_held(struct hr_outbuf *ob, uint64_t epoch, struct hr_out_held *h)
 		return -ENOMEM;
 	}
 	n = 0;
+	for (r = ob->replay_head; r; r = r->next, n++) { /* released already: replayed */
+		h->records[n] = (struct hr_out_record){r->chan, (uint32_t)r->len, r->offset};
+		h->iov[n] = (struct iovec){r->data, r->len};
+		h->bytes += r->len;
+	}
 	for (r = ob->head; r && r->epoch <= epoch; r = r->next, n++) {
 		h->records[n] = (struct hr_out_record){r->chan, (uint32_t)r->len, r->offset};
 		h->iov[n] = (struct iovec){r->data, r->len};
