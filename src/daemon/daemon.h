@@ -114,7 +114,8 @@ int hr_transport_init(char *err, size_t errlen);
 const char *hr_transport_name(void);
 /* After the preamble: does the node the peer claims equal the name it
  * authenticated as (certificate CN or PSK identity)?  0, or -HR_EAUTH
- * (logged with desc).  Pinned and insecure links carry no name: 0. */
+ * (logged with desc).  Pinned and insecure links carry no name, nor does
+ * the server's side of a PSK link (only clients send an identity): 0. */
 int hr_transport_check_node(const char *vm, const char *desc, const char *auth_name,
 			    const char *claimed);
 /* Handshake deadline of a peer link (connect and accept), ms. */

@@ -111,6 +111,10 @@ int hr_transport_check_node(const char *vm, const char *desc, const char *auth_n
 	/* pinned certificates are identified by their fingerprint, not a name */
 	if (!hr_tls || hr_dopts.insecure || hr_dopts.tls_pin)
 		return 0;
+	/* PSK: only the client sends an identity; the server proved it holds
+	 * the cluster's key, which is all a client can know of it */
+	if (hr_dopts.tls_psk && !auth_name[0])
+		return 0;
 	if (claimed && !strcmp(claimed, auth_name))
 		return 0;
 	log_warnx(vm, "peer %s refused: it authenticated as '%s' but its preamble claims node '%s'",
