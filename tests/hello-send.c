@@ -5,7 +5,12 @@
  * ("accepted" or "refused: TEXT").  For tests/t-hardened.sh; every wait is
  * bounded (15 s).  Exit 0 when an answer came, 1 otherwise.
  *
- *   hello-send PORT VM MEM_BYTES NR_VCPUS
+ *   hello-send PORT VM MEM_BYTES NR_VCPUS [NODE CERT KEY CA]
+ *
+ * With the last four: TLS in CA mode first (src/net/tls.h), as a host with
+ * that certificate, and the preamble says node=NODE (which need not be the
+ * certificate's name: tests/t-auth.sh lies with it).  A refused handshake
+ * prints "tls refused: TEXT".
  */
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -19,6 +24,7 @@
 #include "common/util.h"
 #include "backends/backend.h"
 #include "core/stream.h"
+#include "net/tls.h"
 
 int main(int argc, char **argv)
 {
@@ -29,10 +35,11 @@ int main(int argc, char **argv)
 	size_t n = 0;
 	int fd, rc;
 
-	if (argc != 5 || hr_parse_count(argv[1], 1, 65535, &port) < 0 ||
+	if ((argc != 5 && argc != 9) || hr_parse_count(argv[1], 1, 65535, &port) < 0 ||
 	    hr_parse_count(argv[3], 0, UINT64_MAX, &mem) < 0 ||
 	    hr_parse_count(argv[4], 0, UINT32_MAX, &vcpus) < 0) {
-		fprintf(stderr, "usage: hello-send PORT VM MEM_BYTES NR_VCPUS\n");
+		fprintf(stderr,
+			"usage: hello-send PORT VM MEM_BYTES NR_VCPUS [NODE CERT KEY CA]\n");
 		return 2;
 	}
 	sin.sin_port = htons((uint16_t)port);
@@ -42,8 +49,27 @@ int main(int argc, char **argv)
 		perror("hello-send: connect");
 		return 1;
 	}
+	if (argc == 9) {
+		struct hr_tls_config cfg = {
+		    .cert_file = argv[6], .key_file = argv[7], .ca_file = argv[8]};
+		struct hr_tls_ctx *ctx;
+		char err[512] = "";
+		rc = hr_tls_ctx_new(&ctx, &cfg, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "hello-send: TLS: %s\n", err);
+			return 1;
+		}
+		rc = hr_tls_client(ctx, fd, &(struct hr_tls_peer){.deadline_ms = 10000}, &fd, NULL,
+				   0);
+		if (rc < 0) {
+			printf("tls refused: %s\n", hr_strerror(rc));
+			return 0;
+		}
+		snprintf(line, sizeof(line), "hrd=1 vm=%s node=%s\n", argv[2], argv[5]);
+	} else {
+		snprintf(line, sizeof(line), "hrd=1 vm=%s\n", argv[2]);
+	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	snprintf(line, sizeof(line), "hrd=1 vm=%s\n", argv[2]);
 	if (hr_write_all(fd, line, strlen(line)) < 0)
 		return 1;
 	while (n < sizeof(line) - 1 && read(fd, &c, 1) == 1 && c != '\n')

@@ -51,16 +51,32 @@ wait_exit() {
 	wait "$1"; rc=$?
 	return 0
 }
+# Peer-link security, as the product runs: tls_opts NODE prints the
+# hareplicated options for host NODE in CA mode (--node NODE and its
+# certificate; made on first use, one CA per test run, in $T/pki).
+# HR_TEST_INSECURE=1 in the environment makes them `--insecure` instead.
+# (Word-split on purpose where used: $T has no spaces.)
+tls_opts() {
+	if [ -n "${HR_TEST_INSECURE:-}" ]; then echo "--node $1 --insecure"; return; fi
+	[ -f "$T/pki/ca/ca.crt" ] || { mkdir -p "$T/pki/ca" && "$HR" cert ca "$T/pki/ca" >/dev/null; } ||
+		{ echo "# tls_opts: cannot make the CA" >&2; return 1; }
+	[ -f "$T/pki/$1/host.crt" ] || { mkdir -p "$T/pki/$1" &&
+		"$HR" cert host "$T/pki/$1" --name "$1" --ca "$T/pki/ca" >/dev/null; } ||
+		{ echo "# tls_opts: cannot make a certificate for $1" >&2; return 1; }
+	echo "--node $1 --tls-cert $T/pki/$1/host.crt --tls-key $T/pki/$1/host.key --tls-ca $T/pki/$1/ca.crt"
+}
 need_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "/dev/kvm not usable"; }
 # two_daemons FAILOVER_MS: hareplicated A and B on 127.0.0.1:$PA / $PB with
 # control sockets $CA / $CB, state in $T/a, $T/b, logs appended to $T/a.log, $T/b.log;
-# sets pida, pidb; both are killed when the test exits.
+# sets pida, pidb; both are killed when the test exits.  Their peer links
+# are TLS (tls_opts a, tls_opts b).
 two_daemons() {
 	CA="$T/a/run/control.sock"
 	CB="$T/b/run/control.sock"
-	"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
+	TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || return 1
+	"$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 	pida=$!
-	"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+	"$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 		--failover-timeout "$1" >>"$T/b.log" 2>&1 &
 	pidb=$!
 	on_exit "kill -9 $pida $pidb 2>/dev/null"

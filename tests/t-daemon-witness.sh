@@ -33,14 +33,16 @@ wait_wit() {
 	return 1
 }
 start_a() {
-	"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" \
-		--witness "$WA" --node hostA >>"$T/a.log" 2>&1 &
+	_tls=$(tls_opts hostA) || return 1
+	"$HRD" -f $_tls --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" \
+		--witness "$WA" >>"$T/a.log" 2>&1 &
 	pida=$!
 	on_exit "kill -9 $pida 2>/dev/null"
 }
 start_b() {
-	"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
-		--witness "$WA" --node hostB >>"$T/b.log" 2>&1 &
+	_tls=$(tls_opts hostB) || return 1
+	"$HRD" -f $_tls --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+		--witness "$WA" >>"$T/b.log" 2>&1 &
 	pidb=$!
 	on_exit "kill -9 $pidb 2>/dev/null"
 }

@@ -67,7 +67,7 @@ two_daemons 500
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
 ok '[ "$(stat -c %a "$CA")" = 600 ] && [ "$(stat -c %a "$T/a/run")" = 700 ]' \
 	"control socket 0600 in a 0700 directory"
-"$HRD" -f --control "$CA" --listen "127.0.0.1:$PDEAD" --state-dir "$T/a2" >"$T/err" 2>&1; rc=$?
+"$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PDEAD" --state-dir "$T/a2" >"$T/err" 2>&1; rc=$?
 ok '[ $rc != 0 ] && grep -q "another hareplicated answers on $CA" "$T/err" && alive $pida' \
 	"a second daemon on the same control socket refuses to start"
 ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); assert d[\"vms\"] == []"' \
@@ -94,7 +94,7 @@ ok '[ $rc != 0 ] && grep -q "no-such.elf" "$T/err"' "missing kernel: clear error
 garbage_tcp "$PB" 'b"garbage\n"'
 garbage_tcp "$PB" 'b"\xff" * 100000'
 garbage_tcp "$PB" 'b"hrd=1 vm=../../etc\n"'
-ok 'wait_for "$T/b.log" "not a hareplicated preamble|no valid preamble" 10' "backup logs the garbage connections"
+ok 'wait_for "$T/b.log" "TLS: refused client 127.0.0.1:[0-9]+: .*plain TCP" 10' "backup refuses and logs the garbage connections (plain TCP at a TLS port)"
 sleep 0.5
 ok 'alive $pidb && B status | grep -q "^no VMs"' "daemon B survives garbage on the replication port"
 
@@ -180,7 +180,7 @@ sleep 2 # the window in which nothing may be released
 s2=$(stat -c %s "$T/a/state/vm1.console")
 ok '[ "$s2" = "$s1" ] && alive "$(field vm1 pid "$CA")"' \
 	"the unprotected primary releases nothing ($s1 -> $s2 bytes) while its guest runs"
-"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+"$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--failover-timeout 500 >>"$T/b.log" 2>&1 &
 pidb=$!
 on_exit "kill -9 $pidb 2>/dev/null"

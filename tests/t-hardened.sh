@@ -16,10 +16,11 @@ PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
 CA="$T/a/run/control.sock"
 CB="$T/b/run/control.sock"
-"$HRD" -f --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" \
+TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || exit 1
+"$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" \
 	--epochs-log-max 4K >>"$T/a.log" 2>&1 &
 pida=$!
-"$HRD" -f --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+"$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--max-memory 1G --max-vcpus 4 >>"$T/b.log" 2>&1 &
 pidb=$!
 on_exit "kill -9 $pida $pidb 2>/dev/null"
@@ -37,9 +38,12 @@ ok '[ $rc = 1 ] && grep -q "did not come up" "$T/err" && grep -q "not-elf" "$T/e
 ok '! A status bad >/dev/null 2>&1' "... and nothing is left running"
 
 # --- limits a peer cannot exceed (checked on the backup before allocating) ---
-"$top_builddir/tests/hello-send" "$PB" many $((64 << 20)) 1000 >"$T/out" 2>&1
+# an authenticated peer (A's certificate) asking for too much
+HELLO_TLS="a $T/pki/a/host.crt $T/pki/a/host.key $T/pki/a/ca.crt"
+[ -n "${HR_TEST_INSECURE:-}" ] && HELLO_TLS=""
+"$top_builddir/tests/hello-send" "$PB" many $((64 << 20)) 1000 $HELLO_TLS >"$T/out" 2>&1
 ok 'grep -q "refused: .*1000 vCPUs.*--max-vcpus" "$T/out"' "a HELLO with 1000 vCPUs is refused: $(cat "$T/out")"
-"$top_builddir/tests/hello-send" "$PB" huge $((1 << 40)) 1 >"$T/out" 2>&1
+"$top_builddir/tests/hello-send" "$PB" huge $((1 << 40)) 1 $HELLO_TLS >"$T/out" 2>&1
 ok 'grep -q "refused: .*--max-memory" "$T/out"' "a HELLO with 1 TiB is refused: $(cat "$T/out")"
 ok 'wait_for "$T/b.log" "huge.*(replica worker ended|start failed)" 10 && ! grep -q "killed by signal" "$T/b.log"' \
 	"no backup worker died of a signal"

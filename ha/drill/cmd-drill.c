@@ -104,6 +104,11 @@ static const char drill_help[] =
     "                    outside and that B never speaks; reports reprotect_ms\n"
     "                    (B's daemon started -> A protected) and release_ms\n"
     "                    (-> the first held line outside)\n"
+    "  --tls             the daemons' peer links are TLS 1.3 in CA mode (a CA and\n"
+    "                    certificates for A and B are made in the run's\n"
+    "                    directory).  Default: --insecure, because the tap reads\n"
+    "                    the replication stream to time its kills and faults;\n"
+    "                    with --tls it cannot, and the moments are imprecise\n"
     "  --witness         also run a witness (hareplicated --serve-witness) in OUT on\n"
     "                    " DRILL_IP_OUT ":7300, which A and B reach directly, not\n"
     "                    through the tap (faults on the A-B link leave it\n"
@@ -331,6 +336,7 @@ int cmd_drill(int argc, char **argv)
 	    {"after-lines", required_argument, NULL, 'l'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"witness", no_argument, NULL, 'W'},
+	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -469,6 +475,9 @@ int cmd_drill(int argc, char **argv)
 			break;
 		case 'W':
 			o.witness = 1;
+			break;
+		case 'I':
+			o.tls = 1;
 			break;
 		case 'v':
 			o.verbose = 1;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "net/cert.h"
 #include "ha/drill/drill.h"
 
 int drill_netns_up(struct drill *d)
@@ -44,41 +45,77 @@ int drill_netns_up(struct drill *d)
 	return 0;
 }
 
+int drill_make_certs(struct drill *d)
+{
+	static const char *const sub[] = {"pki", "pki/ca", "pki/A", "pki/B"};
+	char path[400], ca[400], err[512] = "";
+	int rc = 0;
+
+	if (!d->o->tls)
+		return 0;
+	for (unsigned i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", d->dir, sub[i]);
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			return -errno;
+	}
+	snprintf(ca, sizeof(ca), "%s/pki/ca", d->dir);
+	rc = hr_cert_make_ca(ca, "drill-ca", err, sizeof(err));
+	for (int i = 0; !rc && i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/pki/%c", d->dir, "AB"[i]);
+		rc = hr_cert_make_host(path, ca, i ? "B" : "A", err, sizeof(err));
+	}
+	if (rc)
+		drill_fail(d, "cannot make the hosts' certificates: %s", err);
+	return rc;
+}
+
 pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
 			 const char *state, const char *log)
 {
-	char listen[64], console[64];
+	char listen[64], console[64], witness[64], cert[400], key[400], cacrt[400];
+	const char *node = !strcmp(ip, DRILL_IP_A) ? "A" : "B";
+	char *argv[32];
+	unsigned n = 0;
+
 	/* each daemon on the port OUT relays to it (drill.h) */
 	snprintf(listen, sizeof(listen), "%s:%d", ip,
 		 !strcmp(ip, DRILL_IP_A) ? DRILL_PORT_A : DRILL_PORT_TAP);
 	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
-	char *argv[] = {(char *)d->o->daemon,
-			"--control",
-			(char *)ctl,
-			"--listen",
-			listen,
-			"--state-dir",
-			(char *)state,
-			"--console-default",
-			console,
-			"--failover-timeout",
-			"500",
-			"-f",
-			NULL,
-			NULL,
-			NULL,
-			NULL,
-			NULL};
-	/* --witness: each host names itself after its namespace (A, B) */
-	char witness[64];
+	argv[n++] = (char *)d->o->daemon;
+	argv[n++] = "--control";
+	argv[n++] = (char *)ctl;
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	argv[n++] = "--state-dir";
+	argv[n++] = (char *)state;
+	argv[n++] = "--console-default";
+	argv[n++] = console;
+	argv[n++] = "--failover-timeout";
+	argv[n++] = "500";
+	argv[n++] = "-f";
+	/* each host names itself after its namespace (A, B): the witness and
+	 * the peer know it by that name, and so does its certificate */
+	argv[n++] = "--node";
+	argv[n++] = (char *)node;
+	if (!d->o->tls) {
+		argv[n++] = "--insecure";
+	} else {
+		snprintf(cert, sizeof(cert), "%s/pki/%s/host.crt", d->dir, node);
+		snprintf(key, sizeof(key), "%s/pki/%s/host.key", d->dir, node);
+		snprintf(cacrt, sizeof(cacrt), "%s/pki/%s/ca.crt", d->dir, node);
+		argv[n++] = "--tls-cert";
+		argv[n++] = cert;
+		argv[n++] = "--tls-key";
+		argv[n++] = key;
+		argv[n++] = "--tls-ca";
+		argv[n++] = cacrt;
+	}
 	if (d->o->witness) {
-		unsigned n = 12;
 		snprintf(witness, sizeof(witness), "%s:%d", DRILL_IP_OUT, DRILL_PORT_WIT);
 		argv[n++] = "--witness";
 		argv[n++] = witness;
-		argv[n++] = "--node";
-		argv[n++] = !strcmp(ip, DRILL_IP_A) ? "A" : "B";
 	}
+	argv[n] = NULL;
 	return drill_spawn(ns, argv, log);
 }
 

@@ -156,6 +156,8 @@ static int one_drill(struct drill *d)
 
 	if (o->witness && drill_witness_up(d) < 0)
 		return -1;
+	if (drill_make_certs(d) < 0)
+		return -1;
 	snprintf(state, sizeof(state), "%s/state-a", d->dir);
 	d->pid_a = drill_start_daemon(d, d->ns_a, DRILL_IP_A, d->ctl_a, state, d->log_a);
 	snprintf(state, sizeof(state), "%s/state-b", d->dir);

@@ -200,6 +200,9 @@ struct drill_opts {
 	uint64_t epochs, seed, epoch_us; /* epochs: 1..DRILL_MAX_EPOCHS */
 	int seed_set, keep, verbose, victim_backup;
 	int witness; /* --witness: a witness in OUT, A and B use it */
+	/* --tls: the daemons' links are TLS (CA mode); default --insecure, since
+	 * the tap parses the replication stream to time its faults */
+	int tls;
 	enum drill_kill_at kill_at;
 	enum drill_fault fault;
 	int soak;	    /* --soak: repeat draws a scenario per run */
@@ -343,6 +346,9 @@ int drill_host_up(struct drill *d, int b, uint64_t *t_r);
 /* A, B and OUT with a bridge in OUT that joins them.  0 or -1 (see log_ip). */
 int drill_netns_up(struct drill *d);
 /* A hareplicated in ns listening on ip, its console default the collector. */
+/* With --tls: the CA and A's and B's certificates in d->dir/pki; 0, or
+ * -1 with the drill failed. */
+int drill_make_certs(struct drill *d);
 pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
 			 const char *state, const char *log);
 /* The CLI itself (args after the program name), HAREPLICATE_CONTROL=control. */

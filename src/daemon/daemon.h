@@ -61,6 +61,14 @@ struct hr_worker_args {
  * -errno (try again later).  peer_node gets the peer's --node name. */
 int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
 		      char *peer_node, size_t peer_node_size);
+/* On a connected TCP socket (always consumed): the TLS client handshake
+ * (HR_TLS_DEADLINE_MS at most), the preamble for vm, the answer, all within
+ * timeout_ms; then the authenticated peer name must match the node it
+ * answers with (hr_transport_check_node).  0 with *fd_r (plaintext, the
+ * engine's handshake follows), or -errno as hr_reconnect_peer, with err
+ * saying why for a person.  desc is the peer's address, for logs. */
+int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
+		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen);
 /* The port of --listen (what a peer connects back to). */
 const char *hr_listen_port(void);
 /* desc ("host:port" / "[v6]:port") with another port; 0 or -ENAMETOOLONG. */
@@ -88,7 +96,30 @@ struct hr_daemon_opts {
 	uint64_t max_mem_bytes;
 	unsigned max_vcpus;
 	uint64_t epochs_log_max; /* --epochs-log-max: STATE-DIR/VM.epochs rotates at this size */
+	/* peer-link security (transport.c, src/net/tls.h): exactly one of
+	 * tls_cert + tls_key + (tls_ca | tls_pin), tls_psk, insecure */
+	const char *tls_cert, *tls_key, *tls_ca, *tls_pin, *tls_psk;
+	int insecure;
 };
+
+/* transport.c: the process's TLS context (NULL only for a witness without
+ * TLS options); workers inherit it. */
+struct hr_tls_ctx;
+extern struct hr_tls_ctx *hr_tls;
+/* Check the --tls-* / --insecure options and build hr_tls: 0, -EINVAL
+ * (bad combination: a usage error) or another -errno (a file could not be
+ * used); err says why. */
+int hr_transport_init(char *err, size_t errlen);
+/* "tls-ca", "tls-pin", "tls-psk", "insecure" (or "none": a plain witness). */
+const char *hr_transport_name(void);
+/* After the preamble: does the node the peer claims equal the name it
+ * authenticated as (certificate CN or PSK identity)?  0, or -HR_EAUTH
+ * (logged with desc).  Pinned and insecure links carry no name, nor does
+ * the server's side of a PSK link (only clients send an identity): 0. */
+int hr_transport_check_node(const char *vm, const char *desc, const char *auth_name,
+			    const char *claimed);
+/* Handshake deadline of a peer link (connect and accept), ms. */
+#define HR_TLS_DEADLINE_MS 4000
 
 /* Remove what the daemon keeps for a VM that was stopped on purpose
  * (STATE-DIR/VM.epochs, VM.epochs.1, VM.worker); console files stay. */

@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "daemon/daemon.h"
 #include "ha/witness.h"
+#include "net/tls.h"
 
 struct hr_daemon_opts hr_dopts = {
     .control_path = HR_DEFAULT_CONTROL,
@@ -81,14 +82,36 @@ static const char usage[] =
     "                          file:/ABS/PATH or tcp:HOST:PORT\n"
     "  --witness HOST[:PORT]   the witness this host's VMs ask for a lease when\n"
     "                          primary and backup lose each other (default port\n"
-    "                          " HR_DEFAULT_PORT "; [V6ADDR]:PORT; default: none)\n"
-    "  --node NAME             this host's name at the witness (default: the host\n"
-    "                          name; [A-Za-z0-9_.-], 1..64)\n"
+    "                          " HR_DEFAULT_PORT "; [V6ADDR]:PORT; default: none);\n"
+    "                          witness traffic is not yet encrypted\n"
+    "  --node NAME             this host's name at the witness and to its peers\n"
+    "                          (the CN of its certificate, its PSK identity;\n"
+    "                          default: the host name; [A-Za-z0-9_.-], 1..64)\n"
     "  --lease-ms MS           length of the leases asked for (default 0: twice\n"
     "                          --failover-timeout, at least 1000; at most 60000)\n"
     "  --serve-witness         be a witness only: answer lease requests on\n"
     "                          --listen (table in STATE-DIR/witness.table); runs no\n"
-    "                          VMs and needs no /dev/kvm (docs/witness.md)\n"
+    "                          VMs and needs no /dev/kvm (docs/witness.md);\n"
+    "                          witness traffic is not yet encrypted\n"
+    "\n"
+    "Peer links (replication between the hosts) are TLS 1.3 with both ends\n"
+    "authenticated; one of these is required (docs/tls.md, `hareplicate cert`):\n"
+    "  --tls-cert FILE --tls-key FILE\n"
+    "                          this host's certificate and key (PEM), with one of:\n"
+    "    --tls-ca FILE         peers must have a certificate signed by this CA, and\n"
+    "                          its CN must be the --node the peer says it is\n"
+    "    --tls-pin SHA256[,SHA256...]\n"
+    "                          peers must have one of these certificates\n"
+    "                          (`hareplicate cert fingerprint FILE`)\n"
+    "  --tls-psk FILE          a pre-shared key instead (one per cluster, mode\n"
+    "                          0600; the identity is --node)\n"
+    "  --insecure              plain TCP: anyone who reaches the port can make this\n"
+    "                          host run a VM; `status` says INSECURE\n"
+    "A peer that does not authenticate is refused before anything it sends is\n"
+    "read, and the refusal is logged with its address.  Witness traffic\n"
+    "(--witness, --serve-witness) is not yet encrypted, and a witness needs\n"
+    "none of these options.\n"
+    "\n"
     "  --pidfile FILE          write the daemon's pid there\n"
     "  -f, --foreground        stay in the foreground and log to stderr (default:\n"
     "                          detach and log to syslog, facility daemon)\n"
@@ -109,6 +132,8 @@ static const char usage[] =
     "2 bad usage.\n";
 
 static struct event_base *base;
+
+enum { OPT_TLS_CERT = 1000, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PIN, OPT_TLS_PSK, OPT_INSECURE };
 
 /* Is a daemon answering on path?  1 yes, 0 no (stale or absent). */
 static int control_alive(const char *path)
@@ -318,6 +343,12 @@ int main(int argc, char **argv)
 	    {"max-memory", required_argument, NULL, 'M'},
 	    {"max-vcpus", required_argument, NULL, 'V'},
 	    {"epochs-log-max", required_argument, NULL, 'E'},
+	    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+	    {"tls-pin", required_argument, NULL, OPT_TLS_PIN},
+	    {"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+	    {"insecure", no_argument, NULL, OPT_INSECURE},
 	    {"foreground", no_argument, NULL, 'f'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -432,6 +463,24 @@ int main(int argc, char **argv)
 			hr_dopts.max_vcpus = (unsigned)n;
 			break;
 		}
+		case OPT_TLS_CERT:
+			hr_dopts.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			hr_dopts.tls_key = optarg;
+			break;
+		case OPT_TLS_CA:
+			hr_dopts.tls_ca = optarg;
+			break;
+		case OPT_TLS_PIN:
+			hr_dopts.tls_pin = optarg;
+			break;
+		case OPT_TLS_PSK:
+			hr_dopts.tls_psk = optarg;
+			break;
+		case OPT_INSECURE:
+			hr_dopts.insecure = 1;
+			break;
 		case 'f':
 			hr_dopts.foreground = 1;
 			break;
@@ -471,6 +520,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hareplicated: --serve-witness and --witness: a witness does not "
 				"ask another witness\n");
 		return 2;
+	}
+	{
+		char why[700];
+		rc = hr_transport_init(why, sizeof(why));
+		if (rc < 0) {
+			fprintf(stderr, "hareplicated: %s\n", why);
+			return rc == -EINVAL ? 2 : 1;
+		}
 	}
 	if (!hr_dopts.console_pattern) {
 		snprintf(pattern, sizeof(pattern), "file:%s/%%s.console", hr_dopts.state_dir);
@@ -580,6 +637,14 @@ int main(int argc, char **argv)
 			 hr_dopts.state_dir, (unsigned long long)hr_dopts.failover_timeout_ms,
 			 hr_dopts.witness ? ", witness " : "",
 			 hr_dopts.witness ? hr_dopts.witness : "");
+	if (hr_dopts.insecure)
+		log_warnx(NULL,
+			  "INSECURE: --insecure: peer links are plain TCP, neither "
+			  "authenticated nor encrypted; anyone who reaches %s can make "
+			  "this host run a VM",
+			  hr_dopts.listen);
+	else if (hr_tls)
+		log_info(NULL, "peer links: TLS 1.3, %s mode", hr_tls_ctx_mode(hr_tls));
 	event_base_dispatch(base);
 
 	hr_vms_reap();

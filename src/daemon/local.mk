@@ -13,6 +13,7 @@ hareplicated_SOURCES = \
 	src/daemon/worker.c \
 	src/daemon/adopt.c \
 	src/daemon/reconnect.c \
+	src/daemon/transport.c \
 	src/daemon/console.c src/daemon/console.h \
 	src/daemon/witness-serve.c
 hareplicated_LDADD = $(HR_LIBS)

@@ -2,7 +2,9 @@
  * reconnect.c - a worker asks its peer daemon for a (new) backup of its VM:
  * the daemon-to-daemon preamble of daemon.h, from a worker, blocking and
  * bounded in time.  Used for re-protection: a primary whose backup was
- * lost, and a promoted backup looking for its old primary's host.
+ * lost, and a promoted backup looking for its old primary's host; and
+ * (hr_peer_open) a new primary's first link, on the socket the daemon
+ * connected.  TLS (src/net/tls.h) comes first, then the preamble.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -17,6 +19,7 @@
 #include "common/util.h"
 #include "daemon/daemon.h"
 #include "daemon/kv.h"
+#include "net/tls.h"
 
 const char *hr_listen_port(void)
 {
@@ -114,48 +117,94 @@ static int read_line_until(int fd, char *buf, size_t size, uint64_t deadline_ns)
 	return -HR_EPROTO;
 }
 
-int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
-		      char *peer_node, size_t peer_node_size)
+int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
+		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen)
 {
 	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	struct hr_tls_peer tp = {.vm = vm, .desc = desc, .deadline_ms = HR_TLS_DEADLINE_MS};
+	char auth[HR_VM_NAME_MAX + 1] = "", line[HR_PREAMBLE_MAX];
 	struct hr_sbuf sb = {0};
 	struct hr_kvline kv;
-	char line[HR_PREAMBLE_MAX];
 	int fd = -1, rc;
 
-	if ((rc = connect_bounded(addr, timeout_ms / 2, &fd)) < 0)
+	err[0] = '\0';
+	if (tp.deadline_ms > timeout_ms)
+		tp.deadline_ms = timeout_ms;
+	/* TLS first: nothing of ours is sent, nothing of theirs read before it */
+	rc = hr_tls_client(hr_tls, tcp_fd, &tp, &fd, auth, sizeof(auth));
+	if (rc < 0) {
+		snprintf(err, errlen, "no authenticated link to peer %s: %s (its log says more)",
+			 desc, hr_strerror(rc));
 		return rc;
+	}
 	hr_kv_add(&sb, "hrd", "1");
 	hr_kv_add(&sb, "vm", vm);
-	hr_kv_add(&sb, "port", hr_listen_port());
+	hr_kv_add(&sb, "port", hr_listen_port()); /* where the peer finds us again */
 	hr_kv_add(&sb, "speaking", speaking ? "1" : "0");
 	if (hr_dopts.node)
 		hr_kv_add(&sb, "node", hr_dopts.node);
 	hr_sbuf_add(&sb, "\n", 1);
-	rc = sb.oom ? -ENOMEM : (int)send(fd, sb.p, sb.len, MSG_NOSIGNAL);
-	rc = rc == (int)sb.len ? 0 : rc < 0 ? rc : -EIO;
+	rc = sb.oom ? -ENOMEM : hr_write_all(fd, sb.p, sb.len);
 	hr_sbuf_free(&sb);
-	if (!rc)
-		rc = read_line_until(fd, line, sizeof(line), deadline);
-	if (!rc && (rc = hr_kv_parse(&kv, line, strlen(line))) < 0)
-		hr_kv_free(&kv);
-	else if (!rc) {
-		const char *status = hr_kv_get(&kv, "status"), *code = hr_kv_get(&kv, "code");
-		if (!status || strcmp(status, "ok")) {
-			rc = code && !strcmp(code, "runs") ? -HR_EPROMOTED : -EAGAIN;
-			log_debug(vm, "re-protection: %s answered: %s", addr,
-				  hr_kv_get(&kv, "error") ? hr_kv_get(&kv, "error") : "refused");
-		} else {
-			const char *pn = hr_kv_get(&kv, "node");
-			snprintf(peer_node, peer_node_size, "%s",
-				 pn && hr_vm_name_ok(pn) ? pn : "");
-		}
-		hr_kv_free(&kv);
-	}
 	if (rc < 0) {
-		close(fd);
-		return rc;
+		snprintf(err, errlen, "peer %s: sending the preamble failed: %s", desc,
+			 hr_strerror(rc));
+		goto out;
+	}
+	rc = read_line_until(fd, line, sizeof(line), deadline);
+	if (rc < 0) {
+		snprintf(err, errlen,
+			 rc == -ETIMEDOUT
+			     ? "peer %s did not answer the preamble in time (%s)"
+			     : "peer %s closed the connection (%s); is it a hareplicated?",
+			 desc, hr_strerror(rc));
+		goto out;
+	}
+	if ((rc = hr_kv_parse(&kv, line, strlen(line))) < 0 || !hr_kv_get(&kv, "hrd") ||
+	    !hr_kv_get(&kv, "status")) {
+		hr_kv_free(&kv);
+		snprintf(err, errlen,
+			 "peer %s answered with something that is not a hareplicated "
+			 "preamble",
+			 desc);
+		rc = -HR_EPROTO;
+		goto out;
+	}
+	const char *status = hr_kv_get(&kv, "status"), *code = hr_kv_get(&kv, "code");
+	if (strcmp(status, "ok")) {
+		rc = code && !strcmp(code, "runs") ? -HR_EPROMOTED : -EAGAIN;
+		snprintf(err, errlen, "peer %s refused: %s", desc,
+			 hr_kv_get(&kv, "error") ? hr_kv_get(&kv, "error") : "no reason given");
+		hr_kv_free(&kv);
+		goto out;
+	}
+	const char *pn = hr_kv_get(&kv, "node");
+	snprintf(peer_node, peer_node_size, "%s", pn && hr_vm_name_ok(pn) ? pn : "");
+	hr_kv_free(&kv);
+	if (hr_transport_check_node(vm, desc, auth, peer_node) < 0) {
+		snprintf(err, errlen, "peer %s authenticated as '%s' but says it is node '%s'",
+			 desc, auth, peer_node);
+		rc = -HR_EAUTH;
+		goto out;
 	}
 	*fd_r = fd;
 	return 0;
+out:
+	close(fd);
+	return rc;
+}
+
+int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
+		      char *peer_node, size_t peer_node_size)
+{
+	char err[512];
+	int fd = -1, rc;
+
+	if ((rc = connect_bounded(addr, timeout_ms / 2, &fd)) < 0)
+		return rc;
+	rc = hr_peer_open(fd, addr, vm, speaking, timeout_ms, fd_r, peer_node, peer_node_size, err,
+			  sizeof(err));
+	if (rc < 0)
+		log_debug(vm, "re-protection: %s", err);
+	return rc;
 }

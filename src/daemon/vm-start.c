@@ -2,9 +2,12 @@
  * vm-start.c - `start`: protect a new VM from this host (the primary side).
  *
  * Connect to the peer daemon's replication port (non-blocking, under the
- * event loop), send the preamble `hrd=1 vm=NAME`, wait for its answer, then
- * fork the primary worker with the connected socket.  The control request
- * is answered once the worker runs, or with the reason nothing was started.
+ * event loop), then fork the primary worker with the connected socket; the
+ * worker does the TLS handshake and the preamble `hrd=1 vm=NAME`
+ * (hr_peer_open), so that the link belongs to the worker and survives a
+ * restart of this daemon.  The control request is answered once the worker
+ * reports its first state, or with the reason nothing was started (a
+ * refused handshake or preamble is the worker's exit line).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,8 +30,7 @@
 #include "daemon/kv.h"
 #include "daemon/vm-internal.h"
 
-#define CONNECT_TIMEOUT_S  5
-#define PREAMBLE_TIMEOUT_S 10
+#define CONNECT_TIMEOUT_S 5
 /* the worker builds the VM and does the handshake within this, or start
  * answers that it is still coming up */
 #define OUTCOME_TIMEOUT_S 30
@@ -132,69 +134,9 @@ void hr_dvm_start_ended(struct hr_dvm *vm)
 	hr_dvm_free(vm);
 }
 
-static void preamble_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct hr_dvm *vm = arg;
-	char buf[HR_PREAMBLE_MAX];
-	struct hr_kvline kv;
-	ssize_t n;
-	char *nl;
-
-	if (what & EV_TIMEOUT) {
-		start_fail(vm, "peer %s accepted the connection but did not answer within %d s",
-			   vm->peer, PREAMBLE_TIMEOUT_S);
-		return;
-	}
-	n = recv(fd, buf, sizeof(buf) - 1, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		start_fail(vm, "peer %s closed the connection (%s); is it a hareplicated?",
-			   vm->peer, n < 0 ? strerror(errno) : "end of stream");
-		return;
-	}
-	buf[n] = '\0';
-	nl = memchr(buf, '\n', (size_t)n);
-	if (!nl) {
-		if ((size_t)n == sizeof(buf) - 1)
-			start_fail(vm, "peer %s sent an oversized preamble; is it a hareplicated?",
-				   vm->peer);
-		return;
-	}
-	/* consume exactly the line: what follows belongs to the engine */
-	(void)!recv(fd, buf, (size_t)(nl - buf + 1), 0);
-	if (hr_kv_parse(&kv, buf, (size_t)(nl - buf)) < 0 || !hr_kv_get(&kv, "hrd") ||
-	    !hr_kv_get(&kv, "status")) {
-		hr_kv_free(&kv);
-		start_fail(vm,
-			   "peer %s answered with something that is not a hareplicated preamble",
-			   vm->peer);
-		return;
-	}
-	if (strcmp(hr_kv_get(&kv, "status"), "ok")) {
-		const char *e = hr_kv_get(&kv, "error");
-		start_fail(vm, "peer %s refused: %s", vm->peer, e ? e : "no reason given");
-		hr_kv_free(&kv);
-		return;
-	}
-	const char *pn = hr_kv_get(&kv, "node");
-	snprintf(vm->peer_node, sizeof(vm->peer_node), "%s", pn && hr_vm_name_ok(pn) ? pn : "");
-	hr_kv_free(&kv);
-	if (hr_dopts.witness && (!vm->peer_node[0] || !strcmp(vm->peer_node, hr_dopts.node))) {
-		start_fail(vm, "peer %s %s: with a witness both hosts need their own --node name",
-			   vm->peer,
-			   vm->peer_node[0] ? "has this host's --node name"
-					    : "sent no --node name");
-		return;
-	}
-	start_fork(vm);
-}
-
 static void connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct hr_dvm *vm = arg;
-	struct timeval tv = {PREAMBLE_TIMEOUT_S, 0};
-	struct hr_sbuf sb = {0};
 	int err = 0;
 	socklen_t len = sizeof(err);
 
@@ -213,27 +155,9 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 			   vm->peer, strerror(err));
 		return;
 	}
-	hr_kv_add(&sb, "hrd", "1");
-	hr_kv_add(&sb, "vm", vm->name);
-	hr_kv_add(&sb, "port", hr_listen_port()); /* where the peer finds us again */
-	hr_kv_add(&sb, "speaking", "0");
-	if (hr_dopts.node)
-		hr_kv_add(&sb, "node", hr_dopts.node);
-	hr_sbuf_add(&sb, "\n", 1);
-	ssize_t n = sb.oom ? -1 : send(fd, sb.p, sb.len, MSG_NOSIGNAL);
-	int send_ok = n == (ssize_t)sb.len;
-	hr_sbuf_free(&sb);
-	if (!send_ok) {
-		start_fail(vm, "peer %s: sending the preamble failed", vm->peer);
-		return;
-	}
-	event_free(vm->conn_ev);
-	vm->conn_ev = event_new(hr_dvm_base, fd, EV_READ | EV_PERSIST, preamble_cb, vm);
-	if (!vm->conn_ev) {
-		start_fail(vm, "out of memory");
-		return;
-	}
-	event_add(vm->conn_ev, &tv);
+	/* the worker does TLS and the preamble (hr_peer_open): the link is
+	 * its own, and outlives this daemon like the rest of the worker */
+	start_fork(vm);
 }
 
 /* HOST[:PORT] or [V6]:PORT -> host, port (default 7788). */

@@ -171,7 +171,12 @@ void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json)
 		hr_sbuf_addf(&sb, "{\"daemon\": {\"pid\": %d, \"listen\": ", (int)getpid());
 	if (json) {
 		json_str(&sb, hr_dopts.listen);
+		hr_sbuf_add(&sb, ", \"transport\": ", 15);
+		json_str(&sb, hr_transport_name());
 		hr_sbuf_addf(&sb, ", \"workers\": %u}, \"vms\": [", hr_vms_nr_workers());
+	} else if (hr_dopts.insecure) {
+		hr_sbuf_addf(&sb, "INSECURE: peer links are plain TCP (--insecure), neither "
+				  "authenticated nor encrypted\n");
 	}
 	for (struct hr_dvm *vm = hr_dvms; vm; vm = vm->next) {
 		if (!vm->name[0] || (name && strcmp(name, vm->name)))

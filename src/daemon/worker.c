@@ -28,6 +28,7 @@
 #include "daemon/kv.h"
 #include "ha/failover.h"
 #include "ha/witness.h"
+#include "net/tls.h"
 
 static struct hr_engine *volatile g_eng;
 static volatile sig_atomic_t g_stop, g_promote;
@@ -301,6 +302,31 @@ static int read_line(int fd, char *buf, size_t size, unsigned timeout_ms)
 	return -HR_EPROTO;
 }
 
+/* Primary: TLS and the preamble on the socket the daemon connected
+ * (hr_peer_open); a->peer_fd becomes the plaintext end. */
+static int primary_preamble(struct worker *w)
+{
+	struct hr_worker_args *a = w->a;
+	int fd = -1, rc;
+
+	rc = hr_peer_open(a->peer_fd, a->peer_desc, a->name, 0, 10000, &fd, a->peer_node,
+			  sizeof(a->peer_node), w->error, sizeof(w->error));
+	a->peer_fd = fd; /* consumed either way */
+	if (rc < 0) {
+		log_warnx(a->name, "%s", w->error);
+		return rc;
+	}
+	if (hr_dopts.witness && (!a->peer_node[0] || !strcmp(a->peer_node, hr_dopts.node))) {
+		snprintf(w->error, sizeof(w->error),
+			 "peer %s %s: with a witness both hosts need their own --node name",
+			 a->peer_desc,
+			 a->peer_node[0] ? "has this host's --node name" : "sent no --node name");
+		log_warnx(a->name, "%s", w->error);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /*
  * Backup: take the daemon preamble from the primary, ask our daemon whether
  * the name is free, answer the primary.  Fills a->name.
@@ -315,6 +341,21 @@ static int backup_preamble(struct worker *w)
 	char code[16] = "refuse";
 	int rc;
 
+	/* TLS before anything else: a peer that does not authenticate is
+	 * refused (and logged with its address by hr_tls_server) before one
+	 * byte of what it sent is read here, and nothing is created */
+	int plain_fd = -1;
+	char auth[HR_VM_NAME_MAX + 1] = "";
+	rc = hr_tls_server(
+	    hr_tls, a->peer_fd,
+	    &(struct hr_tls_peer){.desc = a->peer_desc, .deadline_ms = HR_TLS_DEADLINE_MS},
+	    &plain_fd, auth, sizeof(auth));
+	a->peer_fd = plain_fd; /* consumed either way */
+	if (rc < 0) {
+		snprintf(w->error, sizeof(w->error), "peer %s refused: %s", a->peer_desc,
+			 rc == -HR_EAUTH ? "not authenticated" : hr_strerror(rc));
+		return rc;
+	}
 	rc = read_line(a->peer_fd, line, sizeof(line), 10000);
 	if (rc < 0) {
 		log_warnx(NULL, "replication connection from %s: no valid preamble (%s)",
@@ -349,6 +390,20 @@ static int backup_preamble(struct worker *w)
 	const char *pn = hr_kv_get(&kv, "node");
 	snprintf(a->peer_node, sizeof(a->peer_node), "%s", pn && hr_vm_name_ok(pn) ? pn : "");
 	hr_kv_free(&kv);
+	if (hr_transport_check_node(a->name, a->peer_desc, auth, a->peer_node) < 0) {
+		snprintf(w->error, sizeof(w->error),
+			 "peer %s authenticated as '%s' but says it is "
+			 "node '%s'",
+			 a->peer_desc, auth, a->peer_node);
+		hr_kv_add(&sb, "hrd", "1");
+		hr_kv_add(&sb, "status", "error");
+		hr_kv_add(&sb, "code", "refuse");
+		hr_kv_add(&sb, "error", "the node name does not match the authenticated name");
+		hr_sbuf_add(&sb, "\n", 1);
+		(void)hr_write_all(a->peer_fd, sb.p, sb.len);
+		hr_sbuf_free(&sb);
+		return -HR_EAUTH;
+	}
 	if (hr_dopts.witness && (!a->peer_node[0] || !strcmp(a->peer_node, hr_dopts.node))) {
 		log_warnx(a->name,
 			  "backup from %s refused: with a witness both hosts need their own "
@@ -413,7 +468,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	struct hr_engine *eng = NULL;
 	struct sigaction sa = {0};
 	char spec[1024];
-	int rc;
+	int rc, peer_fd;
 
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -445,6 +500,9 @@ int hr_worker_main(struct hr_worker_args *a)
 		log_info(a->name, "backup: replica of the primary at %s, console %s", a->peer_desc,
 			 a->console_spec);
 	} else {
+		rc = primary_preamble(&w);
+		if (rc < 0)
+			goto out;
 		log_info(a->name, "primary: replicating to %s every %llu us, console %s",
 			 a->peer_desc, (unsigned long long)a->epoch_us, a->console_spec);
 	}
@@ -504,10 +562,12 @@ int hr_worker_main(struct hr_worker_args *a)
 	if (g_promote)
 		hr_engine_promote(eng);
 
+	peer_fd = a->peer_fd;
+	a->peer_fd = -1; /* the engine's from now on */
 	if (a->side == HR_SIDE_BACKUP)
-		rc = hr_engine_run_backup(eng, a->peer_fd);
+		rc = hr_engine_run_backup(eng, peer_fd);
 	else
-		rc = hr_engine_run_primary(eng, a->peer_fd);
+		rc = hr_engine_run_primary(eng, peer_fd);
 	if (rc < 0)
 		log_warnx(a->name, "%s engine ended: %s",
 			  a->side == HR_SIDE_BACKUP ? "backup" : "primary", hr_strerror(rc));
@@ -539,5 +599,12 @@ out:;
 	if (eng)
 		hr_engine_free(eng);
 	hr_console_close(con, 2000);
+	/* a link the engine never took (a refusal was its last words): closing
+	 * it makes the TLS pump flush and end; wait for that (2 s at most), since
+	 * the pump threads die with this process */
+	if (a->peer_fd >= 0)
+		close(a->peer_fd);
+	for (int i = 0; i < 100 && hr_tls_pumps_running(); i++) /* 2 s */
+		usleep(20000);
 	return rc < 0 && !g_stop ? 1 : 0;
 }
