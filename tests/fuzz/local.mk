@@ -62,3 +62,8 @@ fuzz:
 	 FUZZ_CFLAGS='$(DEFS) -I$(abs_top_srcdir)/src -I$(abs_top_builddir)/src -I$(abs_top_builddir) -D_GNU_SOURCE $(XXHASH_CFLAGS) $(LIBEVENT_CFLAGS) $(PROTOBUF_C_CFLAGS) $(OPENSSL_CFLAGS)' \
 	 $(SHELL) $(srcdir)/tests/fuzz/run.sh '$(abs_top_srcdir)' '$(abs_top_builddir)'
 .PHONY: fuzz fuzz-seeds
+
+clean-local: clean-fuzz
+clean-fuzz:
+	-rm -rf fuzz-build
+.PHONY: clean-fuzz
