@@ -6,6 +6,8 @@
  * (re-protection).  Also: turning a promoted backup into such a primary.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -38,18 +40,84 @@ static void tell_policy(struct hr_engine *e, enum hr_ha_output out, int *told, c
 		hr_engine_role_event(e, HR_RE_OUTPUT_RELEASED, why);
 }
 
+/*
+ * One re-protection attempt runs in a thread of its own: it may wait up to
+ * its bound (2 s) for a peer that accepts but does not answer (a hung host,
+ * a partition), and meanwhile a speaking guest's output must keep leaving
+ * every RELEASE_EVERY_MS.
+ */
+struct attempt {
+	struct hr_engine *e;
+	pthread_t thread;
+	int running, speaking, fd, rc;
+	int done[2]; /* readable once the attempt is over */
+};
+
+static void *attempt_run(void *arg)
+{
+	struct attempt *a = arg;
+	a->rc = a->e->cfg.reconnect(a->e->cfg.reconnect_opaque, a->speaking, &a->fd);
+	(void)!write(a->done[1], "x", 1);
+	return NULL;
+}
+
+static void attempt_start(struct attempt *a, int speaking)
+{
+	a->speaking = speaking;
+	a->fd = -1;
+	a->rc = -EAGAIN;
+	a->running = pthread_create(&a->thread, NULL, attempt_run, a) == 0;
+}
+
+/* Wait for a running attempt; a connection it made is closed unless kept. */
+static int attempt_join(struct attempt *a, int keep, int *fd_r)
+{
+	char c;
+	if (!a->running)
+		return -EAGAIN;
+	pthread_join(a->thread, NULL);
+	a->running = 0;
+	while (read(a->done[0], &c, 1) == 1)
+		;
+	if (a->rc == 0 && keep) {
+		*fd_r = a->fd;
+		return 0;
+	}
+	if (a->rc == 0 && a->fd >= 0)
+		close(a->fd);
+	return a->rc == 0 ? -ECANCELED : a->rc;
+}
+
+static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *ctl_r);
+
 int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
+{
+	struct attempt at = {.e = e, .done = {-1, -1}};
+	int fd;
+
+	*fd_r = -1;
+	*ctl_r = 0;
+	if (e->cfg.reconnect && pipe2(at.done, O_CLOEXEC | O_NONBLOCK) < 0)
+		at.done[0] = at.done[1] = -1;
+	int rc = alone_loop(e, &at, fd_r, ctl_r);
+	attempt_join(&at, 0, &fd); /* ended otherwise: an attempt in flight is dropped */
+	if (at.done[0] >= 0) {
+		close(at.done[0]);
+		close(at.done[1]);
+	}
+	return rc;
+}
+
+static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *ctl_r)
 {
 	struct hr_outbuf_stats s;
 	struct hr_ha_alone ha = {.vm = e->name,
 				 .release_allowed = e->cfg.unprotected_release,
 				 .speaking = e->speaking,
 				 .lease = &e->lease};
-	int told = -1, both_speak_logged = 0;
+	int told = -1, both_speak_logged = 0, can_try = e->cfg.reconnect && at->done[0] >= 0;
 	uint64_t next_try = hr_now_ns() + 100 * 1000000ull; /* a restarted peer is quick */
 
-	*fd_r = -1;
-	*ctl_r = 0;
 	hr_outbuf_get_stats(e->outbuf, &s);
 	uint64_t epoch = s.open_epoch; /* the open one; sealed ones below it are held */
 	int released_old = 0;
@@ -71,8 +139,10 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 			hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
 			epoch++;
 		}
+		if (can_try && !at->running && now >= next_try)
+			attempt_start(at, e->speaking);
 		int wait_ms = e->speaking ? RELEASE_EVERY_MS : -1;
-		if (e->cfg.reconnect) {
+		if (can_try && !at->running) {
 			int to_try = next_try > now ? (int)((next_try - now) / 1000000) + 1 : 0;
 			if (wait_ms < 0 || to_try < wait_ms)
 				wait_ms = to_try;
@@ -80,9 +150,10 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 		int lease_ms = hr_ha_alone_poll_ms(&ha, now);
 		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
 			wait_ms = lease_ms;
-		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
+		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {at->done[0], POLLIN, 0}};
 		char c = 0;
-		if (poll(&p, 1, wait_ms) > 0 && read(e->ctl_pipe[0], &c, 1) == 1) {
+		if (poll(p, at->running ? 2 : 1, wait_ms) > 0 && (p[0].revents & POLLIN) &&
+		    read(e->ctl_pipe[0], &c, 1) == 1) {
 			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {
 				if (c == CTL_ABORT)
 					e->ops->pause(e->vm); /* as a crash: nothing more leaves */
@@ -96,11 +167,10 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 			}
 			continue; /* output full: nothing to do but wait */
 		}
-		now = hr_now_ns();
-		if (!e->cfg.reconnect || now < next_try)
+		if (!at->running || !(p[1].revents & POLLIN))
 			continue;
 		int fd = -1;
-		int rc = e->cfg.reconnect(e->cfg.reconnect_opaque, e->speaking, &fd);
+		int rc = attempt_join(at, 1, &fd);
 		next_try = hr_now_ns() + reconnect_ms(e) * 1000000ull;
 		if (rc == 0) {
 			hr_engine_role_event(e, HR_RE_REPROTECT,
