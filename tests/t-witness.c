@@ -308,6 +308,7 @@ static void test_wire(void)
 	   "huge, negative and non-decimal numbers: -EINVAL; 2^64-1 parses (the table clamps)");
 
 	/* garbage: random bytes of random lengths, and every byte value */
+	static const char pairs[] = "hrw=1 op=claimvnde%AF\x01 ";
 	unsigned seed = 12345, nr_ok = 0;
 	for (int i = 0; i < 20000; i++) {
 		size_t n = (seed = seed * 1103515245 + 12345) % 700;
@@ -315,7 +316,7 @@ static void test_wire(void)
 			seed = seed * 1103515245 + 12345;
 			big[j] = (char)(seed >> 16);
 			if (i & 1) /* half of them: printable pairs, to get deeper */
-				big[j] = "hrw=1 op=claimvnde%AF\x01 "[(seed >> 16) % 25];
+				big[j] = pairs[(seed >> 16) % (sizeof(pairs) - 1)];
 		}
 		if (!hr_wit_req_parse(big, n, &req, err, sizeof(err)))
 			nr_ok++;
