@@ -16,7 +16,7 @@ plan 17
 
 for f in torn partition hang; do
 	"$HR" drill --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
-		--seed 7 >"$T/$f" 2>&1
+		--failover-timeout 1500 --seed 7 >"$T/$f" 2>&1
 	r=$?
 	sed 's/^/# /' "$T/$f"
 	ok '[ $r = 0 ] && grep -q "^drill: PASS" "$T/$f"' "$f: the backup took over, the contract held (exit $r)"
@@ -26,8 +26,12 @@ for f in torn partition hang; do
 		"$f: the outside saw no gap, no offset with two contents, no break in the numbering"
 done
 
+# (the scenarios where nothing may fail over run with a 1.5 s failure timeout:
+# make check runs tests in parallel on a small machine, and a primary starved
+# of CPU for 500 ms right after its first sync is taken for dead - correctly,
+# but these scenarios test something else)
 "$HR" drill --fault slow --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
-	--seed 7 >"$T/slow" 2>&1
+	--failover-timeout 1500 --seed 7 >"$T/slow" 2>&1
 r=$?
 sed 's/^/# /' "$T/slow"
 ok '[ $r = 0 ] && grep -q "^drill: PASS" "$T/slow"' "slow backup: the contract held (exit $r)"
@@ -37,7 +41,7 @@ ok 'grep -q "^  slow backup (its frames 300 ms late): A.s ack latency [0-9.]* ms
 # guest goes on on A and nothing fails over.
 for f in restart-primary restart-backup; do
 	"$HR" drill --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
-		--seed 7 >"$T/$f" 2>&1
+		--failover-timeout 1500 --seed 7 >"$T/$f" 2>&1
 	r=$?
 	sed 's/^/# /' "$T/$f"
 	ok '[ $r = 0 ] && grep -q "^drill: PASS downtime_ms=[0-9.]* adopt_ms=[0-9.]*" "$T/$f"' \

@@ -135,6 +135,8 @@ static const char drill_help[] =
     "  --after-lines N   progress lines to see after the failover or restart\n"
     "                    (default 25)\n"
     "  --timeout SECONDS bound on each wait: sync, promotion (default 60)\n"
+    "  --failover-timeout MS  the daemons' failure timeout (default 500; a loaded\n"
+    "                    machine may starve a primary that long)\n"
     "  --repeat N        run N drills (seed, seed+1, ...) and print failover p50/max\n"
     "                    (restarts: downtime)\n"
     "  --soak N          run N drills, each a scenario drawn from the seed: kill,\n"
@@ -335,6 +337,7 @@ int cmd_drill(int argc, char **argv)
 	    {"daemon", required_argument, NULL, 'd'},
 	    {"after-lines", required_argument, NULL, 'l'},
 	    {"timeout", required_argument, NULL, 't'},
+	    {"failover-timeout", required_argument, NULL, 'O'},
 	    {"witness", no_argument, NULL, 'W'},
 	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -462,6 +465,16 @@ int cmd_drill(int argc, char **argv)
 				return 2;
 			}
 			o.after_lines = (unsigned)n;
+			break;
+		case 'O':
+			if (hr_parse_count(optarg, 50, 60000, &n) < 0) {
+				fprintf(stderr,
+					"hareplicate drill: bad --failover-timeout '%s' (ms, "
+					"50..60000)\n",
+					optarg);
+				return 2;
+			}
+			o.failover_ms = (unsigned)n;
 			break;
 		case 't':
 			if (hr_parse_count(optarg, 1, 86400, &n) < 0) {

@@ -90,8 +90,10 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	argv[n++] = (char *)state;
 	argv[n++] = "--console-default";
 	argv[n++] = console;
+	char failover[16];
+	snprintf(failover, sizeof(failover), "%u", d->o->failover_ms ? d->o->failover_ms : 500);
 	argv[n++] = "--failover-timeout";
-	argv[n++] = "500";
+	argv[n++] = failover;
 	argv[n++] = "-f";
 	/* each host names itself after its namespace (A, B): the witness and
 	 * the peer know it by that name, and so does its certificate */

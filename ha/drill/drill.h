@@ -209,6 +209,7 @@ struct drill_opts {
 	unsigned soak_mask; /* --faults: the scenarios it draws from (bit per scenario) */
 	const char *memory, *append, *epoch, *kernel, *daemon;
 	unsigned repeat, after_lines, timeout_s;
+	unsigned failover_ms; /* the daemons' --failover-timeout (default 500) */
 	char self[4096];
 };
 
