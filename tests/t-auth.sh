@@ -93,27 +93,36 @@ python3 - "$PR" "$PB" "$T/capture" >"$T/tap.log" 2>&1 <<'PY' &
 import socket, sys, threading
 lport, dport, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", lport)); ls.listen(1); ls.settimeout(30)
+ls.bind(("127.0.0.1", lport)); ls.listen(8); ls.settimeout(60)
 print("listening", flush=True)
-c, _ = ls.accept()
-s = socket.create_connection(("127.0.0.1", dport), timeout=30)
 cap = open(out, "wb")
+lock = threading.Lock()
 def pipe(a, b, f):
     try:
         while True:
             d = a.recv(65536)
             if not d:
                 break
-            if f and f.tell() < (4 << 20):
-                f.write(d); f.flush()
+            if f:
+                with lock:
+                    if f.tell() < (4 << 20):
+                        f.write(d); f.flush()
             b.sendall(d)
     except OSError:
         pass
     for x in (a, b):
         try: x.shutdown(socket.SHUT_RDWR)
         except OSError: pass
-t = threading.Thread(target=pipe, args=(s, c, None)); t.daemon = True; t.start()
-pipe(c, s, cap)
+# every connection A makes (the daemon's reachability check, then the
+# worker's session) goes through, A's bytes recorded
+while True:
+    try:
+        c, _ = ls.accept()
+    except OSError:
+        break
+    s = socket.create_connection(("127.0.0.1", dport), timeout=30)
+    for args in ((s, c, None), (c, s, cap)):
+        t = threading.Thread(target=pipe, args=args); t.daemon = True; t.start()
 PY
 tap=$!
 on_exit "kill -9 $tap 2>/dev/null"
