@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+struct hr_tls_ctx; /* net/tls.h */
+
 enum hr_ha_verdict {
 	HR_HA_WAIT = 0,	   /* keep receiving */
 	HR_HA_PROMOTE = 1, /* take over now */
@@ -35,7 +37,8 @@ enum hr_ha_standing {
 	HR_HA_W_UNREACHABLE, /* no answer */
 };
 struct hr_ha_lease {
-	const char *addr; /* witness "host[:port]"; NULL = none */
+	const char *addr;	/* witness "host[:port]"; NULL = none */
+	struct hr_tls_ctx *tls; /* that link's security (NULL: plain TCP) */
 	const char *vm, *node, *peer_node;
 	uint64_t lease_ms;
 	uint64_t until_ns;    /* our lease is valid until then (0: none) */

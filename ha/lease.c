@@ -48,7 +48,7 @@ static int ask(struct hr_ha_lease *l, enum hr_wit_op op, const char *peer, struc
 	snprintf(req.vm, sizeof(req.vm), "%s", l->vm);
 	snprintf(req.node, sizeof(req.node), "%s", l->node ? l->node : "");
 	snprintf(req.peer, sizeof(req.peer), "%s", peer ? peer : "");
-	int rc = hr_witness_ask(l->addr, &req, rep, ASK_TIMEOUT_MS);
+	int rc = hr_witness_ask(l->tls, l->addr, &req, rep, ASK_TIMEOUT_MS);
 	uint64_t now = hr_now_ns();
 	l->next_ask_ns = now + RETRY_MS * 1000000ull;
 	if (rc < 0) {

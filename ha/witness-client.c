@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "daemon/kv.h"
 #include "ha/witness.h"
+#include "net/tls.h"
 
 uint64_t hr_witness_lease_expiry_ns(uint64_t sent_ns, uint64_t lease_ms)
 {
@@ -173,9 +174,35 @@ static int read_line(int fd, char *buf, size_t size, size_t *have, size_t *used,
 	}
 }
 
+/* TLS over the connected fd (consumed): the plaintext fd, non-blocking. */
+static int secure(struct hr_tls_ctx *tls, int fd, const char *addr, const char *vm,
+		  uint64_t deadline_ns)
+{
+	struct hr_tls_peer p = {.vm = vm, .desc = addr, .quiet = 1};
+	int pfd, rc;
+
+	if (hr_tls_ctx_insecure(tls))
+		return fd;
+	p.deadline_ms = ms_left(deadline_ns);
+	if (!p.deadline_ms) {
+		close(fd);
+		return -ETIMEDOUT;
+	}
+	rc = hr_tls_client(tls, fd, &p, &pfd, NULL, 0);
+	if (rc < 0)
+		return rc;
+	if (fcntl(pfd, F_SETFL, fcntl(pfd, F_GETFL) | O_NONBLOCK) < 0) {
+		rc = -errno;
+		close(pfd);
+		return rc;
+	}
+	return pfd;
+}
+
 /* Connect, send req, and read the first reply line into buf. */
-static int exchange(const char *addr, const struct hr_wit_req *req, char *buf, size_t size,
-		    size_t *have, size_t *used, uint64_t deadline_ns, int *fd_r)
+static int exchange(struct hr_tls_ctx *tls, const char *addr, const struct hr_wit_req *req,
+		    char *buf, size_t size, size_t *have, size_t *used, uint64_t deadline_ns,
+		    int *fd_r)
 {
 	char line[HR_WIT_LINE_MAX];
 	int len = hr_wit_req_format(req, line, sizeof(line) - 1);
@@ -185,6 +212,8 @@ static int exchange(const char *addr, const struct hr_wit_req *req, char *buf, s
 		return -EINVAL;
 	line[len++] = '\n';
 	fd = connect_addr(addr, deadline_ns);
+	if (fd >= 0)
+		fd = secure(tls, fd, addr, req->vm[0] ? req->vm : NULL, deadline_ns);
 	if (fd < 0)
 		return fd;
 	rc = send_all(fd, line, (size_t)len, deadline_ns);
@@ -198,8 +227,8 @@ static int exchange(const char *addr, const struct hr_wit_req *req, char *buf, s
 	return 0;
 }
 
-int hr_witness_ask(const char *addr, const struct hr_wit_req *req, struct hr_wit_reply *rep,
-		   int timeout_ms)
+int hr_witness_ask(struct hr_tls_ctx *tls, const char *addr, const struct hr_wit_req *req,
+		   struct hr_wit_reply *rep, int timeout_ms)
 {
 	uint64_t sent_ns = hr_now_ns();
 	uint64_t deadline_ns = sent_ns + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ull;
@@ -214,7 +243,7 @@ int hr_witness_ask(const char *addr, const struct hr_wit_req *req, struct hr_wit
 		snprintf(rep->why, sizeof(rep->why), "bad request (op, vm, node or peer)");
 		return -EINVAL;
 	}
-	rc = exchange(addr, req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
+	rc = exchange(tls, addr, req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
 	if (rc < 0)
 		return rc;
 	close(fd);
@@ -225,7 +254,7 @@ int hr_witness_ask(const char *addr, const struct hr_wit_req *req, struct hr_wit
 	return rc;
 }
 
-int hr_witness_list(const char *addr, int timeout_ms,
+int hr_witness_list(struct hr_tls_ctx *tls, const char *addr, int timeout_ms,
 		    void (*cb)(void *arg, const struct hr_wit_reply *rep), void *arg)
 {
 	uint64_t deadline_ns =
@@ -238,7 +267,7 @@ int hr_witness_list(const char *addr, int timeout_ms,
 	uint64_t nr;
 	int fd, rc;
 
-	rc = exchange(addr, &req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
+	rc = exchange(tls, addr, &req, buf, sizeof(buf), &have, &used, deadline_ns, &fd);
 	if (rc < 0)
 		return rc;
 	/* `hrw=1 nr=N`, then N records */

@@ -65,15 +65,18 @@ struct hr_wit_reply {
  * not), or -errno: -ETIMEDOUT, -ECONNREFUSED, -HR_EPROTO for a bad reply,
  * -EINVAL for a request this side refuses to send or the witness refused
  * as malformed (rep->why says why): the witness could not be asked.
+ * tls: the link's security (net/tls.h; NULL or an insecure context: plain
+ * TCP); in a TLS mode a witness that does not authenticate is -HR_EAUTH.
  */
-int hr_witness_ask(const char *addr, const struct hr_wit_req *req, struct hr_wit_reply *rep,
-		   int timeout_ms);
+struct hr_tls_ctx;
+int hr_witness_ask(struct hr_tls_ctx *tls, const char *addr, const struct hr_wit_req *req,
+		   struct hr_wit_reply *rep, int timeout_ms);
 
 /*
  * Every record of the witness's table: cb is called once per VM (rep->vm,
  * granted = 1), in the witness's order.  0 or -errno as hr_witness_ask.
  */
-int hr_witness_list(const char *addr, int timeout_ms,
+int hr_witness_list(struct hr_tls_ctx *tls, const char *addr, int timeout_ms,
 		    void (*cb)(void *arg, const struct hr_wit_reply *rep), void *arg);
 
 /*

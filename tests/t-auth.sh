@@ -158,7 +158,7 @@ M=$(tls_opts mallory) || exit 1 # same CA, CN=mallory
 n=$(wc -l <"$T/b.log")
 "$top_builddir/tests/hello-send" "$PB" lie $((64 << 20)) 1 a "$T/pki/mallory/host.crt" \
 	"$T/pki/mallory/host.key" "$T/pki/mallory/ca.crt" >"$T/out" 2>&1
-ok 'grep -q "preamble refused: .*status=error" "$T/out" && wait_true 5 refused_since "$n" "peer 127\.0\.0\.1:[0-9]+ refused: it authenticated as .mallory. but its preamble claims node .a."' \
+ok 'grep -q "preamble refused: .*status=error" "$T/out" && wait_true 5 refused_since "$n" "peer 127\.0\.0\.1:[0-9]+ refused: it authenticated as .mallory. but claims to be node .a."' \
 	"(c) same CA, CN mallory claiming node a: refused after the handshake, logged ($(cat "$T/out"))"
 ok 'nothing_left "$T/before"' "(c) ... no VM entry, no file, no worker left on B"
 mkdir -p "$T/other/ca" "$T/other/a"

@@ -21,7 +21,8 @@ CA="$T/a/run/control.sock"
 CB="$T/b/run/control.sock"
 A() { "$HR" "$@" --control "$CA"; }
 B() { "$HR" "$@" --control "$CB"; }
-W() { "$HR" witness "$WA" "$@"; }
+# the witness's links are TLS too: `hareplicate witness` as host B
+W() { "$HR" witness "$WA" $(tls_opts hostB) "$@"; }
 # wit VM KEY: one field of the witness's record
 wit() { W "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 wait_wit() {
@@ -46,8 +47,9 @@ start_b() {
 	pidb=$!
 	on_exit "kill -9 $pidb 2>/dev/null"
 }
-"$HRD" -f --serve-witness --control "$T/w/run/w.sock" --listen "$WA" --state-dir "$T/w/state" \
-	>>"$T/w.log" 2>&1 &
+TLS_W=$(tls_opts W) && tls_opts hostB >/dev/null || { echo "Bail out! cannot make certificates"; exit 1; }
+"$HRD" -f --serve-witness $TLS_W --control "$T/w/run/w.sock" --listen "$WA" \
+	--state-dir "$T/w/state" >>"$T/w.log" 2>&1 &
 pidw=$!
 on_exit "kill -9 $pidw 2>/dev/null"
 start_a

@@ -3,16 +3,18 @@
 # register, claims granted and denied, a lease that expires and a promotion
 # after it, a witness killed with SIGKILL that comes back with its table and
 # its leases, garbage and silent clients, a table file it must not trust.
-# Needs no root and no /dev/kvm.
+# The protocol itself, so the witness runs --insecure here (raw clients
+# send lines); its TLS is tests/t-witness-tls.sh.  Needs no root and no
+# /dev/kvm.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 command -v python3 >/dev/null || skip_all "python3 not found"
 plan 29
 
 PW=$((40000 + $$ % 20000))
 WA="127.0.0.1:$PW"
-W() { "$HR" witness "$WA" "$@"; }
+W() { "$HR" witness "$WA" --insecure "$@"; }
 start_witness() {
-	"$HRD" -f --serve-witness --control "$T/run/w.sock" --listen "$WA" --state-dir "$T/w" \
+	"$HRD" -f --serve-witness --insecure --control "$T/run/w.sock" --listen "$WA" --state-dir "$T/w" \
 		>>"$T/w.log" 2>&1 &
 	pidw=$!
 	on_exit "kill -9 $pidw 2>/dev/null"
@@ -128,7 +130,7 @@ ok 'alive $pidw && W vm1 >/dev/null' "the witness survives all of it"
 kill "$pidw"
 wait_exit "$pidw" 10
 echo "vm=x owner=A" >>"$T/w/witness.table"
-"$HRD" -f --serve-witness --control "$T/run/w.sock" --listen "$WA" --state-dir "$T/w" \
+"$HRD" -f --serve-witness --insecure --control "$T/run/w.sock" --listen "$WA" --state-dir "$T/w" \
 	>"$T/err" 2>&1; rc=$?
 ok '[ $rc = 1 ] && grep -q "witness.table: line 4 is not a witness table record" "$T/err"' \
 	"a damaged table: the witness refuses to start (rc=$rc)"

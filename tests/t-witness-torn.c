@@ -41,15 +41,15 @@ static int start_witness(const char *dir)
 	if (wit_pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 2);
-		execl(bin, bin, "-f", "--serve-witness", "--control", ctl, "--listen", wit_addr,
-		      "--state-dir", state, (char *)NULL);
+		execl(bin, bin, "-f", "--serve-witness", "--insecure", "--control", ctl, "--listen",
+		      wit_addr, "--state-dir", state, (char *)NULL);
 		_exit(127);
 	}
 	struct hr_wit_req q = {.op = HR_WIT_QUERY};
 	struct hr_wit_reply r;
 	snprintf(q.vm, sizeof(q.vm), "probe");
 	for (int i = 0; i < 100; i++) {
-		if (hr_witness_ask(wit_addr, &q, &r, 200) == 0)
+		if (hr_witness_ask(NULL, wit_addr, &q, &r, 200) == 0)
 			return 0;
 		usleep(100000);
 	}
@@ -61,7 +61,7 @@ static int witness_backup_is(const char *vm, const char *backup)
 	struct hr_wit_req q = {.op = HR_WIT_QUERY};
 	struct hr_wit_reply r;
 	snprintf(q.vm, sizeof(q.vm), "%s", vm);
-	return hr_witness_ask(wit_addr, &q, &r, 500) == 0 && !strcmp(r.backup, backup);
+	return hr_witness_ask(NULL, wit_addr, &q, &r, 500) == 0 && !strcmp(r.backup, backup);
 }
 
 struct outcome {

@@ -16,6 +16,7 @@
 
 #include "common/util.h"
 #include "net/cert.h"
+#include "net/tls.h"
 #include "ha/drill/drill.h"
 
 int drill_netns_up(struct drill *d)
@@ -47,7 +48,7 @@ int drill_netns_up(struct drill *d)
 
 int drill_make_certs(struct drill *d)
 {
-	static const char *const sub[] = {"pki", "pki/ca", "pki/A", "pki/B"};
+	static const char *const sub[] = {"pki", "pki/ca", "pki/A", "pki/B", "pki/W"};
 	char path[400], ca[400], err[512] = "";
 	int rc = 0;
 
@@ -60,12 +61,24 @@ int drill_make_certs(struct drill *d)
 	}
 	snprintf(ca, sizeof(ca), "%s/pki/ca", d->dir);
 	rc = hr_cert_make_ca(ca, "drill-ca", err, sizeof(err));
-	for (int i = 0; !rc && i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/pki/%c", d->dir, "AB"[i]);
-		rc = hr_cert_make_host(path, ca, i ? "B" : "A", err, sizeof(err));
+	for (int i = 0; !rc && i < 3; i++) {
+		static const char *const names[] = {"A", "B", "W"};
+		snprintf(path, sizeof(path), "%s/pki/%s", d->dir, names[i]);
+		rc = hr_cert_make_host(path, ca, names[i], err, sizeof(err));
 	}
-	if (rc)
+	if (rc) {
 		drill_fail(d, "cannot make the hosts' certificates: %s", err);
+		return rc;
+	}
+	/* the drill asks the witness as W (queries only) */
+	char cert[400], key[400], cacrt[400];
+	struct hr_tls_config tc = {.cert_file = cert, .key_file = key, .ca_file = cacrt};
+	snprintf(cert, sizeof(cert), "%s/pki/W/host.crt", d->dir);
+	snprintf(key, sizeof(key), "%s/pki/W/host.key", d->dir);
+	snprintf(cacrt, sizeof(cacrt), "%s/pki/W/ca.crt", d->dir);
+	rc = hr_tls_ctx_new(&d->wit_tls, &tc, err, sizeof(err));
+	if (rc)
+		drill_fail(d, "cannot set up TLS to the witness: %s", err);
 	return rc;
 }
 

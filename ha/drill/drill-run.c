@@ -17,6 +17,7 @@
 #include "common/stats.h"
 #include "common/util.h"
 #include "ha/drill/drill.h"
+#include "net/tls.h"
 
 static int slow_backup(struct drill *d);
 
@@ -154,9 +155,9 @@ static int one_drill(struct drill *d)
 	}
 	d->world_started = 1;
 
-	if (o->witness && drill_witness_up(d) < 0)
-		return -1;
 	if (drill_make_certs(d) < 0)
+		return -1;
+	if (o->witness && drill_witness_up(d) < 0)
 		return -1;
 	snprintf(state, sizeof(state), "%s/state-a", d->dir);
 	d->pid_a = drill_start_daemon(d, d->ns_a, DRILL_IP_A, d->ctl_a, state, d->log_a);
@@ -353,6 +354,7 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	free(d->w.early);
 	free(d->w.wire);
 	free(d->samples);
+	hr_tls_ctx_free(d->wit_tls);
 	free(d);
 	return pass ? 0 : 1;
 }

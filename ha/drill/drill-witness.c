@@ -57,7 +57,7 @@ static int wit_query(struct drill *d, struct hr_wit_reply *rep)
 		return rc;
 	}
 	snprintf(req.vm, sizeof(req.vm), "%s", DRILL_VM_NAME);
-	rc = hr_witness_ask(wit_addr(), &req, rep, 1000);
+	rc = hr_witness_ask(d->wit_tls, wit_addr(), &req, rep, 1000);
 	if (setns(self, CLONE_NEWNET) < 0 && !rc)
 		rc = -errno;
 	close(self);
@@ -77,8 +77,32 @@ int drill_witness_up(struct drill *d)
 	snprintf(d->ctl_w, sizeof(d->ctl_w), "%s/w.sock", d->dir);
 	snprintf(d->log_w, sizeof(d->log_w), "%s/w.log", d->dir);
 	snprintf(state, sizeof(state), "%s/state-w", d->dir);
-	char *argv[] = {(char *)d->o->daemon, "--serve-witness", "--control", d->ctl_w, "--listen",
-			(char *)wit_addr(),   "--state-dir",	 state,	      "-f",	NULL};
+	char cert[400], key[400], cacrt[400];
+	char *argv[20];
+	unsigned n = 0;
+	argv[n++] = (char *)d->o->daemon;
+	argv[n++] = "--serve-witness";
+	argv[n++] = "--control";
+	argv[n++] = d->ctl_w;
+	argv[n++] = "--listen";
+	argv[n++] = (char *)wit_addr();
+	argv[n++] = "--state-dir";
+	argv[n++] = state;
+	argv[n++] = "-f";
+	if (!d->o->tls) {
+		argv[n++] = "--insecure";
+	} else {
+		snprintf(cert, sizeof(cert), "%s/pki/W/host.crt", d->dir);
+		snprintf(key, sizeof(key), "%s/pki/W/host.key", d->dir);
+		snprintf(cacrt, sizeof(cacrt), "%s/pki/W/ca.crt", d->dir);
+		argv[n++] = "--tls-cert";
+		argv[n++] = cert;
+		argv[n++] = "--tls-key";
+		argv[n++] = key;
+		argv[n++] = "--tls-ca";
+		argv[n++] = cacrt;
+	}
+	argv[n] = NULL;
 	d->pid_w = drill_spawn(d->ns_out, argv, d->log_w);
 	if (d->pid_w < 0) {
 		d->pid_w = 0;

@@ -30,6 +30,8 @@
 
 #include "core/epoch.h"
 
+struct hr_tls_ctx; /* net/tls.h */
+
 /* The drill's network (nothing leaves its namespaces) and its one VM. */
 #define DRILL_NET_PREFIX "10.213.0."
 #define DRILL_IP_A	 DRILL_NET_PREFIX "1"
@@ -220,6 +222,7 @@ struct drill {
 	char ns_a[64], ns_b[64], ns_out[64], dir[256];
 	char ctl_a[300], ctl_b[300], log_a[300], log_b[300], log_ip[300], log_cli[300];
 	char ctl_w[300], log_w[300];
+	struct hr_tls_ctx *wit_tls; /* --tls: the drill's own link to the witness */
 	pid_t pid_a, pid_b, pid_w;
 	int netns_made;
 	struct drill_world w;

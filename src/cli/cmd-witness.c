@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/util.h"
 #include "ha/witness.h"
+#include "net/tls.h"
 
 static const char witness_help[] =
     "Ask the witness at ADDR (HOST, HOST:PORT or [V6ADDR]:PORT; default port 7788;\n"
@@ -32,6 +33,13 @@ static const char witness_help[] =
     "  --release NODE    NODE gives its lease back\n"
     "  --forget NODE     the owner NODE stopped VM on purpose: drop the record\n"
     "  --timeout MS      give up after MS (default 3000)\n"
+    "\n"
+    "The link is TLS 1.3 as between the daemons; give the same options as this\n"
+    "host's hareplicated (the witness checks that a request names the node the\n"
+    "link authenticated as):\n"
+    "  --tls-cert FILE --tls-key FILE with --tls-ca FILE or --tls-pin SHA256[,..]\n"
+    "  --tls-psk FILE --node NAME       (pre-shared key; NAME is the identity)\n"
+    "  --insecure                       plain TCP, to a witness run --insecure\n"
     "\n"
     "Exit status: 0 granted (or the record exists), 1 denied (or no such VM),\n"
     "2 bad usage, 69 the witness could not be asked.\n";
@@ -63,17 +71,72 @@ static int set_op(struct hr_wit_req *req, enum hr_wit_op op, const char *node, i
 	return strlen(node) <= HR_WIT_NAME_MAX && hr_wit_name_ok(node) ? 0 : -1;
 }
 
+/* Ask and print; the exit status. */
+static int run(struct hr_tls_ctx *tls, const char *addr, const char *vm, const char *peer,
+	       struct hr_wit_req *req, uint64_t timeout_ms)
+{
+	struct hr_wit_reply rep;
+	int rc;
+
+	if (!vm) {
+		rc = hr_witness_list(tls, addr, (int)timeout_ms, list_cb, NULL);
+		if (rc < 0) {
+			fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n",
+				addr, hr_strerror(rc));
+			return HR_CTL_EXIT_UNREACHABLE;
+		}
+		return 0;
+	}
+	if (!hr_wit_name_ok(vm) || (peer && !hr_wit_name_ok(peer))) {
+		fprintf(stderr,
+			"hareplicate witness: bad VM or node name ([A-Za-z0-9_.-], 1..64)\n");
+		return 2;
+	}
+	snprintf(req->vm, sizeof(req->vm), "%s", vm);
+	snprintf(req->peer, sizeof(req->peer), "%s", peer ? peer : "");
+	rc = hr_witness_ask(tls, addr, req, &rep, (int)timeout_ms);
+	if (rc == -EINVAL) {
+		fprintf(stderr, "hareplicate witness: the witness refused the request: %s\n",
+			rep.why);
+		return 1;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n", addr,
+			hr_strerror(rc));
+		return HR_CTL_EXIT_UNREACHABLE;
+	}
+	if (!rep.vm[0])
+		snprintf(rep.vm, sizeof(rep.vm), "%s", req->vm);
+	print_rec(&rep);
+	printf(" granted=%d%s%s\n", rep.granted, rep.why[0] ? " why=" : "", rep.why);
+	return rep.granted ? 0 : 1;
+}
+
 static int cmd_witness(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"register", required_argument, NULL, 'r'}, {"backup", required_argument, NULL, 'b'},
-	    {"claim", required_argument, NULL, 'c'},	{"primary", required_argument, NULL, 'p'},
-	    {"lease-ms", required_argument, NULL, 'l'}, {"release", required_argument, NULL, 'R'},
-	    {"forget", required_argument, NULL, 'F'},	{"timeout", required_argument, NULL, 't'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"register", required_argument, NULL, 'r'},
+	    {"backup", required_argument, NULL, 'b'},
+	    {"claim", required_argument, NULL, 'c'},
+	    {"primary", required_argument, NULL, 'p'},
+	    {"lease-ms", required_argument, NULL, 'l'},
+	    {"release", required_argument, NULL, 'R'},
+	    {"forget", required_argument, NULL, 'F'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"tls-cert", required_argument, NULL, 'C'},
+	    {"tls-key", required_argument, NULL, 'K'},
+	    {"tls-ca", required_argument, NULL, 'A'},
+	    {"tls-pin", required_argument, NULL, 'P'},
+	    {"tls-psk", required_argument, NULL, 'S'},
+	    {"node", required_argument, NULL, 'N'},
+	    {"insecure", no_argument, NULL, 'I'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
+	struct hr_tls_config tc = {0};
+	struct hr_tls_ctx *tls = NULL;
+	char why[512] = "";
 	struct hr_wit_req req = {.op = HR_WIT_QUERY, .lease_ms = 1000};
-	struct hr_wit_reply rep;
 	const char *peer = NULL, *addr;
 	int c, nr_ops = 0, bad = 0, rc;
 	uint64_t timeout_ms = 3000;
@@ -103,6 +166,27 @@ static int cmd_witness(int argc, char **argv)
 		case 't':
 			bad |= hr_parse_count(optarg, 1, 600000, &timeout_ms) < 0;
 			break;
+		case 'C':
+			tc.cert_file = optarg;
+			break;
+		case 'K':
+			tc.key_file = optarg;
+			break;
+		case 'A':
+			tc.ca_file = optarg;
+			break;
+		case 'P':
+			tc.peer_fingerprints = optarg;
+			break;
+		case 'S':
+			tc.psk_file = optarg;
+			break;
+		case 'N':
+			tc.node_name = optarg;
+			break;
+		case 'I':
+			tc.insecure = 1;
+			break;
 		case 'h':
 			printf("usage: hareplicate witness %s\n\n%s", hr_cmd_witness.usage,
 			       witness_help);
@@ -115,39 +199,26 @@ static int cmd_witness(int argc, char **argv)
 	    (nr_ops && argc - optind != 2) ||
 	    (peer && req.op != HR_WIT_REGISTER && req.op != HR_WIT_CLAIM))
 		return hr_cmd_usage(&hr_cmd_witness);
-	addr = argv[optind];
-	if (argc - optind == 1) {
-		rc = hr_witness_list(addr, (int)timeout_ms, list_cb, NULL);
-		if (rc < 0) {
-			fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n",
-				addr, hr_strerror(rc));
-			return HR_CTL_EXIT_UNREACHABLE;
-		}
-		return 0;
-	}
-	if (!hr_wit_name_ok(argv[optind + 1]) || (peer && !hr_wit_name_ok(peer))) {
-		fprintf(stderr,
-			"hareplicate witness: bad VM or node name ([A-Za-z0-9_.-], 1..64)\n");
+	if (!tc.insecure && !tc.cert_file && !tc.key_file && !tc.psk_file) {
+		fprintf(stderr, "hareplicate witness: give the link's --tls-* options (as the "
+				"daemon's) or --insecure\n");
 		return 2;
 	}
-	snprintf(req.vm, sizeof(req.vm), "%s", argv[optind + 1]);
-	snprintf(req.peer, sizeof(req.peer), "%s", peer ? peer : "");
-	rc = hr_witness_ask(addr, &req, &rep, (int)timeout_ms);
-	if (rc == -EINVAL) {
-		fprintf(stderr, "hareplicate witness: the witness refused the request: %s\n",
-			rep.why);
-		return 1;
+	if (tc.insecure &&
+	    (tc.cert_file || tc.key_file || tc.ca_file || tc.peer_fingerprints || tc.psk_file)) {
+		fprintf(stderr, "hareplicate witness: --insecure and --tls-* exclude each other\n");
+		return 2;
 	}
+	rc = hr_tls_ctx_new(&tls, &tc, why, sizeof(why));
 	if (rc < 0) {
-		fprintf(stderr, "hareplicate witness: cannot ask the witness at %s: %s\n", addr,
-			hr_strerror(rc));
-		return HR_CTL_EXIT_UNREACHABLE;
+		fprintf(stderr, "hareplicate witness: TLS set-up failed: %s\n",
+			why[0] ? why : hr_strerror(rc));
+		return 2;
 	}
-	if (!rep.vm[0])
-		snprintf(rep.vm, sizeof(rep.vm), "%s", req.vm);
-	print_rec(&rep);
-	printf(" granted=%d%s%s\n", rep.granted, rep.why[0] ? " why=" : "", rep.why);
-	return rep.granted ? 0 : 1;
+	addr = argv[optind];
+	rc = run(tls, addr, argc - optind == 2 ? argv[optind + 1] : NULL, peer, &req, timeout_ms);
+	hr_tls_ctx_free(tls);
+	return rc;
 }
 
 const struct hr_cmd hr_cmd_witness = {

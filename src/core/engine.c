@@ -95,6 +95,7 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 	e->ops = cfg->ops;
 	e->peer.fd = -1;
 	e->lease = (struct hr_ha_lease){.addr = cfg->witness,
+					.tls = cfg->witness_tls,
 					.vm = e->name,
 					.node = cfg->node,
 					.peer_node = cfg->peer_node ? cfg->peer_node : "",

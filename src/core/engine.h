@@ -42,6 +42,8 @@
 #include "core/handshake.h"
 #include "ha/role.h"
 
+struct hr_tls_ctx; /* net/tls.h */
+
 /* Released guest output, in offset order per channel.  Called from the
  * engine thread (and, once promoted, from vCPU threads). */
 typedef void (*hr_output_sink_fn)(void *opaque, unsigned chan, uint64_t offset, const void *buf,
@@ -82,8 +84,10 @@ struct hr_engine_config {
 	void *reconnect_opaque;
 	uint64_t reconnect_ms;
 	/* Witness (OPTIONAL; NULL = none): "host[:port]" granting leases, and
-	 * this host's and the peer's node names as the witness knows them. */
+	 * this host's and the peer's node names as the witness knows them;
+	 * witness_tls secures that link (net/tls.h; NULL: plain TCP). */
 	const char *witness;
+	struct hr_tls_ctx *witness_tls;
 	const char *node, *peer_node;
 	uint64_t lease_ms;
 };

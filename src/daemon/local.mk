@@ -23,5 +23,5 @@ EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
 
-dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh
-TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh
+dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh
+TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh

@@ -1,8 +1,9 @@
 /*
  * transport.c - the daemon's peer-link security: the --tls-* / --insecure
  * options, the one hr_tls_ctx of the process (built at start-up, inherited
- * by every forked worker), and the check that a peer's preamble claims the
- * node name it authenticated as.  src/net/tls.h does the TLS itself.
+ * by every forked worker), and the check that a peer claims (in its
+ * preamble, in a witness request) the node name it authenticated as.  src/net/tls.h does the TLS
+ * itself.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -29,8 +30,6 @@ static int check_opts(char *err, size_t errlen)
 	if (o->insecure)
 		return 0;
 	if (!certs && !peers && !o->tls_psk) {
-		if (o->serve_witness)
-			return 0; /* witness traffic is not yet encrypted */
 		snprintf(err, errlen,
 			 "peer links need authentication: give --tls-cert FILE --tls-key FILE "
 			 "with --tls-ca FILE or --tls-pin SHA256[,SHA256...], or --tls-psk FILE, "
@@ -84,8 +83,6 @@ int hr_transport_init(char *err, size_t errlen)
 	rc = check_opts(err, errlen);
 	if (rc < 0)
 		return rc;
-	if (o->serve_witness && !o->insecure && !o->tls_cert && !o->tls_psk)
-		return 0; /* a witness without TLS options: no context needed */
 	rc = hr_tls_ctx_new(&hr_tls, &cfg, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "TLS set-up failed: %s", why[0] ? why : hr_strerror(rc));
@@ -117,7 +114,7 @@ int hr_transport_check_node(const char *vm, const char *desc, const char *auth_n
 		return 0;
 	if (claimed && !strcmp(claimed, auth_name))
 		return 0;
-	log_warnx(vm, "peer %s refused: it authenticated as '%s' but its preamble claims node '%s'",
-		  desc, auth_name, claimed ? claimed : "(none)");
+	log_warnx(vm, "peer %s refused: it authenticated as '%s' but claims to be node '%s'", desc,
+		  auth_name, claimed ? claimed : "(none)");
 	return -HR_EAUTH;
 }

@@ -6,6 +6,10 @@
  * bytes, LF-terminated or ended by its EOF), the witness answers and
  * closes.  A connection that has not sent its line within 2 s is closed;
  * a line too long, malformed or of another version gets an `error=` reply.
+ * The link is TLS like every peer link (net/tls-event.h, the daemon's
+ * --tls-* options; plain only with --insecure): nothing is read before the
+ * client authenticated, and a request that changes the table must name the
+ * node the client authenticated as.
  * The table lives in memory and in STATE-DIR/witness.table, saved (temp
  * file, fsync, rename, fsync of the directory) before any reply that
  * depends on a change: a granted lease survives a crash of the witness.
@@ -32,6 +36,7 @@
 #include "common/util.h"
 #include "daemon/daemon.h"
 #include "ha/witness.h"
+#include "net/tls-event.h"
 
 #define WIT_READ_TIMEOUT_S  2
 #define WIT_WRITE_TIMEOUT_S 10
@@ -41,6 +46,8 @@
 
 struct wit_conn {
 	struct bufferevent *bev;
+	struct hr_tls_ev *tls;
+	char auth[HR_WIT_NAME_MAX + 1]; /* the node it authenticated as ("": none known) */
 	char peer[NI_MAXHOST + NI_MAXSERV + 4];
 	int closing; /* 1: reply queued; 2: reply sent, draining until EOF */
 };
@@ -222,6 +229,12 @@ static void handle(struct wit_conn *c, const struct hr_wit_req *req, struct evbu
 		}
 		return;
 	}
+	if (req->op != HR_WIT_QUERY &&
+	    hr_transport_check_node(req->vm, c->peer, c->auth, req->node) < 0) {
+		len = hr_wit_error_format("node is not the one this link authenticated as", line,
+					  sizeof(line));
+		goto reply;
+	}
 	if (hr_wit_table_copy(&before, &W.table) < 0) {
 		len = hr_wit_error_format("witness out of memory", line, sizeof(line));
 		goto reply;
@@ -262,6 +275,7 @@ reply:
 static void conn_free(struct wit_conn *c)
 {
 	bufferevent_free(c->bev);
+	hr_tls_ev_free(c->tls);
 	free(c);
 	W.nr_conns--;
 }
@@ -321,6 +335,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
+	if (!hr_tls_ev_ready(c->tls))
+		return; /* never: nothing is read before the handshake */
 	line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 	if (!line) {
 		if (evbuffer_get_length(in) >= HR_WIT_LINE_MAX)
@@ -345,7 +361,7 @@ static void linger(struct wit_conn *c)
 	struct timeval tmo = {WIT_READ_TIMEOUT_S, 0};
 
 	c->closing = 2;
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	hr_tls_ev_shutdown(c->tls, c->bev);
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_set_timeouts(c->bev, &tmo, NULL);
 	bufferevent_enable(c->bev, EV_READ);
@@ -362,7 +378,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct wit_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	int rc = hr_tls_ev_event(c->tls, bev, what, c->auth, sizeof(c->auth));
 
+	if (rc < 0) {
+		conn_free(c); /* refused (logged) */
+		return;
+	}
+	if (rc > 0) {
+		if (evbuffer_get_length(in))
+			read_cb(bev, c);
+		return;
+	}
 	if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !(what & BEV_EVENT_ERROR) &&
 	    !c->closing) {
 		/* the client half-closed: a last line without LF is still a request */
@@ -397,7 +423,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 	if (W.nr_conns >= WIT_MAX_CONNS) {
 		static const char msg[] = "hrw=1 error=witness%20busy\n";
-		(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (hr_tls_ctx_insecure(hr_tls)) /* a TLS client would not read it */
+			(void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(fd);
 		return;
 	}
@@ -409,9 +436,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	getnameinfo(sa, (socklen_t)salen, host, sizeof(host), serv, sizeof(serv),
 		    NI_NUMERICHOST | NI_NUMERICSERV);
 	snprintf(c->peer, sizeof(c->peer), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, serv);
-	c->bev = bufferevent_socket_new(W.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c->bev) {
-		close(fd);
+	if (hr_tls_ev_server(hr_tls, W.base, fd, c->peer, &c->bev, &c->tls) < 0) {
+		log_warnx(NULL, "witness: cannot take the connection from %s: out of memory",
+			  c->peer);
 		free(c);
 		return;
 	}

@@ -542,6 +542,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	}
 	if (hr_dopts.witness) {
 		cfg.witness = hr_dopts.witness;
+		cfg.witness_tls = hr_tls;
 		cfg.node = hr_dopts.node;
 		cfg.peer_node = a->peer_node; /* re-protection may name another peer */
 		cfg.lease_ms = hr_witness_lease_ms(hr_dopts.lease_ms, hr_dopts.failover_timeout_ms);

@@ -3,7 +3,7 @@
 # fd (see src/net/tls.h and docs/tls.md).
 libhr_a_SOURCES += \
 	src/net/tls.c src/net/tls.h src/net/tls-internal.h \
-	src/net/tls-pump.c \
+	src/net/tls-pump.c src/net/tls-event.c src/net/tls-event.h \
 	src/net/cert.c src/net/cert.h
 
 # tests/t-tls: the working link; tests/t-tls-refuse: every refusal

@@ -26,6 +26,28 @@ struct hr_tls_ctx {
 	char node_name[HR_TLS_NAME_MAX];
 };
 
+#define HR_TLS_REASON_MAX  256
+#define HR_TLS_ACCEPT_BYTE 0x01 /* transport version 1: the server accepted us */
+
+/* One handshake, reachable from the OpenSSL callbacks through ex_data. */
+struct hs {
+	struct hr_tls_ctx *ctx;
+	int server;
+	char reason[HR_TLS_REASON_MAX]; /* why the peer was refused, set by callbacks */
+	char psk_identity[HR_TLS_NAME_MAX];
+};
+
+/* Make h reachable from ssl's callbacks (h must outlive the handshake). */
+int hr_tls_hs_attach(SSL *ssl, struct hs *h);
+/* Set h->reason unless a reason is already there (the first is the real one). */
+void hr_tls_set_reason(struct hs *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The reason one queued OpenSSL error stands for (see tls.c); its -errno,
+ * or 0 when the error is not the SSL library's. */
+int hr_tls_reason_of(struct hs *h, unsigned long code, const char *when);
+/* After the handshake: the peer's CN or PSK identity into name, or
+ * -HR_EAUTH with h->reason set. */
+int hr_tls_peer_identity(SSL *ssl, struct hs *h, char *name, size_t n);
+
 /* SHA-256 of crt's DER as "AB:CD:..." (n >= 96). */
 int hr_tls_x509_fingerprint(X509 *crt, char *hex, size_t n);
 

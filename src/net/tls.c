@@ -28,20 +28,10 @@
 #include "common/util.h"
 #include "net/tls-internal.h"
 
-#define HR_TLS_ACCEPT_BYTE   0x01 /* transport version 1: the server accepted us */
 #define HR_TLS_DEFAULT_DL_MS 10000
-#define HR_TLS_REASON_MAX    256
 #define HR_TLS_CIPHERSUITES                                                                        \
 	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define HR_TLS_READ_BUF_BYTES (64 * 1024)
-
-/* One handshake, reachable from the OpenSSL callbacks through ex_data. */
-struct hs {
-	struct hr_tls_ctx *ctx;
-	int server;
-	char reason[HR_TLS_REASON_MAX]; /* why the peer was refused, set by callbacks */
-	char psk_identity[HR_TLS_NAME_MAX];
-};
 
 static int hs_index = -1;
 static pthread_once_t hs_once = PTHREAD_ONCE_INIT;
@@ -56,9 +46,12 @@ static struct hs *hs_of(SSL *ssl)
 	return SSL_get_ex_data(ssl, hs_index);
 }
 
-static void set_reason(struct hs *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int hr_tls_hs_attach(SSL *ssl, struct hs *h)
+{
+	return SSL_set_ex_data(ssl, hs_index, h) == 1 ? 0 : -ENOMEM;
+}
 
-static void set_reason(struct hs *h, const char *fmt, ...)
+void hr_tls_set_reason(struct hs *h, const char *fmt, ...)
 {
 	va_list ap;
 	if (h->reason[0])
@@ -125,8 +118,8 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 		char fp[100] = "";
 		if (crt)
 			hr_tls_x509_fingerprint(crt, fp, sizeof(fp));
-		set_reason(h, "%s certificate fingerprint not pinned (CN=%s, sha256 %s)", who, cn,
-			   fp);
+		hr_tls_set_reason(h, "%s certificate fingerprint not pinned (CN=%s, sha256 %s)",
+				  who, cn, fp);
 		return 0;
 	case HR_TLS_CA:
 		if (preverify_ok)
@@ -139,16 +132,17 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 		case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
 		case X509_V_ERR_CERT_SIGNATURE_FAILURE:
 		case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-			set_reason(h, "%s certificate not signed by the configured CA (CN=%s)", who,
-				   cn);
+			hr_tls_set_reason(
+			    h, "%s certificate not signed by the configured CA (CN=%s)", who, cn);
 			break;
 		default:
-			set_reason(h, "%s certificate rejected (CN=%s, depth %d): %s", who, cn,
-				   depth, X509_verify_cert_error_string(e));
+			hr_tls_set_reason(h, "%s certificate rejected (CN=%s, depth %d): %s", who,
+					  cn, depth, X509_verify_cert_error_string(e));
 		}
 		return 0;
 	default:
-		set_reason(h, "%s presented a certificate, PSK mode takes none (CN=%s)", who, cn);
+		hr_tls_set_reason(h, "%s presented a certificate, PSK mode takes none (CN=%s)", who,
+				  cn);
 		return 0;
 	}
 }
@@ -196,12 +190,12 @@ static int psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESS
 	if (!h)
 		return 0;
 	if (!idlen || idlen >= sizeof(h->psk_identity)) {
-		set_reason(h, "PSK identity of %zu bytes", idlen);
+		hr_tls_set_reason(h, "PSK identity of %zu bytes", idlen);
 		return 1; /* no session: the handshake fails without a certificate */
 	}
 	for (size_t i = 0; i < idlen; i++)
 		if (id[i] < 0x21 || id[i] > 0x7e) {
-			set_reason(h, "PSK identity is not printable");
+			hr_tls_set_reason(h, "PSK identity is not printable");
 			return 1;
 		}
 	memcpy(h->psk_identity, id, idlen);
@@ -419,6 +413,11 @@ const char *hr_tls_ctx_mode(const struct hr_tls_ctx *ctx)
 	return names[ctx->mode];
 }
 
+int hr_tls_ctx_insecure(const struct hr_tls_ctx *ctx)
+{
+	return !ctx || ctx->mode == HR_TLS_INSECURE;
+}
+
 const char *hr_tls_peer_addr(int fd, char *buf, size_t n)
 {
 	struct sockaddr_storage ss;
@@ -468,7 +467,7 @@ static int peek_first(int fd, uint64_t deadline_ns, int timeout_ms, struct hs *h
 	unsigned char b;
 	int rc = wait_fd(fd, POLLIN, deadline_ns);
 	if (rc == -ETIMEDOUT) {
-		set_reason(h, "handshake timeout (nothing received in %d ms)", timeout_ms);
+		hr_tls_set_reason(h, "handshake timeout (nothing received in %d ms)", timeout_ms);
 		return rc;
 	}
 	if (rc)
@@ -477,14 +476,71 @@ static int peek_first(int fd, uint64_t deadline_ns, int timeout_ms, struct hs *h
 	if (r < 0)
 		return -errno;
 	if (r == 0) {
-		set_reason(h, "peer closed the connection before the handshake");
+		hr_tls_set_reason(h, "peer closed the connection before the handshake");
 		return -ECONNRESET;
 	}
 	if (b != 0x16) {
-		set_reason(h, "peer speaks plain TCP, not TLS (first byte 0x%02x)", b);
+		hr_tls_set_reason(h, "peer speaks plain TCP, not TLS (first byte 0x%02x)", b);
 		return -HR_EAUTH;
 	}
 	return 0;
+}
+
+/* One queued OpenSSL error as the reason a handshake failed: sets h->reason
+ * (the first reason wins) and returns the error it stands for, or 0 for an
+ * error that is not the SSL library's. */
+int hr_tls_reason_of(struct hs *h, unsigned long code, const char *when)
+{
+	int rc = -HR_ETLS;
+
+	if (ERR_GET_LIB(code) != ERR_LIB_SSL)
+		return 0;
+	switch (ERR_GET_REASON(code)) {
+	case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+		hr_tls_set_reason(h, "peer sent no certificate");
+		rc = -HR_EAUTH;
+		break;
+	case SSL_R_BINDER_DOES_NOT_VERIFY:
+		hr_tls_set_reason(h, "PSK does not match (binder does not verify)");
+		rc = -HR_EAUTH;
+		break;
+	case SSL_R_NO_SHARED_CIPHER:
+	case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
+		hr_tls_set_reason(h,
+				  "peer offered no key we accept (PSK missing or mismatched "
+				  "mode): %s",
+				  ERR_reason_error_string(code));
+		rc = -HR_EAUTH;
+		break;
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
+	case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
+	case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+	case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER: /* PSK: our binder did not verify */
+		hr_tls_set_reason(h, "the peer refused us (%s)", ERR_reason_error_string(code));
+		rc = -HR_EAUTH;
+		break;
+	case SSL_R_WRONG_VERSION_NUMBER:
+	case SSL_R_PACKET_LENGTH_TOO_LONG:
+	case SSL_R_HTTP_REQUEST:
+		hr_tls_set_reason(h, "peer speaks plain TCP, not TLS (%s)",
+				  ERR_reason_error_string(code));
+		break;
+	case SSL_R_UNSUPPORTED_PROTOCOL:
+	case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+		hr_tls_set_reason(h, "peer does not speak TLS 1.3");
+		break;
+	case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+		hr_tls_set_reason(h, "peer closed the connection %s", when);
+		rc = -ECONNRESET;
+		break;
+	default:
+		hr_tls_set_reason(h, "TLS error %s: %s", when, ERR_reason_error_string(code));
+	}
+	return rc;
 }
 
 /* Why SSL_accept/SSL_connect/SSL_read failed: sets h->reason, returns rc. */
@@ -499,63 +555,19 @@ static int ssl_failure(SSL *ssl, int r, int saved_errno, struct hs *h, const cha
 		goto out;
 	}
 	while ((code = ERR_get_error())) {
-		if (ERR_GET_LIB(code) != ERR_LIB_SSL)
-			continue;
-		switch (ERR_GET_REASON(code)) {
-		case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-			set_reason(h, "peer sent no certificate");
-			rc = -HR_EAUTH;
-			break;
-		case SSL_R_BINDER_DOES_NOT_VERIFY:
-			set_reason(h, "PSK does not match (binder does not verify)");
-			rc = -HR_EAUTH;
-			break;
-		case SSL_R_NO_SHARED_CIPHER:
-		case SSL_R_NO_SUITABLE_SIGNATURE_ALGORITHM:
-			set_reason(h,
-				   "peer offered no key we accept (PSK missing or mismatched "
-				   "mode): %s",
-				   ERR_reason_error_string(code));
-			rc = -HR_EAUTH;
-			break;
-		case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-		case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-		case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-		case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
-		case SSL_R_TLSV1_ALERT_DECRYPT_ERROR:
-		case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-		case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
-		case SSL_R_SSLV3_ALERT_ILLEGAL_PARAMETER: /* PSK: our binder did not verify */
-			set_reason(h, "the peer refused us (%s)", ERR_reason_error_string(code));
-			rc = -HR_EAUTH;
-			break;
-		case SSL_R_WRONG_VERSION_NUMBER:
-		case SSL_R_PACKET_LENGTH_TOO_LONG:
-		case SSL_R_HTTP_REQUEST:
-			set_reason(h, "peer speaks plain TCP, not TLS (%s)",
-				   ERR_reason_error_string(code));
-			break;
-		case SSL_R_UNSUPPORTED_PROTOCOL:
-		case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
-			set_reason(h, "peer does not speak TLS 1.3");
-			break;
-		case SSL_R_UNEXPECTED_EOF_WHILE_READING:
-			set_reason(h, "peer closed the connection %s", when);
-			rc = -ECONNRESET;
-			break;
-		default:
-			set_reason(h, "TLS error %s: %s", when, ERR_reason_error_string(code));
-		}
+		int r1 = hr_tls_reason_of(h, code, when);
+		if (r1 && rc == -HR_ETLS)
+			rc = r1;
 	}
 	if (!h->reason[0]) {
 		if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !saved_errno)) {
-			set_reason(h, "peer closed the connection %s", when);
+			hr_tls_set_reason(h, "peer closed the connection %s", when);
 			rc = -ECONNRESET;
 		} else if (e == SSL_ERROR_SYSCALL) {
-			set_reason(h, "%s %s", strerror(saved_errno), when);
+			hr_tls_set_reason(h, "%s %s", strerror(saved_errno), when);
 			rc = -saved_errno;
 		} else {
-			set_reason(h, "TLS error %d %s", e, when);
+			hr_tls_set_reason(h, "TLS error %d %s", e, when);
 		}
 	}
 out:
@@ -578,7 +590,7 @@ static int drive(SSL *ssl, int fd, uint64_t deadline_ns, struct hs *h, const cha
 			return ssl_failure(ssl, r, saved, h, when);
 		int rc = wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline_ns);
 		if (rc == -ETIMEDOUT)
-			set_reason(h, "handshake timeout %s", when);
+			hr_tls_set_reason(h, "handshake timeout %s", when);
 		if (rc)
 			return rc;
 	}
@@ -607,12 +619,12 @@ static int op_write1(SSL *ssl, void *arg)
 }
 
 /* The peer's name (CN or PSK identity) once the handshake is done. */
-static int peer_identity(SSL *ssl, struct hs *h, char *name, size_t n)
+int hr_tls_peer_identity(SSL *ssl, struct hs *h, char *name, size_t n)
 {
 	name[0] = 0;
 	if (h->ctx->mode == HR_TLS_PSK) {
 		if (!SSL_session_reused(ssl)) {
-			set_reason(h, "peer did not use the pre-shared key");
+			hr_tls_set_reason(h, "peer did not use the pre-shared key");
 			return -HR_EAUTH;
 		}
 		snprintf(name, n, "%s", h->psk_identity); /* "" on the client */
@@ -620,13 +632,13 @@ static int peer_identity(SSL *ssl, struct hs *h, char *name, size_t n)
 	}
 	X509 *crt = SSL_get1_peer_certificate(ssl);
 	if (!crt) {
-		set_reason(h, "peer sent no certificate");
+		hr_tls_set_reason(h, "peer sent no certificate");
 		return -HR_EAUTH;
 	}
 	/* pinned: the callback decided by the hash (the chain "fails" to verify) */
 	if (h->ctx->mode == HR_TLS_PINNED ? !is_pinned(h->ctx, crt)
 					  : SSL_get_verify_result(ssl) != X509_V_OK) {
-		set_reason(h, "peer certificate did not verify");
+		hr_tls_set_reason(h, "peer certificate did not verify");
 		X509_free(crt);
 		return -HR_EAUTH;
 	}
@@ -661,16 +673,16 @@ static int do_handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct
 	if (server && (rc = peek_first(fd, deadline_ns, timeout_ms, &h)))
 		goto fail;
 	ssl = SSL_new(server ? ctx->server : ctx->client);
-	if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_set_ex_data(ssl, hs_index, &h) != 1) {
+	if (!ssl || SSL_set_fd(ssl, fd) != 1 || hr_tls_hs_attach(ssl, &h)) {
 		rc = -ENOMEM;
 		goto fail;
 	}
 	rc = drive(ssl, fd, deadline_ns, &h, "during the handshake",
 		   server ? op_accept : op_connect, NULL);
 	if (!rc)
-		rc = peer_identity(ssl, &h, name, sizeof(name));
+		rc = hr_tls_peer_identity(ssl, &h, name, sizeof(name));
 	if (!rc && p->expect_name && name[0] && strcmp(name, p->expect_name)) {
-		set_reason(&h, "peer is '%s', expected '%s'", name, p->expect_name);
+		hr_tls_set_reason(&h, "peer is '%s', expected '%s'", name, p->expect_name);
 		rc = -HR_EAUTH;
 	}
 	if (!rc && server)
@@ -679,7 +691,7 @@ static int do_handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct
 		rc = drive(ssl, fd, deadline_ns, &h, "after the handshake (it refused us?)",
 			   op_read1, &byte);
 		if (!rc && byte != HR_TLS_ACCEPT_BYTE) {
-			set_reason(&h, "unknown transport version %u", byte);
+			hr_tls_set_reason(&h, "unknown transport version %u", byte);
 			rc = -HR_EVERSION;
 		}
 	}
@@ -688,12 +700,13 @@ static int do_handshake(struct hr_tls_ctx *ctx, int server, int fd, const struct
 	SSL_set_ex_data(ssl, hs_index, NULL);
 	rc = hr_tls_pump_start(ctx, ssl, fd, p->vm, desc, plain_fd_r);
 	if (rc) {
-		set_reason(&h, "cannot start the pump: %s", hr_strerror(rc));
+		hr_tls_set_reason(&h, "cannot start the pump: %s", hr_strerror(rc));
 		goto fail;
 	}
-	log_info(p->vm, "TLS link %s %s %s (%s mode, %s, peer '%s')", server ? "from" : "to",
-		 server ? "client" : "server", desc, hr_tls_ctx_mode(ctx),
-		 SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)), name);
+	hr_log(p->quiet ? HR_LOG_DEBUG : HR_LOG_INFO, p->vm,
+	       "TLS link %s %s %s (%s mode, %s, peer '%s')", server ? "from" : "to",
+	       server ? "client" : "server", desc, hr_tls_ctx_mode(ctx),
+	       SSL_CIPHER_get_name(SSL_get_current_cipher(ssl)), name);
 	if (peer_name && n)
 		snprintf(peer_name, n, "%s", name);
 	return 0;

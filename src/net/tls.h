@@ -75,6 +75,7 @@ struct hr_tls_peer {
 	const char *desc;	 /* peer address for logs ("10.0.0.2:7100"); NULL: getpeername */
 	const char *expect_name; /* NULL: any authenticated peer; else its CN / PSK identity */
 	int deadline_ms;	 /* whole handshake; <= 0 means 10 s */
+	int quiet;		 /* log a link that works at debug level (one per request) */
 };
 
 /* Build a context from cfg (files are read now).  On failure err says why. */
@@ -84,6 +85,8 @@ int hr_tls_ctx_new(struct hr_tls_ctx **ctx_r, const struct hr_tls_config *cfg, c
 void hr_tls_ctx_free(struct hr_tls_ctx *ctx);
 /* "CA", "pinned", "PSK" or "insecure". */
 const char *hr_tls_ctx_mode(const struct hr_tls_ctx *ctx);
+/* Plain TCP (--insecure)?  NULL counts as insecure. */
+int hr_tls_ctx_insecure(const struct hr_tls_ctx *ctx);
 
 /*
  * Handshake on the connected TCP socket fd (blocking or not), as client or
