@@ -190,7 +190,7 @@ static double unprotected_progress(uint64_t mem, const char *cmdline, double sec
 }
 
 static int protected_run(uint64_t mem, const char *cmdline, double secs, struct run_stats *rs,
-			 double *progress_r, uint64_t *failover_us_r)
+			 double *progress_r, uint64_t *failover_us_r, int link)
 {
 	struct ep_pair ep = {0};
 	struct sink sk = {.con = {.lock = PTHREAD_MUTEX_INITIALIZER}, .rs = rs};
@@ -209,7 +209,7 @@ static int protected_run(uint64_t mem, const char *cmdline, double secs, struct 
 	ep.on_output = sink_fn;
 	ep.on_p_epoch = p_epoch;
 	rs->sync_start_ns = hr_now_ns();
-	if (ep_start(&ep, pc, bc, EP_TCP) < 0)
+	if (ep_start(&ep, pc, bc, link) < 0)
 		return -1;
 	uint64_t t0 = hr_now_ns();
 	while (!rs->synced && hr_now_ns() - t0 < 60e9)
@@ -315,7 +315,7 @@ static double send_epoch_mbps(int fd, uint64_t epoch, uint64_t nr_pages, int liv
 
 /* MB/s of: [0] live sync of nr_pages, [1] an epoch of nr_pages into cold
  * staging, [2] the same again (staging and replica memory warm). */
-static int path_mbps(uint64_t nr_pages, double mbps[3])
+static int path_mbps(uint64_t nr_pages, double mbps[3], int link)
 {
 	uint64_t mem = nr_pages * HR_PAGE_SIZE;
 	struct hr_vm_config mc = {.name = "b-src", .mem_bytes = mem, .nr_vcpus = 1};
@@ -326,7 +326,7 @@ static int path_mbps(uint64_t nr_pages, double mbps[3])
 		return -1;
 	hr_mem_ops.close(src);
 	int fds[2];
-	if (ep_connect(fds, 1) < 0)
+	if (ep_connect(fds, 1) < 0 || (link == EP_TLS && ep_tls_wrap(fds) < 0))
 		return -1;
 	struct hr_engine_config bc = {.name = "b-path", .auto_promote = 0};
 	struct bthr b = {.fd = fds[1]};
@@ -435,13 +435,85 @@ static double plain_tcp_mbps(uint64_t bytes, int mem_to_mem)
 	return (double)bytes / ((t1 - t0) / 1e9) / 1e6;
 }
 
+/*
+ * The same replication over plain TCP and over TLS 1.3 (net/tls.h, PSK
+ * mode: AES-128-GCM, the pump thread per end, as the daemons run it),
+ * alternated in one run: pause and epoch throughput at the highest dirty
+ * rate, and a 1 GiB live sync and epoch.
+ */
+static void tls_vs_plain(double secs)
+{
+	static const char *const cmd = "rate=0 wss=256M pattern=random interval_ms=10";
+	static const int links[2] = {EP_TCP, EP_TLS};
+	struct run_stats *rs[2];
+	double prog[2] = {0, 0}, path[2][3] = {{0}}, mbps[2];
+	unsigned reps = quick ? 1 : 3;
+
+	printf("\n== TLS 1.3 (PSK, AES-128-GCM, pump) vs plain TCP: memwalk rate=0, 1 GiB, 25 ms "
+	       "epochs; %u x %.0f s each, alternated ==\n",
+	       reps, secs);
+	for (int k = 0; k < 2; k++) {
+		rs[k] = calloc(1, sizeof(*rs[k]));
+		pthread_mutex_init(&rs[k]->lock, NULL);
+	}
+	for (unsigned r = 0; r < reps; r++)
+		for (int k = 0; k < 2; k++) {
+			double p = 0;
+			uint64_t fo = 0;
+			rs[k]->synced = rs[k]->promoted = 0;
+			if (protected_run(1ull << 30, cmd, secs, rs[k], &p, &fo, links[k]) < 0)
+				printf("  (%s run %u failed)\n", k ? "TLS" : "plain", r);
+			prog[k] += p / reps;
+		}
+	for (int k = 0; k < 2; k++) {
+		uint64_t bsum = 0, asum = 0;
+		for (size_t i = 0; i < rs[k]->n; i++) {
+			bsum += rs[k]->bytes[i];
+			asum += rs[k]->ack_us[i];
+		}
+		mbps[k] = asum ? (double)bsum / asum : 0;
+	}
+	for (unsigned r = 0; r < reps; r++)
+		for (int k = 0; k < 2; k++) {
+			double pm[3] = {0, 0, 0};
+			path_mbps(262144, pm, links[k]);
+			for (int j = 0; j < 3; j++)
+				path[k][j] += pm[j] / reps;
+		}
+#define ROW(label, a, b, fmt)                                                                      \
+	printf("  %-44s " fmt " " fmt "  %9.2f\n", label, a, b, (a) > 0 ? (double)(b) / (a) : 0)
+	printf("  %-44s %10s %10s  %9s\n", "", "plain", "TLS", "TLS/plain");
+	ROW("epochs (n)", (double)rs[0]->n, (double)rs[1]->n, "%10.0f");
+	ROW("pause p50 (us)", (double)hr_percentile_u64(rs[0]->pause_us, rs[0]->n, 50),
+	    (double)hr_percentile_u64(rs[1]->pause_us, rs[1]->n, 50), "%10.0f");
+	ROW("pause p99 (us)", (double)hr_percentile_u64(rs[0]->pause_us, rs[0]->n, 99),
+	    (double)hr_percentile_u64(rs[1]->pause_us, rs[1]->n, 99), "%10.0f");
+	ROW("interval p50 (ms)", hr_percentile_u64(rs[0]->interval_us, rs[0]->n, 50) / 1e3,
+	    hr_percentile_u64(rs[1]->interval_us, rs[1]->n, 50) / 1e3, "%10.1f");
+	ROW("interval p99 (ms)", hr_percentile_u64(rs[0]->interval_us, rs[0]->n, 99) / 1e3,
+	    hr_percentile_u64(rs[1]->interval_us, rs[1]->n, 99) / 1e3, "%10.1f");
+	ROW("KiB per epoch p50", (double)(hr_percentile_u64(rs[0]->bytes, rs[0]->n, 50) >> 10),
+	    (double)(hr_percentile_u64(rs[1]->bytes, rs[1]->n, 50) >> 10), "%10.0f");
+	ROW("epoch throughput, bytes / (send..ack) MB/s", mbps[0], mbps[1], "%10.0f");
+	ROW("guest progress (pages/s)", prog[0], prog[1], "%10.0f");
+	ROW("live sync of 1 GiB (MB/s)", path[0][0], path[1][0], "%10.0f");
+	ROW("one 1 GiB epoch, cold (MB/s)", path[0][1], path[1][1], "%10.0f");
+	ROW("one 1 GiB epoch, warm (MB/s)", path[0][2], path[1][2], "%10.0f");
+#undef ROW
+	for (int k = 0; k < 2; k++)
+		free(rs[k]);
+}
+
 int main(int argc, char **argv)
 {
+	const char *only = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = 1;
 		else if (!strcmp(argv[i], "--guest") && i + 1 < argc)
 			guest_path = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
 	}
 	static char path[4096];
 	if (!guest_path) {
@@ -456,6 +528,10 @@ int main(int argc, char **argv)
 	hr_log_init("b-replicate", 1, 0);
 	double secs = quick ? 3 : 8;
 	uint64_t mem = 1ull << 30;
+	if (only && !strcmp(only, "tls")) {
+		tls_vs_plain(secs);
+		return 0;
+	}
 	static const struct {
 		const char *label;
 		const char *cmd;
@@ -481,7 +557,7 @@ int main(int argc, char **argv)
 		double prot = 0, unprot;
 		uint64_t fo = 0;
 		unprot = unprotected_progress(mem, rates[i].cmd, secs);
-		protected_run(mem, rates[i].cmd, secs, rs, &prot, &fo);
+		protected_run(mem, rates[i].cmd, secs, rs, &prot, &fo, EP_TCP);
 		if (fo)
 			failovers[nf++] = fo;
 		uint64_t bsum = 0, asum = 0;
@@ -511,7 +587,8 @@ int main(int argc, char **argv)
 		pthread_mutex_init(&rs->lock, NULL);
 		double prot;
 		uint64_t fo = 0;
-		protected_run(256ull << 20, "rate=20000 wss=64M interval_ms=10", 1, rs, &prot, &fo);
+		protected_run(256ull << 20, "rate=20000 wss=64M interval_ms=10", 1, rs, &prot, &fo,
+			      EP_TCP);
 		if (fo)
 			failovers[nf++] = fo;
 		free(rs);
@@ -526,7 +603,7 @@ int main(int argc, char **argv)
 	double tcp_hot = plain_tcp_mbps(1ull << 30, 0);
 	double tcp = plain_tcp_mbps(1ull << 30, 1);
 	double pm[3] = {0, 0, 0};
-	path_mbps(262144, pm); /* 1 GiB */
+	path_mbps(262144, pm, EP_TCP); /* 1 GiB */
 	printf("throughput over the same loopback, 1 GiB each (MB/s); ratios against plain TCP "
 	       "memory-to-memory:\n"
 	       "  plain TCP, one hot 1 MiB buffer both sides (the wire)    %6.0f\n"
@@ -539,5 +616,6 @@ int main(int argc, char **argv)
 	printf("throughput of the epochs at max dirty rate (epoch bytes / (send + verify + apply + "
 	       "ack)): %.0f MB/s\n",
 	       repl_mbps);
+	tls_vs_plain(secs);
 	return 0;
 }

@@ -71,21 +71,40 @@ int drill_make_certs(struct drill *d)
 		return rc;
 	}
 	/* the drill asks the witness as W (queries only) */
-	char cert[400], key[400], cacrt[400];
-	struct hr_tls_config tc = {.cert_file = cert, .key_file = key, .ca_file = cacrt};
-	snprintf(cert, sizeof(cert), "%s/pki/W/host.crt", d->dir);
-	snprintf(key, sizeof(key), "%s/pki/W/host.key", d->dir);
-	snprintf(cacrt, sizeof(cacrt), "%s/pki/W/ca.crt", d->dir);
+	struct drill_tls_paths tp;
+	char *argv[6];
+	drill_link_opts(d, "W", &tp, argv);
+	struct hr_tls_config tc = {.cert_file = tp.cert, .key_file = tp.key, .ca_file = tp.ca};
 	rc = hr_tls_ctx_new(&d->wit_tls, &tc, err, sizeof(err));
 	if (rc)
 		drill_fail(d, "cannot set up TLS to the witness: %s", err);
 	return rc;
 }
 
+unsigned drill_link_opts(struct drill *d, const char *node, struct drill_tls_paths *buf,
+			 char **argv)
+{
+	if (!d->o->tls) {
+		argv[0] = "--insecure";
+		return 1;
+	}
+	snprintf(buf->cert, sizeof(buf->cert), "%s/pki/%s/host.crt", d->dir, node);
+	snprintf(buf->key, sizeof(buf->key), "%s/pki/%s/host.key", d->dir, node);
+	snprintf(buf->ca, sizeof(buf->ca), "%s/pki/%s/ca.crt", d->dir, node);
+	argv[0] = "--tls-cert";
+	argv[1] = buf->cert;
+	argv[2] = "--tls-key";
+	argv[3] = buf->key;
+	argv[4] = "--tls-ca";
+	argv[5] = buf->ca;
+	return 6;
+}
+
 pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
 			 const char *state, const char *log)
 {
-	char listen[64], console[64], witness[64], cert[400], key[400], cacrt[400];
+	char listen[64], console[64], witness[64];
+	struct drill_tls_paths tp;
 	const char *node = !strcmp(ip, DRILL_IP_A) ? "A" : "B";
 	char *argv[32];
 	unsigned n = 0;
@@ -112,19 +131,7 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	 * the peer know it by that name, and so does its certificate */
 	argv[n++] = "--node";
 	argv[n++] = (char *)node;
-	if (!d->o->tls) {
-		argv[n++] = "--insecure";
-	} else {
-		snprintf(cert, sizeof(cert), "%s/pki/%s/host.crt", d->dir, node);
-		snprintf(key, sizeof(key), "%s/pki/%s/host.key", d->dir, node);
-		snprintf(cacrt, sizeof(cacrt), "%s/pki/%s/ca.crt", d->dir, node);
-		argv[n++] = "--tls-cert";
-		argv[n++] = cert;
-		argv[n++] = "--tls-key";
-		argv[n++] = key;
-		argv[n++] = "--tls-ca";
-		argv[n++] = cacrt;
-	}
+	n += drill_link_opts(d, node, &tp, argv + n);
 	if (d->o->witness) {
 		snprintf(witness, sizeof(witness), "%s:%d", DRILL_IP_OUT, DRILL_PORT_WIT);
 		argv[n++] = "--witness";

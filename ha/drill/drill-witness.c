@@ -77,7 +77,7 @@ int drill_witness_up(struct drill *d)
 	snprintf(d->ctl_w, sizeof(d->ctl_w), "%s/w.sock", d->dir);
 	snprintf(d->log_w, sizeof(d->log_w), "%s/w.log", d->dir);
 	snprintf(state, sizeof(state), "%s/state-w", d->dir);
-	char cert[400], key[400], cacrt[400];
+	struct drill_tls_paths tp;
 	char *argv[20];
 	unsigned n = 0;
 	argv[n++] = (char *)d->o->daemon;
@@ -89,19 +89,7 @@ int drill_witness_up(struct drill *d)
 	argv[n++] = "--state-dir";
 	argv[n++] = state;
 	argv[n++] = "-f";
-	if (!d->o->tls) {
-		argv[n++] = "--insecure";
-	} else {
-		snprintf(cert, sizeof(cert), "%s/pki/W/host.crt", d->dir);
-		snprintf(key, sizeof(key), "%s/pki/W/host.key", d->dir);
-		snprintf(cacrt, sizeof(cacrt), "%s/pki/W/ca.crt", d->dir);
-		argv[n++] = "--tls-cert";
-		argv[n++] = cert;
-		argv[n++] = "--tls-key";
-		argv[n++] = key;
-		argv[n++] = "--tls-ca";
-		argv[n++] = cacrt;
-	}
+	n += drill_link_opts(d, "W", &tp, argv + n);
 	argv[n] = NULL;
 	d->pid_w = drill_spawn(d->ns_out, argv, d->log_w);
 	if (d->pid_w < 0) {

@@ -353,6 +353,14 @@ int drill_netns_up(struct drill *d);
 /* With --tls: the CA and A's and B's certificates in d->dir/pki; 0, or
  * -1 with the drill failed. */
 int drill_make_certs(struct drill *d);
+/* The peer-link options of node's daemon ("A", "B", "W") into argv: its
+ * certificate in CA mode with --tls, else --insecure; the paths live in
+ * buf.  Returns the number of argv entries (at most 6). */
+struct drill_tls_paths {
+	char cert[400], key[400], ca[400];
+};
+unsigned drill_link_opts(struct drill *d, const char *node, struct drill_tls_paths *buf,
+			 char **argv);
 pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const char *ctl,
 			 const char *state, const char *log);
 /* The CLI itself (args after the program name), HAREPLICATE_CONTROL=control. */
