@@ -242,7 +242,8 @@ struct hr_backend_ops {
 	 * backup has acknowledged; it is never called for byte streams.
 	 * Unlike the other hooks it may be called from any one thread (the
 	 * sink) concurrently with the control thread's hooks, paused or
-	 * running, between open and close.  Returns 0, -EINVAL (no such
+	 * running, between open and close, and from inside emit (a promoted
+	 * VM without a backup releases at once).  Returns 0, -EINVAL (no such
 	 * channel, or a record of a size the channel never emits), -EAGAIN
 	 * (the wire's queue is full: the record is lost, as on a congested
 	 * link) or another -errno (lost as well; the caller logs it).
