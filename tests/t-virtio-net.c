@@ -650,7 +650,8 @@ static void test_replica(struct drv *x, struct sink *s1, int sock0, int sock1)
 	rc = ops->save_state(x->vm, &blob, &len);
 	ok(rc == 0, "save_state with the device (%zu bytes)", len);
 
-	rc = open_vm(&s2, &vm2, "t-vnet-replica", NULL, "tap=vnt1,mac=52:54:00:ab:cd:ef");
+	rc =
+	    open_vm(&s2, &vm2, "t-vnet-replica", NULL, "tap=vnt1,mac=52:54:00:ab:cd:ef,dirty=ring");
 	ok(rc == 0, "replica on tap vnt1 (%s)", rc ? ops->last_error(vm2) : "ok");
 	if (rc) {
 		ops->close(vm2);
@@ -698,10 +699,22 @@ static void test_replica(struct drv *x, struct sink *s1, int sock0, int sock1)
 	ok(used_idx(&y, TX_USED) == 21 &&
 	       hr_get_le32(g(&y, TX_USED + 4 + 8 * (20 % QN))) == (uint32_t)(20 % QN) && one,
 	   "replica: tx continues at index 20 and emits on the replica");
+	struct hr_dirtyset *ds = NULL;
+	const struct hr_mem_region *reg;
+	unsigned nreg;
+	ops->mem_layout(vm2, &reg, &nreg);
+	hr_dirtyset_new(&ds, hr_layout_nr_gfns(reg, nreg));
+	ops->pause(vm2);
+	rc = ops->dirty_start(vm2);
+	ops->resume(vm2);
 	test_frame(f, MAC2, 301, 90);
 	send(sock1, f, 90, 0);
 	ok(wait_used(&y, RX_USED, 4, 3000) && !memcmp(g(&y, RX_BUF + 0x1000 * 3 + 12), f, 90),
 	   "replica: rx continues at index 3 (frame in buffer 3)");
+	ok(!rc && fetch(&y, ds) == 0 && dirty(ds, RX_BUF + 0x3000) && dirty(ds, RX_USED) &&
+	       !dirty(ds, RX_BUF + 0x4000),
+	   "replica (dirty=ring): the received frame's pages are in the dirty fetch");
+	hr_dirtyset_free(ds);
 	ok(used_idx(x, RX_USED) == 3, "the paused primary received nothing meanwhile");
 
 	struct sink s3;

@@ -165,7 +165,9 @@ static void write_queue_ready(struct virtio_dev *d, struct vq *q, uint32_t v)
 				   rc == -EFAULT ? "not in guest RAM" : "bad size or alignment");
 		return;
 	}
+	/* a queue made ready has fresh rings: both indices start at 0 */
 	q->ready = 1;
+	q->last_avail = q->used_idx = 0;
 	q->signalled_valid = 0;
 }
 
