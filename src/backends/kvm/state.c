@@ -18,8 +18,8 @@
  * virtio-mmio device, device index in bits 16-23, layout in
  * virtio-mmio.c) is the first: a blob and the VM it is loaded into must
  * have the same virtio devices, else -HR_EBADSTATE before anything loads.
- * The
- * blob may sit at any address (the engine's envelope puts it after the
+ *
+ * The blob may sit at any address (the engine's envelope puts it after the
  * console bytes): the loader reads headers with hr_get_le*() and copies each
  * record into an aligned buffer before handing it to KVM.  What
  * this host's KVM cannot get/set is found once at open (kvm_state_probe) and
