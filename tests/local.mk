@@ -10,6 +10,11 @@ dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh 
 TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh \
 	tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh
 
+# the KVM backend's virtio-net on real TAPs (root; own network namespace)
+check_PROGRAMS += tests/t-virtio-net
+TESTS += tests/t-virtio-net
+tests_t_virtio_net_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)

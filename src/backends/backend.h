@@ -30,10 +30,24 @@
  *    the guest emits to cfg->emit, channel by channel, in the order the
  *    guest produced it.  The core holds it until the epoch that produced it
  *    is acknowledged (output commit) and then releases it in order.  A
- *    backend never writes guest output anywhere else.
+ *    backend never writes guest output anywhere else: a record channel
+ *    that has a wire of its own (KVM's net channels: a TAP) gets its
+ *    released records back through `output_deliver`.
  *  - Backend-specific knobs come in cfg->options ("key=value,key=value");
  *    a backend refuses an unknown key or value in `open` with -EINVAL and a
- *    last_error naming it.  KVM: dirty=bitmap|ring, ring_entries=N.
+ *    last_error naming it.  KVM:
+ *      dirty=bitmap|ring, ring_entries=N   write tracking (dirty.c)
+ *      tap=IFNAME                          a virtio-net device (virtio-mmio,
+ *                                          modern) on TAP IFNAME, output
+ *                                          channel "net0" (HR_CHAN_NET, frames
+ *                                          of at most 1518 bytes)
+ *      mac=52:54:00:12:34:56               its MAC (default: 52:54:00 and 24
+ *                                          bits of a hash of the VM name)
+ *    KVM places virtio-mmio device i at guest-physical 0xd0000000 + i *
+ *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i, and
+ *    appends "virtio_mmio.device=4K@0xd0000000:5" (one per device, Linux's
+ *    syntax) to the guest command line.  A replica is opened with its own
+ *    tap= (the TAP is not state; the MAC is, and comes from the blob).
  */
 #ifndef HR_BACKEND_H
 #define HR_BACKEND_H
@@ -220,6 +234,21 @@ struct hr_backend_ops {
 
 	/* OPTIONAL: deliver console input to the guest at once. */
 	int (*console_in)(struct hr_vm *vm, const void *buf, size_t len);
+
+	/*
+	 * OPTIONAL: put one released record of record channel `chan` on its
+	 * wire (KVM: a net channel's frame is written to the VM's TAP).  The
+	 * core's output sink calls it, in release order, for records the
+	 * backup has acknowledged; it is never called for byte streams.
+	 * Unlike the other hooks it may be called from any one thread (the
+	 * sink) concurrently with the control thread's hooks, paused or
+	 * running, between open and close, and from inside emit (a promoted
+	 * VM without a backup releases at once).  Returns 0, -EINVAL (no such
+	 * channel, or a record of a size the channel never emits), -EAGAIN
+	 * (the wire's queue is full: the record is lost, as on a congested
+	 * link) or another -errno (lost as well; the caller logs it).
+	 */
+	int (*output_deliver)(struct hr_vm *vm, unsigned chan, const void *buf, size_t len);
 
 	/* OPTIONAL: human-readable one-line description of the last error. */
 	const char *(*last_error)(struct hr_vm *vm);

@@ -7,6 +7,10 @@
  *  ring:   per-vCPU rings of dirty gfns (KVM_CAP_DIRTY_LOG_RING); harvested
  *          on fetch and whenever a ring fills (KVM_EXIT_DIRTY_RING_FULL),
  *          into an accumulated bitmap, then KVM_RESET_DIRTY_RINGS.
+ *
+ * Neither sees what the VMM itself writes into guest memory (a virtio
+ * device filling a receive buffer or a used ring): devices report those
+ * writes with kvm_dirty_note, after writing, and every fetch adds them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -130,13 +134,69 @@ void kvm_dirty_ring_harvest(struct kvm_vm *vm)
 	pthread_mutex_unlock(&vm->ring_lock);
 }
 
+/* The VMM wrote [gpa, gpa + len) of guest RAM: report it in the next fetch. */
+void kvm_dirty_note(struct kvm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (!len)
+		return;
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	if (vm->vmm_dirty_on) {
+		uint64_t last = (gpa + len - 1) >> HR_PAGE_SHIFT;
+		for (uint64_t gfn = gpa >> HR_PAGE_SHIFT; gfn <= last && gfn < vm->nr_gfns; gfn++) {
+			if (!vm->vmm_acc[gfn / 64])
+				vm->vmm_words[vm->nr_vmm_words++] = gfn / 64;
+			vm->vmm_acc[gfn / 64] |= 1ull << (gfn % 64);
+		}
+	}
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
+}
+
+/* Move the VMM's writes into d. */
+static int fetch_vmm(struct kvm_vm *vm, struct hr_dirty_bits *d)
+{
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	for (uint64_t i = 0; i < vm->nr_vmm_words; i++) {
+		uint64_t w = vm->vmm_words[i];
+		hr_dirty_mark_word(d, w, vm->vmm_acc[w]);
+		vm->vmm_acc[w] = 0;
+	}
+	vm->nr_vmm_words = 0;
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
+	return 0;
+}
+
+static int set_vmm_tracking(struct kvm_vm *vm, int on)
+{
+	uint64_t nw = (vm->nr_gfns + 63) / 64;
+	pthread_mutex_lock(&vm->vmm_dirty_lock);
+	if (on && !vm->vmm_acc) {
+		vm->vmm_acc = calloc(nw ? nw : 1, 8);
+		vm->vmm_words = calloc(nw ? nw : 1, 8);
+	}
+	if (on && (!vm->vmm_acc || !vm->vmm_words)) {
+		pthread_mutex_unlock(&vm->vmm_dirty_lock);
+		return -ENOMEM;
+	}
+	if (vm->vmm_acc) {
+		memset(vm->vmm_acc, 0, nw * 8);
+		vm->nr_vmm_words = 0;
+	}
+	vm->vmm_dirty_on = on;
+	pthread_mutex_unlock(&vm->vmm_dirty_lock);
+	return 0;
+}
+
 int kvm_dirty_start(struct kvm_vm *vm)
 {
 	int rc;
 	if (vm->dirty_on)
 		return 0;
-	if ((rc = set_slot_logging(vm, 1)) < 0)
+	if ((rc = set_vmm_tracking(vm, 1)) < 0)
 		return rc;
+	if ((rc = set_slot_logging(vm, 1)) < 0) {
+		set_vmm_tracking(vm, 0);
+		return rc;
+	}
 	vm->dirty_on = 1;
 	if (vm->dirty_mode == KVM_DIRTY_RING) {
 		kvm_dirty_ring_harvest(vm);
@@ -153,6 +213,7 @@ int kvm_dirty_stop(struct kvm_vm *vm)
 	if (!vm->dirty_on)
 		return 0;
 	vm->dirty_on = 0;
+	set_vmm_tracking(vm, 0);
 	return set_slot_logging(vm, 0);
 }
 
@@ -201,6 +262,7 @@ int kvm_dirty_fetch(struct kvm_vm *vm, struct hr_dirty_bits *d)
 {
 	if (!vm->dirty_on)
 		return -EINVAL;
+	fetch_vmm(vm, d);
 	if (vm->dirty_mode == KVM_DIRTY_BITMAP)
 		return fetch_bitmap(vm, d);
 

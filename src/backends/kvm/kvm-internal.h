@@ -5,8 +5,10 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backends/backend.h"
+#include "virtio.h"
 
 #define KVM_MAX_SLOTS	 4
 #define HR_LOW_MEM_TOP	 0xC0000000ull /* RAM below the 32-bit PCI/MMIO hole */
@@ -20,8 +22,28 @@ enum kvm_dirty_mode {
 	KVM_DIRTY_RING = 1,   /* per-vCPU dirty rings */
 };
 
-/* Output channels of a KVM vm (index = chan of hr_vm_config.emit). */
-enum { KVM_CHAN_CONSOLE = 0, KVM_NR_CHANS };
+/* Output channels of a KVM vm (index = chan of hr_vm_config.emit): the
+ * console always, "net0" when options tap= gives the VM a virtio-net. */
+enum { KVM_CHAN_CONSOLE = 0, KVM_CHAN_NET0 = 1, KVM_MAX_CHANS };
+
+/* Largest Ethernet frame a virtio-net transmits or delivers (1500 bytes of
+ * payload, header, one 802.1Q tag; no FCS). */
+#define KVM_NET_MAX_FRAME 1518
+
+/* Counters of a virtio-net device (virtio-net.c). */
+struct kvm_net_stats {
+	uint64_t tx_frames;	 /* emitted */
+	uint64_t tx_dropped;	 /* emit refused (-ENOBUFS): dropped */
+	uint64_t tx_errors;	 /* runt, oversized or writable-descriptor frames: dropped */
+	uint64_t rx_frames;	 /* placed in a guest buffer */
+	uint64_t rx_no_buffer;	 /* dropped: no receive buffer */
+	uint64_t rx_dropped;	 /* dropped: driver not ready or queue broken */
+	uint64_t rx_too_big;	 /* dropped: larger than the next buffer */
+	uint64_t rx_errors;	 /* reading the TAP failed */
+	uint64_t announces;	 /* RARP frames sent after a load_state */
+	uint64_t deliver_errors; /* output_deliver could not write the TAP */
+};
+struct vnet;
 
 /* 8250/16550 UART at 0x3f8 (uart.c). */
 struct uart_state {
@@ -107,6 +129,24 @@ struct kvm_vm {
 	int has_clock;
 	unsigned state_caps; /* STATE_CAP_* found by kvm_state_probe */
 
+	/* output channels (kvm_channels) */
+	struct hr_chan_desc chans[KVM_MAX_CHANS];
+	unsigned nr_chans;
+
+	/* virtio-mmio devices (virtio-mmio.c); options tap=, mac= */
+	struct virtio_dev *vdevs[VIRTIO_MMIO_MAX_DEVS];
+	unsigned nr_vdevs;
+	struct vnet *net;
+	char tap_name[64];
+	uint8_t mac[6];
+	int has_mac;
+	char *cmdline; /* cfg.cmdline with the virtio_mmio.device= items */
+
+	/* guest pages the VMM wrote (devices), for dirty_fetch: vmm_dirty_lock */
+	pthread_mutex_t vmm_dirty_lock;
+	int vmm_dirty_on;
+	uint64_t *vmm_acc, *vmm_words, nr_vmm_words;
+
 	char errbuf[256];
 };
 
@@ -128,6 +168,7 @@ int kvm_dirty_start(struct kvm_vm *vm);
 int kvm_dirty_stop(struct kvm_vm *vm);
 int kvm_dirty_fetch(struct kvm_vm *vm, struct hr_dirty_bits *d);
 void kvm_dirty_ring_harvest(struct kvm_vm *vm);
+void kvm_dirty_note(struct kvm_vm *vm, uint64_t gpa, uint64_t len);
 
 /* loader.c: load a multiboot v1 or PVH ELF and set vCPU 0's entry state. */
 int kvm_load_guest(struct kvm_vm *vm, const char *path, const char *cmdline);
@@ -137,6 +178,25 @@ uint8_t *kvm_gpa_ptr(struct kvm_vm *vm, uint64_t gpa, uint64_t len);
 void kvm_devices_init(struct kvm_vm *vm);
 void kvm_pio(struct kvm_vm *vm, uint16_t port, int is_write, uint8_t *data, unsigned size);
 int kvm_console_in(struct kvm_vm *vm, const void *buf, size_t len);
+
+/* virtio-mmio.c: devices at VIRTIO_MMIO_BASE (virtio.h) */
+int kvm_mmio(struct kvm_vm *vm, uint64_t gpa, int is_write, uint8_t *data, unsigned len);
+int kvm_virtio_cmdline(struct kvm_vm *vm, const char *cmdline, char **cmdline_r);
+void kvm_virtio_pause(struct kvm_vm *vm);
+void kvm_virtio_resume(struct kvm_vm *vm);
+void kvm_virtio_destroy(struct kvm_vm *vm);
+
+/* virtio-net.c */
+int kvm_net_create(struct kvm_vm *vm, const char *tap, const uint8_t mac[6], unsigned chan);
+int kvm_net_deliver(struct kvm_vm *vm, unsigned chan, const void *buf, size_t len);
+int kvm_net_get_stats(struct kvm_vm *vm, struct kvm_net_stats *s);
+int kvm_net_parse_mac(const char *s, uint8_t mac[6]);
+void kvm_net_default_mac(const char *name, uint8_t mac[6]);
+
+/* tap.c */
+int kvm_tap_open(struct kvm_vm *vm, const char *name, int *fd_r);
+int kvm_tap_write(int fd, const void *frame, size_t len);
+ssize_t kvm_tap_read(int fd, void *buf, size_t size);
 
 /* state.c */
 int kvm_state_probe(struct kvm_vm *vm);

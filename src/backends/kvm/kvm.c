@@ -2,7 +2,8 @@
  * kvm.c - the KVM backend: hareplicate is the VMM.  This file builds and
  * tears down the VM (memory slots, in-kernel irqchip and PIT) and exports
  * hr_kvm_ops; vCPU threads, dirty logging, the loader, devices and state
- * live in their own files.
+ * live in their own files (one device per file: uart.c, virtio-mmio.c with
+ * virtqueue.c, virtio-net.c with tap.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +98,7 @@ static void kvm_close(struct hr_vm *hvm)
 	if (!vm)
 		return;
 	kvm_vcpus_destroy(vm);
+	kvm_virtio_destroy(vm); /* after the vCPUs (MMIO exits), before the memory */
 	for (unsigned i = 0; i < vm->nr_slots; i++) {
 		munmap(vm->slots[i].hva, vm->slots[i].bytes);
 		free(vm->slots[i].bitmap);
@@ -108,6 +110,10 @@ static void kvm_close(struct hr_vm *hvm)
 	free(vm->ring_acc);
 	free(vm->ring_words);
 	free(vm->msr_list);
+	free(vm->cmdline);
+	free(vm->vmm_acc);
+	free(vm->vmm_words);
+	pthread_mutex_destroy(&vm->vmm_dirty_lock);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_mutex_destroy(&vm->dev_lock);
 	pthread_mutex_destroy(&vm->ring_lock);
@@ -115,10 +121,11 @@ static void kvm_close(struct hr_vm *hvm)
 	free(vm);
 }
 
-/* options: dirty=bitmap|ring, ring_entries=N (power of two). */
+/* options: dirty=bitmap|ring, ring_entries=N (power of two), tap=IFNAME,
+ * mac=52:54:00:12:34:56 (with tap=; default from the VM name). */
 static int parse_options(struct kvm_vm *vm, const char *options)
 {
-	char key[32], val[32];
+	char key[32], val[64];
 	const char *pos = options;
 	int r;
 
@@ -135,10 +142,26 @@ static int parse_options(struct kvm_vm *vm, const char *options)
 				return -EINVAL;
 			}
 			vm->ring_entries_opt = (uint32_t)n;
+		} else if (!strcmp(key, "tap")) {
+			if (!*val || strlen(val) > 15 || strchr(val, '/')) {
+				kvm_set_error(
+				    vm, "tap=%s: want an interface name of 1..15 characters", val);
+				return -EINVAL;
+			}
+			snprintf(vm->tap_name, sizeof(vm->tap_name), "%s", val);
+		} else if (!strcmp(key, "mac")) {
+			if (kvm_net_parse_mac(val, vm->mac) < 0) {
+				kvm_set_error(vm,
+					      "mac=%s: want a unicast MAC address such as "
+					      "52:54:00:12:34:56",
+					      val);
+				return -EINVAL;
+			}
+			vm->has_mac = 1;
 		} else {
 			kvm_set_error(vm,
 				      "unknown KVM option %s=%s (known: dirty=bitmap|ring, "
-				      "ring_entries=N)",
+				      "ring_entries=N, tap=IFNAME, mac=MAC)",
 				      key, val);
 			return -EINVAL;
 		}
@@ -147,6 +170,30 @@ static int parse_options(struct kvm_vm *vm, const char *options)
 		kvm_set_error(vm, "malformed KVM options '%s' (want key=value,...)", options);
 		return -EINVAL;
 	}
+	if (vm->has_mac && !vm->tap_name[0]) {
+		kvm_set_error(vm, "mac= needs tap= (the MAC of the VM's virtio-net)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The console, and a virtio-net on a TAP if options tap= asked for one. */
+static int setup_devices(struct kvm_vm *vm)
+{
+	int rc;
+
+	vm->chans[KVM_CHAN_CONSOLE] =
+	    (struct hr_chan_desc){.name = "console", .kind = HR_CHAN_CONSOLE};
+	vm->nr_chans = 1;
+	if (!vm->tap_name[0])
+		return 0;
+	if (!vm->has_mac)
+		kvm_net_default_mac(vm->name, vm->mac);
+	if ((rc = kvm_net_create(vm, vm->tap_name, vm->mac, KVM_CHAN_NET0)) < 0)
+		return rc;
+	vm->chans[KVM_CHAN_NET0] = (struct hr_chan_desc){
+	    .name = "net0", .kind = HR_CHAN_NET, .max_record_bytes = KVM_NET_MAX_FRAME};
+	vm->nr_chans = 2;
 	return 0;
 }
 
@@ -166,6 +213,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->dev_lock, NULL);
 	pthread_mutex_init(&vm->ring_lock, NULL);
+	pthread_mutex_init(&vm->vmm_dirty_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->pause_req = 1;	/* vCPUs start parked */
 	vm->cfg.options = NULL; /* parsed here; the caller's string is not kept */
@@ -239,19 +287,27 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	if ((rc = kvm_setup_memory(vm)) < 0)
 		return rc;
 	kvm_devices_init(vm);
+	if ((rc = setup_devices(vm)) < 0)
+		return rc;
+	if (vm->nr_vdevs) {
+		if ((rc = kvm_virtio_cmdline(vm, cfg->cmdline, &vm->cmdline)) < 0)
+			return rc;
+		vm->cfg.cmdline = vm->cmdline;
+	}
 	if ((rc = kvm_vcpus_create(vm)) < 0)
 		return rc;
 	if (vm->dirty_mode == KVM_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)
 		return rc;
 	if ((rc = kvm_state_probe(vm)) < 0)
 		return rc;
-	if (cfg->kernel_path && (rc = kvm_load_guest(vm, cfg->kernel_path, cfg->cmdline)) < 0)
+	if (cfg->kernel_path && (rc = kvm_load_guest(vm, cfg->kernel_path, vm->cfg.cmdline)) < 0)
 		return rc;
 	if ((rc = kvm_vcpus_start_threads(vm)) < 0)
 		return rc;
-	log_debug(vm->name, "kvm: %u vCPU(s), %llu MiB, dirty tracking by %s", vm->nr_vcpus,
+	log_debug(vm->name, "kvm: %u vCPU(s), %llu MiB, dirty tracking by %s%s%s", vm->nr_vcpus,
 		  (unsigned long long)(cfg->mem_bytes >> 20),
-		  vm->dirty_mode == KVM_DIRTY_RING ? "ring" : "bitmap");
+		  vm->dirty_mode == KVM_DIRTY_RING ? "ring" : "bitmap",
+		  vm->tap_name[0] ? ", virtio-net on tap " : "", vm->tap_name);
 	return 0;
 }
 
@@ -303,15 +359,17 @@ static int kvm_op_console_in(struct hr_vm *vm, const void *buf, size_t len)
 	return kvm_console_in((struct kvm_vm *)vm, buf, len);
 }
 
-static const struct hr_chan_desc kvm_chans[KVM_NR_CHANS] = {
-    [KVM_CHAN_CONSOLE] = {.name = "console", .kind = HR_CHAN_CONSOLE},
-};
-
-static int kvm_channels(struct hr_vm *vm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
+static int kvm_channels(struct hr_vm *hvm, const struct hr_chan_desc **chans_r, unsigned *nr_r)
 {
-	*chans_r = kvm_chans;
-	*nr_r = KVM_NR_CHANS;
+	struct kvm_vm *vm = (struct kvm_vm *)hvm;
+	*chans_r = vm->chans;
+	*nr_r = vm->nr_chans;
 	return 0;
+}
+
+static int kvm_output_deliver(struct hr_vm *vm, unsigned chan, const void *buf, size_t len)
+{
+	return kvm_net_deliver((struct kvm_vm *)vm, chan, buf, len);
 }
 
 static const char *kvm_last_error(struct hr_vm *vm)
@@ -334,5 +392,6 @@ const struct hr_backend_ops hr_kvm_ops = {
     .load_state = kvm_load,
     .channels = kvm_channels,
     .console_in = kvm_op_console_in,
+    .output_deliver = kvm_output_deliver,
     .last_error = kvm_last_error,
 };

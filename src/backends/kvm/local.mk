@@ -6,4 +6,9 @@ libhr_a_SOURCES += \
 	src/backends/kvm/dirty.c \
 	src/backends/kvm/loader.c \
 	src/backends/kvm/uart.c \
-	src/backends/kvm/state.c
+	src/backends/kvm/state.c \
+	src/backends/kvm/virtio.h \
+	src/backends/kvm/virtio-mmio.c \
+	src/backends/kvm/virtqueue.c \
+	src/backends/kvm/virtio-net.c \
+	src/backends/kvm/tap.c

@@ -9,8 +9,17 @@
  *   records u32 tag | u32 len | len bytes | pad to 8
  *           tag = type (bits 0-15) | vCPU index (bits 16-23) | OPTIONAL (bit 31)
  *
- * A reader skips OPTIONAL records it does not know and refuses others.  The
- * blob may sit at any address (the engine's envelope puts it after the
+ * A reader skips OPTIONAL records it does not know and refuses others.
+ *
+ * Devices extend version 1 with records of their own rather than a new
+ * version: a blob of a VM without them is byte for byte what it was, and a
+ * build that does not know a device refuses a blob that has one (unknown
+ * mandatory record) instead of losing its state.  R_VIRTIO (one per
+ * virtio-mmio device, device index in bits 16-23, layout in
+ * virtio-mmio.c) is the first: a blob and the VM it is loaded into must
+ * have the same virtio devices, else -HR_EBADSTATE before anything loads.
+ *
+ * The blob may sit at any address (the engine's envelope puts it after the
  * console bytes): the loader reads headers with hr_get_le*() and copies each
  * record into an aligned buffer before handing it to KVM.  What
  * this host's KVM cannot get/set is found once at open (kvm_state_probe) and
@@ -50,6 +59,7 @@ enum {
 	R_UART,
 	R_CMOS,
 	R_EXITED,
+	R_VIRTIO, /* 0x108: virtio-mmio device (transport + device), index in bits 16-23 */
 };
 
 enum {
@@ -282,6 +292,12 @@ int kvm_state_save(struct kvm_vm *vm, void **blob_r, size_t *len_r)
 		uint32_t *e = wb_record(&b, R_EXITED, 4);
 		if (e)
 			*e = (uint32_t)vm->exited;
+		for (unsigned i = 0; i < vm->nr_vdevs; i++) {
+			struct virtio_dev *d = vm->vdevs[i];
+			uint8_t *r = wb_record(&b, R_VIRTIO | (i << 16), virtio_state_bytes(d));
+			if (r)
+				virtio_state_save(d, r);
+		}
 		rc = b.err;
 	}
 	if (rc) {
@@ -430,6 +446,10 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 		return 0;
 	case R_EXITED:
 		return 0;
+	case R_VIRTIO:
+		if (idx >= vm->nr_vdevs) /* checked by the first pass: defensive */
+			return -HR_EBADSTATE;
+		return virtio_state_load(vm->vdevs[idx], d, len);
 	default:
 		if (tag & TAG_OPTIONAL)
 			return 0;
@@ -442,7 +462,7 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 {
 	const uint8_t *p = blob;
 	uint8_t *rec = NULL;
-	uint32_t max_rec = 0;
+	uint32_t max_rec = 0, vdevs_in_blob = 0;
 	int rc = 0;
 
 	if (len < sizeof(struct blob_hdr) ||
@@ -488,12 +508,24 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 			if (!pass) {
 				if (rec_len > max_rec)
 					max_rec = rec_len;
+				if ((tag & 0xffff) == R_VIRTIO) {
+					unsigned i = (tag >> 16) & 0xff;
+					vdevs_in_blob |=
+					    i < VIRTIO_MMIO_MAX_DEVS ? 1u << i : 1u << 31;
+				}
 			} else {
 				memcpy(rec, p + off + 8, rec_len);
 				if ((rc = load_record(vm, tag, rec, rec_len)))
 					goto out;
 			}
 			off += rl;
+		}
+		if (!pass && vdevs_in_blob != (1u << vm->nr_vdevs) - 1) {
+			kvm_set_error(
+			    vm, "state blob: virtio devices 0x%x, this VM has %u (options tap=)",
+			    vdevs_in_blob, vm->nr_vdevs);
+			rc = -HR_EBADSTATE;
+			goto out;
 		}
 		if (!pass && !(rec = malloc(max_rec ? max_rec : 1)))
 			return -ENOMEM;

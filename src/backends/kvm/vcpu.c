@@ -140,7 +140,10 @@ static int handle_exit(struct kvm_vcpu *v)
 		return 0;
 	}
 	case KVM_EXIT_MMIO:
-		if (!run->mmio.is_write)
+		/* virtio-mmio devices; elsewhere an empty bus: reads all ones */
+		if (kvm_mmio(vm, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data,
+			     run->mmio.len) < 0 &&
+		    !run->mmio.is_write)
 			memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 		return 0;
 	case KVM_EXIT_DIRTY_RING_FULL:
@@ -255,11 +258,14 @@ int kvm_vm_pause(struct kvm_vm *vm)
 	while (vm->nr_parked < vm->nr_vcpus)
 		pthread_cond_wait(&vm->cond, &vm->lock);
 	pthread_mutex_unlock(&vm->lock);
+	/* device threads too: from here nothing writes guest memory */
+	kvm_virtio_pause(vm);
 	return 0;
 }
 
 int kvm_vm_resume(struct kvm_vm *vm)
 {
+	kvm_virtio_resume(vm);
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_req = 0;
 	pthread_cond_broadcast(&vm->cond);
