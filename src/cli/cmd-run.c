@@ -19,6 +19,11 @@ static const char run_help[] =
     "  --vcpus N          vCPUs, 1..64 (default 1)\n"
     "  --append CMDLINE   guest command line (after the kernel path, as GRUB/QEMU)\n"
     "  --name NAME        VM name for logs (default vm)\n"
+    "  --net tap=IFNAME[,mac=MAC]\n"
+    "                     a virtio-net device (virtio-mmio, announced to the guest\n"
+    "                     as virtio_mmio.device=4K@0xd0000000:5) on the existing\n"
+    "                     TAP interface IFNAME; MAC default 52:54:00 + a hash of\n"
+    "                     the name\n"
     "  --snapshot FILE    where snapshots go: `kill -USR1 PID` writes one and the\n"
     "                     guest goes on; `kill -USR2 PID` writes one and exits 0\n"
     "  --timeout SECONDS  stop after this long (exit status 124)\n"
@@ -31,6 +36,7 @@ static const char restore_help[] =
     "and exit status behave as for `run`.\n\n"
     "  --snapshot FILE    where further snapshots go (SIGUSR1 / SIGUSR2, as for run)\n"
     "  --name NAME        VM name for logs (default: the name in the snapshot)\n"
+    "  --net tap=IFNAME   the TAP its network device (if it had one) uses now\n"
     "  --timeout SECONDS  stop after this long (exit status 124)\n"
     "  -v, --verbose      debug logging\n\n"
     "Exit status as for run: the guest's, 124, 70 for a VM error (a snapshot it\n"
@@ -40,11 +46,17 @@ static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
 	static const struct option longopts[] = {
-	    {"kernel", required_argument, NULL, 'k'},  {"memory", required_argument, NULL, 'm'},
-	    {"vcpus", required_argument, NULL, 'c'},   {"append", required_argument, NULL, 'a'},
-	    {"name", required_argument, NULL, 'n'},    {"snapshot", required_argument, NULL, 's'},
-	    {"timeout", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"append", required_argument, NULL, 'a'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"snapshot", required_argument, NULL, 's'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"net", required_argument, NULL, 'N'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
@@ -93,6 +105,16 @@ static int run_or_restore(int argc, char **argv, int restore)
 			}
 			opts.timeout_s = (double)n / 1e6;
 			break;
+		case 'N': {
+			char why[160];
+			if (hr_net_spec_check(optarg, why, sizeof(why)) < 0) {
+				fprintf(stderr, "hareplicate %s: bad --net '%s': %s\n", self->name,
+					optarg, why);
+				return 2;
+			}
+			cfg.options = optarg;
+			break;
+		}
 		case 'v':
 			verbose++;
 			break;
@@ -130,7 +152,9 @@ static int cmd_restore(int argc, char **argv)
 }
 
 const struct hr_cmd hr_cmd_run = {
-    "run", "--kernel FILE [--memory SIZE] [--vcpus N] [--append CMDLINE] [--snapshot FILE]",
+    "run",
+    "--kernel FILE [--memory SIZE] [--vcpus N] [--append CMDLINE] [--net SPEC] [--snapshot FILE]",
     run_help, cmd_run};
-const struct hr_cmd hr_cmd_restore = {"restore", "FILE [--snapshot FILE] [--timeout SECONDS]",
+const struct hr_cmd hr_cmd_restore = {"restore",
+				      "FILE [--net SPEC] [--snapshot FILE] [--timeout SECONDS]",
 				      restore_help, cmd_restore};

@@ -32,9 +32,15 @@ static const char start_help[] =
     "                      primary's host.  A file is appended to (never\n"
     "                      truncated) and never written through a symbolic\n"
     "                      link: start fails naming the path instead\n"
+    "  --net tap=IFNAME[,mac=MAC]\n"
+    "                      a virtio-net device on the existing TAP IFNAME (see\n"
+    "                      `hareplicate run --help`); the frames the guest sends\n"
+    "                      leave only once the backup holds the epoch.  The\n"
+    "                      backup's copy uses the TAP of the same name on its\n"
+    "                      host, or the one its hareplicated --replica-tap names\n"
     "  --config FILE       read the options above from FILE, one `key = value` a\n"
     "                      line (keys: name, peer, kernel, backend, epoch, memory,\n"
-    "                      vcpus, append, console; '#' starts a comment); options\n"
+    "                      vcpus, append, console, net; '#' starts a comment); options\n"
     "                      on the command line win\n"
     "  --control PATH      hareplicated's control socket (default\n"
     "                      $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
@@ -43,9 +49,21 @@ static const char start_help[] =
     "Exit status: 0 started, 1 refused or did not come up (the reason is\n"
     "printed), 2 bad usage, 69 hareplicated not reachable, busy or not answering.\n";
 
-enum { K_NAME, K_PEER, K_KERNEL, K_BACKEND, K_EPOCH, K_MEMORY, K_VCPUS, K_APPEND, K_CONSOLE, K_NR };
+enum {
+	K_NAME,
+	K_PEER,
+	K_KERNEL,
+	K_BACKEND,
+	K_EPOCH,
+	K_MEMORY,
+	K_VCPUS,
+	K_APPEND,
+	K_CONSOLE,
+	K_NET,
+	K_NR
+};
 static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch",
-				       "memory", "vcpus", "append", "console"};
+				       "memory", "vcpus", "append", "console", "net"};
 
 static int load_config(const char *path, char *val[K_NR])
 {
@@ -110,6 +128,7 @@ static int cmd_start(int argc, char **argv)
 	    {"vcpus", required_argument, NULL, K_VCPUS},
 	    {"append", required_argument, NULL, K_APPEND},
 	    {"console", required_argument, NULL, K_CONSOLE},
+	    {"net", required_argument, NULL, K_NET},
 	    {"config", required_argument, NULL, 'f'},
 	    {"control", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
@@ -190,6 +209,11 @@ static int cmd_start(int argc, char **argv)
 			goto out;
 		}
 	}
+	char why[160];
+	if (val[K_NET] && hr_net_spec_check(val[K_NET], why, sizeof(why)) < 0) {
+		fprintf(stderr, "hareplicate start: bad --net '%s': %s\n", val[K_NET], why);
+		goto out;
+	}
 	/* the daemon runs in /: send absolute paths */
 	if (!realpath(val[K_KERNEL], kernel_abs)) {
 		fprintf(stderr, "hareplicate start: --kernel %s: %s\n", val[K_KERNEL],
@@ -214,6 +238,8 @@ static int cmd_start(int argc, char **argv)
 		hr_kv_add(&req, "append", val[K_APPEND]);
 	if (console)
 		hr_kv_add(&req, "console", console);
+	if (val[K_NET])
+		hr_kv_add(&req, "net", val[K_NET]);
 	rc = hr_ctl_request(hr_ctl_path(control), "start", &req, stdout);
 out:
 	hr_sbuf_free(&req);
@@ -225,5 +251,5 @@ out:
 const struct hr_cmd hr_cmd_start = {
     "start",
     "VM --peer HOST[:PORT] --kernel FILE [--backend kvm] [--epoch 25ms] [--memory SIZE] "
-    "[--vcpus N] [--append CMDLINE] [--console SPEC] [--config FILE]",
+    "[--vcpus N] [--append CMDLINE] [--console SPEC] [--net SPEC] [--config FILE]",
     start_help, cmd_start};

@@ -38,12 +38,19 @@ static void on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 	}
 }
 
-/* Guest output of an unprotected local run: channel 0 (the console) to stdout. */
-static int console_to_stdout(void *opaque, unsigned chan, const void *buf, size_t len)
+static struct hr_vm *run_vm; /* set once open returned (atomic) */
+static const struct hr_backend_ops *run_ops;
+
+/* Guest output of an unprotected local run: channel 0 (the console) to
+ * stdout, network frames straight to their TAP (nothing is held). */
+static int emit_local(void *opaque, unsigned chan, const void *buf, size_t len)
 {
+	struct hr_vm *vm = __atomic_load_n(&run_vm, __ATOMIC_ACQUIRE);
 	(void)opaque;
 	if (chan == 0)
 		hr_write_all(STDOUT_FILENO, buf, len);
+	else if (vm && run_ops->output_deliver)
+		run_ops->output_deliver(vm, chan, buf, len);
 	return 0;
 }
 
@@ -93,7 +100,8 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 
 	if (pipe2(wake_pipe, O_CLOEXEC) < 0)
 		return 71;
-	cfg->emit = console_to_stdout;
+	cfg->emit = emit_local;
+	run_ops = ops;
 	cfg->on_exit = on_guest_exit;
 
 	if (restore_path) {
@@ -129,6 +137,7 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 			ops->last_error && vm ? ops->last_error(vm) : "");
 		goto out;
 	}
+	__atomic_store_n(&run_vm, vm, __ATOMIC_RELEASE);
 	if (restore_path) {
 		rc = lseek(snap_fd, 0, SEEK_SET) < 0 ? -errno : hr_snapshot_read(ops, vm, snap_fd);
 		if (rc < 0) {
@@ -219,10 +228,9 @@ int hr_vmhost_main(struct hr_vm_config *cfg, const char *restore_path,
 		break;
 	}
 out:
-	if (vm)
-		ops->close(vm);
-	else
-		ops->close(NULL);
+	/* vm's vCPUs (the only emitters) end before it is freed */
+	ops->close(vm);
+	__atomic_store_n(&run_vm, NULL, __ATOMIC_RELEASE);
 	if (snap_fd >= 0)
 		close(snap_fd);
 	cfg->name = name_arg;

@@ -1,6 +1,8 @@
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -257,6 +259,55 @@ int hr_writev_all(int fd, struct iovec *iov, int cnt)
 			iov->iov_base = (uint8_t *)iov->iov_base + r;
 			iov->iov_len -= r;
 		}
+	}
+	return 0;
+}
+
+static int mac_ok(const char *s, size_t len)
+{
+	if (len != 17)
+		return 0;
+	for (size_t i = 0; i < 17; i++)
+		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+			return 0;
+	return !(strtoul(s, NULL, 16) & 1); /* not multicast */
+}
+
+int hr_net_spec_check(const char *spec, char *why, size_t n)
+{
+	const char *p = spec;
+	int tap = 0;
+
+	while (*p) {
+		size_t item = strcspn(p, ",");
+		const char *v = memchr(p, '=', item);
+		size_t kl = v ? (size_t)(v - p) : item, vl = v ? item - kl - 1 : 0;
+		if (v && kl == 3 && !strncmp(p, "tap", 3) && !tap) {
+			int ok = vl >= 1 && vl <= 15;
+			for (size_t i = 0; ok && i < vl; i++)
+				ok = isalnum((unsigned char)v[1 + i]) || strchr("_.-", v[1 + i]);
+			if (!ok) {
+				snprintf(why, n, "tap=: an interface name of 1..15 [A-Za-z0-9_.-]");
+				return -EINVAL;
+			}
+			tap = 1;
+		} else if (v && kl == 3 && !strncmp(p, "mac", 3)) {
+			if (!mac_ok(v + 1, vl)) {
+				snprintf(why, n, "mac=: six hex bytes XX:XX:XX:XX:XX:XX, unicast");
+				return -EINVAL;
+			}
+		} else {
+			snprintf(why, n, "'%.*s': want tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]",
+				 (int)item, p);
+			return -EINVAL;
+		}
+		p += item;
+		if (*p == ',')
+			p++;
+	}
+	if (!tap) {
+		snprintf(why, n, "no tap=IFNAME");
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -2,6 +2,7 @@
 #ifndef HR_UTIL_H
 #define HR_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /*
@@ -20,6 +21,10 @@ int hr_parse_size(const char *s, uint64_t *bytes_r);
 int hr_parse_duration_us(const char *s, uint64_t *us_r);
 /* The same, a bare number counting unit_us ("5" with 1000000 = 5 s). */
 int hr_parse_duration_unit_us(const char *s, uint64_t unit_us, uint64_t *us_r);
+/* A network device spec (`--net`): "tap=IFNAME[,mac=XX:XX:XX:XX:XX:XX]",
+ * IFNAME 1..15 of [A-Za-z0-9_.-], a unicast MAC.  0, or -EINVAL with the
+ * reason in why. */
+int hr_net_spec_check(const char *spec, char *why, size_t n);
 /* Monotonic clock in nanoseconds. */
 uint64_t hr_now_ns(void);
 /* Write all of buf; 0 or -errno. */

@@ -25,6 +25,46 @@
 #include "core/staging.h"
 #include "ha/failover.h"
 
+/*
+ * The replica's backend options: the primary's (its devices), with the TAP
+ * named by cfg.replica_tap ("%s" = the VM name) when that is set.
+ */
+static int replica_options(struct hr_engine *e, const char *primary, char *out, size_t n)
+{
+	const char *p = primary;
+	size_t len = 0;
+
+	out[0] = '\0';
+	if (!e->cfg.replica_tap || !*primary) {
+		snprintf(out, n, "%s", primary);
+		return 0;
+	}
+	while (*p) {
+		size_t item = strcspn(p, ",");
+		if (item > 4 && !strncmp(p, "tap=", 4)) {
+			char tap[160];
+			const char *pct = strstr(e->cfg.replica_tap, "%s");
+			if (pct)
+				snprintf(tap, sizeof(tap), "%.*s%s%s",
+					 (int)(pct - e->cfg.replica_tap), e->cfg.replica_tap,
+					 e->name, pct + 2);
+			else
+				snprintf(tap, sizeof(tap), "%s", e->cfg.replica_tap);
+			len +=
+			    (size_t)snprintf(out + len, n - len, "%stap=%s", len ? "," : "", tap);
+		} else {
+			len += (size_t)snprintf(out + len, n - len, "%s%.*s", len ? "," : "",
+						(int)item, p);
+		}
+		if (len >= n)
+			return -E2BIG;
+		p += item;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
 static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 {
 	struct hr_hello_info h;
@@ -39,8 +79,13 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 	/* before anything is allocated for the replica */
 	if (!rc && (rc = hr_handshake_check_limits(&h, &e->cfg.limits, why, sizeof(why))) < 0)
 		log_err(e->name, "refusing the primary: %s", why);
+	char options[HR_HELLO_OPTIONS_MAX + 64];
+	if (!rc && (rc = replica_options(e, h.vm_options, options, sizeof(options))) < 0)
+		log_err(e->name, "refusing the primary: its VM options '%s' are too long",
+			h.vm_options);
 	if (!rc) {
 		struct hr_vm_config vc = e->cfg.vm;
+		vc.options = options[0] ? options : NULL;
 		e->ops = hr_backend_find(h.backend);
 		vc.name = e->name;
 		vc.mem_bytes = h.mem_bytes;
@@ -83,8 +128,7 @@ static int run_promoted(struct hr_engine *e, struct hr_staging *st)
 	int rc;
 
 	hr_staging_committed_state(st, &state, &len);
-	rc = hr_promote(e->name, e->ops, e->vm, state, len, e->cfg.output_sink,
-			e->cfg.output_opaque, e->next_offset);
+	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
 	if (rc < 0)
 		return rc;
 	char why[96];

@@ -23,6 +23,7 @@ struct hr_engine {
 	struct hr_guestmem gm;
 	const struct hr_chan_desc *chans;
 	unsigned nr_chans;
+	uint64_t deliver_lost; /* released records the backend could not send (atomic) */
 	int ctl_pipe[2];
 	int end_pipe[2]; /* readable once stop/abort was asked: interrupts a blocked send */
 	struct hr_peer peer;
@@ -84,6 +85,10 @@ void hr_engine_role_event(struct hr_engine *e, enum hr_role_event ev, const char
 int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t len);
 int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t len);
 void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code);
+/* Released output leaves here: the sink (console, observers), and a
+ * record channel with a wire of its own (a TAP) through ops->output_deliver.
+ * An hr_output_sink_fn with opaque = the engine. */
+void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len);
 int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 			   size_t len);
 int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);

@@ -167,8 +167,7 @@ int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t
 	}
 	uint64_t off = e->next_offset[chan];
 	e->next_offset[chan] += len;
-	if (e->cfg.output_sink)
-		e->cfg.output_sink(e->cfg.output_opaque, chan, off, buf, len);
+	hr_engine_deliver(e, chan, off, buf, len);
 	pthread_mutex_unlock(&e->out_lock);
 	return 0;
 }
@@ -190,12 +189,26 @@ void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 	hr_engine_ctl_send(e, CTL_GUEST_EXIT);
 }
 
-int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
-			   size_t len)
+void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
 {
 	struct hr_engine *e = opaque;
 	if (e->cfg.output_sink)
 		e->cfg.output_sink(e->cfg.output_opaque, chan, offset, buf, len);
+	if (!e->ops || !e->ops->output_deliver || !e->vm || chan >= e->nr_chans ||
+	    !hr_chan_is_records(&e->chans[chan]))
+		return;
+	int rc = e->ops->output_deliver(e->vm, chan, buf, len);
+	if (rc < 0 && !__atomic_fetch_add(&e->deliver_lost, 1, __ATOMIC_RELAXED))
+		log_warnx(e->name,
+			  "released %s output could not leave: %s (first loss; "
+			  "further ones are counted)",
+			  e->chans[chan].name, hr_strerror(rc));
+}
+
+int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
+			   size_t len)
+{
+	hr_engine_deliver(opaque, chan, offset, buf, len);
 	return 0;
 }
 

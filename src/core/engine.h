@@ -87,6 +87,9 @@ struct hr_engine_config {
 	 * this host's and the peer's node names as the witness knows them;
 	 * witness_tls secures that link (net/tls.h; NULL: plain TCP). */
 	const char *witness;
+	/* Backup: the TAP a replica's network device attaches to on this host,
+	 * "%s" standing for the VM name (NULL: the name the primary uses). */
+	const char *replica_tap;
 	struct hr_tls_ctx *witness_tls;
 	const char *node, *peer_node;
 	uint64_t lease_ms;

@@ -10,6 +10,7 @@
 
 #include "backends/backend.h"
 #include "core/peer.h"
+#include "core/stream.h"
 
 #define HR_HELLO_MAX_REGIONS 8
 #define HR_HANDSHAKE_MS	     10000
@@ -29,8 +30,9 @@ struct hr_hello_info {
 	char backend[16];
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
-	uint64_t epoch_us;    /* 0 = not given */
-	uint64_t first_epoch; /* the session's first epoch (0 = not given) */
+	uint64_t epoch_us;			   /* 0 = not given */
+	uint64_t first_epoch;			   /* the session's first epoch (0 = not given) */
+	char vm_options[HR_HELLO_OPTIONS_MAX + 1]; /* the primary's devices ("": none) */
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
 };

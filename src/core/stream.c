@@ -358,6 +358,18 @@ int hr_stream_check_hello(const Hr__Hello *hello, const char *vm)
 			  HR_PAGE_SIZE);
 		return -HR_ESHAPE;
 	}
+	if (hello->vm_options) {
+		size_t n = strlen(hello->vm_options);
+		for (size_t i = 0; i < n; i++)
+			if (hello->vm_options[i] < 0x21 || hello->vm_options[i] > 0x7e)
+				n = SIZE_MAX;
+		if (n > HR_HELLO_OPTIONS_MAX) {
+			log_warnx(vm,
+				  "stream: peer's VM options are over %d bytes or not printable",
+				  HR_HELLO_OPTIONS_MAX);
+			return -HR_ESHAPE;
+		}
+	}
 	return 0;
 }
 
@@ -441,13 +453,13 @@ int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *back
 			 unsigned nr_regions, uint64_t epoch_us)
 {
 	return hr_stream_send_hello_at(fd, role, vm, backend, mem_bytes, nr_vcpus, regions,
-				       nr_regions, epoch_us, 0);
+				       nr_regions, epoch_us, 0, NULL);
 }
 
 int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *backend,
 			    uint64_t mem_bytes, unsigned nr_vcpus,
 			    const struct hr_mem_region *regions, unsigned nr_regions,
-			    uint64_t epoch_us, uint64_t first_epoch)
+			    uint64_t epoch_us, uint64_t first_epoch, const char *vm_options)
 {
 	Hr__Hello h = HR__HELLO__INIT;
 	Hr__MemRegion mr[8];
@@ -474,5 +486,6 @@ int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *b
 	h.epoch_us = epoch_us;
 	h.has_first_epoch = first_epoch != 0;
 	h.first_epoch = first_epoch;
+	h.vm_options = vm_options && *vm_options ? (char *)vm_options : NULL;
 	return hr_stream_send(fd, HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
 }

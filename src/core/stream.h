@@ -220,10 +220,12 @@ int hr_stream_send_hello(int fd, Hr__Role role, const char *vm, const char *back
 			 uint64_t mem_bytes, unsigned nr_vcpus, const struct hr_mem_region *regions,
 			 unsigned nr_regions, uint64_t epoch_us);
 /* The same for a session whose first epoch is first_epoch (a primary that
- * re-protects itself continues its numbering). */
+ * re-protects itself continues its numbering), for a VM built with the
+ * backend options vm_options (its devices; NULL or "": none). */
 int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *backend,
 			    uint64_t mem_bytes, unsigned nr_vcpus,
 			    const struct hr_mem_region *regions, unsigned nr_regions,
-			    uint64_t epoch_us, uint64_t first_epoch);
+			    uint64_t epoch_us, uint64_t first_epoch, const char *vm_options);
+#define HR_HELLO_OPTIONS_MAX 256 /* bytes of vm_options, printable ASCII */
 
 #endif

@@ -87,11 +87,12 @@ struct hr_daemon_opts {
 	int unprotected_release; /* --unprotected-output release */
 	int foreground, verbose;
 	/* witness (ha/witness.h, docs/witness.md) */
-	const char *witness; /* --witness HOST[:PORT] this host's VMs use, NULL = none */
-	const char *node;    /* --node: this host's name at the witness (gethostname) */
-	uint64_t lease_ms;   /* --lease-ms; 0 = 2 x failover timeout, >= 1000
-			      * (hr_witness_lease_ms()) */
-	int serve_witness;   /* --serve-witness: a witness only, no VMs */
+	const char *witness;	 /* --witness HOST[:PORT] this host's VMs use, NULL = none */
+	const char *replica_tap; /* --replica-tap PATTERN ("%s" = VM name), NULL = the primary's */
+	const char *node;	 /* --node: this host's name at the witness (gethostname) */
+	uint64_t lease_ms;	 /* --lease-ms; 0 = 2 x failover timeout, >= 1000
+				  * (hr_witness_lease_ms()) */
+	int serve_witness;	 /* --serve-witness: a witness only, no VMs */
 	/* what a primary may ask this host's backups for (--max-memory, --max-vcpus) */
 	uint64_t max_mem_bytes;
 	unsigned max_vcpus;

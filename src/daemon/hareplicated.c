@@ -83,6 +83,9 @@ static const char usage[] =
     "  --witness HOST[:PORT]   the witness this host's VMs ask for a lease when\n"
     "                          primary and backup lose each other (default port\n"
     "                          " HR_DEFAULT_PORT "; [V6ADDR]:PORT; default: none)\n"
+    "  --replica-tap PATTERN   the TAP a backup copy's network device uses on this\n"
+    "                          host, %s standing for the VM name (e.g. hr-%s;\n"
+    "                          default: the name the primary's `--net` gives)\n"
     "  --node NAME             this host's name at the witness and to its peers\n"
     "                          (the CN of its certificate, its PSK identity;\n"
     "                          default: the host name; [A-Za-z0-9_.-], 1..64)\n"
@@ -336,6 +339,7 @@ int main(int argc, char **argv)
 	    {"console-default", required_argument, NULL, 'c'},
 	    {"unprotected-output", required_argument, NULL, 'u'},
 	    {"witness", required_argument, NULL, 'W'},
+	    {"replica-tap", required_argument, NULL, 'R'},
 	    {"node", required_argument, NULL, 'N'},
 	    {"lease-ms", required_argument, NULL, 'L'},
 	    {"serve-witness", no_argument, NULL, 'S'},
@@ -399,6 +403,20 @@ int main(int argc, char **argv)
 					"hareplicated: --unprotected-output release: a torn "
 					"link can make two hosts speak for one VM\n");
 			break;
+		case 'R': {
+			/* "%s" once at most; the result is checked when a replica is built */
+			const char *pct = strstr(optarg, "%s");
+			if (!*optarg || strlen(optarg) > 15 + 2 || strchr(optarg, ',') ||
+			    (pct && strstr(pct + 2, "%")) || (!pct && strchr(optarg, '%'))) {
+				fprintf(stderr,
+					"hareplicated: bad --replica-tap '%s' (an interface name, "
+					"%%s standing for the VM name)\n",
+					optarg);
+				return 2;
+			}
+			hr_dopts.replica_tap = optarg;
+			break;
+		}
 		case 'W':
 			if (!*optarg) {
 				fprintf(stderr, "hareplicated: --witness takes HOST[:PORT]\n");

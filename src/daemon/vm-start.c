@@ -73,6 +73,7 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.nr_vcpus = vm->nr_vcpus;
 	a.vm.kernel_path = vm->kernel;
 	a.vm.cmdline = vm->cmdline;
+	a.vm.options = vm->net;
 	a.epoch_us = vm->epoch_us;
 	a.console_spec = vm->console_spec;
 	rc = hr_dvm_spawn_worker(vm, &a);
@@ -198,6 +199,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	struct hr_dvm *vm, *old;
 	const struct hr_backend_ops *ops;
 	struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+	char why[160];
 	int fd = -1, gai;
 
 	if (!name || !hr_vm_name_ok(name)) {
@@ -241,6 +243,11 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		    "bad memory_bytes (2 MiB..1 TiB), epoch_us (1000..10000000) or vcpus (1..64)");
 		return;
 	}
+	if (hr_kv_get(req, "net") && hr_net_spec_check(hr_kv_get(req, "net"), why, sizeof(why))) {
+		snprintf(err, sizeof(err), "bad net '%s': %s", hr_kv_get(req, "net"), why);
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
 	if (!console) {
 		snprintf(spec, sizeof(spec), "file:%s/%s.console", hr_dopts.state_dir, name);
 		console = spec;
@@ -271,6 +278,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	vm->backend = strdup(backend);
 	vm->kernel = strdup(kernel);
 	vm->cmdline = dup_or_null(hr_kv_get(req, "append"));
+	vm->net = dup_or_null(hr_kv_get(req, "net"));
 	vm->console_spec = strdup(console);
 	vm->mem_bytes = mem_bytes;
 	vm->epoch_us = epoch_us;

@@ -138,6 +138,7 @@ void hr_dvm_free(struct hr_dvm *vm)
 	free(vm->backend);
 	free(vm->kernel);
 	free(vm->cmdline);
+	free(vm->net);
 	free(vm->console_spec);
 	free(vm);
 }

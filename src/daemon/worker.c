@@ -540,6 +540,7 @@ int hr_worker_main(struct hr_worker_args *a)
 		cfg.reconnect = reconnect;
 		cfg.reconnect_opaque = &w;
 	}
+	cfg.replica_tap = hr_dopts.replica_tap;
 	if (hr_dopts.witness) {
 		cfg.witness = hr_dopts.witness;
 		cfg.witness_tls = hr_tls;

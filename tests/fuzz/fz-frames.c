@@ -164,7 +164,7 @@ int fz_make_seeds(const char *dir)
 	er.code = 0;
 	er.text = "stopped";
 	rc = hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 2, regs,
-				     2, 25000, 7);
+				     2, 25000, 7, NULL);
 	rc = rc ?: fz_drain(sv[1], &hello, &hello_len);
 	rc = rc ?: hr_stream_send(sv[0], HR_FT_HEARTBEAT, 0, &hb.base, NULL, 0);
 	if (!rc && !(rc = hr_frame_encode(0x123, 0, NULL, 3, &buf, &len)))

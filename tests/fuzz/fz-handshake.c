@@ -89,7 +89,7 @@ int fz_make_seeds(const char *dir)
 		const struct hello *m = &hellos[i];
 		rc = hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, m->vm, m->backend,
 					     m->mem_bytes, m->nr_vcpus, regs, m->nr_regions, 25000,
-					     m->first_epoch);
+					     m->first_epoch, NULL);
 		if (!rc && !(rc = fz_drain(sv[1], &buf, &len))) {
 			rc = fz_seed(dir, m->name, buf, len);
 			free(buf);
