@@ -11,10 +11,13 @@
  *   retransmits); overlap with what we already have is trimmed.  Every
  *   segment that carries data or FIN is acknowledged at once, piggybacked
  *   on the answer when there is one (no delayed ACK).
- * - Flow control: the answers wait in a SBUF_SIZE ring until acknowledged.
- *   The advertised window is what the free ring space can answer, at
- *   worst one SUM_REPLY_MAX answer per 2 bytes; input that would overflow
- *   the ring anyway is left unconsumed (and unacknowledged).
+ * - Flow control: in-order data goes into a RBUF_SIZE receive ring, and
+ *   the advertised window is its free space.  The service drains the ring
+ *   as far as its answers fit into the SBUF_SIZE send ring, where they
+ *   wait until acknowledged; the window reopens as answers are
+ *   acknowledged (with an ACK of its own once it has grown to an MSS: a
+ *   Linux sender with bulk data does not send into a window below MSS
+ *   before its persist timer fires).
  * - Sending: our data goes out as soon as it is queued, within the peer's
  *   window and MSS.  One retransmission timer per connection: RTO_MIN_MS,
  *   doubled per expiry up to RTO_MAX_MS; on expiry everything from snd_una
@@ -22,8 +25,9 @@
  *   (the probe).  After MAX_RETRIES expiries in a row the connection is
  *   reset.  The clock is net_now_ms, which ignores TSC jumps (a restore).
  * - Closing: the server never closes first.  The peer's FIN (in order)
- *   makes us queue ours behind the pending answers (LAST_ACK); the ACK of
- *   our FIN frees the slot.
+ *   makes us queue ours behind the answers to everything received
+ *   (LAST_ACK; an unterminated last line gets no answer); the ACK of our
+ *   FIN frees the slot.
  */
 #include "netsvc.h"
 
@@ -36,7 +40,9 @@
 #define TCP_HLEN	20
 #define OUR_MSS		(ETH_MTU - IP_HLEN - TCP_HLEN)
 #define DEFAULT_MSS	536
-#define SBUF_SIZE	8192 /* a power of two */
+#define RBUF_SIZE	8192  /* a power of two */
+#define SBUF_SIZE	16384 /* a power of two */
+#define WND_UPDATE	OUR_MSS
 #define RTO_MIN_MS	200
 #define RTO_MAX_MS	6400
 #define MAX_RETRIES	12 /* about 51 s */
@@ -56,6 +62,7 @@ struct tcb {
 	uint32_t snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2;
 	uint32_t rcv_nxt;
 	uint32_t buf_seq, buf_len; /* unacknowledged answers: [buf_seq, buf_seq + buf_len) */
+	uint32_t r_head, r_len;	   /* received, not yet consumed: rbuf[r_head...] */
 	uint32_t rto_ms;
 	uint64_t rto_at; /* net_now_ms of the next expiry, 0 = off */
 	struct sum_state app;
@@ -63,6 +70,7 @@ struct tcb {
 
 static struct tcb conns[TCP_MAX_CONNS];
 static uint8_t sbufs[TCP_MAX_CONNS][SBUF_SIZE] NOINIT;
+static uint8_t rbufs[TCP_MAX_CONNS][RBUF_SIZE] NOINIT;
 static uint64_t isn_ctr;
 
 static inline uint8_t *sbuf(const struct tcb *c)
@@ -86,12 +94,14 @@ static uint32_t new_isn(uint32_t ip, uint16_t port)
 	return (uint32_t)(x ^ (x >> 31));
 }
 
+static inline uint8_t *rbuf(const struct tcb *c)
+{
+	return rbufs[c - conns];
+}
+
 static uint16_t rcv_window(const struct tcb *c)
 {
-	uint32_t lines = (SBUF_SIZE - c->buf_len) / SUM_REPLY_MAX;
-	if (lines < 2)
-		return 0;
-	return (uint16_t)(2 * (lines - 1));
+	return (uint16_t)(RBUF_SIZE - c->r_len);
 }
 
 static void hdr(uint8_t *t, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
@@ -205,7 +215,7 @@ static void output(struct tcb *c, int force)
 				break;
 			c->snd_nxt += n;
 			force = 0;
-		} else if (c->fin_queued && off == c->buf_len) {
+		} else if (c->fin_queued && !c->r_len && off == c->buf_len) {
 			if (send_seg(c, c->snd_nxt, TH_FIN | TH_ACK, 0))
 				break;
 			c->snd_nxt++;
@@ -273,15 +283,16 @@ static void new_conn(const uint8_t *mac, uint32_t ip, const uint8_t *seg, unsign
 	output(c, 0); /* the SYN-ACK */
 }
 
-/* Hand in-order bytes to the service; returns how many it took. */
-static uint32_t deliver(struct tcb *c, const uint8_t *data, uint32_t n)
+/* Let the service consume the receive ring as far as its answers fit. */
+static void drain(struct tcb *c)
 {
 	char tmp[1024];
-	uint32_t done = 0;
-	while (done < n) {
-		uint32_t room = SBUF_SIZE - c->buf_len;
+	while (c->r_len) {
+		uint32_t room = SBUF_SIZE - c->buf_len, chunk = RBUF_SIZE - c->r_head;
 		unsigned int out_len = 0;
-		unsigned int k = sum_consume(&c->app, data + done, n - done, tmp,
+		if (chunk > c->r_len)
+			chunk = c->r_len;
+		unsigned int k = sum_consume(&c->app, rbuf(c) + c->r_head, chunk, tmp,
 					     room < sizeof(tmp) ? room : sizeof(tmp), &out_len);
 		uint32_t off = sbuf_off(c, fin_seq(c)), first = SBUF_SIZE - off;
 		if (first > out_len)
@@ -289,11 +300,24 @@ static uint32_t deliver(struct tcb *c, const uint8_t *data, uint32_t n)
 		memcpy(sbuf(c) + off, tmp, first);
 		memcpy(sbuf(c), tmp + first, out_len - first);
 		c->buf_len += out_len;
-		done += k;
+		c->r_head = (c->r_head + k) & (RBUF_SIZE - 1);
+		c->r_len -= k;
 		if (!k)
 			break;
 	}
-	return done;
+}
+
+/* Take in-order bytes into the receive ring; returns how many fit. */
+static uint32_t receive(struct tcb *c, const uint8_t *data, uint32_t n)
+{
+	uint32_t room = RBUF_SIZE - c->r_len, tail = (c->r_head + c->r_len) & (RBUF_SIZE - 1);
+	if (n > room)
+		n = room;
+	uint32_t first = RBUF_SIZE - tail < n ? RBUF_SIZE - tail : n;
+	memcpy(rbuf(c) + tail, data, first);
+	memcpy(rbuf(c), data + first, n - first);
+	c->r_len += n;
+	return n;
 }
 
 /* Our FIN is acknowledged: the connection is over. */
@@ -398,7 +422,7 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 	if (c->state == T_ESTABLISHED && SEQ_LEQ(seq, c->rcv_nxt)) {
 		uint32_t skip = c->rcv_nxt - seq, took = 0;
 		if (skip < dlen)
-			took = deliver(c, data + skip, dlen - skip);
+			took = receive(c, data + skip, dlen - skip);
 		c->rcv_nxt += took;
 		if ((flags & TH_FIN) && c->rcv_nxt == seq + dlen) {
 			c->rcv_nxt++;
@@ -406,10 +430,9 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 			c->state = T_LAST_ACK;
 		}
 	}
-	/* A window that had (nearly) closed and opened again is worth an ACK. */
-	uint16_t w = rcv_window(c);
-	if (old_wnd < 2 * SUM_REPLY_MAX && w >= 2 * old_wnd + SUM_REPLY_MAX)
-		c->ack_now = 1;
+	drain(c); /* what came in, and what acknowledged answers made room for */
+	if (old_wnd < WND_UPDATE && rcv_window(c) >= WND_UPDATE)
+		c->ack_now = 1; /* the window has reopened */
 	output(c, 0);
 }
 
