@@ -73,5 +73,5 @@ $(tests_hello_send_OBJECTS): proto/hareplicate.pb-c.h
 # hence built by plain make).
 noinst_PROGRAMS += tests/netprobe
 tests_netprobe_LDADD = $(HR_LIBS)
-dist_check_SCRIPTS += tests/t-netsvc-qemu.sh
+dist_check_SCRIPTS += tests/t-netsvc-qemu.sh tests/netsvc-rawtcp.py
 TESTS += tests/t-netsvc-qemu.sh
