@@ -223,7 +223,9 @@ static int find_device(void)
 			return 0;
 		}
 	}
-	rt_printf("netsvc: FAIL no virtio-net device (%d virtio_mmio.device= entries)\n", seen);
+	rt_printf("netsvc: FAIL no virtio-net device (%d virtio_mmio.device= entries; QEMU: "
+		  "-M microvm,acpi=off)\n",
+		  seen);
 	return -1;
 }
 
