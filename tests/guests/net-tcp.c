@@ -22,8 +22,9 @@
  *   window and MSS.  One retransmission timer per connection: RTO_MIN_MS,
  *   doubled per expiry up to RTO_MAX_MS; on expiry everything from snd_una
  *   is sent again (go-back-N), or one byte when the peer's window is zero
- *   (the probe).  After MAX_RETRIES expiries in a row the connection is
- *   reset.  The clock is net_now_ms, which ignores TSC jumps (a restore).
+ *   (the probe).  The expiry after MAX_RETRIES retransmissions in a row
+ *   resets the connection.  The clock is net_now_ms, which ignores TSC
+ *   jumps (a restore).
  * - Closing: the server never closes first.  The peer's FIN (in order)
  *   makes us queue ours behind the answers to everything received
  *   (LAST_ACK; an unterminated last line gets no answer); the ACK of our
@@ -45,7 +46,7 @@
 #define WND_UPDATE	OUR_MSS
 #define RTO_MIN_MS	200
 #define RTO_MAX_MS	6400
-#define MAX_RETRIES	12 /* about 51 s */
+#define MAX_RETRIES	12 /* then a reset, about 57 s in */
 #define MAX_SYN_RETRIES 5
 
 #define SEQ_LT(a, b)  ((int32_t)((a) - (b)) < 0)
