@@ -28,6 +28,7 @@ NAMES = [
     "FIN is acknowledged and answered with our FIN",
     "a segment for the closed connection gets a RST",
     "a SYN to a closed port gets RST+ACK",
+    "a shut window is probed (bare ACKs for snd_una - 1) and the answer goes out when it opens",
 ]
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -53,11 +54,12 @@ class Peer:
         self.port = random.randint(20000, 60000)
         self.ipid = 1
 
-    def send(self, seq, ack, flags, data=b"", opts=b"", dport=None, sport=None, bad_csum=False):
+    def send(self, seq, ack, flags, data=b"", opts=b"", dport=None, sport=None, bad_csum=False,
+             win=64240):
         hl = 20 + len(opts)
         tcp = struct.pack("!HHIIBBHHH", sport or self.port, dport or self.gport,
                           seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, (hl // 4) << 4, flags,
-                          64240, 0, 0) + opts + data
+                          win, 0, 0) + opts + data
         pseudo = self.ip + self.gip + struct.pack("!BBH", 0, 6, len(tcp))
         c = csum(pseudo + tcp) ^ (0x5555 if bad_csum else 0)
         tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
@@ -194,6 +196,29 @@ def main():
     s = p.recv(1, sport=closed)
     check(s and s["flags"] == RST | ACK and s["ack"] == (isn + 1) & 0xFFFFFFFF,
           "got " + fmt(s))
+
+    p.port += 1  # a new connection that shuts its window
+    isn = random.getrandbits(32)
+    p.send(isn, 0, SYN)
+    s = p.recv(2)
+    if not s or s["flags"] != SYN | ACK:
+        check(False, "no SYN-ACK: " + fmt(s))
+        return report(results)
+    gseq, mseq = s["seq"] + 1, (isn + 1) & 0xFFFFFFFF
+    p.send(mseq, gseq, ACK, win=0)
+    p.send(mseq, gseq, ACK | PSH, b"5\n", win=0)
+    a = p.recv(1)
+    pr1 = p.recv(1.5)
+    p.send(mseq + 2, gseq, ACK, win=0)  # the probe's answer: still shut
+    pr2 = p.recv(2)
+    p.send(mseq + 2, gseq, ACK)  # open
+    d = p.recv(1)
+    ok = (a and not a["data"] and a["ack"] == mseq + 2 and pr1 and pr2 and d
+          and all(x["seq"] == (gseq - 1) & 0xFFFFFFFF and not x["data"] for x in (pr1, pr2))
+          and pr2["t"] - pr1["t"] >= 0.3 and d["seq"] == gseq
+          and d["data"] == b"seq=1 sum=5\n")
+    check(ok, "ack %s, probes %s / %s, then %s" % (fmt(a), fmt(pr1), fmt(pr2), fmt(d)))
+    p.send(mseq + 2, 0, RST)
     return report(results)
 
 

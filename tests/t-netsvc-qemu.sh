@@ -32,7 +32,7 @@ in_ns ip link set lo up
 in_ns ip tuntap add dev tap0 mode tap 2>/dev/null || skip_all "cannot create a TAP device"
 in_ns ip addr add 10.0.0.1/24 dev tap0
 in_ns ip link set tap0 up
-plan 22
+plan 23
 
 ip netns exec "$NS" "$QEMU" -M microvm,acpi=off -accel kvm -m 64 -smp 1 -display none -nodefaults \
 	-no-reboot -serial "file:$T/console" -global virtio-mmio.force-legacy=false \
@@ -184,7 +184,7 @@ while IFS= read -r line; do
 	esac
 	nraw=$((nraw + 1))
 done <"$T/raw"
-while [ $nraw -lt 10 ]; do
+while [ $nraw -lt 11 ]; do
 	ok false "raw TCP peer: check $((nraw + 1)) did not run"
 	nraw=$((nraw + 1))
 done

@@ -21,10 +21,10 @@
  * - Sending: our data goes out as soon as it is queued, within the peer's
  *   window and MSS.  One retransmission timer per connection: RTO_MIN_MS,
  *   doubled per expiry up to RTO_MAX_MS; on expiry everything from snd_una
- *   is sent again (go-back-N), or one byte when the peer's window is zero
- *   (the probe).  The expiry after MAX_RETRIES retransmissions in a row
- *   resets the connection.  The clock is net_now_ms, which ignores TSC
- *   jumps (a restore).
+ *   is sent again (go-back-N); when the peer's window is shut and nothing
+ *   is in flight, the probe is a bare ACK for snd_una - 1, which the peer
+ *   answers with its window (as Linux probes).  The expiry after MAX_RETRIES retransmissions in a
+ * row resets the connection.  The clock is net_now_ms, which ignores TSC jumps (a restore).
  * - Closing: the server never closes first.  The peer's FIN (in order)
  *   makes us queue ours behind the answers to everything received
  *   (LAST_ACK; an unterminated last line gets no answer); the ACK of our
@@ -188,9 +188,9 @@ static inline uint32_t fin_seq(const struct tcb *c)
 	return c->buf_seq + c->buf_len;
 }
 
-/* Send what the window allows (force: at least one byte, the zero-window
- * probe), then a bare ACK if one is owed and nothing carried it. */
-static void output(struct tcb *c, int force)
+/* Send what the window allows, then a bare ACK if one is owed and nothing
+ * carried it. */
+static void output(struct tcb *c)
 {
 	int sent = 0;
 	if (c->state == T_SYN_RCVD) {
@@ -206,8 +206,6 @@ static void output(struct tcb *c, int force)
 		if (off < c->buf_len) {
 			uint32_t wnd_end = c->snd_una + c->snd_wnd, n = c->buf_len - off;
 			uint32_t usable = SEQ_LT(c->snd_nxt, wnd_end) ? wnd_end - c->snd_nxt : 0;
-			if (force && !usable)
-				usable = 1;
 			if (n > usable)
 				n = usable;
 			if (n > c->peer_mss)
@@ -215,7 +213,6 @@ static void output(struct tcb *c, int force)
 			if (!n || send_seg(c, c->snd_nxt, TH_ACK | TH_PSH, n))
 				break;
 			c->snd_nxt += n;
-			force = 0;
 		} else if (c->fin_queued && !c->r_len && off == c->buf_len) {
 			if (send_seg(c, c->snd_nxt, TH_FIN | TH_ACK, 0))
 				break;
@@ -281,7 +278,7 @@ static void new_conn(const uint8_t *mac, uint32_t ip, const uint8_t *seg, unsign
 		c->peer_mss = OUR_MSS;
 	if (c->peer_mss < 64)
 		c->peer_mss = 64;
-	output(c, 0); /* the SYN-ACK */
+	output(c); /* the SYN-ACK */
 }
 
 /* Let the service consume the receive ring as far as its answers fit. */
@@ -365,7 +362,7 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 		if (flags & TH_SYN) { /* the SYN again: our SYN-ACK was lost */
 			if (seq == c->irs) {
 				c->snd_nxt = c->iss;
-				output(c, 0);
+				output(c);
 			}
 			return;
 		}
@@ -393,7 +390,7 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 	if (!acceptable) {
 		if (!(flags & TH_RST)) {
 			c->ack_now = 1;
-			output(c, 0);
+			output(c);
 		}
 		return;
 	}
@@ -403,20 +400,22 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 	}
 	if (flags & TH_SYN) { /* in a synchronized state: the challenge ACK */
 		c->ack_now = 1;
-		output(c, 0);
+		output(c);
 		return;
 	}
 	if (!(flags & TH_ACK))
 		return;
 	if (SEQ_LT(c->snd_max, ack)) { /* acknowledges what we never sent */
 		c->ack_now = 1;
-		output(c, 0);
+		output(c);
 		return;
 	}
 	if (ack_input(c, seq, ack, get16(seg + 14))) {
 		conn_free(c);
 		return;
 	}
+	if (!c->snd_wnd)
+		c->retries = 0; /* a live peer with a shut window: probe on, never give up */
 
 	if (slen)
 		c->ack_now = 1;
@@ -434,7 +433,7 @@ static void conn_input(struct tcb *c, const uint8_t *seg, unsigned int hl, unsig
 	drain(c); /* what came in, and what acknowledged answers made room for */
 	if (old_wnd < WND_UPDATE && rcv_window(c) >= WND_UPDATE)
 		c->ack_now = 1; /* the window has reopened */
-	output(c, 0);
+	output(c);
 }
 
 void tcp_input(const uint8_t *src_mac, uint32_t src_ip, const uint8_t *seg, unsigned int len)
@@ -483,9 +482,13 @@ void tcp_timers(void)
 		}
 		c->rto_ms = c->rto_ms * 2 > RTO_MAX_MS ? RTO_MAX_MS : c->rto_ms * 2;
 		c->rto_at = 0;
-		int probe = c->snd_una == c->snd_max; /* nothing out: the window is shut */
+		if (c->state != T_SYN_RCVD && c->snd_una == c->snd_max && !c->snd_wnd) {
+			send_seg(c, c->snd_una - 1, TH_ACK, 0); /* the window probe */
+			c->rto_at = net_now_ms + c->rto_ms;
+			continue;
+		}
 		c->snd_nxt = c->state == T_SYN_RCVD ? c->iss : c->snd_una;
-		output(c, probe);
+		output(c);
 		if (!c->rto_at && c->state != T_FREE)
 			c->rto_at = net_now_ms + c->rto_ms;
 	}
