@@ -68,7 +68,13 @@ val() { sed -n "s/^$2=//p" "$T/$1" | tail -n 1; }
 show() { sed "s/^/# $1: /" "$T/$1"; }
 
 probe icmp icmp $G --count 20 --timeout-ms 2000
-ok '[ "$(val icmp result)" = ok ] && [ "$(val icmp answered)" = 20 ]' "ICMP echo: 20 of 20 answered"
+pings=true
+if command -v ping >/dev/null; then
+	in_ns ping -c 3 -i 0.2 -W 2 $G >"$T/ping" 2>&1 || pings=false
+	$pings || show ping
+fi
+ok '[ "$(val icmp result)" = ok ] && [ "$(val icmp answered)" = 20 ] && $pings' \
+	"ICMP echo: 20 of 20 answered (netprobe icmp, and ping when installed)"
 [ "$(val icmp result)" = ok ] || show icmp
 ok 'in_ns ip neigh show $G dev tap0 | grep -qi "lladdr $MAC"' \
 	"ARP: the host resolved $G to the guest's MAC"
