@@ -65,7 +65,9 @@ int vnet_init(void);
 /* Ring 3: post every rx buffer and notify the device. */
 void vnet_start(void);
 /* A tx frame buffer (room for ETH_FRAME_MAX bytes), or NULL if every tx
- * descriptor is in flight.  Pass it to vnet_tx_send(). */
+ * descriptor is in flight.  It stays free until vnet_tx_send(), so a
+ * buffer that is not sent needs no undoing, and there is at most one
+ * outstanding: send it before the next vnet_tx_alloc(). */
 uint8_t *vnet_tx_alloc(void);
 void vnet_tx_send(uint8_t *frame, unsigned int len);
 /* Hand up to budget received frames to fn, give their buffers back to the
