@@ -31,6 +31,7 @@ NAMES = [
     "a shut window is probed (bare ACKs for snd_una - 1) and the answer goes out when it opens",
 ]
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def csum(b):
@@ -44,8 +45,11 @@ def csum(b):
 
 class Peer:
     def __init__(self, iface, gip, gmac, port):
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        # ETH_P_ALL: on a bridge port, only those taps see what comes in
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
         self.sock.bind((iface, 0))
+        # The kernel's arrival times: this process may be scheduled late.
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.gip = socket.inet_aton(gip)
         self.ip = self.gip[:3] + bytes([99])
         self.gmac = bytes.fromhex(gmac.replace(":", ""))
@@ -78,9 +82,14 @@ class Peer:
                 return None
             self.sock.settimeout(left)
             try:
-                f = self.sock.recv(4096)
+                f, anc, _, _ = self.sock.recvmsg(4096, 64)
             except socket.timeout:
                 return None
+            t = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    t = sec + nsec / 1e9
             if f[:6] != self.mac or f[12:14] != b"\x08\x00":
                 continue
             ip = f[14:]
@@ -96,7 +105,7 @@ class Peer:
             pseudo = self.gip + self.ip + struct.pack("!BBH", 0, 6, len(tcp))
             return {"seq": seq, "ack": ack, "flags": fl, "win": win, "data": tcp[thl:],
                     "opts": tcp[20:thl], "csum_ok": csum(pseudo + tcp) == 0,
-                    "ip_ok": csum(ip[:hl]) == 0, "t": time.time()}
+                    "ip_ok": csum(ip[:hl]) == 0, "t": t}
 
     def quiet(self, timeout):
         """Segments that arrive within timeout (none expected)."""

@@ -5,7 +5,11 @@
 # connections at once, the connection limit, pipelining, bad lines), the
 # UDP counter service, RST and ICMP port unreachable for closed ports, and
 # TCP edge cases from a raw-socket peer (tests/netsvc-rawtcp.py: bad
-# checksum, out of order, retransmission with backoff, duplicates, FIN).
+# checksum, out of order, retransmission with backoff, duplicates, FIN,
+# shut window).  Last, the VM moves: stopped, its state saved to a file and
+# restored in a new QEMU on another TAP of the same bridge, under a running
+# netprobe, whose connection and running sum must survive (the state lives
+# in guest memory only).
 # QEMU's microvm machine appends virtio_mmio.device= to the command line
 # (acpi=off; with ACPI it describes the devices there instead), and QEMU 7.2
 # makes virtio-mmio legacy unless told otherwise (see tests/guests/README.md).
@@ -29,35 +33,49 @@ ip netns add "$NS" 2>/dev/null || skip_all "cannot create a network namespace"
 on_exit "ip netns del $NS 2>/dev/null"
 in_ns() { ip netns exec "$NS" "$@"; } # not for `&`: $! would be a subshell
 in_ns ip link set lo up
+# br0 = 10.0.0.1/24 with tap0 (the guest) and tap1 (where it moves at the end)
 in_ns ip tuntap add dev tap0 mode tap 2>/dev/null || skip_all "cannot create a TAP device"
-in_ns ip addr add 10.0.0.1/24 dev tap0
-in_ns ip link set tap0 up
-plan 23
+in_ns ip tuntap add dev tap1 mode tap
+in_ns ip link add br0 type bridge 2>/dev/null || skip_all "cannot create a bridge"
+in_ns ip link set tap0 master br0
+in_ns ip link set tap1 master br0
+in_ns ip addr add 10.0.0.1/24 dev br0
+for dev in br0 tap0 tap1; do in_ns ip link set $dev up; done
+plan 24
 
-ip netns exec "$NS" "$QEMU" -M microvm,acpi=off -accel kvm -m 64 -smp 1 -display none -nodefaults \
-	-no-reboot -serial "file:$T/console" -global virtio-mmio.force-legacy=false \
-	-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-	-netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
-	-device "virtio-net-device,netdev=n0,mac=$MAC" \
-	-kernel "$GUESTS/netsvc.elf" -append "ip=$G/24" >"$T/qemu.log" 2>&1 &
-qpid=$!
-on_exit "kill -9 $qpid 2>/dev/null; wait $qpid 2>/dev/null"
+# qemu N TAP [ARGS...]: QEMU number N on TAP in the background, console in
+# $T/console.N, HMP monitor on $T/mon.N; sets qpid.
+qemu() {
+	_n=$1 _tap=$2
+	shift 2
+	ip netns exec "$NS" "$QEMU" -M microvm,acpi=off -accel kvm -m 64 -smp 1 -display none \
+		-nodefaults -no-reboot -serial "file:$T/console.$_n" \
+		-monitor "unix:$T/mon.$_n,server,nowait" -global virtio-mmio.force-legacy=false \
+		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+		-netdev "tap,id=n0,ifname=$_tap,script=no,downscript=no" \
+		-device "virtio-net-device,netdev=n0,mac=$MAC" \
+		-kernel "$GUESTS/netsvc.elf" -append "ip=$G/24" "$@" >"$T/qemu.$_n.log" 2>&1 &
+	qpid=$!
+	on_exit "kill -9 $qpid 2>/dev/null; wait $qpid 2>/dev/null"
+}
+qemu 1 tap0
+qpid1=$qpid
 
 # The ready line, or QEMU gone, within 60 s (ring 0 is emulated under PVM).
 end=$(($(date +%s) + 60))
-while ! grep -q '^netsvc: ready ' "$T/console" 2>/dev/null && kill -0 $qpid 2>/dev/null &&
+while ! grep -q '^netsvc: ready ' "$T/console.1" 2>/dev/null && kill -0 $qpid1 2>/dev/null &&
 	[ "$(date +%s)" -lt "$end" ]; do
 	sleep 0.05
 done
-ready=$(grep '^netsvc: ready ' "$T/console")
+ready=$(grep '^netsvc: ready ' "$T/console.1")
 ok '[ "$ready" = "netsvc: ready mac=$MAC ip=$G/24 gw=none tcp=7000 udp=7001 link=up" ]' \
 	"the guest is ready with the device's MAC and the command line's address"
 if [ -z "$ready" ]; then
-	sed 's/^/# console: /' "$T/console"
-	sed 's/^/# qemu: /' "$T/qemu.log"
+	sed 's/^/# console: /' "$T/console.1"
+	sed 's/^/# qemu: /' "$T/qemu.1.log"
 	exit 1
 fi
-grep '^netsvc: virtio' "$T/console" | sed 's/^/# /'
+grep -E '^netsvc: (virtio|tsc|WARNING)' "$T/console.1" | sed 's/^/# /'
 
 probe() { # probe NAME ARGS...: netprobe in the namespace, output in $T/NAME
 	_name=$1
@@ -76,7 +94,7 @@ fi
 ok '[ "$(val icmp result)" = ok ] && [ "$(val icmp answered)" = 20 ] && $pings' \
 	"ICMP echo: 20 of 20 answered (netprobe icmp, and ping when installed)"
 [ "$(val icmp result)" = ok ] || show icmp
-ok 'in_ns ip neigh show $G dev tap0 | grep -qi "lladdr $MAC"' \
+ok 'in_ns ip neigh show $G dev br0 | grep -qi "lladdr $MAC"' \
 	"ARP: the host resolved $G to the guest's MAC"
 
 probe tcp tcp $G 7000 --count 300 --timeout-ms 5000
@@ -195,7 +213,58 @@ while [ $nraw -lt 11 ]; do
 	nraw=$((nraw + 1))
 done
 
-ok '! grep -qE "FAIL|exception" "$T/console" && kill -0 $qpid' \
+# hmp N COMMAND: one HMP command to QEMU N; prints its reply (bounded).
+cat >"$T/hmp.py" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+end = time.time() + 30
+while True:
+    try:
+        s.connect(sys.argv[1])
+        break
+    except OSError:
+        if time.time() > end:
+            sys.exit("no monitor")
+        time.sleep(0.05)
+s.settimeout(30)
+def prompt():
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    return buf.decode(errors="replace")
+prompt()
+s.sendall(sys.argv[2].encode() + b"\n")
+print(prompt())
+EOF
+hmp() { timeout 60 python3 "$T/hmp.py" "$T/mon.$1" "$2"; }
+
+# The move, under a netprobe that sends a number every 10 ms.  While the VM
+# is stopped the client's TCP retransmits; the restored guest answers.
+ip netns exec "$NS" "$PROBE" tcp $G 7000 --count 300 --interval-ms 10 --timeout-ms 30000 \
+	>"$T/move" 2>&1 &
+mpid=$!
+# Move once the connection has some answers (100 bytes: about 8).
+wait_true 10 sh -c "ip netns exec $NS ss -Htni state established dst $G:7000 |
+	grep -q 'bytes_received:[1-9][0-9][0-9]'"
+hmp 1 stop >/dev/null
+hmp 1 "migrate \"exec:cat > $T/state\"" >/dev/null
+migrated=$(hmp 1 "info migrate" | grep -c "^Migration status: completed")
+kill -9 $qpid1
+wait $qpid1 2>/dev/null
+qemu 2 tap1 -incoming "exec:cat $T/state"
+qpid2=$qpid
+hmp 2 cont >/dev/null
+wait_exit $mpid 60
+ok '[ "$migrated" = 1 ] && [ "$rc" = 0 ] && [ "$(val move result)" = ok ] &&
+	[ "$(val move answered)" = 300 ] && [ "$(val move close)" = clean ]' \
+	"TCP: a connection and its running sum survive moving the VM to another QEMU and TAP"
+[ "$(val move result)" = ok ] || show move
+diag "move: the longest gap was $(val move max_gap_ms) ms, after answer $(val move max_gap_after)"
+
+ok '! cat "$T"/console.* | grep -qE "FAIL|exception" && kill -0 $qpid2' \
 	"the guest is still running, no FAIL or exception on its console"
-grep -E "FAIL|exception" "$T/console" | sed 's/^/# console: /'
+cat "$T"/console.* | grep -E "FAIL|exception" | sed 's/^/# console: /'
 done_testing
