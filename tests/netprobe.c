@@ -514,7 +514,10 @@ int main(int argc, char **argv)
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	kv("mode", "%s", opt.mode);
-	kv("target", "%s:%" PRIu64, inet_ntoa(opt.addr.sin_addr), port);
+	if (port)
+		kv("target", "%s:%" PRIu64, inet_ntoa(opt.addr.sin_addr), port);
+	else
+		kv("target", "%s", inet_ntoa(opt.addr.sin_addr));
 	kv("count", "%" PRIu64, opt.count);
 	st.start_ns = hr_now_ns();
 	st.last_answer_ns = st.start_ns;
