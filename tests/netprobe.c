@@ -266,8 +266,7 @@ static void run_tcp(void)
 		*nl = 0;
 		snprintf(want, sizeof(want), "seq=%" PRIu64 " sum=%" PRId64, i, sum);
 		if (strcmp(buf, want)) {
-			contradiction("got \"%s\" for line %" PRIu64 ", want sum %" PRId64, buf, i,
-				      sum);
+			contradiction("got \"%s\", want \"%s\"", buf, want);
 			break;
 		}
 		answered(sent_ns);
