@@ -362,8 +362,10 @@ static void vq_publish(struct vq *q, uint16_t old)
 		       (uint16_t)(q->avail_idx - old);
 	else
 		kick = !(*(volatile uint16_t *)&q->m->used.flags & VRING_USED_F_NO_NOTIFY);
-	if (kick)
+	if (kick) {
 		wr32(R_QUEUE_NOTIFY, q->index);
+		net_stats.kicks++;
+	}
 }
 
 /* Keep the device from wanting to interrupt us: used_event half a ring

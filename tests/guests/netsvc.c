@@ -150,11 +150,11 @@ static void clock_update(void)
 static void print_stats(void)
 {
 	const struct net_stats *s = &net_stats;
-	rt_printf("netsvc: stats rx=%lu tx=%lu tx_full=%lu arp=%lu icmp=%lu udp=%lu "
+	rt_printf("netsvc: stats rx=%lu tx=%lu tx_full=%lu kicks=%lu arp=%lu icmp=%lu udp=%lu "
 		  "unreach=%lu rst=%lu conns=%u drop_bad=%lu drop_csum=%lu drop_frag=%lu "
 		  "drop_other=%lu\n",
-		  s->rx_frames, s->tx_frames, s->tx_full, s->arp_replies, s->icmp_echo, s->udp_req,
-		  s->udp_unreach, s->tcp_rst, tcp_nr_conns(), s->drop_bad, s->drop_csum,
+		  s->rx_frames, s->tx_frames, s->tx_full, s->kicks, s->arp_replies, s->icmp_echo,
+		  s->udp_req, s->udp_unreach, s->tcp_rst, tcp_nr_conns(), s->drop_bad, s->drop_csum,
 		  s->drop_frag, s->drop_other);
 }
 

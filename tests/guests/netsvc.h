@@ -96,7 +96,7 @@ struct netcfg {
 extern struct netcfg netcfg;
 
 struct net_stats {
-	uint64_t rx_frames, tx_frames, tx_full;
+	uint64_t rx_frames, tx_frames, tx_full, kicks; /* kicks: QueueNotify writes */
 	uint64_t arp_replies, icmp_echo, udp_req, udp_unreach, tcp_rst;
 	uint64_t drop_bad, drop_csum, drop_frag, drop_other;
 };
