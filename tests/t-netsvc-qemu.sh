@@ -46,15 +46,15 @@ plan 24
 # qemu N TAP [ARGS...]: QEMU number N on TAP in the background, console in
 # $T/console.N, HMP monitor on $T/mon.N; sets qpid.
 qemu() {
-	_n=$1 _tap=$2
+	qn=$1 qtap=$2
 	shift 2
 	ip netns exec "$NS" "$QEMU" -M microvm,acpi=off -accel kvm -m 64 -smp 1 -display none \
-		-nodefaults -no-reboot -serial "file:$T/console.$_n" \
-		-monitor "unix:$T/mon.$_n,server,nowait" -global virtio-mmio.force-legacy=false \
+		-nodefaults -no-reboot -serial "file:$T/console.$qn" \
+		-monitor "unix:$T/mon.$qn,server,nowait" -global virtio-mmio.force-legacy=false \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-		-netdev "tap,id=n0,ifname=$_tap,script=no,downscript=no" \
+		-netdev "tap,id=n0,ifname=$qtap,script=no,downscript=no" \
 		-device "virtio-net-device,netdev=n0,mac=$MAC" \
-		-kernel "$GUESTS/netsvc.elf" -append "ip=$G/24" "$@" >"$T/qemu.$_n.log" 2>&1 &
+		-kernel "$GUESTS/netsvc.elf" -append "ip=$G/24" "$@" >"$T/qemu.$qn.log" 2>&1 &
 	qpid=$!
 	on_exit "kill -9 $qpid 2>/dev/null; wait $qpid 2>/dev/null"
 }
@@ -78,9 +78,9 @@ fi
 grep -E '^netsvc: (virtio|tsc|WARNING)' "$T/console.1" | sed 's/^/# /'
 
 probe() { # probe NAME ARGS...: netprobe in the namespace, output in $T/NAME
-	_name=$1
+	pname=$1
 	shift
-	in_ns "$PROBE" "$@" >"$T/$_name" 2>&1
+	in_ns "$PROBE" "$@" >"$T/$pname" 2>&1
 }
 val() { sed -n "s/^$2=//p" "$T/$1" | tail -n 1; }
 show() { sed "s/^/# $1: /" "$T/$1"; }
