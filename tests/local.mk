@@ -40,9 +40,9 @@ $(tests_t_stream_OBJECTS) $(tests_t_staging_OBJECTS): proto/hareplicate.pb-c.h
 
 # failover drills (hareplicate drill, ha/drill)
 dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh \
-	tests/t-drill-failback.sh tests/t-drill-witness.sh
+	tests/t-drill-failback.sh tests/t-drill-witness.sh tests/t-drill-net.sh
 TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh \
-	tests/t-drill-failback.sh tests/t-drill-witness.sh
+	tests/t-drill-failback.sh tests/t-drill-witness.sh tests/t-drill-net.sh
 
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
 	tests/t-onespeaker tests/t-reprotect

@@ -14,15 +14,19 @@
  * end it half-closes and expects the server's FIN with nothing before it.
  * udp sends N requests "np <pid> <i>" to the counter service and expects
  * "<counter> np <pid> <i>" with the counter above every counter seen
- * before.  icmp (a raw socket: root) sends N echo requests.
+ * before; the very same answer again is a duplicate (counted, allowed: a
+ * network may duplicate), request i with another counter a contradiction.  icmp (a raw socket:
+ * root) sends N echo requests.
  *
  * Output: key=value lines on stdout (the value is the rest of the line),
  * mode= first and result=ok|fail last; on failure reason= says why
  * (refused, reset, eof, stall, contradiction, loss, close, error) and
  * detail= may follow.  max_gap_ms is the longest time between two answers
  * (the first gap starts at the connect, or at the first request), and
- * max_gap_after the index of the answer that opened it.  Exit status: 0
- * ok, 1 fail, 2 usage or local errors.
+ * max_gap_after the index of the answer that opened it.  SIGINT or SIGTERM
+ * ends the run early, as if the count had been reached (the answer waited
+ * for still counts; tcp then closes as usual): stopped=signal.  Exit
+ * status: 0 ok, 1 fail, 2 usage or local errors.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +49,13 @@
 
 #define MAX_DETAILS 10
 
+static volatile sig_atomic_t stop_req; /* SIGINT/SIGTERM: finish now */
+
+static void on_stop(int sig)
+{
+	stop_req = sig;
+}
+
 static struct {
 	const char *mode, *host;
 	struct sockaddr_in addr;
@@ -51,7 +63,7 @@ static struct {
 } opt = {.interval_ms = 0, .timeout_ms = 5000, .max_loss = 0};
 
 static struct {
-	uint64_t sent, answered, contradictions, lost, late;
+	uint64_t sent, answered, contradictions, lost, late, dups;
 	uint64_t *rtt_ns, nr_rtt;
 	uint64_t start_ns, last_answer_ns, max_gap_ns, max_gap_after;
 	const char *reason;
@@ -132,6 +144,7 @@ static void summary(void)
 	if (strcmp(opt.mode, "tcp")) {
 		kv("lost", "%" PRIu64, st.lost);
 		kv("late", "%" PRIu64, st.late);
+		kv("duplicates", "%" PRIu64, st.dups);
 	}
 	if (st.nr_rtt) {
 		qsort(st.rtt_ns, st.nr_rtt, sizeof(*st.rtt_ns), cmp_u64);
@@ -144,6 +157,8 @@ static void summary(void)
 	if (st.reason)
 		kv("since_last_answer_ms", "%.3f", (now - st.last_answer_ns) / 1e6);
 	kv("elapsed_ms", "%.3f", (now - st.start_ns) / 1e6);
+	if (stop_req)
+		kv("stopped", "signal");
 	if (st.reason)
 		kv("reason", "%s", st.reason);
 	kv("result", "%s", st.reason ? "fail" : "ok");
@@ -156,7 +171,7 @@ static void sleep_until(uint64_t t_ns)
 		return;
 	struct timespec ts = {(time_t)((t_ns - now) / 1000000000),
 			      (long)((t_ns - now) % 1000000000)};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop_req)
 		;
 }
 
@@ -249,7 +264,7 @@ static void run_tcp(void)
 	if (fd < 0)
 		return;
 	st.last_answer_ns = hr_now_ns();
-	for (uint64_t i = 1; i <= opt.count; i++) {
+	for (uint64_t i = 1; i <= opt.count && !stop_req; i++) {
 		uint64_t sent_ns;
 		int n = snprintf(msg, sizeof(msg), "%" PRId64 "\n", number(i));
 		sum += number(i);
@@ -281,6 +296,7 @@ static void run_tcp(void)
 			sleep_until(sent_ns + opt.interval_ms * 1000000);
 	}
 	if (!st.reason) { /* FIN both ways, nothing before the server's */
+		uint64_t last = st.sent;
 		shutdown(fd, SHUT_WR);
 		uint64_t deadline = hr_now_ns() + opt.timeout_ms * 1000000;
 		for (;;) {
@@ -294,7 +310,7 @@ static void run_tcp(void)
 				buf[n] = 0;
 				contradiction("extra \"%s\" after the last line %" PRIu64
 					      " (sum %" PRId64 ")",
-					      buf, opt.count, sum);
+					      buf, last, sum);
 				break;
 			}
 			if (r > 0 && (errno == EAGAIN || errno == EINTR))
@@ -313,13 +329,18 @@ static void run_udp(void)
 {
 	char msg[64], buf[2048];
 	uint64_t last_counter = 0;
+	uint64_t *counter_of = calloc(opt.count + 1, sizeof(*counter_of)); /* by request */
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (!counter_of) {
+		perror("netprobe: calloc");
+		exit(2);
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&opt.addr, sizeof(opt.addr)) < 0) {
 		perror("netprobe: udp socket");
 		exit(2);
 	}
 	st.last_answer_ns = hr_now_ns();
-	for (uint64_t i = 1; i <= opt.count && !st.reason; i++) {
+	for (uint64_t i = 1; i <= opt.count && !st.reason && !stop_req; i++) {
 		int n = snprintf(msg, sizeof(msg), "np %d %" PRIu64, (int)getpid(), i);
 		uint64_t sent_ns = hr_now_ns(), deadline = sent_ns + opt.timeout_ms * 1000000;
 		if (send(fd, msg, (size_t)n, 0) != n) {
@@ -358,12 +379,26 @@ static void run_udp(void)
 				contradiction("got \"%s\" for request %" PRIu64, buf, i);
 				break;
 			}
+			/* the network may deliver an answer twice (a promoted
+			 * replica sends again what its primary may have sent):
+			 * the same answer again agrees; another one does not */
+			if (counter_of[j] == counter) {
+				st.dups++;
+				continue;
+			}
+			if (counter_of[j]) {
+				contradiction("request %" PRIu64 " answered with counter %" PRIu64
+					      " and with %" PRIu64,
+					      j, counter_of[j], counter);
+				break;
+			}
 			if (counter <= last_counter) {
 				contradiction("counter %" PRIu64 " went back (request %" PRIu64
 					      ", last counter %" PRIu64 ")",
 					      counter, i, last_counter);
 				break;
 			}
+			counter_of[j] = counter;
 			last_counter = counter;
 			if (j < i) {
 				st.late++;
@@ -376,6 +411,7 @@ static void run_udp(void)
 			sleep_until(sent_ns + opt.interval_ms * 1000000);
 	}
 	kv("last_counter", "%" PRIu64, last_counter);
+	free(counter_of);
 	close(fd);
 }
 
@@ -403,7 +439,7 @@ static void run_icmp(void)
 		exit(2);
 	}
 	st.last_answer_ns = hr_now_ns();
-	for (uint64_t i = 1; i <= opt.count && !st.reason; i++) {
+	for (uint64_t i = 1; i <= opt.count && !st.reason && !stop_req; i++) {
 		uint64_t sent_ns = hr_now_ns(), deadline = sent_ns + opt.timeout_ms * 1000000;
 		memset(pkt, 0, sizeof(pkt));
 		pkt[0] = 8;
@@ -518,6 +554,9 @@ int main(int argc, char **argv)
 	else
 		kv("target", "%s", inet_ntoa(opt.addr.sin_addr));
 	kv("count", "%" PRIu64, opt.count);
+	struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: waits end */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	st.start_ns = hr_now_ns();
 	st.last_answer_ns = st.start_ns;
 	if (!strcmp(opt.mode, "tcp"))

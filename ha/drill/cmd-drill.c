@@ -128,6 +128,16 @@ static const char drill_help[] =
     "                    of the witness, then the link torn: nobody may speak\n"
     "                    for 2 s; SIGCONT: exactly one wins as for torn\n"
     "                    (failover_ms counts from the SIGCONT)\n"
+    "  --net             the guest is a network service (tests/guests/netsvc.elf,\n"
+    "                    " DRILL_GNET_GUEST ") on a virtio-net device whose TAP is\n"
+    "                    bridged to OUT in A and in B; from OUT, netprobe keeps\n"
+    "                    one TCP connection to its running-sum service and a\n"
+    "                    stream of UDP requests through the whole drill.  Also\n"
+    "                    checked: no answer contradicts an earlier one (a sum\n"
+    "                    that goes back, two answers for one sequence number),\n"
+    "                    the connection is never reset, and after a failover\n"
+    "                    no client waits more than 5 s for an answer\n"
+    "  --netprobe FILE   the client (default: tests/netprobe next to this program)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  memwalk options (default \"rate=4000 wss=64M interval_ms=20\")\n"
@@ -339,12 +349,15 @@ int cmd_drill(int argc, char **argv)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"failover-timeout", required_argument, NULL, 'O'},
 	    {"witness", no_argument, NULL, 'W'},
+	    {"net", no_argument, NULL, 'T'},
+	    {"netprobe", required_argument, NULL, 'P'},
 	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	static char kernel[4096], daemon[4096];
+	static char kernel[4096], daemon[4096], netprobe[4096];
+	int append_set = 0;
 	struct drill_opts o = {.epochs = 200,
 			       .memory = "256M",
 			       .append = "rate=4000 wss=64M interval_ms=20",
@@ -423,6 +436,13 @@ int cmd_drill(int argc, char **argv)
 			break;
 		case 'a':
 			o.append = optarg;
+			append_set = 1;
+			break;
+		case 'T':
+			o.net = 1;
+			break;
+		case 'P':
+			o.netprobe = optarg;
 			break;
 		case 'e':
 			o.epoch = optarg;
@@ -558,13 +578,32 @@ int cmd_drill(int argc, char **argv)
 		return 1;
 	}
 	o.self[sl] = '\0';
-	if (!o.kernel) {
-		if (find_next_to_self(o.self, "tests/guests/memwalk.elf", kernel, sizeof(kernel)) <
-		    0) {
+	if (o.net && !append_set)
+		o.append = "ip=" DRILL_GNET_GUEST "/24 progress_ms=20";
+	if (o.net) {
+		if (!o.netprobe &&
+		    find_next_to_self(o.self, "tests/netprobe", netprobe, sizeof(netprobe)) < 0) {
 			fprintf(stderr,
-				"hareplicate drill: no memwalk guest next to %s; give --kernel "
-				"FILE (build it with `make guests`)\n",
+				"hareplicate drill: --net: no tests/netprobe next to %s; "
+				"give --netprobe FILE\n",
 				o.self);
+			return 1;
+		}
+		if (!o.netprobe)
+			o.netprobe = netprobe;
+		if (access(o.netprobe, X_OK) < 0) {
+			fprintf(stderr, "hareplicate drill: --netprobe %s: %s\n", o.netprobe,
+				strerror(errno));
+			return 1;
+		}
+	}
+	if (!o.kernel) {
+		const char *guest = o.net ? "tests/guests/netsvc.elf" : "tests/guests/memwalk.elf";
+		if (find_next_to_self(o.self, guest, kernel, sizeof(kernel)) < 0) {
+			fprintf(stderr,
+				"hareplicate drill: no %s next to %s; give --kernel FILE (build it "
+				"with `make guests`)\n",
+				guest, o.self);
 			return 1;
 		}
 		o.kernel = kernel;

@@ -58,8 +58,11 @@ static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t en
 		n = sizeof(line) - 1;
 	memcpy(line, s, n);
 	line[n] = '\0';
+	/* memwalk's progress lines, or netsvc's in the same format (--net) */
 	if (sscanf(line, "memwalk: seq=%llu tsc=%llu dirtied=%llu errors=%llu", &seq, &tsc,
-		   &dirtied, &errors) == 4) {
+		   &dirtied, &errors) == 4 ||
+	    sscanf(line, "netsvc: seq=%llu tsc=%llu dirtied=%llu errors=%llu", &seq, &tsc, &dirtied,
+		   &errors) == 4) {
 		if (w->nr_lines && seq != w->lines[w->nr_lines - 1].seq + 1) {
 			w->seq_breaks++;
 			violation(w, "progress went from seq=%llu to seq=%llu at offset %llu",

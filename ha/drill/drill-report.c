@@ -26,12 +26,12 @@ void drill_report(struct drill *d)
 	size_t size = sizeof(d->report), len = 0;
 #define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
 
-	OUT("drill %u: fault=%s kill-at=%s victim=%s%s seed=%llu epoch=%s memory=%s "
+	OUT("drill %u: fault=%s kill-at=%s victim=%s%s%s seed=%llu epoch=%s memory=%s "
 	    "append=\"%s\"\n",
 	    d->run, drill_fault_name(o->fault), drill_kill_at_name(o->kill_at),
 	    o->victim_backup || o->fault == DRILL_FAULT_RESTART_BACKUP ? "backup" : "primary",
-	    o->witness ? " witness=yes" : "", (unsigned long long)(o->seed + d->run - 1), o->epoch,
-	    o->memory, o->append);
+	    o->witness ? " witness=yes" : "", o->net ? " net=yes" : "",
+	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
 	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
 	    "target %llu)\n",
 	    (unsigned long long)(w->acked ? w->acked - 1 : 0), (unsigned long long)o->epochs);
@@ -163,6 +163,10 @@ void drill_report(struct drill *d)
 		    "A), A protected by B after reprotect_ms=%.1f; A released %u lines while B "
 		    "spoke, B %u after A spoke again\n",
 		    d->reprotect_ms, d->switchback_ms, d->reprotect2_ms, d->a_while_b, d->b_after);
+	if (o->net)
+		for (int k = 0; k < 2; k++)
+			OUT("  network client, %s\n",
+			    d->net_summary[k][0] ? d->net_summary[k] : (k ? "UDP: -" : "TCP: -"));
 	if (w->tap_broken)
 		OUT("  note: the tap could not parse the replication stream; moments are "
 		    "imprecise\n");

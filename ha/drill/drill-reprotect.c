@@ -115,7 +115,6 @@ static uint64_t con_len(struct drill_world *w)
 
 int drill_backup_death(struct drill *d)
 {
-	const struct drill_opts *o = d->o;
 	struct drill_world *w = &d->w;
 	uint32_t ip_a = inet_addr(DRILL_IP_A), ip_b = inet_addr(DRILL_IP_B);
 	char buf[8192], st[32] = "", ev[32] = "";
@@ -175,9 +174,7 @@ int drill_backup_death(struct drill *d)
 	pthread_mutex_unlock(&w->lock);
 	if (d->b_lines)
 		drill_fail(d, "B released %u console lines: it must never speak", d->b_lines);
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-	if (!o->keep)
-		drill_cli(d, d->ctl_a, stop, 20000);
+	drill_stop_vm(d, d->ctl_a);
 	return 0;
 }
 

@@ -237,8 +237,6 @@ int drill_restart(struct drill *d)
 		drill_fail(d, "B released %u console lines: a failover, or two speakers",
 			   d->b_lines);
 
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-	if (!o->keep)
-		drill_cli(d, d->ctl_a, stop, 20000);
+	drill_stop_vm(d, d->ctl_a);
 	return 0;
 }

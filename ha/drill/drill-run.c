@@ -140,7 +140,7 @@ static int one_drill(struct drill *d)
 
 	drill_vlog(o, "run %u: namespaces %s %s %s, files in %s", d->run, d->ns_a, d->ns_b,
 		   d->ns_out, d->dir);
-	if (drill_netns_up(d) < 0) {
+	if (drill_netns_up(d) < 0 || drill_guestnet_up(d) < 0) {
 		drill_fail(d, "could not set up the network namespaces (see %s)", d->log_ip);
 		return -1;
 	}
@@ -186,7 +186,12 @@ static int one_drill(struct drill *d)
 			 "--memory",  (char *)o->memory,
 			 "--append",  (char *)o->append,
 			 "--console", console,
+			 NULL,	      NULL,
 			 NULL};
+	if (o->net) {
+		start[sizeof(start) / sizeof(start[0]) - 3] = "--net";
+		start[sizeof(start) / sizeof(start[0]) - 2] = "tap=" DRILL_GTAP;
+	}
 	rc = drill_cli(d, d->ctl_a, start, 60000);
 	if (rc != 0) {
 		drill_fail(d, "`hareplicate start` failed (exit %d; see %s, %s)", rc, d->log_cli,
@@ -195,6 +200,8 @@ static int one_drill(struct drill *d)
 	}
 	drill_vlog(o, "started %s on A; waiting for %llu acked epochs", DRILL_VM_NAME,
 		   (unsigned long long)o->epochs);
+	if (drill_probes_start(d) < 0)
+		return -1;
 
 	/* run until the tap has killed the victim */
 	uint64_t last_progress = hr_now_ns(), last_acked = 0, last_sample = 0, last_refresh = 0;
@@ -306,9 +313,7 @@ static int one_drill(struct drill *d)
 
 	/* a last look: the stream must still be consistent */
 	usleep(100000);
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-	if (!o->keep)
-		drill_cli(d, o->fault == DRILL_FAULT_FAILBACK ? d->ctl_a : d->ctl_b, stop, 20000);
+	drill_stop_vm(d, o->fault == DRILL_FAULT_FAILBACK ? d->ctl_a : d->ctl_b);
 	return 0;
 }
 
@@ -324,6 +329,7 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	d->reprotect_ms = d->release_ms = d->switchback_ms = d->reprotect2_ms = -1;
 	d->stall_ms = -1;
 	one_drill(d);
+	drill_probes_stop(d); /* if no scenario got as far (their verdict counts) */
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
 		drill_console_settle(&d->w); /* frames still waiting for bytes before them */
@@ -413,8 +419,6 @@ static int slow_backup(struct drill *d)
 	else if (ack_us < DRILL_SLOW_MS * 1000)
 		drill_fail(d, "A's ack latency is %llu us: the slow backup was not simulated",
 			   (unsigned long long)ack_us);
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-	if (!d->o->keep)
-		drill_cli(d, d->ctl_a, stop, 20000);
+	drill_stop_vm(d, d->ctl_a);
 	return 0;
 }

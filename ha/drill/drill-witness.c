@@ -236,8 +236,6 @@ static int race(struct drill *d, uint64_t t_from)
 	uint32_t ip_a = inet_addr(DRILL_IP_A), ip_b = inet_addr(DRILL_IP_B);
 	struct hr_wit_reply rep = {0};
 	uint64_t t_first = 0;
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-
 	d->winner = race_winner(d, &rep);
 	if (!d->winner) {
 		drill_fail(d,
@@ -282,8 +280,7 @@ static int race(struct drill *d, uint64_t t_from)
 	if (d->wit_loser_lines)
 		drill_fail(d, "two speakers: %s released %u console lines although %s won the VM",
 			   b ? "A" : "B", d->wit_loser_lines, b ? "B" : "A");
-	if (!d->o->keep)
-		drill_cli(d, b ? d->ctl_b : d->ctl_a, stop, 20000);
+	drill_stop_vm(d, b ? d->ctl_b : d->ctl_a);
 	return 0;
 }
 
@@ -317,8 +314,6 @@ int drill_witness_backup_death(struct drill *d)
 	struct drill_world *w = &d->w;
 	uint32_t ip_a = inet_addr(DRILL_IP_A), ip_b = inet_addr(DRILL_IP_B);
 	struct vm_view v;
-	char *stop[] = {"stop", DRILL_VM_NAME, NULL};
-
 	drill_reap(&d->pid_b, 2000); /* the whole host died: its daemon too */
 	/* A claims the lease and goes on releasing: watch the outside */
 	unsigned before = lines_now(w);
@@ -379,8 +374,7 @@ int drill_witness_backup_death(struct drill *d)
 	pthread_mutex_unlock(&w->lock);
 	if (d->b_lines)
 		drill_fail(d, "B released %u console lines: it must never speak", d->b_lines);
-	if (!d->o->keep)
-		drill_cli(d, d->ctl_a, stop, 20000);
+	drill_stop_vm(d, d->ctl_a);
 	return 0;
 }
 

@@ -51,6 +51,12 @@ struct hr_tls_ctx; /* net/tls.h */
 /* --witness: hareplicated --serve-witness in OUT on its own port, reached
  * by A and B over the bridge, never through the tap. */
 #define DRILL_PORT_WIT 7300
+/* --net: the guest's own network (drill-guestnet.c) */
+#define DRILL_GNET_PREFIX    "10.214.0."
+#define DRILL_GNET_GUEST     DRILL_GNET_PREFIX "2"
+#define DRILL_GNET_OUT	     DRILL_GNET_PREFIX "254"
+#define DRILL_GTAP	     "hrgtap"
+#define DRILL_NET_MAX_GAP_MS 5000 /* after a failover, the longest a client may wait */
 
 /* ---- drill-net.c ---- */
 
@@ -202,6 +208,8 @@ struct drill_opts {
 	uint64_t epochs, seed, epoch_us; /* epochs: 1..DRILL_MAX_EPOCHS */
 	int seed_set, keep, verbose, victim_backup;
 	int witness; /* --witness: a witness in OUT, A and B use it */
+	int net;     /* --net: netsvc on a virtio-net device, clients in OUT */
+	const char *netprobe;
 	/* --tls: the daemons' links are TLS (CA mode); default --insecure, since
 	 * the tap parses the replication stream to time its faults */
 	int tls;
@@ -271,6 +279,12 @@ struct drill {
 	char standing[32];	  /* backup death: A's witness standing after it */
 	unsigned silent_lines;	  /* witness-down: lines released while the witness was stopped */
 	unsigned wit_loser_lines; /* torn, witness-down: lines from the loser after the winner's */
+	/* --net (drill-guestnet.c): the clients in OUT, TCP [0] and UDP [1] */
+	pid_t probe_pid[2];
+	char probe_out[2][300];
+	int probes_judged;
+	double net_gap_ms[2];
+	char net_summary[2][512];
 	char report[8192];
 };
 
@@ -320,6 +334,16 @@ int drill_failback(struct drill *d, int first_b);
 
 /* drill-restart.c: the VM's worker pid in the status on ctl (0: none). */
 pid_t drill_status_worker(const char *ctl, char *buf, size_t size);
+
+/* drill-guestnet.c (--net; each does nothing without it) */
+/* The guest's bridges and TAPs in A, B and OUT.  0 or -1 (see log_ip). */
+int drill_guestnet_up(struct drill *d);
+/* netprobe tcp and udp in OUT, against the guest.  0 or -1 (d->why). */
+int drill_probes_start(struct drill *d);
+/* SIGTERM to both, collect and judge their output (once). */
+void drill_probes_stop(struct drill *d);
+/* The clients' verdict first, then `hareplicate stop` on ctl (unless --keep). */
+void drill_stop_vm(struct drill *d, const char *ctl);
 
 /* drill-witness.c */
 /* hareplicated --serve-witness in OUT (d->pid_w).  0 once it answers, or -1. */

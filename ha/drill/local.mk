@@ -5,7 +5,8 @@ hareplicate_SOURCES += \
 	ha/drill/drill-hosts.c ha/drill/drill-status.c ha/drill/drill-report.c \
 	ha/drill/drill-net.c ha/drill/drill-world.c ha/drill/drill-console.c \
 	ha/drill/drill-tap.h ha/drill/drill-relay.c ha/drill/drill-killpoint.c \
-	ha/drill/drill-restart.c ha/drill/drill-reprotect.c ha/drill/drill-witness.c
+	ha/drill/drill-restart.c ha/drill/drill-reprotect.c ha/drill/drill-witness.c \
+	ha/drill/drill-guestnet.c
 
 # `make drill-soak`: SOAK_N drills, each a scenario drawn from SOAK_SEED (not
 # part of `make check`; about 15 s a drill).  SOAK_WITNESS=1 runs them with
