@@ -2,7 +2,8 @@
 # `hareplicate drill --net`: the guest is netsvc on a virtio-net device
 # (TAP bridged to the outside in A and in B), and from the outside netprobe
 # keeps a TCP connection to its running-sum service and a stream of UDP
-# requests through the failover.  The primary killed, and the link
+# requests through the failover.  The primary killed at three moments of
+# the epoch (mid-epoch, during the send, after the ack), and the link
 # partitioned: the connection survives (never reset, no answer contradicts
 # an earlier one, no silence over 5 s), UDP answers never go back (a
 # duplicate is allowed, two different answers to one request are not), and
@@ -16,7 +17,7 @@ need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
 NP="${top_builddir:-.}/tests/netprobe"
 [ -x "$NP" ] || skip_all "tests/netprobe not built"
-plan 11
+plan 19
 
 PF=$((45000 + $$ % 10000))
 # fake KIND: a one-connection server on 127.0.0.1:$PF that answers wrongly
@@ -83,15 +84,17 @@ ok '[ $r = 1 ] && grep -q "^detail=request 3 answered with counter 30 and with 3
 	"netprobe: one UDP request answered twice differently is a contradiction (exit $r)"
 
 drill() {
-	"$HR" drill --net --kill-at random --epochs 60 --after-lines 20 --memory 64M \
-		--timeout 30 --seed 11 "$@"
+	"$HR" drill --net --epochs 60 --after-lines 20 --memory 64M --timeout 30 --seed 11 "$@"
 }
 contract='^  contract: gaps=0 two_contents=0 seq_breaks=0 self_check_errors=0 bad_lines=0'
-tcp_ok='^  network client, TCP: [1-9][0-9]* answers to [1-9][0-9]* requests, 0 contradictions, longest silence [0-9.]* ms$'
-udp_ok='^  network client, UDP: [1-9][0-9]* answers to [1-9][0-9]* requests, 0 contradictions, lost [0-9]*, duplicates [0-9]*, longest silence [0-9.]* ms$'
+tcp_ok='^  network client, TCP: [1-9][0-9]* answers to [1-9][0-9]* requests, 0 contradictions, latency p50 [0-9.]* ms p99 [0-9.]* ms, longest silence [0-9.]* ms$'
+udp_ok='^  network client, UDP: [1-9][0-9]* answers to [1-9][0-9]* requests, 0 contradictions, lost [0-9]*, duplicates [0-9]*, latency p50 [0-9.]* ms p99 [0-9.]* ms, longest silence [0-9.]* ms$'
 
-for f in kill partition; do
-	drill --fault $f >"$T/$f" 2>&1
+for f in mid-epoch during-send after-ack partition; do
+	case $f in
+	partition) drill --fault partition --kill-at random >"$T/$f" 2>&1 ;;
+	*) drill --fault kill --kill-at $f >"$T/$f" 2>&1 ;;
+	esac
 	r=$?
 	sed 's/^/# /' "$T/$f"
 	ok '[ $r = 0 ] && grep -q "^drill: PASS" "$T/$f"' "$f: the drill passes (exit $r)"

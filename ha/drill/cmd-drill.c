@@ -34,8 +34,9 @@ static const char drill_help[] =
     "creates three network namespaces hrd-PID-N-{a,b,out}: A and B are the\n"
     "primary and backup hosts, OUT is the outside world; a bridge in OUT joins\n"
     "them on " DRILL_NET_PREFIX "0/24 (nothing leaves these namespaces).  It starts a\n"
-    "hareplicated in A and in B, protects memwalk from A to B with\n"
-    "`hareplicate start`, and runs two observers in OUT: a console collector\n"
+    "hareplicated in A and in B, protects a guest from A to B with\n"
+    "`hareplicate start` (netsvc, a network service, with clients in OUT: see\n"
+    "--net; or memwalk), and runs two observers in OUT: a console collector\n"
     "(" DRILL_IP_OUT ":7000, the console SPEC of the primary and B's --console-default)\n"
     "and a replication tap (" DRILL_IP_OUT ":7100, A's --peer) that relays A<->B unchanged\n"
     "but reads the frame headers, so it knows when each epoch is sent and acked.\n"
@@ -60,7 +61,7 @@ static const char drill_help[] =
     "               report says which of the above it landed in (default)\n"
     "Then it waits for B to promote and the console to continue, and checks the\n"
     "contract as seen from OUT: the guest continues on B (new progress lines),\n"
-    "memwalk's self-check says errors=0 on every line, the console stream is\n"
+    "the guest's self-check says errors=0 on every line, the console stream is\n"
     "gap-free, seq goes +1 line by line over the whole stream, and no offset ever\n"
     "arrives with two contents.  Exit status 0 only if all of that held, 1 if\n"
     "the contract was broken or the drill could not run, 2 for bad usage.\n"
@@ -128,19 +129,26 @@ static const char drill_help[] =
     "                    of the witness, then the link torn: nobody may speak\n"
     "                    for 2 s; SIGCONT: exactly one wins as for torn\n"
     "                    (failover_ms counts from the SIGCONT)\n"
-    "  --net             the guest is a network service (tests/guests/netsvc.elf,\n"
-    "                    " DRILL_GNET_GUEST ") on a virtio-net device whose TAP is\n"
+    "  --net             (the default) the guest is a network service\n"
+    "                    (tests/guests/netsvc.elf, " DRILL_GNET_GUEST ") on a virtio-net\n"
+    "                    device whose TAP is\n"
     "                    bridged to OUT in A and in B; from OUT, netprobe keeps\n"
     "                    one TCP connection to its running-sum service and a\n"
     "                    stream of UDP requests through the whole drill.  Also\n"
     "                    checked: no answer contradicts an earlier one (a sum\n"
     "                    that goes back, two answers for one sequence number),\n"
     "                    the connection is never reset, and after a failover\n"
-    "                    no client waits more than 5 s for an answer\n"
+    "                    no client waits more than 5 s for an answer.  The\n"
+    "                    report gives each client's request latency p50/p99 and\n"
+    "                    its longest silence (the outage at the failover)\n"
+    "  --memwalk         the guest is memwalk instead (tests/guests/memwalk.elf,\n"
+    "                    console only; it also checks its own memory)\n"
     "  --netprobe FILE   the client (default: tests/netprobe next to this program)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
-    "  --append CMDLINE  memwalk options (default \"rate=4000 wss=64M interval_ms=20\")\n"
+    "  --append CMDLINE  the guest's command line (netsvc: \"ip=" DRILL_GNET_GUEST "/24\n"
+    "                    progress_ms=20\"; memwalk: \"rate=4000 wss=64M\n"
+    "                    interval_ms=20\")\n"
     "  --epoch DURATION  epoch length (default 25ms)\n"
     "  --after-lines N   progress lines to see after the failover or restart\n"
     "                    (default 25)\n"
@@ -350,6 +358,7 @@ int cmd_drill(int argc, char **argv)
 	    {"failover-timeout", required_argument, NULL, 'O'},
 	    {"witness", no_argument, NULL, 'W'},
 	    {"net", no_argument, NULL, 'T'},
+	    {"memwalk", no_argument, NULL, 'M'},
 	    {"netprobe", required_argument, NULL, 'P'},
 	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -359,6 +368,7 @@ int cmd_drill(int argc, char **argv)
 	static char kernel[4096], daemon[4096], netprobe[4096];
 	int append_set = 0;
 	struct drill_opts o = {.epochs = 200,
+			       .net = 1,
 			       .memory = "256M",
 			       .append = "rate=4000 wss=64M interval_ms=20",
 			       .epoch = "25ms",
@@ -440,6 +450,9 @@ int cmd_drill(int argc, char **argv)
 			break;
 		case 'T':
 			o.net = 1;
+			break;
+		case 'M':
+			o.net = 0;
 			break;
 		case 'P':
 			o.netprobe = optarg;

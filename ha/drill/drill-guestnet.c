@@ -115,7 +115,7 @@ static void judge(struct drill *d, int k, int failover, char *why, size_t n)
 {
 	static const char *const name[2] = {"TCP", "UDP"};
 	char text[16384] = "", result[16], reason[64], detail[200], gap[32], answered[32], sent[32],
-	     contra[32], lost[32], dups[32];
+	     contra[32], lost[32], dups[32], p50[32], p99[32];
 	FILE *f = fopen(d->probe_out[k], "r");
 	size_t len = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
 
@@ -131,15 +131,17 @@ static void judge(struct drill *d, int k, int failover, char *why, size_t n)
 	probe_field(text, "contradictions", contra, sizeof(contra));
 	probe_field(text, "lost", lost, sizeof(lost));
 	probe_field(text, "duplicates", dups, sizeof(dups));
+	probe_field(text, "rtt_p50_us", p50, sizeof(p50));
+	probe_field(text, "rtt_p99_us", p99, sizeof(p99));
 	double gap_ms = gap[0] ? strtod(gap, NULL) : -1;
 	d->net_gap_ms[k] = gap_ms;
 	snprintf(d->net_summary[k], sizeof(d->net_summary[k]),
-		 "%s: %s answers to %s requests, %s contradictions%s%s%s%s, longest silence %s "
-		 "ms%s%s",
+		 "%s: %s answers to %s requests, %s contradictions%s%s%s%s, latency p50 %.1f ms "
+		 "p99 %.1f ms, longest silence %s ms%s%s",
 		 name[k], answered[0] ? answered : "?", sent[0] ? sent : "?",
 		 contra[0] ? contra : "?", k ? ", lost " : "", k ? (lost[0] ? lost : "?") : "",
-		 k ? ", duplicates " : "", k ? (dups[0] ? dups : "?") : "", gap[0] ? gap : "?",
-		 reason[0] ? ", " : "", reason);
+		 k ? ", duplicates " : "", k ? (dups[0] ? dups : "?") : "", atof(p50) / 1e3,
+		 atof(p99) / 1e3, gap[0] ? gap : "?", reason[0] ? ", " : "", reason);
 	why[0] = '\0';
 	if (strcmp(result, "ok"))
 		snprintf(why, n, "the %s client failed: %s%s%s (see %s)", name[k],
