@@ -19,6 +19,11 @@ check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)
 
+# network frames: held until the ack, whole, in order, across a promotion
+check_PROGRAMS += tests/t-netcommit
+TESTS += tests/t-netcommit
+tests_t_netcommit_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-backup-bad
 TESTS += tests/t-backup-bad
 tests_t_backup_bad_LDADD = $(HR_LIBS)
