@@ -359,11 +359,10 @@ int hr_stream_check_hello(const Hr__Hello *hello, const char *vm)
 		return -HR_ESHAPE;
 	}
 	if (hello->vm_options) {
-		size_t n = strlen(hello->vm_options);
-		for (size_t i = 0; i < n; i++)
-			if (hello->vm_options[i] < 0x21 || hello->vm_options[i] > 0x7e)
-				n = SIZE_MAX;
-		if (n > HR_HELLO_OPTIONS_MAX) {
+		size_t n = strlen(hello->vm_options), bad = 0;
+		for (size_t i = 0; i < n && !bad; i++)
+			bad = hello->vm_options[i] < 0x21 || hello->vm_options[i] > 0x7e;
+		if (bad || n > HR_HELLO_OPTIONS_MAX) {
 			log_warnx(vm,
 				  "stream: peer's VM options are over %d bytes or not printable",
 				  HR_HELLO_OPTIONS_MAX);
