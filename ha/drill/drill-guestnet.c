@@ -137,7 +137,7 @@ static void judge(struct drill *d, int k, int failover, char *why, size_t n)
 	d->net_gap_ms[k] = gap_ms;
 	snprintf(d->net_summary[k], sizeof(d->net_summary[k]),
 		 "%s: %s answers to %s requests, %s contradictions%s%s%s%s, latency p50 %.1f ms "
-		 "p99 %.1f ms, longest silence %s ms%s%s",
+		 "p99 %.1f ms, outage (longest wait for an answer) %s ms%s%s",
 		 name[k], answered[0] ? answered : "?", sent[0] ? sent : "?",
 		 contra[0] ? contra : "?", k ? ", lost " : "", k ? (lost[0] ? lost : "?") : "",
 		 k ? ", duplicates " : "", k ? (dups[0] ? dups : "?") : "", atof(p50) / 1e3,
