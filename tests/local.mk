@@ -19,6 +19,11 @@ check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)
 
+# output-triggered epochs (min_epoch_us) on the mem backend
+check_PROGRAMS += tests/t-epoch-trigger
+TESTS += tests/t-epoch-trigger
+tests_t_epoch_trigger_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-backup-bad
 TESTS += tests/t-backup-bad
 tests_t_backup_bad_LDADD = $(HR_LIBS)
