@@ -334,8 +334,8 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	hr_outbuf_get_stats(e->outbuf, &obs);
 	uint64_t epoch = obs.open_epoch;
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
-				  e->gm.nr_regions, e->cfg.epoch_us, epoch, ctl_r, e->error,
-				  sizeof(e->error));
+				  e->gm.nr_regions, e->cfg.epoch_us, e->cfg.min_epoch_us, epoch,
+				  ctl_r, e->error, sizeof(e->error));
 	if (rc < 0) {
 		if (rc != -EINTR && !e->error[0])
 			snprintf(e->error, sizeof(e->error), "handshake with the backup failed: %s",
