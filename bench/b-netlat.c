@@ -399,7 +399,7 @@ static void run_protected(struct result *r, uint64_t epoch_us, uint64_t min_us)
 		   .options = opts},
 	};
 	struct hr_engine_config bc = {
-	    .name = "netlat", .ops = kvm, .silence_ms = 2000, .replica_tap = TAP_REPLICA};
+	    .name = "netlat-b", .ops = kvm, .silence_ms = 2000, .replica_tap = TAP_REPLICA};
 	ep.on_p_epoch = p_epoch;
 	if (ep_start(&ep, pc, bc, EP_TCP) < 0) {
 		fprintf(stderr, "b-netlat: %s: engines not started\n", r->label);
