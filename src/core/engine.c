@@ -41,8 +41,13 @@ static void net_output_held(void *opaque)
 
 void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob)
 {
-	if (e->cfg.min_epoch_us && e->out_wake_fd >= 0)
-		hr_outbuf_set_net_cb(ob, net_output_held, e);
+	if (!e->cfg.min_epoch_us || e->out_wake_fd < 0)
+		return;
+	hr_outbuf_set_net_cb(ob, net_output_held, e);
+	log_info(e->name,
+		 "output-triggered epochs: an epoch holding a network frame ends once %" PRIu64
+		 " us old (epochs %" PRIu64 " us otherwise)",
+		 e->cfg.min_epoch_us, e->cfg.epoch_us);
 }
 
 /* Stop and abort must not wait for a peer that stopped reading. */
