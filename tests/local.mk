@@ -24,6 +24,11 @@ check_PROGRAMS += tests/t-netcommit
 TESTS += tests/t-netcommit
 tests_t_netcommit_LDADD = $(HR_LIBS)
 
+# output-triggered epochs (min_epoch_us) on the mem backend
+check_PROGRAMS += tests/t-epoch-trigger
+TESTS += tests/t-epoch-trigger
+tests_t_epoch_trigger_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-backup-bad
 TESTS += tests/t-backup-bad
 tests_t_backup_bad_LDADD = $(HR_LIBS)

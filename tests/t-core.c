@@ -98,6 +98,10 @@ static void test_handshake(void)
 	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2, 0);
 	ok(hr_handshake_accept(&p, &h, &ctl) == 0 && h.nr_regions == 2 && !strcmp(h.vm, "vm1"),
 	   "handshake: a sane HELLO is accepted");
+	hr_stream_send_hello_full(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
+				  25000, 2000, 0, NULL);
+	ok(hr_handshake_accept(&p, &h, &ctl) == 0 && h.epoch_us == 25000 && h.min_epoch_us == 2000,
+	   "handshake: the epoch policy (epoch_us, min_epoch_us) reaches the backup");
 	struct hr_mem_region other[2] = {regs[0], {1u << 30, 2 << 20, NULL}};
 	ok(hr_handshake_check_layout(&h, regs, 2) == 0 &&
 	       hr_handshake_check_layout(&h, other, 2) == -HR_ESHAPE &&
@@ -128,7 +132,7 @@ int main(void)
 	struct hr_vm_config rc_ = {.name = "t-core-r", .mem_bytes = MEM_BYTES, .nr_vcpus = 1};
 	int sv[2], rc;
 
-	plan(21);
+	plan(22);
 	test_handshake();
 
 	ok(ops->open(&pvm, &pc) == 0 && ops->open(&rvm, &rc_) == 0 &&

@@ -8,7 +8,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 54
+plan 56
 
 PA=$((20000 + $$ % 20000))
 PB=$((PA + 1))
@@ -89,6 +89,8 @@ ok '[ $rc = 1 ] && grep -q "cannot reach peer 127.0.0.1:$PDEAD" "$T/err"' "unrea
 ok 'A status | grep -q "^no VMs"' "... and nothing was started"
 A start vm1 --peer "127.0.0.1:$PB" --kernel "$T/no-such.elf" 2>"$T/err"; rc=$?
 ok '[ $rc != 0 ] && grep -q "no-such.elf" "$T/err"' "missing kernel: clear error"
+A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --epoch 25ms --min-epoch 30ms 2>"$T/err"; rc=$?
+ok '[ $rc = 2 ] && grep -q "bad --min-epoch" "$T/err"' "--min-epoch longer than --epoch: refused"
 
 # --- garbage on the replication port ---
 garbage_tcp "$PB" 'b"garbage\n"'
@@ -207,13 +209,15 @@ ok 'wait_field vm1 state stopped "$CB" 10 && B stop vm1 >/dev/null && B status |
 	"the replica on B ends with the primary's orderly stop (stopped, then removed)"
 
 # --- manual failover ---
-A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M \
+A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --min-epoch 2ms \
 	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
 B start vm3 --peer "127.0.0.1:$PA" --kernel "$GUESTS/memwalk.elf" --memory 64M \
 	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err3"
 ok 'wait_field vm2 state backup "$CB" 30' "vm2 protected: B holds a committed epoch"
 ok 'wait_field vm3 state backup "$CA" 30 && [ "$(field vm3 state "$CB")" = protected ] && [ "$(field vm2 state "$CA")" = protected ]' \
 	"both directions at once: A is primary of vm2 and backup of vm3, B the other way round"
+ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); v=[v for v in d[\"vms\"] if v[\"name\"]==\"vm2\"][0]; assert v[\"min_epoch_us\"]==2000"' \
+	"start --min-epoch 2ms reaches the worker: status --json says min_epoch_us 2000"
 B failover vm2 >"$T/out" 2>"$T/err"; rc=$?
 ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failover-start" "$T/b.log" && grep -q "+promoted" "$T/b.log"' \
 	"failover vm2 on B: promoted, +failover-start and +promoted logged (rc=$rc $(cat "$T/err"))"

@@ -169,6 +169,47 @@ static void test_channels(void)
 	hr_outbuf_free(ob);
 }
 
+static unsigned nr_net_cb;
+
+static void on_net(void *opaque)
+{
+	nr_net_cb++;
+}
+
+/* The open epoch's first network record is announced once and timed;
+ * console bytes and disk records are not. */
+static void test_net_trigger(void)
+{
+	static const struct hr_chan_desc chans[] = {
+	    {.name = "console", .kind = HR_CHAN_CONSOLE},
+	    {.name = "net0", .kind = HR_CHAN_NET, .max_record_bytes = 1514},
+	    {.name = "disk0", .kind = HR_CHAN_DISK, .max_record_bytes = 64}};
+	struct hr_outbuf *ob;
+
+	hr_outbuf_new(&ob, VM, chans, 3, 1 << 20, 0);
+	hr_outbuf_set_net_cb(ob, on_net, NULL);
+	hr_outbuf_append(ob, 0, "console", 7);
+	hr_outbuf_append(ob, 2, "done", 4);
+	ok(nr_net_cb == 0 && hr_outbuf_net_since_ns(ob) == 0,
+	   "console bytes and disk records do not count as network output");
+	uint64_t t0 = hr_now_ns();
+	for (int i = 0; i < 10; i++)
+		hr_outbuf_append(ob, 1, "frame-frame-frame", 17);
+	uint64_t since = hr_outbuf_net_since_ns(ob);
+	ok(nr_net_cb == 1 && since >= t0 && since <= hr_now_ns(),
+	   "10 frames in one epoch: one callback, timed at the first (%u)", nr_net_cb);
+	ok(hr_outbuf_append(ob, 1, "x", 1515) == -EMSGSIZE && nr_net_cb == 1,
+	   "a refused frame does not call it again");
+	hr_outbuf_seal(ob, 0);
+	ok(hr_outbuf_net_since_ns(ob) == 0, "seal: the new open epoch holds no network output");
+	hr_outbuf_append(ob, 1, "frame", 5);
+	ok(nr_net_cb == 2 && hr_outbuf_net_since_ns(ob) >= since,
+	   "the next epoch's first frame calls it again");
+	hr_outbuf_drop_from(ob, 1);
+	ok(hr_outbuf_net_since_ns(ob) == 0, "drop_from(open epoch) forgets it");
+	hr_outbuf_free(ob);
+}
+
 int main(void)
 {
 	struct hr_outbuf *ob;
@@ -180,7 +221,7 @@ int main(void)
 
 	hr_log_init("t-outbuf", 1, 0);
 	alarm(60);
-	plan(33);
+	plan(39);
 
 	/* basic: release only up to the acked epoch */
 	ok(hr_outbuf_new(&ob, VM, console, 1, 1 << 20, 0) == 0, "outbuf with a 1 MiB cap");
@@ -342,5 +383,6 @@ int main(void)
 
 	free(expect);
 	test_channels();
+	test_net_trigger();
 	return tap_done();
 }

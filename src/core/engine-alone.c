@@ -204,6 +204,7 @@ int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch)
 		hr_outbuf_free(ob);
 		return rc;
 	}
+	hr_engine_watch_net_output(e, ob);
 	if ((rc = e->ops->dirty_start(e->vm)) < 0) {
 		log_err(e->name, "cannot track dirty pages on the promoted guest: %s",
 			hr_strerror(rc));

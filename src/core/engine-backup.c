@@ -97,6 +97,8 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		vc.exit_opaque = e;
 		if (h.epoch_us)
 			e->cfg.epoch_us = h.epoch_us;
+		if (h.min_epoch_us) /* once promoted, its epochs follow the same policy */
+			e->cfg.min_epoch_us = h.min_epoch_us;
 		e->cfg.vm.mem_bytes = h.mem_bytes;
 		e->cfg.vm.nr_vcpus = h.nr_vcpus;
 		rc = hr_engine_open_vm(e, &vc);

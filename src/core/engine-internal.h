@@ -26,6 +26,7 @@ struct hr_engine {
 	uint64_t deliver_lost; /* released records the backend could not send (atomic) */
 	int ctl_pipe[2];
 	int end_pipe[2]; /* readable once stop/abort was asked: interrupts a blocked send */
+	int out_wake_fd; /* eventfd: the open epoch got its first network frame (min_epoch_us) */
 	struct hr_peer peer;
 	struct hr_role role;
 	struct hr_ha_lease lease; /* standing with the witness (none: addr NULL) */
@@ -80,6 +81,9 @@ int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch);
 
 /* engine.c */
 void hr_engine_ctl_send(struct hr_engine *e, char c);
+/* min_epoch_us: outbuf tells the epoch loop (out_wake_fd) when the open
+ * epoch gets its first network frame; once per epoch (no-op if off). */
+void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob);
 void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st);
 void hr_engine_role_event(struct hr_engine *e, enum hr_role_event ev, const char *why);
 int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t len);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -82,8 +83,10 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 	}
 }
 
-/* One epoch: take it, send it, wait for its ack, release its output. */
-static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int *ctl_r)
+/* One epoch: take it, send it, wait for its ack, release its output.
+ * trigger: why it ends now (enum hr_epoch_end, for its stats). */
+static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int trigger,
+		      int *ctl_r)
 {
 	struct hr_epoch ep;
 	uint64_t ack_ns;
@@ -95,6 +98,7 @@ static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 	uint64_t sent_t0 = hr_now_ns();
 	rc = hr_sender_send_epoch(snd, &ep);
 	struct hr_epoch_stats st = ep.st;
+	st.trigger = (uint64_t)trigger;
 	hr_epoch_release(&ep); /* before release: it points into the outbuf */
 	if (rc < 0)
 		return rc;
@@ -177,29 +181,85 @@ static void witness_register(struct hr_engine *e)
 	e->wit_next_register_ns = hr_now_ns() + 2000 * 1000000ull;
 }
 
-/* Sleep until the next epoch is due; returns a control byte that ends the
- * loop (stop, abort), or 0 to checkpoint now. */
-static int wait_next_epoch(struct hr_engine *e)
+/*
+ * When the open epoch ends.  Without min_epoch_us: epoch_us after its
+ * start (the previous pause).  With it, an epoch that holds a network
+ * frame ends at
+ *
+ *     max(start + min_epoch_us, first frame + coalescing delay)
+ *
+ * if that is sooner.  The first term bounds the checkpoint rate of a
+ * chatty guest (the interval between pauses never drops below
+ * min_epoch_us, so at most 1/min_epoch_us checkpoints per second, each
+ * with its pause and its bytes); the second lets the frames a guest sends
+ * in one burst (an answer and its ACKs, a segment train) share an epoch
+ * instead of the second one waiting a whole min_epoch_us behind the
+ * first.  The delay is a quarter of min_epoch_us, at most
+ * OUT_COALESCE_MAX_US: a reply's frames follow each other within tens of
+ * microseconds, and a longer wait only adds to every reply's latency.
+ * Console bytes never end an epoch early: nobody waits on them for an
+ * answer, and a chatty console would otherwise checkpoint non-stop.
+ */
+#define OUT_COALESCE_MAX_US 250
+
+static uint64_t epoch_due_ns(struct hr_engine *e, int *trigger_r)
 {
-	uint64_t due = e->src.last_pause_ns + e->cfg.epoch_us * 1000ull;
+	uint64_t start = e->src.last_pause_ns;
+	uint64_t due = start + e->cfg.epoch_us * 1000ull;
+
+	*trigger_r = HR_EPOCH_END_TIME;
+	if (!e->cfg.min_epoch_us)
+		return due;
+	uint64_t first = hr_outbuf_net_since_ns(e->outbuf);
+	if (!first)
+		return due;
+	uint64_t coalesce_us = e->cfg.min_epoch_us / 4;
+	if (coalesce_us > OUT_COALESCE_MAX_US)
+		coalesce_us = OUT_COALESCE_MAX_US;
+	uint64_t early = start + e->cfg.min_epoch_us * 1000ull;
+	if (first + coalesce_us * 1000ull > early)
+		early = first + coalesce_us * 1000ull;
+	if (early >= due)
+		return due;
+	*trigger_r = HR_EPOCH_END_OUTPUT;
+	return early;
+}
+
+/* Sleep until the next epoch is due; returns a control byte that ends the
+ * loop (stop, abort), or 0 to checkpoint now, with *trigger_r saying why.
+ * A network frame wakes it (out_wake_fd, written once per epoch) to move
+ * the due time forward. */
+static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
+{
 	for (;;) {
 		witness_register(e);
+		uint64_t due = epoch_due_ns(e, trigger_r);
 		uint64_t now = hr_now_ns();
 		if (now >= due)
 			return 0;
 		/* a long epoch is no silence: heartbeats keep the backup informed */
 		int hb_ms = hr_peer_heartbeat(&e->peer);
-		int ms = (int)((due - now + 999999) / 1000000);
-		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
-		if (poll(&p, 1, hb_ms >= 0 && hb_ms < ms ? hb_ms : ms) <= 0)
+		uint64_t wait_ns = due - now;
+		if (hb_ms >= 0 && (uint64_t)hb_ms * 1000000ull < wait_ns)
+			wait_ns = (uint64_t)hb_ms * 1000000ull;
+		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
+				      (long)(wait_ns % 1000000000ull)};
+		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->out_wake_fd, POLLIN, 0}};
+		if (ppoll(p, e->cfg.min_epoch_us ? 2 : 1, &ts, NULL) <= 0)
 			continue;
+		if (p[1].revents & POLLIN) {
+			uint64_t n;
+			(void)!read(e->out_wake_fd, &n, sizeof(n)); /* due is recomputed above */
+		}
 		char c;
-		if (read(e->ctl_pipe[0], &c, 1) != 1)
+		if (!(p[0].revents & POLLIN) || read(e->ctl_pipe[0], &c, 1) != 1)
 			continue;
 		if (c == CTL_STOP || c == CTL_ABORT)
 			return c;
-		if (c == CTL_OUTPUT_FULL || c == CTL_GUEST_EXIT)
+		if (c == CTL_OUTPUT_FULL || c == CTL_GUEST_EXIT) {
+			*trigger_r = HR_EPOCH_END_FORCED;
 			return 0; /* checkpoint now */
+		}
 	}
 }
 
@@ -230,6 +290,7 @@ static int primary_setup(struct hr_engine *e)
 	if ((rc = hr_outbuf_new(&e->outbuf, e->name, e->chans, e->nr_chans, HR_OUTPUT_CAP_BYTES,
 				0)) < 0)
 		return rc;
+	hr_engine_watch_net_output(e, e->outbuf);
 	return hr_engine_src_setup(e, e->outbuf);
 }
 
@@ -273,8 +334,8 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	hr_outbuf_get_stats(e->outbuf, &obs);
 	uint64_t epoch = obs.open_epoch;
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
-				  e->gm.nr_regions, e->cfg.epoch_us, epoch, ctl_r, e->error,
-				  sizeof(e->error));
+				  e->gm.nr_regions, e->cfg.epoch_us, e->cfg.min_epoch_us, epoch,
+				  ctl_r, e->error, sizeof(e->error));
 	if (rc < 0) {
 		if (rc != -EINTR && !e->error[0])
 			snprintf(e->error, sizeof(e->error), "handshake with the backup failed: %s",
@@ -293,8 +354,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	}
 	if ((rc = live_phase(e, &snd)) < 0)
 		goto out;
+	int trigger = HR_EPOCH_END_FORCED; /* the first follows the live phase at once */
 	for (uint64_t first = epoch;; epoch++) {
-		rc = checkpoint(e, &snd, epoch, ctl_r);
+		rc = checkpoint(e, &snd, epoch, trigger, ctl_r);
 		if (rc == -EINTR && !*ctl_r)
 			*ctl_r = pending_end(e); /* a send to a peer that stopped reading */
 		if (epoch == first && !rc) {
@@ -312,7 +374,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			goto out;
 		if (e->guest_exited || (e->cfg.max_epochs && e->nr_epochs >= e->cfg.max_epochs))
 			goto out;
-		if ((*ctl_r = wait_next_epoch(e)) != 0)
+		if ((*ctl_r = wait_next_epoch(e, &trigger)) != 0)
 			goto out;
 	}
 out:

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,28 @@ void hr_engine_ctl_send(struct hr_engine *e, char c)
 	int saved = errno;
 	(void)!write(e->ctl_pipe[1], &c, 1);
 	errno = saved;
+}
+
+/* From a producer (vCPU or device thread), once per epoch at most: one
+ * write, however many frames follow it in the same epoch. */
+static void net_output_held(void *opaque)
+{
+	struct hr_engine *e = opaque;
+	int saved = errno;
+	uint64_t one = 1;
+	(void)!write(e->out_wake_fd, &one, sizeof(one));
+	errno = saved;
+}
+
+void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob)
+{
+	if (!e->cfg.min_epoch_us || e->out_wake_fd < 0)
+		return;
+	hr_outbuf_set_net_cb(ob, net_output_held, e);
+	log_info(e->name,
+		 "output-triggered epochs: an epoch holding a network frame ends once %" PRIu64
+		 " us old (epochs %" PRIu64 " us otherwise)",
+		 e->cfg.min_epoch_us, e->cfg.epoch_us);
 }
 
 /* Stop and abort must not wait for a peer that stopped reading. */
@@ -103,12 +126,18 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 					.standing = cfg->witness ? HR_HA_W_UNKNOWN : HR_HA_W_NONE};
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
+	e->ctl_pipe[0] = e->end_pipe[0] = -1;
 	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
-	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    (e->out_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		int rc = -errno;
-		if (e->ctl_pipe[0] > 0) {
+		if (e->ctl_pipe[0] >= 0) {
 			close(e->ctl_pipe[0]);
 			close(e->ctl_pipe[1]);
+		}
+		if (e->end_pipe[0] >= 0) {
+			close(e->end_pipe[0]);
+			close(e->end_pipe[1]);
 		}
 		free(e);
 		return rc;
@@ -131,6 +160,7 @@ void hr_engine_free(struct hr_engine *e)
 	close(e->ctl_pipe[1]);
 	close(e->end_pipe[0]);
 	close(e->end_pipe[1]);
+	close(e->out_wake_fd);
 	pthread_mutex_destroy(&e->stats_lock);
 	pthread_mutex_destroy(&e->out_lock);
 	free(e);

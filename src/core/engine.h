@@ -54,9 +54,16 @@ struct hr_engine_config {
 	const struct hr_backend_ops *ops;
 	struct hr_vm_config vm; /* emit/on_exit are set by the engine */
 	uint64_t epoch_us;	/* configured epoch length */
-	uint64_t silence_ms;	/* backup: promote after this much silence (0 = on EOF only) */
-	uint64_t heartbeat_ms;	/* both: heartbeat period, on its own schedule beside the
-				 * epochs (0 = silence_ms / 5, or 250 ms) */
+	/* Output-triggered epochs (primary; 0 = off: every epoch lasts
+	 * epoch_us).  An epoch that holds a network frame ends early: at
+	 * min_epoch_us after its start, or a short coalescing delay after its
+	 * first frame, whichever is later - so epochs never start more often
+	 * than every min_epoch_us (output full and guest exit excepted).
+	 * Console bytes never end an epoch early.  See engine-primary.c. */
+	uint64_t min_epoch_us;
+	uint64_t silence_ms;   /* backup: promote after this much silence (0 = on EOF only) */
+	uint64_t heartbeat_ms; /* both: heartbeat period, on its own schedule beside the
+				* epochs (0 = silence_ms / 5, or 250 ms) */
 	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
 	int unprotected_release; /* primary: release output once the backup is lost (unsafe on
 				  * a torn link; default 0 = hold, see ha/failover.h) */

@@ -29,7 +29,16 @@
 	X(pause_us)    /* guest stopped */                                                         \
 	X(dirty_pages) /* pages in the epoch */                                                    \
 	X(bytes)       /* sent on the wire for this epoch */                                       \
-	X(ack_us)      /* resume -> ack received (backup: commit time) */
+	X(ack_us)      /* resume -> ack received (backup: commit time) */                          \
+	X(trigger)     /* primary: why it ended, enum hr_epoch_end (backup: 0) */
+
+/* Why the primary ended an epoch (hr_epoch_stats.trigger). */
+enum hr_epoch_end {
+	HR_EPOCH_END_TIME = 0,	 /* epoch_us was up */
+	HR_EPOCH_END_OUTPUT = 1, /* it held a network frame (min_epoch_us) */
+	HR_EPOCH_END_FORCED = 2, /* at once: the session's first (after the live phase),
+				  * output buffer full, guest exit */
+};
 
 struct hr_epoch_stats {
 #define HR_X_FIELD(f) uint64_t f;

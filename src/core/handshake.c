@@ -9,16 +9,16 @@
 
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, uint64_t first_epoch, int *ctl_r, char *why,
-			 size_t why_size)
+			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch, int *ctl_r,
+			 char *why, size_t why_size)
 {
 	struct hr_frame f;
 	int rc;
 
 	*ctl_r = 0;
-	rc = hr_stream_send_hello_at(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
-				     vc->nr_vcpus, regions, nr_regions, epoch_us, first_epoch,
-				     vc->options);
+	rc = hr_stream_send_hello_full(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
+				       vc->nr_vcpus, regions, nr_regions, epoch_us, min_epoch_us,
+				       first_epoch, vc->options);
 	if (rc < 0)
 		return rc;
 	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
@@ -62,6 +62,7 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	h->mem_bytes = m->mem_bytes;
 	h->nr_vcpus = m->nr_vcpus;
 	h->epoch_us = m->has_epoch_us ? m->epoch_us : 0;
+	h->min_epoch_us = m->has_min_epoch_us ? m->min_epoch_us : 0;
 	h->first_epoch = m->has_first_epoch ? m->first_epoch : 0;
 	snprintf(h->vm_options, sizeof(h->vm_options), "%s", m->vm_options ? m->vm_options : "");
 	rc = hr_stream_check_hello(m, m->vm_name);

@@ -53,6 +53,9 @@ struct hr_outbuf {
 	uint64_t nr_full;
 	hr_outbuf_full_fn full_fn;
 	void *full_opaque;
+	uint64_t net_since_ns; /* first network record of the open epoch (0: none) */
+	hr_outbuf_net_fn net_fn;
+	void *net_opaque;
 };
 
 int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, const struct hr_chan_desc *chans,
@@ -112,6 +115,22 @@ void hr_outbuf_set_full_cb(struct hr_outbuf *ob, hr_outbuf_full_fn fn, void *opa
 	ob->full_fn = fn;
 	ob->full_opaque = opaque;
 	pthread_mutex_unlock(&ob->lock);
+}
+
+void hr_outbuf_set_net_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->net_fn = fn;
+	ob->net_opaque = opaque;
+	pthread_mutex_unlock(&ob->lock);
+}
+
+uint64_t hr_outbuf_net_since_ns(struct hr_outbuf *ob)
+{
+	pthread_mutex_lock(&ob->lock);
+	uint64_t ns = ob->net_since_ns;
+	pthread_mutex_unlock(&ob->lock);
+	return ns;
 }
 
 void hr_outbuf_set_offsets(struct hr_outbuf *ob, const uint64_t *next_offsets, unsigned nr)
@@ -176,6 +195,7 @@ static int append_locked(struct hr_outbuf *ob, unsigned chan, const uint8_t *buf
 static int append(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t len, int timeout_ms)
 {
 	struct timespec deadline;
+	hr_outbuf_net_fn net_fn = NULL;
 	int notified = 0, rc;
 
 	if (chan >= ob->nr_chans)
@@ -224,7 +244,14 @@ static int append(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t l
 			break;
 		}
 	}
+	if (!rc && ob->chans[chan].kind == HR_CHAN_NET && !ob->net_since_ns) {
+		ob->net_since_ns = hr_now_ns(); /* once per epoch: the trigger's time */
+		net_fn = ob->net_fn;
+	}
+	void *net_opaque = ob->net_opaque;
 	pthread_mutex_unlock(&ob->lock);
+	if (net_fn)
+		net_fn(net_opaque);
 	return rc;
 }
 
@@ -250,6 +277,7 @@ int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
 		rc = -EINVAL;
 	} else {
 		ob->open_epoch++;
+		ob->net_since_ns = 0;
 		memcpy(ob->sealed_offset, ob->next_offset, sizeof(ob->sealed_offset));
 		memset(ob->open_run, 0, sizeof(ob->open_run));
 	}
@@ -372,6 +400,8 @@ void hr_outbuf_drop_from(struct hr_outbuf *ob, uint64_t epoch)
 		}
 	}
 	ob->held_bytes -= dropped;
+	if (epoch <= ob->open_epoch)
+		ob->net_since_ns = 0;
 	if (dropped) {
 		log_info(ob->vm, "outbuf: dropped %zu unacknowledged bytes of epochs >= %" PRIu64,
 			 dropped, epoch);

@@ -59,6 +59,17 @@ void hr_outbuf_free(struct hr_outbuf *ob);
 /* OPTIONAL: be told when the buffer is full. */
 void hr_outbuf_set_full_cb(struct hr_outbuf *ob, hr_outbuf_full_fn fn, void *opaque);
 
+/*
+ * OPTIONAL: be told when the open epoch gets its first record on a network
+ * channel (HR_CHAN_NET): once per epoch at most, from the producer thread,
+ * outside the lock.  The engine uses it to end such an epoch early.
+ */
+typedef void (*hr_outbuf_net_fn)(void *opaque);
+void hr_outbuf_set_net_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaque);
+/* When the open epoch's first network record was appended (hr_now_ns()),
+ * 0 if it holds none.  Seal starts the next epoch at 0. */
+uint64_t hr_outbuf_net_since_ns(struct hr_outbuf *ob);
+
 /* A promoted replica continues each channel at the offsets the primary reached. */
 void hr_outbuf_set_offsets(struct hr_outbuf *ob, const uint64_t *next_offsets, unsigned nr);
 

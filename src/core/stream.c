@@ -460,6 +460,16 @@ int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *b
 			    const struct hr_mem_region *regions, unsigned nr_regions,
 			    uint64_t epoch_us, uint64_t first_epoch, const char *vm_options)
 {
+	return hr_stream_send_hello_full(fd, role, vm, backend, mem_bytes, nr_vcpus, regions,
+					 nr_regions, epoch_us, 0, first_epoch, vm_options);
+}
+
+int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char *backend,
+			      uint64_t mem_bytes, unsigned nr_vcpus,
+			      const struct hr_mem_region *regions, unsigned nr_regions,
+			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			      const char *vm_options)
+{
 	Hr__Hello h = HR__HELLO__INIT;
 	Hr__MemRegion mr[8];
 	Hr__MemRegion *mrp[8];
@@ -483,6 +493,8 @@ int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *b
 	h.regions = mrp;
 	h.has_epoch_us = epoch_us != 0;
 	h.epoch_us = epoch_us;
+	h.has_min_epoch_us = min_epoch_us != 0;
+	h.min_epoch_us = min_epoch_us;
 	h.has_first_epoch = first_epoch != 0;
 	h.first_epoch = first_epoch;
 	h.vm_options = vm_options && *vm_options ? (char *)vm_options : NULL;

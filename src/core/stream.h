@@ -226,6 +226,12 @@ int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *b
 			    uint64_t mem_bytes, unsigned nr_vcpus,
 			    const struct hr_mem_region *regions, unsigned nr_regions,
 			    uint64_t epoch_us, uint64_t first_epoch, const char *vm_options);
+/* The same with the primary's min_epoch_us (0 = off: not sent). */
+int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char *backend,
+			      uint64_t mem_bytes, unsigned nr_vcpus,
+			      const struct hr_mem_region *regions, unsigned nr_regions,
+			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			      const char *vm_options);
 #define HR_HELLO_OPTIONS_MAX 256 /* bytes of vm_options, printable ASCII */
 
 #endif

@@ -14,7 +14,8 @@
  *   v=1 cmd=ping
  *   v=1 cmd=status [vm=NAME] [json=1]
  *   v=1 cmd=start vm=NAME peer=HOST[:PORT] kernel=/ABS/PATH [backend=kvm]
- *       [memory_bytes=N] [vcpus=N] [epoch_us=N] [append=CMDLINE] [console=SPEC]
+ *       [memory_bytes=N] [vcpus=N] [epoch_us=N] [min_epoch_us=N] [append=CMDLINE]
+ *       [console=SPEC] [net=SPEC]
  *   v=1 cmd=stop vm=NAME
  *   v=1 cmd=failover vm=NAME
  *

@@ -45,6 +45,7 @@ struct hr_worker_args {
 	const struct hr_backend_ops *ops;
 	struct hr_vm_config vm;
 	uint64_t epoch_us;
+	uint64_t min_epoch_us; /* output-triggered epochs (0: off) */
 	const char *console_spec;
 	/* where the peer daemon listens, for re-protection ("" = unknown) */
 	char reconnect_addr[160];

@@ -75,6 +75,7 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.cmdline = vm->cmdline;
 	a.vm.options = vm->net;
 	a.epoch_us = vm->epoch_us;
+	a.min_epoch_us = vm->min_epoch_us;
 	a.console_spec = vm->console_spec;
 	rc = hr_dvm_spawn_worker(vm, &a);
 	close(vm->peer_fd);
@@ -84,8 +85,11 @@ static void start_fork(struct hr_dvm *vm)
 		return;
 	}
 	vm->started_ns = hr_now_ns();
-	log_info(vm->name, "worker %d builds the VM (primary, backup at %s, epoch %llu us)",
-		 (int)vm->pid, vm->peer, (unsigned long long)vm->epoch_us);
+	log_info(
+	    vm->name,
+	    "worker %d builds the VM (primary, backup at %s, epoch %llu us, min epoch %llu us)",
+	    (int)vm->pid, vm->peer, (unsigned long long)vm->epoch_us,
+	    (unsigned long long)vm->min_epoch_us);
 	/* the answer waits for the worker's first state (hr_dvm_start_state) */
 	hr_dvm_arm_timer(vm, outcome_timeout_cb, OUTCOME_TIMEOUT_S);
 }
@@ -193,7 +197,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	const char *name = hr_kv_get(req, "vm"), *backend = hr_kv_get(req, "backend");
 	const char *peer = hr_kv_get(req, "peer"), *kernel = hr_kv_get(req, "kernel");
 	const char *console = hr_kv_get(req, "console");
-	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000, nr_vcpus = 1;
+	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000, min_epoch_us = 0, nr_vcpus = 1;
 	char host[256], port[16], err[1536], spec[1024];
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
 	struct hr_dvm *vm, *old;
@@ -243,6 +247,12 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		    "bad memory_bytes (2 MiB..1 TiB), epoch_us (1000..10000000) or vcpus (1..64)");
 		return;
 	}
+	if ((hr_kv_get(req, "min_epoch_us") &&
+	     hr_kv_getu(req, "min_epoch_us", &min_epoch_us) < 0) ||
+	    (min_epoch_us && (min_epoch_us < 100 || min_epoch_us > epoch_us))) {
+		hr_ctl_reply(cc, NULL, "bad min_epoch_us (0 = off, or 100..epoch_us)");
+		return;
+	}
 	if (hr_kv_get(req, "net") && hr_net_spec_check(hr_kv_get(req, "net"), why, sizeof(why))) {
 		snprintf(err, sizeof(err), "bad net '%s': %s", hr_kv_get(req, "net"), why);
 		hr_ctl_reply(cc, NULL, err);
@@ -282,6 +292,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	vm->console_spec = strdup(console);
 	vm->mem_bytes = mem_bytes;
 	vm->epoch_us = epoch_us;
+	vm->min_epoch_us = min_epoch_us;
 	vm->nr_vcpus = (unsigned)nr_vcpus;
 	hr_dvm_wait(vm, cc, W_START);
 

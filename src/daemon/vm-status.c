@@ -109,9 +109,12 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
 	if (vm->side == HR_SIDE_PRIMARY && vm->kernel)
-		hr_sbuf_addf(sb, ", \"epoch_us\": %llu, \"memory_bytes\": %llu, \"vcpus\": %u",
-			     (unsigned long long)vm->epoch_us, (unsigned long long)vm->mem_bytes,
-			     vm->nr_vcpus);
+		hr_sbuf_addf(
+		    sb,
+		    ", \"epoch_us\": %llu, \"min_epoch_us\": %llu, \"memory_bytes\": %llu, "
+		    "\"vcpus\": %u",
+		    (unsigned long long)vm->epoch_us, (unsigned long long)vm->min_epoch_us,
+		    (unsigned long long)vm->mem_bytes, vm->nr_vcpus);
 	hr_sbuf_add(sb, ", \"last_epoch\": ", 16);
 	if (vm->have_stats)
 		stats_json(sb, &vm->last);

@@ -239,6 +239,7 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 		vm->side = side && !strcmp(side, "backup") ? HR_SIDE_BACKUP : HR_SIDE_PRIMARY;
 		snprintf(vm->peer, sizeof(vm->peer), "%s", peer ? peer : "");
 		hr_kv_getu(&kv, "epoch_us", &vm->epoch_us);
+		hr_kv_getu(&kv, "min_epoch_us", &vm->min_epoch_us);
 		hr_kv_getu(&kv, "memory_bytes", &vm->mem_bytes);
 		if (!hr_kv_getu(&kv, "held", &u))
 			vm->held = u != 0;

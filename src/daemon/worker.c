@@ -195,6 +195,7 @@ static void handover(struct worker *w, int fd)
 	}
 	if (a->side == HR_SIDE_PRIMARY) {
 		hr_kv_addu(&sb, "epoch_us", a->epoch_us);
+		hr_kv_addu(&sb, "min_epoch_us", a->min_epoch_us);
 		hr_kv_addu(&sb, "memory_bytes", a->vm.mem_bytes);
 		hr_kv_addu(&sb, "vcpus", a->vm.nr_vcpus);
 	}
@@ -503,8 +504,10 @@ int hr_worker_main(struct hr_worker_args *a)
 		rc = primary_preamble(&w);
 		if (rc < 0)
 			goto out;
-		log_info(a->name, "primary: replicating to %s every %llu us, console %s",
-			 a->peer_desc, (unsigned long long)a->epoch_us, a->console_spec);
+		log_info(a->name,
+			 "primary: replicating to %s every %llu us (min epoch %llu us), console %s",
+			 a->peer_desc, (unsigned long long)a->epoch_us,
+			 (unsigned long long)a->min_epoch_us, a->console_spec);
 	}
 
 	rc = hr_console_open(&con, a->console_spec, a->name);
@@ -525,6 +528,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.vm = a->vm;
 	cfg.vm.name = a->name;
 	cfg.epoch_us = a->epoch_us;
+	cfg.min_epoch_us = a->min_epoch_us;
 	cfg.silence_ms = a->silence_ms;
 	cfg.unprotected_release = hr_dopts.unprotected_release;
 	cfg.auto_promote = a->side == HR_SIDE_BACKUP;

@@ -214,7 +214,10 @@ int mem_guest_resume(struct mem_vm *m)
 
 	pthread_mutex_lock(&m->ctl_lock);
 	m->run_req = 1;
-	m->next_step_ns = hr_now_ns();
+	/* the guest keeps its own time across a pause (a checkpoint does not
+	 * make it step at once; the catch-up after a long one is bounded) */
+	if (!m->next_step_ns)
+		m->next_step_ns = hr_now_ns();
 	if (!m->thread_started) {
 		sigset_t all, old;
 

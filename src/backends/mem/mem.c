@@ -161,7 +161,9 @@ static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	}
 	m->region.gpa = 0;
 	m->region.bytes = cfg->mem_bytes;
-	m->region.hva = m->map_batch ? NULL : m->ram;
+	/* map= is how a primary's core reads pages; a replica (no kernel) is
+	 * written through its mapping whatever the primary's options say */
+	m->region.hva = m->map_batch && cfg->kernel_path ? NULL : m->ram;
 	m->dirty = calloc((m->nr_gfns + 63) / 64, sizeof(uint64_t));
 	m->line = malloc(MEM_MAX_LINE_BYTES + 1);
 	if (!m->dirty || !m->line)
