@@ -110,8 +110,9 @@ static void probe_field(const char *text, const char *key, char *out, size_t n)
 	}
 }
 
-/* Judge one probe's output: "" if it held, else why not (into why). */
-static void judge(struct drill *d, int k, int failover, char *why, size_t n)
+/* Judge one probe's output: "" if it held, else why not (into why).
+ * max_gap_ms: the longest wait allowed (0: no bound). */
+static void judge(struct drill *d, int k, unsigned max_gap_ms, char *why, size_t n)
 {
 	static const char *const name[2] = {"TCP", "UDP"};
 	char text[16384] = "", result[16], reason[64], detail[200], gap[32], answered[32], sent[32],
@@ -150,9 +151,9 @@ static void judge(struct drill *d, int k, int failover, char *why, size_t n)
 	else if (strtoull(answered, NULL, 10) == 0)
 		snprintf(why, n, "the %s client never got an answer (see %s)", name[k],
 			 d->probe_out[k]);
-	else if (failover && gap_ms > DRILL_NET_MAX_GAP_MS)
-		snprintf(why, n, "the %s client waited %.0f ms for an answer (at most %d)", name[k],
-			 gap_ms, DRILL_NET_MAX_GAP_MS);
+	else if (max_gap_ms && gap_ms > max_gap_ms)
+		snprintf(why, n, "the %s client waited %.0f ms for an answer (at most %u)", name[k],
+			 gap_ms, max_gap_ms);
 }
 
 void drill_probes_stop(struct drill *d)
@@ -175,8 +176,13 @@ void drill_probes_stop(struct drill *d)
 	/* a silence bound only where the VM moved or its output was held */
 	int failover = !DRILL_FAULT_IS_RESTART(d->o->fault) && d->o->fault != DRILL_FAULT_SLOW &&
 		       !d->o->victim_backup;
+	/* witness-down: nobody may speak for DRILL_HELD_WATCH_MS before the race */
+	unsigned bound = !failover ? 0
+			 : d->o->fault == DRILL_FAULT_WITNESS_DOWN
+			     ? DRILL_NET_MAX_GAP_MS + DRILL_HELD_WATCH_MS
+			     : DRILL_NET_MAX_GAP_MS;
 	for (int k = 0; k < 2; k++) {
-		judge(d, k, failover, why, sizeof(why));
+		judge(d, k, bound, why, sizeof(why));
 		if (why[0])
 			drill_fail(d, "%s", why);
 	}

@@ -101,6 +101,9 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 			e->cfg.min_epoch_us = h.min_epoch_us;
 		e->cfg.vm.mem_bytes = h.mem_bytes;
 		e->cfg.vm.nr_vcpus = h.nr_vcpus;
+		/* promoted and re-protected, this copy's HELLO names its devices */
+		snprintf(e->vm_options, sizeof(e->vm_options), "%s", options);
+		e->cfg.vm.options = e->vm_options[0] ? e->vm_options : NULL;
 		rc = hr_engine_open_vm(e, &vc);
 		if (!rc && e->gm.batched) {
 			/* staging commits through host mappings of the replica */

@@ -24,6 +24,7 @@ struct hr_engine {
 	const struct hr_chan_desc *chans;
 	unsigned nr_chans;
 	uint64_t deliver_lost; /* released records the backend could not send (atomic) */
+	char vm_options[HR_HELLO_OPTIONS_MAX + 64]; /* a replica's backend options (its devices) */
 	int ctl_pipe[2];
 	int end_pipe[2]; /* readable once stop/abort was asked: interrupts a blocked send */
 	int out_wake_fd; /* eventfd: the open epoch got its first network frame (min_epoch_us) */
