@@ -24,11 +24,12 @@ PF=$((45000 + $$ % 10000))
 fake() {
 	python3 -c '
 import socket, sys
-kind, port = sys.argv[1], int(sys.argv[2])
+kind, port, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if kind == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", port))
     s.settimeout(10)
+    open(ready, "w").write("ready\n")
     n = 0
     while True:
         try:
@@ -46,6 +47,7 @@ l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("127.0.0.1", port))
 l.listen(1)
 l.settimeout(10)
+open(ready, "w").write("ready\n")
 c, _ = l.accept()
 seq = tot = 0
 buf = b""
@@ -65,9 +67,9 @@ while True:
             c.close()
             sys.exit(0)
         c.sendall(b"seq=%d sum=%d\n" % (seq, tot))
-' "$1" "$PF" &
+' "$1" "$PF" "$T/ready.$1" &
 	_fpid=$!
-	sleep 0.3
+	wait_for "$T/ready.$1" ready 10 # it listens
 }
 fake rollback
 "$NP" tcp 127.0.0.1 "$PF" --count 10 --timeout-ms 3000 >"$T/np" 2>&1; r=$?
