@@ -329,6 +329,9 @@ static int cmd_migrate(int argc, char **argv)
 	hr_kv_add(&req, "to", argv[optind + 1]);
 	if (bw_bytes)
 		hr_kv_addu(&req, "max_bandwidth", bw_bytes);
+	const char *hold = getenv("HAREPLICATE_TEST_HANDOFF_HOLD_MS"); /* tests only */
+	if (hold && *hold)
+		hr_kv_add(&req, "test_hold_ms", hold);
 	p.tty = isatty(2);
 	struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: read returns */
 	sigemptyset(&sa.sa_mask);

@@ -53,6 +53,7 @@ struct hr_engine {
 	int mig_in_doubt;	 /* the final epoch left, no confirmation */
 	int mig_phase;		 /* enum hr_migration_phase (atomic) */
 	uint64_t mig_t0_ns;
+	uint64_t mig_hold_ms;	   /* tests: wait before the hand-off */
 	struct hr_sender *mig_snd; /* the session's sender (stats_lock) */
 	uint64_t mig_epoch_bytes;  /* stats_lock */
 	uint64_t mig_epochs;

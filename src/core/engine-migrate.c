@@ -51,8 +51,9 @@
 
 #define HANDOFF_CONFIRM_MS 10000 /* the final epoch sent: the confirmation within this */
 
-void hr_engine_migrate(struct hr_engine *e)
+void hr_engine_migrate(struct hr_engine *e, uint64_t test_hold_ms)
 {
+	__atomic_store_n(&e->mig_hold_ms, test_hold_ms, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->mig_cancel, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->mig_req, 1, __ATOMIC_SEQ_CST);
 	hr_engine_ctl_send(e, CTL_MIGRATE);
@@ -203,12 +204,39 @@ static int wait_confirmation(struct hr_engine *e, struct hr_sender *snd, int *re
 	}
 }
 
+/* Tests only (hr_engine_migrate's test_hold_ms): the destination holds a
+ * committed copy; wait, heartbeats and acks going on, until the time is
+ * up, a cancel, or the link ends (-errno). */
+static int test_hold(struct hr_engine *e)
+{
+	uint64_t ms = __atomic_load_n(&e->mig_hold_ms, __ATOMIC_SEQ_CST);
+	uint64_t until = hr_now_ns() + ms * 1000000ull;
+	int ctl, rc;
+
+	if (ms)
+		log_warnx(e->name, "migration: holding %" PRIu64 " ms before the hand-off (test)",
+			  ms);
+	while (ms && hr_now_ns() < until && !__atomic_load_n(&e->mig_cancel, __ATOMIC_SEQ_CST)) {
+		struct hr_frame f;
+		int hb = hr_peer_heartbeat(&e->peer);
+		rc = hr_peer_recv(&e->peer, &f, hb > 0 && hb < 50 ? hb : 50, &ctl);
+		if (rc == -EINTR || rc == -ETIMEDOUT)
+			continue;
+		if (rc < 0)
+			return rc;
+		hr_frame_release(&f);
+	}
+	return 0;
+}
+
 int hr_engine_handoff(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int *ctl_r)
 {
 	struct hr_epoch ep;
 	int refused, rc;
 
 	*ctl_r = 0;
+	if ((rc = test_hold(e)) < 0)
+		return rc;
 	if (__atomic_load_n(&e->mig_cancel, __ATOMIC_SEQ_CST))
 		return -ECANCELED;
 	pthread_mutex_lock(&e->stats_lock);

@@ -181,8 +181,12 @@ void hr_engine_promote(struct hr_engine *eng);
  * destination released it from the committed envelope), and the run
  * function returns -HR_EMIGRATED.  cancel: a migration not yet at its
  * hand-off ends; the destination discards its copy, the guest runs on.
+ * test_hold_ms (tests only, 0 otherwise): wait that long between the first
+ * acknowledged epoch and the hand-off (heartbeats go on), so that a test
+ * can kill either side, or cancel, while the destination holds a
+ * committed copy.
  */
-void hr_engine_migrate(struct hr_engine *eng);
+void hr_engine_migrate(struct hr_engine *eng, uint64_t test_hold_ms);
 void hr_engine_migrate_cancel(struct hr_engine *eng);
 void hr_engine_migration_progress(struct hr_engine *eng, struct hr_migration_progress *p);
 

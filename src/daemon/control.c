@@ -19,6 +19,7 @@
  *   v=1 cmd=stop vm=NAME
  *   v=1 cmd=failover vm=NAME
  *   v=1 cmd=migrate vm=NAME to=HOST[:PORT] [max_bandwidth=BYTES_PER_S]
+ *       [test_hold_ms=N]   (tests: wait N ms before the hand-off)
  *   v=1 cmd=migrate vm=NAME cancel=1 | extend_live=1 | end_live=1
  *
  * Reply: zero or more lines of body (text for people, or with json=1 one

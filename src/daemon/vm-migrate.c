@@ -179,6 +179,9 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	hr_kv_add(&sb, "to", addr);
 	if (max_bw) /* TODO: the engine's max_bandwidth, once the planner has it */
 		hr_kv_addu(&sb, "max_bandwidth", max_bw);
+	uint64_t hold_ms = 0; /* tests only: hr_engine_migrate's test_hold_ms */
+	if (!hr_kv_getu(req, "test_hold_ms", &hold_ms) && hold_ms <= 60000)
+		hr_kv_addu(&sb, "test_hold_ms", hold_ms);
 	tell_worker(vm, &sb);
 	hr_sbuf_free(&sb);
 	vm->migrating = 1;

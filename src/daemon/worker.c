@@ -234,8 +234,10 @@ static void daemon_request(struct worker *w, char *line)
 		pthread_mutex_lock(&w->send_lock);
 		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
 		pthread_mutex_unlock(&w->send_lock);
+		uint64_t hold_ms = 0;
+		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
 		log_info(w->a->name, "migration to %s requested", to);
-		hr_engine_migrate(eng);
+		hr_engine_migrate(eng, hold_ms);
 	} else if (req && !strcmp(req, "migrate-cancel") && eng) {
 		log_info(w->a->name, "migration cancel requested");
 		hr_engine_migrate_cancel(eng);
@@ -384,7 +386,8 @@ static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_mig
 	hr_kv_add(&sb, "result", rc == 0 ? "ok" : "failed");
 	if (rc < 0)
 		hr_kv_add(&sb, "error",
-			  w->mig_err[0]		? w->mig_err
+			  rc == -ECANCELED	? "cancelled"
+			  : w->mig_err[0]	? w->mig_err
 			  : rc == -ECANCELED	? "cancelled"
 			  : rc == -ECONNRESET	? "the destination closed the connection"
 			  : rc == -HR_EPROMOTED ? "the destination runs a VM of that name"
