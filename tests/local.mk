@@ -19,6 +19,11 @@ check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)
 
+# migration: the hand-off between engines, a cancelled one
+check_PROGRAMS += tests/t-migrate-engine
+TESTS += tests/t-migrate-engine
+tests_t_migrate_engine_LDADD = $(HR_LIBS)
+
 # network frames: held until the ack, whole, in order, across a promotion
 check_PROGRAMS += tests/t-netcommit
 TESTS += tests/t-netcommit
