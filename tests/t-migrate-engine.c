@@ -55,6 +55,7 @@ static int connect_target(void *opaque, int *fd_r)
 {
 	struct target *tg = opaque;
 	struct hr_engine_config tc = {.name = "t-mig-target",
+				      .mig_ram_digest = 1,
 				      .silence_ms = 300,
 				      .auto_promote = 1,
 				      .output_sink = t_sink,
@@ -122,6 +123,7 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 	    .migrate_connect = connect_target,
 	    .on_migration = on_migration,
 	    .migrate_opaque = &tg,
+	    .mig_ram_digest = 1,
 	};
 	struct hr_engine_config bc = {.name = "t-mig-b", .silence_ms = 300, .auto_promote = 1};
 	const char *what = cancel ? "cancel" : "migrate";
@@ -165,8 +167,13 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 		     (unsigned long long)tg.rep.final_pages);
 		ok(wait_state(&ep.b_state, HR_RS_STOPPED, 10), "%s: the old backup stopped (%s)",
 		   be, hr_role_state_name(ep.b_state));
-		ok(tg.state == HR_RS_UNPROTECTED, "%s: the target runs the VM (%s)", be,
-		   hr_role_state_name(tg.state));
+		ok(wait_state(&tg.state, HR_RS_UNPROTECTED, 10), "%s: the target runs the VM (%s)",
+		   be, hr_role_state_name(tg.state));
+		uint64_t td = hr_engine_migration_digest(tg.t);
+		ok(td && td == tg.rep.ram_xxh3,
+		   "%s: guest RAM on the target at the hand-off equals the source's at its stop "
+		   "(xxh3 %016llx, %016llx)",
+		   be, (unsigned long long)td, (unsigned long long)tg.rep.ram_xxh3);
 		pthread_mutex_lock(&ep.lock);
 		uint64_t at = last_num(ep.out[0].buf ? ep.out[0].buf : "", key);
 		pthread_mutex_unlock(&ep.lock);
@@ -196,7 +203,7 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 int main(void)
 {
 	int kvm = access("/dev/kvm", R_OK | W_OK) == 0;
-	plan(kvm ? 24 : 12);
+	plan(kvm ? 26 : 13);
 	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, 0);
 	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, 1);
 	if (kvm) {

@@ -145,13 +145,13 @@ static int run_migrated(struct hr_engine *e, struct hr_staging *st)
 		hr_peer_send_error(&e->peer, rc, "the destination could not run the VM");
 		return rc;
 	}
-	hr_peer_send_error(&e->peer, -HR_EMIGRATED, "the destination runs the VM");
-	hr_peer_close(&e->peer);
-	hr_peer_fini(&e->peer);
 	char why[96];
 	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
 		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
 	hr_engine_role_event(e, HR_RE_MIGRATED, why);
+	hr_peer_send_error(&e->peer, -HR_EMIGRATED, "the destination runs the VM");
+	hr_peer_close(&e->peer);
+	hr_peer_fini(&e->peer);
 	e->cfg.reconnect = NULL;
 	if ((rc = hr_engine_become_primary(e, hr_staging_next_epoch(st))) < 0)
 		return rc;
@@ -241,6 +241,14 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			}
 			if (r == HR_RX_HANDOFF && e->mig_target) {
 				hr_engine_epoch_done(e, &rx.last);
+				if (e->cfg.mig_ram_digest) {
+					uint64_t d = hr_engine_ram_digest(e);
+					__atomic_store_n(&e->mig_digest, d, __ATOMIC_SEQ_CST);
+					log_info(e->name,
+						 "migration target: guest RAM at the hand-off "
+						 "xxh3=%016" PRIx64,
+						 d);
+				}
 				rc = run_migrated(e, st);
 				if (rc < 0)
 					hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));

@@ -57,6 +57,7 @@ struct hr_engine {
 	struct hr_sender *mig_snd; /* the session's sender (stats_lock) */
 	uint64_t mig_epoch_bytes;  /* stats_lock */
 	uint64_t mig_epochs;
+	uint64_t mig_digest; /* target: RAM at the hand-off (cfg.mig_ram_digest) */
 
 	/* both */
 	volatile int guest_exited;

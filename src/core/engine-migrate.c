@@ -93,6 +93,23 @@ void hr_engine_migration_progress(struct hr_engine *e, struct hr_migration_progr
 	pthread_mutex_unlock(&e->stats_lock);
 }
 
+uint64_t hr_engine_ram_digest(struct hr_engine *e)
+{
+	struct hr_epoch_sum s;
+	if (e->gm.batched || hr_epoch_sum_init(&s, 0) < 0)
+		return 0;
+	for (unsigned i = 0; i < e->gm.nr_regions; i++)
+		hr_epoch_sum_state(&s, e->gm.regions[i].hva, e->gm.regions[i].bytes);
+	uint64_t d = hr_epoch_sum_value(&s);
+	hr_epoch_sum_fini(&s);
+	return d;
+}
+
+uint64_t hr_engine_migration_digest(struct hr_engine *e)
+{
+	return __atomic_load_n(&e->mig_digest, __ATOMIC_SEQ_CST);
+}
+
 static void report(struct hr_engine *e, int rc, int in_doubt, const struct hr_migration_report *r)
 {
 	if (e->cfg.on_migration)
@@ -282,6 +299,11 @@ int hr_engine_handoff(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 	e->mig_epoch_bytes += final_bytes;
 	r.epoch_bytes = e->mig_epoch_bytes;
 	pthread_mutex_unlock(&e->stats_lock);
+	if (e->cfg.mig_ram_digest) { /* paused for good: no cost to the guest */
+		r.ram_xxh3 = hr_engine_ram_digest(e);
+		log_info(e->name, "migration: guest RAM at the stop point xxh3=%016" PRIx64,
+			 r.ram_xxh3);
+	}
 	char why[160];
 	snprintf(why, sizeof(why),
 		 "the destination runs the guest (downtime %.1f ms, %" PRIu64 " ms in all); "

@@ -60,6 +60,7 @@ struct hr_migration_report {
 	uint64_t nr_epochs;   /* the session's epochs (the final one included) */
 	uint64_t final_pages; /* pages of the final epoch */
 	uint64_t final_epoch; /* its number */
+	uint64_t ram_xxh3;    /* cfg.mig_ram_digest: all guest RAM at the stop point */
 };
 
 /* Where a migration stands (hr_engine_migration_progress). */
@@ -140,6 +141,12 @@ struct hr_engine_config {
 	void (*on_migration)(void *opaque, int rc, int in_doubt,
 			     const struct hr_migration_report *rep);
 	void *migrate_opaque;
+	/* Tests and debugging: both sides take hr_engine_ram_digest at the stop
+	 * point (the source after the confirmation, the target after the final
+	 * commit - before its guest runs, so this adds to the downtime) and log
+	 * it; the source's is in the report, the target's in
+	 * hr_engine_migration_digest. */
+	int mig_ram_digest;
 };
 
 struct hr_engine;
@@ -189,6 +196,11 @@ void hr_engine_promote(struct hr_engine *eng);
 void hr_engine_migrate(struct hr_engine *eng, uint64_t test_hold_ms);
 void hr_engine_migrate_cancel(struct hr_engine *eng);
 void hr_engine_migration_progress(struct hr_engine *eng, struct hr_migration_progress *p);
+/* XXH3-64 of all guest RAM, region by region (0: the backend maps pages in
+ * batches only).  Meaningful while the guest is paused. */
+uint64_t hr_engine_ram_digest(struct hr_engine *eng);
+/* A migration target's digest at the hand-off (cfg.mig_ram_digest; 0: none). */
+uint64_t hr_engine_migration_digest(struct hr_engine *eng);
 
 /* Liveness as another thread may read it at any time (the worker reports
  * it to the daemon every second for `status`). */

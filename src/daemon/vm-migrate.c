@@ -191,9 +191,16 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	log_info(vm->name, "migration to %s requested (%s, %s)", addr, hr_dvm_role_name(vm),
 		 hr_dvm_state_name(vm));
 	hr_dvm_wait(vm, cc, W_MIGRATE);
-	if (max_bw)
-		hr_ctl_progress(cc, "note text=--max-bandwidth%20is%20not%20enforced%20by%20this%20"
-				    "build%20(no%20rate%20limit%20in%20the%20engine%20yet)");
+	if (max_bw) {
+		struct hr_sbuf note = {0};
+		hr_kv_add(&note, "note", "1");
+		hr_kv_add(&note, "text",
+			  "--max-bandwidth is not enforced by this build (no rate limit in the "
+			  "engine yet)");
+		if (!note.oom)
+			hr_ctl_progress(cc, note.p);
+		hr_sbuf_free(&note);
+	}
 }
 
 /* The control connection of a waiting migration went away (Ctrl-C). */

@@ -691,6 +691,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.migrate_connect = migrate_connect;
 	cfg.on_migration = on_migration;
 	cfg.migrate_opaque = &w;
+	/* tests: both sides log a digest of guest RAM at the hand-off */
+	cfg.mig_ram_digest = getenv("HR_TEST_MIGRATE_RAM_DIGEST") != NULL;
 	if (hr_dopts.witness) {
 		cfg.witness = hr_dopts.witness;
 		cfg.witness_tls = hr_tls;
