@@ -5,14 +5,15 @@
 # the destination holds a committed copy), the migration A -> B (B held its
 # backup: it is dropped, then B builds a copy as a migration target and
 # takes over), then back B -> A with A's daemon and worker killed before the
-# hand-off (B keeps the VM), and with B's worker killed before the hand-off
-# (A discards its copy).  The console stream must go on without a gap or a
+# hand-off (B keeps the VM), B -> A from an unprotected primary, and A -> B
+# with A's worker killed before the hand-off (B discards its copy).  Both
+# sides log a digest of guest RAM at the hand-off: they must agree.  The console stream must go on without a gap or a
 # contradiction from one host to the other, and only one host prints.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 37
+plan 42
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -137,30 +138,61 @@ sb=$(size "$T/b/state/vm1.console")
 grown_b() { [ "$(size "$T/b/state/vm1.console")" -gt "$sb" ]; }
 ok 'wait_true 5 grown_b && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' "B prints on, A never did"
 
-# --- the source dies before the hand-off: the destination discards ---
+# --- back B -> A, from an unprotected primary ---
 "$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 pida=$!
 on_exit "kill -9 $pida 2>/dev/null"
 ok 'wait_true 10 A status' "A's daemon again"
-HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 B migrate vm1 "127.0.0.1:$PA" >"$T/mig4" 2>"$T/mig4.err" &
+B migrate vm1 "127.0.0.1:$PA" >"$T/mig4" 2>"$T/mig4.err"; rc=$?
+ok '[ $rc = 0 ] && grep -q "migrated vm1" "$T/mig4" && grep -q "downtime" "$T/mig4"' \
+	"migrate vm1 B -> A (an unprotected primary): exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
+sed 's/^/# /' "$T/mig4"
+ok 'B status | grep -q "^no VMs" && [ "$(field vm1 state "$CA")" = unprotected ] && [ "$(field vm1 role "$CA")" = primary ]' \
+	"vm1 runs on A now, B forgot it"
+ok 'wait_for "$T/a/state/vm1.console" "seq=$(($(grep -c "seq=" "$T/b/state/vm1.console") + 200)) " 30' \
+	"A prints again"
+# both files as one stream: every seq from 1 on exactly once in content
+stream_ok() {
+	python3 - "$@" <<'PY'
+import re, sys
+seen = {}
+for f in sys.argv[1:]:
+    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+", open(f, errors="replace").read()):
+        n = int(re.search(r"seq=(\d+)", line).group(1))
+        if seen.get(n, line) != line or not line.endswith("errors=0"):
+            print("# conflict or error at", n); sys.exit(1)
+        seen[n] = line
+top = max(seen)
+missing = [n for n in range(1, top + 1) if n not in seen]
+print("# seq 1 ..", top, "missing", missing[:5])
+sys.exit(1 if missing else 0)
+PY
+}
+ok 'stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
+	"the console over A, B, A: every line from 1 on, none contradicted"
+
+# --- the source dies before the hand-off: the destination discards ---
+sb=$(size "$T/b/state/vm1.console")
+HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 A migrate vm1 "127.0.0.1:$PB" >"$T/mig5" 2>"$T/mig5.err" &
 mpid=$!
-ok 'wait_true 20 a_holds' "migration B -> A again: A holds a committed copy"
-wb=$(field vm1 pid "$CB")
+b_holds() { [ "$(field vm1 state "$CB")" = backup ]; }
+ok 'wait_true 20 b_holds' "migration A -> B again: B holds a committed copy"
 wa=$(field vm1 pid "$CA")
-ok 'kill_pid -9 "$wb"' "kill -9 of the source's worker (B, pid $wb)"
+wb=$(field vm1 pid "$CB")
+ok 'kill_pid -9 "$wa"' "kill -9 of the source's worker (A, pid $wa)"
 wait_exit $mpid 20
-st_a() { diag "A: $(A status vm1 2>&1 | head -1)"; }
-ok 'wait_field vm1 state failed "$CA" 10 && wait_true 5 gone "$wa" && grep -q "went away before the hand-off" "$T/a.log" || { st_a; false; }' \
-	"A discards its copy: failed, its worker ended, nothing promoted"
-ok '[ "$(field vm1 role "$CA")" = backup ] && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' \
-	"A never ran the guest (role backup, console unchanged)"
-ok '! grep -q "+promoted" "$T/a.log"' "no promotion on A"
+st_b() { diag "B: $(B status vm1 2>&1 | head -1)"; }
+ok 'wait_field vm1 state failed "$CB" 10 && wait_true 5 gone "$wb" && grep -q "went away before the hand-off" "$T/b.log" || { st_b; false; }' \
+	"B discards its copy: failed, its worker ended, nothing promoted"
+ok '[ "$(field vm1 role "$CB")" = backup ] && [ "$(size "$T/b/state/vm1.console")" = "$sb" ]' \
+	"B never ran the guest (role backup, console unchanged)"
+ok '! grep -q "+promoted" "$T/b.log"' "no promotion on B"
 ok 'alive $pida && alive $pidb' "both daemons survive"
 
 # --- errors after the VM is gone ---
 A stop vm1 >/dev/null 2>&1
 B stop vm1 >/dev/null 2>&1
-B migrate vm1 "127.0.0.1:$PA" 2>"$T/err"; rc=$?
+A migrate vm1 "127.0.0.1:$PB" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no VM named vm1" "$T/err"' "migrating a VM that no longer runs: refused (rc=$rc)"
 grep -E '^[0-9:.]+ (warning|error)' "$T/a.log" "$T/b.log" | grep -v "refused a replica\|backup from .* refused" | head -20 | sed 's/^/# /'
 done_testing
