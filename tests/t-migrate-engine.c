@@ -5,7 +5,10 @@
  * backup must end without promoting, the primary return -HR_EMIGRATED, the
  * target run the guest as an unprotected primary, and the console seen
  * outside go on without a gap or a conflict.  Then a cancelled migration:
- * the target discards its committed copy, the primary runs on.  On the
+ * the target discards its committed copy, the primary runs on.  Then one
+ * in doubt: the link breaks after the final epoch, before the
+ * confirmation: the target runs the VM and the primary, which cannot tell,
+ * resumes with its output held (one speaker).  On the
  * in-memory backend, and on KVM with memwalk where /dev/kvm exists.
  */
 #include <errno.h>
@@ -28,6 +31,7 @@ struct target {
 	volatile enum hr_role_state state;
 	volatile uint64_t bytes;
 	volatile int result, in_doubt, reported;
+	int cut_confirmation; /* the target's link breaks as it starts running the VM */
 	struct hr_migration_report rep;
 };
 
@@ -40,7 +44,11 @@ static void t_sink(void *o, unsigned chan, uint64_t off, const void *p, size_t n
 
 static void t_state(void *o, enum hr_role_state from, enum hr_role_state to, enum hr_role_event ev)
 {
-	((struct target *)o)->state = to;
+	struct target *tg = o;
+	/* +migrated is announced just before the confirmation is sent */
+	if (ev == HR_RE_MIGRATED && tg->cut_confirmation)
+		shutdown(tg->fd, SHUT_RDWR);
+	tg->state = to;
 }
 
 static void *t_run(void *a)
@@ -106,11 +114,14 @@ static int wait_state(volatile enum hr_role_state *s, enum hr_role_state want, d
 	return *s == want;
 }
 
+enum { MIGRATE, CANCEL, DOUBT };
+
 static void run(const char *be, const char *kernel, const char *cmdline, const char *key,
-		uint64_t mem_bytes, int cancel)
+		uint64_t mem_bytes, int mode)
 {
 	struct ep_pair ep = {0};
-	struct target tg = {.ep = &ep, .result = 1};
+	struct target tg = {.ep = &ep, .result = 1, .cut_confirmation = mode == DOUBT};
+	int cancel = mode == CANCEL;
 	struct hr_engine_config pc = {
 	    .name = "t-mig",
 	    .ops = hr_backend_find(be),
@@ -126,13 +137,32 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 	    .mig_ram_digest = 1,
 	};
 	struct hr_engine_config bc = {.name = "t-mig-b", .silence_ms = 300, .auto_promote = 1};
-	const char *what = cancel ? "cancel" : "migrate";
+	const char *what = mode == CANCEL ? "cancel" : mode == DOUBT ? "in doubt" : "migrate";
 
 	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0 && ep_wait_u64(&ep.p_acked, 20, 30) &&
 	       ep.p_state == HR_RS_PROTECTED,
 	   "%s %s: protected by a backup", be, what);
 	hr_engine_migrate(ep.p, cancel ? 3000 : 0);
-	if (cancel) {
+	if (mode == DOUBT) {
+		uint64_t t0 = hr_now_ns();
+		while (!tg.reported && hr_now_ns() - t0 < 30e9)
+			usleep(2000);
+		ok(tg.reported && tg.result < 0 && tg.in_doubt && ep.p_state == HR_RS_UNPROTECTED,
+		   "%s in doubt: reported (%s), the primary runs on (%s)", be,
+		   hr_strerror(tg.result), hr_role_state_name(ep.p_state));
+		uint64_t pb = ep.p_bytes, tb = tg.bytes;
+		usleep(1500000);
+		ok(ep.p_bytes == pb && tg.bytes > tb && tg.state == HR_RS_UNPROTECTED,
+		   "%s in doubt: the target speaks, the primary holds its output (%llu -> %llu)",
+		   be, (unsigned long long)pb, (unsigned long long)ep.p_bytes);
+		ok(ep.out[0].gaps == 0 && ep.out[0].conflicts == 0,
+		   "%s in doubt: the console outside: no gap, no conflict", be);
+		hr_engine_stop(ep.p);
+		pthread_join(ep.tp, NULL);
+		ep.fds[0] = -1;
+		hr_engine_stop(tg.t);
+		pthread_join(tg.thread, NULL);
+	} else if (cancel) {
 		ok(wait_state(&tg.state, HR_RS_BACKUP, 20), "%s cancel: the target holds a commit",
 		   be);
 		hr_engine_migrate_cancel(ep.p);
@@ -203,13 +233,15 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 int main(void)
 {
 	int kvm = access("/dev/kvm", R_OK | W_OK) == 0;
-	plan(kvm ? 26 : 13);
-	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, 0);
-	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, 1);
+	plan(kvm ? 34 : 17);
+	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, MIGRATE);
+	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, CANCEL);
+	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, DOUBT);
 	if (kvm) {
 		const char *k = gh_guest("memwalk.elf");
-		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, 0);
-		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, 1);
+		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, MIGRATE);
+		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, CANCEL);
+		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, DOUBT);
 	} else {
 		diag("/dev/kvm not usable: the KVM runs are skipped");
 	}

@@ -13,7 +13,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 42
+plan 41
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
