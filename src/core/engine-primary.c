@@ -366,7 +366,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 		rc = checkpoint(e, &snd, epoch, trigger, ctl_r);
 		if (rc == -EINTR && !*ctl_r)
 			*ctl_r = pending_end(e); /* a send to a peer that stopped reading */
-		if (epoch == first && !rc && e->migrating) {
+		if (epoch == first && !rc && e->migrating && !e->guest_exited) {
 			/* the destination holds a complete copy: hand over at once */
 			rc = hr_engine_handoff(e, &snd, epoch + 1, ctl_r);
 			goto out;
@@ -450,6 +450,11 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 		rc = session(e, fd, &ctl);
 		if (ctl == CTL_MIGRATED) {
 			rc = -HR_EMIGRATED; /* the destination runs the VM */
+			goto out;
+		}
+		if (e->migrating && e->guest_exited) {
+			hr_engine_migration_failed(e, -ESRCH); /* nothing to move */
+			rc = end_orderly(e, CTL_GUEST_EXIT);
 			goto out;
 		}
 		if (e->migrating && ctl != CTL_STOP && ctl != CTL_ABORT && ctl != CTL_FAILED) {

@@ -388,8 +388,8 @@ static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_mig
 		hr_kv_add(&sb, "error",
 			  rc == -ECANCELED	? "cancelled"
 			  : w->mig_err[0]	? w->mig_err
-			  : rc == -ECANCELED	? "cancelled"
 			  : rc == -ECONNRESET	? "the destination closed the connection"
+			  : rc == -ESRCH	? "the guest exited"
 			  : rc == -HR_EPROMOTED ? "the destination runs a VM of that name"
 						: hr_strerror(rc));
 	w->mig_err[0] = '\0';
