@@ -33,7 +33,8 @@ static const char *const event_tokens[HR_RE_NR] = {
     [HR_RE_BACKUP_LOST] = "+backup-lost",     [HR_RE_OUTPUT_HELD] = "+output-held",
     [HR_RE_PRIMARY_LOST] = "+primary-lost",   [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
     [HR_RE_REPROTECT] = "+reprotect-start",   [HR_RE_OUTPUT_RELEASED] = "+output-released",
-    [HR_RE_STAND_DOWN] = "+stand-down",
+    [HR_RE_STAND_DOWN] = "+stand-down",	      [HR_RE_MIGRATE_START] = "+migrate-start",
+    [HR_RE_MIGRATED] = "+migrated",	      [HR_RE_MIGRATE_FAILED] = "+migrate-failed",
 };
 
 const char *hr_role_state_name(enum hr_role_state s)
@@ -108,6 +109,15 @@ static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role
 		return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED ? HR_RS_CONNECTING : BAD;
 	if (ev == HR_RE_STAND_DOWN)
 		return HR_RS_DEMOTED;
+	if (ev == HR_RE_MIGRATE_START)
+		return side == HR_SIDE_PRIMARY && s != HR_RS_PROMOTING ? HR_RS_CONNECTING : BAD;
+	if (ev == HR_RE_MIGRATE_FAILED)
+		return side == HR_SIDE_PRIMARY ? HR_RS_UNPROTECTED : BAD;
+	if (ev == HR_RE_MIGRATED) {
+		if (side == HR_SIDE_PRIMARY)
+			return HR_RS_STOPPED;
+		return s == HR_RS_SYNCING || s == HR_RS_BACKUP ? HR_RS_UNPROTECTED : BAD;
+	}
 	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_OUTPUT_RELEASED)
 		return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED ? KEEP : BAD;
 	if (side == HR_SIDE_PRIMARY) {
@@ -159,13 +169,15 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 			  hr_role_state_name(from));
 		return -EINVAL;
 	}
-	if (ev == HR_RE_REPROTECT)
+	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED)
 		r->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
 	if (etok &&
 	    (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
-	     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT || ev == HR_RE_STAND_DOWN)) {
+	     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT || ev == HR_RE_STAND_DOWN ||
+	     ev == HR_RE_MIGRATE_START || ev == HR_RE_MIGRATED || ev == HR_RE_MIGRATE_FAILED)) {
 		if (ev == HR_RE_BACKUP_ANSWERED || ev == HR_RE_REPROTECT ||
-		    ev == HR_RE_OUTPUT_RELEASED)
+		    ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_MIGRATE_START ||
+		    ev == HR_RE_MIGRATED)
 			log_info(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
 		else
 			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");

@@ -9,6 +9,9 @@
  * read the same names (hr_role_state_name / hr_role_state_parse).
  *
  *   primary: connecting -> syncing -> protected -> unprotected (backup lost)
+ *            protected | unprotected -> connecting (+migrate-start) -> syncing
+ *                      -> stopped (+migrated) | unprotected (+migrate-failed)
+ *   target:  connecting -> syncing -> backup -> unprotected (+migrated; a primary)
  *                                              -> demoted     (backup took over)
  *            unprotected -> connecting (re-protection with a returning backup)
  *   backup:  connecting -> syncing -> backup -> promoting -> promoted
@@ -58,6 +61,10 @@ enum hr_role_event {
 	HR_RE_REPROTECT,	 /* unprotected or promoted: a backup answered; sync again */
 	HR_RE_OUTPUT_RELEASED,	 /* without a backup: output flows (a lease, or allowed) */
 	HR_RE_STAND_DOWN,	 /* the peer or the witness says the VM runs elsewhere */
+	HR_RE_MIGRATE_START,	 /* primary: a migration session starts (a backup is dropped) */
+	HR_RE_MIGRATED,		 /* primary: the destination took over (stopped here);
+				  * migration target: it runs the VM (an unprotected primary) */
+	HR_RE_MIGRATE_FAILED,	 /* primary: the migration ended before the hand-off */
 	HR_RE_NR,
 };
 

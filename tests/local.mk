@@ -6,9 +6,9 @@ TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
-	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh
+	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh
 TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh \
-	tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh
+	tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh
 
 # the KVM backend's virtio-net on real TAPs (root; own network namespace)
 check_PROGRAMS += tests/t-virtio-net
@@ -18,6 +18,11 @@ tests_t_virtio_net_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-engine
 TESTS += tests/t-engine
 tests_t_engine_LDADD = $(HR_LIBS)
+
+# migration: the hand-off between engines, a cancelled one
+check_PROGRAMS += tests/t-migrate-engine
+TESTS += tests/t-migrate-engine
+tests_t_migrate_engine_LDADD = $(HR_LIBS)
 
 # network frames: held until the ack, whole, in order, across a promotion
 check_PROGRAMS += tests/t-netcommit

@@ -15,6 +15,7 @@ static const char *const hr_err_text[] = {
     [HR_ESTALE - HR_EBASE] = "stale copy: the witness no longer names this host the backup",
     [HR_EAUTH - HR_EBASE] = "peer is not authenticated",
     [HR_ETLS - HR_EBASE] = "TLS handshake or configuration failed",
+    [HR_EMIGRATED - HR_EBASE] = "the VM was migrated and runs on the destination",
 };
 
 const char *hr_strerror(int rc)

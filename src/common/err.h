@@ -16,6 +16,7 @@ enum {
 	HR_ESTALE = 1009,    /* this copy is stale: the witness names no backup here */
 	HR_EAUTH = 1010,     /* peer refused: not authenticated (TLS) */
 	HR_ETLS = 1011,	     /* TLS handshake or configuration failed */
+	HR_EMIGRATED = 1012, /* the VM was migrated: it runs on the destination now */
 	HR_ELAST
 };
 

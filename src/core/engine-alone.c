@@ -123,6 +123,10 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 	int released_old = 0;
 	for (;;) {
 		uint64_t now = hr_now_ns();
+		if (hr_engine_mig_requested(e)) {
+			*ctl_r = CTL_MIGRATE; /* the primary loop connects to the destination */
+			return HR_ALONE_ENDED;
+		}
 		enum hr_ha_output out = hr_ha_alone_output(&ha, now);
 		tell_policy(e, out, &told, ha.why);
 		if (out == HR_HA_OUTPUT_STAND_DOWN) {

@@ -97,6 +97,7 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		vc.exit_opaque = e;
 		if (h.epoch_us)
 			e->cfg.epoch_us = h.epoch_us;
+		e->mig_target = h.migration;
 		if (h.min_epoch_us) /* once promoted, its epochs follow the same policy */
 			e->cfg.min_epoch_us = h.min_epoch_us;
 		e->cfg.vm.mem_bytes = h.mem_bytes;
@@ -122,6 +123,39 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		rc = rc ? rc : arc;
 	}
 	return rc;
+}
+
+/*
+ * A migration's final epoch is committed (and acked): run the guest now,
+ * releasing the output the source held (from the committed envelope),
+ * confirm to the source, and go on as a primary without a backup that
+ * speaks for the VM (no re-protection: where the VM is protected next is
+ * the operator's choice).  Runs until stop or guest exit.
+ */
+static int run_migrated(struct hr_engine *e, struct hr_staging *st)
+{
+	const void *state;
+	size_t len;
+	uint64_t t0 = hr_now_ns();
+	int rc;
+
+	hr_staging_committed_state(st, &state, &len);
+	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
+	if (rc < 0) {
+		hr_peer_send_error(&e->peer, rc, "the destination could not run the VM");
+		return rc;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
+		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
+	hr_engine_role_event(e, HR_RE_MIGRATED, why);
+	hr_peer_send_error(&e->peer, -HR_EMIGRATED, "the destination runs the VM");
+	hr_peer_close(&e->peer);
+	hr_peer_fini(&e->peer);
+	e->cfg.reconnect = NULL;
+	if ((rc = hr_engine_become_primary(e, hr_staging_next_epoch(st))) < 0)
+		return rc;
+	return hr_engine_primary_loop(e, -1);
 }
 
 /* Promote and run the guest here until stop or guest exit. */
@@ -184,6 +218,10 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	hr_receiver_init(&rx, e->name, peer_fd, &e->gm, st);
 	hr_frame_reader_set_placer(&e->peer.rd, hr_receiver_place, &rx);
 	ha.vm = e->name;
+	if (e->mig_target) {
+		ha.auto_promote = 0; /* only the hand-off makes it run */
+		log_info(e->name, "migration target: the copy runs only on the source's hand-off");
+	}
 	log_info(e->name, "backup: receiving (%" PRIu64 " MiB, %u vCPU)", e->cfg.vm.mem_bytes >> 20,
 		 e->cfg.vm.nr_vcpus);
 	hr_ha_heard(&ha, hr_now_ns());
@@ -201,7 +239,22 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				rc = 0;
 				goto out;
 			}
-			if (r == HR_RX_COMMITTED) {
+			if (r == HR_RX_HANDOFF && e->mig_target) {
+				hr_engine_epoch_done(e, &rx.last);
+				if (e->cfg.mig_ram_digest) {
+					uint64_t d = hr_engine_ram_digest(e);
+					__atomic_store_n(&e->mig_digest, d, __ATOMIC_SEQ_CST);
+					log_info(e->name,
+						 "migration target: guest RAM at the hand-off "
+						 "xxh3=%016" PRIx64,
+						 d);
+				}
+				rc = run_migrated(e, st);
+				if (rc < 0)
+					hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+				goto out;
+			}
+			if (r == HR_RX_COMMITTED || r == HR_RX_HANDOFF) {
 				ha.have_commit = 1;
 				if (rx.nr_epochs == 1)
 					hr_engine_role_event(e, HR_RE_SYNCED, "epoch 0 committed");
@@ -230,6 +283,16 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 		}
 		int hb_ms = ended ? -1 : hr_peer_heartbeat(&e->peer);
 		uint64_t now = hr_now_ns();
+		if (e->mig_target &&
+		    (ended || (e->cfg.silence_ms &&
+			       now - ha.last_rx_ns >= e->cfg.silence_ms * 1000000ull))) {
+			/* never on silence: the source may run on, or it is gone */
+			hr_engine_role_event(e, HR_RE_ERROR,
+					     "the migration source went away before the hand-off; "
+					     "the copy is discarded");
+			rc = -ECONNRESET;
+			goto out;
+		}
 		enum hr_ha_verdict v = hr_ha_decide(&ha, now, ended);
 		if (v == HR_HA_GIVE_UP) {
 			hr_engine_role_event(e, HR_RE_ERROR, ha.why);
@@ -260,6 +323,11 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			hr_engine_role_event(e, HR_RE_STOP, NULL);
 			rc = 0;
 			goto out;
+		}
+		if (w == CTL_PROMOTE && e->mig_target) {
+			log_err(e->name, "failover refused: a migration target runs the VM only on "
+					 "the source's hand-off");
+			continue;
 		}
 		if (w == CTL_PROMOTE) {
 			if (!ha.have_commit) {

@@ -45,6 +45,20 @@ struct hr_engine {
 	pthread_mutex_t out_lock;
 	uint64_t next_offset[HR_MAX_CHANNELS];
 
+	/* migration (engine-migrate.c) */
+	int mig_req, mig_cancel; /* requests (atomic) */
+	int migrating;		 /* primary: this session is a migration */
+	int mig_target;		 /* backup: the peer is a migration source */
+	int mig_was_speaking;	 /* e->speaking when it started */
+	int mig_in_doubt;	 /* the final epoch left, no confirmation */
+	int mig_phase;		 /* enum hr_migration_phase (atomic) */
+	uint64_t mig_t0_ns;
+	uint64_t mig_hold_ms;	   /* tests: wait before the hand-off */
+	struct hr_sender *mig_snd; /* the session's sender (stats_lock) */
+	uint64_t mig_epoch_bytes;  /* stats_lock */
+	uint64_t mig_epochs;
+	uint64_t mig_digest; /* target: RAM at the hand-off (cfg.mig_ram_digest) */
+
 	/* both */
 	volatile int guest_exited;
 	int guest_exit_code;
@@ -60,7 +74,9 @@ enum {
 	CTL_PROMOTE = 'p',
 	CTL_GUEST_EXIT = 'x',
 	CTL_OUTPUT_FULL = 'f',
-	CTL_FAILED = 'F', /* never on the pipe: a loop's own failure */
+	CTL_FAILED = 'F',   /* never on the pipe: a loop's own failure */
+	CTL_MIGRATE = 'm',  /* wake-up: a migration request (mig_req / mig_cancel) */
+	CTL_MIGRATED = 'M', /* never on the pipe: the hand-off is done */
 };
 
 #define HR_OUTPUT_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
@@ -79,6 +95,23 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r);
 /* A promoted backup becomes a primary (held output, dirty tracking), its
  * epochs numbered from next_epoch.  0 or -errno. */
 int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch);
+
+/* engine-migrate.c */
+struct hr_sender;
+/* A migration was asked for and not cancelled (consumes nothing). */
+int hr_engine_mig_requested(struct hr_engine *e);
+/* Start one: +migrate-start, connect.  The connection (>= 0), or -errno
+ * after the failure was reported (the guest runs on without a backup). */
+int hr_engine_migration_open(struct hr_engine *e);
+/* In a migration session, after its first acknowledged epoch: the final
+ * epoch and the destination's confirmation.  0 with *ctl_r = CTL_MIGRATED
+ * (the guest is stopped here), or -errno (the session failed). */
+int hr_engine_handoff(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int *ctl_r);
+/* A migration session ended without a hand-off (rc: why): the destination
+ * is told to discard, the guest runs on here without a backup. */
+void hr_engine_migration_failed(struct hr_engine *e, int rc);
+/* The session's sender, for progress (NULL when it ends). */
+void hr_engine_migration_sender(struct hr_engine *e, struct hr_sender *snd);
 
 /* engine.c */
 void hr_engine_ctl_send(struct hr_engine *e, char c);

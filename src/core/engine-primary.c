@@ -40,7 +40,8 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 		struct hr_frame f;
 		int hb_ms = hr_peer_heartbeat(&e->peer);
 		rc = hr_peer_recv(&e->peer, &f, hb_ms > 0 ? hb_ms : 1000, ctl_r);
-		if (rc == -EINTR && *ctl_r == CTL_OUTPUT_FULL) {
+		if (rc == -EINTR && (*ctl_r == CTL_OUTPUT_FULL || *ctl_r == CTL_MIGRATE)) {
+			/* a migration waits for the epoch boundary */
 			*ctl_r = 0;
 			continue;
 		}
@@ -233,6 +234,8 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 {
 	for (;;) {
 		witness_register(e);
+		if (!e->migrating && hr_engine_mig_requested(e))
+			return CTL_MIGRATE;
 		uint64_t due = epoch_due_ns(e, trigger_r);
 		uint64_t now = hr_now_ns();
 		if (now >= due)
@@ -331,11 +334,13 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	hr_sender_init(&snd, e->name, fd);
+	if (e->migrating)
+		hr_engine_migration_sender(e, &snd);
 	hr_outbuf_get_stats(e->outbuf, &obs);
 	uint64_t epoch = obs.open_epoch;
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
 				  e->gm.nr_regions, e->cfg.epoch_us, e->cfg.min_epoch_us, epoch,
-				  ctl_r, e->error, sizeof(e->error));
+				  e->migrating, ctl_r, e->error, sizeof(e->error));
 	if (rc < 0) {
 		if (rc != -EINTR && !e->error[0])
 			snprintf(e->error, sizeof(e->error), "handshake with the backup failed: %s",
@@ -344,7 +349,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			log_err(e->name, "handshake with the backup failed: %s", hr_strerror(rc));
 		goto out;
 	}
-	hr_engine_role_event(e, HR_RE_CONNECTED, "copying memory while the guest runs");
+	hr_engine_role_event(e, HR_RE_CONNECTED,
+			     e->migrating ? "migrating: copying memory while the guest runs"
+					  : "copying memory while the guest runs");
 	if (!e->dirty_on) {
 		if ((rc = e->ops->dirty_start(e->vm)) < 0 || (rc = e->ops->resume(e->vm)) < 0) {
 			*ctl_r = CTL_FAILED;
@@ -359,6 +366,11 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 		rc = checkpoint(e, &snd, epoch, trigger, ctl_r);
 		if (rc == -EINTR && !*ctl_r)
 			*ctl_r = pending_end(e); /* a send to a peer that stopped reading */
+		if (epoch == first && !rc && e->migrating && !e->guest_exited) {
+			/* the destination holds a complete copy: hand over at once */
+			rc = hr_engine_handoff(e, &snd, epoch + 1, ctl_r);
+			goto out;
+		}
 		if (epoch == first && !rc) {
 			char why[80];
 			snprintf(why, sizeof(why),
@@ -382,6 +394,8 @@ out:
 		*ctl_r = pending_end(e);
 	if (*ctl_r == CTL_STOP || *ctl_r == CTL_ABORT)
 		rc = 0;
+	if (e->migrating)
+		hr_engine_migration_sender(e, NULL);
 	hr_sender_fini(&snd);
 	return rc;
 }
@@ -424,12 +438,41 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 				rc = -HR_EPROMOTED;
 				goto out;
 			}
+			if (rc == HR_ALONE_ENDED && ctl == CTL_MIGRATE) {
+				fd = hr_engine_migration_open(e);
+				continue; /* a failure was reported: alone again */
+			}
 			if (rc != HR_ALONE_RECONNECTED) {
 				rc = end_orderly(e, ctl);
 				goto out;
 			}
 		}
 		rc = session(e, fd, &ctl);
+		if (ctl == CTL_MIGRATED) {
+			rc = -HR_EMIGRATED; /* the destination runs the VM */
+			goto out;
+		}
+		if (e->migrating && e->guest_exited) {
+			hr_engine_migration_failed(e, -ESRCH); /* nothing to move */
+			rc = end_orderly(e, CTL_GUEST_EXIT);
+			goto out;
+		}
+		if (e->migrating && ctl != CTL_STOP && ctl != CTL_ABORT && ctl != CTL_FAILED) {
+			hr_engine_migration_failed(e, rc ? rc : -ECONNRESET);
+			fd = -1;
+			continue;
+		}
+		if (e->migrating) /* stopped: the destination discards (end_orderly says so) */
+			hr_engine_migration_failed(e, ctl == CTL_FAILED ? rc : -ECANCELED);
+		if (ctl == CTL_MIGRATE && !rc) {
+			/* the backup is no longer needed: told so, it stops, never promotes */
+			hr_peer_send_error(&e->peer, 0, "the primary migrates to another host");
+			hr_peer_close(&e->peer);
+			hr_peer_fini(&e->peer);
+			e->speaking = 0; /* it may not have heard that: as a lost backup */
+			fd = hr_engine_migration_open(e);
+			continue;
+		}
 		if (ctl == CTL_FAILED) {
 			hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
 			goto out;

@@ -17,6 +17,7 @@
  *   envelope   held output + backend state of an epoch          core/envelope.c
  *   outbuf     output held per channel, each byte's offset      core/outbuf.c
  *   promote    committed state + held output -> running VM      core/promote.c
+ *   migrate    a session that ends on purpose: the hand-off     core/engine-migrate.c
  *   dirtyset   sets of pages (bitmap + word list)               core/dirtyset.c
  *   guestmem   page access: host mapping or batched maps        core/guestmem.c
  *   peer       socket + reader + the engine's control pipe      core/peer.c
@@ -48,6 +49,32 @@ struct hr_tls_ctx; /* net/tls.h */
  * engine thread (and, once promoted, from vCPU threads). */
 typedef void (*hr_output_sink_fn)(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 				  size_t len);
+
+/* A finished migration's figures (hr_engine_config.on_migration). */
+struct hr_migration_report {
+	uint64_t total_ms;    /* hr_engine_migrate until the destination confirmed */
+	uint64_t downtime_us; /* the final pause until the confirmation arrived: the guest
+			       * paused here until it runs there, plus one network delay */
+	uint64_t live_bytes;  /* sent while the guest ran (the live phase) */
+	uint64_t epoch_bytes; /* sent in the session's epochs, the final one included */
+	uint64_t nr_epochs;   /* the session's epochs (the final one included) */
+	uint64_t final_pages; /* pages of the final epoch */
+	uint64_t final_epoch; /* its number */
+	uint64_t ram_xxh3;    /* cfg.mig_ram_digest: all guest RAM at the stop point */
+};
+
+/* Where a migration stands (hr_engine_migration_progress). */
+enum hr_migration_phase {
+	HR_MIG_NONE = 0,
+	HR_MIG_CONNECTING, /* a backup is dropped, the destination's daemon is asked */
+	HR_MIG_LIVE,	   /* live phase and the first epoch */
+	HR_MIG_HANDOFF,	   /* the final epoch: the guest is paused here */
+};
+struct hr_migration_progress {
+	int phase; /* enum hr_migration_phase */
+	uint64_t elapsed_ms;
+	uint64_t bytes; /* sent so far (live phase and epochs) */
+};
 
 struct hr_engine_config {
 	const char *name;
@@ -100,6 +127,26 @@ struct hr_engine_config {
 	struct hr_tls_ctx *witness_tls;
 	const char *node, *peer_node;
 	uint64_t lease_ms;
+	/*
+	 * Migration (OPTIONAL; NULL: hr_engine_migrate fails at once).
+	 * migrate_connect: a connection to the destination's daemon, preamble
+	 * done, bounded in time; 0 with *fd_r, or -errno (it reports why).
+	 * on_migration: the migration ended - rc 0: the destination runs the VM
+	 * (rep filled; the engine then returns -HR_EMIGRATED), else why not
+	 * (the guest runs on here); in_doubt: the final epoch left but no
+	 * confirmation came, so the destination may run the guest: output is
+	 * held here (see core/engine-migrate.c).  Both from the engine thread.
+	 */
+	int (*migrate_connect)(void *opaque, int *fd_r);
+	void (*on_migration)(void *opaque, int rc, int in_doubt,
+			     const struct hr_migration_report *rep);
+	void *migrate_opaque;
+	/* Tests and debugging: both sides take hr_engine_ram_digest at the stop
+	 * point (the source after the confirmation, the target after the final
+	 * commit - before its guest runs, so this adds to the downtime) and log
+	 * it; the source's is in the report, the target's in
+	 * hr_engine_migration_digest. */
+	int mig_ram_digest;
 };
 
 struct hr_engine;
@@ -129,6 +176,31 @@ int hr_engine_run_backup(struct hr_engine *eng, int peer_fd);
 void hr_engine_stop(struct hr_engine *eng);
 void hr_engine_abort(struct hr_engine *eng);
 void hr_engine_promote(struct hr_engine *eng);
+
+/*
+ * Migration (primary; thread- and signal-safe).  migrate: at the next
+ * epoch boundary drop the backup (if any: it is told the VM stops, so it
+ * does not promote), connect to the destination (cfg.migrate_connect) and
+ * run a session with it as a MIGRATION_SOURCE: live phase, one epoch,
+ * then at once the hand-off - the guest pauses, the final epoch goes with
+ * EpochBegin.handoff, the destination commits it, runs the guest and
+ * confirms; the guest then stops here, its held output unreleased (the
+ * destination released it from the committed envelope), and the run
+ * function returns -HR_EMIGRATED.  cancel: a migration not yet at its
+ * hand-off ends; the destination discards its copy, the guest runs on.
+ * test_hold_ms (tests only, 0 otherwise): wait that long between the first
+ * acknowledged epoch and the hand-off (heartbeats go on), so that a test
+ * can kill either side, or cancel, while the destination holds a
+ * committed copy.
+ */
+void hr_engine_migrate(struct hr_engine *eng, uint64_t test_hold_ms);
+void hr_engine_migrate_cancel(struct hr_engine *eng);
+void hr_engine_migration_progress(struct hr_engine *eng, struct hr_migration_progress *p);
+/* XXH3-64 of all guest RAM, region by region (0: the backend maps pages in
+ * batches only).  Meaningful while the guest is paused. */
+uint64_t hr_engine_ram_digest(struct hr_engine *eng);
+/* A migration target's digest at the hand-off (cfg.mig_ram_digest; 0: none). */
+uint64_t hr_engine_migration_digest(struct hr_engine *eng);
 
 /* Liveness as another thread may read it at any time (the worker reports
  * it to the daemon every second for `status`). */

@@ -125,7 +125,7 @@ int hr_epoch_take(struct hr_epoch_src *src, uint64_t epoch, struct hr_epoch *ep)
 	}
 	if (!rc)
 		rc = hr_outbuf_seal(src->outbuf, epoch);
-	int rrc = src->ops->resume(src->hvm);
+	int rrc = src->keep_paused && !rc ? 0 : src->ops->resume(src->hvm);
 	uint64_t t1 = hr_now_ns();
 	if (!rc)
 		rc = rrc;

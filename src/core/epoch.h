@@ -81,6 +81,7 @@ struct hr_epoch_src {
 	uint64_t *gfns; /* scratch: room for every gfn */
 	struct hr_capture capture;
 	uint64_t last_pause_ns;
+	int keep_paused; /* the next take leaves the guest paused (a migration's hand-off) */
 };
 
 struct hr_epoch {
@@ -93,6 +94,7 @@ struct hr_epoch {
 	struct hr_out_held out;	 /* held output of every epoch <= this one */
 	struct hr_epoch_sum sum; /* the sender adds pages and state */
 	struct hr_epoch_stats st;
+	int handoff; /* the sender marks it the migration's final epoch (EpochBegin.handoff) */
 };
 
 /*

@@ -9,16 +9,17 @@
 
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch, int *ctl_r,
-			 char *why, size_t why_size)
+			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			 int migration, int *ctl_r, char *why, size_t why_size)
 {
 	struct hr_frame f;
 	int rc;
 
 	*ctl_r = 0;
-	rc = hr_stream_send_hello_full(p->fd, HR__ROLE__ROLE_PRIMARY, p->vm, backend, vc->mem_bytes,
-				       vc->nr_vcpus, regions, nr_regions, epoch_us, min_epoch_us,
-				       first_epoch, vc->options);
+	rc = hr_stream_send_hello_full(
+	    p->fd, migration ? HR__ROLE__ROLE_MIGRATION_SOURCE : HR__ROLE__ROLE_PRIMARY, p->vm,
+	    backend, vc->mem_bytes, vc->nr_vcpus, regions, nr_regions, epoch_us, min_epoch_us,
+	    first_epoch, vc->options);
 	if (rc < 0)
 		return rc;
 	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
@@ -70,8 +71,10 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 		log_err(h->vm, "primary uses backend '%s', not built here", m->backend);
 		rc = -HR_EBACKEND;
 	}
-	if (!rc && (m->role != HR__ROLE__ROLE_PRIMARY || m->page_bytes != HR_PAGE_SIZE ||
-		    m->n_regions > HR_HELLO_MAX_REGIONS || !m->n_regions))
+	h->migration = m->role == HR__ROLE__ROLE_MIGRATION_SOURCE;
+	if (!rc &&
+	    ((m->role != HR__ROLE__ROLE_PRIMARY && !h->migration) ||
+	     m->page_bytes != HR_PAGE_SIZE || m->n_regions > HR_HELLO_MAX_REGIONS || !m->n_regions))
 		rc = -HR_ESHAPE;
 	for (size_t i = 0; !rc && i < m->n_regions; i++) {
 		uint64_t gpa = m->regions[i]->gpa, bytes = m->regions[i]->bytes;

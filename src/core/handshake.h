@@ -16,14 +16,15 @@
 #define HR_HANDSHAKE_MS	     10000
 
 /* Primary: send HELLO (the session's epochs start at first_epoch; its
- * epoch policy epoch_us / min_epoch_us, engine.h), wait
+ * epoch policy epoch_us / min_epoch_us, engine.h; migration: the role
+ * MIGRATION_SOURCE, whose session ends with a hand-off), wait
  * for HELLO_ACK.  0; -EINTR with *ctl_r (control
  * byte); -errno / -HR_E* (a refusal is logged with the backup's reason,
  * which is also copied to why, if not NULL). */
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
-			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch, int *ctl_r,
-			 char *why, size_t why_size);
+			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			 int migration, int *ctl_r, char *why, size_t why_size);
 
 /* What the backup learned from a HELLO. */
 struct hr_hello_info {
@@ -31,9 +32,10 @@ struct hr_hello_info {
 	char backend[16];
 	uint64_t mem_bytes;
 	unsigned nr_vcpus;
-	uint64_t epoch_us;			   /* 0 = not given */
-	uint64_t min_epoch_us;			   /* 0 = not given (off) */
-	uint64_t first_epoch;			   /* the session's first epoch (0 = not given) */
+	uint64_t epoch_us;     /* 0 = not given */
+	uint64_t min_epoch_us; /* 0 = not given (off) */
+	uint64_t first_epoch;  /* the session's first epoch (0 = not given) */
+	int migration;	       /* the sender is a migration source (ends with a hand-off) */
 	char vm_options[HR_HELLO_OPTIONS_MAX + 1]; /* the primary's devices ("": none) */
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */

@@ -101,7 +101,9 @@ static int commit(struct hr_receiver *r)
 	    .interval_us = r->last_commit_ns ? (now - r->last_commit_ns) / 1000 : 0};
 	r->last_commit_ns = now;
 	r->nr_epochs++;
-	return rc < 0 ? rc : HR_RX_COMMITTED;
+	int handoff = r->handoff;
+	r->handoff = 0;
+	return rc < 0 ? rc : handoff ? HR_RX_HANDOFF : HR_RX_COMMITTED;
 }
 
 int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
@@ -125,10 +127,13 @@ int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
 	}
 	case HR_FT_HEARTBEAT:
 		return HR_RX_OK;
-	case HR_FT_EPOCH_BEGIN:
+	case HR_FT_EPOCH_BEGIN: {
+		const Hr__EpochBegin *eb = (const Hr__EpochBegin *)f->msg;
+		r->handoff = eb->has_handoff && eb->handoff;
 		r->in_epoch = 1;
 		r->epoch_t0_ns = hr_now_ns();
 		break;
+	}
 	default:
 		break;
 	}
@@ -136,6 +141,7 @@ int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
 	if (rc < 0) {
 		/* torn or corrupt: staging discarded it, N-1 stays committed */
 		r->in_epoch = 0;
+		r->handoff = 0;
 		log_err(r->vm, "epoch discarded: %s", hr_strerror(rc));
 		return HR_RX_OK;
 	}

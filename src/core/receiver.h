@@ -25,12 +25,14 @@ struct hr_receiver {
 	struct hr_epoch_stats last; /* of the last committed epoch */
 	uint64_t nr_epochs;
 	int end_code; /* HR_RX_END: the primary's code (0 = stopped on purpose) */
+	int handoff;  /* the open epoch is a migration's final one (EpochBegin.handoff) */
 };
 
 enum {
 	HR_RX_OK = 0,	     /* consumed */
 	HR_RX_COMMITTED = 1, /* an epoch was committed and acked: see last */
 	HR_RX_END = 2,	     /* the primary said goodbye (end_code) */
+	HR_RX_HANDOFF = 3,   /* a migration's final epoch was committed and acked: run it */
 };
 
 /* gm: the replica's memory; st: its staging.  Both must outlive r. */

@@ -69,6 +69,8 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	eb.nr_pages = ep->nr_pages;
 	eb.has_full = s->nr_epochs == 0;
 	eb.full = s->nr_epochs == 0;
+	eb.has_handoff = ep->handoff != 0;
+	eb.handoff = ep->handoff != 0;
 	rc = hr_stream_send(s->fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
 	for (uint64_t i = 0; !rc && i < ep->nr_pages; i += HR_SENDER_BATCH_PAGES) {
 		unsigned n = ep->nr_pages - i < HR_SENDER_BATCH_PAGES ? (unsigned)(ep->nr_pages - i)

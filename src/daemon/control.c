@@ -18,13 +18,19 @@
  *       [console=SPEC] [net=SPEC]
  *   v=1 cmd=stop vm=NAME
  *   v=1 cmd=failover vm=NAME
+ *   v=1 cmd=migrate vm=NAME to=HOST[:PORT] [max_bandwidth=BYTES_PER_S]
+ *       [test_hold_ms=N]   (tests: wait N ms before the hand-off)
+ *   v=1 cmd=migrate vm=NAME cancel=1 | extend_live=1 | end_live=1
  *
  * Reply: zero or more lines of body (text for people, or with json=1 one
  * JSON document), then exactly one final line: `ok` or `error: MESSAGE`.
  * `start` answers once the worker built the VM and the backup took the
  * handshake (or with the reason it did not); `stop` once the worker has
  * exited; `failover` once the engine reports the promotion (or with an
- * error after 10 s).
+ * error after 10 s); `migrate` sends a `progress=1 ...` body line every
+ * second while it waits, then a `report=1 ...` line and `ok` (the VM runs
+ * on the destination) or `error:` (it runs on here).  A migrate whose
+ * connection goes away is cancelled.
  *
  * A connection that sends no complete request within 5 s is closed; when
  * 128 are open, the oldest one still silent makes room for a new one (so
@@ -102,6 +108,13 @@ static void write_cb(struct bufferevent *bev, void *arg)
 		conn_free(cc);
 }
 
+void hr_ctl_progress(struct hr_ctl_conn *cc, const char *line)
+{
+	struct evbuffer *out = bufferevent_get_output(cc->bev);
+	evbuffer_add(out, line, strlen(line));
+	evbuffer_add(out, "\n", 1);
+}
+
 void hr_ctl_reply(struct hr_ctl_conn *cc, const char *body, const char *err)
 {
 	struct evbuffer *out = bufferevent_get_output(cc->bev);
@@ -162,9 +175,12 @@ static void dispatch(struct hr_ctl_conn *cc, const char *line, size_t len)
 		hr_vms_cmd_stop(cc, hr_kv_get(&req, "vm"));
 	} else if (!strcmp(cmd, "failover")) {
 		hr_vms_cmd_failover(cc, hr_kv_get(&req, "vm"));
+	} else if (!strcmp(cmd, "migrate")) {
+		hr_vms_cmd_migrate(cc, &req);
 	} else {
 		snprintf(msg, sizeof(msg),
-			 "unknown command '%.64s' (ping, status, start, stop, failover)", cmd);
+			 "unknown command '%.64s' (ping, status, start, stop, failover, migrate)",
+			 cmd);
 		log_info(NULL, "control: unknown command '%.64s'", cmd);
 		hr_ctl_reply(cc, NULL, msg);
 	}

@@ -70,6 +70,12 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
  * saying why for a person.  desc is the peer's address, for logs. */
 int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
 		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen);
+/* Migration: connect to the destination daemon at addr, TLS and the
+ * preamble for vm (as a primary that does not speak), within timeout_ms.
+ * 0 with *fd_r, -EAGAIN (busy: try again), -HR_EPROMOTED (vm runs
+ * there), other -errno; err says why for a person. */
+int hr_migrate_peer(const char *addr, const char *vm, int timeout_ms, int *fd_r, char *peer_node,
+		    size_t peer_node_size, char *err, size_t errlen);
 /* The port of --listen (what a peer connects back to). */
 const char *hr_listen_port(void);
 /* desc ("host:port" / "[v6]:port") with another port; 0 or -ENAMETOOLONG. */
@@ -148,6 +154,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req);
 void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json);
+void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req);
 void hr_vms_ctl_gone(struct hr_dvm *vm);
 
 /* adopt.c: workers outlive the daemon (see there). */
@@ -162,6 +169,8 @@ int hr_ctl_listen(struct event_base *base, int fd);
 /* Send body (may be NULL) then `ok` (err == NULL) or `error: err`, and close. */
 void hr_ctl_reply(struct hr_ctl_conn *cc, const char *body, const char *err);
 void hr_ctl_set_vm(struct hr_ctl_conn *cc, struct hr_dvm *vm);
+/* One body line (a kv.h line) now, the reply still to come. */
+void hr_ctl_progress(struct hr_ctl_conn *cc, const char *line);
 
 /* witness-serve.c: load STATE-DIR/witness.table (absent = empty; 0, or
  * -errno for a table it cannot read or trust), then answer witness

@@ -5,7 +5,7 @@ hareplicated_SOURCES = \
 	src/daemon/hareplicated.c src/daemon/daemon.h \
 	src/daemon/control.c \
 	src/daemon/vm.c src/daemon/vm-internal.h \
-	src/daemon/vm-start.c \
+	src/daemon/vm-start.c src/daemon/vm-migrate.c \
 	src/daemon/vm-accept.c \
 	src/daemon/vm-stop.c \
 	src/daemon/vm-failover.c \

@@ -208,3 +208,17 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
 		log_debug(vm, "re-protection: %s", err);
 	return rc;
 }
+
+int hr_migrate_peer(const char *addr, const char *vm, int timeout_ms, int *fd_r, char *peer_node,
+		    size_t peer_node_size, char *err, size_t errlen)
+{
+	int fd = -1, rc;
+
+	if ((rc = connect_bounded(addr, timeout_ms / 2, &fd)) < 0) {
+		snprintf(err, errlen, "cannot reach %s: %s (is hareplicated running there?)", addr,
+			 hr_strerror(rc));
+		return rc;
+	}
+	return hr_peer_open(fd, addr, vm, 0, timeout_ms, fd_r, peer_node, peer_node_size, err,
+			    errlen);
+}

@@ -1,5 +1,7 @@
 /*
- * vm-accept.c - a replication connection from a primary (the backup side).
+ * vm-accept.c - a replication connection from a primary (the backup side),
+ * or from a migration source (vm-migrate.c): the same path; the engine
+ * learns from the HELLO that its copy is a migration target.
  *
  * The daemon forks a backup worker for every connection straight away; the
  * worker reads the primary's preamble and asks on its status channel

@@ -8,6 +8,7 @@
  *   vm-stop.c      `stop`, and stopping every worker at shutdown
  *   vm-failover.c  `failover`: promote a backup by hand
  *   vm-status.c    `status`, as text or JSON
+ *   vm-migrate.c   `migrate`: the VM moves to another host
  */
 #ifndef HR_DAEMON_VM_INTERNAL_H
 #define HR_DAEMON_VM_INTERNAL_H
@@ -20,7 +21,7 @@
 #include "daemon/daemon.h"
 
 /* What the control request waiting on a VM (if any) waits for. */
-enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER };
+enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE };
 
 struct hr_dvm {
 	struct hr_dvm *next;
@@ -61,6 +62,11 @@ struct hr_dvm {
 	char *net;				    /* --net spec ("tap=IF,mac=MAC"), NULL: none */
 	uint64_t mem_bytes, epoch_us, min_epoch_us; /* min_epoch_us: 0 = off */
 	unsigned nr_vcpus;
+	/* primary: a migration (vm-migrate.c) */
+	int migrating, migrated;
+	char mig_to[160];
+	uint64_t mig_started_ns;
+	char mig_report[1024]; /* the `report` body line of the last one */
 };
 
 /* vm.c */
@@ -95,5 +101,13 @@ void hr_dvm_start_ended(struct hr_dvm *vm);
 /* vm-accept.c: a backup worker asks whether name is free here; the answer
  * goes back on its status channel. */
 void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking);
+
+/* vm-migrate.c: the worker's `event=migration` line, its liveness line
+ * (progress for a waiting migrate), its end after a migration (the VM is
+ * forgotten), a waiting migrate's control connection gone (cancel). */
+void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv);
+void hr_dvm_migrate_progress(struct hr_dvm *vm, const struct hr_kvline *kv);
+void hr_dvm_migrated_ended(struct hr_dvm *vm);
+void hr_dvm_migrate_ctl_gone(struct hr_dvm *vm);
 
 #endif

@@ -104,6 +104,11 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 									  : UINT64_MAX);
 	json_ms(sb, "last_heartbeat_age_ms", hb_age_ms);
 	hr_sbuf_addf(sb, ", \"output_held\": %s", vm->held ? "true" : "false");
+	hr_sbuf_add(sb, ", \"migrating_to\": ", 17);
+	if (vm->migrating)
+		json_str(sb, vm->mig_to);
+	else
+		hr_sbuf_add(sb, "null", 4);
 	witness_json(sb, vm, now_ns);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
@@ -144,10 +149,12 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_addf(sb, " last_heartbeat_age_ms=%llu", (unsigned long long)hb_age_ms);
 	if (vm->held)
 		hr_sbuf_add(sb, " output=held", 12);
+	if (vm->migrating)
+		hr_sbuf_addf(sb, " migrating_to=%s", vm->mig_to);
 	if (vm->witness[0] && vm->pid > 0)
 		hr_sbuf_addf(sb, " witness=%s lease_left_ms=%llu", vm->witness,
 			     (unsigned long long)vm->lease_left_ms);
-	if (in_state_ms != UINT64_MAX || vm->held)
+	if (in_state_ms != UINT64_MAX || vm->held || vm->migrating)
 		hr_sbuf_add(sb, "\n", 1);
 	if (vm->have_stats) {
 		char line[256];

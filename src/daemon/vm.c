@@ -116,6 +116,8 @@ void hr_dvm_wait(struct hr_dvm *vm, struct hr_ctl_conn *cc, enum wait_kind wait)
 void hr_vms_ctl_gone(struct hr_dvm *vm)
 {
 	vm->waiter = NULL;
+	if (vm->wait == W_MIGRATE)
+		hr_dvm_migrate_ctl_gone(vm);
 }
 
 void hr_dvm_free(struct hr_dvm *vm)
@@ -210,7 +212,10 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 				hr_dvm_reply(vm, body, NULL);
 			}
 		}
+	} else if (!strcmp(ev, "migration")) {
+		hr_dvm_migration_event(vm, &kv);
 	} else if (!strcmp(ev, "live")) {
+		hr_dvm_migrate_progress(vm, &kv);
 		vm->live_ns = hr_now_ns();
 		if (hr_kv_getu(&kv, "state_age_ms", &vm->state_age_ms))
 			vm->state_age_ms = 0;
@@ -409,6 +414,11 @@ static void worker_ended(struct hr_dvm *vm, int status)
 		hr_dvm_free(vm);
 		return;
 	}
+	if (vm->migrated) {
+		log_info(vm->name, "worker ended (%s): the VM runs on %s now", why, vm->mig_to);
+		hr_dvm_migrated_ended(vm);
+		return;
+	}
 	if (vm->stop_requested) {
 		log_info(vm->name, "stopped (%s)", why);
 	} else if (vm->side == HR_SIDE_BACKUP && vm->state != HR_RS_PROMOTED) {
@@ -435,6 +445,8 @@ static void worker_ended(struct hr_dvm *vm, int status)
 		hr_dvm_free(vm);
 	} else if (vm->wait == W_FAILOVER) {
 		hr_dvm_reply(vm, NULL, "the worker ended before the promotion was confirmed");
+	} else if (vm->wait == W_MIGRATE) {
+		hr_dvm_reply(vm, NULL, "the worker ended during the migration");
 	}
 }
 

@@ -5,7 +5,10 @@
  * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote
  * (both through the engine's signal-safe requests).  Every engine event
  * becomes one kv.h status line to the daemon; the last line is
- * `event=exit rc=N error=TEXT`.
+ * `event=exit rc=N error=TEXT`.  The daemon's requests come on the same
+ * channel, one line each: `req=migrate to=HOST:PORT` and
+ * `req=migrate-cancel` (vm-migrate.c); a migration's end is an
+ * `event=migration` line.
  */
 #include <errno.h>
 #include <poll.h>
@@ -49,6 +52,12 @@ struct worker {
 	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
 	char epochs_path[4096];
 	char error[512]; /* why the worker could not start, for the exit line ("" none) */
+	/* migration: the destination (send_lock), requests read from status_fd */
+	char mig_to[160];
+	char mig_err[512];
+	int status_eof; /* the daemon's end closed: no requests until one adopts us */
+	char req[1024];
+	size_t req_len;
 };
 
 /* STATE-DIR/VM.epochs, appended; never through a symbolic link. */
@@ -151,7 +160,7 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	struct worker *w = opaque;
 	struct hr_sbuf sb = {0};
 
-	if (ev == HR_RE_REPROTECT)
+	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED)
 		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
 	/* held: nothing leaves without an ack or a lease (a silent backup counts) */
 	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT)
@@ -202,12 +211,60 @@ static void handover(struct worker *w, int fd)
 	pthread_mutex_lock(&w->send_lock);
 	int old = a->status_fd;
 	a->status_fd = fd;
+	w->status_eof = 0;
+	w->req_len = 0;
 	send_line_locked(w, &sb, 0);
 	pthread_mutex_unlock(&w->send_lock);
 	hr_sbuf_free(&sb);
 	close(old);
 	log_info(a->name, "adopted by a new hareplicated (worker %d keeps running the VM)",
 		 (int)getpid());
+}
+
+/* One request line from the daemon (see the top of this file). */
+static void daemon_request(struct worker *w, char *line)
+{
+	struct hr_kvline kv;
+	struct hr_engine *eng = g_eng;
+
+	if (hr_kv_parse(&kv, line, strlen(line)) < 0)
+		return;
+	const char *req = hr_kv_get(&kv, "req"), *to = hr_kv_get(&kv, "to");
+	if (req && !strcmp(req, "migrate") && to && eng) {
+		pthread_mutex_lock(&w->send_lock);
+		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
+		pthread_mutex_unlock(&w->send_lock);
+		uint64_t hold_ms = 0;
+		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
+		log_info(w->a->name, "migration to %s requested", to);
+		hr_engine_migrate(eng, hold_ms);
+	} else if (req && !strcmp(req, "migrate-cancel") && eng) {
+		log_info(w->a->name, "migration cancel requested");
+		hr_engine_migrate_cancel(eng);
+	}
+	hr_kv_free(&kv);
+}
+
+static void daemon_requests(struct worker *w)
+{
+	ssize_t n = read(w->a->status_fd, w->req + w->req_len, sizeof(w->req) - 1 - w->req_len);
+	if (n <= 0) {
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			w->status_eof = 1;
+		return;
+	}
+	w->req_len += (size_t)n;
+	w->req[w->req_len] = '\0';
+	char *p = w->req, *nl;
+	while ((nl = strchr(p, '\n'))) {
+		*nl = '\0';
+		daemon_request(w, p);
+		p = nl + 1;
+	}
+	w->req_len -= (size_t)(p - w->req);
+	memmove(w->req, p, w->req_len);
+	if (w->req_len == sizeof(w->req) - 1)
+		w->req_len = 0; /* an overlong line: dropped */
 }
 
 /* Every second: how long since the peer's last byte and since the last
@@ -236,17 +293,30 @@ static void *liveness_thread(void *arg)
 				if (l.witness_contact_ms != UINT64_MAX)
 					hr_kv_addu(&sb, "witness_contact_ms", l.witness_contact_ms);
 			}
+			struct hr_migration_progress mp;
+			hr_engine_migration_progress(eng, &mp);
+			if (mp.phase != HR_MIG_NONE) {
+				static const char *const phases[] = {"none", "connecting", "live",
+								     "handoff"};
+				hr_kv_add(&sb, "mig_phase", phases[mp.phase & 3]);
+				hr_kv_addu(&sb, "mig_bytes", mp.bytes);
+				hr_kv_addu(&sb, "mig_elapsed_ms", mp.elapsed_ms);
+			}
 			send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
 		for (int i = 0; i < 20 && !w->done; i++) {
-			struct pollfd pf = {w->adopt_fd, POLLIN, 0};
-			if (w->adopt_fd >= 0 && poll(&pf, 1, 50) > 0) {
+			struct pollfd pf[2] = {{w->adopt_fd, POLLIN, 0}, {-1, POLLIN, 0}};
+			if (!w->status_eof && g_eng)
+				pf[1].fd = w->a->status_fd; /* replaced only by handover, here */
+			if (poll(pf, 2, 50) <= 0)
+				continue;
+			if (pf[0].revents & POLLIN) {
 				int fd = accept4(w->adopt_fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0)
 					handover(w, fd);
-			} else if (w->adopt_fd < 0) {
-				usleep(50000);
+			} else if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+				daemon_requests(w);
 			}
 		}
 	}
@@ -257,17 +327,90 @@ static void *liveness_thread(void *arg)
 static int reconnect(void *opaque, int speaking, int *fd_r)
 {
 	struct worker *w = opaque;
-	char node[sizeof(w->a->peer_node)] = "";
-	int rc = hr_reconnect_peer(w->a->reconnect_addr, w->a->name, speaking, 2000, fd_r, node,
-				   sizeof(node));
+	char node[sizeof(w->a->peer_node)] = "", addr[sizeof(w->a->reconnect_addr)];
+	pthread_mutex_lock(&w->send_lock); /* a migration in doubt changes it */
+	memcpy(addr, w->a->reconnect_addr, sizeof(addr));
+	pthread_mutex_unlock(&w->send_lock);
+	int rc = hr_reconnect_peer(addr, w->a->name, speaking, 2000, fd_r, node, sizeof(node));
 	if (rc == 0) {
 		pthread_mutex_lock(&w->send_lock); /* the liveness thread reads it */
 		memcpy(w->a->peer_node, node, sizeof(node));
 		pthread_mutex_unlock(&w->send_lock);
 	}
 	if (rc == 0)
-		log_info(w->a->name, "re-protection: %s takes a new backup", w->a->reconnect_addr);
+		log_info(w->a->name, "re-protection: %s takes a new backup", addr);
 	return rc;
+}
+
+/* Migration: the destination's daemon, asked until it is free (it may
+ * still hold the replica this VM's backup just dropped), 15 s at most. */
+static int migrate_connect(void *opaque, int *fd_r)
+{
+	struct worker *w = opaque;
+	char to[sizeof(w->mig_to)], node[HR_VM_NAME_MAX + 1] = "";
+	uint64_t deadline = hr_now_ns() + 15000 * 1000000ull;
+	int rc;
+
+	pthread_mutex_lock(&w->send_lock);
+	memcpy(to, w->mig_to, sizeof(to));
+	pthread_mutex_unlock(&w->send_lock);
+	for (;;) {
+		rc = hr_migrate_peer(to, w->a->name, 4000, fd_r, node, sizeof(node), w->mig_err,
+				     sizeof(w->mig_err));
+		if (rc != -EAGAIN || hr_now_ns() >= deadline || g_stop)
+			break;
+		usleep(200000);
+	}
+	if (rc == -HR_EPROMOTED)
+		snprintf(w->mig_err, sizeof(w->mig_err), "%s runs a VM named %s already", to,
+			 w->a->name);
+	if (!rc && node[0] && hr_dopts.node && !strcmp(node, hr_dopts.node)) {
+		close(*fd_r);
+		snprintf(w->mig_err, sizeof(w->mig_err),
+			 "%s is this host (node %s): a VM cannot migrate to itself", to, node);
+		rc = -ELOOP;
+	}
+	if (rc < 0)
+		log_warnx(w->a->name, "migration: %s", w->mig_err);
+	else
+		w->mig_err[0] = '\0';
+	return rc;
+}
+
+static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_migration_report *r)
+{
+	struct worker *w = opaque;
+	struct hr_sbuf sb = {0};
+
+	hr_kv_add(&sb, "event", "migration");
+	hr_kv_add(&sb, "result", rc == 0 ? "ok" : "failed");
+	if (rc < 0)
+		hr_kv_add(&sb, "error",
+			  rc == -ECANCELED	? "cancelled"
+			  : w->mig_err[0]	? w->mig_err
+			  : rc == -ECONNRESET	? "the destination closed the connection"
+			  : rc == -ESRCH	? "the guest exited"
+			  : rc == -HR_EPROMOTED ? "the destination runs a VM of that name"
+						: hr_strerror(rc));
+	w->mig_err[0] = '\0';
+	hr_kv_addu(&sb, "in_doubt", (uint64_t)in_doubt);
+	if (r) {
+		hr_kv_addu(&sb, "total_ms", r->total_ms);
+		hr_kv_addu(&sb, "downtime_us", r->downtime_us);
+		hr_kv_addu(&sb, "live_bytes", r->live_bytes);
+		hr_kv_addu(&sb, "epoch_bytes", r->epoch_bytes);
+		hr_kv_addu(&sb, "epochs", r->nr_epochs);
+		hr_kv_addu(&sb, "final_pages", r->final_pages);
+		hr_kv_addu(&sb, "final_epoch", r->final_epoch);
+	}
+	if (in_doubt) {
+		/* re-protection asks the destination: `runs` -> stand down */
+		pthread_mutex_lock(&w->send_lock);
+		memcpy(w->a->reconnect_addr, w->mig_to, sizeof(w->a->reconnect_addr));
+		pthread_mutex_unlock(&w->send_lock);
+	}
+	send_line(w, &sb, 0);
+	hr_sbuf_free(&sb);
 }
 
 /* Released output: the console (channel 0) goes to the console sink. */
@@ -545,6 +688,11 @@ int hr_worker_main(struct hr_worker_args *a)
 		cfg.reconnect_opaque = &w;
 	}
 	cfg.replica_tap = hr_dopts.replica_tap;
+	cfg.migrate_connect = migrate_connect;
+	cfg.on_migration = on_migration;
+	cfg.migrate_opaque = &w;
+	/* tests: both sides log a digest of guest RAM at the hand-off */
+	cfg.mig_ram_digest = getenv("HR_TEST_MIGRATE_RAM_DIGEST") != NULL;
 	if (hr_dopts.witness) {
 		cfg.witness = hr_dopts.witness;
 		cfg.witness_tls = hr_tls;
@@ -574,7 +722,9 @@ int hr_worker_main(struct hr_worker_args *a)
 		rc = hr_engine_run_backup(eng, peer_fd);
 	else
 		rc = hr_engine_run_primary(eng, peer_fd);
-	if (rc < 0)
+	if (rc == -HR_EMIGRATED)
+		log_info(a->name, "engine ended: the VM runs on %s now", w.mig_to);
+	else if (rc < 0)
 		log_warnx(a->name, "%s engine ended: %s",
 			  a->side == HR_SIDE_BACKUP ? "backup" : "primary", hr_strerror(rc));
 	else
@@ -612,5 +762,5 @@ out:;
 		close(a->peer_fd);
 	for (int i = 0; i < 100 && hr_tls_pumps_running(); i++) /* 2 s */
 		usleep(20000);
-	return rc < 0 && !g_stop ? 1 : 0;
+	return rc < 0 && rc != -HR_EMIGRATED && !g_stop ? 1 : 0;
 }

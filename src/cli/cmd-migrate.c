@@ -1,0 +1,349 @@
+/* cmd-migrate.c - `hareplicate migrate`: move a running VM to another host. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/cmd.h"
+#include "cli/ctl.h"
+#include "common/util.h"
+#include "daemon/kv.h"
+
+static const char migrate_help[] =
+    "Run on the host that runs VM: move it to the hareplicated at HOST (default\n"
+    "port 7788), live.  The destination builds the VM as a backup would; memory\n"
+    "is copied while the guest runs, then one epoch, then the hand-off: the\n"
+    "guest pauses here, the last epoch goes, the destination commits it, runs\n"
+    "the guest and confirms; only then does the VM stop here.  Output the guest\n"
+    "produced is released as under protection (after the destination holds its\n"
+    "epoch); the last epoch's output leaves from the destination.  At every\n"
+    "moment one host runs the VM with its output released.\n\n"
+    "A protected VM: its backup is told the VM stops (it discards its copy) and\n"
+    "the destination becomes the primary, unprotected.  If the migration\n"
+    "fails, is cancelled, or the destination or the link dies before the\n"
+    "hand-off, the VM runs on here (a protected one re-protects itself with its\n"
+    "old backup host) and the destination discards its copy.  If the link dies\n"
+    "after the last epoch left but before the destination confirmed, the\n"
+    "result is in doubt: this host holds the guest's output and asks the\n"
+    "destination, standing down if the VM runs there.\n\n"
+    "  --max-bandwidth RATE  bytes per second, e.g. 100M (not enforced by this\n"
+    "                        build yet: a note says so)\n"
+    "  --json                one JSON object per progress report (every second)\n"
+    "                        and one for the final report, on stdout\n"
+    "  --cancel              cancel VM's migration in progress (Ctrl-C of the\n"
+    "                        migrate command does the same)\n"
+    "  --extend-live, --end-live\n"
+    "                        MPLM's live-phase controls (not supported yet)\n"
+    "  --control PATH        hareplicated's control socket (default\n"
+    "                        $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
+    "On a terminal a progress line shows the phase (connecting, live, handoff),\n"
+    "bytes sent, rate and a rough ETA.  The final report (total time, downtime:\n"
+    "the guest paused here until the destination confirmed it runs, bytes,\n"
+    "epochs) is also in STATE-DIR/VM.migration on this host.\n\n"
+    "Exit status: 0 migrated, 1 refused or failed (the VM runs on here; the\n"
+    "reason is printed), 2 bad usage, 69 hareplicated not reachable, busy or\n"
+    "not answering.\n";
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
+{
+	(void)sig;
+	g_interrupted = 1;
+}
+
+struct prog {
+	int json, tty, shown;
+	uint64_t last_bytes, last_ms;
+	double rate;
+};
+
+static uint64_t getu(const struct hr_kvline *kv, const char *k)
+{
+	uint64_t v = 0;
+	hr_kv_getu(kv, k, &v);
+	return v;
+}
+
+static void progress(struct prog *p, const struct hr_kvline *kv)
+{
+	const char *phase = hr_kv_get(kv, "phase");
+	uint64_t bytes = getu(kv, "bytes"), ms = getu(kv, "elapsed_ms"),
+		 mem = getu(kv, "memory_bytes");
+
+	if (ms > p->last_ms && bytes >= p->last_bytes)
+		p->rate = (double)(bytes - p->last_bytes) * 1000.0 / (double)(ms - p->last_ms);
+	p->last_bytes = bytes;
+	p->last_ms = ms;
+	double eta = p->rate > 0 && mem > bytes ? (double)(mem - bytes) / p->rate : -1;
+	if (p->json) {
+		char eta_j[32] = "null";
+		if (eta >= 0)
+			snprintf(eta_j, sizeof(eta_j), "%.1f", eta);
+		/* never_sent_pages: the MPLM planner's set, once it reports it */
+		printf("{\"phase\": \"%s\", \"elapsed_ms\": %llu, \"bytes\": %llu, "
+		       "\"rate_bps\": %.0f, \"eta_s\": %s, \"never_sent_pages\": null}\n",
+		       phase ? phase : "", (unsigned long long)ms, (unsigned long long)bytes,
+		       p->rate, eta_j);
+		fflush(stdout);
+	} else if (p->tty) {
+		char eta_s[32] = "-";
+		if (eta >= 0)
+			snprintf(eta_s, sizeof(eta_s), "~%.0fs", eta);
+		fprintf(stderr, "\r%-10s %8.1f MiB  %7.1f MiB/s  %5.1fs  eta %-8s",
+			phase ? phase : "", bytes / 1048576.0, p->rate / 1048576.0, ms / 1000.0,
+			eta_s);
+		p->shown = 1;
+	}
+}
+
+static void report(struct prog *p, const struct hr_kvline *kv)
+{
+	const char *res = hr_kv_get(kv, "result"), *err = hr_kv_get(kv, "error");
+	uint64_t live = getu(kv, "live_bytes"), ep = getu(kv, "epoch_bytes");
+	int ok = res && !strcmp(res, "ok");
+
+	if (p->shown) {
+		fputc('\n', stderr);
+		p->shown = 0;
+	}
+	if (p->json) {
+		printf("{\"report\": true, \"result\": \"%s\", \"to\": \"%s\", \"total_ms\": %llu, "
+		       "\"downtime_ms\": %.3f, \"bytes\": %llu, \"live_bytes\": %llu, "
+		       "\"epoch_bytes\": %llu, \"epochs\": %llu, \"rounds\": null, \"in_doubt\": "
+		       "%s}\n",
+		       ok ? "ok" : "failed", hr_kv_get(kv, "to") ? hr_kv_get(kv, "to") : "",
+		       (unsigned long long)getu(kv, "total_ms"), getu(kv, "downtime_us") / 1000.0,
+		       (unsigned long long)(live + ep), (unsigned long long)live,
+		       (unsigned long long)ep, (unsigned long long)getu(kv, "epochs"),
+		       getu(kv, "in_doubt") ? "true" : "false");
+	} else if (ok) {
+		printf("total %llu ms, downtime %.1f ms, %.1f MiB sent (%.1f live, %.1f in %llu "
+		       "epochs)\n",
+		       (unsigned long long)getu(kv, "total_ms"), getu(kv, "downtime_us") / 1000.0,
+		       (live + ep) / 1048576.0, live / 1048576.0, ep / 1048576.0,
+		       (unsigned long long)getu(kv, "epochs"));
+	}
+	(void)err; /* the final error line says it */
+	fflush(stdout);
+}
+
+static int body_line(struct prog *p, char *line)
+{
+	struct hr_kvline kv;
+	if (!strncmp(line, "progress=", 9) || !strncmp(line, "report=", 7) ||
+	    !strncmp(line, "note=", 5)) {
+		if (hr_kv_parse(&kv, line, strlen(line)) < 0)
+			return 0;
+		if (hr_kv_get(&kv, "progress"))
+			progress(p, &kv);
+		else if (hr_kv_get(&kv, "report"))
+			report(p, &kv);
+		else if (hr_kv_get(&kv, "text"))
+			fprintf(stderr, "hareplicate migrate: note: %s\n", hr_kv_get(&kv, "text"));
+		hr_kv_free(&kv);
+		return 0;
+	}
+	if (!p->json)
+		printf("%s\n", line);
+	return 0;
+}
+
+static int ctl_connect(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* The migrate request, its body lines as they come, the final line. */
+static int migrate_stream(const char *path, const char *vm, struct hr_sbuf *req, struct prog *p)
+{
+	struct hr_sbuf line = {0}, in = {0};
+	struct timeval tv = {60, 0}; /* progress comes every second */
+	char buf[4096];
+	int fd = ctl_connect(path), rc = 1, cancelled = 0;
+
+	if (fd < 0) {
+		fprintf(stderr, "hareplicate migrate: cannot reach hareplicated at %s: %s%s\n",
+			path, strerror(-fd),
+			fd == -ENOENT || fd == -ECONNREFUSED
+			    ? " (is hareplicated running? see --control)"
+			    : "");
+		return HR_CTL_EXIT_UNREACHABLE;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	hr_kv_add(&line, "v", "1");
+	hr_kv_add(&line, "cmd", "migrate");
+	hr_sbuf_add(&line, " ", 1);
+	hr_sbuf_add(&line, req->p, req->len);
+	hr_sbuf_add(&line, "\n", 1);
+	if (line.oom || hr_write_all(fd, line.p, line.len) < 0) {
+		fprintf(stderr, "hareplicate migrate: cannot send the request to %s\n", path);
+		rc = HR_CTL_EXIT_UNREACHABLE;
+		goto out;
+	}
+	for (;;) {
+		if (g_interrupted && !cancelled) {
+			struct hr_sbuf c = {0};
+			FILE *null = fopen("/dev/null", "w");
+			cancelled = 1;
+			fprintf(stderr, "\nhareplicate migrate: cancelling the migration of %s\n",
+				vm);
+			hr_kv_add(&c, "vm", vm);
+			hr_kv_add(&c, "cancel", "1");
+			hr_ctl_request(path, "migrate", &c, null ? null : stdout);
+			if (null)
+				fclose(null);
+			hr_sbuf_free(&c);
+		}
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr,
+				"hareplicate migrate: hareplicated at %s is not answering: %s\n",
+				path, errno == EAGAIN ? "no progress for 60 s" : strerror(errno));
+			rc = HR_CTL_EXIT_UNREACHABLE;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		hr_sbuf_add(&in, buf, (size_t)n);
+		char *nl;
+		while (in.len && (nl = memchr(in.p, '\n', in.len))) {
+			*nl = '\0';
+			size_t used = (size_t)(nl - in.p) + 1;
+			if (!strcmp(in.p, "ok")) {
+				rc = 0;
+			} else if (!strncmp(in.p, "error: ", 7)) {
+				if (p->shown)
+					fputc('\n', stderr);
+				fprintf(stderr, "hareplicate migrate: %s\n", in.p + 7);
+				rc = !strncmp(in.p, "error: hareplicated busy", 24)
+					 ? HR_CTL_EXIT_UNREACHABLE
+					 : 1;
+			} else {
+				body_line(p, in.p);
+			}
+			memmove(in.p, in.p + used, in.len - used);
+			in.len -= used;
+		}
+	}
+out:
+	close(fd);
+	hr_sbuf_free(&line);
+	hr_sbuf_free(&in);
+	return rc;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+	enum { O_BW = 1000, O_JSON, O_CANCEL, O_EXTEND, O_END, O_CONTROL };
+	static const struct option longopts[] = {
+	    {"max-bandwidth", required_argument, NULL, O_BW},
+	    {"json", no_argument, NULL, O_JSON},
+	    {"cancel", no_argument, NULL, O_CANCEL},
+	    {"extend-live", no_argument, NULL, O_EXTEND},
+	    {"end-live", no_argument, NULL, O_END},
+	    {"control", required_argument, NULL, O_CONTROL},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const struct hr_cmd *self = &hr_cmd_migrate;
+	const char *control = NULL, *bw = NULL, *action = NULL;
+	struct prog p = {0};
+	struct hr_sbuf req = {0};
+	uint64_t bw_bytes = 0;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_BW:
+			bw = optarg;
+			break;
+		case O_JSON:
+			p.json = 1;
+			break;
+		case O_CANCEL:
+		case O_EXTEND:
+		case O_END:
+			if (action) {
+				fprintf(stderr, "hareplicate migrate: --cancel, --extend-live and "
+						"--end-live exclude each other\n");
+				return hr_cmd_usage(self);
+			}
+			action = c == O_CANCEL	 ? "cancel"
+				 : c == O_EXTEND ? "extend_live"
+						 : "end_live";
+			break;
+		case O_CONTROL:
+			control = optarg;
+			break;
+		case 'h':
+			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage,
+			       self->help);
+			return 0;
+		default:
+			return hr_cmd_usage(self);
+		}
+	}
+	int nargs = argc - optind;
+	if (nargs < 1 || (action && nargs != 1) || (!action && nargs != 2)) {
+		fprintf(stderr, "hareplicate migrate: %s\n",
+			action ? "give only the VM with --cancel / --extend-live / --end-live"
+			       : "VM and HOST[:PORT] are required");
+		return hr_cmd_usage(self);
+	}
+	if (bw && (hr_parse_size(bw, &bw_bytes) < 0 || !bw_bytes)) {
+		fprintf(stderr,
+			"hareplicate migrate: bad --max-bandwidth '%s' (bytes per second, "
+			"e.g. 100M)\n",
+			bw);
+		return 2;
+	}
+	hr_kv_add(&req, "vm", argv[optind]);
+	if (action) {
+		hr_kv_add(&req, action, "1");
+		rc = hr_ctl_request(hr_ctl_path(control), "migrate", &req, stdout);
+		hr_sbuf_free(&req);
+		return rc;
+	}
+	hr_kv_add(&req, "to", argv[optind + 1]);
+	if (bw_bytes)
+		hr_kv_addu(&req, "max_bandwidth", bw_bytes);
+	const char *hold = getenv("HAREPLICATE_TEST_HANDOFF_HOLD_MS"); /* tests only */
+	if (hold && *hold)
+		hr_kv_add(&req, "test_hold_ms", hold);
+	p.tty = isatty(2);
+	struct sigaction sa = {.sa_handler = on_sigint}; /* no SA_RESTART: read returns */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rc = migrate_stream(hr_ctl_path(control), argv[optind], &req, &p);
+	hr_sbuf_free(&req);
+	return rc;
+}
+
+const struct hr_cmd hr_cmd_migrate = {
+    "migrate",
+    "VM HOST[:PORT] [--max-bandwidth RATE] [--json] | VM --cancel | VM --extend-live | VM "
+    "--end-live",
+    migrate_help, cmd_migrate};
