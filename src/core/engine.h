@@ -40,6 +40,7 @@
 #include "backends/backend.h"
 #include "core/epoch.h"
 #include "core/handshake.h"
+#include "core/planner.h"
 #include "ha/role.h"
 
 struct hr_tls_ctx; /* net/tls.h */
@@ -76,6 +77,19 @@ struct hr_engine_config {
 	void (*on_epoch)(void *opaque, const struct hr_epoch_stats *st);
 	void *epoch_opaque;
 	uint64_t max_epochs; /* primary: stop replicating after this many (0 = forever; tests) */
+	/*
+	 * Primary: the live phase that copies memory while the guest runs,
+	 * before epoch 0 (core/planner.h; all 0 = MPLM: 1 s rounds, half of
+	 * each round's pages from the dirty set, ends when every page was sent
+	 * or written once - at most about 2 x RAM on the wire).  live.extend
+	 * keeps it going until hr_engine_live_request(HR_LIVE_END);
+	 * live.max_bytes_per_s paces its page data (not epoch 0's).  The same
+	 * phase opens every session: `start`'s first sync, a re-protection.
+	 */
+	struct hr_live_config live;
+	/* OPTIONAL: one live round done (its figures; engine thread) */
+	void (*on_round)(void *opaque, const struct hr_live_round *r);
+	void *round_opaque;
 	/* backup: what a primary's HELLO may ask for (core/handshake.h) */
 	struct hr_handshake_limits limits;
 	/*
@@ -129,6 +143,17 @@ int hr_engine_run_backup(struct hr_engine *eng, int peer_fd);
 void hr_engine_stop(struct hr_engine *eng);
 void hr_engine_abort(struct hr_engine *eng);
 void hr_engine_promote(struct hr_engine *eng);
+
+/*
+ * Thread-safe requests to a primary's live phase, acted on at its next
+ * round boundary (a request made before the phase began applies to it; a
+ * phase that ends clears them).  END: the live phase ends (then epoch 0);
+ * EXTEND / NO_EXTEND: turn live.extend on or off.  A live phase also ends
+ * at once when the guest exits, and at the next boundary when the guest's
+ * held output is full (it waits for a checkpoint).
+ */
+enum hr_live_request { HR_LIVE_END = 1, HR_LIVE_EXTEND = 2, HR_LIVE_NO_EXTEND = 3 };
+void hr_engine_live_request(struct hr_engine *eng, enum hr_live_request req);
 
 /* Liveness as another thread may read it at any time (the worker reports
  * it to the daemon every second for `status`). */
