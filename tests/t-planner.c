@@ -5,6 +5,7 @@
  * final stop-and-copy (epoch 0) copies what is still dirty.  Checks: the
  * never-sent set only shrinks; a guest writing between every chunk costs
  * at most 2 x RAM (+ one chunk) of live data and the phase ends by itself;
+ * a slow writer's backlog is drained by tail rounds;
  * a quiet guest's memory travels once; zero pages stay home; extend keeps
  * the phase going until end_now, which ends it at the next boundary;
  * pre-copy ends by its round limit; the replica equals the primary page by
@@ -155,7 +156,7 @@ int main(void)
 	struct hr_planner pl;
 	struct run r;
 
-	plan(26);
+	plan(28);
 
 	/* 1. a guest that writes between every chunk, far faster than pages go */
 	ok(rig_open(&g, NR_PAGES) == 0, "a primary and a replica (%u pages)", NR_PAGES);
@@ -250,6 +251,22 @@ int main(void)
 	   "dirty_pct 25: %llu pages <= 4/3 RAM + one chunk", (unsigned long long)r.pages);
 	stop_and_copy(&g);
 	ok(same_memory(&g), "dirty_pct 25: replica == primary");
+	hr_planner_fini(&pl);
+	rig_close(&g);
+
+	/* 5b. a slow writer: after the never-sent set, a tail drains the backlog */
+	rig_open(&g, NR_PAGES);
+	c = mplm(4, 0);
+	hr_planner_init(&pl, &c);
+	pl.done_pages = 64;
+	drive(&g, &pl, 60, 10000, 0, &r);
+	r.epoch0_pages = stop_and_copy(&g);
+	ok(r.ended && r.pages <= 2ull * NR_PAGES && r.epoch0_pages < 64 + 4 * 60,
+	   "slow writer: tail rounds leave a small epoch 0 (%llu pages, %.2f x RAM live, "
+	   "%llu rounds)",
+	   (unsigned long long)r.epoch0_pages, (double)r.pages / NR_PAGES,
+	   (unsigned long long)r.rounds);
+	ok(same_memory(&g), "slow writer: replica == primary");
 	hr_planner_fini(&pl);
 	rig_close(&g);
 

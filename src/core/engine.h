@@ -7,7 +7,7 @@
  *                                                               core/engine-backup.c
  *              no backup: output policy, re-protection          core/engine-alone.c
  *   handshake  both sides' hello and the shape check           core/handshake.c
- *   planner    the live phase: which pages, when it ends        core/planner.c
+ *   planner    the live phase (MPLM): which pages, when it ends core/planner.c
  *   epoch      pause -> fetch -> save -> capture -> seal        core/epoch.c
  *   sender     frames + checksums out, acks checked             core/sender.c
  *   receiver   frames in -> staging -> commit -> ack            core/receiver.c
@@ -81,7 +81,9 @@ struct hr_engine_config {
 	 * Primary: the live phase that copies memory while the guest runs,
 	 * before epoch 0 (core/planner.h; all 0 = MPLM: 1 s rounds, half of
 	 * each round's pages from the dirty set, ends when every page was sent
-	 * or written once - at most about 2 x RAM on the wire).  live.extend
+	 * or written once, plus dirty-only rounds while a slower-than-the-link
+	 * writer's backlog shrinks - at most about 2 x RAM on the wire;
+	 * live.mode HR_LIVE_PRECOPY: the former pre-copy).  live.extend
 	 * keeps it going until hr_engine_live_request(HR_LIVE_END);
 	 * live.max_bytes_per_s paces its page data (not epoch 0's).  The same
 	 * phase opens every session: `start`'s first sync, a re-protection.

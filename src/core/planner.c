@@ -203,14 +203,37 @@ static int flush_never_sent(struct hr_planner *p, struct hr_guestmem *gm, struct
 	return 0;
 }
 
-static int phase_over(const struct hr_planner *p, struct hr_dirtyset *dirty)
+/*
+ * MPLM's tail.  Once never_sent is empty the dirty backlog goes into
+ * epoch 0 - unless the guest writes slower than the link: then the link
+ * drains it, as pre-copy would, in dirty-only rounds.  A tail round runs
+ * when the backlog is at least done_pages, fits in the budget (the whole
+ * live phase stays within RAM * 100 / (100 - dirty_pct), 2 x RAM at
+ * 50/50), and either (first) the guest wrote fewer pages a second than the
+ * last round sent, or (later) the backlog shrank over the last round.
+ */
+static int tail_round(struct hr_planner *p, struct hr_dirtyset *dirty)
+{
+	uint64_t d = hr_dirtyset_count(dirty);
+	uint64_t budget = p->nr_pages_ram * 100 / (100 - p->cfg.dirty_pct);
+	int go = d >= p->done_pages && p->pages_sent + d <= budget &&
+		 (p->tail ? d < p->tail_prev_pages : p->write_rate < p->send_rate);
+
+	p->tail = go;
+	p->tail_prev_pages = d;
+	return go;
+}
+
+static int phase_over(struct hr_planner *p, struct hr_dirtyset *dirty)
 {
 	if (p->end_now)
 		return 1;
 	if (p->cfg.mode == HR_LIVE_PRECOPY)
 		return p->round > 0 &&
 		       (p->round > p->max_rounds || hr_dirtyset_count(dirty) < p->done_pages);
-	return p->round > 0 && !p->cur.never_sent_left && !p->extend;
+	if (!p->round || p->cur.never_sent_left || p->extend)
+		return 0;
+	return !tail_round(p, dirty);
 }
 
 int hr_planner_round(struct hr_planner *p, struct hr_guestmem *gm, struct hr_dirtyset *dirty,
@@ -238,6 +261,8 @@ int hr_planner_round(struct hr_planner *p, struct hr_guestmem *gm, struct hr_dir
 		p->cur.bytes = (p->cur.never_sent_pages + p->cur.dirty_pages) * HR_PAGE_SIZE;
 		p->cur.total_bytes = p->pages_sent * HR_PAGE_SIZE;
 		p->cur.dirty_left = hr_dirtyset_count(dirty);
+		p->write_rate = p->cur.dirty_rate;
+		p->send_rate = (p->cur.never_sent_pages + p->cur.dirty_pages) * 1000000000ull / dt;
 		*done_r = p->cur;
 		p->in_round = 0;
 	}
@@ -276,7 +301,7 @@ int hr_planner_chunk(struct hr_planner *p, struct hr_guestmem *gm, struct hr_dir
 	} else {
 		if (now_ns >= p->round_ns + p->cfg.round_ms * 1000000ull)
 			return 0;
-		if (!p->cur.never_sent_left && !p->extend)
+		if (!p->cur.never_sent_left && !p->extend && !p->tail)
 			return 0; /* the phase ends at the boundary that follows */
 		want_d = p->cur.never_sent_left ? HR_LIVE_CHUNK_PAGES * p->cfg.dirty_pct / 100
 						: HR_LIVE_CHUNK_PAGES;

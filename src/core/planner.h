@@ -17,14 +17,18 @@
  * dirty_pct of a chunk's pages come from dirty (when it has them), the
  * rest from never_sent.  The live phase ends at the first round boundary
  * where never_sent is empty.  Each chunk takes at least (100 - dirty_pct)%
- * of its pages from never_sent, so the dirty pages sent in the whole live
- * phase are at most RAM * dirty_pct / (100 - dirty_pct) plus one chunk:
- * at the default 50/50 the live phase sends at most about 2 x RAM, however
- * fast the guest writes.  With extend set the phase does not end by itself:
- * once never_sent is empty, rounds keep sending dirty pages (a round with
- * nothing to send waits for its end) until end_now.  end_now ends the
- * phase at the next round boundary; pages then still in never_sent are
- * scanned (zero ones dropped, the others moved to dirty) for epoch 0.
+ * of its pages from never_sent, so the dirty pages sent until never_sent
+ * is empty are at most RAM * dirty_pct / (100 - dirty_pct) plus one chunk.
+ * Then, if the guest writes slower than the link sends, a tail of
+ * dirty-only rounds drains the backlog as pre-copy would (each round sends
+ * the backlog found at its start), for as long as the backlog shrinks, is
+ * at least done_pages and fits in the budget RAM * 100 / (100 - dirty_pct);
+ * a guest writing faster than the link gets no tail.  So at the default
+ * 50/50 the live phase sends at most about 2 x RAM, however fast the guest
+ * writes, and a slow writer still leaves a small epoch 0.  With extend set the phase does not end
+ * by itself: once never_sent is empty, rounds keep sending dirty pages (a round with nothing to
+ * send waits for its end) until end_now.  end_now ends the phase at the next round boundary; pages
+ * then still in never_sent are scanned (zero ones dropped, the others moved to dirty) for epoch 0.
  *
  * Zero pages.  A fresh replica is all zero, so a page of never_sent that
  * is zero need not travel.  A page taken from never_sent is looked at
@@ -103,17 +107,19 @@ struct hr_planner {
 	struct hr_live_config cfg; /* defaults filled in */
 	int extend;		   /* may change between calls */
 	int end_now;		   /* set: the phase ends at the next boundary */
-	/* pre-copy */
-	unsigned max_rounds; /* default 8 */
-	uint64_t done_pages; /* a round smaller than this ends the phase (default 2048) */
+	unsigned max_rounds;	   /* pre-copy: default 8 */
+	uint64_t done_pages;	   /* a backlog smaller than this ends the phase (default 2048) */
 
-	unsigned round;	       /* rounds started */
-	int in_round, over;    /* a round runs; the phase ended */
-	uint64_t start_ns;     /* the phase */
-	uint64_t round_ns;     /* the running round's start */
-	uint64_t pages_sent;   /* so far, both sets */
-	uint64_t dirty_sent;   /* so far, from dirty */
-	uint64_t nr_pages_ram; /* never_sent's first size */
+	unsigned round;			/* rounds started */
+	int in_round, over;		/* a round runs; the phase ended */
+	uint64_t start_ns;		/* the phase */
+	uint64_t round_ns;		/* the running round's start */
+	uint64_t pages_sent;		/* so far, both sets */
+	uint64_t dirty_sent;		/* so far, from dirty */
+	uint64_t nr_pages_ram;		/* never_sent's first size */
+	uint64_t write_rate, send_rate; /* pages/s in the last round */
+	int tail;			/* MPLM: in a dirty-only tail round */
+	uint64_t tail_prev_pages;	/* the backlog when it began */
 	struct hr_live_round cur;
 	struct hr_dirtyset *never_sent, *fresh;
 	uint64_t *scratch; /* HR_LIVE_CHUNK_PAGES */
