@@ -4,7 +4,8 @@
  * writing as fast as it can costs at most 2 x RAM (+ one round) of live
  * data and the phase ends by itself; extend keeps it going until
  * hr_engine_live_request(HR_LIVE_END), which ends it at the next round; a
- * quiet guest sends its memory about once; max_bytes_per_s paces it.
+ * full held output ends it too; a quiet guest sends its memory about once; max_bytes_per_s paces
+ * it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -111,7 +112,7 @@ int main(void)
 	struct ep_pair ep;
 	struct sum s;
 
-	plan(22);
+	plan(24);
 
 	/* 1. as fast as it can: a write-only loop over all of RAM */
 	/* the link paced to 64 MiB/s: the guest writes many times faster */
@@ -164,6 +165,12 @@ int main(void)
 	ep_wait_u64(&rs.n, 5, 60);
 	hr_engine_live_request(ep.p, HR_LIVE_NO_EXTEND);
 	ok(ep_wait_u64(&ep.p_acked, 1, 10), "extend off by request: the phase ends");
+	ep_finish(&ep);
+
+	/* 3b. extended, but the guest's held output fills: the phase ends */
+	start(&ep, &rs, "steps_per_s=0 writes=64",
+	      (struct hr_live_config){.round_ms = 1000, .extend = 1});
+	ok(ep_wait_u64(&ep.p_acked, 1, 20), "extend + output full: ended, epoch 0 acked");
 	ep_finish(&ep);
 
 	/* 4. a quiet guest: its memory travels about once */

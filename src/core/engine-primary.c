@@ -140,13 +140,14 @@ static int live_ctl(struct hr_engine *e, int *ctl_r, int *ev_r)
 }
 
 /* Sleep until until_ns (pacing, an idle extended round); heartbeats keep
- * the backup informed meanwhile.  0 (early on guest exit) or -EINTR. */
+ * the backup informed meanwhile.  0 (early on guest exit or full output)
+ * or -EINTR. */
 static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *ev_r)
 {
 	for (;;) {
 		int rc = live_ctl(e, ctl_r, ev_r);
 		uint64_t now = hr_now_ns();
-		if (rc < 0 || (*ev_r & LIVE_EV_EXIT) || now >= until_ns)
+		if (rc < 0 || *ev_r || now >= until_ns)
 			return rc;
 		int hb_ms = hr_peer_heartbeat(&e->peer);
 		uint64_t wait_ns = until_ns - now;
@@ -181,8 +182,10 @@ static void live_round_done(struct hr_engine *e, const struct hr_live_round *r)
  * The live phase: pages go while the guest runs, as the planner says, one
  * round after another; each round boundary fetches the guest's writes
  * (while it runs with HR_BF_DIRTY_LIVE, else in a short pause).  What is
- * still dirty at the end goes in epoch 0.  -EINTR with *ctl_r on stop /
- * abort.
+ * still dirty at the end goes in epoch 0.  A guest that exited, or whose
+ * held output is full (its vCPU waits, console bytes are dropped after a
+ * second), ends the round and the phase at once: epoch 0 follows, its ack
+ * releases the output.  -EINTR with *ctl_r on stop / abort.
  */
 static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 {
@@ -214,7 +217,7 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 			live_round_done(e, &r);
 		if (!rc)
 			break;
-		while (!(ev & LIVE_EV_EXIT)) {
+		while (!ev) { /* guest exit, full output: the round ends now */
 			if ((rc = live_ctl(e, ctl_r, &ev)) < 0)
 				goto out;
 			rc = hr_planner_chunk(&pl, &e->gm, e->src.dirty, hr_now_ns(), e->src.gfns,

@@ -150,9 +150,11 @@ void hr_engine_promote(struct hr_engine *eng);
  * Thread-safe requests to a primary's live phase, acted on at its next
  * round boundary (a request made before the phase began applies to it; a
  * phase that ends clears them).  END: the live phase ends (then epoch 0);
- * EXTEND / NO_EXTEND: turn live.extend on or off.  A live phase also ends
- * at once when the guest exits, and at the next boundary when the guest's
- * held output is full (it waits for a checkpoint).
+ * EXTEND / NO_EXTEND: turn live.extend on or off (MPLM only; ignored by
+ * pre-copy).  A live phase also ends at once, extended or not, when the
+ * guest exits or its held output (HR_OUTPUT_CAP_BYTES: output waits for
+ * the first ack) is full.  live.extend and these requests apply to every
+ * session's live phase: the first sync and a re-protection alike.
  */
 enum hr_live_request { HR_LIVE_END = 1, HR_LIVE_EXTEND = 2, HR_LIVE_NO_EXTEND = 3 };
 void hr_engine_live_request(struct hr_engine *eng, enum hr_live_request req);
