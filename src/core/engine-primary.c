@@ -160,10 +160,23 @@ static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *e
 	}
 }
 
-/* When the page data sent so far may have left at max_bytes_per_s. */
-static uint64_t paced_due_ns(uint64_t t0_ns, uint64_t bytes, uint64_t bytes_per_s)
+/* Pacing at max_bytes_per_s: when the bytes sent since the baseline
+ * (*t0_ns, *bytes0) may have left.  A baseline more than 100 ms behind
+ * (an idle round) moves up, so idle time is not saved up for a burst. */
+#define PACE_SLACK_NS 100000000ull
+
+static uint64_t paced_due_ns(uint64_t *t0_ns, uint64_t *bytes0, uint64_t bytes,
+			     uint64_t bytes_per_s)
 {
-	return t0_ns + (uint64_t)((unsigned __int128)bytes * 1000000000u / bytes_per_s);
+	uint64_t now = hr_now_ns();
+	uint64_t due =
+	    *t0_ns + (uint64_t)((unsigned __int128)(bytes - *bytes0) * 1000000000u / bytes_per_s);
+	if (due + PACE_SLACK_NS < now) {
+		*t0_ns = now - PACE_SLACK_NS;
+		*bytes0 = bytes;
+		return 0;
+	}
+	return due;
 }
 
 static void live_round_done(struct hr_engine *e, const struct hr_live_round *r)
@@ -191,7 +204,7 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 {
 	struct hr_planner pl;
 	struct hr_live_round r;
-	uint64_t n, t0 = hr_now_ns(), bytes0 = snd->live_bytes;
+	uint64_t n, t0 = hr_now_ns(), bytes0 = snd->live_bytes, pace_t0 = t0, pace_bytes0 = bytes0;
 	uint64_t cap = e->cfg.live.max_bytes_per_s;
 	int live = e->ops->features & HR_BF_DIRTY_LIVE, ev = 0, rc;
 
@@ -232,7 +245,8 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 			}
 			if (n && (rc = hr_sender_send_live(snd, &e->gm, e->src.gfns, n)) < 0)
 				goto out;
-			uint64_t due = cap ? paced_due_ns(t0, snd->live_bytes - bytes0, cap) : 0;
+			uint64_t due =
+			    cap ? paced_due_ns(&pace_t0, &pace_bytes0, snd->live_bytes, cap) : 0;
 			if (due > hr_now_ns() && (rc = live_sleep(e, due, ctl_r, &ev)) < 0)
 				goto out;
 		}
