@@ -13,6 +13,12 @@ bench_b_replicate_SOURCES = bench/b-replicate.c
 bench_b_replicate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_replicate_LDADD = $(HR_LIBS)
 
+# the live phase: MPLM vs pre-copy (bench/b-live.c)
+noinst_PROGRAMS += bench/b-live
+bench_b_live_SOURCES = bench/b-live.c
+bench_b_live_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+bench_b_live_LDADD = $(HR_LIBS)
+
 noinst_PROGRAMS += bench/b-tls
 bench_b_tls_SOURCES = bench/b-tls.c
 bench_b_tls_LDADD = $(HR_LIBS)
@@ -22,7 +28,7 @@ bench_b_netlat_SOURCES = bench/b-netlat.c
 bench_b_netlat_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_netlat_LDADD = $(HR_LIBS)
 
-BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls bench/b-netlat
+BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls bench/b-netlat bench/b-live
 BENCH_FLAGS =
 
 bench: $(BENCH_PROGS) $(guests_elfs)

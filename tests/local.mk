@@ -59,6 +59,13 @@ dist_check_SCRIPTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests
 TESTS += tests/t-drill-kills.sh tests/t-drill-backup-death.sh tests/t-drill-faults.sh \
 	tests/t-drill-failback.sh tests/t-drill-witness.sh tests/t-drill-net.sh
 
+# the live-phase planner (MPLM, pre-copy) on the mem backend: alone (no network), and
+# the engine's live phase end to end
+check_PROGRAMS += tests/t-planner tests/t-live
+TESTS += tests/t-planner tests/t-live
+tests_t_planner_LDADD = $(HR_LIBS)
+tests_t_live_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
 	tests/t-onespeaker tests/t-reprotect
 TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \

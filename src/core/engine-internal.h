@@ -38,8 +38,10 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
-	int dirty_on; /* dirty tracking started */
-	int speaking; /* without a backup: its output is being released */
+	int dirty_on;	 /* dirty tracking started */
+	int live_end;	 /* hr_engine_live_request (atomic): end the live phase */
+	int live_extend; /* ... 0 none, 1 on, -1 off (atomic) */
+	int speaking;	 /* without a backup: its output is being released */
 
 	/* promoted: output goes straight out, offsets continue the primary's */
 	pthread_mutex_t out_lock;

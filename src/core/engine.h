@@ -7,7 +7,7 @@
  *                                                               core/engine-backup.c
  *              no backup: output policy, re-protection          core/engine-alone.c
  *   handshake  both sides' hello and the shape check           core/handshake.c
- *   planner    the live phase: which pages, when it ends        core/planner.c
+ *   planner    the live phase (MPLM): which pages, when it ends core/planner.c
  *   epoch      pause -> fetch -> save -> capture -> seal        core/epoch.c
  *   sender     frames + checksums out, acks checked             core/sender.c
  *   receiver   frames in -> staging -> commit -> ack            core/receiver.c
@@ -41,6 +41,7 @@
 #include "backends/backend.h"
 #include "core/epoch.h"
 #include "core/handshake.h"
+#include "core/planner.h"
 #include "ha/role.h"
 
 struct hr_tls_ctx; /* net/tls.h */
@@ -103,6 +104,21 @@ struct hr_engine_config {
 	void (*on_epoch)(void *opaque, const struct hr_epoch_stats *st);
 	void *epoch_opaque;
 	uint64_t max_epochs; /* primary: stop replicating after this many (0 = forever; tests) */
+	/*
+	 * Primary: the live phase that copies memory while the guest runs,
+	 * before epoch 0 (core/planner.h; all 0 = MPLM: 1 s rounds, half of
+	 * each round's pages from the dirty set, ends when every page was sent
+	 * or written once, plus dirty-only rounds while a slower-than-the-link
+	 * writer's backlog shrinks - at most about 2 x RAM on the wire;
+	 * live.mode HR_LIVE_PRECOPY: the former pre-copy).  live.extend
+	 * keeps it going until hr_engine_live_request(HR_LIVE_END);
+	 * live.max_bytes_per_s paces its page data (not epoch 0's).  The same
+	 * phase opens every session: `start`'s first sync, a re-protection.
+	 */
+	struct hr_live_config live;
+	/* OPTIONAL: one live round done (its figures; engine thread) */
+	void (*on_round)(void *opaque, const struct hr_live_round *r);
+	void *round_opaque;
 	/* backup: what a primary's HELLO may ask for (core/handshake.h) */
 	struct hr_handshake_limits limits;
 	/*
@@ -201,6 +217,19 @@ void hr_engine_migration_progress(struct hr_engine *eng, struct hr_migration_pro
 uint64_t hr_engine_ram_digest(struct hr_engine *eng);
 /* A migration target's digest at the hand-off (cfg.mig_ram_digest; 0: none). */
 uint64_t hr_engine_migration_digest(struct hr_engine *eng);
+
+/*
+ * Thread-safe requests to a primary's live phase, acted on at its next
+ * round boundary (a request made before the phase began applies to it; a
+ * phase that ends clears them).  END: the live phase ends (then epoch 0);
+ * EXTEND / NO_EXTEND: turn live.extend on or off (MPLM only; ignored by
+ * pre-copy).  A live phase also ends at once, extended or not, when the
+ * guest exits or its held output (HR_OUTPUT_CAP_BYTES: output waits for
+ * the first ack) is full.  live.extend and these requests apply to every
+ * session's live phase: the first sync and a re-protection alike.
+ */
+enum hr_live_request { HR_LIVE_END = 1, HR_LIVE_EXTEND = 2, HR_LIVE_NO_EXTEND = 3 };
+void hr_engine_live_request(struct hr_engine *eng, enum hr_live_request req);
 
 /* Liveness as another thread may read it at any time (the worker reports
  * it to the daemon every second for `status`). */

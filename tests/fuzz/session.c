@@ -35,10 +35,8 @@ int fz_session(uint64_t mem_bytes, unsigned nr_epochs, unsigned writes, uint8_t 
 				  .emit = emit};
 	struct hr_epoch_src src = {.vm = "fz", .ops = ops};
 	struct hr_guestmem gm;
-	struct hr_planner pl;
 	struct hr_sender snd;
 	struct hr_vm *vm = NULL;
-	uint64_t n;
 	int sv[2] = {-1, -1}, rc;
 
 	if ((rc = fz_socketpair(sv, 8 << 20)) < 0)
@@ -58,9 +56,9 @@ int fz_session(uint64_t mem_bytes, unsigned nr_epochs, unsigned writes, uint8_t 
 	ops->dirty_start(vm);
 	ops->resume(vm);
 	hr_mem_guest_step(vm, writes);
-	hr_planner_init(&pl);
-	if ((rc = hr_planner_next(&pl, &gm, src.dirty, src.gfns, &n)) < 0 ||
-	    (rc = hr_sender_send_live(&snd, &gm, src.gfns, n)) < 0)
+	int64_t touched = hr_planner_touched(&gm, src.gfns);
+	if ((rc = touched < 0 ? (int)touched : 0) < 0 ||
+	    (rc = hr_sender_send_live(&snd, &gm, src.gfns, (uint64_t)touched)) < 0)
 		goto out;
 	for (unsigned e = 0; e < nr_epochs; e++) {
 		struct hr_epoch ep;

@@ -47,6 +47,7 @@ struct mem_vm {
 	uint8_t *ram;		     /* the backing mapping, always */
 	uint64_t nr_gfns;
 	int map_batch;
+	int fill; /* options fill=1: a primary's RAM starts with data */
 	unsigned nr_live_maps;
 
 	struct hr_chan_desc chans[HR_MAX_CHANNELS];

@@ -73,6 +73,8 @@ static int parse_options(struct mem_vm *m, const char *options)
 			m->map_batch = 0;
 		} else if (!strcmp(key, "map") && !strcmp(val, "batch")) {
 			m->map_batch = 1;
+		} else if (!strcmp(key, "fill") && (!strcmp(val, "0") || !strcmp(val, "1"))) {
+			m->fill = val[0] == '1';
 		} else if (!strcmp(key, "chans")) {
 			uint64_t n;
 
@@ -83,7 +85,8 @@ static int parse_options(struct mem_vm *m, const char *options)
 			m->nr_chans = (unsigned)n;
 		} else {
 			mem_fail(m,
-				 "unknown mem option %s=%s (known: map=direct|batch, chans=1..%u)",
+				 "unknown mem option %s=%s (known: map=direct|batch, fill=0|1, "
+				 "chans=1..%u)",
 				 key, val, HR_MAX_CHANNELS);
 			return -EINVAL;
 		}
@@ -159,6 +162,10 @@ static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		mem_fail(m, "mmap of %" PRIu64 " bytes: %s", cfg->mem_bytes, hr_strerror(r));
 		return r;
 	}
+	/* fill=1: a primary's RAM holds data from the start, as a booted
+	 * guest's does (a replica's never: it must start all zero) */
+	for (uint64_t g = 0; m->fill && cfg->kernel_path && g < m->nr_gfns; g++)
+		memset(m->ram + (g << HR_PAGE_SHIFT), (int)(g % 255) + 1, HR_PAGE_SIZE);
 	m->region.gpa = 0;
 	m->region.bytes = cfg->mem_bytes;
 	/* map= is how a primary's core reads pages; a replica (no kernel) is

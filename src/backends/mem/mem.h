@@ -40,10 +40,12 @@
  * cfg->options (backend knobs "k=v,k=v"): map=direct (default: mem_layout
  * gives the mapping's hva) | map=batch (hva NULL: the core must use
  * map_pages / unmap_pages; a replica, which the core writes through its
- * mapping, ignores it: it arrives with the primary's options); chans=N, 1..HR_MAX_CHANNELS (default
- * 1): channel 0 is "console" (HR_CHAN_CONSOLE), channels 1.. are "net1", "net2", ... (HR_CHAN_NET,
- * records of at most HR_MEM_RECORD_MAX_BYTES).  A replica must be opened with the same chans= as
- * its primary (load_state refuses another count with -HR_EBADSTATE).
+ * mapping, ignores it: it arrives with the primary's options); fill=1 (a primary's RAM holds
+ * data from open on, every byte of page g being g % 255 + 1, as a booted guest's RAM would: the
+ * live phase then has all of it to send; a replica ignores it); chans=N, 1..HR_MAX_CHANNELS
+ * (default 1): channel 0 is "console" (HR_CHAN_CONSOLE), channels 1.. are "net1", "net2", ...
+ * (HR_CHAN_NET, records of at most HR_MEM_RECORD_MAX_BYTES).  A replica must be opened with the
+ * same chans= as its primary (load_state refuses another count with -HR_EBADSTATE).
  *
  * Record of channel c >= 1 at step s: hr_mem_record_bytes(c, s) bytes;
  * bytes 0..7 are s (le64), bytes 8..11 are c (le32), and byte i >= 12 is
