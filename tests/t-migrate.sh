@@ -13,7 +13,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 41
+plan 43
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -70,8 +70,8 @@ ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$T/a/state/vm1.console"
 A migrate vm1 "127.0.0.1:$PA" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "itself" "$T/err" && [ "$(field vm1 state "$CA")" = protected ]' \
 	"migrating to its own host: refused, nothing changes (rc=$rc $(cat "$T/err"))"
-A migrate vm1 --extend-live 2>"$T/err"; rc=$?
-ok '[ $rc = 1 ] && grep -q "not supported yet" "$T/err"' "--extend-live: not supported yet, said clearly"
+A migrate vm1 --end-live 2>"$T/err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "no migration of vm1" "$T/err"' "--end-live without a migration: refused (rc=$rc)"
 A migrate vm1 --cancel 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no migration of vm1" "$T/err"' "--cancel without a migration: refused"
 A migrate vm1 "127.0.0.1:$PDEAD" 2>"$T/err"; rc=$?
@@ -102,7 +102,7 @@ ok '! grep -q "seq=" "$T/b/state/vm1.console" 2>/dev/null' "B never printed"
 A migrate vm1 "127.0.0.1:$PB" --json --max-bandwidth 1G >"$T/mig2" 2>"$T/mig2.err"; rc=$?
 ok '[ $rc = 0 ] && grep -q "\"report\": true, \"result\": \"ok\"" "$T/mig2"' \
 	"migrate vm1 A -> B: exit 0 with a report (rc=$rc $(tail -1 "$T/mig2.err"))"
-ok 'grep -q "max-bandwidth is not enforced" "$T/mig2.err"' "--max-bandwidth: a note says it is not enforced yet"
+ok 'grep -q "migration to 127.0.0.1:$PB requested, bandwidth capped" "$T/a.log"' "--max-bandwidth reached A's worker"
 sed 's/^/# /' "$T/mig2"
 ok 'A status | grep -q "^no VMs" && grep -q "+migrated" "$T/a.log"' "A: vm1 is gone (+migrated)"
 da=$(sed -n 's/.*guest RAM at the stop point xxh3=\([0-9a-f]*\).*/\1/p' "$T/a.log" | tail -1)
@@ -143,9 +143,16 @@ ok 'wait_true 5 grown_b && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' "B pr
 pida=$!
 on_exit "kill -9 $pida 2>/dev/null"
 ok 'wait_true 10 A status' "A's daemon again"
-B migrate vm1 "127.0.0.1:$PA" >"$T/mig4" 2>"$T/mig4.err"; rc=$?
-ok '[ $rc = 0 ] && grep -q "migrated vm1" "$T/mig4" && grep -q "downtime" "$T/mig4"' \
-	"migrate vm1 B -> A (an unprotected primary): exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
+B migrate vm1 "127.0.0.1:$PA" --extend-live >"$T/mig4" 2>"$T/mig4.err" &
+mpid=$!
+extended() { [ "$(field vm1 migrating_to "$CB")" = "127.0.0.1:$PA" ] && [ "$(field vm1 state "$CA")" = syncing ]; }
+ok 'wait_true 20 extended && sleep 2.5 && extended' \
+	"--extend-live: after 2.5 s the live phase still runs (A syncing, B migrating)"
+B migrate vm1 --end-live >"$T/end" 2>&1; r=$?
+ok '[ $r = 0 ] && grep -q "end of the live phase" "$T/end"' "--end-live is taken (exit $r)"
+wait_exit $mpid 30
+ok '[ "$rc" = 0 ] && grep -q "migrated vm1" "$T/mig4" && grep -q "downtime" "$T/mig4"' \
+	"migrate vm1 B -> A (an unprotected primary) ends after --end-live: exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
 sed 's/^/# /' "$T/mig4"
 ok 'B status | grep -q "^no VMs" && [ "$(field vm1 state "$CA")" = unprotected ] && [ "$(field vm1 role "$CA")" = primary ]' \
 	"vm1 runs on A now, B forgot it"

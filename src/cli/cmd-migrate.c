@@ -32,14 +32,17 @@ static const char migrate_help[] =
     "after the last epoch left but before the destination confirmed, the\n"
     "result is in doubt: this host holds the guest's output and asks the\n"
     "destination, standing down if the VM runs there.\n\n"
-    "  --max-bandwidth RATE  bytes per second, e.g. 100M (not enforced by this\n"
-    "                        build yet: a note says so)\n"
+    "  --max-bandwidth RATE  bytes per second, e.g. 100M: paces the live phase\n"
+    "                        (the final epoch goes at full speed)\n"
     "  --json                one JSON object per progress report (every second)\n"
     "                        and one for the final report, on stdout\n"
     "  --cancel              cancel VM's migration in progress (Ctrl-C of the\n"
     "                        migrate command does the same)\n"
-    "  --extend-live, --end-live\n"
-    "                        MPLM's live-phase controls (not supported yet)\n"
+    "  --extend-live         the live phase does not end by itself: it keeps\n"
+    "                        sending what the guest writes, round after round\n"
+    "                        (1 s), until `hareplicate migrate VM --end-live`\n"
+    "  --end-live            end VM's live phase at its next round: the last\n"
+    "                        epoch and the hand-off follow\n"
     "  --control PATH        hareplicated's control socket (default\n"
     "                        $HAREPLICATE_CONTROL or /run/hareplicate/control.sock)\n\n"
     "On a terminal a progress line shows the phase (connecting, live, handoff),\n"
@@ -271,7 +274,7 @@ static int cmd_migrate(int argc, char **argv)
 	struct prog p = {0};
 	struct hr_sbuf req = {0};
 	uint64_t bw_bytes = 0;
-	int c, rc;
+	int c, rc, extend = 0;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -282,17 +285,17 @@ static int cmd_migrate(int argc, char **argv)
 		case O_JSON:
 			p.json = 1;
 			break;
-		case O_CANCEL:
 		case O_EXTEND:
+			extend = 1;
+			break;
+		case O_CANCEL:
 		case O_END:
 			if (action) {
-				fprintf(stderr, "hareplicate migrate: --cancel, --extend-live and "
-						"--end-live exclude each other\n");
+				fprintf(stderr, "hareplicate migrate: --cancel and --end-live "
+						"exclude each other\n");
 				return hr_cmd_usage(self);
 			}
-			action = c == O_CANCEL	 ? "cancel"
-				 : c == O_EXTEND ? "extend_live"
-						 : "end_live";
+			action = c == O_CANCEL ? "cancel" : "end_live";
 			break;
 		case O_CONTROL:
 			control = optarg;
@@ -306,9 +309,9 @@ static int cmd_migrate(int argc, char **argv)
 		}
 	}
 	int nargs = argc - optind;
-	if (nargs < 1 || (action && nargs != 1) || (!action && nargs != 2)) {
+	if (nargs < 1 || (action && (nargs != 1 || extend || bw)) || (!action && nargs != 2)) {
 		fprintf(stderr, "hareplicate migrate: %s\n",
-			action ? "give only the VM with --cancel / --extend-live / --end-live"
+			action ? "give only the VM with --cancel / --end-live"
 			       : "VM and HOST[:PORT] are required");
 		return hr_cmd_usage(self);
 	}
@@ -329,6 +332,8 @@ static int cmd_migrate(int argc, char **argv)
 	hr_kv_add(&req, "to", argv[optind + 1]);
 	if (bw_bytes)
 		hr_kv_addu(&req, "max_bandwidth", bw_bytes);
+	if (extend)
+		hr_kv_add(&req, "extend_live", "1");
 	const char *hold = getenv("HAREPLICATE_TEST_HANDOFF_HOLD_MS"); /* tests only */
 	if (hold && *hold)
 		hr_kv_add(&req, "test_hold_ms", hold);
@@ -344,6 +349,6 @@ static int cmd_migrate(int argc, char **argv)
 
 const struct hr_cmd hr_cmd_migrate = {
     "migrate",
-    "VM HOST[:PORT] [--max-bandwidth RATE] [--json] | VM --cancel | VM --extend-live | VM "
+    "VM HOST[:PORT] [--max-bandwidth RATE] [--extend-live] [--json] | VM --cancel | VM "
     "--end-live",
     migrate_help, cmd_migrate};

@@ -23,6 +23,7 @@ struct hr_engine {
 	struct hr_guestmem gm;
 	const struct hr_chan_desc *chans;
 	unsigned nr_chans;
+	uint64_t live_cap;     /* hr_engine_live_bandwidth (atomic; 0: cfg.live's) */
 	uint64_t deliver_lost; /* released records the backend could not send (atomic) */
 	char vm_options[HR_HELLO_OPTIONS_MAX + 64]; /* a replica's backend options (its devices) */
 	int ctl_pipe[2];

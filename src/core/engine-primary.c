@@ -111,6 +111,11 @@ static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 	return 0;
 }
 
+void hr_engine_live_bandwidth(struct hr_engine *e, uint64_t bytes_per_s)
+{
+	__atomic_store_n(&e->live_cap, bytes_per_s, __ATOMIC_SEQ_CST);
+}
+
 void hr_engine_live_request(struct hr_engine *e, enum hr_live_request req)
 {
 	if (req == HR_LIVE_END)
@@ -206,7 +211,9 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 	struct hr_planner pl;
 	struct hr_live_round r;
 	uint64_t n, t0 = hr_now_ns(), bytes0 = snd->live_bytes, pace_t0 = t0, pace_bytes0 = bytes0;
-	uint64_t cap = e->cfg.live.max_bytes_per_s;
+	uint64_t cap = __atomic_load_n(&e->live_cap, __ATOMIC_SEQ_CST);
+	if (!cap)
+		cap = e->cfg.live.max_bytes_per_s;
 	int live = e->ops->features & HR_BF_DIRTY_LIVE, ev = 0, rc;
 
 	hr_planner_init(&pl, &e->cfg.live);

@@ -230,6 +230,9 @@ uint64_t hr_engine_migration_digest(struct hr_engine *eng);
  */
 enum hr_live_request { HR_LIVE_END = 1, HR_LIVE_EXTEND = 2, HR_LIVE_NO_EXTEND = 3 };
 void hr_engine_live_request(struct hr_engine *eng, enum hr_live_request req);
+/* The live phases from now on pace at bytes_per_s (0: cfg.live.max_bytes_per_s
+ * again); read when a live phase begins (a migration's, a re-protection's). */
+void hr_engine_live_bandwidth(struct hr_engine *eng, uint64_t bytes_per_s);
 
 /* Liveness as another thread may read it at any time (the worker reports
  * it to the daemon every second for `status`). */

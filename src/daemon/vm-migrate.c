@@ -136,12 +136,21 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, msg, NULL);
 		return;
 	}
-	if (hr_kv_get(req, "extend_live") || hr_kv_get(req, "end_live")) {
-		/* TODO(MPLM): hr_engine_extend_live / hr_engine_end_live, when the planner
-		 * offers them: a `req=extend-live` / `req=end-live` line to the worker */
-		hr_ctl_reply(cc, NULL,
-			     "not supported yet: this build's live phase has no extend-live / "
-			     "end-live (MPLM planner)");
+	if (hr_kv_get(req, "end_live")) {
+		if (!vm->migrating) {
+			snprintf(msg, sizeof(msg), "no migration of %s is in progress", name);
+			hr_ctl_reply(cc, NULL, msg);
+			return;
+		}
+		struct hr_sbuf sb = {0};
+		hr_kv_add(&sb, "req", "live-end");
+		tell_worker(vm, &sb);
+		hr_sbuf_free(&sb);
+		snprintf(msg, sizeof(msg),
+			 "end of the live phase of %s's migration to %s requested: the hand-off "
+			 "follows within a round (1 s)\n",
+			 name, vm->mig_to);
+		hr_ctl_reply(cc, msg, NULL);
 		return;
 	}
 	if (!to || norm_addr(to, addr, sizeof(addr), host, sizeof(host), port, sizeof(port)) < 0) {
@@ -177,8 +186,10 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	struct hr_sbuf sb = {0};
 	hr_kv_add(&sb, "req", "migrate");
 	hr_kv_add(&sb, "to", addr);
-	if (max_bw) /* TODO: the engine's max_bandwidth, once the planner has it */
+	if (max_bw)
 		hr_kv_addu(&sb, "max_bandwidth", max_bw);
+	if (hr_kv_get(req, "extend_live"))
+		hr_kv_add(&sb, "extend_live", "1");
 	uint64_t hold_ms = 0; /* tests only: hr_engine_migrate's test_hold_ms */
 	if (!hr_kv_getu(req, "test_hold_ms", &hold_ms) && hold_ms <= 60000)
 		hr_kv_addu(&sb, "test_hold_ms", hold_ms);
@@ -191,16 +202,6 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	log_info(vm->name, "migration to %s requested (%s, %s)", addr, hr_dvm_role_name(vm),
 		 hr_dvm_state_name(vm));
 	hr_dvm_wait(vm, cc, W_MIGRATE);
-	if (max_bw) {
-		struct hr_sbuf note = {0};
-		hr_kv_add(&note, "note", "1");
-		hr_kv_add(&note, "text",
-			  "--max-bandwidth is not enforced by this build (no rate limit in the "
-			  "engine yet)");
-		if (!note.oom)
-			hr_ctl_progress(cc, note.p);
-		hr_sbuf_free(&note);
-	}
 }
 
 /* The control connection of a waiting migration went away (Ctrl-C). */

@@ -234,10 +234,19 @@ static void daemon_request(struct worker *w, char *line)
 		pthread_mutex_lock(&w->send_lock);
 		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
 		pthread_mutex_unlock(&w->send_lock);
-		uint64_t hold_ms = 0;
+		uint64_t hold_ms = 0, bw = 0;
 		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
-		log_info(w->a->name, "migration to %s requested", to);
+		hr_kv_getu(&kv, "max_bandwidth", &bw);
+		int extend = hr_kv_get(&kv, "extend_live") != NULL;
+		log_info(w->a->name, "migration to %s requested%s%s", to,
+			 extend ? ", live phase extended until --end-live" : "",
+			 bw ? ", bandwidth capped" : "");
+		hr_engine_live_bandwidth(eng, bw);
+		hr_engine_live_request(eng, extend ? HR_LIVE_EXTEND : HR_LIVE_NO_EXTEND);
 		hr_engine_migrate(eng, hold_ms);
+	} else if (req && !strcmp(req, "live-end") && eng) {
+		log_info(w->a->name, "end of the live phase requested");
+		hr_engine_live_request(eng, HR_LIVE_END);
 	} else if (req && !strcmp(req, "migrate-cancel") && eng) {
 		log_info(w->a->name, "migration cancel requested");
 		hr_engine_migrate_cancel(eng);
@@ -382,6 +391,12 @@ static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_mig
 	struct worker *w = opaque;
 	struct hr_sbuf sb = {0};
 
+	/* what this migration asked of the live phase ends with it (later
+	 * re-protections sync as usual) */
+	if (g_eng) {
+		hr_engine_live_bandwidth(g_eng, 0);
+		hr_engine_live_request(g_eng, HR_LIVE_NO_EXTEND);
+	}
 	hr_kv_add(&sb, "event", "migration");
 	hr_kv_add(&sb, "result", rc == 0 ? "ok" : "failed");
 	if (rc < 0)
