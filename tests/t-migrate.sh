@@ -13,7 +13,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
-plan 43
+plan 44
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -143,7 +143,7 @@ ok 'wait_true 5 grown_b && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' "B pr
 pida=$!
 on_exit "kill -9 $pida 2>/dev/null"
 ok 'wait_true 10 A status' "A's daemon again"
-B migrate vm1 "127.0.0.1:$PA" --extend-live >"$T/mig4" 2>"$T/mig4.err" &
+B migrate vm1 "127.0.0.1:$PA" --extend-live --json >"$T/mig4" 2>"$T/mig4.err" &
 mpid=$!
 extended() { [ "$(field vm1 migrating_to "$CB")" = "127.0.0.1:$PA" ] && [ "$(field vm1 state "$CA")" = syncing ]; }
 ok 'wait_true 20 extended && sleep 2.5 && extended' \
@@ -151,8 +151,10 @@ ok 'wait_true 20 extended && sleep 2.5 && extended' \
 B migrate vm1 --end-live >"$T/end" 2>&1; r=$?
 ok '[ $r = 0 ] && grep -q "end of the live phase" "$T/end"' "--end-live is taken (exit $r)"
 wait_exit $mpid 30
-ok '[ "$rc" = 0 ] && grep -q "migrated vm1" "$T/mig4" && grep -q "downtime" "$T/mig4"' \
+ok '[ "$rc" = 0 ] && grep -q "\"report\": true, \"result\": \"ok\"" "$T/mig4"' \
 	"migrate vm1 B -> A (an unprotected primary) ends after --end-live: exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
+ok 'grep -q "\"phase\": \"live\", .*\"round\": [0-9]*, \"never_sent_sent\": [0-9]*, \"dirty_sent\": [0-9]*, .*\"never_sent_left\": 0" "$T/mig4"' \
+	"--json: progress objects carry the live rounds (pages from each set, the never-sent set's size)"
 sed 's/^/# /' "$T/mig4"
 ok 'B status | grep -q "^no VMs" && [ "$(field vm1 state "$CA")" = unprotected ] && [ "$(field vm1 role "$CA")" = primary ]' \
 	"vm1 runs on A now, B forgot it"

@@ -34,7 +34,9 @@ static const char migrate_help[] =
     "destination, standing down if the VM runs there.\n\n"
     "  --max-bandwidth RATE  bytes per second, e.g. 100M: paces the live phase\n"
     "                        (the final epoch goes at full speed)\n"
-    "  --json                one JSON object per progress report (every second)\n"
+    "  --json                one JSON object per progress report (every second,\n"
+    "                        with the live phase's last round: pages from each\n"
+    "                        set, the never-sent set's size, dirty rate)\n"
     "                        and one for the final report, on stdout\n"
     "  --cancel              cancel VM's migration in progress (Ctrl-C of the\n"
     "                        migrate command does the same)\n"
@@ -89,19 +91,32 @@ static void progress(struct prog *p, const struct hr_kvline *kv)
 		char eta_j[32] = "null";
 		if (eta >= 0)
 			snprintf(eta_j, sizeof(eta_j), "%.1f", eta);
-		/* never_sent_pages: the MPLM planner's set, once it reports it */
+		/* the live phase's last round (MPLM): pages from each set */
+		char rj[320] = "";
+		if (hr_kv_get(kv, "round"))
+			snprintf(rj, sizeof(rj),
+				 ", \"round\": %llu, \"never_sent_sent\": %llu, \"dirty_sent\": "
+				 "%llu, \"zero_skipped\": %llu, \"never_sent_left\": %llu, "
+				 "\"dirty_rate\": %llu",
+				 (unsigned long long)getu(kv, "round"),
+				 (unsigned long long)getu(kv, "never_sent_sent"),
+				 (unsigned long long)getu(kv, "dirty_sent"),
+				 (unsigned long long)getu(kv, "zero_skipped"),
+				 (unsigned long long)getu(kv, "never_sent_left"),
+				 (unsigned long long)getu(kv, "dirty_rate"));
 		printf("{\"phase\": \"%s\", \"elapsed_ms\": %llu, \"bytes\": %llu, "
-		       "\"rate_bps\": %.0f, \"eta_s\": %s, \"never_sent_pages\": null}\n",
+		       "\"rate_bps\": %.0f, \"eta_s\": %s%s}\n",
 		       phase ? phase : "", (unsigned long long)ms, (unsigned long long)bytes,
-		       p->rate, eta_j);
+		       p->rate, eta_j, rj);
 		fflush(stdout);
 	} else if (p->tty) {
 		char eta_s[32] = "-";
 		if (eta >= 0)
 			snprintf(eta_s, sizeof(eta_s), "~%.0fs", eta);
-		fprintf(stderr, "\r%-10s %8.1f MiB  %7.1f MiB/s  %5.1fs  eta %-8s",
+		fprintf(stderr,
+			"\r%-10s %8.1f MiB  %7.1f MiB/s  %5.1fs  eta %-8s  never-sent %.1f MiB",
 			phase ? phase : "", bytes / 1048576.0, p->rate / 1048576.0, ms / 1000.0,
-			eta_s);
+			eta_s, getu(kv, "never_sent_left") * 4096 / 1048576.0);
 		p->shown = 1;
 	}
 }

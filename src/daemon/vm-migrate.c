@@ -226,6 +226,20 @@ void hr_dvm_migrate_progress(struct hr_dvm *vm, const struct hr_kvline *kv)
 	hr_kv_addu(&sb, "bytes", bytes);
 	hr_kv_addu(&sb, "elapsed_ms", ms);
 	hr_kv_addu(&sb, "memory_bytes", vm->mem_bytes);
+	/* the live phase's last round, when the worker has one */
+	static const char *const round_keys[][2] = {
+	    {"mig_round", "round"},
+	    {"mig_ns_sent", "never_sent_sent"},
+	    {"mig_dirty_sent", "dirty_sent"},
+	    {"mig_zero", "zero_skipped"},
+	    {"mig_ns_left", "never_sent_left"},
+	    {"mig_dirty_rate", "dirty_rate"},
+	};
+	for (unsigned i = 0; i < sizeof(round_keys) / sizeof(round_keys[0]); i++) {
+		uint64_t v;
+		if (!hr_kv_getu(kv, round_keys[i][0], &v))
+			hr_kv_addu(&sb, round_keys[i][1], v);
+	}
 	if (!sb.oom)
 		hr_ctl_progress(vm->waiter, sb.p);
 	hr_sbuf_free(&sb);

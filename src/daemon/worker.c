@@ -48,6 +48,8 @@ struct worker {
 	char token[24];
 	struct hr_epoch_stats last;
 	uint64_t nr_epochs;
+	struct hr_live_round round; /* the live phase's last round (send_lock) */
+	int have_round;
 	int epochs_fd;	       /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
 	char epochs_path[4096];
@@ -233,6 +235,7 @@ static void daemon_request(struct worker *w, char *line)
 	if (req && !strcmp(req, "migrate") && to && eng) {
 		pthread_mutex_lock(&w->send_lock);
 		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
+		w->have_round = 0; /* rounds of earlier live phases are not this one's */
 		pthread_mutex_unlock(&w->send_lock);
 		uint64_t hold_ms = 0, bw = 0;
 		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
@@ -310,6 +313,18 @@ static void *liveness_thread(void *arg)
 				hr_kv_add(&sb, "mig_phase", phases[mp.phase & 3]);
 				hr_kv_addu(&sb, "mig_bytes", mp.bytes);
 				hr_kv_addu(&sb, "mig_elapsed_ms", mp.elapsed_ms);
+				pthread_mutex_lock(&w->send_lock);
+				struct hr_live_round r = w->round;
+				int have = w->have_round;
+				pthread_mutex_unlock(&w->send_lock);
+				if (have) { /* the live phase's last round */
+					hr_kv_addu(&sb, "mig_round", r.round);
+					hr_kv_addu(&sb, "mig_ns_sent", r.never_sent_pages);
+					hr_kv_addu(&sb, "mig_dirty_sent", r.dirty_pages);
+					hr_kv_addu(&sb, "mig_zero", r.zero_pages);
+					hr_kv_addu(&sb, "mig_ns_left", r.never_sent_left);
+					hr_kv_addu(&sb, "mig_dirty_rate", r.dirty_rate);
+				}
 			}
 			send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
@@ -384,6 +399,16 @@ static int migrate_connect(void *opaque, int *fd_r)
 	else
 		w->mig_err[0] = '\0';
 	return rc;
+}
+
+/* A live round ended (engine thread): kept for the next progress line. */
+static void on_round(void *opaque, const struct hr_live_round *r)
+{
+	struct worker *w = opaque;
+	pthread_mutex_lock(&w->send_lock);
+	w->round = *r;
+	w->have_round = 1;
+	pthread_mutex_unlock(&w->send_lock);
 }
 
 static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_migration_report *r)
@@ -704,6 +729,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	}
 	cfg.replica_tap = hr_dopts.replica_tap;
 	cfg.migrate_connect = migrate_connect;
+	cfg.on_round = on_round;
+	cfg.round_opaque = &w;
 	cfg.on_migration = on_migration;
 	cfg.migrate_opaque = &w;
 	/* tests: both sides log a digest of guest RAM at the hand-off */
