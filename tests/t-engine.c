@@ -69,7 +69,7 @@ static void run(const struct scenario *sc)
 	    .name = "t-engine",
 	    .ops = ops,
 	    .epoch_us = sc->epoch_us,
-	    .silence_ms = 300,
+	    .silence_ms = 1000, /* a loaded 2-core CI machine starves an engine for 300 ms */
 	    .vm = {.mem_bytes = sc->mem_bytes,
 		   .nr_vcpus = 1,
 		   .kernel_path = sc->kernel,
@@ -77,7 +77,7 @@ static void run(const struct scenario *sc)
 		   .options = sc->options},
 	};
 	/* a replica is always host-mapped (staging writes through the mapping) */
-	struct hr_engine_config bc = {.name = "t-engine-b", .silence_ms = 300, .auto_promote = 1};
+	struct hr_engine_config bc = {.name = "t-engine-b", .silence_ms = 1000, .auto_promote = 1};
 	char be[64];
 	snprintf(be, sizeof(be), "%s%s%s", sc->backend, sc->options ? " " : "",
 		 sc->options ? sc->options : "");

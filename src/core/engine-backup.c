@@ -125,6 +125,23 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 	return rc;
 }
 
+/* Load the committed state, release its held output and run the guest
+ * here; why says from which epoch and how long it took. */
+static int take_over(struct hr_engine *e, struct hr_staging *st, char *why, size_t n)
+{
+	const void *state;
+	size_t len;
+	uint64_t t0 = hr_now_ns();
+	int rc;
+
+	hr_staging_committed_state(st, &state, &len);
+	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
+	if (!rc)
+		snprintf(why, n, "guest running here from epoch %" PRIu64 " (%.1f ms)",
+			 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
+	return rc;
+}
+
 /*
  * A migration's final epoch is committed (and acked): run the guest now,
  * releasing the output the source held (from the committed envelope),
@@ -134,20 +151,13 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
  */
 static int run_migrated(struct hr_engine *e, struct hr_staging *st)
 {
-	const void *state;
-	size_t len;
-	uint64_t t0 = hr_now_ns();
-	int rc;
+	char why[96];
+	int rc = take_over(e, st, why, sizeof(why));
 
-	hr_staging_committed_state(st, &state, &len);
-	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
 	if (rc < 0) {
 		hr_peer_send_error(&e->peer, rc, "the destination could not run the VM");
 		return rc;
 	}
-	char why[96];
-	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
-		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
 	hr_engine_role_event(e, HR_RE_MIGRATED, why);
 	hr_peer_send_error(&e->peer, -HR_EMIGRATED, "the destination runs the VM");
 	hr_peer_close(&e->peer);
@@ -161,18 +171,11 @@ static int run_migrated(struct hr_engine *e, struct hr_staging *st)
 /* Promote and run the guest here until stop or guest exit. */
 static int run_promoted(struct hr_engine *e, struct hr_staging *st)
 {
-	const void *state;
-	size_t len;
-	uint64_t t0 = hr_now_ns();
-	int rc;
+	char why[96];
+	int rc = take_over(e, st, why, sizeof(why));
 
-	hr_staging_committed_state(st, &state, &len);
-	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
 	if (rc < 0)
 		return rc;
-	char why[96];
-	snprintf(why, sizeof(why), "guest running here from epoch %" PRIu64 " (%.1f ms)",
-		 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
 	hr_engine_role_event(e, HR_RE_PROMOTED, why);
 	if (e->cfg.reconnect) {
 		/* a primary without a backup now: it asks its old primary's host for one */
