@@ -1,6 +1,7 @@
 #!/bin/sh
-# hareplicate migrate on loopback: two daemons (TLS), a memwalk VM protected
-# from A to B.  Errors (unknown VM, unreachable or own host, a second
+# hareplicate migrate between two hosts: two daemons (TLS), each in its own
+# network namespace joined by a veth pair, a memwalk VM protected from A to
+# B.  Errors (unknown VM, unreachable or own host, a second
 # migration, MPLM controls), a cancelled migration (Ctrl-C of the CLI while
 # the destination holds a committed copy), the migration A -> B (B held its
 # backup: it is dropped, then B builds a copy as a migration target and
@@ -13,7 +14,34 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
+command -v ip >/dev/null || skip_all "iproute2 not found"
 plan 44
+
+# hosts A and B: a network namespace each, a veth pair between them
+NSA="hrmig-$$-a"
+NSB="hrmig-$$-b"
+IPA=10.215.$(($$ % 200)).1
+IPB=10.215.$(($$ % 200)).2
+on_exit "ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null"
+ip netns add "$NSA" && ip netns add "$NSB" &&
+	ip -n "$NSA" link set lo up && ip -n "$NSB" link set lo up &&
+	ip -n "$NSA" link add eth0 type veth peer name eth0 netns "$NSB" &&
+	ip -n "$NSA" addr add "$IPA/24" dev eth0 && ip -n "$NSB" addr add "$IPB/24" dev eth0 &&
+	ip -n "$NSA" link set eth0 up && ip -n "$NSB" link set eth0 up ||
+	{ echo "Bail out! cannot make the namespaces"; exit 1; }
+# start_a / start_b: that host's hareplicated in its namespace (pida, pidb)
+start_a() {
+	ip netns exec "$NSA" "$HRD" -f $TLS_A --control "$CA" --listen "$IPA:$PA" \
+		--state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
+	pida=$!
+	on_exit "kill -9 $pida 2>/dev/null"
+}
+start_b() {
+	ip netns exec "$NSB" "$HRD" -f $TLS_B --control "$CB" --listen "$IPB:$PB" \
+		--state-dir "$T/b/state" --failover-timeout 500 >>"$T/b.log" 2>&1 &
+	pidb=$!
+	on_exit "kill -9 $pidb 2>/dev/null"
+}
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -59,36 +87,40 @@ ok '[ $rc = 69 ] && grep -q "cannot reach hareplicated" "$T/err"' "no daemon: ex
 # (tests: both sides log a digest of guest RAM at the hand-off)
 HR_TEST_MIGRATE_RAM_DIGEST=1
 export HR_TEST_MIGRATE_RAM_DIGEST
-two_daemons 500
+CA="$T/a/run/control.sock"
+CB="$T/b/run/control.sock"
+TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! cannot make certificates"; exit 1; }
+start_a
+start_b
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
-A migrate nosuch "127.0.0.1:$PB" 2>"$T/err"; rc=$?
+A migrate nosuch "$IPB:$PB" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no VM named nosuch" "$T/err"' "unknown VM: refused, exit 1 (rc=$rc)"
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
+A start vm1 --peer "$IPB:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
 	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
 ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$T/a/state/vm1.console" "seq=5 " 20' \
 	"vm1 protected from A to B, its console flows on A"
-A migrate vm1 "127.0.0.1:$PA" 2>"$T/err"; rc=$?
+A migrate vm1 "$IPA:$PA" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "itself" "$T/err" && [ "$(field vm1 state "$CA")" = protected ]' \
 	"migrating to its own host: refused, nothing changes (rc=$rc $(cat "$T/err"))"
 A migrate vm1 --end-live 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no migration of vm1" "$T/err"' "--end-live without a migration: refused (rc=$rc)"
 A migrate vm1 --cancel 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no migration of vm1" "$T/err"' "--cancel without a migration: refused"
-A migrate vm1 "127.0.0.1:$PDEAD" 2>"$T/err"; rc=$?
-ok '[ $rc = 1 ] && grep -q "cannot reach 127.0.0.1:$PDEAD" "$T/err" && grep -q "keeps running here" "$T/err"' \
+A migrate vm1 "$IPB:$PDEAD" 2>"$T/err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "cannot reach $IPB:$PDEAD" "$T/err" && grep -q "keeps running here" "$T/err"' \
 	"unreachable destination: fails with the reason, exit 1 (rc=$rc $(cat "$T/err"))"
 ok 'wait_field vm1 state protected "$CA" 20 && grep -q "+migrate-failed" "$T/a.log"' \
 	"... vm1 runs on and re-protects itself with B (+migrate-failed, protected)"
 
 # --- a second migration while one runs; cancel by Ctrl-C ---
 # (the CLI itself in the background, not a subshell: SIGINT must reach it)
-HAREPLICATE_TEST_HANDOFF_HOLD_MS=4000 "$HR" migrate vm1 "127.0.0.1:$PB" --control "$CA" \
+HAREPLICATE_TEST_HANDOFF_HOLD_MS=4000 "$HR" migrate vm1 "$IPB:$PB" --control "$CA" \
 	>"$T/mig1" 2>"$T/mig1.err" &
 mpid=$!
 target_holds() { [ "$(field vm1 state "$CB")" = backup ] && [ "$(field vm1 state "$CA")" = syncing ]; }
-ok 'wait_true 20 target_holds && [ "$(field vm1 migrating_to "$CA")" = "127.0.0.1:$PB" ]' \
+ok 'wait_true 20 target_holds && [ "$(field vm1 migrating_to "$CA")" = "$IPB:$PB" ]' \
 	"migration in progress: B holds a committed copy as migration target; A's status says where to"
-A migrate vm1 "127.0.0.1:$PB" 2>"$T/err"; rc=$?
+A migrate vm1 "$IPB:$PB" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "already migrating" "$T/err"' "a second migration of vm1: refused (rc=$rc)"
 kill -INT $mpid
 wait_exit $mpid 20
@@ -99,10 +131,10 @@ ok 'wait_field vm1 state protected "$CA" 30' "vm1 runs on A and is protected aga
 ok '! grep -q "seq=" "$T/b/state/vm1.console" 2>/dev/null' "B never printed"
 
 # --- migrate A -> B ---
-A migrate vm1 "127.0.0.1:$PB" --json --max-bandwidth 1G >"$T/mig2" 2>"$T/mig2.err"; rc=$?
+A migrate vm1 "$IPB:$PB" --json --max-bandwidth 1G >"$T/mig2" 2>"$T/mig2.err"; rc=$?
 ok '[ $rc = 0 ] && grep -q "\"report\": true, \"result\": \"ok\"" "$T/mig2"' \
 	"migrate vm1 A -> B: exit 0 with a report (rc=$rc $(tail -1 "$T/mig2.err"))"
-ok 'grep -q "migration to 127.0.0.1:$PB requested, bandwidth capped" "$T/a.log"' "--max-bandwidth reached A's worker"
+ok 'grep -q "migration to $IPB:$PB requested, bandwidth capped" "$T/a.log"' "--max-bandwidth reached A's worker"
 sed 's/^/# /' "$T/mig2"
 ok 'A status | grep -q "^no VMs" && grep -q "+migrated" "$T/a.log"' "A: vm1 is gone (+migrated)"
 da=$(sed -n 's/.*guest RAM at the stop point xxh3=\([0-9a-f]*\).*/\1/p' "$T/a.log" | tail -1)
@@ -122,7 +154,7 @@ ok 'seq_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
 	"console: A's ends where B's begins, no gap, no contradiction, memwalk errors=0"
 
 # --- back B -> A; the destination (A's daemon and worker) dies before the hand-off ---
-HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 B migrate vm1 "127.0.0.1:$PA" >"$T/mig3" 2>"$T/mig3.err" &
+HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 B migrate vm1 "$IPA:$PA" >"$T/mig3" 2>"$T/mig3.err" &
 mpid=$!
 a_holds() { [ "$(field vm1 state "$CA")" = backup ]; }
 ok 'wait_true 20 a_holds' "migration B -> A: A holds a committed copy"
@@ -139,13 +171,11 @@ grown_b() { [ "$(size "$T/b/state/vm1.console")" -gt "$sb" ]; }
 ok 'wait_true 5 grown_b && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' "B prints on, A never did"
 
 # --- back B -> A, from an unprotected primary ---
-"$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
-pida=$!
-on_exit "kill -9 $pida 2>/dev/null"
+start_a
 ok 'wait_true 10 A status' "A's daemon again"
-B migrate vm1 "127.0.0.1:$PA" --extend-live --json >"$T/mig4" 2>"$T/mig4.err" &
+B migrate vm1 "$IPA:$PA" --extend-live --json >"$T/mig4" 2>"$T/mig4.err" &
 mpid=$!
-extended() { [ "$(field vm1 migrating_to "$CB")" = "127.0.0.1:$PA" ] && [ "$(field vm1 state "$CA")" = syncing ]; }
+extended() { [ "$(field vm1 migrating_to "$CB")" = "$IPA:$PA" ] && [ "$(field vm1 state "$CA")" = syncing ]; }
 ok 'wait_true 20 extended && sleep 2.5 && extended' \
 	"--extend-live: after 2.5 s the live phase still runs (A syncing, B migrating)"
 B migrate vm1 --end-live >"$T/end" 2>&1; r=$?
@@ -182,7 +212,7 @@ ok 'stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
 
 # --- the source dies before the hand-off: the destination discards ---
 sb=$(size "$T/b/state/vm1.console")
-HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 A migrate vm1 "127.0.0.1:$PB" >"$T/mig5" 2>"$T/mig5.err" &
+HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 A migrate vm1 "$IPB:$PB" >"$T/mig5" 2>"$T/mig5.err" &
 mpid=$!
 b_holds() { [ "$(field vm1 state "$CB")" = backup ]; }
 ok 'wait_true 20 b_holds' "migration A -> B again: B holds a committed copy"
@@ -201,7 +231,7 @@ ok 'alive $pida && alive $pidb' "both daemons survive"
 # --- errors after the VM is gone ---
 A stop vm1 >/dev/null 2>&1
 B stop vm1 >/dev/null 2>&1
-A migrate vm1 "127.0.0.1:$PB" 2>"$T/err"; rc=$?
+A migrate vm1 "$IPB:$PB" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no VM named vm1" "$T/err"' "migrating a VM that no longer runs: refused (rc=$rc)"
 grep -E '^[0-9:.]+ (warning|error)' "$T/a.log" "$T/b.log" | grep -v "refused a replica\|backup from .* refused" | head -20 | sed 's/^/# /'
 done_testing
