@@ -19,6 +19,12 @@ bench_b_live_SOURCES = bench/b-live.c
 bench_b_live_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_live_LDADD = $(HR_LIBS)
 
+# live migration, ours vs QEMU's (bench/b-migrate.c)
+noinst_PROGRAMS += bench/b-migrate
+bench_b_migrate_SOURCES = bench/b-migrate.c
+bench_b_migrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+bench_b_migrate_LDADD = $(HR_LIBS)
+
 noinst_PROGRAMS += bench/b-tls
 bench_b_tls_SOURCES = bench/b-tls.c
 bench_b_tls_LDADD = $(HR_LIBS)
@@ -28,7 +34,7 @@ bench_b_netlat_SOURCES = bench/b-netlat.c
 bench_b_netlat_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_netlat_LDADD = $(HR_LIBS)
 
-BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls bench/b-netlat bench/b-live
+BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls bench/b-netlat bench/b-live bench/b-migrate
 BENCH_FLAGS =
 
 bench: $(BENCH_PROGS) $(guests_elfs)
