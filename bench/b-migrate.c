@@ -110,8 +110,10 @@ static int netns_setup(void)
 	       "ip -n %s addr add " NS_IP_B "/24 dev bmB%d && "
 	       "ip -n %s link set bmA%d up && ip -n %s link set bmB%d up && "
 	       "ip -n %s link set lo up && ip -n %s link set lo up && "
-	       "ip netns exec %s tc qdisc add dev bmA%d root tbf rate 1gbit burst 256k latency 50ms && "
-	       "ip netns exec %s tc qdisc add dev bmB%d root tbf rate 1gbit burst 256k latency 50ms",
+	       "ip netns exec %s tc qdisc add dev bmA%d root tbf rate 1gbit burst 256k latency "
+	       "50ms && "
+	       "ip netns exec %s tc qdisc add dev bmB%d root tbf rate 1gbit burst 256k latency "
+	       "50ms",
 	       ns_a, ns_b, pid, ns_a, pid, ns_b, ns_a, pid, ns_b, pid, ns_a, pid, ns_b, pid, ns_a,
 	       ns_b, ns_a, pid, ns_b, pid)) {
 		netns_down();
@@ -186,7 +188,7 @@ static int free_port(int nsfd, const char *ip)
 /* ---------- one migration's figures ---------- */
 
 struct result {
-	int done;	      /* 1: completed; 0: did not finish within the bound; -1: error */
+	int done;		  /* 1: completed; 0: did not finish within the bound; -1: error */
 	double total_ms, down_ms; /* downtime in ms */
 	double bytes;
 	/* ours only */
@@ -334,7 +336,10 @@ static void ours_run(const char *cmdline, int capped, int paced, struct result *
 	    .epoch_us = 25000,
 	    .silence_ms = 5000,
 	    .unprotected_release = 1, /* no backup: the console must come out */
-	    .vm = {.mem_bytes = MEM_BYTES, .nr_vcpus = 1, .kernel_path = kernel, .cmdline = cmdline},
+	    .vm = {.mem_bytes = MEM_BYTES,
+		   .nr_vcpus = 1,
+		   .kernel_path = kernel,
+		   .cmdline = cmdline},
 	    .live = {.max_bytes_per_s = paced ? LINK_BPS : 0},
 	    .output_sink = o_sink,
 	    .output_opaque = &m,
@@ -407,7 +412,8 @@ static void ours_run(const char *cmdline, int capped, int paced, struct result *
 	if (m.dst_started) {
 		if (res->done == 1) { /* the destination runs the VM */
 			uint64_t t1 = hr_now_ns();
-			while (hr_engine_state(m.dst) != HR_RS_UNPROTECTED && hr_now_ns() - t1 < 5e9)
+			while (hr_engine_state(m.dst) != HR_RS_UNPROTECTED &&
+			       hr_now_ns() - t1 < 5e9)
 				usleep(5000);
 			if (hr_engine_state(m.dst) != HR_RS_UNPROTECTED) {
 				res->done = -1;
@@ -552,10 +558,17 @@ static pid_t qemu_spawn(const char *ns, const char *dir, const char *tag, const 
 		argv[n++] = "exec";
 		argv[n++] = ns;
 	}
-	const char *rest[] = {qemu_bin, "-accel", "kvm", "-m", "1G", "-smp", "1", "-nodefaults",
-			      "-kernel", kernel, "-append", append, "-serial", serial,
-			      "-display", "none", "-monitor", "none", "-qmp", qmp, "-device",
-			      "isa-debug-exit,iobase=0xf4,iosize=0x04"};
+	const char *rest[] = {qemu_bin,	  "-accel",
+			      "kvm",	  "-m",
+			      "1G",	  "-smp",
+			      "1",	  "-nodefaults",
+			      "-kernel",  kernel,
+			      "-append",  append,
+			      "-serial",  serial,
+			      "-display", "none",
+			      "-monitor", "none",
+			      "-qmp",	  qmp,
+			      "-device",  "isa-debug-exit,iobase=0xf4,iosize=0x04"};
 	for (size_t i = 0; i < sizeof(rest) / sizeof(rest[0]); i++)
 		argv[n++] = rest[i];
 	if (incoming) {
@@ -707,9 +720,10 @@ static void qemu_run(const char *cmdline, int capped, uint64_t max_bw, struct re
 			res->done = 0;
 			res->total_ms = (hr_now_ns() - t0) / 1e6;
 			qmp_cmd(&qs, "{\"execute\":\"migrate_cancel\"}\n", NULL, 0);
-			snprintf(res->why, sizeof(res->why),
-				 "did not finish in %.0f s (cancelled); expected-downtime then %.0f ms",
-				 bound_s, exp);
+			snprintf(
+			    res->why, sizeof(res->why),
+			    "did not finish in %.0f s (cancelled); expected-downtime then %.0f ms",
+			    bound_s, exp);
 			goto out;
 		}
 	}
@@ -732,8 +746,8 @@ out:
 		close(qs.fd);
 	if (qd.fd >= 0)
 		close(qd.fd);
-	static const char *const files[] = {"src.serial", "dst.serial", "src.qmp", "dst.qmp",
-					    "src.stderr", "dst.stderr"};
+	static const char *const files[] = {"src.serial", "dst.serial", "src.qmp",
+					    "dst.qmp",	  "src.stderr", "dst.stderr"};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
 		unlink(path);
@@ -857,12 +871,12 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
 			only = atoi(argv[++i]);
 			if (only < 1 || only > 3) { /* another bench's section (make bench) */
-				fprintf(stderr, "b-migrate: --only %s is not mine (1|2|3): skipped\n",
+				fprintf(stderr,
+					"b-migrate: --only %s is not mine (1|2|3): skipped\n",
 					argv[i]);
 				return 77;
 			}
-		}
-		else {
+		} else {
 			fprintf(stderr, "usage: b-migrate [--quick] [--reps N] [--bound S] "
 					"[--warm S] [--no-qemu] [--no-netns] [--only 1|2|3]\n");
 			return 2;
@@ -880,7 +894,8 @@ int main(int argc, char **argv)
 	}
 	kernel = gh_guest("memwalk.elf");
 	if (access(kernel, R_OK)) {
-		fprintf(stderr, "b-migrate: %s not built (run make, or set top_builddir)\n", kernel);
+		fprintf(stderr, "b-migrate: %s not built (run make, or set top_builddir)\n",
+			kernel);
 		return 1;
 	}
 	qemu_bin = getenv("QEMU");
@@ -919,24 +934,30 @@ int main(int argc, char **argv)
 		uint64_t ts = hr_now_ns();
 		for (int i = 0; i < reps; i++) {
 			ours_run(sc[s].cmdline, capped && netns_ok, paced, &ro[i]);
-			printf("    [%d.%d] ours: %s total %.0f ms, downtime %.1f ms, %.0f MiB (live "
-			       "%.0f MiB in %llu rounds, %llu epochs %.0f MiB, epoch 0 %llu pages "
-			       "paused %.1f ms, final %llu pages; guest dirty rate %.0f pages/s) %s\n",
-			       sc[s].id, i + 1,
-			       ro[i].done == 1 ? "done" : ro[i].done ? "FAILED" : "NOT FINISHED",
-			       ro[i].total_ms, ro[i].down_ms, ro[i].bytes / (1 << 20),
-			       ro[i].live_bytes / 1048576.0, (unsigned long long)ro[i].rounds,
-			       (unsigned long long)ro[i].nr_epochs, ro[i].epoch_bytes / 1048576.0,
-			       (unsigned long long)ro[i].e0_pages, ro[i].e0_pause_ms,
-			       (unsigned long long)ro[i].final_pages, ro[i].dirty_rate, ro[i].why);
+			printf(
+			    "    [%d.%d] ours: %s total %.0f ms, downtime %.1f ms, %.0f MiB (live "
+			    "%.0f MiB in %llu rounds, %llu epochs %.0f MiB, epoch 0 %llu pages "
+			    "paused %.1f ms, final %llu pages; guest dirty rate %.0f pages/s) %s\n",
+			    sc[s].id, i + 1,
+			    ro[i].done == 1 ? "done"
+			    : ro[i].done    ? "FAILED"
+					    : "NOT FINISHED",
+			    ro[i].total_ms, ro[i].down_ms, ro[i].bytes / (1 << 20),
+			    ro[i].live_bytes / 1048576.0, (unsigned long long)ro[i].rounds,
+			    (unsigned long long)ro[i].nr_epochs, ro[i].epoch_bytes / 1048576.0,
+			    (unsigned long long)ro[i].e0_pages, ro[i].e0_pause_ms,
+			    (unsigned long long)ro[i].final_pages, ro[i].dirty_rate, ro[i].why);
 			if (!use_qemu)
 				continue;
 			qemu_run(sc[s].cmdline, capped, paced ? LINK_BPS : 0, &rq[i]);
 			printf("    [%d.%d] QEMU %s: %s total %.0f ms, downtime %.1f ms, %.0f "
-			       "MiB (dirty syncs %.0f, normal %.0f, zero %.0f pages; dirty-pages-rate %.0f) "
+			       "MiB (dirty syncs %.0f, normal %.0f, zero %.0f pages; "
+			       "dirty-pages-rate %.0f) "
 			       "%s\n",
 			       sc[s].id, i + 1, paced ? "max-bandwidth 125M" : "defaults",
-			       rq[i].done == 1 ? "done" : rq[i].done ? "FAILED" : "NOT FINISHED",
+			       rq[i].done == 1 ? "done"
+			       : rq[i].done    ? "FAILED"
+					       : "NOT FINISHED",
 			       rq[i].total_ms, rq[i].down_ms, rq[i].bytes / (1 << 20), rq[i].syncs,
 			       rq[i].normal, rq[i].duplicate, rq[i].dirty_rate, rq[i].why);
 			if (sc[s].qemu_unlimited) {
@@ -945,9 +966,9 @@ int main(int argc, char **argv)
 				       "downtime %.1f ms, %.0f MiB (dirty syncs %.0f, normal %.0f, "
 				       "zero %.0f pages; dirty-pages-rate %.0f) %s\n",
 				       sc[s].id, i + 1,
-				       ru[i].done == 1	? "done"
-				       : ru[i].done	? "FAILED"
-							: "NOT FINISHED",
+				       ru[i].done == 1 ? "done"
+				       : ru[i].done    ? "FAILED"
+						       : "NOT FINISHED",
 				       ru[i].total_ms, ru[i].down_ms, ru[i].bytes / (1 << 20),
 				       ru[i].syncs, ru[i].normal, ru[i].duplicate, ru[i].dirty_rate,
 				       ru[i].why);
@@ -960,10 +981,12 @@ int main(int argc, char **argv)
 		summarize(&a, "ours", ro, reps);
 		print_row(&a);
 		if (a.nr_done)
-			printf("  %-34s %9s %11.1f   (the guest also paused for epoch 0's capture)\n",
-			       "ours: epoch 0 pause", "", a.e0_pause);
+			printf(
+			    "  %-34s %9s %11.1f   (the guest also paused for epoch 0's capture)\n",
+			    "ours: epoch 0 pause", "", a.e0_pause);
 		if (use_qemu) {
-			summarize(&b, paced ? "QEMU max-bandwidth 125M" : "QEMU defaults", rq, reps);
+			summarize(&b, paced ? "QEMU max-bandwidth 125M" : "QEMU defaults", rq,
+				  reps);
 			print_row(&b);
 			if (sc[s].qemu_unlimited) {
 				summarize(&c, "QEMU max-bandwidth 100G", ru, reps);

@@ -143,8 +143,8 @@ ok '[ -n "$da" ] && [ "$da" = "$db" ]' \
 	"guest RAM on B at the hand-off equals A's at the stop point (xxh3 A $da, B $db)"
 ok '[ "$(field vm1 role "$CB")" = primary ] && [ "$(field vm1 state "$CB")" = unprotected ] && alive "$(field vm1 pid "$CB")"' \
 	"B: vm1 runs as an unprotected primary"
-ok 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r[\"result\"]==\"ok\" and r[\"downtime_ms\"]>0 and r[\"bytes\"]>0" "$T/a/state/vm1.migration"' \
-	"A: STATE-DIR/vm1.migration holds the report"
+ok 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r[\"result\"]==\"ok\" and r[\"downtime_ms\"]>0 and r[\"bytes\"]>0 and r[\"rounds\"]>=1 and len(r[\"round_pages\"])==min(r[\"rounds\"],24) and sum(x[\"never_sent\"]+x[\"dirty\"] for x in r[\"round_pages\"])>0" "$T/a/state/vm1.migration"' \
+	"A: STATE-DIR/vm1.migration holds the report, with the live rounds and their pages from each set"
 sa=$(size "$T/a/state/vm1.console")
 sb=$(size "$T/b/state/vm1.console")
 sleep 2

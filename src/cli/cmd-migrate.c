@@ -134,18 +134,21 @@ static void report(struct prog *p, const struct hr_kvline *kv)
 	if (p->json) {
 		printf("{\"report\": true, \"result\": \"%s\", \"to\": \"%s\", \"total_ms\": %llu, "
 		       "\"downtime_ms\": %.3f, \"bytes\": %llu, \"live_bytes\": %llu, "
-		       "\"epoch_bytes\": %llu, \"epochs\": %llu, \"rounds\": null, \"in_doubt\": "
-		       "%s}\n",
+		       "\"epoch_bytes\": %llu, \"epochs\": %llu, \"rounds\": %llu, \"dirty_rate\": "
+		       "%llu, \"in_doubt\": %s}\n",
 		       ok ? "ok" : "failed", hr_kv_get(kv, "to") ? hr_kv_get(kv, "to") : "",
 		       (unsigned long long)getu(kv, "total_ms"), getu(kv, "downtime_us") / 1000.0,
 		       (unsigned long long)(live + ep), (unsigned long long)live,
 		       (unsigned long long)ep, (unsigned long long)getu(kv, "epochs"),
+		       (unsigned long long)getu(kv, "rounds"),
+		       (unsigned long long)getu(kv, "dirty_rate"),
 		       getu(kv, "in_doubt") ? "true" : "false");
 	} else if (ok) {
-		printf("total %llu ms, downtime %.1f ms, %.1f MiB sent (%.1f live, %.1f in %llu "
-		       "epochs)\n",
+		printf("total %llu ms, downtime %.1f ms, %.1f MiB sent (%.1f live in %llu rounds, "
+		       "%.1f in %llu epochs)\n",
 		       (unsigned long long)getu(kv, "total_ms"), getu(kv, "downtime_us") / 1000.0,
-		       (live + ep) / 1048576.0, live / 1048576.0, ep / 1048576.0,
+		       (live + ep) / 1048576.0, live / 1048576.0,
+		       (unsigned long long)getu(kv, "rounds"), ep / 1048576.0,
 		       (unsigned long long)getu(kv, "epochs"));
 	}
 	(void)err; /* the final error line says it */

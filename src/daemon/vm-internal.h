@@ -66,7 +66,7 @@ struct hr_dvm {
 	int migrating, migrated;
 	char mig_to[160];
 	uint64_t mig_started_ns;
-	char mig_report[1024]; /* the `report` body line of the last one */
+	char mig_report[2048]; /* the `report` body line of the last one */
 };
 
 /* vm.c */

@@ -270,12 +270,30 @@ static void write_report(struct hr_dvm *vm, const struct hr_kvline *kv, int ok)
 		"{\"vm\": \"%s\", \"to\": \"%s\", \"result\": \"%s\", \"total_ms\": %llu, "
 		"\"downtime_ms\": %.3f, \"bytes\": %llu, \"live_bytes\": %llu, "
 		"\"epoch_bytes\": %llu, \"epochs\": %llu, \"final_pages\": %llu, "
-		"\"rounds\": null, \"in_doubt\": %s, \"error\": ",
+		"\"in_doubt\": %s, ",
 		vm->name, vm->mig_to, ok ? "ok" : "failed",
 		(unsigned long long)(ok ? v[0] : (hr_now_ns() - vm->mig_started_ns) / 1000000),
 		v[1] / 1000.0, (unsigned long long)(v[2] + v[3]), (unsigned long long)v[2],
 		(unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)v[5],
 		v[6] ? "true" : "false");
+	/* the live phase: rounds, pages of each from the never-sent and the
+	 * dirty set (the first 24), the guest's dirty rate in the last one */
+	uint64_t rounds = 0, rate = 0;
+	hr_kv_getu(kv, "rounds", &rounds);
+	hr_kv_getu(kv, "dirty_rate", &rate);
+	fprintf(f, "\"rounds\": %llu, \"dirty_rate\": %llu, \"round_pages\": [",
+		(unsigned long long)rounds, (unsigned long long)rate);
+	const char *rp = hr_kv_get(kv, "round_pages");
+	for (int first = 1; rp && *rp; first = 0) {
+		unsigned long long ns = 0, dp = 0;
+		if (sscanf(rp, "%llu+%llu", &ns, &dp) != 2)
+			break;
+		fprintf(f, "%s{\"never_sent\": %llu, \"dirty\": %llu}", first ? "" : ", ", ns, dp);
+		rp = strchr(rp, ',');
+		if (rp)
+			rp++;
+	}
+	fputs("], \"error\": ", f);
 	if (err) {
 		fputc('"', f);
 		for (const char *p = err; *p; p++)
@@ -330,7 +348,7 @@ void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv)
 /* The worker ended after a successful migration: answer, forget the VM. */
 void hr_dvm_migrated_ended(struct hr_dvm *vm)
 {
-	char body[1400];
+	char body[sizeof(vm->mig_report) + 400];
 	snprintf(body, sizeof(body), "%s\nmigrated %s: it runs on %s now\n", vm->mig_report,
 		 vm->name, vm->mig_to);
 	hr_vm_state_remove(vm->name);

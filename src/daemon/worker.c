@@ -50,6 +50,10 @@ struct worker {
 	uint64_t nr_epochs;
 	struct hr_live_round round; /* the live phase's last round (send_lock) */
 	int have_round;
+	/* this migration's rounds: count and "never-sent+dirty" pages of each
+	 * (the first MIG_ROUNDS_KEPT; send_lock) */
+	uint64_t mig_rounds;
+	char mig_round_pages[512];
 	int epochs_fd;	       /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
 	char epochs_path[4096];
@@ -236,6 +240,8 @@ static void daemon_request(struct worker *w, char *line)
 		pthread_mutex_lock(&w->send_lock);
 		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
 		w->have_round = 0; /* rounds of earlier live phases are not this one's */
+		w->mig_rounds = 0;
+		w->mig_round_pages[0] = '\0';
 		pthread_mutex_unlock(&w->send_lock);
 		uint64_t hold_ms = 0, bw = 0;
 		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
@@ -408,6 +414,11 @@ static void on_round(void *opaque, const struct hr_live_round *r)
 	pthread_mutex_lock(&w->send_lock);
 	w->round = *r;
 	w->have_round = 1;
+	size_t len = strlen(w->mig_round_pages);
+	if (w->mig_rounds++ < 24 && len + 48 < sizeof(w->mig_round_pages))
+		snprintf(w->mig_round_pages + len, sizeof(w->mig_round_pages) - len, "%s%llu+%llu",
+			 len ? "," : "", (unsigned long long)r->never_sent_pages,
+			 (unsigned long long)r->dirty_pages);
 	pthread_mutex_unlock(&w->send_lock);
 }
 
@@ -443,6 +454,13 @@ static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_mig
 		hr_kv_addu(&sb, "final_pages", r->final_pages);
 		hr_kv_addu(&sb, "final_epoch", r->final_epoch);
 	}
+	pthread_mutex_lock(&w->send_lock);
+	hr_kv_addu(&sb, "rounds", w->mig_rounds);
+	if (w->mig_round_pages[0])
+		hr_kv_add(&sb, "round_pages", w->mig_round_pages);
+	if (w->have_round)
+		hr_kv_addu(&sb, "dirty_rate", w->round.dirty_rate);
+	pthread_mutex_unlock(&w->send_lock);
 	if (in_doubt) {
 		/* re-protection asks the destination: `runs` -> stand down */
 		pthread_mutex_lock(&w->send_lock);
