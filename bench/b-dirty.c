@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "guest-harness.h"
+#include "qmp.h"
 #include "core/dirtyset.h"
 #include "common/stats.h"
 #include "common/err.h"
@@ -36,7 +37,6 @@
 #define FETCH_INTERVAL_NS (25 * 1000000ll)
 #define WARMUP_FETCHES	  4
 #define PAUSE_GAP_US	  5000 /* guest runs this long between pause cycles */
-#define QMP_TIMEOUT_MS	  5000
 #define BOOT_TIMEOUT_S	  60
 
 struct opts {
@@ -379,79 +379,6 @@ out:
 
 /* ---- 2. pause latency: QEMU over QMP ---------------------------------- */
 
-struct qmp {
-	int fd;
-	char buf[8192];
-	size_t len;
-};
-
-/* Read one '\n'-terminated line into line_r (NUL-terminated, no newline). */
-static int qmp_line(struct qmp *q, char *line_r, size_t cap)
-{
-	for (;;) {
-		char *nl = memchr(q->buf, '\n', q->len);
-		if (nl) {
-			size_t n = (size_t)(nl - q->buf);
-			size_t c = n < cap - 1 ? n : cap - 1;
-			memcpy(line_r, q->buf, c);
-			line_r[c] = 0;
-			q->len -= n + 1;
-			memmove(q->buf, nl + 1, q->len);
-			return 0;
-		}
-		if (q->len == sizeof(q->buf))
-			q->len = 0; /* an over-long line: drop it */
-		struct pollfd p = {.fd = q->fd, .events = POLLIN};
-		int r = poll(&p, 1, QMP_TIMEOUT_MS);
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (r < 0)
-			return -errno;
-		ssize_t got = read(q->fd, q->buf + q->len, sizeof(q->buf) - q->len);
-		if (got == 0)
-			return -ECONNRESET;
-		if (got < 0)
-			return errno == EINTR ? 0 : -errno;
-		q->len += (size_t)got;
-	}
-}
-
-/* Send one command and wait for its reply, skipping events. */
-static int qmp_cmd(struct qmp *q, const char *cmd)
-{
-	char line[8192];
-	size_t len = strlen(cmd);
-	int rc;
-
-	if (write(q->fd, cmd, len) != (ssize_t)len)
-		return -EIO;
-	for (;;) {
-		if ((rc = qmp_line(q, line, sizeof(line))))
-			return rc;
-		if (strstr(line, "\"return\""))
-			return 0;
-		if (strstr(line, "\"error\"")) {
-			fprintf(stderr, "b-dirty: QMP error: %s\n", line);
-			return -EPROTO;
-		}
-	}
-}
-
-static int file_has(const char *path, const char *needle)
-{
-	char buf[65536];
-	int fd = open(path, O_RDONLY), found = 0;
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	if (n > 0) {
-		buf[n] = 0;
-		found = strstr(buf, needle) != NULL;
-	}
-	close(fd);
-	return found;
-}
-
 static int qemu_pause(const char *qemu, unsigned nr_vcpus, unsigned cycles, struct lat *stop_r,
 		      struct lat *cont_r, struct lat *rtt_r)
 {
@@ -520,9 +447,9 @@ static int qemu_pause(const char *qemu, unsigned nr_vcpus, unsigned cycles, stru
 		goto out;
 	}
 	char line[8192];
-	if ((rc = qmp_line(&q, line, sizeof(line)))) /* greeting */
+	if ((rc = qmp_line(&q, line, sizeof(line), 5000))) /* greeting */
 		goto out;
-	if ((rc = qmp_cmd(&q, "{\"execute\":\"qmp_capabilities\"}\n")))
+	if ((rc = qmp_cmd(&q, "b-dirty", "{\"execute\":\"qmp_capabilities\"}\n", NULL, 0)))
 		goto out;
 
 	vs = calloc(cycles, sizeof(*vs));
@@ -536,13 +463,13 @@ static int qemu_pause(const char *qemu, unsigned nr_vcpus, unsigned cycles, stru
 		usleep(PAUSE_GAP_US);
 		/* a no-op command: the QMP round trip alone, while running */
 		int64_t t0 = now_ns();
-		if ((rc = qmp_cmd(&q, "{\"execute\":\"query-status\"}\n")))
+		if ((rc = qmp_cmd(&q, "b-dirty", "{\"execute\":\"query-status\"}\n", NULL, 0)))
 			goto out;
 		int64_t t1 = now_ns();
-		if ((rc = qmp_cmd(&q, "{\"execute\":\"stop\"}\n")))
+		if ((rc = qmp_cmd(&q, "b-dirty", "{\"execute\":\"stop\"}\n", NULL, 0)))
 			goto out;
 		int64_t t2 = now_ns();
-		if ((rc = qmp_cmd(&q, "{\"execute\":\"cont\"}\n")))
+		if ((rc = qmp_cmd(&q, "b-dirty", "{\"execute\":\"cont\"}\n", NULL, 0)))
 			goto out;
 		int64_t t3 = now_ns();
 		vr[i] = t1 - t0;
@@ -552,7 +479,7 @@ static int qemu_pause(const char *qemu, unsigned nr_vcpus, unsigned cycles, stru
 	lat_from(stop_r, vs, cycles);
 	lat_from(cont_r, vc, cycles);
 	lat_from(rtt_r, vr, cycles);
-	qmp_cmd(&q, "{\"execute\":\"quit\"}\n");
+	qmp_cmd(&q, "b-dirty", "{\"execute\":\"quit\"}\n", NULL, 0);
 out:
 	if (q.fd >= 0)
 		close(q.fd);

@@ -55,12 +55,12 @@
 #include "common/util.h"
 #include "core/engine.h"
 #include "guest-harness.h"
+#include "qmp.h"
 
-#define MEM_BYTES   (1ull << 30)
-#define LINK_BPS    125000000ull /* 1 Gbit/s in bytes/s */
-#define NS_IP_A	    "10.77.0.1"
-#define NS_IP_B	    "10.77.0.2"
-#define QMP_TIMEOUT 10000 /* ms */
+#define MEM_BYTES (1ull << 30)
+#define LINK_BPS  125000000ull /* 1 Gbit/s in bytes/s */
+#define NS_IP_A	  "10.77.0.1"
+#define NS_IP_B	  "10.77.0.2"
 
 static int quick, use_qemu = 1, use_netns = 1, reps;
 static double bound_s, warm_s = 2;
@@ -447,102 +447,6 @@ out:
 
 /* ---------- QEMU over QMP ---------- */
 
-struct qmp {
-	int fd;
-	char buf[65536];
-	size_t len;
-};
-
-static int qmp_line(struct qmp *q, char *line, size_t cap)
-{
-	for (;;) {
-		char *nl = memchr(q->buf, '\n', q->len);
-		if (nl) {
-			size_t n = (size_t)(nl - q->buf), c = n < cap - 1 ? n : cap - 1;
-			memcpy(line, q->buf, c);
-			line[c] = 0;
-			q->len -= n + 1;
-			memmove(q->buf, nl + 1, q->len);
-			return 0;
-		}
-		if (q->len == sizeof(q->buf))
-			q->len = 0;
-		struct pollfd p = {.fd = q->fd, .events = POLLIN};
-		int r = poll(&p, 1, QMP_TIMEOUT);
-		if (r == 0)
-			return -ETIMEDOUT;
-		if (r < 0)
-			return errno == EINTR ? 0 : -errno;
-		ssize_t got = read(q->fd, q->buf + q->len, sizeof(q->buf) - q->len);
-		if (got == 0)
-			return -ECONNRESET;
-		if (got < 0)
-			return errno == EINTR ? 0 : -errno;
-		q->len += (size_t)got;
-	}
-}
-
-/* One command; its reply line in reply (events skipped).  0, -EPROTO on "error". */
-static int qmp_cmd(struct qmp *q, const char *cmd, char *reply, size_t cap)
-{
-	char tmp[8192];
-	if (!reply) {
-		reply = tmp;
-		cap = sizeof(tmp);
-	}
-	size_t len = strlen(cmd);
-	if (write(q->fd, cmd, len) != (ssize_t)len)
-		return -EIO;
-	for (;;) {
-		int rc = qmp_line(q, reply, cap);
-		if (rc)
-			return rc;
-		if (strstr(reply, "\"return\""))
-			return 0;
-		if (strstr(reply, "\"error\"")) {
-			fprintf(stderr, "b-migrate: QMP %s -> %s\n", cmd, reply);
-			return -EPROTO;
-		}
-	}
-}
-
-static int qmp_open(struct qmp *q, const char *path, double timeout_s)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char line[4096];
-	uint64_t t0 = hr_now_ns();
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	for (;;) {
-		q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (q->fd >= 0 && !connect(q->fd, (void *)&sa, sizeof(sa)))
-			break;
-		if (q->fd >= 0)
-			close(q->fd);
-		q->fd = -1;
-		if (hr_now_ns() - t0 > timeout_s * 1e9)
-			return -ETIMEDOUT;
-		usleep(20000);
-	}
-	q->len = 0;
-	int rc = qmp_line(q, line, sizeof(line)); /* greeting */
-	return rc ? rc : qmp_cmd(q, "{\"execute\":\"qmp_capabilities\"}\n", NULL, 0);
-}
-
-static int file_has(const char *path, const char *needle)
-{
-	static char buf[1 << 16];
-	int fd = open(path, O_RDONLY), found = 0;
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	if (n > 0) {
-		buf[n] = 0;
-		found = strstr(buf, needle) != NULL;
-	}
-	close(fd);
-	return found;
-}
-
 static pid_t qemu_spawn(const char *ns, const char *dir, const char *tag, const char *append,
 			const char *incoming)
 {
@@ -598,7 +502,7 @@ static void qemu_reap(pid_t pid, struct qmp *q)
 	if (pid <= 0)
 		return;
 	if (q && q->fd >= 0)
-		qmp_cmd(q, "{\"execute\":\"quit\"}\n", NULL, 0);
+		qmp_cmd(q, "b-migrate", "{\"execute\":\"quit\"}\n", NULL, 0);
 	uint64_t t0 = hr_now_ns();
 	while (waitpid(pid, &st, WNOHANG) != pid) {
 		if (hr_now_ns() - t0 > 5e9) {
@@ -678,21 +582,22 @@ static void qemu_run(const char *cmdline, int capped, uint64_t max_bw, struct re
 			 "{\"execute\":\"migrate-set-parameters\",\"arguments\":"
 			 "{\"max-bandwidth\":%llu}}\n",
 			 (unsigned long long)max_bw);
-		if (qmp_cmd(&qs, cmd, NULL, 0)) {
+		if (qmp_cmd(&qs, "b-migrate", cmd, NULL, 0)) {
 			snprintf(res->why, sizeof(res->why), "migrate-set-parameters failed");
 			goto out;
 		}
 	}
 	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"%s\"}}\n",
 		 incoming);
-	if (qmp_cmd(&qs, cmd, NULL, 0)) {
+	if (qmp_cmd(&qs, "b-migrate", cmd, NULL, 0)) {
 		snprintf(res->why, sizeof(res->why), "migrate failed");
 		goto out;
 	}
 	t0 = hr_now_ns();
 	for (;;) {
 		usleep(100000);
-		if (qmp_cmd(&qs, "{\"execute\":\"query-migrate\"}\n", reply, sizeof(reply))) {
+		if (qmp_cmd(&qs, "b-migrate", "{\"execute\":\"query-migrate\"}\n", reply,
+			    sizeof(reply))) {
 			snprintf(res->why, sizeof(res->why), "query-migrate failed");
 			goto out;
 		}
@@ -719,7 +624,7 @@ static void qemu_run(const char *cmdline, int capped, uint64_t max_bw, struct re
 			double exp = json_num(reply, "\"expected-downtime\"");
 			res->done = 0;
 			res->total_ms = (hr_now_ns() - t0) / 1e6;
-			qmp_cmd(&qs, "{\"execute\":\"migrate_cancel\"}\n", NULL, 0);
+			qmp_cmd(&qs, "b-migrate", "{\"execute\":\"migrate_cancel\"}\n", NULL, 0);
 			snprintf(
 			    res->why, sizeof(res->why),
 			    "did not finish in %.0f s (cancelled); expected-downtime then %.0f ms",
@@ -729,7 +634,7 @@ static void qemu_run(const char *cmdline, int capped, uint64_t max_bw, struct re
 	}
 	/* the destination runs the guest */
 	usleep(300000);
-	if (qmp_cmd(&qd, "{\"execute\":\"query-status\"}\n", reply, sizeof(reply)) ||
+	if (qmp_cmd(&qd, "b-migrate", "{\"execute\":\"query-status\"}\n", reply, sizeof(reply)) ||
 	    !strstr(reply, "\"running\"")) {
 		res->done = -1;
 		snprintf(res->why, sizeof(res->why), "the destination QEMU does not run: %.100s",

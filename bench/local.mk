@@ -3,7 +3,7 @@
 # BENCH_FLAGS=--quick gives a ~30 s run.
 
 noinst_PROGRAMS += bench/b-dirty
-bench_b_dirty_SOURCES = bench/b-dirty.c
+bench_b_dirty_SOURCES = bench/b-dirty.c bench/qmp.c bench/qmp.h
 bench_b_dirty_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_dirty_LDADD = $(HR_LIBS)
 EXTRA_DIST += bench/README.md
@@ -21,7 +21,7 @@ bench_b_live_LDADD = $(HR_LIBS)
 
 # live migration, ours vs QEMU's (bench/b-migrate.c)
 noinst_PROGRAMS += bench/b-migrate
-bench_b_migrate_SOURCES = bench/b-migrate.c
+bench_b_migrate_SOURCES = bench/b-migrate.c bench/qmp.c bench/qmp.h
 bench_b_migrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_migrate_LDADD = $(HR_LIBS)
 
