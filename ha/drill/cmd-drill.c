@@ -695,6 +695,6 @@ const struct hr_cmd hr_cmd_drill = {
     "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback|"
     "witness-down] "
     "[--victim primary|backup] [--witness] [--seed S] [--repeat N] [--soak N [--faults LIST]] "
-    "[--keep] "
+    "[--keep] [--net | --memwalk] [--netprobe FILE] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};
