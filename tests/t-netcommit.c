@@ -57,6 +57,20 @@ static void on_output(struct ep_pair *ep, unsigned chan, uint64_t off, const voi
 	pthread_mutex_unlock(&seen.lock);
 }
 
+/* Wait (at most timeout_s) until eng heard nothing from its peer for ms. */
+static int wait_silent(struct hr_engine *eng, uint64_t ms, double timeout_s)
+{
+	uint64_t end = hr_now_ns() + (uint64_t)(timeout_s * 1e9);
+	struct hr_engine_liveness l;
+	while (hr_now_ns() < end) {
+		hr_engine_liveness(eng, &l);
+		if (l.peer_silent_ms != UINT64_MAX && l.peer_silent_ms >= ms)
+			return 1;
+		usleep(5000);
+	}
+	return 0;
+}
+
 static uint64_t records(void)
 {
 	pthread_mutex_lock(&seen.lock);
@@ -92,15 +106,22 @@ int main(void)
 
 	/* partition: no ack arrives any more */
 	ep.partitioned = 1;
-	usleep(100000); /* what was acked before is released by now */
-	uint64_t r1 = records();
-	usleep(2500000); /* the primary calls a backup silent after 4 x 300 ms */
-	uint64_t r2 = records();
-	ok(r2 == r1, "partitioned for 2.5 s: no frame left without an ack (%llu, then %llu)",
-	   (unsigned long long)r1, (unsigned long long)r2);
+	/* an ack is released as it arrives: once nothing came for 200 ms,
+	 * everything acked before the cut has left */
 	struct hr_engine_liveness l;
+	if (!wait_silent(ep.p, 200, 10))
+		bail("the link never went silent after the cut");
+	uint64_t r1 = records();
+	/* the guest goes on emitting; watch until the primary calls its backup
+	 * silent (4 x 300 ms of nothing), bounded */
+	int silent = wait_silent(ep.p, 2000, 10);
+	uint64_t r2 = records();
+	ok(r2 == r1,
+	   "partitioned until the primary heard nothing for 2 s: no frame left without an ack "
+	   "(%llu, then %llu)",
+	   (unsigned long long)r1, (unsigned long long)r2);
 	hr_engine_liveness(ep.p, &l);
-	ok(l.peer_silent_ms >= 2000 && l.peer_silent_ms != UINT64_MAX,
+	ok(silent && l.peer_silent_ms >= 2000 && l.peer_silent_ms != UINT64_MAX,
 	   "the primary heard nothing from its backup for %llu ms",
 	   (unsigned long long)l.peer_silent_ms);
 
