@@ -7,8 +7,9 @@
  * becomes one kv.h status line to the daemon; the last line is
  * `event=exit rc=N error=TEXT`.  The daemon's requests come on the same
  * channel, one line each: `req=migrate to=HOST:PORT` and
- * `req=migrate-cancel` (vm-migrate.c); a migration's end is an
- * `event=migration` line.
+ * `req=migrate-cancel`, `req=live-end` (vm-migrate.c); a migration's end
+ * is an `event=migration` line.  The migration's part of all this is in
+ * worker-migrate.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -29,42 +30,14 @@
 #include "daemon/console.h"
 #include "daemon/daemon.h"
 #include "daemon/kv.h"
+#include "daemon/worker-internal.h"
 #include "ha/failover.h"
 #include "ha/witness.h"
 #include "net/tls.h"
 
-static struct hr_engine *volatile g_eng;
-static volatile sig_atomic_t g_stop, g_promote;
-
-struct worker {
-	struct hr_worker_args *a;
-	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread;
-				    * also guards status_fd, which adoption replaces */
-	volatile int done;
-	int adopt_fd; /* listening for a (re)started daemon; -1 if none */
-	/* where it stands, for the adopt line */
-	enum hr_role_state state;
-	int held; /* without a backup, output is held (no proof nobody else speaks) */
-	char token[24];
-	struct hr_epoch_stats last;
-	uint64_t nr_epochs;
-	struct hr_live_round round; /* the live phase's last round (send_lock) */
-	int have_round;
-	/* this migration's rounds: count and "never-sent+dirty" pages of each
-	 * (the first MIG_ROUNDS_KEPT; send_lock) */
-	uint64_t mig_rounds;
-	char mig_round_pages[512];
-	int epochs_fd;	       /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
-	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
-	char epochs_path[4096];
-	char error[512]; /* why the worker could not start, for the exit line ("" none) */
-	/* migration: the destination (send_lock), requests read from status_fd */
-	char mig_to[160];
-	char mig_err[512];
-	int status_eof; /* the daemon's end closed: no requests until one adopts us */
-	char req[1024];
-	size_t req_len;
-};
+struct hr_engine *volatile hr_w_eng;
+volatile sig_atomic_t hr_w_stop;
+static volatile sig_atomic_t g_promote;
 
 /* STATE-DIR/VM.epochs, appended; never through a symbolic link. */
 static void epochs_open(struct worker *w)
@@ -98,7 +71,7 @@ static void epochs_rotate(struct worker *w)
 
 static void on_signal(int sig)
 {
-	struct hr_engine *eng = g_eng;
+	struct hr_engine *eng = hr_w_eng;
 
 	if (sig == SIGUSR1) {
 		g_promote = 1;
@@ -106,7 +79,7 @@ static void on_signal(int sig)
 			hr_engine_promote(eng);
 		return;
 	}
-	g_stop = 1;
+	hr_w_stop = 1;
 	if (eng)
 		hr_engine_stop(eng);
 	else
@@ -115,7 +88,7 @@ static void on_signal(int sig)
 
 static void send_line_locked(struct worker *w, struct hr_sbuf *sb, int may_drop);
 
-static void send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
+void hr_w_send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
 {
 	pthread_mutex_lock(&w->send_lock);
 	send_line_locked(w, sb, may_drop);
@@ -148,7 +121,7 @@ static void on_epoch(void *opaque, const struct hr_epoch_stats *st)
 #define HR_X_ADD(f) hr_kv_addu(&sb, #f, st->f);
 	HR_EPOCH_STATS_FIELDS(HR_X_ADD)
 #undef HR_X_ADD
-	send_line(w, &sb, 1);
+	hr_w_send_line(w, &sb, 1);
 	hr_sbuf_free(&sb);
 	int n = hr_epoch_stats_format(st, line, sizeof(line) - 1);
 	if (w->epochs_fd >= 0 && n > 0 && n < (int)sizeof(line) - 1) {
@@ -183,7 +156,7 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	hr_kv_addu(&sb, "held", (uint64_t)w->held);
 	w->state = to;
 	snprintf(w->token, sizeof(w->token), "%s", tok ? tok : hr_role_state_token(to));
-	send_line(w, &sb, 0);
+	hr_w_send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
 }
 
@@ -231,35 +204,12 @@ static void handover(struct worker *w, int fd)
 static void daemon_request(struct worker *w, char *line)
 {
 	struct hr_kvline kv;
-	struct hr_engine *eng = g_eng;
+	struct hr_engine *eng = hr_w_eng;
 
 	if (hr_kv_parse(&kv, line, strlen(line)) < 0)
 		return;
-	const char *req = hr_kv_get(&kv, "req"), *to = hr_kv_get(&kv, "to");
-	if (req && !strcmp(req, "migrate") && to && eng) {
-		pthread_mutex_lock(&w->send_lock);
-		snprintf(w->mig_to, sizeof(w->mig_to), "%s", to);
-		w->have_round = 0; /* rounds of earlier live phases are not this one's */
-		w->mig_rounds = 0;
-		w->mig_round_pages[0] = '\0';
-		pthread_mutex_unlock(&w->send_lock);
-		uint64_t hold_ms = 0, bw = 0;
-		hr_kv_getu(&kv, "test_hold_ms", &hold_ms);
-		hr_kv_getu(&kv, "max_bandwidth", &bw);
-		int extend = hr_kv_get(&kv, "extend_live") != NULL;
-		log_info(w->a->name, "migration to %s requested%s%s", to,
-			 extend ? ", live phase extended until --end-live" : "",
-			 bw ? ", bandwidth capped" : "");
-		hr_engine_live_bandwidth(eng, bw);
-		hr_engine_live_request(eng, extend ? HR_LIVE_EXTEND : HR_LIVE_NO_EXTEND);
-		hr_engine_migrate(eng, hold_ms);
-	} else if (req && !strcmp(req, "live-end") && eng) {
-		log_info(w->a->name, "end of the live phase requested");
-		hr_engine_live_request(eng, HR_LIVE_END);
-	} else if (req && !strcmp(req, "migrate-cancel") && eng) {
-		log_info(w->a->name, "migration cancel requested");
-		hr_engine_migrate_cancel(eng);
-	}
+	if (eng)
+		hr_w_migrate_request(w, eng, &kv);
 	hr_kv_free(&kv);
 }
 
@@ -291,7 +241,7 @@ static void *liveness_thread(void *arg)
 {
 	struct worker *w = arg;
 	while (!w->done) {
-		struct hr_engine *eng = g_eng;
+		struct hr_engine *eng = hr_w_eng;
 		if (eng) {
 			struct hr_engine_liveness l;
 			struct hr_sbuf sb = {0};
@@ -311,33 +261,13 @@ static void *liveness_thread(void *arg)
 				if (l.witness_contact_ms != UINT64_MAX)
 					hr_kv_addu(&sb, "witness_contact_ms", l.witness_contact_ms);
 			}
-			struct hr_migration_progress mp;
-			hr_engine_migration_progress(eng, &mp);
-			if (mp.phase != HR_MIG_NONE) {
-				static const char *const phases[] = {"none", "connecting", "live",
-								     "handoff"};
-				hr_kv_add(&sb, "mig_phase", phases[mp.phase & 3]);
-				hr_kv_addu(&sb, "mig_bytes", mp.bytes);
-				hr_kv_addu(&sb, "mig_elapsed_ms", mp.elapsed_ms);
-				pthread_mutex_lock(&w->send_lock);
-				struct hr_live_round r = w->round;
-				int have = w->have_round;
-				pthread_mutex_unlock(&w->send_lock);
-				if (have) { /* the live phase's last round */
-					hr_kv_addu(&sb, "mig_round", r.round);
-					hr_kv_addu(&sb, "mig_ns_sent", r.never_sent_pages);
-					hr_kv_addu(&sb, "mig_dirty_sent", r.dirty_pages);
-					hr_kv_addu(&sb, "mig_zero", r.zero_pages);
-					hr_kv_addu(&sb, "mig_ns_left", r.never_sent_left);
-					hr_kv_addu(&sb, "mig_dirty_rate", r.dirty_rate);
-				}
-			}
-			send_line(w, &sb, 1);
+			hr_w_migrate_progress(w, eng, &sb);
+			hr_w_send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
 		for (int i = 0; i < 20 && !w->done; i++) {
 			struct pollfd pf[2] = {{w->adopt_fd, POLLIN, 0}, {-1, POLLIN, 0}};
-			if (!w->status_eof && g_eng)
+			if (!w->status_eof && hr_w_eng)
 				pf[1].fd = w->a->status_fd; /* replaced only by handover, here */
 			if (poll(pf, 2, 50) <= 0)
 				continue;
@@ -370,105 +300,6 @@ static int reconnect(void *opaque, int speaking, int *fd_r)
 	if (rc == 0)
 		log_info(w->a->name, "re-protection: %s takes a new backup", addr);
 	return rc;
-}
-
-/* Migration: the destination's daemon, asked until it is free (it may
- * still hold the replica this VM's backup just dropped), 15 s at most. */
-static int migrate_connect(void *opaque, int *fd_r)
-{
-	struct worker *w = opaque;
-	char to[sizeof(w->mig_to)], node[HR_VM_NAME_MAX + 1] = "";
-	uint64_t deadline = hr_now_ns() + 15000 * 1000000ull;
-	int rc;
-
-	pthread_mutex_lock(&w->send_lock);
-	memcpy(to, w->mig_to, sizeof(to));
-	pthread_mutex_unlock(&w->send_lock);
-	for (;;) {
-		rc = hr_migrate_peer(to, w->a->name, 4000, fd_r, node, sizeof(node), w->mig_err,
-				     sizeof(w->mig_err));
-		if (rc != -EAGAIN || hr_now_ns() >= deadline || g_stop)
-			break;
-		usleep(200000);
-	}
-	if (rc == -HR_EPROMOTED)
-		snprintf(w->mig_err, sizeof(w->mig_err), "%s runs a VM named %s already", to,
-			 w->a->name);
-	if (!rc && node[0] && hr_dopts.node && !strcmp(node, hr_dopts.node)) {
-		close(*fd_r);
-		snprintf(w->mig_err, sizeof(w->mig_err),
-			 "%s is this host (node %s): a VM cannot migrate to itself", to, node);
-		rc = -ELOOP;
-	}
-	if (rc < 0)
-		log_warnx(w->a->name, "migration: %s", w->mig_err);
-	else
-		w->mig_err[0] = '\0';
-	return rc;
-}
-
-/* A live round ended (engine thread): kept for the next progress line. */
-static void on_round(void *opaque, const struct hr_live_round *r)
-{
-	struct worker *w = opaque;
-	pthread_mutex_lock(&w->send_lock);
-	w->round = *r;
-	w->have_round = 1;
-	size_t len = strlen(w->mig_round_pages);
-	if (w->mig_rounds++ < 24 && len + 48 < sizeof(w->mig_round_pages))
-		snprintf(w->mig_round_pages + len, sizeof(w->mig_round_pages) - len, "%s%llu+%llu",
-			 len ? "," : "", (unsigned long long)r->never_sent_pages,
-			 (unsigned long long)r->dirty_pages);
-	pthread_mutex_unlock(&w->send_lock);
-}
-
-static void on_migration(void *opaque, int rc, int in_doubt, const struct hr_migration_report *r)
-{
-	struct worker *w = opaque;
-	struct hr_sbuf sb = {0};
-
-	/* what this migration asked of the live phase ends with it (later
-	 * re-protections sync as usual) */
-	if (g_eng) {
-		hr_engine_live_bandwidth(g_eng, 0);
-		hr_engine_live_request(g_eng, HR_LIVE_NO_EXTEND);
-	}
-	hr_kv_add(&sb, "event", "migration");
-	hr_kv_add(&sb, "result", rc == 0 ? "ok" : "failed");
-	if (rc < 0)
-		hr_kv_add(&sb, "error",
-			  rc == -ECANCELED	? "cancelled"
-			  : w->mig_err[0]	? w->mig_err
-			  : rc == -ECONNRESET	? "the destination closed the connection"
-			  : rc == -ESRCH	? "the guest exited"
-			  : rc == -HR_EPROMOTED ? "the destination runs a VM of that name"
-						: hr_strerror(rc));
-	w->mig_err[0] = '\0';
-	hr_kv_addu(&sb, "in_doubt", (uint64_t)in_doubt);
-	if (r) {
-		hr_kv_addu(&sb, "total_ms", r->total_ms);
-		hr_kv_addu(&sb, "downtime_us", r->downtime_us);
-		hr_kv_addu(&sb, "live_bytes", r->live_bytes);
-		hr_kv_addu(&sb, "epoch_bytes", r->epoch_bytes);
-		hr_kv_addu(&sb, "epochs", r->nr_epochs);
-		hr_kv_addu(&sb, "final_pages", r->final_pages);
-		hr_kv_addu(&sb, "final_epoch", r->final_epoch);
-	}
-	pthread_mutex_lock(&w->send_lock);
-	hr_kv_addu(&sb, "rounds", w->mig_rounds);
-	if (w->mig_round_pages[0])
-		hr_kv_add(&sb, "round_pages", w->mig_round_pages);
-	if (w->have_round)
-		hr_kv_addu(&sb, "dirty_rate", w->round.dirty_rate);
-	pthread_mutex_unlock(&w->send_lock);
-	if (in_doubt) {
-		/* re-protection asks the destination: `runs` -> stand down */
-		pthread_mutex_lock(&w->send_lock);
-		memcpy(w->a->reconnect_addr, w->mig_to, sizeof(w->a->reconnect_addr));
-		pthread_mutex_unlock(&w->send_lock);
-	}
-	send_line(w, &sb, 0);
-	hr_sbuf_free(&sb);
 }
 
 /* Released output: the console (channel 0) goes to the console sink. */
@@ -625,7 +456,7 @@ static int backup_preamble(struct worker *w)
 	hr_kv_add(&sb, "event", "backup");
 	hr_kv_add(&sb, "vm", a->name);
 	hr_kv_add(&sb, "speaking", peer_speaks ? "1" : "0");
-	send_line(w, &sb, 0);
+	hr_w_send_line(w, &sb, 0);
 	hr_sbuf_free(&sb);
 	rc = read_line(a->status_fd, line, sizeof(line), 10000);
 	if (rc < 0) {
@@ -746,10 +577,10 @@ int hr_worker_main(struct hr_worker_args *a)
 		cfg.reconnect_opaque = &w;
 	}
 	cfg.replica_tap = hr_dopts.replica_tap;
-	cfg.migrate_connect = migrate_connect;
-	cfg.on_round = on_round;
+	cfg.migrate_connect = hr_w_migrate_connect;
+	cfg.on_round = hr_w_on_round;
 	cfg.round_opaque = &w;
-	cfg.on_migration = on_migration;
+	cfg.on_migration = hr_w_on_migration;
 	cfg.migrate_opaque = &w;
 	/* tests: both sides log a digest of guest RAM at the hand-off */
 	cfg.mig_ram_digest = getenv("HR_TEST_MIGRATE_RAM_DIGEST") != NULL;
@@ -769,9 +600,9 @@ int hr_worker_main(struct hr_worker_args *a)
 	if (w.adopt_fd < 0)
 		log_warnx(a->name, "no adopt socket (%s): a restarted daemon will not see this VM",
 			  hr_strerror(w.adopt_fd));
-	g_eng = eng;
+	hr_w_eng = eng;
 	have_live = pthread_create(&tlive, NULL, liveness_thread, &w) == 0;
-	if (g_stop)
+	if (hr_w_stop)
 		hr_engine_stop(eng);
 	if (g_promote)
 		hr_engine_promote(eng);
@@ -807,11 +638,11 @@ out:;
 		hr_kv_add(&sb, "error", hr_engine_error(eng));
 	else if (rc < 0)
 		hr_kv_add(&sb, "error", hr_strerror(rc));
-	if (g_stop)
+	if (hr_w_stop)
 		hr_kv_add(&sb, "stopped", "1");
-	send_line(&w, &sb, 0);
+	hr_w_send_line(&w, &sb, 0);
 	hr_sbuf_free(&sb);
-	g_eng = NULL;
+	hr_w_eng = NULL;
 	if (eng)
 		hr_engine_free(eng);
 	hr_console_close(con, 2000);
@@ -822,5 +653,5 @@ out:;
 		close(a->peer_fd);
 	for (int i = 0; i < 100 && hr_tls_pumps_running(); i++) /* 2 s */
 		usleep(20000);
-	return rc < 0 && rc != -HR_EMIGRATED && !g_stop ? 1 : 0;
+	return rc < 0 && rc != -HR_EMIGRATED && !hr_w_stop ? 1 : 0;
 }
