@@ -21,7 +21,8 @@ bench_b_live_LDADD = $(HR_LIBS)
 
 # live migration, ours vs QEMU's (bench/b-migrate.c)
 noinst_PROGRAMS += bench/b-migrate
-bench_b_migrate_SOURCES = bench/b-migrate.c bench/qmp.c bench/qmp.h
+bench_b_migrate_SOURCES = bench/b-migrate.c bench/b-migrate-qemu.c bench/b-migrate.h \
+	bench/qmp.c bench/qmp.h
 bench_b_migrate_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_migrate_LDADD = $(HR_LIBS)
 
