@@ -13,6 +13,7 @@ TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-
 # the KVM backend's virtio-net on real TAPs (root; own network namespace)
 check_PROGRAMS += tests/t-virtio-net
 TESTS += tests/t-virtio-net
+tests_t_virtio_net_SOURCES = tests/t-virtio-net.c tests/virtio-drv.h tests/guest-harness.h tests/tap.h
 tests_t_virtio_net_LDADD = $(HR_LIBS)
 
 check_PROGRAMS += tests/t-engine
