@@ -529,9 +529,7 @@ int cmd_drill(int argc, char **argv)
 			o.verbose = 1;
 			break;
 		case 'h':
-			printf("usage: hareplicate %s %s\n\n%s", hr_cmd_drill.name,
-			       hr_cmd_drill.usage, hr_cmd_drill.help);
-			return 0;
+			return hr_cmd_help(&hr_cmd_drill);
 		default:
 			return hr_cmd_usage(&hr_cmd_drill);
 		}

@@ -28,9 +28,7 @@ static int cmd_cert(int argc, char **argv)
 	int rc;
 
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("usage: hareplicate %s %s\n\n%s", hr_cmd_cert.name, hr_cmd_cert.usage,
-		       cert_help);
-		return 0;
+		return hr_cmd_help(&hr_cmd_cert);
 	}
 	if (argc < 3)
 		return hr_cmd_usage(&hr_cmd_cert);

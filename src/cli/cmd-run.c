@@ -119,9 +119,7 @@ static int run_or_restore(int argc, char **argv, int restore)
 			verbose++;
 			break;
 		case 'h':
-			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage,
-			       self->help);
-			return 0;
+			return hr_cmd_help(self);
 		default:
 			return hr_cmd_usage(self);
 		}

@@ -171,9 +171,7 @@ static int cmd_start(int argc, char **argv)
 			control = optarg;
 			break;
 		case 'h':
-			printf("usage: hareplicate %s %s\n\n%s", self->name, self->usage,
-			       self->help);
-			return 0;
+			return hr_cmd_help(self);
 		default:
 			return hr_cmd_usage(self);
 		}

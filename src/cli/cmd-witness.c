@@ -188,9 +188,7 @@ static int cmd_witness(int argc, char **argv)
 			tc.insecure = 1;
 			break;
 		case 'h':
-			printf("usage: hareplicate witness %s\n\n%s", hr_cmd_witness.usage,
-			       witness_help);
-			return 0;
+			return hr_cmd_help(&hr_cmd_witness);
 		default:
 			return hr_cmd_usage(&hr_cmd_witness);
 		}

@@ -22,5 +22,7 @@ extern const struct hr_cmd hr_cmd_cert;
 
 /* Print the usage of one command to stderr; returns 2 (the exit status for bad usage). */
 int hr_cmd_usage(const struct hr_cmd *cmd);
+/* --help: the usage and help on stdout; returns 0 (exit status). */
+int hr_cmd_help(const struct hr_cmd *cmd);
 
 #endif

@@ -142,8 +142,7 @@ int hr_ctl_vm_command(const struct hr_cmd *cmd, int argc, char **argv)
 			control = optarg;
 			break;
 		case 'h':
-			printf("usage: hareplicate %s %s\n\n%s", cmd->name, cmd->usage, cmd->help);
-			return 0;
+			return hr_cmd_help(cmd);
 		default:
 			return hr_cmd_usage(cmd);
 		}

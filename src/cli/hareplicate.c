@@ -21,6 +21,12 @@ int hr_cmd_usage(const struct hr_cmd *cmd)
 	return 2;
 }
 
+int hr_cmd_help(const struct hr_cmd *cmd)
+{
+	printf("usage: hareplicate %s %s\n\n%s", cmd->name, cmd->usage, cmd->help);
+	return 0;
+}
+
 static void usage_all(FILE *f)
 {
 	fprintf(f, "usage: hareplicate COMMAND [ARGS]\n\ncommands:\n");
