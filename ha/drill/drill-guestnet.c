@@ -54,25 +54,29 @@ int drill_guestnet_up(struct drill *d)
 	return 0;
 }
 
-static pid_t spawn_probe(struct drill *d, const char *mode, const char *port, const char *out)
+/* netprobe tcp: an answer may take the whole failover (its own stall bound
+ * is 30 s; the drill judges the outage); udp: a datagram lost in the
+ * failover is lost, go on after 1 s, any number of them. */
+static pid_t spawn_probe(struct drill *d, int udp, const char *out)
 {
-	char *argv[] = {(char *)d->o->netprobe,
-			(char *)mode,
-			DRILL_GNET_GUEST,
-			(char *)port,
-			"--count",
-			"10000000",
-			"--interval-ms",
-			"10",
-			"--timeout-ms",
-			"30000",
-			"--max-loss",
-			"10000000",
-			NULL};
-	if (!strcmp(mode, "tcp"))
-		argv[10] = NULL; /* --max-loss is udp's */
-	else
-		argv[9] = "1000"; /* a datagram lost in the failover is lost: go on */
+	char *argv[16];
+	unsigned n = 0;
+
+	argv[n++] = (char *)d->o->netprobe;
+	argv[n++] = udp ? "udp" : "tcp";
+	argv[n++] = DRILL_GNET_GUEST;
+	argv[n++] = udp ? "7001" : "7000";
+	argv[n++] = "--count";
+	argv[n++] = "10000000";
+	argv[n++] = "--interval-ms";
+	argv[n++] = "10";
+	argv[n++] = "--timeout-ms";
+	argv[n++] = udp ? "1000" : "30000";
+	if (udp) {
+		argv[n++] = "--max-loss";
+		argv[n++] = "10000000";
+	}
+	argv[n] = NULL;
 	return drill_spawn(d->ns_out, argv, out);
 }
 
@@ -82,8 +86,8 @@ int drill_probes_start(struct drill *d)
 		return 0;
 	snprintf(d->probe_out[0], sizeof(d->probe_out[0]), "%s/netprobe-tcp.out", d->dir);
 	snprintf(d->probe_out[1], sizeof(d->probe_out[1]), "%s/netprobe-udp.out", d->dir);
-	d->probe_pid[0] = spawn_probe(d, "tcp", "7000", d->probe_out[0]);
-	d->probe_pid[1] = spawn_probe(d, "udp", "7001", d->probe_out[1]);
+	d->probe_pid[0] = spawn_probe(d, 0, d->probe_out[0]);
+	d->probe_pid[1] = spawn_probe(d, 1, d->probe_out[1]);
 	if (d->probe_pid[0] <= 0 || d->probe_pid[1] <= 0) {
 		drill_fail(d, "cannot start netprobe (%s)", d->o->netprobe);
 		return -1;
