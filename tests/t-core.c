@@ -107,6 +107,23 @@ static void test_handshake(void)
 	       hr_handshake_check_layout(&h, other, 2) == -HR_ESHAPE &&
 	       hr_handshake_check_layout(&h, regs, 1) == -HR_ESHAPE,
 	   "handshake: a layout that differs in any region is refused");
+	/* the primary's devices travel; a hostile peer's do not get in */
+	hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
+				25000, 0, "tap=hr0,mac=52:54:00:12:34:56");
+	ok(hr_handshake_accept(&p, &h, &ctl) == 0 &&
+	       !strcmp(h.vm_options, "tap=hr0,mac=52:54:00:12:34:56"),
+	   "handshake: the primary's VM options (its devices) reach the backup");
+	char big[HR_HELLO_OPTIONS_MAX + 2];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
+				25000, 0, big);
+	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_ESHAPE,
+	   "handshake: VM options over %d bytes are refused", HR_HELLO_OPTIONS_MAX);
+	hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
+				25000, 0, "tap=hr0\n,dirty=ring");
+	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_ESHAPE,
+	   "handshake: VM options with a control character are refused");
 	regs[1].bytes = 4097;
 	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2, 0);
 	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_ESHAPE, "handshake: an unaligned region");
@@ -132,7 +149,7 @@ int main(void)
 	struct hr_vm_config rc_ = {.name = "t-core-r", .mem_bytes = MEM_BYTES, .nr_vcpus = 1};
 	int sv[2], rc;
 
-	plan(22);
+	plan(25);
 	test_handshake();
 
 	ok(ops->open(&pvm, &pc) == 0 && ops->open(&rvm, &rc_) == 0 &&
