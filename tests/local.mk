@@ -6,9 +6,11 @@ TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
-	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh
+	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh \
+	tests/t-migrate-protected.sh
 TESTS += tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh tests/t-output-offsets.sh \
-	tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh
+	tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh \
+	tests/t-migrate-protected.sh
 
 # the KVM backend's virtio-net on real TAPs (root; own network namespace)
 check_PROGRAMS += tests/t-virtio-net

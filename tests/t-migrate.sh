@@ -1,15 +1,17 @@
 #!/bin/sh
 # hareplicate migrate between two hosts: two daemons (TLS), each in its own
 # network namespace joined by a veth pair, a memwalk VM protected from A to
-# B.  Errors (unknown VM, unreachable or own host, a second
-# migration, MPLM controls), a cancelled migration (Ctrl-C of the CLI while
-# the destination holds a committed copy), the migration A -> B (B held its
-# backup: it is dropped, then B builds a copy as a migration target and
-# takes over), then back B -> A with A's daemon and worker killed before the
-# hand-off (B keeps the VM), B -> A from an unprotected primary, and A -> B
-# with A's worker killed before the hand-off (B discards its copy).  Both
-# sides log a digest of guest RAM at the hand-off: they must agree.  The console stream must go on without a gap or a
-# contradiction from one host to the other, and only one host prints.
+# B.  Errors (unknown VM, unreachable or own host, a second migration, MPLM
+# controls), a cancelled migration (Ctrl-C of the CLI while the destination
+# holds a committed copy), the migration A -> B (B held its backup: it is
+# dropped, then B builds a copy as a migration target and takes over; the
+# backup follows: A holds it afterwards), then back B -> A with A's daemon
+# and worker killed before the hand-off (B keeps the VM), B -> A once A is
+# back and B's backup again (extend-live, end-live), and A -> B with A's
+# worker killed before the hand-off (B discards its copy).  Both sides log
+# a digest of guest RAM at the hand-off: they must agree.  The console
+# stream must go on without a gap or a contradiction from one host to the
+# other, and only one host prints.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 need_kvm
@@ -87,6 +89,18 @@ ok '[ $rc = 69 ] && grep -q "cannot reach hareplicated" "$T/err"' "no daemon: ex
 # (tests: both sides log a digest of guest RAM at the hand-off)
 HR_TEST_MIGRATE_RAM_DIGEST=1
 export HR_TEST_MIGRATE_RAM_DIGEST
+# pages_equal SRC DST: the per-page digests both sides wrote at the stop
+# point (STATE-DIR/VM.ram-pages, one XXH3-64 per page) compared page by page
+pages_equal() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+a, b = (open(f, "rb").read() for f in sys.argv[1:3])
+n = len(a) // 8
+diff = [i for i in range(n) if a[8 * i:8 * i + 8] != b[8 * i:8 * i + 8]]
+print("# pages", n, "differing", len(diff), diff[:5])
+sys.exit(0 if n > 0 and len(a) == len(b) and not diff else 1)
+PY
+}
 CA="$T/a/run/control.sock"
 CB="$T/b/run/control.sock"
 TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! cannot make certificates"; exit 1; }
@@ -136,13 +150,14 @@ ok '[ $rc = 0 ] && grep -q "\"report\": true, \"result\": \"ok\"" "$T/mig2"' \
 	"migrate vm1 A -> B: exit 0 with a report (rc=$rc $(tail -1 "$T/mig2.err"))"
 ok 'grep -q "migration to $IPB:$PB requested, bandwidth capped" "$T/a.log"' "--max-bandwidth reached A's worker"
 sed 's/^/# /' "$T/mig2"
-ok 'A status | grep -q "^no VMs" && grep -q "+migrated" "$T/a.log"' "A: vm1 is gone (+migrated)"
+a_backup_or_none() { r=$(field vm1 role "$CA"); [ -z "$r" ] || [ "$r" = backup ]; }
+ok 'grep -q "+migrated" "$T/a.log" && a_backup_or_none' "A: its copy of vm1 ended (+migrated); A runs no vm1"
 da=$(sed -n 's/.*guest RAM at the stop point xxh3=\([0-9a-f]*\).*/\1/p' "$T/a.log" | tail -1)
 db=$(sed -n 's/.*guest RAM at the hand-off xxh3=\([0-9a-f]*\).*/\1/p' "$T/b.log" | tail -1)
-ok '[ -n "$da" ] && [ "$da" = "$db" ]' \
-	"guest RAM on B at the hand-off equals A's at the stop point (xxh3 A $da, B $db)"
-ok '[ "$(field vm1 role "$CB")" = primary ] && [ "$(field vm1 state "$CB")" = unprotected ] && alive "$(field vm1 pid "$CB")"' \
-	"B: vm1 runs as an unprotected primary"
+ok '[ -n "$da" ] && [ "$da" = "$db" ] && pages_equal "$T/a/state/vm1.ram-pages" "$T/b/state/vm1.ram-pages"' \
+	"guest RAM on B at the hand-off equals A's at the stop point, page by page (xxh3 of all: A $da, B $db)"
+ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CB")" = primary ] && [ "$(field vm1 role "$CA")" = backup ] && [ "$(field vm1 peer "$CB")" = "$IPA:$PA" ]' \
+	"the backup follows: B runs vm1 protected, A (the source's host) holds its backup ($(field vm1 peer "$CB"))"
 ok 'python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r[\"result\"]==\"ok\" and r[\"downtime_ms\"]>0 and r[\"bytes\"]>0 and r[\"rounds\"]>=1 and len(r[\"round_pages\"])==min(r[\"rounds\"],24) and sum(x[\"never_sent\"]+x[\"dirty\"] for x in r[\"round_pages\"])>0" "$T/a/state/vm1.migration"' \
 	"A: STATE-DIR/vm1.migration holds the report, with the live rounds and their pages from each set"
 sa=$(size "$T/a/state/vm1.console")
@@ -166,13 +181,17 @@ ok '[ "$rc" = 1 ] && grep -q "failed" "$T/mig3.err" && grep -q "keeps running he
 	"destination killed: migrate exits 1 with the reason (rc=$rc $(cat "$T/mig3.err"))"
 ok '[ "$(field vm1 state "$CB")" = unprotected ] && [ "$(field vm1 role "$CB")" = primary ]' \
 	"vm1 keeps running on B"
+# B was protected: with its backup's host gone it holds its output, as any
+# primary that lost its backup (ha/failover.c), until re-protected
+ok '[ "$(field vm1 output_held "$CB")" = True ] && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' \
+	"B holds vm1's output while its backup's host is down; A never printed"
+
+# --- back B -> A, A its backup host again ---
+start_a
 sb=$(size "$T/b/state/vm1.console")
 grown_b() { [ "$(size "$T/b/state/vm1.console")" -gt "$sb" ]; }
-ok 'wait_true 5 grown_b && [ "$(size "$T/a/state/vm1.console")" = "$sa" ]' "B prints on, A never did"
-
-# --- back B -> A, from an unprotected primary ---
-start_a
-ok 'wait_true 10 A status' "A's daemon again"
+ok 'wait_true 10 A status && wait_field vm1 state protected "$CB" 30 && wait_true 5 grown_b' \
+	"A's daemon again: B re-protects vm1 with A and prints again"
 B migrate vm1 "$IPA:$PA" --extend-live --json >"$T/mig4" 2>"$T/mig4.err" &
 mpid=$!
 extended() { [ "$(field vm1 migrating_to "$CB")" = "$IPA:$PA" ] && [ "$(field vm1 state "$CA")" = syncing ]; }
@@ -182,14 +201,31 @@ B migrate vm1 --end-live >"$T/end" 2>&1; r=$?
 ok '[ $r = 0 ] && grep -q "end of the live phase" "$T/end"' "--end-live is taken (exit $r)"
 wait_exit $mpid 30
 ok '[ "$rc" = 0 ] && grep -q "\"report\": true, \"result\": \"ok\"" "$T/mig4"' \
-	"migrate vm1 B -> A (an unprotected primary) ends after --end-live: exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
-ok 'grep -q "\"phase\": \"live\", .*\"round\": [0-9]*, \"never_sent_sent\": [0-9]*, \"dirty_sent\": [0-9]*, .*\"never_sent_left\": 0" "$T/mig4"' \
-	"--json: progress objects carry the live rounds (pages from each set, the never-sent set's size)"
+	"migrate vm1 B -> A (to its backup's host) ends after --end-live: exit 0, a report (rc=$rc $(tail -1 "$T/mig4.err"))"
+# --json: every line an object; one per live round, numbered without a gap,
+# as many as the report counts, each with its pages from each set
+json_rounds_ok() {
+	python3 - "$1" <<'PY'
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rounds = [o for o in objs if o.get("event") == "round"]
+report = [o for o in objs if o.get("report")][-1]
+nums = [o["round"] for o in rounds]
+phases = [o["phase"] for o in objs if o.get("event") == "phase"]
+print("# rounds", nums, "report", report["rounds"], "phases", phases)
+assert nums == list(range(nums[0], nums[0] + len(nums))) and len(nums) == report["rounds"]
+assert all(k in o for o in rounds for k in ("never_sent_sent", "dirty_sent", "zero_skipped", "never_sent_left", "dirty_rate", "bytes"))
+assert rounds[-1]["never_sent_left"] == 0 and "live" in phases + [o["phase"] for o in rounds]
+PY
+}
+ok 'json_rounds_ok "$T/mig4"' \
+	"--json: one object per live round (numbered without a gap, as many as the report's rounds), one per phase"
 sed 's/^/# /' "$T/mig4"
-ok 'B status | grep -q "^no VMs" && [ "$(field vm1 state "$CA")" = unprotected ] && [ "$(field vm1 role "$CA")" = primary ]' \
-	"vm1 runs on A now, B forgot it"
-ok 'wait_for "$T/a/state/vm1.console" "seq=$(($(grep -c "seq=" "$T/b/state/vm1.console") + 200)) " 30' \
-	"A prints again"
+ok '[ "$(field vm1 role "$CA")" = primary ] && wait_field vm1 state protected "$CA" 30 && [ "$(field vm1 role "$CB")" = backup ]' \
+	"vm1 runs on A now, protected, B holds its backup"
+# A prints again: past the last line B printed, by 100 lines
+top_b=$(sed -n 's/.*memwalk: seq=\([0-9]*\) .*/\1/p' "$T/b/state/vm1.console" | tail -1)
+ok 'wait_for "$T/a/state/vm1.console" "seq=$((top_b + 100)) " 30' "A prints again (past B's last line, $top_b)"
 # both files as one stream: every seq from 1 on exactly once in content
 stream_ok() {
 	python3 - "$@" <<'PY'
@@ -212,9 +248,10 @@ ok 'stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
 
 # --- the source dies before the hand-off: the destination discards ---
 sb=$(size "$T/b/state/vm1.console")
+old_wb=$(field vm1 pid "$CB")
 HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 A migrate vm1 "$IPB:$PB" >"$T/mig5" 2>"$T/mig5.err" &
 mpid=$!
-b_holds() { [ "$(field vm1 state "$CB")" = backup ]; }
+b_holds() { [ "$(field vm1 state "$CB")" = backup ] && [ "$(field vm1 state "$CA")" = syncing ] && [ "$(field vm1 pid "$CB")" != "$old_wb" ]; }
 ok 'wait_true 20 b_holds' "migration A -> B again: B holds a committed copy"
 wa=$(field vm1 pid "$CA")
 wb=$(field vm1 pid "$CB")

@@ -24,8 +24,11 @@ static const char migrate_help[] =
     "produced is released as under protection (after the destination holds its\n"
     "epoch); the last epoch's output leaves from the destination.  At every\n"
     "moment one host runs the VM with its output released.\n\n"
-    "A protected VM: its backup is told the VM stops (it discards its copy) and\n"
-    "the destination becomes the primary, unprotected.  If the migration\n"
+    "A protected VM: its backup follows.  When the live phase starts its backup\n"
+    "is told the VM stops (it discards its copy; the VM is unprotected until\n"
+    "the hand-off); after the hand-off the destination asks the VM's backup\n"
+    "host for a new backup (a full synchronisation) - or, when the destination\n"
+    "is that host, this host, which then holds the backup.  If the migration\n"
     "fails, is cancelled, or the destination or the link dies before the\n"
     "hand-off, the VM runs on here (a protected one re-protects itself with its\n"
     "old backup host) and the destination discards its copy.  If the link dies\n"
@@ -34,10 +37,11 @@ static const char migrate_help[] =
     "destination, standing down if the VM runs there.\n\n"
     "  --max-bandwidth RATE  bytes per second, e.g. 100M: paces the live phase\n"
     "                        (the final epoch goes at full speed)\n"
-    "  --json                one JSON object per progress report (every second,\n"
-    "                        with the live phase's last round: pages from each\n"
-    "                        set, the never-sent set's size, dirty rate)\n"
-    "                        and one for the final report, on stdout\n"
+    "  --json                JSON objects on stdout, one per line: one per live\n"
+    "                        round (\"event\": \"round\": pages from each set, zero\n"
+    "                        pages skipped, the never-sent set's size, dirty\n"
+    "                        rate, bytes so far), one per change of phase\n"
+    "                        (\"event\": \"phase\") and the final report\n"
     "  --cancel              cancel VM's migration in progress (Ctrl-C of the\n"
     "                        migrate command does the same)\n"
     "  --extend-live         the live phase does not end by itself: it keeps\n"
@@ -65,7 +69,8 @@ static void on_sigint(int sig)
 
 struct prog {
 	int json, tty, shown;
-	uint64_t last_bytes, last_ms;
+	char phase[16];			    /* --json: the last phase printed */
+	uint64_t last_bytes[2], last_ms[2]; /* [0] ticks, [1] rounds */
 	double rate;
 };
 
@@ -81,19 +86,36 @@ static void progress(struct prog *p, const struct hr_kvline *kv)
 	const char *phase = hr_kv_get(kv, "phase");
 	uint64_t bytes = getu(kv, "bytes"), ms = getu(kv, "elapsed_ms"),
 		 mem = getu(kv, "memory_bytes");
+	const char *kind = hr_kv_get(kv, "kind");
+	int round_end = kind && !strcmp(kind, "round"); /* else a tick: every second */
 
-	if (ms > p->last_ms && bytes >= p->last_bytes)
-		p->rate = (double)(bytes - p->last_bytes) * 1000.0 / (double)(ms - p->last_ms);
-	p->last_bytes = bytes;
-	p->last_ms = ms;
+	/* the rate over the last second (ticks) or the last round (rounds) */
+	int r = round_end;
+	if (ms > p->last_ms[r] && bytes >= p->last_bytes[r])
+		p->rate =
+		    (double)(bytes - p->last_bytes[r]) * 1000.0 / (double)(ms - p->last_ms[r]);
+	p->last_bytes[r] = bytes;
+	p->last_ms[r] = ms;
+	/* ETA: the live phase ends when the never-sent set is empty; it gets the
+	 * share of the last round's pages it had (the rest went to dirty ones) */
 	double eta = p->rate > 0 && mem > bytes ? (double)(mem - bytes) / p->rate : -1;
+	uint64_t ns = getu(kv, "never_sent_sent"), dp = getu(kv, "dirty_sent");
+	if (hr_kv_get(kv, "never_sent_left") && p->rate > 0 && ns + dp > 0) {
+		double share = (double)ns / (double)(ns + dp);
+		uint64_t left = getu(kv, "never_sent_left") * 4096;
+		eta = left == 0 ? 0 : share > 0 ? (double)left / (p->rate * share) : -1;
+	}
+	/* --json: an object per live round, and one when the phase changes */
+	if (p->json && !round_end && phase && !strcmp(phase, p->phase))
+		return;
 	if (p->json) {
+		snprintf(p->phase, sizeof(p->phase), "%s", phase ? phase : "");
 		char eta_j[32] = "null";
 		if (eta >= 0)
 			snprintf(eta_j, sizeof(eta_j), "%.1f", eta);
 		/* the live phase's last round (MPLM): pages from each set */
 		char rj[320] = "";
-		if (hr_kv_get(kv, "round"))
+		if (round_end && hr_kv_get(kv, "round"))
 			snprintf(rj, sizeof(rj),
 				 ", \"round\": %llu, \"never_sent_sent\": %llu, \"dirty_sent\": "
 				 "%llu, \"zero_skipped\": %llu, \"never_sent_left\": %llu, "
@@ -104,10 +126,10 @@ static void progress(struct prog *p, const struct hr_kvline *kv)
 				 (unsigned long long)getu(kv, "zero_skipped"),
 				 (unsigned long long)getu(kv, "never_sent_left"),
 				 (unsigned long long)getu(kv, "dirty_rate"));
-		printf("{\"phase\": \"%s\", \"elapsed_ms\": %llu, \"bytes\": %llu, "
-		       "\"rate_bps\": %.0f, \"eta_s\": %s%s}\n",
-		       phase ? phase : "", (unsigned long long)ms, (unsigned long long)bytes,
-		       p->rate, eta_j, rj);
+		printf("{\"event\": \"%s\", \"phase\": \"%s\", \"elapsed_ms\": %llu, "
+		       "\"bytes\": %llu, \"rate_bps\": %.0f, \"eta_s\": %s%s}\n",
+		       round_end ? "round" : "phase", phase ? phase : "", (unsigned long long)ms,
+		       (unsigned long long)bytes, p->rate, eta_j, rj);
 		fflush(stdout);
 	} else if (p->tty) {
 		char eta_s[32] = "-";

@@ -146,8 +146,9 @@ static int take_over(struct hr_engine *e, struct hr_staging *st, char *why, size
  * A migration's final epoch is committed (and acked): run the guest now,
  * releasing the output the source held (from the committed envelope),
  * confirm to the source, and go on as a primary without a backup that
- * speaks for the VM (no re-protection: where the VM is protected next is
- * the operator's choice).  Runs until stop or guest exit.
+ * speaks for the VM; with cfg.migrated_reprotect its reconnect asks the
+ * VM's backup host for a new backup (a full synchronisation), as any
+ * primary that lost its backup does.  Runs until stop or guest exit.
  */
 static int run_migrated(struct hr_engine *e, struct hr_staging *st)
 {
@@ -162,7 +163,8 @@ static int run_migrated(struct hr_engine *e, struct hr_staging *st)
 	hr_peer_send_error(&e->peer, -HR_EMIGRATED, "the destination runs the VM");
 	hr_peer_close(&e->peer);
 	hr_peer_fini(&e->peer);
-	e->cfg.reconnect = NULL;
+	if (!e->cfg.migrated_reprotect)
+		e->cfg.reconnect = NULL;
 	if ((rc = hr_engine_become_primary(e, hr_staging_next_epoch(st))) < 0)
 		return rc;
 	return hr_engine_primary_loop(e, -1);

@@ -133,6 +133,10 @@ struct hr_engine_config {
 	int (*reconnect)(void *opaque, int speaking, int *fd_r);
 	void *reconnect_opaque;
 	uint64_t reconnect_ms;
+	/* A migration's destination: after the hand-off, reconnect as above
+	 * (its opaque then names the VM's backup host); 0 = the migrated VM
+	 * runs without re-protection. */
+	int migrated_reprotect;
 	/* Witness (OPTIONAL; NULL = none): "host[:port]" granting leases, and
 	 * this host's and the peer's node names as the witness knows them;
 	 * witness_tls secures that link (net/tls.h; NULL: plain TCP). */
@@ -161,8 +165,10 @@ struct hr_engine_config {
 	 * point (the source after the confirmation, the target after the final
 	 * commit - before its guest runs, so this adds to the downtime) and log
 	 * it; the source's is in the report, the target's in
-	 * hr_engine_migration_digest. */
+	 * hr_engine_migration_digest.  With mig_ram_pages also one XXH3-64 per
+	 * guest page (little-endian, guest-physical order) into that file. */
 	int mig_ram_digest;
+	const char *mig_ram_pages;
 };
 
 struct hr_engine;

@@ -26,7 +26,9 @@
 #define HR_FAILOVER_TIMEOUT_MAX_MS 3600000
 
 /* The daemon-to-daemon preamble on a replication connection, before the
- * engine's own handshake: the primary sends `hrd=1 vm=NAME`, the backup
+ * engine's own handshake: the primary sends `hrd=1 vm=NAME` (with port=,
+ * speaking=, node=; a migration's source also backup= and backup_node=,
+ * where the destination re-protects the VM after the hand-off), the backup
  * answers `hrd=1 status=ok` or `hrd=1 status=error error=TEXT`; one kv.h
  * line each, at most HR_PREAMBLE_MAX bytes. */
 #define HR_PREAMBLE_MAX 512
@@ -51,6 +53,11 @@ struct hr_worker_args {
 	char reconnect_addr[160];
 	char peer_node[HR_VM_NAME_MAX + 1]; /* the peer's --node ("" = not sent) */
 	/* backup */
+	/* a migration's destination: where the VM is re-protected after the
+	 * hand-off (the preamble's backup=, or the source's host when that is
+	 * this host; "" = nowhere) and that host's node */
+	char migrated_backup[160];
+	char migrated_backup_node[HR_VM_NAME_MAX + 1];
 	uint64_t silence_ms;
 	const char *console_pattern; /* "%s" -> VM name */
 };
@@ -71,11 +78,21 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
 int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
 		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen);
 /* Migration: connect to the destination daemon at addr, TLS and the
- * preamble for vm (as a primary that does not speak), within timeout_ms.
+ * preamble for vm (as a primary that does not speak), within timeout_ms;
+ * the preamble names the VM's backup host (backup "host:port", its node
+ * backup_node; NULL or "" when unknown) where the destination re-protects
+ * it after the hand-off.
  * 0 with *fd_r, -EAGAIN (busy: try again), -HR_EPROMOTED (vm runs
  * there), other -errno; err says why for a person. */
-int hr_migrate_peer(const char *addr, const char *vm, int timeout_ms, int *fd_r, char *peer_node,
-		    size_t peer_node_size, char *err, size_t errlen);
+int hr_migrate_peer(const char *addr, const char *vm, const char *backup, const char *backup_node,
+		    int timeout_ms, int *fd_r, char *peer_node, size_t peer_node_size, char *err,
+		    size_t errlen);
+/* HOST[:PORT] or [V6]:PORT -> out "host:port" (default port HR_DEFAULT_PORT),
+ * host and port apart; -EINVAL if malformed. */
+int hr_addr_norm(const char *to, char *out, size_t size, char *host, size_t hsz, char *port,
+		 size_t psz);
+/* Does host:port name this daemon's own replication port (--listen)? */
+int hr_addr_is_self(const char *host, const char *port);
 /* The port of --listen (what a peer connects back to). */
 const char *hr_listen_port(void);
 /* desc ("host:port" / "[v6]:port") with another port; 0 or -ENAMETOOLONG. */

@@ -35,6 +35,60 @@ int hr_addr_with_port(char *out, size_t size, const char *desc, const char *port
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* HOST[:PORT] or [V6]:PORT -> "host:port" with the default port. */
+int hr_addr_norm(const char *to, char *out, size_t size, char *host, size_t hsz, char *port,
+		 size_t psz)
+{
+	const char *colon;
+	if (to[0] == '[') {
+		const char *rb = strchr(to, ']');
+		if (!rb || (rb[1] && rb[1] != ':'))
+			return -EINVAL;
+		snprintf(host, hsz, "%.*s", (int)(rb - to - 1), to + 1);
+		colon = rb[1] ? rb + 1 : NULL;
+	} else {
+		colon = strchr(to, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return -EINVAL;
+		snprintf(host, hsz, "%.*s", colon ? (int)(colon - to) : (int)strlen(to), to);
+	}
+	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
+	if (!host[0] || hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
+		return -EINVAL;
+	snprintf(out, size, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	return 0;
+}
+
+/* Does host:port name this daemon's own replication port? */
+int hr_addr_is_self(const char *host, const char *port)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *to = NULL, *me = NULL;
+	char lhost[256], lport[16], laddr[300];
+	int self = 0;
+
+	if (hr_addr_norm(hr_dopts.listen, laddr, sizeof(laddr), lhost, sizeof(lhost), lport,
+			 sizeof(lport)) < 0 ||
+	    strcmp(port, lport))
+		return 0;
+	if (getaddrinfo(host, port, &hints, &to))
+		return 0;
+	int any = !strcmp(lhost, "0.0.0.0") || !strcmp(lhost, "::");
+	if (!getaddrinfo(lhost, lport, &hints, &me)) {
+		for (struct addrinfo *a = to; a && !self; a = a->ai_next)
+			for (struct addrinfo *b = me; b && !self; b = b->ai_next)
+				self = a->ai_addrlen == b->ai_addrlen &&
+				       !memcmp(a->ai_addr, b->ai_addr, a->ai_addrlen);
+		freeaddrinfo(me);
+	}
+	if (any && !self) /* a wildcard listener: the loopback is us */
+		for (struct addrinfo *a = to; a && !self; a = a->ai_next)
+			self = (a->ai_family == AF_INET &&
+				(ntohl(((struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >>
+				 24) == 127);
+	freeaddrinfo(to);
+	return self;
+}
+
 /* "host:port" / "[v6]:port" -> host, port. */
 static int split(const char *addr, char *host, size_t hsize, const char **port_r)
 {
@@ -117,8 +171,12 @@ static int read_line_until(int fd, char *buf, size_t size, uint64_t deadline_ns)
 	return -HR_EPROTO;
 }
 
-int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
-		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen)
+/* hr_peer_open; a migration's preamble also names the VM's backup host
+ * (backup, backup_node: NULL when none), for the destination's
+ * re-protection after the hand-off. */
+static int peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
+		     const char *backup, const char *backup_node, int *fd_r, char *peer_node,
+		     size_t peer_node_size, char *err, size_t errlen)
 {
 	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct hr_tls_peer tp = {.vm = vm, .desc = desc, .deadline_ms = HR_TLS_DEADLINE_MS};
@@ -143,6 +201,10 @@ int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int
 	hr_kv_add(&sb, "speaking", speaking ? "1" : "0");
 	if (hr_dopts.node)
 		hr_kv_add(&sb, "node", hr_dopts.node);
+	if (backup && backup[0])
+		hr_kv_add(&sb, "backup", backup);
+	if (backup_node && backup_node[0])
+		hr_kv_add(&sb, "backup_node", backup_node);
 	hr_sbuf_add(&sb, "\n", 1);
 	rc = sb.oom ? -ENOMEM : hr_write_all(fd, sb.p, sb.len);
 	hr_sbuf_free(&sb);
@@ -194,6 +256,13 @@ out:
 	return rc;
 }
 
+int hr_peer_open(int tcp_fd, const char *desc, const char *vm, int speaking, int timeout_ms,
+		 int *fd_r, char *peer_node, size_t peer_node_size, char *err, size_t errlen)
+{
+	return peer_open(tcp_fd, desc, vm, speaking, timeout_ms, NULL, NULL, fd_r, peer_node,
+			 peer_node_size, err, errlen);
+}
+
 int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeout_ms, int *fd_r,
 		      char *peer_node, size_t peer_node_size)
 {
@@ -209,8 +278,9 @@ int hr_reconnect_peer(const char *addr, const char *vm, int speaking, int timeou
 	return rc;
 }
 
-int hr_migrate_peer(const char *addr, const char *vm, int timeout_ms, int *fd_r, char *peer_node,
-		    size_t peer_node_size, char *err, size_t errlen)
+int hr_migrate_peer(const char *addr, const char *vm, const char *backup, const char *backup_node,
+		    int timeout_ms, int *fd_r, char *peer_node, size_t peer_node_size, char *err,
+		    size_t errlen)
 {
 	int fd = -1, rc;
 
@@ -219,6 +289,6 @@ int hr_migrate_peer(const char *addr, const char *vm, int timeout_ms, int *fd_r,
 			 hr_strerror(rc));
 		return rc;
 	}
-	return hr_peer_open(fd, addr, vm, 0, timeout_ms, fd_r, peer_node, peer_node_size, err,
-			    errlen);
+	return peer_open(fd, addr, vm, 0, timeout_ms, backup, backup_node, fd_r, peer_node,
+			 peer_node_size, err, errlen);
 }

@@ -126,7 +126,10 @@ void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 		const char *word = "refuse";
 		int final = other->state == HR_RS_STOPPED || other->state == HR_RS_FAILED ||
 			    other->state == HR_RS_DEMOTED;
-		if (final || (other->side == HR_SIDE_BACKUP && other->state != HR_RS_PROMOTED)) {
+		/* a migrating VM: the destination asks for its backup while the
+		 * source here is ending (or the migration failed: then later) */
+		if (final || other->migrating || other->migrated ||
+		    (other->side == HR_SIDE_BACKUP && other->state != HR_RS_PROMOTED)) {
 			word = "busy";
 		} else if (other->held && peer_speaking) {
 			word = "busy";

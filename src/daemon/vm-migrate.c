@@ -13,11 +13,13 @@
  * connection that goes away (Ctrl-C of the CLI) cancels the migration, as
  * `cmd=migrate vm=NAME cancel=1` does.
  *
- * A protected VM: its backup is told the VM stops (it discards its copy,
- * never promotes) and the destination becomes the primary, unprotected;
- * protecting it again is the operator's choice.  If the migration fails
- * the VM runs on here and re-protects itself with its old backup host, as
- * after the loss of a backup.
+ * A protected VM: its backup follows.  The backup is told the VM stops
+ * when the live phase starts (it discards its copy, never promotes); the
+ * preamble names the backup's host, and after the hand-off the destination
+ * asks it for a new backup (worker.c, migrated_backup) - or this host when
+ * the destination is the backup's host.  If the migration fails the VM
+ * runs on here and re-protects itself with its old backup host, as after
+ * the loss of a backup (its output held until then).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,60 +37,6 @@
 #include "daemon/daemon.h"
 #include "daemon/kv.h"
 #include "daemon/vm-internal.h"
-
-/* HOST[:PORT] or [V6]:PORT -> "host:port" with the default port. */
-static int norm_addr(const char *to, char *out, size_t size, char *host, size_t hsz, char *port,
-		     size_t psz)
-{
-	const char *colon;
-	if (to[0] == '[') {
-		const char *rb = strchr(to, ']');
-		if (!rb || (rb[1] && rb[1] != ':'))
-			return -EINVAL;
-		snprintf(host, hsz, "%.*s", (int)(rb - to - 1), to + 1);
-		colon = rb[1] ? rb + 1 : NULL;
-	} else {
-		colon = strchr(to, ':');
-		if (colon && strchr(colon + 1, ':'))
-			return -EINVAL;
-		snprintf(host, hsz, "%.*s", colon ? (int)(colon - to) : (int)strlen(to), to);
-	}
-	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
-	if (!host[0] || hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
-		return -EINVAL;
-	snprintf(out, size, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
-	return 0;
-}
-
-/* Does host:port name this daemon's own replication port? */
-static int is_self(const char *host, const char *port)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *to = NULL, *me = NULL;
-	char lhost[256], lport[16], laddr[300];
-	int self = 0;
-
-	if (norm_addr(hr_dopts.listen, laddr, sizeof(laddr), lhost, sizeof(lhost), lport,
-		      sizeof(lport)) < 0 ||
-	    strcmp(port, lport))
-		return 0;
-	if (getaddrinfo(host, port, &hints, &to))
-		return 0;
-	int any = !strcmp(lhost, "0.0.0.0") || !strcmp(lhost, "::");
-	if (!getaddrinfo(lhost, lport, &hints, &me)) {
-		for (struct addrinfo *a = to; a && !self; a = a->ai_next)
-			for (struct addrinfo *b = me; b && !self; b = b->ai_next)
-				self = a->ai_addrlen == b->ai_addrlen &&
-				       !memcmp(a->ai_addr, b->ai_addr, a->ai_addrlen);
-		freeaddrinfo(me);
-	}
-	if (any && !self) /* a wildcard listener: the loopback is us */
-		for (struct addrinfo *a = to; a && !self; a = a->ai_next)
-			self = (a->ai_family == AF_INET &&
-				(ntohl(((struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >>
-				 24) == 127);
-	freeaddrinfo(to);
-	return self;
-}
 
 static void tell_worker(struct hr_dvm *vm, struct hr_sbuf *sb)
 {
@@ -153,7 +101,8 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, msg, NULL);
 		return;
 	}
-	if (!to || norm_addr(to, addr, sizeof(addr), host, sizeof(host), port, sizeof(port)) < 0) {
+	if (!to ||
+	    hr_addr_norm(to, addr, sizeof(addr), host, sizeof(host), port, sizeof(port)) < 0) {
 		hr_ctl_reply(cc, NULL, "to= missing or invalid (HOST[:PORT], [V6ADDR]:PORT)");
 		return;
 	}
@@ -174,7 +123,7 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	} else if (hr_dopts.witness) {
 		snprintf(msg, sizeof(msg),
 			 "migration with a witness (--witness) is not supported yet");
-	} else if (is_self(host, port)) {
+	} else if (hr_addr_is_self(host, port)) {
 		snprintf(msg, sizeof(msg), "%s is this host: a VM cannot migrate to itself", addr);
 	} else {
 		msg[0] = '\0';
@@ -222,6 +171,8 @@ void hr_dvm_migrate_progress(struct hr_dvm *vm, const struct hr_kvline *kv)
 	hr_kv_getu(kv, "mig_bytes", &bytes);
 	hr_kv_getu(kv, "mig_elapsed_ms", &ms);
 	hr_kv_add(&sb, "progress", "1");
+	/* round: a live round just ended; tick: the per-second report */
+	hr_kv_add(&sb, "kind", strcmp(hr_kv_get(kv, "event"), "round") ? "tick" : "round");
 	hr_kv_add(&sb, "phase", phase);
 	hr_kv_addu(&sb, "bytes", bytes);
 	hr_kv_addu(&sb, "elapsed_ms", ms);

@@ -202,6 +202,9 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 				    strcmp(side, "backup") ? HR_SIDE_PRIMARY : HR_SIDE_BACKUP;
 			if (!hr_kv_getu(&kv, "held", &u))
 				vm->held = u != 0;
+			const char *peer = hr_kv_get(&kv, "peer");
+			if (peer && vm->side == HR_SIDE_PRIMARY)
+				snprintf(vm->peer, sizeof(vm->peer), "%s", peer);
 			set_state(vm, st, hr_kv_get(&kv, "token"));
 			hr_dvm_start_state(vm, st);
 			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
@@ -214,6 +217,8 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 		}
 	} else if (!strcmp(ev, "migration")) {
 		hr_dvm_migration_event(vm, &kv);
+	} else if (!strcmp(ev, "round")) {
+		hr_dvm_migrate_progress(vm, &kv); /* a migration's live round ended */
 	} else if (!strcmp(ev, "live")) {
 		hr_dvm_migrate_progress(vm, &kv);
 		vm->live_ns = hr_now_ns();

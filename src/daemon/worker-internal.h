@@ -52,8 +52,9 @@ void hr_w_send_line(struct worker *w, struct hr_sbuf *sb, int may_drop);
 
 /* worker-migrate.c: a migrate / migrate-cancel / live-end request line. */
 void hr_w_migrate_request(struct worker *w, struct hr_engine *eng, const struct hr_kvline *kv);
-/* The migration's progress fields of the per-second status line (if one runs). */
-void hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sbuf *sb);
+/* The migration's progress fields of a status line: 1 if one runs, else 0
+ * (nothing added). */
+int hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sbuf *sb);
 /* Engine callbacks (engine.h): cfg.migrate_connect, cfg.on_round, cfg.on_migration. */
 int hr_w_migrate_connect(void *opaque, int *fd_r);
 void hr_w_on_round(void *opaque, const struct hr_live_round *r);

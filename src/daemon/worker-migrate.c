@@ -42,7 +42,7 @@ void hr_w_migrate_request(struct worker *w, struct hr_engine *eng, const struct 
 	}
 }
 
-void hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sbuf *sb)
+int hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sbuf *sb)
 {
 	struct hr_migration_progress mp;
 	hr_engine_migration_progress(eng, &mp);
@@ -64,6 +64,7 @@ void hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sb
 			hr_kv_addu(sb, "mig_dirty_rate", r.dirty_rate);
 		}
 	}
+	return mp.phase != HR_MIG_NONE;
 }
 
 /* Migration: the destination's daemon, asked until it is free (it may
@@ -72,15 +73,19 @@ int hr_w_migrate_connect(void *opaque, int *fd_r)
 {
 	struct worker *w = opaque;
 	char to[sizeof(w->mig_to)], node[HR_VM_NAME_MAX + 1] = "";
+	char backup[sizeof(w->a->reconnect_addr)], backup_node[sizeof(w->a->peer_node)];
 	uint64_t deadline = hr_now_ns() + 15000 * 1000000ull;
 	int rc;
 
 	pthread_mutex_lock(&w->send_lock);
 	memcpy(to, w->mig_to, sizeof(to));
+	/* the VM's backup host (its peer): the destination re-protects there */
+	memcpy(backup, w->a->reconnect_addr, sizeof(backup));
+	memcpy(backup_node, w->a->peer_node, sizeof(backup_node));
 	pthread_mutex_unlock(&w->send_lock);
 	for (;;) {
-		rc = hr_migrate_peer(to, w->a->name, 4000, fd_r, node, sizeof(node), w->mig_err,
-				     sizeof(w->mig_err));
+		rc = hr_migrate_peer(to, w->a->name, backup, backup_node, 4000, fd_r, node,
+				     sizeof(node), w->mig_err, sizeof(w->mig_err));
 		if (rc != -EAGAIN || hr_now_ns() >= deadline || hr_w_stop)
 			break;
 		usleep(200000);
@@ -114,6 +119,14 @@ void hr_w_on_round(void *opaque, const struct hr_live_round *r)
 			 len ? "," : "", (unsigned long long)r->never_sent_pages,
 			 (unsigned long long)r->dirty_pages);
 	pthread_mutex_unlock(&w->send_lock);
+	/* a migration's round: a line of its own (`migrate --json` prints one
+	 * object per round; the liveness lines come every second) */
+	struct hr_engine *eng = hr_w_eng;
+	struct hr_sbuf sb = {0};
+	hr_kv_add(&sb, "event", "round");
+	if (eng && hr_w_migrate_progress(w, eng, &sb))
+		hr_w_send_line(w, &sb, 0);
+	hr_sbuf_free(&sb);
 }
 
 void hr_w_on_migration(void *opaque, int rc, int in_doubt, const struct hr_migration_report *r)

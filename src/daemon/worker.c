@@ -139,6 +139,17 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	struct worker *w = opaque;
 	struct hr_sbuf sb = {0};
 
+	if (ev == HR_RE_MIGRATED && w->a->side == HR_SIDE_BACKUP) {
+		/* a migration's destination runs the VM: its re-protection goes to
+		 * the VM's backup host now (the engine's next reconnect) */
+		pthread_mutex_lock(&w->send_lock);
+		memcpy(w->a->reconnect_addr, w->a->migrated_backup, sizeof(w->a->reconnect_addr));
+		memcpy(w->a->peer_node, w->a->migrated_backup_node, sizeof(w->a->peer_node));
+		pthread_mutex_unlock(&w->send_lock);
+		if (w->a->reconnect_addr[0])
+			log_info(w->a->name, "after the hand-off: backup wanted from %s",
+				 w->a->reconnect_addr);
+	}
 	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED)
 		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
 	/* held: nothing leaves without an ack or a lease (a silent backup counts) */
@@ -154,6 +165,8 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 	hr_kv_add(&sb, "token", tok ? tok : hr_role_state_token(to));
 	hr_kv_add(&sb, "side", w->a->side == HR_SIDE_BACKUP ? "backup" : "primary");
 	hr_kv_addu(&sb, "held", (uint64_t)w->held);
+	if (w->a->side == HR_SIDE_PRIMARY && w->a->reconnect_addr[0])
+		hr_kv_add(&sb, "peer", w->a->reconnect_addr); /* the backup host, for status */
 	w->state = to;
 	snprintf(w->token, sizeof(w->token), "%s", tok ? tok : hr_role_state_token(to));
 	hr_w_send_line(w, &sb, 0);
@@ -361,6 +374,35 @@ static int primary_preamble(struct worker *w)
 }
 
 /*
+ * A migration's source names the VM's backup host (backup=, backup_node=):
+ * after the hand-off this host asks it for a backup - or, when that host is
+ * this one (the VM migrates to its backup's host), the source's host, which
+ * then holds the backup: a protected VM's backup follows it.
+ */
+static void migrated_backup(struct hr_worker_args *a, const char *addr, const char *node)
+{
+	char norm[sizeof(a->migrated_backup)], host[128], port[16];
+
+	a->migrated_backup[0] = a->migrated_backup_node[0] = '\0';
+	if (!addr)
+		return;
+	if (hr_addr_norm(addr, norm, sizeof(norm), host, sizeof(host), port, sizeof(port)) < 0) {
+		log_warnx(a->name, "migration from %s: malformed backup address ignored",
+			  a->peer_desc);
+		return;
+	}
+	node = node && hr_vm_name_ok(node) ? node : "";
+	if ((node[0] && hr_dopts.node && !strcmp(node, hr_dopts.node)) ||
+	    hr_addr_is_self(host, port)) {
+		memcpy(a->migrated_backup, a->reconnect_addr, sizeof(a->migrated_backup));
+		memcpy(a->migrated_backup_node, a->peer_node, sizeof(a->migrated_backup_node));
+	} else {
+		memcpy(a->migrated_backup, norm, sizeof(a->migrated_backup));
+		snprintf(a->migrated_backup_node, sizeof(a->migrated_backup_node), "%s", node);
+	}
+}
+
+/*
  * Backup: take the daemon preamble from the primary, ask our daemon whether
  * the name is free, answer the primary.  Fills a->name.
  */
@@ -422,6 +464,7 @@ static int backup_preamble(struct worker *w)
 	int peer_speaks = speaking && !strcmp(speaking, "1");
 	const char *pn = hr_kv_get(&kv, "node");
 	snprintf(a->peer_node, sizeof(a->peer_node), "%s", pn && hr_vm_name_ok(pn) ? pn : "");
+	migrated_backup(a, hr_kv_get(&kv, "backup"), hr_kv_get(&kv, "backup_node"));
 	hr_kv_free(&kv);
 	if (hr_transport_check_node(a->name, a->peer_desc, auth, a->peer_node) < 0) {
 		snprintf(w->error, sizeof(w->error),
@@ -576,6 +619,7 @@ int hr_worker_main(struct hr_worker_args *a)
 		cfg.reconnect = reconnect;
 		cfg.reconnect_opaque = &w;
 	}
+	cfg.migrated_reprotect = a->migrated_backup[0] != '\0';
 	cfg.replica_tap = hr_dopts.replica_tap;
 	cfg.migrate_connect = hr_w_migrate_connect;
 	cfg.on_round = hr_w_on_round;
@@ -584,6 +628,10 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.migrate_opaque = &w;
 	/* tests: both sides log a digest of guest RAM at the hand-off */
 	cfg.mig_ram_digest = getenv("HR_TEST_MIGRATE_RAM_DIGEST") != NULL;
+	char pages_path[4200];
+	snprintf(pages_path, sizeof(pages_path), "%s/%s.ram-pages", hr_dopts.state_dir, a->name);
+	if (cfg.mig_ram_digest)
+		cfg.mig_ram_pages = pages_path; /* and a digest per page */
 	if (hr_dopts.witness) {
 		cfg.witness = hr_dopts.witness;
 		cfg.witness_tls = hr_tls;
