@@ -8,7 +8,9 @@
  * the target discards its committed copy, the primary runs on.  Then one
  * in doubt: the link breaks after the final epoch, before the
  * confirmation: the target runs the VM and the primary, which cannot tell,
- * resumes with its output held (one speaker).  On the
+ * resumes with its output held (one speaker).  And one whose backup never
+ * hears that it is dropped (a silent partition): refused before any target
+ * exists (the backup may promote), output held.  On the
  * in-memory backend, and on KVM with memwalk where /dev/kvm exists.
  */
 #include <errno.h>
@@ -114,7 +116,7 @@ static int wait_state(volatile enum hr_role_state *s, enum hr_role_state want, d
 	return *s == want;
 }
 
-enum { MIGRATE, CANCEL, DOUBT };
+enum { MIGRATE, CANCEL, DOUBT, NODROP };
 
 static void run(const char *be, const char *kernel, const char *cmdline, const char *key,
 		uint64_t mem_bytes, int mode)
@@ -137,12 +139,41 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 	    .mig_ram_digest = 1,
 	};
 	struct hr_engine_config bc = {.name = "t-mig-b", .silence_ms = 300, .auto_promote = 1};
-	const char *what = mode == CANCEL ? "cancel" : mode == DOUBT ? "in doubt" : "migrate";
+	const char *what = mode == CANCEL   ? "cancel"
+			   : mode == DOUBT  ? "in doubt"
+			   : mode == NODROP ? "no drop"
+					    : "migrate";
 
-	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0 && ep_wait_u64(&ep.p_acked, 20, 30) &&
+	if (mode == NODROP)
+		pc.epoch_us = 400000; /* room between an ack and the next epoch */
+	ok(ep_start(&ep, pc, bc, mode == NODROP ? EP_RELAY : EP_SOCKETPAIR) == 0 &&
+	       ep_wait_u64(&ep.p_acked, mode == NODROP ? 3 : 20, 30) &&
 	       ep.p_state == HR_RS_PROTECTED,
 	   "%s %s: protected by a backup", be, what);
+	if (mode == NODROP) {
+		/* just after an ack, before the next epoch: a silent partition,
+		 * so the backup never hears that it is dropped */
+		uint64_t acked = ep.p_acked;
+		ep_wait_u64(&ep.p_acked, acked + 1, 5);
+		ep.partitioned = 1;
+	}
 	hr_engine_migrate(ep.p, cancel ? 3000 : 0);
+	if (mode == NODROP) {
+		uint64_t t0 = hr_now_ns();
+		while (!tg.reported && hr_now_ns() - t0 < 20e9)
+			usleep(2000);
+		ok(tg.reported && tg.result == -HR_ENODROP && !tg.started,
+		   "%s no drop: the backup did not confirm the drop: refused (%s), no target built",
+		   be, hr_strerror(tg.result));
+		uint64_t pb = ep.p_bytes;
+		usleep(1000000);
+		ok(ep.p_state == HR_RS_UNPROTECTED && ep.p_bytes == pb && ep.p_acked >= 3,
+		   "%s no drop: the primary runs on (%s), its output held (%llu -> %llu bytes)", be,
+		   hr_role_state_name(ep.p_state), (unsigned long long)pb,
+		   (unsigned long long)ep.p_bytes);
+		ep_finish(&ep);
+		return;
+	}
 	if (mode == DOUBT) {
 		uint64_t t0 = hr_now_ns();
 		while (!tg.reported && hr_now_ns() - t0 < 30e9)
@@ -233,8 +264,9 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 int main(void)
 {
 	int kvm = access("/dev/kvm", R_OK | W_OK) == 0;
-	plan(kvm ? 34 : 17);
+	plan(kvm ? 37 : 20);
 	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, MIGRATE);
+	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, NODROP);
 	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, CANCEL);
 	run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, DOUBT);
 	if (kvm) {

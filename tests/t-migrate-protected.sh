@@ -5,7 +5,9 @@
 # dropped when the live phase starts, C takes over, and C asks B (the VM's
 # backup host, named in the migration's preamble) for a new backup: C runs
 # vm1 protected by B.  Then C's worker is killed (SIGKILL): B promotes, the
-# guest goes on there, and B is protected again by C's daemon.  The console, read over A, C and B, must hold
+# guest goes on there, and B is protected again by C's daemon.  Last, B's
+# link to C is cut: B holds its output, a migration is refused, C promotes,
+# and after the heal B stands down.  The console, read over A, C and B, must hold
 # every line from 1 on exactly once in content (no gap, no contradiction)
 # with memwalk's own check at errors=0, and only one host prints at a time.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
@@ -13,7 +15,7 @@
 need_kvm
 command -v python3 >/dev/null || skip_all "python3 not found"
 command -v ip >/dev/null || skip_all "iproute2 not found"
-plan 15
+plan 20
 
 # hosts A, B, C: a namespace each, veths into a bridge in a fourth one
 NS="hrmp-$$"
@@ -33,6 +35,9 @@ mk_net() {
 	done
 }
 mk_net || { echo "Bail out! cannot make the namespaces"; exit 1; }
+# the daemons and their VM workers (which outlive a daemon by design): all
+# of this test's carry its own certificate paths
+on_exit "pkill -9 -f '$T/pki/' 2>/dev/null"
 P=$((20000 + ($$ + 11) % 20000))
 # start HOST: that host's hareplicated on $NET.N:$P
 start() {
@@ -130,5 +135,28 @@ ok 'wait_for "$(con b)" "seq=$(($(grep -c "seq=" "$(con c)") + $(grep -c "seq=" 
 ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CC")" = backup ]' \
 	"C's daemon lived on: B re-protects vm1 with it (C holds the backup)"
 ok '! grep -q "two hosts speak" "$T/a.log" "$T/b.log" "$T/c.log"' "never two speakers"
+# --- B's link to its backup C cut (silent): B holds its output; a migration
+# is refused (C may promote behind the cut); C does promote; after the
+# heal B stands down ---
+nft_b() { ip netns exec "$NS-b" nft "$@"; }
+nft_b add table inet hrmp && nft_b add chain inet hrmp in '{ type filter hook input priority 0; }' &&
+	nft_b add chain inet hrmp out '{ type filter hook output priority 0; }' &&
+	nft_b add rule inet hrmp in ip saddr "$NET.3" drop &&
+	nft_b add rule inet hrmp out ip daddr "$NET.3" drop
+held_b() { [ "$(field vm1 output_held "$CB")" = True ]; }
+ok 'wait_true 15 held_b' "B's backup link cut: B holds vm1's output"
+"$HR" migrate vm1 "$NET.1:$P" --control "$CB" >"$T/mig2" 2>"$T/mig2.err"; rc=$?
+ok '[ $rc = 1 ] && grep -q "output is held" "$T/mig2.err"' \
+	"migrate while held: refused, exit 1 (rc=$rc $(cat "$T/mig2.err"))"
+c_promoted() { [ "$(field vm1 role "$CC")" = promoted ]; }
+ok 'wait_true 15 c_promoted && grep -q "+promoted" "$T/c.log"' "C promotes behind the cut"
+nft_b delete table inet hrmp
+b_down() { r=$(field vm1 state "$CB"); [ "$r" = demoted ] || [ "$r" = stopped ] || [ -z "$r" ]; }
+ok 'wait_true 20 b_down && grep -q "+stand-down\|+demoted" "$T/b.log"' \
+	"healed: B stands down (demoted or stopped)"
+ok 'wait_for "$(con c)" "seq=$(($(sed -n "s/.*memwalk: seq=\([0-9]*\) .*/\1/p" "$(con b)" | tail -1) + 20)) " 20 && stream_ok "$(con a)" "$(con c)" "$(con b)"' \
+	"the console over A, C, B, C: every line once, none contradicted"
+"$HR" stop vm1 --control "$CB" >/dev/null 2>&1
+"$HR" stop vm1 --control "$CC" >/dev/null 2>&1
 grep -E '^[0-9:.]+ (warning|error)' "$T/a.log" "$T/b.log" "$T/c.log" | head -20 | sed 's/^/# /'
 done_testing

@@ -16,6 +16,10 @@ static const char *const hr_err_text[] = {
     [HR_EAUTH - HR_EBASE] = "peer is not authenticated",
     [HR_ETLS - HR_EBASE] = "TLS handshake or configuration failed",
     [HR_EMIGRATED - HR_EBASE] = "the VM was migrated and runs on the destination",
+    [HR_ENODROP - HR_EBASE] = "the backup did not confirm that it dropped its copy (it may "
+			      "promote itself); nothing was migrated",
+    [HR_EHELD - HR_EBASE] = "the VM's output is held: its lost backup may run it behind a torn "
+			    "link; migrate it once it is protected again",
 };
 
 const char *hr_strerror(int rc)

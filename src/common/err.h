@@ -17,6 +17,8 @@ enum {
 	HR_EAUTH = 1010,     /* peer refused: not authenticated (TLS) */
 	HR_ETLS = 1011,	     /* TLS handshake or configuration failed */
 	HR_EMIGRATED = 1012, /* the VM was migrated: it runs on the destination now */
+	HR_ENODROP = 1013,   /* the backup did not confirm that it dropped its copy */
+	HR_EHELD = 1014,     /* output held: a lost backup may run the VM (no migration) */
 	HR_ELAST
 };
 

@@ -239,6 +239,9 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			r = hr_receiver_frame(&rx, &f);
 			hr_frame_release(&f);
 			if (r == HR_RX_END) {
+				/* told, and it says so: a migrating primary waits for
+				 * this before its destination may run the guest */
+				hr_peer_send_error(&e->peer, 0, "backup: copy dropped");
 				hr_engine_role_event(e, HR_RE_STOP,
 						     "the primary stopped on purpose");
 				rc = 0;

@@ -109,6 +109,9 @@ int hr_engine_migration_open(struct hr_engine *e);
 /* In a migration session, after its first acknowledged epoch: the final
  * epoch and the destination's confirmation.  0 with *ctl_r = CTL_MIGRATED
  * (the guest is stopped here), or -errno (the session failed). */
+/* A migration that cannot start (the dropped backup did not confirm):
+ * reported as failed, the guest runs on here with its output held. */
+void hr_engine_migration_refused(struct hr_engine *e, int rc);
 int hr_engine_handoff(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch, int *ctl_r);
 /* A migration session ended without a hand-off (rc: why): the destination
  * is told to discard, the guest runs on here without a backup. */

@@ -204,6 +204,15 @@ void hr_engine_migration_failed(struct hr_engine *e, int rc)
 	report(e, rc, in_doubt, NULL);
 }
 
+void hr_engine_migration_refused(struct hr_engine *e, int rc)
+{
+	__atomic_store_n(&e->mig_req, 0, __ATOMIC_SEQ_CST);
+	e->mig_was_speaking = 0; /* the old backup may promote: nothing released alone */
+	e->mig_in_doubt = 0;
+	e->mig_t0_ns = hr_now_ns();
+	hr_engine_migration_failed(e, rc);
+}
+
 /* After the final epoch: its ACK, then the confirmation (the destination
  * runs the guest).  0 confirmed; -errno: none came (in doubt) or the
  * destination failed (*refused_r: it said so - it does not run the guest). */

@@ -169,7 +169,8 @@ static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *e
 /* Pacing at max_bytes_per_s: when the bytes sent since the baseline
  * (*t0_ns, *bytes0) may have left.  A baseline more than 100 ms behind
  * (an idle round) moves up, so idle time is not saved up for a burst. */
-#define PACE_SLACK_NS 100000000ull
+#define PACE_SLACK_NS  100000000ull
+#define BACKUP_DROP_MS 2000 /* a migration: the backup confirms the drop within this */
 
 static uint64_t paced_due_ns(uint64_t *t0_ns, uint64_t *bytes0, uint64_t bytes,
 			     uint64_t bytes_per_s)
@@ -534,6 +535,40 @@ out:
 
 /* Stopped on purpose, or the guest exited: the guest stops here and the
  * backup (if any) must not take over.  Returns the engine's result. */
+/* A migration drops the backup: its answer to the stop, an ERROR with
+ * code 0, within ms (acks and heartbeats before it are skipped).  1 if it
+ * came, 0 if not (the link broke, time ran out). */
+static int backup_dropped(struct hr_engine *e, int ms)
+{
+	uint64_t deadline = hr_now_ns() + (uint64_t)ms * 1000000ull;
+	int ctl = 0, pending = 0, done = 0;
+
+	while (!done) {
+		struct hr_frame f;
+		uint64_t now = hr_now_ns();
+		if (now >= deadline) {
+			log_warnx(e->name, "the backup did not confirm that it dropped its copy");
+			break;
+		}
+		int rc = hr_peer_recv(&e->peer, &f, (int)((deadline - now) / 1000000) + 1, &ctl);
+		if (rc == -EINTR && ctl != CTL_MIGRATE && !pending)
+			pending = ctl; /* a stop or a guest exit: handled after this */
+		if (rc == -EINTR || rc == -ETIMEDOUT)
+			continue;
+		if (rc < 0) {
+			log_warnx(e->name,
+				  "the backup's link ended before it confirmed the drop (%s)",
+				  hr_strerror(rc));
+			break;
+		}
+		done = f.type == HR_FT_ERROR && ((Hr__Error *)f.msg)->code == 0;
+		hr_frame_release(&f);
+	}
+	if (pending)
+		hr_engine_ctl_send(e, pending); /* seen again by the next wait */
+	return done;
+}
+
 static int end_orderly(struct hr_engine *e, int ctl)
 {
 	if (ctl == CTL_ABORT) {
@@ -570,6 +605,12 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 				rc = -HR_EPROMOTED;
 				goto out;
 			}
+			if (rc == HR_ALONE_ENDED && ctl == CTL_MIGRATE && !e->speaking) {
+				/* held: the lost backup may run the VM; a destination
+				 * that released output could make two speakers */
+				hr_engine_migration_refused(e, -HR_EHELD);
+				continue;
+			}
 			if (rc == HR_ALONE_ENDED && ctl == CTL_MIGRATE) {
 				fd = hr_engine_migration_open(e);
 				continue; /* a failure was reported: alone again */
@@ -597,11 +638,22 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 		if (e->migrating) /* stopped: the destination discards (end_orderly says so) */
 			hr_engine_migration_failed(e, ctl == CTL_FAILED ? rc : -ECANCELED);
 		if (ctl == CTL_MIGRATE && !rc) {
-			/* the backup is no longer needed: told so, it stops, never promotes */
+			/* the backup is no longer needed: told so, it stops, never
+			 * promotes - and says so; without that word it may promote
+			 * (a torn link), so nothing migrates: as a lost backup */
 			hr_peer_send_error(&e->peer, 0, "the primary migrates to another host");
+			int dropped = backup_dropped(e, BACKUP_DROP_MS);
 			hr_peer_close(&e->peer);
 			hr_peer_fini(&e->peer);
-			e->speaking = 0; /* it may not have heard that: as a lost backup */
+			if (!dropped) {
+				e->speaking = 0;
+				hr_engine_migration_refused(e, -HR_ENODROP);
+				fd = -1;
+				continue;
+			}
+			/* no other copy exists now: if the migration fails before the
+			 * hand-off, the guest speaks alone here (nobody else can) */
+			e->speaking = 1;
 			fd = hr_engine_migration_open(e);
 			continue;
 		}

@@ -32,6 +32,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
@@ -120,6 +121,8 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 			 "%s does not run here as a primary (%s, %s); migrate it from the host "
 			 "that runs it",
 			 name, hr_dvm_role_name(vm), hr_dvm_state_name(vm));
+	} else if (vm->held) { /* its backup is silent or lost */
+		snprintf(msg, sizeof(msg), "%s: %s", name, hr_strerror(-HR_EHELD));
 	} else if (hr_dopts.witness) {
 		snprintf(msg, sizeof(msg),
 			 "migration with a witness (--witness) is not supported yet");
