@@ -121,6 +121,8 @@ struct kvm_vm {
 	unsigned nr_unknown_pio; /* for rate-limited debug logs */
 	int reset_requested;	 /* guest asked for a reboot (port 0x64 / 0xcf9) */
 
+	struct kvm_cpuid2 *cpuid; /* the guest's CPUID (cpuid.c), vCPU 0's APIC fields */
+
 	/* MSRs that this host lets us save and restore */
 	uint32_t *msr_list;
 	unsigned nr_msrs;
@@ -221,6 +223,13 @@ void kvm_net_default_mac(const char *name, uint8_t mac[6]);
 int kvm_tap_open(struct kvm_vm *vm, const char *name, int *fd_r);
 int kvm_tap_write(int fd, const void *frame, size_t len);
 ssize_t kvm_tap_read(int fd, void *buf, size_t size);
+
+/* cpuid.c */
+int kvm_cpuid_init(struct kvm_vm *vm);
+int kvm_cpuid_set(struct kvm_vm *vm, struct kvm_vcpu *v);
+size_t kvm_cpuid_state_bytes(struct kvm_vm *vm);
+void kvm_cpuid_state_save(struct kvm_vm *vm, uint8_t *r);
+int kvm_cpuid_state_load(struct kvm_vm *vm, const uint8_t *r, uint32_t len);
 
 /* state.c */
 int kvm_state_probe(struct kvm_vm *vm);

@@ -3,6 +3,7 @@ libhr_a_SOURCES += \
 	src/backends/kvm/kvm-internal.h \
 	src/backends/kvm/kvm.c \
 	src/backends/kvm/vcpu.c \
+	src/backends/kvm/cpuid.c \
 	src/backends/kvm/dirty.c \
 	src/backends/kvm/loader.c \
 	src/backends/kvm/loader-linux.c \
