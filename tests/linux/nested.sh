@@ -23,7 +23,7 @@ rm -rf "$OV"
 mkdir -p "$OV"
 {
 	echo "#!/bin/bash"
-	echo "export top_builddir=/hr top_srcdir=/hr TMPDIR=/tmp ${HR_NESTED_ENV:-}"
+	echo "export top_builddir=/hr top_srcdir=/hr TMPDIR=/tmp HR_LINUX_KERNEL=/guest/vmlinuz ${HR_NESTED_ENV:-}"
 	echo "cd /hr"
 	i=0
 	for t in "$@"; do
