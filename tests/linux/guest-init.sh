@@ -7,7 +7,8 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
-echo "GUEST-UP kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) clocksource=$cs up=$(cut -d' ' -f1 /proc/uptime)"
+ioapic=$(grep -c IO-APIC /proc/interrupts)
+echo "GUEST-UP kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) ioapic_irqs=$ioapic clocksource=$cs up=$(cut -d' ' -f1 /proc/uptime)"
 n=0
 while [ "${hb_count:-0}" = 0 ] || [ "$n" -lt "${hb_count}" ]; do
 	n=$((n + 1))

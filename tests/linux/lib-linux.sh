@@ -2,12 +2,12 @@
 # `make check-linux` (source after tests/lib.sh).  Timeouts come from the
 # environment (nested.sh's HR_NESTED_ENV): under emulation everything is
 # slow and jittery.
-#   HR_LINUX_BOOT_S      seconds for the guest to reach userland (180)
+#   HR_LINUX_BOOT_S      seconds for the guest to reach userland (400)
 #   HR_LINUX_EPOCH       epoch of the protected guest (50ms)
 #   HR_LINUX_FAILOVER_MS the backup daemon's --failover-timeout (5000)
 KERNEL=${HR_LINUX_KERNEL:-/guest/vmlinuz}
 INITRD=${HR_LINUX_INITRD:-/guest/guest.cpio}
-BOOT_S=${HR_LINUX_BOOT_S:-180}
+BOOT_S=${HR_LINUX_BOOT_S:-400}
 EPOCH=${HR_LINUX_EPOCH:-50ms}
 FAILOVER_MS=${HR_LINUX_FAILOVER_MS:-5000}
 need_linux() {
