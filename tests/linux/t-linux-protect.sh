@@ -13,7 +13,7 @@ need_kvm
 need_linux
 SINK="$top_builddir/tests/linux/console-sink"
 [ -x "$SINK" ] || skip_all "tests/linux/console-sink not built"
-plan 7
+plan 8
 PA=7301
 PB=7302
 PS=7303
@@ -40,10 +40,16 @@ sed 's/^/# start: /' "$T/start.out"
 ok 'wait_hb "$T/console" 30 "$BOOT_S"' "the guest boots on A; its released console beats (hb 30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
 before=$(last_hb "$T/console")
+# the host dies: its daemon's process group and its VM worker (a process
+# group of its own: its pid from A's status)
+wpid=$("$HR" status --control "$CA" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/\1/p' | head -1)
 t0=$(date +%s%N)
 kill -9 -- "-$pida"
-diag "SIGKILL of A's process group at hb $before"
-ok 'wait_hb "$T/console" $((before + 20)) $((FAILOVER_MS / 1000 + 120))' \
+is_pid "$wpid" && kill -9 "$wpid"
+diag "SIGKILL of A's process group and its worker $wpid at hb $before"
+ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=primary\""' \
+	"B promotes itself once A is silent (failover timeout $FAILOVER_MS ms)"
+ok 'wait_hb "$T/console" $((before + 20)) 300' \
 	"the guest continues on B (hb $before -> $((before + 20)))"
 t1=$(date +%s%N)
 diag "hb $((before + 20)) arrived $(((t1 - t0) / 1000000)) ms after the kill"
