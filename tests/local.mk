@@ -5,6 +5,11 @@ check_PROGRAMS += tests/t-kvm
 TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
+# the Linux boot protocol: what the loader places for Debian's bzImage
+check_PROGRAMS += tests/t-linux-boot
+TESTS += tests/t-linux-boot
+tests_t_linux_boot_LDADD = $(HR_LIBS)
+
 dist_check_SCRIPTS += tests/lib.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-format.sh \
 	tests/t-output-offsets.sh tests/t-inputs.sh tests/t-hardened.sh tests/t-auth.sh tests/t-migrate.sh \
 	tests/t-migrate-protected.sh

@@ -115,7 +115,9 @@ struct hr_vm_config {
 	const char *name;	 /* VM name: carried in every log line */
 	uint64_t mem_bytes;	 /* guest RAM; backed lazily */
 	unsigned nr_vcpus;	 /* 1..HR_MAX_VCPUS */
-	const char *kernel_path; /* multiboot/PVH ELF; NULL = replica: shape only, no code loaded */
+	const char *kernel_path; /* multiboot/PVH ELF or Linux bzImage; NULL = replica: shape
+				    only, no code loaded */
+	const char *initrd_path; /* Linux bzImage: initial ramdisk loaded with it; may be NULL */
 	const char *cmdline;	 /* guest command line, may be NULL */
 	const char *attach;	 /* HR_BF_ATTACH: the existing VM (e.g. a Xen domid); NULL */
 	const char *options;	 /* backend knobs "k=v,k=v" (see the contract above); NULL */

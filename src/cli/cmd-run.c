@@ -10,14 +10,18 @@
 #include "common/util.h"
 
 static const char run_help[] =
-    "Run a multiboot v1 or PVH guest on /dev/kvm with its console (COM1) on stdout\n"
+    "Run a multiboot v1, Linux bzImage or PVH guest on /dev/kvm with its console\n"
+    "(COM1) on stdout\n"
     "and stdin fed to it.  The exit status is the guest's: (value << 1) | 1 for a\n"
     "write to the isa-debug-exit port 0xf4 (as QEMU), 0 for shutdown, 124 for\n"
     "--timeout, 70 for a VM error, 2 for bad usage.\n\n"
-    "  --kernel FILE      guest image (multiboot v1 ELF / a.out kludge, or PVH ELF)\n"
+    "  --kernel FILE      guest image (multiboot v1 ELF / a.out kludge, Linux bzImage\n"
+    "                     such as /boot/vmlinuz-*, or PVH ELF)\n"
+    "  --initrd FILE      initial ramdisk of a Linux bzImage\n"
     "  --memory SIZE      guest RAM, e.g. 256M, 16G (default 256M; backed lazily)\n"
     "  --vcpus N          vCPUs, 1..64 (default 1)\n"
-    "  --append CMDLINE   guest command line (after the kernel path, as GRUB/QEMU)\n"
+    "  --append CMDLINE   guest command line (multiboot: after the kernel path, as\n"
+    "                     GRUB/QEMU; Linux: e.g. \"console=ttyS0\")\n"
     "  --name NAME        VM name for logs (default vm)\n"
     "  --net tap=IFNAME[,mac=MAC]\n"
     "                     a virtio-net device (virtio-mmio, announced to the guest\n"
@@ -46,17 +50,12 @@ static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
 	static const struct option longopts[] = {
-	    {"kernel", required_argument, NULL, 'k'},
-	    {"memory", required_argument, NULL, 'm'},
-	    {"vcpus", required_argument, NULL, 'c'},
-	    {"append", required_argument, NULL, 'a'},
-	    {"name", required_argument, NULL, 'n'},
-	    {"snapshot", required_argument, NULL, 's'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"verbose", no_argument, NULL, 'v'},
-	    {"net", required_argument, NULL, 'N'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},	{"initrd", required_argument, NULL, 'i'},
+	    {"memory", required_argument, NULL, 'm'},	{"vcpus", required_argument, NULL, 'c'},
+	    {"append", required_argument, NULL, 'a'},	{"name", required_argument, NULL, 'n'},
+	    {"snapshot", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+	    {"verbose", no_argument, NULL, 'v'},	{"net", required_argument, NULL, 'N'},
+	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
 	};
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
@@ -68,6 +67,9 @@ static int run_or_restore(int argc, char **argv, int restore)
 		switch (c) {
 		case 'k':
 			cfg.kernel_path = optarg;
+			break;
+		case 'i':
+			cfg.initrd_path = optarg;
 			break;
 		case 'm':
 			if (hr_parse_size(optarg, &cfg.mem_bytes) < 0) {
@@ -126,7 +128,7 @@ static int run_or_restore(int argc, char **argv, int restore)
 	}
 	hr_log_init("hareplicate", 1, verbose);
 	if (restore) {
-		if (optind != argc - 1 || cfg.kernel_path) {
+		if (optind != argc - 1 || cfg.kernel_path || cfg.initrd_path) {
 			fprintf(stderr, "hareplicate restore: give exactly one snapshot FILE\n");
 			return hr_cmd_usage(self);
 		}
@@ -151,7 +153,8 @@ static int cmd_restore(int argc, char **argv)
 
 const struct hr_cmd hr_cmd_run = {
     "run",
-    "--kernel FILE [--memory SIZE] [--vcpus N] [--append CMDLINE] [--net SPEC] [--snapshot FILE]",
+    "--kernel FILE [--initrd FILE] [--memory SIZE] [--vcpus N] [--append CMDLINE] [--net SPEC] "
+    "[--snapshot FILE]",
     run_help, cmd_run};
 const struct hr_cmd hr_cmd_restore = {"restore",
 				      "FILE [--net SPEC] [--snapshot FILE] [--timeout SECONDS]",

@@ -20,7 +20,9 @@ static const char start_help[] =
     "unprotected run): start again when it is up.  `hareplicate status VM`\n"
     "shows when the VM is protected.\n\n"
     "  --peer HOST[:PORT]  the backup host's replication port (default port 7788)\n"
-    "  --kernel FILE       guest image (multiboot v1 / PVH ELF)\n"
+    "  --kernel FILE       guest image (multiboot v1 / PVH ELF, Linux bzImage)\n"
+    "  --initrd FILE       initial ramdisk of a Linux bzImage (loaded on this host\n"
+    "                      only: the backup gets it as guest memory)\n"
     "  --backend NAME      kvm (default); xen is not implemented yet\n"
     "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
     "  --min-epoch DURATION\n"
@@ -72,10 +74,11 @@ enum {
 	K_APPEND,
 	K_CONSOLE,
 	K_NET,
+	K_INITRD,
 	K_NR
 };
 static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch", "min_epoch",
-				       "memory", "vcpus", "append", "console", "net"};
+				       "memory", "vcpus", "append", "console", "net",	"initrd"};
 
 static int load_config(const char *path, char *val[K_NR])
 {
@@ -142,6 +145,7 @@ static int cmd_start(int argc, char **argv)
 	    {"append", required_argument, NULL, K_APPEND},
 	    {"console", required_argument, NULL, K_CONSOLE},
 	    {"net", required_argument, NULL, K_NET},
+	    {"initrd", required_argument, NULL, K_INITRD},
 	    {"config", required_argument, NULL, 'f'},
 	    {"control", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
@@ -150,7 +154,7 @@ static int cmd_start(int argc, char **argv)
 	const struct hr_cmd *self = &hr_cmd_start;
 	char *val[K_NR] = {0};
 	const char *control = NULL, *config = NULL;
-	char kernel_abs[PATH_MAX], console_abs[PATH_MAX + 8], cwd[PATH_MAX];
+	char kernel_abs[PATH_MAX], initrd_abs[PATH_MAX], console_abs[PATH_MAX + 8], cwd[PATH_MAX];
 	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000, min_epoch_us = 0;
 	struct hr_sbuf req = {0};
 	uint64_t vcpus = 1;
@@ -240,6 +244,11 @@ static int cmd_start(int argc, char **argv)
 			strerror(errno));
 		goto out;
 	}
+	if (val[K_INITRD] && !realpath(val[K_INITRD], initrd_abs)) {
+		fprintf(stderr, "hareplicate start: --initrd %s: %s\n", val[K_INITRD],
+			strerror(errno));
+		goto out;
+	}
 	const char *console = val[K_CONSOLE];
 	if (console && !strncmp(console, "file:", 5) && console[5] != '/' &&
 	    getcwd(cwd, sizeof(cwd))) {
@@ -251,6 +260,8 @@ static int cmd_start(int argc, char **argv)
 	hr_kv_add(&req, "backend", backend);
 	hr_kv_add(&req, "peer", val[K_PEER]);
 	hr_kv_add(&req, "kernel", kernel_abs);
+	if (val[K_INITRD])
+		hr_kv_add(&req, "initrd", initrd_abs);
 	hr_kv_addu(&req, "memory_bytes", mem_bytes);
 	hr_kv_addu(&req, "vcpus", vcpus);
 	hr_kv_addu(&req, "epoch_us", epoch_us);
@@ -272,7 +283,8 @@ out:
 
 const struct hr_cmd hr_cmd_start = {
     "start",
-    "VM --peer HOST[:PORT] --kernel FILE [--backend kvm] [--epoch 25ms] [--min-epoch 2ms] "
+    "VM --peer HOST[:PORT] --kernel FILE [--initrd FILE] [--backend kvm] [--epoch 25ms] "
+    "[--min-epoch 2ms] "
     "[--memory SIZE] "
     "[--vcpus N] [--append CMDLINE] [--console SPEC] [--net SPEC] [--config FILE]",
     start_help, cmd_start};

@@ -58,7 +58,7 @@ struct hr_dvm {
 	struct event *conn_ev;
 	/* primary: configuration */
 	const struct hr_backend_ops *ops;
-	char *backend, *kernel, *cmdline, *console_spec;
+	char *backend, *kernel, *initrd, *cmdline, *console_spec;
 	char *net;				    /* --net spec ("tap=IF,mac=MAC"), NULL: none */
 	uint64_t mem_bytes, epoch_us, min_epoch_us; /* min_epoch_us: 0 = off */
 	unsigned nr_vcpus;

@@ -72,6 +72,7 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.mem_bytes = vm->mem_bytes;
 	a.vm.nr_vcpus = vm->nr_vcpus;
 	a.vm.kernel_path = vm->kernel;
+	a.vm.initrd_path = vm->initrd;
 	a.vm.cmdline = vm->cmdline;
 	a.vm.options = vm->net;
 	a.epoch_us = vm->epoch_us;
@@ -236,6 +237,13 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, err);
 		return;
 	}
+	const char *initrd = hr_kv_get(req, "initrd");
+	if (initrd && (initrd[0] != '/' || access(initrd, R_OK) < 0)) {
+		snprintf(err, sizeof(err), "initrd %s: %s", initrd,
+			 initrd[0] != '/' ? "give an absolute path" : strerror(errno));
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
 	if ((hr_kv_get(req, "memory_bytes") && hr_kv_getu(req, "memory_bytes", &mem_bytes) < 0) ||
 	    mem_bytes < (2u << 20) || mem_bytes > (1ull << 40) ||
 	    (hr_kv_get(req, "epoch_us") && hr_kv_getu(req, "epoch_us", &epoch_us) < 0) ||
@@ -287,6 +295,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	vm->ops = ops;
 	vm->backend = strdup(backend);
 	vm->kernel = strdup(kernel);
+	vm->initrd = dup_or_null(initrd);
 	vm->cmdline = dup_or_null(hr_kv_get(req, "append"));
 	vm->net = dup_or_null(hr_kv_get(req, "net"));
 	vm->console_spec = strdup(console);

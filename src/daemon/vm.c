@@ -139,6 +139,7 @@ void hr_dvm_free(struct hr_dvm *vm)
 		bufferevent_free(vm->bev);
 	free(vm->backend);
 	free(vm->kernel);
+	free(vm->initrd);
 	free(vm->cmdline);
 	free(vm->net);
 	free(vm->console_spec);

@@ -121,6 +121,8 @@ struct kvm_vm {
 	unsigned nr_unknown_pio; /* for rate-limited debug logs */
 	int reset_requested;	 /* guest asked for a reboot (port 0x64 / 0xcf9) */
 
+	struct kvm_cpuid2 *cpuid; /* the guest's CPUID (cpuid.c), vCPU 0's APIC fields */
+
 	/* MSRs that this host lets us save and restore */
 	uint32_t *msr_list;
 	unsigned nr_msrs;
@@ -170,9 +172,33 @@ int kvm_dirty_fetch(struct kvm_vm *vm, struct hr_dirty_bits *d);
 void kvm_dirty_ring_harvest(struct kvm_vm *vm);
 void kvm_dirty_note(struct kvm_vm *vm, uint64_t gpa, uint64_t len);
 
-/* loader.c: load a multiboot v1 or PVH ELF and set vCPU 0's entry state. */
+/* loader.c: load a multiboot v1 kernel, a Linux bzImage (loader-linux.c)
+ * or a PVH ELF and set vCPU 0's entry state. */
 int kvm_load_guest(struct kvm_vm *vm, const char *path, const char *cmdline);
 uint8_t *kvm_gpa_ptr(struct kvm_vm *vm, uint64_t gpa, uint64_t len);
+
+/* One entry of the memory map every boot protocol hands over (e820 types:
+ * 1 RAM, 2 reserved). */
+struct kvm_e820 {
+	uint64_t addr, len;
+	uint32_t type;
+};
+#define KVM_E820_MAX 10 /* kvm_e820_build writes at most 9 */
+int kvm_e820_build(struct kvm_vm *vm, struct kvm_e820 *m);
+void kvm_setup_bda(struct kvm_vm *vm);
+
+/* loader-linux.c: the Linux x86 boot protocol (bzImage, 64-bit entry).
+ * Where it puts the boot data (below 640 KiB, above the BDA and the GDT): */
+#define KVM_LINUX_ZERO_PAGE_GPA 0x7000ull  /* struct boot_params, 4 KiB */
+#define KVM_LINUX_PML4_GPA	0x9000ull  /* PML4, PDPT, 4 PDs: 4 GiB identity map */
+#define KVM_LINUX_CMDLINE_GPA	0x20000ull /* the command line */
+#define KVM_LINUX_CMDLINE_MAX	0x10000u
+#define KVM_MPTABLE_GPA		0x9fc00ull /* MP floating pointer + table, in the EBDA */
+int kvm_is_bzimage(const uint8_t *img, size_t bytes);
+int kvm_load_linux(struct kvm_vm *vm, const uint8_t *img, size_t bytes, const char *path);
+
+/* mptable.c: an MP configuration table (CPUs, I/O APIC, ISA interrupts) in the EBDA */
+int kvm_mptable_write(struct kvm_vm *vm);
 
 /* uart.c: port I/O devices.  Return 0 if handled. */
 void kvm_devices_init(struct kvm_vm *vm);
@@ -197,6 +223,13 @@ void kvm_net_default_mac(const char *name, uint8_t mac[6]);
 int kvm_tap_open(struct kvm_vm *vm, const char *name, int *fd_r);
 int kvm_tap_write(int fd, const void *frame, size_t len);
 ssize_t kvm_tap_read(int fd, void *buf, size_t size);
+
+/* cpuid.c */
+int kvm_cpuid_init(struct kvm_vm *vm);
+int kvm_cpuid_set(struct kvm_vm *vm, struct kvm_vcpu *v);
+size_t kvm_cpuid_state_bytes(struct kvm_vm *vm);
+void kvm_cpuid_state_save(struct kvm_vm *vm, uint8_t *r);
+int kvm_cpuid_state_load(struct kvm_vm *vm, const uint8_t *r, uint32_t len);
 
 /* state.c */
 int kvm_state_probe(struct kvm_vm *vm);

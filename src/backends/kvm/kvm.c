@@ -110,6 +110,7 @@ static void kvm_close(struct hr_vm *hvm)
 	free(vm->ring_acc);
 	free(vm->ring_words);
 	free(vm->msr_list);
+	free(vm->cpuid);
 	free(vm->cmdline);
 	free(vm->vmm_acc);
 	free(vm->vmm_words);
@@ -294,7 +295,7 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 			return rc;
 		vm->cfg.cmdline = vm->cmdline;
 	}
-	if ((rc = kvm_vcpus_create(vm)) < 0)
+	if ((rc = kvm_cpuid_init(vm)) < 0 || (rc = kvm_vcpus_create(vm)) < 0)
 		return rc;
 	if (vm->dirty_mode == KVM_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)
 		return rc;

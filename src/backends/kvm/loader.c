@@ -1,7 +1,8 @@
 /*
  * loader.c - load a multiboot v1 kernel (ELF32/ELF64, or any image with the
- * a.out kludge) or a PVH ELF (XEN_ELFNOTE_PHYS32_ENTRY) and give vCPU 0 the
- * 32-bit protected-mode entry state those specifications define:
+ * a.out kludge), a Linux bzImage (loader-linux.c: the 64-bit boot protocol)
+ * or a PVH ELF (XEN_ELFNOTE_PHYS32_ENTRY) and give vCPU 0 the
+ * 32-bit protected-mode entry state those specifications define (multiboot, PVH):
  *
  *   CS   32-bit read/execute, base 0, limit 4 GiB;  DS ES FS GS SS: 32-bit
  *        read/write, base 0, limit 4 GiB;  CR0: PE=1 PG=0;  EFLAGS: IF=0 VM=0;
@@ -78,14 +79,6 @@ struct image {
 	const char *path;
 };
 
-struct e820 {
-	uint64_t addr, len;
-	uint32_t type;
-};
-
-/* Entries build_memmap may write (it writes at most 9). */
-#define E820_MAX 10
-
 /* The HyperTransport range just below 1 TiB, reserved on AMD systems. */
 #define AMD_HT_BASE  0xfd00000000ull
 #define AMD_HT_BYTES 0x300000000ull
@@ -106,27 +99,27 @@ static int has_amd_ht_hole(void)
 	return (a & 0xff) >= 40;
 }
 
-static int build_memmap(struct kvm_vm *vm, struct e820 *m)
+int kvm_e820_build(struct kvm_vm *vm, struct kvm_e820 *m)
 {
 	uint64_t mem = vm->cfg.mem_bytes;
 	uint64_t low = mem < HR_LOW_MEM_TOP ? mem : HR_LOW_MEM_TOP;
 	int n = 0;
 	/* The PC layout QEMU with SeaBIOS presents, so that a guest sees the same
 	 * map under both: the top 128 KiB of low RAM is firmware-reserved. */
-	m[n++] = (struct e820){0, 0x9fc00, 1};
-	m[n++] = (struct e820){0x9fc00, 0x400, 2};
-	m[n++] = (struct e820){0xf0000, 0x10000, 2};
-	m[n++] = (struct e820){0x100000, low - 0x100000 - LOW_RESERVED_BYTES, 1};
-	m[n++] = (struct e820){low - LOW_RESERVED_BYTES, LOW_RESERVED_BYTES, 2};
-	m[n++] = (struct e820){0xfeffc000, 0x4000, 2};
-	m[n++] = (struct e820){0xfffc0000, 0x40000, 2};
+	m[n++] = (struct kvm_e820){0, 0x9fc00, 1};
+	m[n++] = (struct kvm_e820){0x9fc00, 0x400, 2};
+	m[n++] = (struct kvm_e820){0xf0000, 0x10000, 2};
+	m[n++] = (struct kvm_e820){0x100000, low - 0x100000 - LOW_RESERVED_BYTES, 1};
+	m[n++] = (struct kvm_e820){low - LOW_RESERVED_BYTES, LOW_RESERVED_BYTES, 2};
+	m[n++] = (struct kvm_e820){0xfeffc000, 0x4000, 2};
+	m[n++] = (struct kvm_e820){0xfffc0000, 0x40000, 2};
 	if (mem > low)
-		m[n++] = (struct e820){HR_HIGH_MEM_BASE, mem - low, 1};
+		m[n++] = (struct kvm_e820){HR_HIGH_MEM_BASE, mem - low, 1};
 	/* Last, in address order.  A guest whose RAM above 4 GiB would reach the
 	 * hole (~1 TiB) QEMU gives RAM above 1 TiB instead; we do not relocate,
 	 * so such a guest gets no entry rather than one overlapping its RAM. */
 	if (has_amd_ht_hole() && HR_HIGH_MEM_BASE + (mem - low) <= AMD_HT_BASE)
-		m[n++] = (struct e820){AMD_HT_BASE, AMD_HT_BYTES, 2};
+		m[n++] = (struct kvm_e820){AMD_HT_BASE, AMD_HT_BYTES, 2};
 	return n;
 }
 
@@ -249,7 +242,7 @@ static uint64_t find_pvh_entry(const struct image *img)
 /* What PC firmware leaves in the BIOS data area and that kernels read even when
  * booted by multiboot: COM1's port, the equipment word, base memory in KiB
  * and the EBDA segment.  BDA words sit at odd addresses (0x413). */
-static void setup_bda(struct kvm_vm *vm)
+void kvm_setup_bda(struct kvm_vm *vm)
 {
 	uint8_t *bda = kvm_gpa_ptr(vm, 0x400, 0x100);
 	hr_put_le16(bda + 0x00, 0x3f8);	  /* COM1 */
@@ -265,7 +258,7 @@ static int set_entry_state(struct kvm_vm *vm, uint32_t entry, uint32_t eax, uint
 	struct kvm_regs regs;
 
 	/* A flat GDT in guest memory: null, null, code32 (0x10), data32 (0x18). */
-	setup_bda(vm);
+	kvm_setup_bda(vm);
 	uint8_t *gdt = kvm_gpa_ptr(vm, BOOT_GDT_GPA, 32);
 	hr_put_le64(gdt + 0, 0);
 	hr_put_le64(gdt + 8, 0);
@@ -378,9 +371,9 @@ static int load_multiboot(struct kvm_vm *vm, const struct image *img, const uint
 
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct mb_info)};
 	struct mb_info mbi = {0};
-	struct e820 m[E820_MAX];
-	int nm = build_memmap(vm, m);
-	struct mb_mmap mm[E820_MAX];
+	struct kvm_e820 m[KVM_E820_MAX];
+	int nm = kvm_e820_build(vm, m);
+	struct mb_mmap mm[KVM_E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct mb_mmap){20, m[i].addr, m[i].len, m[i].type};
 
@@ -418,9 +411,9 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	if (rc < 0)
 		return rc;
 	struct boot_alloc a = {vm, BOOT_INFO_GPA + sizeof(struct hvm_start_info)};
-	struct e820 m[E820_MAX];
-	int nm = build_memmap(vm, m);
-	struct hvm_memmap_entry mm[E820_MAX];
+	struct kvm_e820 m[KVM_E820_MAX];
+	int nm = kvm_e820_build(vm, m);
+	struct hvm_memmap_entry mm[KVM_E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
 	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};
@@ -478,12 +471,21 @@ int kvm_load_guest(struct kvm_vm *vm, const char *path, const char *cmdline)
 			goto out;
 		}
 	}
+	if (kvm_is_bzimage(img.data, img.bytes)) {
+		rc = kvm_load_linux(vm, img.data, img.bytes, path);
+		goto out;
+	}
+	if (vm->cfg.initrd_path) {
+		kvm_set_error(vm, "%s: an initrd needs a Linux bzImage", path);
+		rc = -HR_EGUEST;
+		goto out;
+	}
 	uint64_t pvh = find_pvh_entry(&img);
 	if (pvh) {
 		rc = load_pvh(vm, &img, pvh);
 		goto out;
 	}
-	kvm_set_error(vm, "%s: neither a multiboot v1 kernel nor a PVH ELF", path);
+	kvm_set_error(vm, "%s: neither a multiboot v1 kernel, a Linux bzImage nor a PVH ELF", path);
 	rc = -HR_EGUEST;
 out:
 	if (rc < 0 && rc != -HR_EGUEST && !vm->errbuf[0])

@@ -3,8 +3,11 @@ libhr_a_SOURCES += \
 	src/backends/kvm/kvm-internal.h \
 	src/backends/kvm/kvm.c \
 	src/backends/kvm/vcpu.c \
+	src/backends/kvm/cpuid.c \
 	src/backends/kvm/dirty.c \
 	src/backends/kvm/loader.c \
+	src/backends/kvm/loader-linux.c \
+	src/backends/kvm/mptable.c \
 	src/backends/kvm/uart.c \
 	src/backends/kvm/state.c \
 	src/backends/kvm/virtio.h \

@@ -18,6 +18,9 @@
  * virtio-mmio device, device index in bits 16-23, layout in
  * virtio-mmio.c) is the first: a blob and the VM it is loaded into must
  * have the same virtio devices, else -HR_EBADSTATE before anything loads.
+ * R_CPUID (the guest's CPUID, cpuid.c) is applied first, whatever its
+ * place: MSRs and XSAVE state are only valid against it; a host whose CPU
+ * lacks a feature the guest was given refuses the blob.
  *
  * The blob may sit at any address (the engine's envelope puts it after the
  * console bytes): the loader reads headers with hr_get_le*() and copies each
@@ -60,6 +63,7 @@ enum {
 	R_CMOS,
 	R_EXITED,
 	R_VIRTIO, /* 0x108: virtio-mmio device (transport + device), index in bits 16-23 */
+	R_CPUID,  /* 0x109: the guest's CPUID table (cpuid.c), applied before any vCPU record */
 };
 
 enum {
@@ -289,6 +293,9 @@ int kvm_state_save(struct kvm_vm *vm, void **blob_r, size_t *len_r)
 			memcpy(c, &vm->cmos, sizeof(vm->cmos));
 		}
 		pthread_mutex_unlock(&vm->dev_lock);
+		uint8_t *cp = wb_record(&b, R_CPUID, kvm_cpuid_state_bytes(vm));
+		if (cp)
+			kvm_cpuid_state_save(vm, cp);
 		uint32_t *e = wb_record(&b, R_EXITED, 4);
 		if (e)
 			*e = (uint32_t)vm->exited;
@@ -445,6 +452,7 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 		pthread_mutex_unlock(&vm->dev_lock);
 		return 0;
 	case R_EXITED:
+	case R_CPUID: /* applied before the other records */
 		return 0;
 	case R_VIRTIO:
 		if (idx >= vm->nr_vdevs) /* checked by the first pass: defensive */
@@ -462,7 +470,8 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 {
 	const uint8_t *p = blob;
 	uint8_t *rec = NULL;
-	uint32_t max_rec = 0, vdevs_in_blob = 0;
+	uint32_t max_rec = 0, vdevs_in_blob = 0, cpuid_len = 0;
+	size_t cpuid_off = 0;
 	int rc = 0;
 
 	if (len < sizeof(struct blob_hdr) ||
@@ -508,6 +517,10 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 			if (!pass) {
 				if (rec_len > max_rec)
 					max_rec = rec_len;
+				if (tag == R_CPUID) {
+					cpuid_off = off + 8;
+					cpuid_len = rec_len;
+				}
 				if ((tag & 0xffff) == R_VIRTIO) {
 					unsigned i = (tag >> 16) & 0xff;
 					vdevs_in_blob |=
@@ -529,6 +542,11 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 		}
 		if (!pass && !(rec = malloc(max_rec ? max_rec : 1)))
 			return -ENOMEM;
+		if (!pass && cpuid_len) {
+			memcpy(rec, p + cpuid_off, cpuid_len);
+			if ((rc = kvm_cpuid_state_load(vm, rec, cpuid_len)))
+				goto out;
+		}
 	}
 out:
 	free(rec);

@@ -26,38 +26,6 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
-static int setup_cpuid(struct kvm_vm *vm, struct kvm_vcpu *v)
-{
-	int n = 128;
-	struct kvm_cpuid2 *c;
-
-	for (;;) {
-		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-		if (!c)
-			return -ENOMEM;
-		c->nent = n;
-		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			break;
-		int e = errno;
-		free(c);
-		if (e != E2BIG || n > 4096)
-			return -e;
-		n *= 2;
-	}
-	for (unsigned i = 0; i < c->nent; i++) {
-		struct kvm_cpuid_entry2 *e = &c->entries[i];
-		if (e->function == 1) {
-			e->ebx = (e->ebx & 0x00ffffff) | (v->id << 24);
-			e->ebx = (e->ebx & 0xff00ffff) | (vm->nr_vcpus << 16);
-		}
-		if (e->function == 0xb || e->function == 0x1f)
-			e->edx = v->id;
-	}
-	int rc = ioctl(v->fd, KVM_SET_CPUID2, c) < 0 ? -errno : 0;
-	free(c);
-	return rc;
-}
-
 int kvm_vcpus_create(struct kvm_vm *vm)
 {
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
@@ -77,7 +45,7 @@ int kvm_vcpus_create(struct kvm_vm *vm)
 			kvm_set_error(vm, "mmap kvm_run: %s", strerror(errno));
 			return -ENOMEM;
 		}
-		int rc = setup_cpuid(vm, v);
+		int rc = kvm_cpuid_set(vm, v);
 		if (rc < 0) {
 			kvm_set_error(vm, "KVM_SET_CPUID2: %s", strerror(-rc));
 			return rc;

@@ -1,0 +1,47 @@
+#!/bin/bash
+# check-linux.sh - `make check-linux`: build the nested test host, boot it
+# once under QEMU TCG and run in it the KVM backend's tests and the Linux
+# guest scenarios; print each test's TAP output and a summary; exit 0 only
+# if every test ran to its end and passed.  Logs in tests/linux/out/.
+# Environment: HR_NESTED_ENV (timeouts of the scenarios, see lib-linux.sh),
+# HR_NESTED_TIMEOUT, HR_NESTED_MEM (nested.sh), CHECK_LINUX_TESTS (the list).
+set -u
+: "${top_builddir:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${top_srcdir:=$top_builddir}"
+export top_builddir top_srcdir
+OUT=$top_builddir/tests/linux/out
+mkdir -p "$OUT"
+ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "check-linux: no /boot/vmlinuz-* (install linux-image-amd64)"; exit 77; }
+command -v qemu-system-x86_64 >/dev/null || { echo "check-linux: qemu-system-x86_64 not installed"; exit 77; }
+TESTS=${CHECK_LINUX_TESTS:-"tests/t-kvm tests/t-linux-boot tests/linux/t-linux-run.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh"}
+if [ -z "${CHECK_LINUX_SUMMARY_ONLY:-}" ]; then # (set: summarise the last run's console.log)
+	"$top_srcdir/tests/linux/mkinitramfs.sh" "$OUT" || exit 1
+	cp "$top_builddir/tests/linux/console-sink" "$OUT/host/hr/tests/linux/" 2>/dev/null
+	(cd "$OUT/host" && find . | cpio -o -H newc --quiet) >"$OUT/host.cpio"
+	t0=$(date +%s)
+	"$top_srcdir/tests/linux/nested.sh" "$OUT" "$OUT/console.log" $TESTS
+	echo "check-linux: nested host ran $(($(date +%s) - t0)) s"
+fi
+fail=0
+for t in $TESTS; do
+	n=${t##*/}
+	# (the serial console ends its lines with CR LF)
+	tr -d '\r' <"$OUT/console.log" |
+		awk -v t="$t" '$0 == "=== BEGIN " t {on = 1; next} on && index($0, "=== END " t " ") == 1 {print; on = 0} on' \
+			>"$OUT/$n.log"
+	end=$(grep "^=== END " "$OUT/$n.log" | sed 's/.* rc=//')
+	nok=$(grep -c "^ok " "$OUT/$n.log")
+	nnot=$(grep -c "^not ok " "$OUT/$n.log")
+	plan=$(grep -m1 -E "^1\.\.[0-9]+" "$OUT/$n.log")
+	if [ "$end" = 0 ] && [ "${plan%% *}" = "1..0" ]; then
+		echo "SKIP: $t (${plan#*SKIP })"
+		fail=1 # every resource is in the image: a skip is a failure of the image
+	elif [ "$end" = 0 ] && [ "$nnot" = 0 ] && [ -n "$plan" ] && [ "1..$nok" = "${plan%% *}" ]; then
+		echo "PASS: $t ($nok)"
+	else
+		echo "FAIL: $t (ok $nok, not ok $nnot, plan ${plan:-none}, exit ${end:-none})"
+		grep -E "^not ok|^# " "$OUT/$n.log" | head -20 | sed 's/^/    /'
+		fail=1
+	fi
+done
+exit $fail

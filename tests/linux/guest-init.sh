@@ -1,0 +1,19 @@
+#!/bin/sh
+# /init of the Linux guest of `make check-linux`: says it is up, then prints a
+# numbered heartbeat with the guest's uptime, forever or hb_count times and
+# then reboots (the VMM stops on the keyboard controller's reset).
+# Kernel command line: hb_sleep=SECONDS (default 0.2), hb_count=N (0: forever).
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
+ioapic=$(grep -c IO-APIC /proc/interrupts)
+echo "GUEST-UP kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) ioapic_irqs=$ioapic clocksource=$cs up=$(cut -d' ' -f1 /proc/uptime)"
+n=0
+while [ "${hb_count:-0}" = 0 ] || [ "$n" -lt "${hb_count}" ]; do
+	n=$((n + 1))
+	echo "hb $n up=$(cut -d' ' -f1 /proc/uptime)"
+	sleep "${hb_sleep:-0.2}"
+done
+echo "GUEST-DONE hb=$n"
+reboot -f

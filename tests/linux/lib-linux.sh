@@ -1,0 +1,44 @@
+# lib-linux.sh - helpers of the tests run inside the nested test host of
+# `make check-linux` (source after tests/lib.sh).  Timeouts come from the
+# environment (nested.sh's HR_NESTED_ENV): under emulation everything is
+# slow and jittery.
+#   HR_LINUX_BOOT_S      seconds for the guest to reach userland (400)
+#   HR_LINUX_EPOCH       epoch of the protected guest (50ms)
+#   HR_LINUX_FAILOVER_MS the backup daemon's --failover-timeout (5000)
+KERNEL=${HR_LINUX_KERNEL:-/guest/vmlinuz}
+INITRD=${HR_LINUX_INITRD:-/guest/guest.cpio}
+BOOT_S=${HR_LINUX_BOOT_S:-400}
+EPOCH=${HR_LINUX_EPOCH:-50ms}
+FAILOVER_MS=${HR_LINUX_FAILOVER_MS:-5000}
+need_linux() {
+	[ -r "$KERNEL" ] && [ -r "$INITRD" ] || skip_all "no guest kernel/initrd ($KERNEL, $INITRD): run by make check-linux"
+}
+# hb_check FILE: the guest's heartbeat in FILE (NUL bytes of never-written
+# offsets dropped) is whole: every "hb N up=U" line N = 1..max present, each
+# N with a single content, N in order, U never decreasing.  Prints a reason
+# on failure, "hb 1..MAX" on success.
+hb_check() {
+	tr -d '\000' <"$1" | tr -d '\r' | awk '
+	/^hb [0-9]+ up=[0-9.]+$/ {
+		n = $2 + 0; u = substr($3, 4) + 0
+		if (n in seen) { if (seen[n] != $0) { print "hb " n " came twice with other contents"; bad = 1; exit } ; next }
+		if (n != last + 1) { print "hb " last " followed by hb " n; bad = 1; exit }
+		if (u < lastu) { print "uptime went back at hb " n ": " lastu " -> " u; bad = 1; exit }
+		seen[n] = $0; last = n; lastu = u; next
+	}
+	/^hb / { print "damaged heartbeat line: " $0; bad = 1; exit }
+	END { if (!bad) { if (last == 0) { print "no heartbeat"; exit 1 } ; print "hb 1.." last; exit 0 } ; exit 1 }'
+}
+# last_hb FILE: the highest heartbeat number in FILE (0 if none)
+last_hb() {
+	tr -d '\000' <"$1" | awk '/^hb [0-9]+ up=[0-9.]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
+}
+# wait_hb FILE N SECONDS: until heartbeat N is in FILE
+wait_hb() {
+	_end=$(($(date +%s) + $3))
+	while [ "$(date +%s)" -lt "$_end" ]; do
+		[ "$(last_hb "$1")" -ge "$2" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}

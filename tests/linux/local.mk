@@ -1,0 +1,14 @@
+# make check-linux (not part of make check): the KVM backend with a Linux
+# guest on a real hardware-virtualisation KVM, nested under QEMU TCG
+# (tests/linux/README.md)
+check_PROGRAMS += tests/linux/console-sink
+tests_linux_console_sink_SOURCES = tests/linux/console-sink.c
+tests_linux_console_sink_CPPFLAGS = $(AM_CPPFLAGS)
+EXTRA_DIST += tests/linux/mkinitramfs.sh tests/linux/nested.sh tests/linux/check-linux.sh \
+	tests/linux/host-init.sh tests/linux/guest-init.sh tests/linux/lib-linux.sh \
+	tests/linux/t-linux-run.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh
+
+check-linux: all tests/linux/console-sink tests/t-kvm tests/t-linux-boot
+	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
+		$(SHELL) $(srcdir)/tests/linux/check-linux.sh
+.PHONY: check-linux
