@@ -65,17 +65,17 @@ ENV
 # every cl_node_add).  CL_TOKEN_MS (default 1000) is corosync's token timeout.
 cl_write_config() {
 	_nl=""
-	for _n in $CL_NODES; do
-		eval "_ip=\$CL_IP_$_n _num=\$CL_NUM_$_n"
+	for _cn in $CL_NODES; do
+		eval "_ip=\$CL_IP_$_cn _num=\$CL_NUM_$_cn"
 		_nl="$_nl	node {
 		ring0_addr: $_ip
-		name: $_n
+		name: $_cn
 		nodeid: $_num
 	}
 "
 	done
-	for _n in $CL_NODES; do
-		cat >"$CL_DIR/$_n/etc-corosync/corosync.conf" <<CONF
+	for _cn in $CL_NODES; do
+		cat >"$CL_DIR/$_cn/etc-corosync/corosync.conf" <<CONF
 totem {
 	version: 2
 	cluster_name: $CL_ID
@@ -101,15 +101,15 @@ quorum {
 }
 logging {
 	to_logfile: yes
-	logfile: $CL_DIR/$_n/corosync.log
+	logfile: $CL_DIR/$_cn/corosync.log
 	to_syslog: no
 	to_stderr: no
 	timestamp: hires
 }
 CONF
-		cl_cib >"$CL_DIR/$_n/var-lib-pacemaker/cib/cib.xml" || return 1
-		chown hacluster:haclient "$CL_DIR/$_n/var-lib-pacemaker/cib/cib.xml"
-		chmod 600 "$CL_DIR/$_n/var-lib-pacemaker/cib/cib.xml"
+		cl_cib >"$CL_DIR/$_cn/var-lib-pacemaker/cib/cib.xml" || return 1
+		chown hacluster:haclient "$CL_DIR/$_cn/var-lib-pacemaker/cib/cib.xml"
+		chmod 600 "$CL_DIR/$_cn/var-lib-pacemaker/cib/cib.xml"
 	done
 }
 
@@ -199,8 +199,8 @@ cl_wait_online() {
 cl_all_online() {
 	_o=$(cl_exec "$1" crm_mon -1 2>/dev/null | sed -n 's/^ *\* Online: \[ \(.*\) \]/\1/p')
 	shift
-	for _n; do
-		case " $_o " in *" $_n "*) ;; *) return 1 ;; esac
+	for _cn; do
+		case " $_o " in *" $_cn "*) ;; *) return 1 ;; esac
 	done
 }
 
@@ -213,10 +213,10 @@ cl_kill_node() {
 cl_node_down() { [ ! -s "$CL_CG/$1/cgroup.procs" ]; }
 
 cl_teardown() {
-	for _n in $CL_NODES; do
-		[ -d "$CL_CG/$_n" ] && cl_kill_node "$_n"
-		rmdir "$CL_CG/$_n" 2>/dev/null
-		ip netns del "$CL_ID-$_n" 2>/dev/null
+	for _cn in $CL_NODES; do
+		[ -d "$CL_CG/$_cn" ] && cl_kill_node "$_cn"
+		rmdir "$CL_CG/$_cn" 2>/dev/null
+		ip netns del "$CL_ID-$_cn" 2>/dev/null
 	done
 	[ -n "${CL_QNETD_PID:-}" ] && kill "$CL_QNETD_PID" 2>/dev/null &&
 		wait_true 5 sh -c "! kill -0 $CL_QNETD_PID"
