@@ -172,6 +172,7 @@ cl_qnetd_start() {
 cl_node_start() {
 	_d=$CL_DIR/$1
 	rm -f "$_d/ready"
+	echo 0 >"$CL_CG/$1/cgroup.freeze" # a node frozen before it was fenced boots thawed
 	sh -c 'echo $$ >"$1/cgroup.procs" && exec nsenter --net=/run/netns/"$2" \
 		unshare --mount --uts --propagation private sh "$3" "$4"' \
 		sh "$CL_CG/$1" "$CL_ID-$1" "$CL_SRC/node-init.sh" "$_d" >>"$_d/node.out" 2>&1 &
@@ -215,13 +216,13 @@ cl_node_down() { [ ! -s "$CL_CG/$1/cgroup.procs" ]; }
 cl_teardown() {
 	for _cn in $CL_NODES; do
 		[ -d "$CL_CG/$_cn" ] && cl_kill_node "$_cn"
-		rmdir "$CL_CG/$_cn" 2>/dev/null
+		[ -d "$CL_CG/$_cn" ] && wait_true 10 rmdir "$CL_CG/$_cn"
 		ip netns del "$CL_ID-$_cn" 2>/dev/null
 	done
 	[ -n "${CL_QNETD_PID:-}" ] && kill "$CL_QNETD_PID" 2>/dev/null &&
 		wait_true 5 sh -c "! kill -0 $CL_QNETD_PID"
 	[ -n "${CL_QNETD_PID:-}" ] && kill -9 "$CL_QNETD_PID" 2>/dev/null
 	ip netns del "$CL_W" 2>/dev/null
-	rmdir "$CL_CG" 2>/dev/null
+	[ -d "$CL_CG" ] && wait_true 10 rmdir "$CL_CG"
 	CL_NODES=""
 }

@@ -59,6 +59,8 @@ other() { [ "$1" = a ] && echo b || echo a; }
 fenced() { grep -c "fenced $1:" "$CL_DIR/fence.log" 2>/dev/null || echo 0; }
 
 cl_init "hrcl$$" || { echo "Bail out! cannot set up the cluster's namespaces"; exit 1; }
+# CL_KEEP=DIR keeps the nodes' logs there (after the teardown)
+[ -z "${CL_KEEP:-}" ] || on_exit 'rm -rf "$CL_KEEP"; cp -r "$CL_DIR" "$CL_KEEP"; cp "$T"/*.json "$T"/*.err "$CL_KEEP" 2>/dev/null'
 cl_node_add a 1 && cl_node_add b 2 || { echo "Bail out! cannot add the nodes"; exit 1; }
 CPORT=$((30000 + $$ % 20000))
 CL_RESOURCES="      <clone id=\"vm1-clone\">
@@ -105,30 +107,35 @@ on_exit "kill $colpid 2>/dev/null"
 cl_qnetd_start
 t0=$(now_ms)
 ok 'cl_node_start a && cl_node_start b' "both nodes boot (corosync, qdevice, pacemaker in their namespaces)"
-ok 'cl_wait_online 60 a a b' "the cluster forms: a and b online ($(($(now_ms) - t0)) ms)"
+ok 'cl_wait_online 60 a a b' "the cluster forms: a and b online"
+diag "online $(($(now_ms) - t0)) ms after boot"
 
 # --- the VM is started by the cluster: promoted on one node, backup on the other
 ok 'wait_true 90 runs_somewhere' "the cluster promotes vm1 somewhere and it is protected"
 P=a; runs_on b && P=b
 Q=$(other $P)
-ok 'wait_true 30 is_state $Q backup' "$Q holds the backup copy ($(($(now_ms) - t0)) ms after boot)"
+ok 'wait_true 30 is_state $Q backup' "$Q holds the backup copy"
+diag "vm1 protected $(($(now_ms) - t0)) ms after the nodes booted"
 ok 'progress 10' "the world sees the guest's console"
-ok 'cl_exec $P crm_mon -1 | grep -Eq "Promoted: \[ $P \]"' "Pacemaker reports vm1 promoted on $P"
+promoted_in_crm() { cl_exec $1 crm_mon -1 | grep -Eq "Promoted: \[ $1 \]"; }
+ok "wait_true 20 promoted_in_crm $P" "Pacemaker reports vm1 promoted on $P"
 
 # failover NAME CAUSE: after CAUSE was done to $P, $P is fenced, $Q promoted
 failover_checks() {
 	_f0=$2
 	ok 'wait_true 60 fenced_more $P $_f0' "$1: $P is fenced"
 	ok 'cl_node_down $P' "$1: no process of $P is left"
-	ok 'wait_true 60 guest_on $Q' \
-		"$1: vm1 runs on $Q ($(($(now_ms) - tf)) ms after the fault)"
-	ok 'progress 10' "$1: the world sees the guest go on ($(($(now_ms) - tf)) ms after the fault)"
+	ok 'wait_true 60 guest_on $Q' "$1: vm1 runs on $Q"
+	diag "$1: vm1 runs on $Q $(($(now_ms) - tf)) ms after the fault"
+	ok 'progress 10' "$1: the world sees the guest go on"
+	diag "$1: the world saw 10 more lines $(($(now_ms) - tf)) ms after the fault"
 }
 # rejoin: $P boots again, becomes the backup, and the VM is protected again
 rejoin() {
 	ok 'cl_node_start $P && cl_wait_online 60 $Q $P $Q' "$1: $P boots and rejoins the cluster"
-	ok 'wait_true 90 pair_ok $P $Q' \
-		"$1: $P is resynchronised as the backup, $Q protected again ($(($(now_ms) - tf)) ms after the fault)"
+	tr=$(now_ms)
+	ok 'wait_true 90 pair_ok $P $Q' "$1: $P is resynchronised as the backup, $Q protected again"
+	diag "$1: protected again $(($(now_ms) - tr)) ms after $P was online"
 	_p=$P; P=$Q; Q=$_p
 }
 
