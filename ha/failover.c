@@ -50,6 +50,10 @@ enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns)
 		a->why = "release allowed without proof (--unprotected-output release)";
 		return HR_HA_OUTPUT_RELEASE;
 	}
+	if (a->cluster_release) {
+		a->why = "the cluster confirmed that the peer holds no copy (stopped or fenced)";
+		return HR_HA_OUTPUT_RELEASE;
+	}
 	if (a->lease && a->lease->addr) {
 		int r = hr_ha_lease_claim_owner(a->lease, now_ns);
 		if (r < 0) {

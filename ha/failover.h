@@ -86,7 +86,10 @@ struct hr_ha_monitor {
  *   - a witness lease (granted to one host at a time; with a witness
  *     configured this is the only proof taken, "speaking" included);
  *   - the operator's explicit choice of availability over that guarantee
- *     (hareplicated --unprotected-output release).
+ *     (hareplicated --unprotected-output release);
+ *   - in cluster mode, the cluster manager's word that the peer's copy is
+ *     gone (its instance stopped or its node fenced: `hareplicate promote`
+ *     on this host, which the OCF agent runs; contrib/ocf/README.md).
  * Otherwise output stays held (+output-held) until a backup is back and
  * acknowledges an epoch; held output is released then.
  */
@@ -99,6 +102,7 @@ enum hr_ha_output {
 struct hr_ha_alone {
 	const char *vm;
 	int release_allowed;	   /* --unprotected-output release */
+	int cluster_release;	   /* the cluster confirmed the peer holds no copy */
 	int speaking;		   /* it was releasing when it became alone */
 	struct hr_ha_lease *lease; /* with a witness: release only with its lease */
 	const char *why;	   /* set by hr_ha_alone_output */

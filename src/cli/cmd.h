@@ -14,6 +14,8 @@ extern const struct hr_cmd hr_cmd_restore;
 extern const struct hr_cmd hr_cmd_start;
 extern const struct hr_cmd hr_cmd_status;
 extern const struct hr_cmd hr_cmd_failover;
+extern const struct hr_cmd hr_cmd_promote;
+extern const struct hr_cmd hr_cmd_demote;
 extern const struct hr_cmd hr_cmd_migrate;
 extern const struct hr_cmd hr_cmd_stop;
 extern const struct hr_cmd hr_cmd_drill;

@@ -10,9 +10,9 @@
 #include "common/log.h"
 
 static const struct hr_cmd *const cmds[] = {
-    &hr_cmd_run,      &hr_cmd_restore, &hr_cmd_start, &hr_cmd_status,
-    &hr_cmd_failover, &hr_cmd_migrate, &hr_cmd_stop,  &hr_cmd_drill,
-    &hr_cmd_witness,  &hr_cmd_cert,    NULL,
+    &hr_cmd_run,     &hr_cmd_restore, &hr_cmd_start, &hr_cmd_status,  &hr_cmd_failover,
+    &hr_cmd_migrate, &hr_cmd_stop,    &hr_cmd_drill, &hr_cmd_witness, &hr_cmd_cert,
+    &hr_cmd_promote, &hr_cmd_demote,  NULL,
 };
 
 int hr_cmd_usage(const struct hr_cmd *cmd)

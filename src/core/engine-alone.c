@@ -123,6 +123,7 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 	int released_old = 0;
 	for (;;) {
 		uint64_t now = hr_now_ns();
+		ha.cluster_release = __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST);
 		if (hr_engine_mig_requested(e)) {
 			*ctl_r = CTL_MIGRATE; /* the primary loop connects to the destination */
 			return HR_ALONE_ENDED;
@@ -154,10 +155,17 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		int lease_ms = hr_ha_alone_poll_ms(&ha, now);
 		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
 			wait_ms = lease_ms;
-		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {at->done[0], POLLIN, 0}};
+		struct pollfd p[3] = {{e->ctl_pipe[0], POLLIN, 0},
+				      {e->release_fd, POLLIN, 0},
+				      {at->done[0], POLLIN, 0}};
 		char c = 0;
-		if (poll(p, at->running ? 2 : 1, wait_ms) > 0 && (p[0].revents & POLLIN) &&
-		    read(e->ctl_pipe[0], &c, 1) == 1) {
+		uint64_t n;
+		int np = poll(p, at->running ? 3 : 2, wait_ms);
+		if (np > 0 && (p[1].revents & POLLIN)) {
+			(void)!read(e->release_fd, &n, sizeof(n));
+			continue; /* decide again with the cluster's word */
+		}
+		if (np > 0 && (p[0].revents & POLLIN) && read(e->ctl_pipe[0], &c, 1) == 1) {
 			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {
 				if (c == CTL_ABORT)
 					e->ops->pause(e->vm); /* as a crash: nothing more leaves */
@@ -171,12 +179,14 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			}
 			continue; /* output full: nothing to do but wait */
 		}
-		if (!at->running || !(p[1].revents & POLLIN))
+		if (!at->running || !(p[2].revents & POLLIN))
 			continue;
 		int fd = -1;
 		int rc = attempt_join(at, 1, &fd);
 		next_try = hr_now_ns() + reconnect_ms(e) * 1000000ull;
 		if (rc == 0) {
+			/* the cluster's word was about the old backup, not the next one */
+			__atomic_store_n(&e->cluster_release, 0, __ATOMIC_SEQ_CST);
 			hr_engine_role_event(e, HR_RE_REPROTECT,
 					     "the peer answered: synchronising a new backup");
 			*fd_r = fd;

@@ -39,10 +39,12 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
-	int dirty_on;	 /* dirty tracking started */
-	int live_end;	 /* hr_engine_live_request (atomic): end the live phase */
-	int live_extend; /* ... 0 none, 1 on, -1 off (atomic) */
-	int speaking;	 /* without a backup: its output is being released */
+	int dirty_on;	     /* dirty tracking started */
+	int live_end;	     /* hr_engine_live_request (atomic): end the live phase */
+	int live_extend;     /* ... 0 none, 1 on, -1 off (atomic) */
+	int speaking;	     /* without a backup: its output is being released */
+	int cluster_release; /* hr_engine_cluster_release (atomic): until the next backup */
+	int release_fd;	     /* eventfd: wakes the alone loop for cluster_release */
 
 	/* promoted: output goes straight out, offsets continue the primary's */
 	pthread_mutex_t out_lock;

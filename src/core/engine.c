@@ -76,6 +76,14 @@ void hr_engine_promote(struct hr_engine *e)
 	hr_engine_ctl_send(e, CTL_PROMOTE);
 }
 
+void hr_engine_cluster_release(struct hr_engine *e)
+{
+	uint64_t one = 1;
+	__atomic_store_n(&e->cluster_release, 1, __ATOMIC_SEQ_CST);
+	/* not the control pipe: a byte there interrupts a session's sends */
+	(void)!write(e->release_fd, &one, sizeof(one));
+}
+
 void hr_engine_stats(struct hr_engine *e, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r)
 {
 	pthread_mutex_lock(&e->stats_lock);
@@ -126,11 +134,15 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 					.standing = cfg->witness ? HR_HA_W_UNKNOWN : HR_HA_W_NONE};
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
-	e->ctl_pipe[0] = e->end_pipe[0] = -1;
+	e->ctl_pipe[0] = e->end_pipe[0] = e->out_wake_fd = -1;
 	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
-	    (e->out_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+	    (e->out_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    (e->release_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		int rc = -errno;
+		if (e->out_wake_fd >= 0)
+			close(e->out_wake_fd);
+		close(e->release_fd);
 		if (e->ctl_pipe[0] >= 0) {
 			close(e->ctl_pipe[0]);
 			close(e->ctl_pipe[1]);

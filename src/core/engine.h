@@ -198,6 +198,13 @@ int hr_engine_run_backup(struct hr_engine *eng, int peer_fd);
 void hr_engine_stop(struct hr_engine *eng);
 void hr_engine_abort(struct hr_engine *eng);
 void hr_engine_promote(struct hr_engine *eng);
+/* Cluster mode (a cluster manager decides where the VM runs): the cluster
+ * confirms that no other host holds a copy that could run (the peer's
+ * instance was stopped or its node fenced), so a primary without a backup
+ * may release its output (ha/failover.h).  Holds until the next backup has
+ * synchronised; asked before the backup is declared lost, it applies once it
+ * is.  Thread- and signal-safe. */
+void hr_engine_cluster_release(struct hr_engine *eng);
 
 /*
  * Migration (primary; thread- and signal-safe).  migrate: at the next

@@ -18,6 +18,7 @@
  *       [console=SPEC] [net=SPEC]
  *   v=1 cmd=stop vm=NAME
  *   v=1 cmd=failover vm=NAME
+ *   v=1 cmd=promote vm=NAME | cmd=demote vm=NAME   (vm-cluster.c)
  *   v=1 cmd=migrate vm=NAME to=HOST[:PORT] [max_bandwidth=BYTES_PER_S]
  *       [test_hold_ms=N]   (tests: wait N ms before the hand-off)
  *   v=1 cmd=migrate vm=NAME cancel=1 | extend_live=1 | end_live=1
@@ -175,11 +176,16 @@ static void dispatch(struct hr_ctl_conn *cc, const char *line, size_t len)
 		hr_vms_cmd_stop(cc, hr_kv_get(&req, "vm"));
 	} else if (!strcmp(cmd, "failover")) {
 		hr_vms_cmd_failover(cc, hr_kv_get(&req, "vm"));
+	} else if (!strcmp(cmd, "promote")) {
+		hr_vms_cmd_promote(cc, hr_kv_get(&req, "vm"));
+	} else if (!strcmp(cmd, "demote")) {
+		hr_vms_cmd_demote(cc, hr_kv_get(&req, "vm"));
 	} else if (!strcmp(cmd, "migrate")) {
 		hr_vms_cmd_migrate(cc, &req);
 	} else {
 		snprintf(msg, sizeof(msg),
-			 "unknown command '%.64s' (ping, status, start, stop, failover, migrate)",
+			 "unknown command '%.64s' (ping, status, start, stop, failover, promote, "
+			 "demote, migrate)",
 			 cmd);
 		log_info(NULL, "control: unknown command '%.64s'", cmd);
 		hr_ctl_reply(cc, NULL, msg);

@@ -11,6 +11,7 @@
 #ifndef HR_DAEMON_H
 #define HR_DAEMON_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -109,6 +110,7 @@ struct hr_daemon_opts {
 	const char *console_pattern;
 	uint64_t failover_timeout_ms;
 	int unprotected_release; /* --unprotected-output release */
+	int cluster_mode;	 /* --cluster-mode: a cluster manager decides promotion */
 	int foreground, verbose;
 	/* witness (ha/witness.h, docs/witness.md) */
 	const char *witness;	 /* --witness HOST[:PORT] this host's VMs use, NULL = none */
@@ -170,6 +172,13 @@ unsigned hr_vms_nr_workers(void);
 void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req);
 void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name);
+/* vm-cluster.c: what a cluster manager's resource agent asks */
+void hr_vms_cmd_promote(struct hr_ctl_conn *cc, const char *name);
+void hr_vms_cmd_demote(struct hr_ctl_conn *cc, const char *name);
+/* Worker signals: the cluster's word to a primary without a backup
+ * (hr_engine_cluster_release), and demote (hr_engine_abort). */
+#define HR_SIG_CLUSTER_RELEASE (SIGRTMIN + 0)
+#define HR_SIG_DEMOTE	       (SIGRTMIN + 1)
 void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json);
 void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req);
 void hr_vms_ctl_gone(struct hr_dvm *vm);

@@ -91,6 +91,12 @@ static const char usage[] =
     "                          default: the host name; [A-Za-z0-9_.-], 1..64)\n"
     "  --lease-ms MS           length of the leases asked for (default 0: twice\n"
     "                          --failover-timeout, at least 1000; at most 60000)\n"
+    "  --cluster-mode          a cluster manager (Pacemaker, contrib/ocf/) decides\n"
+    "                          where the VM runs: a backup never promotes itself\n"
+    "                          (only `hareplicate promote` / `failover` does), and a\n"
+    "                          primary without a backup holds its output until the\n"
+    "                          cluster confirms the peer's copy is gone\n"
+    "                          (`hareplicate promote` on that primary)\n"
     "  --serve-witness         be a witness only: answer lease requests on\n"
     "                          --listen (table in STATE-DIR/witness.table); runs no\n"
     "                          VMs and needs no /dev/kvm (docs/witness.md)\n"
@@ -136,7 +142,15 @@ static const char usage[] =
 
 static struct event_base *base;
 
-enum { OPT_TLS_CERT = 1000, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PIN, OPT_TLS_PSK, OPT_INSECURE };
+enum {
+	OPT_TLS_CERT = 1000,
+	OPT_TLS_KEY,
+	OPT_TLS_CA,
+	OPT_TLS_PIN,
+	OPT_TLS_PSK,
+	OPT_INSECURE,
+	OPT_CLUSTER,
+};
 
 /* Is a daemon answering on path?  1 yes, 0 no (stale or absent). */
 static int control_alive(const char *path)
@@ -343,6 +357,7 @@ int main(int argc, char **argv)
 	    {"node", required_argument, NULL, 'N'},
 	    {"lease-ms", required_argument, NULL, 'L'},
 	    {"serve-witness", no_argument, NULL, 'S'},
+	    {"cluster-mode", no_argument, NULL, OPT_CLUSTER},
 	    {"pidfile", required_argument, NULL, 'p'},
 	    {"max-memory", required_argument, NULL, 'M'},
 	    {"max-vcpus", required_argument, NULL, 'V'},
@@ -402,6 +417,9 @@ int main(int argc, char **argv)
 				fprintf(stderr,
 					"hareplicated: --unprotected-output release: a torn "
 					"link can make two hosts speak for one VM\n");
+			break;
+		case OPT_CLUSTER:
+			hr_dopts.cluster_mode = 1;
 			break;
 		case 'R': {
 			/* "%s" once at most; the result is checked when a replica is built */
@@ -534,6 +552,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (hr_dopts.cluster_mode &&
+	    (hr_dopts.witness || hr_dopts.serve_witness || hr_dopts.unprotected_release)) {
+		fprintf(stderr, "hareplicated: --cluster-mode: the cluster decides who runs a VM "
+				"and whether its output leaves; no --witness, --serve-witness or "
+				"--unprotected-output release with it\n");
+		return 2;
+	}
 	if (hr_dopts.serve_witness && hr_dopts.witness) {
 		fprintf(stderr, "hareplicated: --serve-witness and --witness: a witness does not "
 				"ask another witness\n");
@@ -650,11 +675,12 @@ int main(int argc, char **argv)
 	else
 		log_info(NULL,
 			 "hareplicated %s: control %s, replication %s, state %s, failover after "
-			 "%llu ms%s%s",
+			 "%llu ms%s%s%s",
 			 PACKAGE_VERSION, hr_dopts.control_path, hr_dopts.listen,
 			 hr_dopts.state_dir, (unsigned long long)hr_dopts.failover_timeout_ms,
 			 hr_dopts.witness ? ", witness " : "",
-			 hr_dopts.witness ? hr_dopts.witness : "");
+			 hr_dopts.witness ? hr_dopts.witness : "",
+			 hr_dopts.cluster_mode ? "; cluster mode: only the cluster promotes" : "");
 	if (hr_dopts.insecure)
 		log_warnx(NULL,
 			  "INSECURE: --insecure: peer links are plain TCP, neither "

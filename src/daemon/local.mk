@@ -8,7 +8,7 @@ hareplicated_SOURCES = \
 	src/daemon/vm-start.c src/daemon/vm-migrate.c \
 	src/daemon/vm-accept.c \
 	src/daemon/vm-stop.c \
-	src/daemon/vm-failover.c \
+	src/daemon/vm-failover.c src/daemon/vm-cluster.c \
 	src/daemon/vm-status.c \
 	src/daemon/worker.c src/daemon/worker-migrate.c src/daemon/worker-internal.h \
 	src/daemon/adopt.c \

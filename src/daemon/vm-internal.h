@@ -7,6 +7,7 @@
  *   vm-accept.c    a replication connection: fork a backup worker, name it
  *   vm-stop.c      `stop`, and stopping every worker at shutdown
  *   vm-failover.c  `failover`: promote a backup by hand
+ *   vm-cluster.c   `promote`, `demote`: a cluster manager's resource agent
  *   vm-status.c    `status`, as text or JSON
  *   vm-migrate.c   `migrate`: the VM moves to another host
  */
@@ -21,7 +22,7 @@
 #include "daemon/daemon.h"
 
 /* What the control request waiting on a VM (if any) waits for. */
-enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE };
+enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE, W_DEMOTE };
 
 struct hr_dvm {
 	struct hr_dvm *next;

@@ -449,6 +449,12 @@ static void worker_ended(struct hr_dvm *vm, int status)
 		snprintf(body, sizeof(body), "stopped %s\n", vm->name);
 		hr_dvm_reply(vm, body, NULL);
 		hr_dvm_free(vm);
+	} else if (vm->wait == W_DEMOTE) {
+		char body[200];
+		snprintf(body, sizeof(body),
+			 "demoted %s: its guest stopped here, unacknowledged output dropped\n",
+			 vm->name);
+		hr_dvm_reply(vm, body, NULL);
 	} else if (vm->wait == W_FAILOVER) {
 		hr_dvm_reply(vm, NULL, "the worker ended before the promotion was confirmed");
 	} else if (vm->wait == W_MIGRATE) {

@@ -37,7 +37,7 @@
 
 struct hr_engine *volatile hr_w_eng;
 volatile sig_atomic_t hr_w_stop;
-static volatile sig_atomic_t g_promote;
+static volatile sig_atomic_t g_promote, g_release;
 
 /* STATE-DIR/VM.epochs, appended; never through a symbolic link. */
 static void epochs_open(struct worker *w)
@@ -73,6 +73,20 @@ static void on_signal(int sig)
 {
 	struct hr_engine *eng = hr_w_eng;
 
+	if (sig == HR_SIG_CLUSTER_RELEASE) {
+		g_release = 1;
+		if (eng)
+			hr_engine_cluster_release(eng);
+		return;
+	}
+	if (sig == HR_SIG_DEMOTE) {
+		hr_w_stop = 1;
+		if (eng)
+			hr_engine_abort(eng); /* as a crash: nothing unacknowledged leaves */
+		else
+			_exit(0);
+		return;
+	}
 	if (sig == SIGUSR1) {
 		g_promote = 1;
 		if (eng)
@@ -551,6 +565,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(HR_SIG_CLUSTER_RELEASE, &sa, NULL);
+	sigaction(HR_SIG_DEMOTE, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 
@@ -606,7 +622,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.min_epoch_us = a->min_epoch_us;
 	cfg.silence_ms = a->silence_ms;
 	cfg.unprotected_release = hr_dopts.unprotected_release;
-	cfg.auto_promote = a->side == HR_SIDE_BACKUP;
+	/* in cluster mode only the cluster promotes (`hareplicate promote`) */
+	cfg.auto_promote = a->side == HR_SIDE_BACKUP && !hr_dopts.cluster_mode;
 	cfg.limits.max_mem_bytes = hr_dopts.max_mem_bytes;
 	cfg.limits.max_vcpus = hr_dopts.max_vcpus;
 	cfg.output_sink = output_sink;
@@ -654,6 +671,8 @@ int hr_worker_main(struct hr_worker_args *a)
 		hr_engine_stop(eng);
 	if (g_promote)
 		hr_engine_promote(eng);
+	if (g_release)
+		hr_engine_cluster_release(eng);
 
 	peer_fd = a->peer_fd;
 	a->peer_fd = -1; /* the engine's from now on */
