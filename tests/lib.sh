@@ -113,3 +113,40 @@ wait_field() {
 	done
 	return 1
 }
+# memwalk_stream_ok FILE...: the memwalk console over several hosts' files
+# (missing files count as empty): every line from 1 on present, exactly one
+# content per seq (no contradiction), memwalk's own check at errors=0, and
+# at least 20 lines.
+memwalk_stream_ok() {
+	python3 - "$@" <<'PY'
+import re, sys
+seen = {}
+for f in sys.argv[1:]:
+    try:
+        text = open(f, errors="replace").read()
+    except FileNotFoundError:
+        continue
+    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+", text):
+        n = int(re.search(r"seq=(\d+)", line).group(1))
+        if seen.get(n, line) != line or not line.endswith("errors=0"):
+            print("# conflict or error at", n); sys.exit(1)
+        seen[n] = line
+top = max(seen) if seen else 0
+missing = [n for n in range(1, top + 1) if n not in seen]
+print("# seq 1 ..", top, "missing", missing[:5])
+sys.exit(1 if missing or top < 20 else 0)
+PY
+}
+# ram_pages_equal SRC DST: the per-page digests both sides of a migration
+# wrote at the stop point (HR_TEST_MIGRATE_RAM_DIGEST: STATE-DIR/VM.ram-pages,
+# one XXH3-64 per guest page) compared page by page.
+ram_pages_equal() {
+	python3 - "$1" "$2" <<'PY'
+import sys
+a, b = (open(f, "rb").read() for f in sys.argv[1:3])
+n = len(a) // 8
+diff = [i for i in range(n) if a[8 * i:8 * i + 8] != b[8 * i:8 * i + 8]]
+print("# pages", n, "differing", len(diff), diff[:5])
+sys.exit(0 if n > 0 and len(a) == len(b) and not diff else 1)
+PY
+}

@@ -54,42 +54,9 @@ CC="$T/c/run/control.sock"
 A() { "$HR" "$@" --control "$CA"; }
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 con() { echo "$T/$1/state/vm1.console"; }
-# every memwalk line from 1 on exactly once in content over the files
-stream_ok() {
-	python3 - "$@" <<'PY'
-import re, sys
-seen = {}
-for f in sys.argv[1:]:
-    try:
-        text = open(f, errors="replace").read()
-    except FileNotFoundError:
-        continue
-    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+", text):
-        n = int(re.search(r"seq=(\d+)", line).group(1))
-        if seen.get(n, line) != line or not line.endswith("errors=0"):
-            print("# conflict or error at", n); sys.exit(1)
-        seen[n] = line
-top = max(seen) if seen else 0
-missing = [n for n in range(1, top + 1) if n not in seen]
-print("# seq 1 ..", top, "missing", missing[:5])
-sys.exit(1 if missing or top < 20 else 0)
-PY
-}
 
 HR_TEST_MIGRATE_RAM_DIGEST=1
 export HR_TEST_MIGRATE_RAM_DIGEST
-# pages_equal SRC DST: the per-page digests both sides wrote at the stop
-# point (STATE-DIR/VM.ram-pages, one XXH3-64 per page) compared page by page
-pages_equal() {
-	python3 - "$1" "$2" <<'PY'
-import sys
-a, b = (open(f, "rb").read() for f in sys.argv[1:3])
-n = len(a) // 8
-diff = [i for i in range(n) if a[8 * i:8 * i + 8] != b[8 * i:8 * i + 8]]
-print("# pages", n, "differing", len(diff), diff[:5])
-sys.exit(0 if n > 0 and len(a) == len(b) and not diff else 1)
-PY
-}
 TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) && TLS_C=$(tls_opts c) ||
 	{ echo "Bail out! cannot make certificates"; exit 1; }
 start a
@@ -108,7 +75,7 @@ ok '[ $rc = 0 ] && grep -q "migrated vm1: it runs on $NET.3:$P now" "$T/mig"' \
 	"migrate vm1 A -> C: exit 0 (rc=$rc $(tail -1 "$T/mig.err"))"
 da=$(sed -n 's/.*guest RAM at the stop point xxh3=\([0-9a-f]*\).*/\1/p' "$T/a.log" | tail -1)
 dc=$(sed -n 's/.*guest RAM at the hand-off xxh3=\([0-9a-f]*\).*/\1/p' "$T/c.log" | tail -1)
-ok '[ -n "$da" ] && [ "$da" = "$dc" ] && pages_equal "$T/a/state/vm1.ram-pages" "$T/c/state/vm1.ram-pages"' \
+ok '[ -n "$da" ] && [ "$da" = "$dc" ] && ram_pages_equal "$T/a/state/vm1.ram-pages" "$T/c/state/vm1.ram-pages"' \
 	"guest RAM on C equals A's at the stop point, page by page (xxh3 of all $da / $dc)"
 ok 'wait_field vm1 state protected "$CC" 30 && [ "$(field vm1 role "$CC")" = primary ] && [ "$(field vm1 peer "$CC")" = "$NET.2:$P" ]' \
 	"C runs vm1 protected, its backup on B (peer $(field vm1 peer "$CC"))"
@@ -120,7 +87,7 @@ sc=$(size "$(con c)")
 grown_c() { [ "$(size "$(con c)")" -gt "$sc" ]; }
 ok 'wait_true 5 grown_c && [ "$(size "$(con a)")" = "$sa" ] && [ "$(size "$(con b)")" = 0 ]' \
 	"only C prints now"
-ok 'stream_ok "$(con a)" "$(con c)"' "console A then C: no gap, no contradiction"
+ok 'memwalk_stream_ok "$(con a)" "$(con c)"' "console A then C: no gap, no contradiction"
 
 # --- C's worker dies: B promotes ---
 wc=$(field vm1 pid "$CC")
@@ -130,7 +97,7 @@ ok 'wait_true 15 b_primary && grep -q "+promoted" "$T/b.log"' "B takes over (+pr
 sb=$(size "$(con b)")
 grown_b() { [ "$(size "$(con b)")" -gt "$sb" ] && [ "$(size "$(con b)")" -gt 200 ]; }
 ok 'wait_true 10 grown_b' "B prints"
-ok 'wait_for "$(con b)" "seq=$(($(grep -c "seq=" "$(con c)") + $(grep -c "seq=" "$(con a)") + 20)) " 20 && stream_ok "$(con a)" "$(con c)" "$(con b)"' \
+ok 'wait_for "$(con b)" "seq=$(($(grep -c "seq=" "$(con c)") + $(grep -c "seq=" "$(con a)") + 20)) " 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
 	"console over A, C, B: every line from 1 on, none contradicted, errors=0"
 ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CC")" = backup ]' \
 	"C's daemon lived on: B re-protects vm1 with it (C holds the backup)"
@@ -154,7 +121,7 @@ nft_b delete table inet hrmp
 b_down() { r=$(field vm1 state "$CB"); [ "$r" = demoted ] || [ "$r" = stopped ] || [ -z "$r" ]; }
 ok 'wait_true 20 b_down && grep -q "+stand-down\|+demoted" "$T/b.log"' \
 	"healed: B stands down (demoted or stopped)"
-ok 'wait_for "$(con c)" "seq=$(($(sed -n "s/.*memwalk: seq=\([0-9]*\) .*/\1/p" "$(con b)" | tail -1) + 20)) " 20 && stream_ok "$(con a)" "$(con c)" "$(con b)"' \
+ok 'wait_for "$(con c)" "seq=$(($(sed -n "s/.*memwalk: seq=\([0-9]*\) .*/\1/p" "$(con b)" | tail -1) + 20)) " 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
 	"the console over A, C, B, C: every line once, none contradicted"
 "$HR" stop vm1 --control "$CB" >/dev/null 2>&1
 "$HR" stop vm1 --control "$CC" >/dev/null 2>&1

@@ -92,18 +92,6 @@ ok '[ $rc = 69 ] && grep -q "cannot reach hareplicated" "$T/err"' "no daemon: ex
 # (tests: both sides log a digest of guest RAM at the hand-off)
 HR_TEST_MIGRATE_RAM_DIGEST=1
 export HR_TEST_MIGRATE_RAM_DIGEST
-# pages_equal SRC DST: the per-page digests both sides wrote at the stop
-# point (STATE-DIR/VM.ram-pages, one XXH3-64 per page) compared page by page
-pages_equal() {
-	python3 - "$1" "$2" <<'PY'
-import sys
-a, b = (open(f, "rb").read() for f in sys.argv[1:3])
-n = len(a) // 8
-diff = [i for i in range(n) if a[8 * i:8 * i + 8] != b[8 * i:8 * i + 8]]
-print("# pages", n, "differing", len(diff), diff[:5])
-sys.exit(0 if n > 0 and len(a) == len(b) and not diff else 1)
-PY
-}
 CA="$T/a/run/control.sock"
 CB="$T/b/run/control.sock"
 TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! cannot make certificates"; exit 1; }
@@ -157,7 +145,7 @@ a_backup_or_none() { r=$(field vm1 role "$CA"); [ -z "$r" ] || [ "$r" = backup ]
 ok 'grep -q "+migrated" "$T/a.log" && a_backup_or_none' "A: its copy of vm1 ended (+migrated); A runs no vm1"
 da=$(sed -n 's/.*guest RAM at the stop point xxh3=\([0-9a-f]*\).*/\1/p' "$T/a.log" | tail -1)
 db=$(sed -n 's/.*guest RAM at the hand-off xxh3=\([0-9a-f]*\).*/\1/p' "$T/b.log" | tail -1)
-ok '[ -n "$da" ] && [ "$da" = "$db" ] && pages_equal "$T/a/state/vm1.ram-pages" "$T/b/state/vm1.ram-pages"' \
+ok '[ -n "$da" ] && [ "$da" = "$db" ] && ram_pages_equal "$T/a/state/vm1.ram-pages" "$T/b/state/vm1.ram-pages"' \
 	"guest RAM on B at the hand-off equals A's at the stop point, page by page (xxh3 of all: A $da, B $db)"
 ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CB")" = primary ] && [ "$(field vm1 role "$CA")" = backup ] && [ "$(field vm1 peer "$CB")" = "$IPA:$PA" ]' \
 	"the backup follows: B runs vm1 protected, A (the source's host) holds its backup ($(field vm1 peer "$CB"))"
@@ -230,24 +218,7 @@ ok '[ "$(field vm1 role "$CA")" = primary ] && wait_field vm1 state protected "$
 # A prints again: past the last line B printed, by 100 lines
 top_b=$(sed -n 's/.*memwalk: seq=\([0-9]*\) .*/\1/p' "$T/b/state/vm1.console" | tail -1)
 ok 'wait_for "$T/a/state/vm1.console" "seq=$((top_b + 100)) " 30' "A prints again (past B's last line, $top_b)"
-# both files as one stream: every seq from 1 on exactly once in content
-stream_ok() {
-	python3 - "$@" <<'PY'
-import re, sys
-seen = {}
-for f in sys.argv[1:]:
-    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+", open(f, errors="replace").read()):
-        n = int(re.search(r"seq=(\d+)", line).group(1))
-        if seen.get(n, line) != line or not line.endswith("errors=0"):
-            print("# conflict or error at", n); sys.exit(1)
-        seen[n] = line
-top = max(seen)
-missing = [n for n in range(1, top + 1) if n not in seen]
-print("# seq 1 ..", top, "missing", missing[:5])
-sys.exit(1 if missing else 0)
-PY
-}
-ok 'stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
+ok 'memwalk_stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
 	"the console over A, B, A: every line from 1 on, none contradicted"
 
 # --- the source dies before the hand-off: the destination discards ---

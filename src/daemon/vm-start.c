@@ -166,28 +166,6 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	start_fork(vm);
 }
 
-/* HOST[:PORT] or [V6]:PORT -> host, port (default 7788). */
-static int split_peer(const char *peer, char *host, size_t hsz, char *port, size_t psz)
-{
-	const char *colon = NULL;
-	if (peer[0] == '[') {
-		const char *rb = strchr(peer, ']');
-		if (!rb || (rb[1] && rb[1] != ':'))
-			return -EINVAL;
-		snprintf(host, hsz, "%.*s", (int)(rb - peer - 1), peer + 1);
-		colon = rb[1] ? rb + 1 : NULL;
-	} else {
-		colon = strchr(peer, ':');
-		if (colon && strchr(colon + 1, ':'))
-			return -EINVAL; /* bare IPv6: use [addr]:port */
-		snprintf(host, hsz, "%.*s", colon ? (int)(colon - peer) : (int)strlen(peer), peer);
-	}
-	snprintf(port, psz, "%s", colon ? colon + 1 : HR_DEFAULT_PORT);
-	if (!host[0] || hr_parse_count(port, 1, 65535, &(uint64_t){0}) < 0)
-		return -EINVAL;
-	return 0;
-}
-
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -225,7 +203,9 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, err);
 		return;
 	}
-	if (!peer || split_peer(peer, host, sizeof(host), port, sizeof(port)) < 0) {
+	char norm[sizeof(vm->peer)];
+	if (!peer ||
+	    hr_addr_norm(peer, norm, sizeof(norm), host, sizeof(host), port, sizeof(port)) < 0) {
 		hr_ctl_reply(cc, NULL, "peer= missing or invalid (HOST[:PORT], [V6ADDR]:PORT)");
 		return;
 	}
@@ -291,7 +271,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, "out of memory");
 		return;
 	}
-	snprintf(vm->peer, sizeof(vm->peer), strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+	snprintf(vm->peer, sizeof(vm->peer), "%s", norm);
 	vm->ops = ops;
 	vm->backend = strdup(backend);
 	vm->kernel = strdup(kernel);
