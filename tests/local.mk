@@ -103,3 +103,13 @@ noinst_PROGRAMS += tests/netprobe
 tests_netprobe_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-netsvc-qemu.sh tests/netsvc-rawtcp.py
 TESTS += tests/t-netsvc-qemu.sh
+
+# the configuration file reader (src/common/conf.c) and hareplicated's
+# settings from it, --check-config, --version, where the logs go
+check_PROGRAMS += tests/t-conf
+TESTS += tests/t-conf
+tests_t_conf_LDADD = $(HR_LIBS)
+dist_check_SCRIPTS += tests/t-daemon-config.sh
+TESTS += tests/t-daemon-config.sh
+dist_check_SCRIPTS += tests/t-log.sh
+TESTS += tests/t-log.sh

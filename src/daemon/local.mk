@@ -2,7 +2,7 @@
 # worker process per VM).
 sbin_PROGRAMS += hareplicated
 hareplicated_SOURCES = \
-	src/daemon/hareplicated.c src/daemon/daemon.h \
+	src/daemon/hareplicated.c src/daemon/daemon.h src/daemon/options.c \
 	src/daemon/control.c \
 	src/daemon/vm.c src/daemon/vm-internal.h \
 	src/daemon/vm-start.c src/daemon/vm-migrate.c \
