@@ -18,8 +18,6 @@ hareplicated_SOURCES = \
 	src/daemon/witness-serve.c
 hareplicated_LDADD = $(HR_LIBS)
 
-EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
-
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
 
