@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake pkg-config libevent-dev libprotobuf-c-dev
 protobuf-c-compiler libxxhash-dev qemu-system-x86 iproute2 procps psmisc python3
-clang-format git libssl-dev"
+clang-format git libssl-dev man-db groff-base"
 
 missing=""
 for p in $PKGS; do

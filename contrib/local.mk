@@ -2,8 +2,9 @@
 # the init script, the configuration file, the bash completion (and the
 # Pacemaker OCF agent, once contrib/ocf/hareplicate exists) - and the man
 # pages (man/).  Files that name installation directories are made from
-# their .in templates at make time, not by configure, so that they carry
-# the directories make installs to (`make prefix=...` included).
+# their .in templates by make, not by configure: configure's sbindir is
+# "${exec_prefix}/sbin", which only make expands (as the automake manual
+# advises for installation directories).
 
 hr_subst = sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
 	-e 's|@pkglibexecdir[@]|$(pkglibexecdir)|g' -e 's|@pkgdatadir[@]|$(pkgdatadir)|g' \

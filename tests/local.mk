@@ -111,5 +111,6 @@ TESTS += tests/t-conf
 tests_t_conf_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-daemon-config.sh
 TESTS += tests/t-daemon-config.sh
-dist_check_SCRIPTS += tests/t-log.sh
+dist_check_SCRIPTS += tests/t-log.sh tests/t-install.sh
+TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh

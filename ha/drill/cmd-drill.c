@@ -661,6 +661,8 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "hareplicate drill: --daemon %s: %s\n", o.daemon, strerror(errno));
 		return 1;
 	}
+	drill_vlog(&o, "daemon %s, guest %s%s%s", o.daemon, o.kernel, o.net ? ", netprobe " : "",
+		   o.net ? o.netprobe : "");
 	if (!o.seed_set)
 		o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
 
