@@ -7,24 +7,32 @@
 # advises for installation directories).
 
 hr_subst = sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
-	-e 's|@pkglibexecdir[@]|$(pkglibexecdir)|g' -e 's|@pkgdatadir[@]|$(pkgdatadir)|g' \
-	-e 's|@initddir[@]|$(initddir)|g' -e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g'
-hr_generated = contrib/hareplicated.service contrib/hareplicated.init contrib/hareplicated.conf \
-	man/hareplicate.8 man/hareplicated.8 man/hareplicated.conf.5
-$(hr_generated): Makefile
+	-e 's|@PACKAGE_VERSION[@]|$(PACKAGE_VERSION)|g'
+hr_contrib_generated = contrib/hareplicated.service contrib/hareplicated.init \
+	contrib/hareplicated.conf
+$(hr_contrib_generated): Makefile
 	@$(MKDIR_P) $(@D)
 	$(AM_V_GEN)$(hr_subst) <$(srcdir)/$@.in >$@.tmp && mv $@.tmp $@
 contrib/hareplicated.service: $(srcdir)/contrib/hareplicated.service.in
 contrib/hareplicated.init: $(srcdir)/contrib/hareplicated.init.in
 contrib/hareplicated.conf: $(srcdir)/contrib/hareplicated.conf.in
+
+# man pages: the same with troff break points in paths (man/subst.awk)
+hr_man_generated = man/hareplicate.8 man/hareplicated.8 man/hareplicated.conf.5
+$(hr_man_generated): Makefile $(srcdir)/man/subst.awk
+	@$(MKDIR_P) $(@D)
+	$(AM_V_GEN)$(AWK) -v sbindir='$(sbindir)' -v sysconfdir='$(sysconfdir)' \
+		-v pkglibexecdir='$(pkglibexecdir)' -v pkgdatadir='$(pkgdatadir)' \
+		-v initddir='$(initddir)' -v version='$(PACKAGE_VERSION)' \
+		-f $(srcdir)/man/subst.awk <$(srcdir)/$@.in >$@.tmp && mv $@.tmp $@
 man/hareplicate.8: $(srcdir)/man/hareplicate.8.in
 man/hareplicated.8: $(srcdir)/man/hareplicated.8.in
 man/hareplicated.conf.5: $(srcdir)/man/hareplicated.conf.5.in
 noinst_DATA += contrib/hareplicated.service contrib/hareplicated.init contrib/hareplicated.conf
-CLEANFILES += $(hr_generated)
+CLEANFILES += $(hr_contrib_generated) $(hr_man_generated)
 EXTRA_DIST += contrib/hareplicated.service.in contrib/hareplicated.init.in \
 	contrib/hareplicated.conf.in contrib/hareplicate.bash-completion \
-	man/hareplicate.8.in man/hareplicated.8.in man/hareplicated.conf.5.in
+	man/hareplicate.8.in man/hareplicated.8.in man/hareplicated.conf.5.in man/subst.awk
 
 man8_MANS = man/hareplicate.8 man/hareplicated.8
 man5_MANS = man/hareplicated.conf.5
