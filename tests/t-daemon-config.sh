@@ -6,7 +6,7 @@
 # group), and a daemon started with nothing but --config really runs with
 # the file's settings.  Also --version.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
-plan 25
+plan 27
 P=$((20000 + ($$ * 13) % 20000))
 
 # check FILE [OPTIONS]: --check-config; stdout in $T/out, stderr in $T/err, $rc
@@ -98,6 +98,18 @@ ok '[ $rc = 1 ] && err_is "$T/missing.conf: No such file or directory"' "a --con
 "$HRD" --no-config --check-config --insecure >"$T/out" 2>"$T/err"
 rc=$?
 ok '[ $rc = 0 ] && head -1 "$T/out" | grep -qF "(no file)"' "--no-config reads no file"
+
+# `hareplicate start --config` reads its file with the same reader
+printf 'peer = 127.0.0.1:1\nvm-name = x\n' >"$T/start.conf"
+"$HR" start vm1 --config "$T/start.conf" --kernel /nonexistent >"$T/out" 2>"$T/err"
+rc=$?
+ok '[ $rc = 2 ] && err_is "hareplicate start: $T/start.conf:2: unknown key '"'vm-name'"'"' \
+	"start --config: an unknown key is refused with file:line (rc=$rc: $(cat "$T/err"))"
+printf 'peer = 127.0.0.1:1\nmemory = 1G\nmemory = 2G\n' >"$T/start.conf"
+"$HR" start vm1 --config "$T/start.conf" --kernel /nonexistent >"$T/out" 2>"$T/err"
+rc=$?
+ok '[ $rc = 2 ] && err_is "$T/start.conf:3: memory set again (first on line 2)"' \
+	"start --config: a repeated key is refused (rc=$rc: $(cat "$T/err"))"
 
 # a daemon started with only --config runs with the file's settings
 mkdir -p "$T/consoles"
