@@ -41,8 +41,9 @@ for page in man8/hareplicate.8 man8/hareplicated.8 man5/hareplicated.conf.5; do
 	MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings -E UTF-8 -l "$f" >"$T/$name.txt" 2>"$T/$name.err"
 	rc=$?
 	ok '[ $rc = 0 ] && [ ! -s "$T/$name.err" ] && grep -q "^NAME" "$T/$name.txt" &&
-		grep -q "^ *$name - " "$T/$name.txt" && [ "$(wc -l <"$T/$name.txt")" -gt 60 ] && ! grep -q "@[a-zA-Z_]*@" "$f"' \
-		"man -l $page renders, no warnings, no template left (rc=$rc $(head -c 200 "$T/$name.err"))"
+		grep -q "^ *$name - " "$T/$name.txt" && [ "$(wc -l <"$T/$name.txt")" -gt 60 ] && ! grep -q "@[a-zA-Z_]*@" "$f" &&
+		! grep -q "‐" "$T/$name.txt"' \
+		"man -l $page renders, no warnings, no template left, no word hyphenated (rc=$rc $(head -c 200 "$T/$name.err"))"
 done
 
 # every option a --help names is in the page, and every option the page names is a real one
