@@ -77,8 +77,12 @@ endif
 	fi
 
 uninstall-local:
+if INSTALL_INITD
 	rm -f $(DESTDIR)$(initddir)/hareplicated
+endif
+if INSTALL_BASH_COMPLETION
 	rm -f $(DESTDIR)$(bashcompletiondir)/hareplicate $(DESTDIR)$(bashcompletiondir)/hareplicated
+endif
 	rm -f $(DESTDIR)$(ocfdir)/vm
 	@if test -f $(DESTDIR)$(hr_confdir)/hareplicated.conf && \
 	    cmp -s contrib/hareplicated.conf $(DESTDIR)$(hr_confdir)/hareplicated.conf; then \

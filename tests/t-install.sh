@@ -27,12 +27,21 @@ ok '[ "$v1" = "hareplicate (hareplicate) $PACKAGE_VERSION" ] && [ "$v2" = "harep
 	"both installed programs run and say version $PACKAGE_VERSION ($v1; $v2)"
 
 unit="$S$systemdsystemunitdir/hareplicated.service"
-ok 'grep -qx "ExecStart=$sbindir/hareplicated --foreground \$HAREPLICATED_OPTS" "$unit"' \
-	"the unit's ExecStart names $sbindir/hareplicated"
-ok '! grep -q "@[a-z_]*@" "$unit" && grep -q "^Documentation=man:hareplicated(8)" "$unit"' "no template left in the unit"
+if [ "$systemdsystemunitdir" = no ]; then
+	ok true "# SKIP configured --with-systemdsystemunitdir=no"
+	ok true "# SKIP (as above)"
+else
+	ok 'grep -qx "ExecStart=$sbindir/hareplicated --foreground \$HAREPLICATED_OPTS" "$unit"' \
+		"the unit's ExecStart names $sbindir/hareplicated"
+	ok '! grep -q "@[a-z_]*@" "$unit" && grep -q "^Documentation=man:hareplicated(8)" "$unit"' "no template left in the unit"
+fi
 init="$S$initddir/hareplicated"
-ok '[ -x "$init" ] && grep -qx "DAEMON=$sbindir/hareplicated" "$init" && sh -n "$init"' \
-	"the init script is executable, names $sbindir/hareplicated and parses"
+if [ "$initddir" = no ]; then
+	ok true "# SKIP configured --with-initddir=no"
+else
+	ok '[ -x "$init" ] && grep -qx "DAEMON=$sbindir/hareplicated" "$init" && sh -n "$init"' \
+		"the init script is executable, names $sbindir/hareplicated and parses"
+fi
 
 # man pages: render to text without a warning
 for page in man8/hareplicate.8 man8/hareplicated.8 man5/hareplicated.conf.5; do
@@ -78,6 +87,8 @@ ok '[ -z "$missing" ] && [ "$(wc -l <"$T/keys")" -ge 20 ]' \
 
 # bash completion, with the installed programs
 comp="$S$bashcompletiondir"
+[ "$bashcompletiondir" = no ] && comp="$top_srcdir/contrib" && cp "$comp/hareplicate.bash-completion" "$T/hareplicate" &&
+	cp "$T/hareplicate" "$T/hareplicated" && comp=$T # not installed: test the source
 ok '[ -f "$comp/hareplicate" ] && [ -f "$comp/hareplicated" ]' "completion files for both programs in $bashcompletiondir"
 complete_words() { # FILE FUNCTION WORD... (the last one is completed)
 	_f=$1 _fn=$2
