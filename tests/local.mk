@@ -105,8 +105,19 @@ $(tests_hello_send_OBJECTS): proto/hareplicate.pb-c.h
 
 # netsvc (tests/guests/netsvc.elf) under QEMU on a TAP in a network
 # namespace; netprobe is its host-side client (also for the failover drills,
-# hence built by plain make).
-noinst_PROGRAMS += tests/netprobe
+# hence built by plain make and installed, in pkglibexecdir).
+pkglibexec_PROGRAMS = tests/netprobe
 tests_netprobe_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-netsvc-qemu.sh tests/netsvc-rawtcp.py
 TESTS += tests/t-netsvc-qemu.sh
+
+# the configuration file reader (src/common/conf.c) and hareplicated's
+# settings from it, --check-config, --version, where the logs go
+check_PROGRAMS += tests/t-conf
+TESTS += tests/t-conf
+tests_t_conf_LDADD = $(HR_LIBS)
+dist_check_SCRIPTS += tests/t-daemon-config.sh
+TESTS += tests/t-daemon-config.sh
+dist_check_SCRIPTS += tests/t-log.sh tests/t-install.sh
+TESTS += tests/t-install.sh
+TESTS += tests/t-log.sh

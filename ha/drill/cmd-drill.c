@@ -143,7 +143,8 @@ static const char drill_help[] =
     "                    its longest silence (the outage at the failover)\n"
     "  --memwalk         the guest is memwalk instead (tests/guests/memwalk.elf,\n"
     "                    console only; it also checks its own memory)\n"
-    "  --netprobe FILE   the client (default: tests/netprobe next to this program)\n"
+    "  --netprobe FILE   the client (default: tests/netprobe next to this program,\n"
+    "                    i.e. a build tree, else " HR_PKGLIBEXECDIR "/netprobe)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  the guest's command line (netsvc: \"ip=" DRILL_GNET_GUEST "/24\n"
@@ -169,9 +170,11 @@ static const char drill_help[] =
     "                    (torn, witness-down) also print who won: A=.. B=..\n"
     "  --keep            leave namespaces, daemons and files for debugging (the\n"
     "                    drill prints how to remove them)\n"
-    "  --kernel FILE     memwalk image (default: tests/guests/memwalk.elf next to\n"
-    "                    this program, i.e. a build tree)\n"
-    "  --daemon FILE     hareplicated to run (default: next to this program, else PATH)\n"
+    "  --kernel FILE     guest image (default: tests/guests/netsvc.elf, with\n"
+    "                    --memwalk memwalk.elf, next to this program, i.e. a build\n"
+    "                    tree, else in " HR_PKGDATADIR "/guests)\n"
+    "  --daemon FILE     hareplicated to run (default: next to this program, else\n"
+    "                    " HR_SBINDIR "/hareplicated, else PATH)\n"
     "  -v, --verbose     progress on stderr\n"
     "\n"
     "The report: epochs, pause and achieved interval p50/p99 and bytes per epoch\n"
@@ -193,6 +196,16 @@ static int find_next_to_self(const char *self, const char *rel, char *out, size_
 	if (!slash)
 		return -1;
 	snprintf(out, size, "%.*s/%s", (int)(slash - self), self, rel);
+	return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+/* rel next to this program (a build tree), else the installed copy. */
+static int find_file(const char *self, const char *rel, const char *installed, char *out,
+		     size_t size)
+{
+	if (find_next_to_self(self, rel, out, size) == 0)
+		return 0;
+	snprintf(out, size, "%s", installed);
 	return access(out, R_OK) == 0 ? 0 : -1;
 }
 
@@ -592,12 +605,12 @@ int cmd_drill(int argc, char **argv)
 	if (o.net && !append_set)
 		o.append = "ip=" DRILL_GNET_GUEST "/24 progress_ms=20";
 	if (o.net) {
-		if (!o.netprobe &&
-		    find_next_to_self(o.self, "tests/netprobe", netprobe, sizeof(netprobe)) < 0) {
+		if (!o.netprobe && find_file(o.self, "tests/netprobe", HR_PKGLIBEXECDIR "/netprobe",
+					     netprobe, sizeof(netprobe)) < 0) {
 			fprintf(stderr,
-				"hareplicate drill: --net: no tests/netprobe next to %s; "
-				"give --netprobe FILE\n",
-				o.self);
+				"hareplicate drill: --net: no tests/netprobe next to %s nor "
+				"%s; give --netprobe FILE\n",
+				o.self, HR_PKGLIBEXECDIR "/netprobe");
 			return 1;
 		}
 		if (!o.netprobe)
@@ -610,11 +623,13 @@ int cmd_drill(int argc, char **argv)
 	}
 	if (!o.kernel) {
 		const char *guest = o.net ? "tests/guests/netsvc.elf" : "tests/guests/memwalk.elf";
-		if (find_next_to_self(o.self, guest, kernel, sizeof(kernel)) < 0) {
+		const char *installed = o.net ? HR_PKGDATADIR "/guests/netsvc.elf"
+					      : HR_PKGDATADIR "/guests/memwalk.elf";
+		if (find_file(o.self, guest, installed, kernel, sizeof(kernel)) < 0) {
 			fprintf(stderr,
-				"hareplicate drill: no %s next to %s; give --kernel FILE (build it "
-				"with `make guests`)\n",
-				guest, o.self);
+				"hareplicate drill: no %s next to %s nor %s; give --kernel FILE "
+				"(build it with `make guests`)\n",
+				guest, o.self, installed);
 			return 1;
 		}
 		o.kernel = kernel;
@@ -631,12 +646,13 @@ int cmd_drill(int argc, char **argv)
 		return 1;
 	}
 	if (!o.daemon) {
-		if (find_next_to_self(o.self, "hareplicated", daemon, sizeof(daemon)) < 0 &&
+		if (find_file(o.self, "hareplicated", HR_SBINDIR "/hareplicated", daemon,
+			      sizeof(daemon)) < 0 &&
 		    find_in_path("hareplicated", daemon, sizeof(daemon)) < 0) {
 			fprintf(stderr,
-				"hareplicate drill: hareplicated not found next to %s nor in "
-				"PATH; give --daemon FILE\n",
-				o.self);
+				"hareplicate drill: hareplicated not found next to %s, in %s "
+				"nor in PATH; give --daemon FILE\n",
+				o.self, HR_SBINDIR);
 			return 1;
 		}
 		o.daemon = daemon;
@@ -645,6 +661,8 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "hareplicate drill: --daemon %s: %s\n", o.daemon, strerror(errno));
 		return 1;
 	}
+	drill_vlog(&o, "daemon %s, guest %s%s%s", o.daemon, o.kernel, o.net ? ", netprobe " : "",
+		   o.net ? o.netprobe : "");
 	if (!o.seed_set)
 		o.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
 

@@ -127,6 +127,8 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	argv[n++] = "--failover-timeout";
 	argv[n++] = failover;
 	argv[n++] = "-f";
+	/* the drill's settings only, not this machine's hareplicated.conf */
+	argv[n++] = "--no-config";
 	/* each host names itself after its namespace (A, B): the witness and
 	 * the peer know it by that name, and so does its certificate */
 	argv[n++] = "--node";

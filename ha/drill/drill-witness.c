@@ -89,6 +89,7 @@ int drill_witness_up(struct drill *d)
 	argv[n++] = "--state-dir";
 	argv[n++] = state;
 	argv[n++] = "-f";
+	argv[n++] = "--no-config"; /* the drill's settings only */
 	n += drill_link_opts(d, "W", &tp, argv + n);
 	argv[n] = NULL;
 	d->pid_w = drill_spawn(d->ns_out, argv, d->log_w);

@@ -10,6 +10,7 @@
 #include "backends/backend.h"
 #include "cli/cmd.h"
 #include "cli/ctl.h"
+#include "common/conf.h"
 #include "common/util.h"
 #include "daemon/kv.h"
 
@@ -80,56 +81,35 @@ enum {
 static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch", "min_epoch",
 				       "memory", "vcpus", "append", "console", "net",	"initrd"};
 
+/* common/conf.h's callback: a key of the file, unless the command line
+ * gave it already (the command line wins). */
+static int config_setting(void *arg, const char *key, const char *v, char *why, size_t n)
+{
+	char **val = arg;
+	int i;
+
+	for (i = 0; i < K_NR && strcmp(keys[i], key); i++)
+		;
+	if (i == K_NR) {
+		snprintf(why, n, "unknown key '%s'", key);
+		return -EINVAL;
+	}
+	if (!val[i] && !(val[i] = strdup(v))) {
+		snprintf(why, n, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int load_config(const char *path, char *val[K_NR])
 {
-	char line[8192];
-	unsigned lineno = 0;
-	FILE *f = fopen(path, "r");
+	char err[1024];
 
-	if (!f) {
-		fprintf(stderr, "hareplicate start: --config %s: %s\n", path, strerror(errno));
+	if (hr_conf_read(path, config_setting, val, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hareplicate start: %s\n", err);
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f)) {
-		char *p = line, *eq, *k, *v, *e;
-		lineno++;
-		p[strcspn(p, "\r\n")] = '\0';
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p || *p == '#')
-			continue;
-		eq = strchr(p, '=');
-		if (!eq) {
-			fprintf(stderr, "hareplicate start: %s:%u: expected `key = value`\n", path,
-				lineno);
-			goto bad;
-		}
-		k = p;
-		for (e = eq; e > k && (e[-1] == ' ' || e[-1] == '\t'); e--)
-			;
-		*e = '\0';
-		v = eq + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		for (e = v + strlen(v); e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
-			;
-		*e = '\0';
-		int i;
-		for (i = 0; i < K_NR && strcmp(keys[i], k); i++)
-			;
-		if (i == K_NR) {
-			fprintf(stderr, "hareplicate start: %s:%u: unknown key '%s'\n", path,
-				lineno, k);
-			goto bad;
-		}
-		if (!val[i] && !(val[i] = strdup(v)))
-			goto bad;
-	}
-	fclose(f);
 	return 0;
-bad:
-	fclose(f);
-	return -1;
 }
 
 static int cmd_start(int argc, char **argv)

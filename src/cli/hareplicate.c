@@ -2,6 +2,8 @@
  * hareplicate - the command line.  `hareplicate COMMAND --help` tells what a
  * command takes; `hareplicate --help` lists them.
  */
+#include "config.h"
+
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +34,8 @@ static void usage_all(FILE *f)
 	fprintf(f, "usage: hareplicate COMMAND [ARGS]\n\ncommands:\n");
 	for (unsigned i = 0; cmds[i]; i++)
 		fprintf(f, "  %-9s %s\n", cmds[i]->name, cmds[i]->usage);
-	fprintf(f, "\n'hareplicate COMMAND --help' describes one command.\n");
+	fprintf(f, "\n'hareplicate COMMAND --help' describes one command; "
+		   "'hareplicate --version' prints the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -46,6 +49,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage_all(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("hareplicate (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
 		return 0;
 	}
 	for (unsigned i = 0; cmds[i]; i++)

@@ -1,18 +1,46 @@
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
 static int log_to_stderr = 1;
 static int log_verbose;
 
-void hr_log_init(const char *ident, int to_stderr, int verbose)
+int hr_log_syslog_available(void)
 {
-	log_to_stderr = to_stderr;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int type[2] = {SOCK_DGRAM, SOCK_STREAM};
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", _PATH_LOG);
+	/* as the C library's syslog(): a datagram socket, else a stream one */
+	for (int i = 0; i < 2; i++) {
+		int fd = socket(AF_UNIX, type[i] | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return 0;
+		int rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+		int err = errno;
+		close(fd);
+		if (rc == 0)
+			return 1;
+		if (err != EPROTOTYPE)
+			return 0;
+	}
+	return 0;
+}
+
+int hr_log_init(const char *ident, int to_stderr, int verbose)
+{
 	log_verbose = verbose;
-	if (!to_stderr)
+	log_to_stderr = to_stderr || !hr_log_syslog_available();
+	if (!log_to_stderr)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	return !log_to_stderr;
 }
 
 void hr_vlog(enum hr_log_level lvl, const char *vm, const char *fmt, va_list ap)

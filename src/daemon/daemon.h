@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "backends/backend.h"
@@ -22,7 +23,9 @@
 #define HR_DEFAULT_CONTROL   "/run/hareplicate/control.sock"
 #define HR_DEFAULT_PORT	     "7788"
 #define HR_DEFAULT_STATE_DIR "/var/lib/hareplicate"
-#define HR_VM_NAME_MAX	     64
+/* HR_SYSCONFDIR is configure's sysconfdir (Makefile.am) */
+#define HR_DEFAULT_CONFIG HR_SYSCONFDIR "/hareplicate/hareplicated.conf"
+#define HR_VM_NAME_MAX	  64
 /* --failover-timeout at most (an hour) */
 #define HR_FAILOVER_TIMEOUT_MAX_MS 3600000
 
@@ -127,7 +130,22 @@ struct hr_daemon_opts {
 	 * tls_cert + tls_key + (tls_ca | tls_pin), tls_psk, insecure */
 	const char *tls_cert, *tls_key, *tls_ca, *tls_pin, *tls_psk;
 	int insecure;
+	const char *pidfile; /* --pidfile, NULL = none */
 };
+
+/* options.c: the options, from the configuration file and the command line
+ * (the command line wins).  What the command line asks beyond settings: */
+struct hr_dopts_run {
+	int help, version, check_config;
+	const char *config; /* the configuration file read, NULL = none */
+};
+/* Fill hr_dopts and run: 0, -EINVAL (bad usage or a bad setting in the
+ * file) or another -errno (the file cannot be read); the reason is
+ * printed.  With run->help or run->version set nothing else was checked. */
+int hr_dopts_parse(int argc, char **argv, struct hr_dopts_run *run);
+void hr_dopts_usage(FILE *f);
+/* The settings in force, in the configuration file's syntax. */
+void hr_dopts_print(FILE *f, const struct hr_dopts_run *run);
 
 /* transport.c: the process's TLS context (NULL only for a witness without
  * TLS options); workers inherit it. */

@@ -2,7 +2,7 @@
 # worker process per VM).
 sbin_PROGRAMS += hareplicated
 hareplicated_SOURCES = \
-	src/daemon/hareplicated.c src/daemon/daemon.h \
+	src/daemon/hareplicated.c src/daemon/daemon.h src/daemon/options.c \
 	src/daemon/control.c \
 	src/daemon/vm.c src/daemon/vm-internal.h \
 	src/daemon/vm-start.c src/daemon/vm-migrate.c \
@@ -17,8 +17,6 @@ hareplicated_SOURCES = \
 	src/daemon/console.c src/daemon/console.h \
 	src/daemon/witness-serve.c
 hareplicated_LDADD = $(HR_LIBS)
-
-EXTRA_DIST += contrib/hareplicated.service contrib/hareplicated.init
 
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
