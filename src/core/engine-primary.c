@@ -90,17 +90,26 @@ static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 		      int *ctl_r)
 {
 	struct hr_epoch ep;
-	uint64_t ack_ns;
 	int rc;
 
 	*ctl_r = 0;
 	if ((rc = hr_epoch_take(&e->src, epoch, &ep)) < 0)
 		return rc;
+	return hr_engine_ship(e, snd, &ep, trigger, ctl_r);
+}
+
+int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *ep, int trigger,
+		   int *ctl_r)
+{
+	uint64_t ack_ns, epoch = ep->epoch;
+	int rc;
+
+	*ctl_r = 0;
 	uint64_t sent_t0 = hr_now_ns();
-	rc = hr_sender_send_epoch(snd, &ep);
-	struct hr_epoch_stats st = ep.st;
+	rc = hr_sender_send_epoch(snd, ep);
+	struct hr_epoch_stats st = ep->st;
 	st.trigger = (uint64_t)trigger;
-	hr_epoch_release(&ep); /* before release: it points into the outbuf */
+	hr_epoch_release(ep); /* before release: it points into the outbuf */
 	if (rc < 0)
 		return rc;
 	if ((rc = wait_ack(e, snd, &ack_ns, ctl_r)) < 0)
@@ -124,7 +133,7 @@ void hr_engine_live_request(struct hr_engine *e, enum hr_live_request req)
 		__atomic_store_n(&e->live_extend, req == HR_LIVE_EXTEND ? 1 : -1, __ATOMIC_SEQ_CST);
 }
 
-enum { LIVE_EV_EXIT = 1, LIVE_EV_FULL = 2 };
+enum { LIVE_EV_EXIT = 1, LIVE_EV_FULL = 2, LIVE_EV_DEMOTE = 4 };
 
 /* Control bytes during the live phase (non-blocking): stop / abort end it
  * (-EINTR, *ctl_r); guest exit and full output are noted in *ev_r. */
@@ -142,6 +151,8 @@ static int live_ctl(struct hr_engine *e, int *ctl_r, int *ev_r)
 		if (c == CTL_OUTPUT_FULL)
 			*ev_r |= LIVE_EV_FULL;
 	}
+	if (hr_engine_demote_requested(e))
+		*ev_r |= LIVE_EV_DEMOTE;
 	return 0;
 }
 
@@ -161,8 +172,10 @@ static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *e
 			wait_ns = (uint64_t)hb_ms * 1000000ull;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
-		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
-		(void)ppoll(&p, 1, &ts, NULL);
+		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
+		uint64_t n;
+		if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN))
+			(void)!read(e->wake_fd, &n, sizeof(n)); /* a demote: live_ctl sees it */
 	}
 }
 
@@ -231,7 +244,9 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 		int x = __atomic_load_n(&e->live_extend, __ATOMIC_SEQ_CST);
 		if (x && pl.cfg.mode == HR_LIVE_MPLM)
 			pl.extend = x > 0;
-		if (__atomic_load_n(&e->live_end, __ATOMIC_SEQ_CST) || ev)
+		/* a demote waits for epoch 0: the live phase ends at once */
+		if (__atomic_load_n(&e->live_end, __ATOMIC_SEQ_CST) || ev ||
+		    hr_engine_demote_requested(e))
 			pl.end_now = 1;
 		if ((rc = hr_planner_round(&pl, &e->gm, e->src.dirty, hr_now_ns(), &r)) < 0)
 			goto out;
@@ -369,6 +384,8 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 		witness_register(e);
 		if (!e->migrating && hr_engine_mig_requested(e))
 			return CTL_MIGRATE;
+		if (!e->migrating && hr_engine_demote_requested(e))
+			return CTL_DEMOTE;
 		uint64_t due = epoch_due_ns(e, trigger_r);
 		uint64_t now = hr_now_ns();
 		if (now >= due)
@@ -380,13 +397,16 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 			wait_ns = (uint64_t)hb_ms * 1000000ull;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
-		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->out_wake_fd, POLLIN, 0}};
-		if (ppoll(p, e->cfg.min_epoch_us ? 2 : 1, &ts, NULL) <= 0)
+		struct pollfd p[3] = {{e->ctl_pipe[0], POLLIN, 0},
+				      {e->wake_fd, POLLIN, 0},
+				      {e->out_wake_fd, POLLIN, 0}};
+		if (ppoll(p, e->cfg.min_epoch_us ? 3 : 2, &ts, NULL) <= 0)
 			continue;
-		if (p[1].revents & POLLIN) {
-			uint64_t n;
+		uint64_t n;
+		if (p[1].revents & POLLIN)
+			(void)!read(e->wake_fd, &n, sizeof(n)); /* a request: seen above */
+		if (p[2].revents & POLLIN)
 			(void)!read(e->out_wake_fd, &n, sizeof(n)); /* due is recomputed above */
-		}
 		char c;
 		if (!(p[0].revents & POLLIN) || read(e->ctl_pipe[0], &c, 1) != 1)
 			continue;
@@ -519,7 +539,16 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			goto out;
 		if (e->guest_exited || (e->cfg.max_epochs && e->nr_epochs >= e->cfg.max_epochs))
 			goto out;
-		if ((*ctl_r = wait_next_epoch(e, &trigger)) != 0)
+		if ((*ctl_r = wait_next_epoch(e, &trigger)) == CTL_DEMOTE) {
+			/* the final epoch, then standby: resumed, the epochs go on */
+			rc = hr_engine_standby_session(e, &snd, ++epoch, ctl_r);
+			if (rc < 0 || *ctl_r != CTL_RESUMED)
+				goto out;
+			*ctl_r = 0;
+			trigger = HR_EPOCH_END_FORCED; /* the next epoch follows at once */
+			continue;
+		}
+		if (*ctl_r)
 			goto out;
 	}
 out:
