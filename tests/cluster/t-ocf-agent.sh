@@ -16,7 +16,7 @@ need_kvm
 command -v ocf-tester >/dev/null || skip_all "ocf-tester not found (resource-agents; quickstart.sh installs it)"
 command -v xmllint >/dev/null || skip_all "xmllint not found"
 AGENT="$top_srcdir/contrib/ocf/hareplicate"
-plan 25
+plan 29
 
 PA=$((20000 + ($$ + 11) % 20000))
 PB=$((PA + 1))
@@ -87,6 +87,25 @@ ok 'echo "$out" | grep -q "runs here from epoch $final\$"' "switchover: the peer
 ok 'wait_field vm1 state backup "$CA" 30 && wait_field vm1 state protected "$CB" 30 && [ "$(ra monitor)" = 0 ]' \
 	"switchover: the standby gave way, this host is the new primary's backup, the peer protected; monitor 0"
 ok '[ "$(ra stop)" = 0 ] && [ "$(ra monitor)" = 7 ]' "stop of a backup instance: 0, then 7"
+"$HR" stop vm1 --control "$CB" >/dev/null 2>&1
+
+# a demote whose final epoch is never acknowledged (the peer's worker hangs)
+# falls back to a drop: nothing unacknowledged leaves, the peer keeps its copy
+ok '[ "$(ra start)" = 0 ] && [ "$(ra promote)" = 0 ] && wait_field vm1 state protected "$CA" 30 && wait_field vm1 state backup "$CB" 30' \
+	"silent peer: vm1 started again here, protected"
+bpid=$(field vm1 pid "$CB")
+kill -STOP "$bpid"
+on_exit "kill -CONT $bpid 2>/dev/null"
+t0=$(date +%s)
+ok '[ "$(ra demote)" = 0 ] && [ "$(field vm1 state "$CA")" = stopped ] && [ "$(ra monitor)" = 0 ]' \
+	"silent peer: demote falls back to a drop after 10 s, monitor 0"
+diag "silent peer: demote answered after $(($(date +%s) - t0)) s"
+held=$(field vm1 last_epoch.epoch "$CA")
+kill -CONT "$bpid"
+b_held() { [ "$(field vm1 state "$CB")" = backup ] && [ "$(ep "$CB")" -le $((held + 1)) ]; }
+ok 'wait_true 5 b_held' \
+	"silent peer: woken, it still holds its backup copy, at most the one unacknowledged epoch past $held"
+ok '[ "$(ra stop)" = 0 ]' "silent peer: stop 0"
 "$HR" stop vm1 --control "$CB" >/dev/null 2>&1
 
 # ocf-tester, all of it
