@@ -39,15 +39,16 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
-	int dirty_on;	     /* dirty tracking started */
-	int live_end;	     /* hr_engine_live_request (atomic): end the live phase */
-	int live_extend;     /* ... 0 none, 1 on, -1 off (atomic) */
-	int speaking;	     /* without a backup: its output is being released */
-	int cluster_release; /* hr_engine_cluster_release (atomic): until the next backup */
-	int demote_req;	     /* hr_engine_demote (atomic) */
-	int resume_req;	     /* hr_engine_resume (atomic) */
-	int standby;	     /* the guest is paused by a demote (engine thread) */
-	int wake_fd;	     /* eventfd: the cluster's requests wake the waiting loops */
+	int dirty_on;		     /* dirty tracking started */
+	int live_end;		     /* hr_engine_live_request (atomic): end the live phase */
+	int live_extend;	     /* ... 0 none, 1 on, -1 off (atomic) */
+	int speaking;		     /* without a backup: its output is being released */
+	int cluster_release;	     /* hr_engine_cluster_release (atomic): until the next backup */
+	uint64_t cluster_release_ns; /* ... when the word came (atomic) */
+	int demote_req;		     /* hr_engine_demote (atomic) */
+	int resume_req;		     /* hr_engine_resume (atomic) */
+	int standby;		     /* the guest is paused by a demote (engine thread) */
+	int wake_fd;		     /* eventfd: the cluster's requests wake the waiting loops */
 
 	/* promoted: output goes straight out, offsets continue the primary's */
 	pthread_mutex_t out_lock;

@@ -26,11 +26,25 @@
 #include "core/planner.h"
 #include "core/sender.h"
 
+/* The cluster's word (hr_engine_cluster_release) came after the backup's
+ * last byte: it is about this silence, not an older one.  A word followed
+ * by a sign of life from the backup was about something else (or wrong):
+ * it never lets output leave on a later silence or loss. */
+static int word_fresh(struct hr_engine *e)
+{
+	return __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) &&
+	       __atomic_load_n(&e->cluster_release_ns, __ATOMIC_SEQ_CST) > e->peer.last_rx_ns;
+}
+
 /* Wait for the ack of the oldest epoch in flight; the guest runs meanwhile.
  * A backup that is merely silent (no FIN, no reset: a partition, a hung
  * host) may be promoting itself right now, so output stays held for as
  * long as that lasts: releasing it could make two hosts speak for the VM
- * (contract 4).  Only an ended connection counts as the backup's death. */
+ * (contract 4).  Only an ended connection counts as the backup's death -
+ * or, in cluster mode, the cluster's word that its copy is gone (its node
+ * fenced behind a cut link leaves no FIN, no reset), given while it was
+ * silent already: -HR_EPEERGONE, and the word then lets the guest speak
+ * alone. */
 static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
 {
 	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000;
@@ -44,6 +58,14 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 			/* a migration waits for the epoch boundary */
 			*ctl_r = 0;
 			continue;
+		}
+		if (rc == -ETIMEDOUT && word_fresh(e) &&
+		    hr_peer_silent_ms(&e->peer) >= 2 * hr_engine_heartbeat_ms(e)) {
+			log_warnx(e->name,
+				  "nothing from the backup for %" PRIu64
+				  " ms and the cluster confirms its copy is gone: it is dropped",
+				  hr_peer_silent_ms(&e->peer));
+			return -HR_EPEERGONE;
 		}
 		if (rc == -ETIMEDOUT) {
 			/* the backup's heartbeats and acks both count; a long commit is not silence
@@ -700,6 +722,12 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 					     "the backup took over; guest stopped here");
 			rc = -HR_EPROMOTED;
 			goto out;
+		}
+		if (__atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) && !word_fresh(e)) {
+			/* the backup spoke after the cluster's word: not about this loss */
+			log_warnx(e->name, "the cluster's word that the peer's copy is gone came "
+					   "before the backup's last sign of life: ignored");
+			__atomic_store_n(&e->cluster_release, 0, __ATOMIC_SEQ_CST);
 		}
 		hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
 		hr_peer_close(&e->peer);

@@ -78,10 +78,20 @@ void hr_engine_promote(struct hr_engine *e)
 
 void hr_engine_cluster_release(struct hr_engine *e)
 {
-	uint64_t one = 1;
+	uint64_t one = 1, now = hr_now_ns();
+	__atomic_store_n(&e->cluster_release_ns, now, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->cluster_release, 1, __ATOMIC_SEQ_CST);
 	/* not the control pipe: a byte there interrupts a session's sends */
 	(void)!write(e->wake_fd, &one, sizeof(one));
+	/* A backup silent for two heartbeats already (a node fenced behind a
+	 * cut link leaves no FIN, no reset) is hung up on: a send blocked on it
+	 * ends, and with it the session - the word then lets the guest speak
+	 * alone.  A primary's sessions only (a backup has no outbuf). */
+	int fd = __atomic_load_n(&e->peer.fd, __ATOMIC_SEQ_CST);
+	uint64_t rx = __atomic_load_n(&e->peer.last_rx_ns, __ATOMIC_SEQ_CST);
+	if (fd >= 0 && __atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE) && rx &&
+	    now > rx + 2 * hr_engine_heartbeat_ms(e) * 1000000ull)
+		shutdown(fd, SHUT_RDWR);
 }
 
 void hr_engine_demote(struct hr_engine *e)

@@ -202,8 +202,11 @@ void hr_engine_promote(struct hr_engine *eng);
  * confirms that no other host holds a copy that could run (the peer's
  * instance was stopped or its node fenced), so a primary without a backup
  * may release its output (ha/failover.h).  Holds until the next backup has
- * synchronised; asked before the backup is declared lost, it applies once it
- * is.  Thread- and signal-safe. */
+ * synchronised.  It is about a backup already silent when it comes: such a
+ * backup is hung up on at once (or dropped once silent for two heartbeats
+ * while an ack is awaited), and the guest speaks alone; a backup that
+ * answers is kept, and a word older than the backup's last sign of life
+ * never releases anything on a later loss.  Thread- and signal-safe. */
 void hr_engine_cluster_release(struct hr_engine *eng);
 /*
  * Cluster mode: the cluster manager demotes or promotes this host's copy
