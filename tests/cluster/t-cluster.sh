@@ -203,6 +203,7 @@ else
 	ok 'guest_on $P' "link cut: vm1 still runs on $P"
 	ok 'wait_true 30 alone_released $P' \
 		"link cut: the cluster's word (notify) drops the silent backup, $P's output leaves without it"
+	diag "link cut: $P speaks alone $(($(now_ms) - tf)) ms after the fault"
 	ok 'progress 10' "link cut: the world sees the guest go on"
 	_p=$P; P=$Q; Q=$_p
 fi
