@@ -2,8 +2,10 @@
  * worker.c - the child process that runs one VM's epoch engine.
  *
  * Lives from fork to _exit; never returns to the daemon's event loop.
- * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote
- * (both through the engine's signal-safe requests).  Every engine event
+ * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote,
+ * and the cluster's requests (daemon.h HR_SIG_*) release a lone primary's
+ * output, demote (standby), resume a standby or drop this host's copy - all
+ * through the engine's signal-safe requests.  Every engine event
  * becomes one kv.h status line to the daemon; the last line is
  * `event=exit rc=N error=TEXT`.  The daemon's requests come on the same
  * channel, one line each: `req=migrate to=HOST:PORT` and
