@@ -18,7 +18,8 @@
 	X(HR_RS_PROMOTED, promoted)                                                                \
 	X(HR_RS_DEMOTED, demoted)                                                                  \
 	X(HR_RS_FAILED, failed)                                                                    \
-	X(HR_RS_STOPPED, stopped)
+	X(HR_RS_STOPPED, stopped)                                                                  \
+	X(HR_RS_STANDBY, standby)
 
 #define NAME(s, n)  [s] = #n,
 #define TOKEN(s, n) [s] = "+" #n,
@@ -29,12 +30,19 @@ static const char *const state_tokens[HR_RS_NR] = {STATES(TOKEN)};
 
 /* Events that are news of their own, logged before the state change. */
 static const char *const event_tokens[HR_RE_NR] = {
-    [HR_RE_BACKUP_SILENT] = "+backup-silent", [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
-    [HR_RE_BACKUP_LOST] = "+backup-lost",     [HR_RE_OUTPUT_HELD] = "+output-held",
-    [HR_RE_PRIMARY_LOST] = "+primary-lost",   [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
-    [HR_RE_REPROTECT] = "+reprotect-start",   [HR_RE_OUTPUT_RELEASED] = "+output-released",
-    [HR_RE_STAND_DOWN] = "+stand-down",	      [HR_RE_MIGRATE_START] = "+migrate-start",
-    [HR_RE_MIGRATED] = "+migrated",	      [HR_RE_MIGRATE_FAILED] = "+migrate-failed",
+    [HR_RE_BACKUP_SILENT] = "+backup-silent",
+    [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
+    [HR_RE_BACKUP_LOST] = "+backup-lost",
+    [HR_RE_OUTPUT_HELD] = "+output-held",
+    [HR_RE_PRIMARY_LOST] = "+primary-lost",
+    [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
+    [HR_RE_REPROTECT] = "+reprotect-start",
+    [HR_RE_OUTPUT_RELEASED] = "+output-released",
+    [HR_RE_STAND_DOWN] = "+stand-down",
+    [HR_RE_MIGRATE_START] = "+migrate-start",
+    [HR_RE_MIGRATED] = "+migrated",
+    [HR_RE_MIGRATE_FAILED] = "+migrate-failed",
+    [HR_RE_RESUME] = "+resume",
 };
 
 const char *hr_role_state_name(enum hr_role_state s)
@@ -90,8 +98,10 @@ void hr_role_set_vm(struct hr_role *r, const char *vm)
 #define BAD  (-2) /* the event cannot happen here */
 
 /* The transition table: the next state, KEEP or BAD. */
-static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role_event ev)
+static int next_state(const struct hr_role *r, enum hr_role_event ev)
 {
+	enum hr_role_side side = r->side;
+	enum hr_role_state s = r->state;
 	int final = s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
 
 	switch (ev) {
@@ -104,6 +114,27 @@ static int next_state(enum hr_role_side side, enum hr_role_state s, enum hr_role
 		break;
 	}
 	if (final)
+		return BAD;
+	if (ev == HR_RE_DEMOTE)
+		return s == HR_RS_PROTECTED || s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED
+			   ? HR_RS_STANDBY
+		       : s == HR_RS_STANDBY ? KEEP
+					    : BAD;
+	if (s == HR_RS_STANDBY) {
+		/* paused: it resumes, loses its backup, or gives way */
+		switch (ev) {
+		case HR_RE_RESUME:
+			return r->resume_to;
+		case HR_RE_BACKUP_LOST:
+			return KEEP; /* resumed, it runs without a backup */
+		case HR_RE_TOOK_OVER:
+		case HR_RE_STAND_DOWN:
+			return HR_RS_DEMOTED;
+		default:
+			return BAD;
+		}
+	}
+	if (ev == HR_RE_RESUME)
 		return BAD;
 	if (ev == HR_RE_REPROTECT)
 		return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED ? HR_RS_CONNECTING : BAD;
@@ -161,7 +192,7 @@ static int is_bad_news(enum hr_role_state s)
 int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 {
 	enum hr_role_state from = r->state;
-	int to = next_state(r->side, from, ev);
+	int to = next_state(r, ev);
 	const char *etok = hr_role_event_token(ev);
 
 	if (to == BAD) {
@@ -169,15 +200,19 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 			  hr_role_state_name(from));
 		return -EINVAL;
 	}
-	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED)
+	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED || (ev == HR_RE_DEMOTE && to != KEEP))
 		r->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
-	if (etok &&
-	    (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
-	     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT || ev == HR_RE_STAND_DOWN ||
-	     ev == HR_RE_MIGRATE_START || ev == HR_RE_MIGRATED || ev == HR_RE_MIGRATE_FAILED)) {
+	if (ev == HR_RE_DEMOTE && to != KEEP)
+		r->resume_to = from == HR_RS_PROTECTED ? HR_RS_PROTECTED : HR_RS_UNPROTECTED;
+	if (ev == HR_RE_BACKUP_LOST && from == HR_RS_STANDBY)
+		r->resume_to = HR_RS_UNPROTECTED;
+	if (etok && (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
+		     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT ||
+		     ev == HR_RE_STAND_DOWN || ev == HR_RE_MIGRATE_START || ev == HR_RE_MIGRATED ||
+		     ev == HR_RE_MIGRATE_FAILED || ev == HR_RE_RESUME)) {
 		if (ev == HR_RE_BACKUP_ANSWERED || ev == HR_RE_REPROTECT ||
 		    ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_MIGRATE_START ||
-		    ev == HR_RE_MIGRATED)
+		    ev == HR_RE_MIGRATED || ev == HR_RE_RESUME)
 			log_info(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
 		else
 			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");

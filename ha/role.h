@@ -16,6 +16,10 @@
  *            unprotected -> connecting (re-protection with a returning backup)
  *   backup:  connecting -> syncing -> backup -> promoting -> promoted
  *            promoted -> connecting (a new backup: from then on a primary)
+ *   cluster: protected | unprotected | promoted -> standby (demoted by the
+ *            cluster manager: the guest paused, a primary from then on)
+ *            standby -> the state it came from (resumed; unprotected once
+ *            its backup was lost meanwhile) | demoted (the backup took over)
  *   either:  any -> stopped (on purpose, guest exit) | failed (error)
  *
  * Not thread-safe: one engine thread drives it.
@@ -36,6 +40,9 @@ enum hr_role_state {
 	HR_RS_DEMOTED,	      /* old primary: the backup took over; guest stopped here */
 	HR_RS_FAILED,	      /* an error ended replication */
 	HR_RS_STOPPED,	      /* stopped on purpose or the guest exited */
+	HR_RS_STANDBY,	      /* primary demoted by the cluster: the guest is paused at an
+			       * epoch its backup acknowledged (if it has one), output of
+			       * later epochs held; it resumes or gives way */
 	HR_RS_NR,
 };
 
@@ -65,6 +72,8 @@ enum hr_role_event {
 	HR_RE_MIGRATED,		 /* primary: the destination took over (stopped here);
 				  * migration target: it runs the VM (an unprotected primary) */
 	HR_RE_MIGRATE_FAILED,	 /* primary: the migration ended before the hand-off */
+	HR_RE_DEMOTE,		 /* the cluster demotes it: the guest pauses (standby) */
+	HR_RE_RESUME,		 /* the cluster promotes a standby again: the guest runs on */
 	HR_RE_NR,
 };
 
@@ -78,7 +87,8 @@ struct hr_role {
 	char vm[64];
 	enum hr_role_side side;
 	enum hr_role_state state;
-	uint64_t since_ns; /* CLOCK_MONOTONIC of the last change */
+	enum hr_role_state resume_to; /* standby: where HR_RE_RESUME leads */
+	uint64_t since_ns;	      /* CLOCK_MONOTONIC of the last change */
 	hr_role_observer_fn observer;
 	void *opaque;
 };

@@ -75,9 +75,9 @@ tests_t_planner_LDADD = $(HR_LIBS)
 tests_t_live_LDADD = $(HR_LIBS)
 
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
-	tests/t-onespeaker tests/t-reprotect
+	tests/t-onespeaker tests/t-reprotect tests/t-standby tests/t-cluster-word
 TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat \
-	tests/t-onespeaker tests/t-reprotect
+	tests/t-onespeaker tests/t-reprotect tests/t-standby tests/t-cluster-word
 tests_t_role_LDADD = $(HR_LIBS)
 tests_t_dirtyset_LDADD = $(HR_LIBS)
 tests_t_envelope_LDADD = $(HR_LIBS)
@@ -86,6 +86,8 @@ tests_t_place_LDADD = $(HR_LIBS)
 tests_t_heartbeat_LDADD = $(HR_LIBS)
 tests_t_onespeaker_LDADD = $(HR_LIBS)
 tests_t_reprotect_LDADD = $(HR_LIBS)
+tests_t_standby_LDADD = $(HR_LIBS)
+tests_t_cluster_word_LDADD = $(HR_LIBS)
 
 # the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
 check_PROGRAMS += tests/t-witness tests/t-witness-torn

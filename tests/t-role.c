@@ -39,7 +39,7 @@ static int path(enum hr_role_side side, const enum hr_role_event *evs, unsigned 
 
 int main(void)
 {
-	plan(22);
+	plan(28);
 	/* names: one table, parse is its inverse */
 	int names_ok = 1;
 	for (unsigned s = 0; s < HR_RS_NR; s++) {
@@ -114,6 +114,35 @@ int main(void)
 	       !strcmp(hr_role_event_token(HR_RE_STAND_DOWN), "+stand-down") &&
 	       !strcmp(hr_role_event_token(HR_RE_OUTPUT_RELEASED), "+output-released"),
 	   "tokens +reprotect-start, +stand-down, +output-released");
+
+	/* cluster mode: demote pauses the guest (standby), promote resumes it */
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE) == HR_RS_STANDBY &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_DEMOTE) ==
+		   HR_RS_STANDBY,
+	   "cluster: protected -> standby on demote; a second demote changes nothing");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_RESUME,
+		HR_RE_DEMOTE, HR_RE_RESUME) == HR_RS_PROTECTED,
+	   "cluster: standby resumes to protected, again and again");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_BACKUP_LOST) ==
+		   HR_RS_STANDBY &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_BACKUP_LOST,
+		    HR_RE_RESUME) == HR_RS_UNPROTECTED,
+	   "cluster: a standby that lost its backup stays paused, and resumes unprotected");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_TOOK_OVER) ==
+		   HR_RS_DEMOTED &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_STOP) ==
+		   HR_RS_STOPPED,
+	   "cluster: a standby whose backup was promoted is demoted; it can be stopped");
+	ok(PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_OPERATOR_FAILOVER,
+		HR_RE_PROMOTED, HR_RE_DEMOTE, HR_RE_RESUME, HR_RE_REPROTECT) == HR_RS_CONNECTING,
+	   "cluster: a promoted backup demoted and resumed runs as an unprotected primary");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_DEMOTE) == -1 &&
+	       PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE) == -1 &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_RESUME) == -1 &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE,
+		    HR_RE_OUTPUT_RELEASED) == -1,
+	   "cluster: no demote while syncing or as a backup, no resume unless standby, no "
+	   "output policy while paused");
 
 	/* observer: told once per change, after it */
 	nr_changes = 0;

@@ -20,6 +20,8 @@ static const char *const hr_err_text[] = {
 			      "promote itself); nothing was migrated",
     [HR_EHELD - HR_EBASE] = "the VM's output is held: its lost backup may run it behind a torn "
 			    "link; migrate it once it is protected again",
+    [HR_EPEERGONE - HR_EBASE] = "the cluster confirmed that the silent backup's copy is gone "
+				"(its instance stopped or its node fenced)",
 };
 
 const char *hr_strerror(int rc)

@@ -122,6 +122,20 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 	uint64_t epoch = s.open_epoch; /* the open one; sealed ones below it are held */
 	int released_old = 0;
 	for (;;) {
+		if (e->standby || hr_engine_demote_requested(e)) {
+			/* demoted by the cluster: paused until resumed (no re-protection
+			 * meanwhile; an attempt in flight is dropped) */
+			int fd = -1;
+			attempt_join(at, 0, &fd);
+			int c = hr_engine_standby_alone(e, &epoch);
+			if (c != CTL_RESUMED) {
+				*ctl_r = c;
+				return HR_ALONE_ENDED;
+			}
+			told = -1; /* the output policy is told again */
+			ha.speaking = e->speaking;
+			next_try = hr_now_ns() + 100 * 1000000ull;
+		}
 		uint64_t now = hr_now_ns();
 		ha.cluster_release = __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST);
 		if (hr_engine_mig_requested(e)) {
@@ -155,15 +169,14 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		int lease_ms = hr_ha_alone_poll_ms(&ha, now);
 		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
 			wait_ms = lease_ms;
-		struct pollfd p[3] = {{e->ctl_pipe[0], POLLIN, 0},
-				      {e->release_fd, POLLIN, 0},
-				      {at->done[0], POLLIN, 0}};
+		struct pollfd p[3] = {
+		    {e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}, {at->done[0], POLLIN, 0}};
 		char c = 0;
 		uint64_t n;
 		int np = poll(p, at->running ? 3 : 2, wait_ms);
 		if (np > 0 && (p[1].revents & POLLIN)) {
-			(void)!read(e->release_fd, &n, sizeof(n));
-			continue; /* decide again with the cluster's word */
+			(void)!read(e->wake_fd, &n, sizeof(n));
+			continue; /* decide again with the cluster's word (or demote) */
 		}
 		if (np > 0 && (p[0].revents & POLLIN) && read(e->ctl_pipe[0], &c, 1) == 1) {
 			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {

@@ -39,12 +39,16 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
-	int dirty_on;	     /* dirty tracking started */
-	int live_end;	     /* hr_engine_live_request (atomic): end the live phase */
-	int live_extend;     /* ... 0 none, 1 on, -1 off (atomic) */
-	int speaking;	     /* without a backup: its output is being released */
-	int cluster_release; /* hr_engine_cluster_release (atomic): until the next backup */
-	int release_fd;	     /* eventfd: wakes the alone loop for cluster_release */
+	int dirty_on;		     /* dirty tracking started */
+	int live_end;		     /* hr_engine_live_request (atomic): end the live phase */
+	int live_extend;	     /* ... 0 none, 1 on, -1 off (atomic) */
+	int speaking;		     /* without a backup: its output is being released */
+	int cluster_release;	     /* hr_engine_cluster_release (atomic): until the next backup */
+	uint64_t cluster_release_ns; /* ... when the word came (atomic) */
+	int demote_req;		     /* hr_engine_demote (atomic) */
+	int resume_req;		     /* hr_engine_resume (atomic) */
+	int standby;		     /* the guest is paused by a demote (engine thread) */
+	int wake_fd;		     /* eventfd: the cluster's requests wake the waiting loops */
 
 	/* promoted: output goes straight out, offsets continue the primary's */
 	pthread_mutex_t out_lock;
@@ -82,6 +86,8 @@ enum {
 	CTL_FAILED = 'F',   /* never on the pipe: a loop's own failure */
 	CTL_MIGRATE = 'm',  /* wake-up: a migration request (mig_req / mig_cancel) */
 	CTL_MIGRATED = 'M', /* never on the pipe: the hand-off is done */
+	CTL_DEMOTE = 'd',   /* never on the pipe: demote_req seen at an epoch boundary */
+	CTL_RESUMED = 'r',  /* never on the pipe: a standby guest runs again */
 };
 
 #define HR_OUTPUT_CAP_BYTES (4u << 20) /* output held per VM before the guest waits */
@@ -89,6 +95,11 @@ enum {
 /* engine-primary.c: sessions with backups and the time between them; fd
  * -1 starts without a backup.  Returns as hr_engine_run_primary. */
 int hr_engine_primary_loop(struct hr_engine *e, int fd);
+/* A taken epoch ep (released here): send it, wait for its ack, release its
+ * output.  0, or -errno / -EINTR with *ctl_r as hr_peer_recv. */
+struct hr_sender;
+int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *ep, int trigger,
+		   int *ctl_r);
 /* The epoch source over outbuf (dirty set, gfn list); 0 or -errno. */
 int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf);
 
@@ -101,8 +112,21 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r);
  * epochs numbered from next_epoch.  0 or -errno. */
 int hr_engine_become_primary(struct hr_engine *e, uint64_t next_epoch);
 
+/* engine-standby.c (cluster mode: demote / resume) */
+/* Demote requested and not yet acted on (consumes nothing). */
+int hr_engine_demote_requested(struct hr_engine *e);
+/* In a session, at an epoch boundary: the final epoch (number epoch), then
+ * standby until resume (0, *ctl_r = CTL_RESUMED: the guest runs again),
+ * stop / abort (0, *ctl_r), or -errno when the backup was lost (the guest
+ * stays paused: e->standby) or -HR_EPROMOTED (it took over). */
+int hr_engine_standby_session(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch,
+			      int *ctl_r);
+/* Without a backup: pause (a speaking guest's output up to the pause
+ * leaves: *epoch is the open epoch, moved on), then wait for resume
+ * (CTL_RESUMED) or stop / abort (returned). */
+int hr_engine_standby_alone(struct hr_engine *e, uint64_t *epoch);
+
 /* engine-migrate.c */
-struct hr_sender;
 /* A migration was asked for and not cancelled (consumes nothing). */
 int hr_engine_mig_requested(struct hr_engine *e);
 /* Start one: +migrate-start, connect.  The connection (>= 0), or -errno

@@ -26,11 +26,25 @@
 #include "core/planner.h"
 #include "core/sender.h"
 
+/* The cluster's word (hr_engine_cluster_release) came after the backup's
+ * last byte: it is about this silence, not an older one.  A word followed
+ * by a sign of life from the backup was about something else (or wrong):
+ * it never lets output leave on a later silence or loss. */
+static int word_fresh(struct hr_engine *e)
+{
+	return __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) &&
+	       __atomic_load_n(&e->cluster_release_ns, __ATOMIC_SEQ_CST) > e->peer.last_rx_ns;
+}
+
 /* Wait for the ack of the oldest epoch in flight; the guest runs meanwhile.
  * A backup that is merely silent (no FIN, no reset: a partition, a hung
  * host) may be promoting itself right now, so output stays held for as
  * long as that lasts: releasing it could make two hosts speak for the VM
- * (contract 4).  Only an ended connection counts as the backup's death. */
+ * (contract 4).  Only an ended connection counts as the backup's death -
+ * or, in cluster mode, the cluster's word that its copy is gone (its node
+ * fenced behind a cut link leaves no FIN, no reset), given while it was
+ * silent already: -HR_EPEERGONE, and the word then lets the guest speak
+ * alone. */
 static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
 {
 	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000;
@@ -44,6 +58,14 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 			/* a migration waits for the epoch boundary */
 			*ctl_r = 0;
 			continue;
+		}
+		if (rc == -ETIMEDOUT && word_fresh(e) &&
+		    hr_peer_silent_ms(&e->peer) >= 2 * hr_engine_heartbeat_ms(e)) {
+			log_warnx(e->name,
+				  "nothing from the backup for %" PRIu64
+				  " ms and the cluster confirms its copy is gone: it is dropped",
+				  hr_peer_silent_ms(&e->peer));
+			return -HR_EPEERGONE;
 		}
 		if (rc == -ETIMEDOUT) {
 			/* the backup's heartbeats and acks both count; a long commit is not silence
@@ -90,17 +112,26 @@ static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 		      int *ctl_r)
 {
 	struct hr_epoch ep;
-	uint64_t ack_ns;
 	int rc;
 
 	*ctl_r = 0;
 	if ((rc = hr_epoch_take(&e->src, epoch, &ep)) < 0)
 		return rc;
+	return hr_engine_ship(e, snd, &ep, trigger, ctl_r);
+}
+
+int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *ep, int trigger,
+		   int *ctl_r)
+{
+	uint64_t ack_ns, epoch = ep->epoch;
+	int rc;
+
+	*ctl_r = 0;
 	uint64_t sent_t0 = hr_now_ns();
-	rc = hr_sender_send_epoch(snd, &ep);
-	struct hr_epoch_stats st = ep.st;
+	rc = hr_sender_send_epoch(snd, ep);
+	struct hr_epoch_stats st = ep->st;
 	st.trigger = (uint64_t)trigger;
-	hr_epoch_release(&ep); /* before release: it points into the outbuf */
+	hr_epoch_release(ep); /* before release: it points into the outbuf */
 	if (rc < 0)
 		return rc;
 	if ((rc = wait_ack(e, snd, &ack_ns, ctl_r)) < 0)
@@ -124,7 +155,7 @@ void hr_engine_live_request(struct hr_engine *e, enum hr_live_request req)
 		__atomic_store_n(&e->live_extend, req == HR_LIVE_EXTEND ? 1 : -1, __ATOMIC_SEQ_CST);
 }
 
-enum { LIVE_EV_EXIT = 1, LIVE_EV_FULL = 2 };
+enum { LIVE_EV_EXIT = 1, LIVE_EV_FULL = 2, LIVE_EV_DEMOTE = 4 };
 
 /* Control bytes during the live phase (non-blocking): stop / abort end it
  * (-EINTR, *ctl_r); guest exit and full output are noted in *ev_r. */
@@ -142,6 +173,8 @@ static int live_ctl(struct hr_engine *e, int *ctl_r, int *ev_r)
 		if (c == CTL_OUTPUT_FULL)
 			*ev_r |= LIVE_EV_FULL;
 	}
+	if (hr_engine_demote_requested(e))
+		*ev_r |= LIVE_EV_DEMOTE;
 	return 0;
 }
 
@@ -161,8 +194,10 @@ static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *e
 			wait_ns = (uint64_t)hb_ms * 1000000ull;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
-		struct pollfd p = {e->ctl_pipe[0], POLLIN, 0};
-		(void)ppoll(&p, 1, &ts, NULL);
+		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
+		uint64_t n;
+		if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN))
+			(void)!read(e->wake_fd, &n, sizeof(n)); /* a demote: live_ctl sees it */
 	}
 }
 
@@ -231,7 +266,9 @@ static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 		int x = __atomic_load_n(&e->live_extend, __ATOMIC_SEQ_CST);
 		if (x && pl.cfg.mode == HR_LIVE_MPLM)
 			pl.extend = x > 0;
-		if (__atomic_load_n(&e->live_end, __ATOMIC_SEQ_CST) || ev)
+		/* a demote waits for epoch 0: the live phase ends at once */
+		if (__atomic_load_n(&e->live_end, __ATOMIC_SEQ_CST) || ev ||
+		    hr_engine_demote_requested(e))
 			pl.end_now = 1;
 		if ((rc = hr_planner_round(&pl, &e->gm, e->src.dirty, hr_now_ns(), &r)) < 0)
 			goto out;
@@ -369,6 +406,8 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 		witness_register(e);
 		if (!e->migrating && hr_engine_mig_requested(e))
 			return CTL_MIGRATE;
+		if (!e->migrating && hr_engine_demote_requested(e))
+			return CTL_DEMOTE;
 		uint64_t due = epoch_due_ns(e, trigger_r);
 		uint64_t now = hr_now_ns();
 		if (now >= due)
@@ -380,13 +419,16 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 			wait_ns = (uint64_t)hb_ms * 1000000ull;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
-		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->out_wake_fd, POLLIN, 0}};
-		if (ppoll(p, e->cfg.min_epoch_us ? 2 : 1, &ts, NULL) <= 0)
+		struct pollfd p[3] = {{e->ctl_pipe[0], POLLIN, 0},
+				      {e->wake_fd, POLLIN, 0},
+				      {e->out_wake_fd, POLLIN, 0}};
+		if (ppoll(p, e->cfg.min_epoch_us ? 3 : 2, &ts, NULL) <= 0)
 			continue;
-		if (p[1].revents & POLLIN) {
-			uint64_t n;
+		uint64_t n;
+		if (p[1].revents & POLLIN)
+			(void)!read(e->wake_fd, &n, sizeof(n)); /* a request: seen above */
+		if (p[2].revents & POLLIN)
 			(void)!read(e->out_wake_fd, &n, sizeof(n)); /* due is recomputed above */
-		}
 		char c;
 		if (!(p[0].revents & POLLIN) || read(e->ctl_pipe[0], &c, 1) != 1)
 			continue;
@@ -519,7 +561,16 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			goto out;
 		if (e->guest_exited || (e->cfg.max_epochs && e->nr_epochs >= e->cfg.max_epochs))
 			goto out;
-		if ((*ctl_r = wait_next_epoch(e, &trigger)) != 0)
+		if ((*ctl_r = wait_next_epoch(e, &trigger)) == CTL_DEMOTE) {
+			/* the final epoch, then standby: resumed, the epochs go on */
+			rc = hr_engine_standby_session(e, &snd, ++epoch, ctl_r);
+			if (rc < 0 || *ctl_r != CTL_RESUMED)
+				goto out;
+			*ctl_r = 0;
+			trigger = HR_EPOCH_END_FORCED; /* the next epoch follows at once */
+			continue;
+		}
+		if (*ctl_r)
 			goto out;
 	}
 out:
@@ -671,6 +722,12 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 					     "the backup took over; guest stopped here");
 			rc = -HR_EPROMOTED;
 			goto out;
+		}
+		if (__atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) && !word_fresh(e)) {
+			/* the backup spoke after the cluster's word: not about this loss */
+			log_warnx(e->name, "the cluster's word that the peer's copy is gone came "
+					   "before the backup's last sign of life: ignored");
+			__atomic_store_n(&e->cluster_release, 0, __ATOMIC_SEQ_CST);
 		}
 		hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
 		hr_peer_close(&e->peer);

@@ -78,10 +78,34 @@ void hr_engine_promote(struct hr_engine *e)
 
 void hr_engine_cluster_release(struct hr_engine *e)
 {
-	uint64_t one = 1;
+	uint64_t one = 1, now = hr_now_ns();
+	__atomic_store_n(&e->cluster_release_ns, now, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&e->cluster_release, 1, __ATOMIC_SEQ_CST);
 	/* not the control pipe: a byte there interrupts a session's sends */
-	(void)!write(e->release_fd, &one, sizeof(one));
+	(void)!write(e->wake_fd, &one, sizeof(one));
+	/* A backup silent for two heartbeats already (a node fenced behind a
+	 * cut link leaves no FIN, no reset) is hung up on: a send blocked on it
+	 * ends, and with it the session - the word then lets the guest speak
+	 * alone.  A primary's sessions only (a backup has no outbuf). */
+	int fd = __atomic_load_n(&e->peer.fd, __ATOMIC_SEQ_CST);
+	uint64_t rx = __atomic_load_n(&e->peer.last_rx_ns, __ATOMIC_SEQ_CST);
+	if (fd >= 0 && __atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE) && rx &&
+	    now > rx + 2 * hr_engine_heartbeat_ms(e) * 1000000ull)
+		shutdown(fd, SHUT_RDWR);
+}
+
+void hr_engine_demote(struct hr_engine *e)
+{
+	uint64_t one = 1;
+	__atomic_store_n(&e->demote_req, 1, __ATOMIC_SEQ_CST);
+	(void)!write(e->wake_fd, &one, sizeof(one));
+}
+
+void hr_engine_resume(struct hr_engine *e)
+{
+	uint64_t one = 1;
+	__atomic_store_n(&e->resume_req, 1, __ATOMIC_SEQ_CST);
+	(void)!write(e->wake_fd, &one, sizeof(one));
 }
 
 void hr_engine_stats(struct hr_engine *e, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r)
@@ -134,15 +158,14 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 					.standing = cfg->witness ? HR_HA_W_UNKNOWN : HR_HA_W_NONE};
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
-	e->ctl_pipe[0] = e->end_pipe[0] = e->out_wake_fd = -1;
+	e->ctl_pipe[0] = e->end_pipe[0] = e->out_wake_fd = e->wake_fd = -1;
 	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    (e->out_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
-	    (e->release_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+	    (e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		int rc = -errno;
 		if (e->out_wake_fd >= 0)
 			close(e->out_wake_fd);
-		close(e->release_fd);
 		if (e->ctl_pipe[0] >= 0) {
 			close(e->ctl_pipe[0]);
 			close(e->ctl_pipe[1]);
@@ -173,6 +196,7 @@ void hr_engine_free(struct hr_engine *e)
 	close(e->end_pipe[0]);
 	close(e->end_pipe[1]);
 	close(e->out_wake_fd);
+	close(e->wake_fd);
 	pthread_mutex_destroy(&e->stats_lock);
 	pthread_mutex_destroy(&e->out_lock);
 	free(e);

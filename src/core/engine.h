@@ -202,9 +202,28 @@ void hr_engine_promote(struct hr_engine *eng);
  * confirms that no other host holds a copy that could run (the peer's
  * instance was stopped or its node fenced), so a primary without a backup
  * may release its output (ha/failover.h).  Holds until the next backup has
- * synchronised; asked before the backup is declared lost, it applies once it
- * is.  Thread- and signal-safe. */
+ * synchronised.  It is about a backup already silent when it comes: such a
+ * backup is hung up on at once (or dropped once silent for two heartbeats
+ * while an ack is awaited), and the guest speaks alone; a backup that
+ * answers is kept, and a word older than the backup's last sign of life
+ * never releases anything on a later loss.  Thread- and signal-safe. */
 void hr_engine_cluster_release(struct hr_engine *eng);
+/*
+ * Cluster mode: the cluster manager demotes or promotes this host's copy
+ * (core/engine-standby.c).  demote: at the next epoch boundary (a live
+ * phase ends early for it) the guest pauses and, with a backup, a final
+ * epoch goes; once the backup acknowledged it, its output is released -
+ * the backup's copy is then exactly the paused guest - and the VM waits in
+ * standby: paused, the session open (heartbeats), output of nothing
+ * further held.  Without a backup the guest just pauses (output it held
+ * stays held; a speaking one releases what it emitted).  resume: a standby
+ * guest runs on from where it paused (the next epoch follows at once).  A
+ * standby whose backup announces its promotion stops for good
+ * (-HR_EPROMOTED: +demoted, the peer asks this host for a backup); stop
+ * and abort end it as any primary.  Thread- and signal-safe.
+ */
+void hr_engine_demote(struct hr_engine *eng);
+void hr_engine_resume(struct hr_engine *eng);
 
 /*
  * Migration (primary; thread- and signal-safe).  migrate: at the next

@@ -4,6 +4,7 @@
 libhr_a_SOURCES += \
 	src/core/engine.c src/core/engine.h src/core/engine-internal.h \
 	src/core/engine-primary.c src/core/engine-backup.c src/core/engine-alone.c \
+	src/core/engine-standby.c \
 	src/core/engine-migrate.c \
 	src/core/peer.c src/core/peer.h \
 	src/core/handshake.c src/core/handshake.h \

@@ -18,7 +18,7 @@
  *       [console=SPEC] [net=SPEC]
  *   v=1 cmd=stop vm=NAME
  *   v=1 cmd=failover vm=NAME
- *   v=1 cmd=promote vm=NAME | cmd=demote vm=NAME   (vm-cluster.c)
+ *   v=1 cmd=promote vm=NAME | cmd=demote vm=NAME [drop=1]   (vm-cluster.c)
  *   v=1 cmd=migrate vm=NAME to=HOST[:PORT] [max_bandwidth=BYTES_PER_S]
  *       [test_hold_ms=N]   (tests: wait N ms before the hand-off)
  *   v=1 cmd=migrate vm=NAME cancel=1 | extend_live=1 | end_live=1
@@ -179,7 +179,8 @@ static void dispatch(struct hr_ctl_conn *cc, const char *line, size_t len)
 	} else if (!strcmp(cmd, "promote")) {
 		hr_vms_cmd_promote(cc, hr_kv_get(&req, "vm"));
 	} else if (!strcmp(cmd, "demote")) {
-		hr_vms_cmd_demote(cc, hr_kv_get(&req, "vm"));
+		const char *drop = hr_kv_get(&req, "drop");
+		hr_vms_cmd_demote(cc, hr_kv_get(&req, "vm"), drop && !strcmp(drop, "1"));
 	} else if (!strcmp(cmd, "migrate")) {
 		hr_vms_cmd_migrate(cc, &req);
 	} else {

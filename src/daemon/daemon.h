@@ -192,11 +192,17 @@ void hr_vms_cmd_stop(struct hr_ctl_conn *cc, const char *name);
 void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name);
 /* vm-cluster.c: what a cluster manager's resource agent asks */
 void hr_vms_cmd_promote(struct hr_ctl_conn *cc, const char *name);
-void hr_vms_cmd_demote(struct hr_ctl_conn *cc, const char *name);
+void hr_vms_cmd_demote(struct hr_ctl_conn *cc, const char *name, int drop);
 /* Worker signals: the cluster's word to a primary without a backup
- * (hr_engine_cluster_release), and demote (hr_engine_abort). */
-#define HR_SIG_CLUSTER_RELEASE (SIGRTMIN + 0)
-#define HR_SIG_DEMOTE	       (SIGRTMIN + 1)
+ * (hr_engine_cluster_release), demote (hr_engine_demote: paused, standby),
+ * resume a standby (hr_engine_resume), drop this host's copy as a crash
+ * would (hr_engine_abort: the peer's copy stays). */
+/* Clear of the backends' own signals (kvm/vcpu.c kicks vCPU threads with
+ * SIGRTMIN + 1; a handler installed there replaces the worker's). */
+#define HR_SIG_CLUSTER_RELEASE (SIGRTMIN + 4)
+#define HR_SIG_DEMOTE	       (SIGRTMIN + 5)
+#define HR_SIG_RESUME	       (SIGRTMIN + 6)
+#define HR_SIG_DROP	       (SIGRTMIN + 7)
 void hr_vms_cmd_status(struct hr_ctl_conn *cc, const char *name, int json);
 void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req);
 void hr_vms_ctl_gone(struct hr_dvm *vm);

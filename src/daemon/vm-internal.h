@@ -22,7 +22,7 @@
 #include "daemon/daemon.h"
 
 /* What the control request waiting on a VM (if any) waits for. */
-enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE, W_DEMOTE };
+enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE, W_DEMOTE, W_RESUME, W_DROP };
 
 struct hr_dvm {
 	struct hr_dvm *next;
@@ -98,6 +98,9 @@ int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a);
  * end; these two tell it. */
 void hr_dvm_start_state(struct hr_dvm *vm, enum hr_role_state st);
 void hr_dvm_start_ended(struct hr_dvm *vm);
+
+/* vm-cluster.c: a waiting demote / promote learns the worker's new state */
+void hr_dvm_cluster_state(struct hr_dvm *vm, enum hr_role_state st);
 
 /* vm-accept.c: a backup worker asks whether name is free here; the answer
  * goes back on its status channel. */

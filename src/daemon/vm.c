@@ -208,6 +208,7 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 				snprintf(vm->peer, sizeof(vm->peer), "%s", peer);
 			set_state(vm, st, hr_kv_get(&kv, "token"));
 			hr_dvm_start_state(vm, st);
+			hr_dvm_cluster_state(vm, st);
 			if (st == HR_RS_PROMOTED && vm->wait == W_FAILOVER) {
 				char body[128];
 				snprintf(body, sizeof(body), "%s %s runs here from epoch %llu\n",
@@ -449,12 +450,16 @@ static void worker_ended(struct hr_dvm *vm, int status)
 		snprintf(body, sizeof(body), "stopped %s\n", vm->name);
 		hr_dvm_reply(vm, body, NULL);
 		hr_dvm_free(vm);
-	} else if (vm->wait == W_DEMOTE) {
+	} else if (vm->wait == W_DEMOTE || vm->wait == W_DROP) {
 		char body[200];
-		snprintf(body, sizeof(body),
-			 "demoted %s: its guest stopped here, unacknowledged output dropped\n",
-			 vm->name);
+		/* a demote that ended the worker: the backup took over meanwhile (or
+		 * it failed); a drop: what was asked */
+		snprintf(body, sizeof(body), "%s %s: its guest no longer runs here (%s)\n",
+			 vm->wait == W_DROP ? "dropped" : "demoted", vm->name,
+			 hr_dvm_state_name(vm));
 		hr_dvm_reply(vm, body, NULL);
+	} else if (vm->wait == W_RESUME) {
+		hr_dvm_reply(vm, NULL, "the worker ended before the guest resumed");
 	} else if (vm->wait == W_FAILOVER) {
 		hr_dvm_reply(vm, NULL, "the worker ended before the promotion was confirmed");
 	} else if (vm->wait == W_MIGRATE) {

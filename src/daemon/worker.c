@@ -2,8 +2,10 @@
  * worker.c - the child process that runs one VM's epoch engine.
  *
  * Lives from fork to _exit; never returns to the daemon's event loop.
- * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote
- * (both through the engine's signal-safe requests).  Every engine event
+ * SIGTERM/SIGINT ask the engine to stop, SIGUSR1 asks a backup to promote,
+ * and the cluster's requests (daemon.h HR_SIG_*) release a lone primary's
+ * output, demote (standby), resume a standby or drop this host's copy - all
+ * through the engine's signal-safe requests.  Every engine event
  * becomes one kv.h status line to the daemon; the last line is
  * `event=exit rc=N error=TEXT`.  The daemon's requests come on the same
  * channel, one line each: `req=migrate to=HOST:PORT` and
@@ -37,7 +39,7 @@
 
 struct hr_engine *volatile hr_w_eng;
 volatile sig_atomic_t hr_w_stop;
-static volatile sig_atomic_t g_promote, g_release;
+static volatile sig_atomic_t g_promote, g_release, g_demote;
 
 /* STATE-DIR/VM.epochs, appended; never through a symbolic link. */
 static void epochs_open(struct worker *w)
@@ -79,7 +81,15 @@ static void on_signal(int sig)
 			hr_engine_cluster_release(eng);
 		return;
 	}
-	if (sig == HR_SIG_DEMOTE) {
+	if (sig == HR_SIG_DEMOTE || sig == HR_SIG_RESUME) {
+		g_demote = sig == HR_SIG_DEMOTE; /* a resume before the engine: nothing paused */
+		if (eng && sig == HR_SIG_DEMOTE)
+			hr_engine_demote(eng);
+		else if (eng)
+			hr_engine_resume(eng);
+		return;
+	}
+	if (sig == HR_SIG_DROP) {
 		hr_w_stop = 1;
 		if (eng)
 			hr_engine_abort(eng); /* as a crash: nothing unacknowledged leaves */
@@ -164,10 +174,11 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 			log_info(w->a->name, "after the hand-off: backup wanted from %s",
 				 w->a->reconnect_addr);
 	}
-	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED)
+	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED || to == HR_RS_STANDBY)
 		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
-	/* held: nothing leaves without an ack or a lease (a silent backup counts) */
-	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT)
+	/* held: nothing leaves without an ack or a lease (a silent backup counts);
+	 * a standby guest is paused: it gives way to a peer that speaks */
+	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT || to == HR_RS_STANDBY)
 		w->held = 1;
 	else if (ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_BACKUP_ANSWERED ||
 		 to == HR_RS_PROTECTED || to == HR_RS_PROMOTED)
@@ -567,6 +578,8 @@ int hr_worker_main(struct hr_worker_args *a)
 	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(HR_SIG_CLUSTER_RELEASE, &sa, NULL);
 	sigaction(HR_SIG_DEMOTE, &sa, NULL);
+	sigaction(HR_SIG_RESUME, &sa, NULL);
+	sigaction(HR_SIG_DROP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 
@@ -673,6 +686,8 @@ int hr_worker_main(struct hr_worker_args *a)
 		hr_engine_promote(eng);
 	if (g_release)
 		hr_engine_cluster_release(eng);
+	if (g_demote)
+		hr_engine_demote(eng);
 
 	peer_fd = a->peer_fd;
 	a->peer_fd = -1; /* the engine's from now on */

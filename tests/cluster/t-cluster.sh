@@ -3,6 +3,10 @@
 # real two-node cluster (tests/cluster/cluster.sh: corosync + qdevice/qnetd,
 # pacemaker, fencing that kills a node's cgroup), the contract checked from
 # outside by a console collector in the "world" namespace:
+#   0. a planned switchover: the promoted role is moved to the other node
+#      (crm_resource --move --promoted): demote (the guest pauses, a final
+#      epoch acknowledged), promote the peer (it runs from that epoch), the
+#      old primary becomes its backup - nobody fenced, one speaker change
 #   1. the primary node's corosync is killed (SIGKILL)
 #   2. the primary node hangs (every process frozen, as SIGSTOP)
 #   3. the link between the nodes is cut (nftables drop) while both reach qnetd
@@ -20,7 +24,7 @@ done
 CL_SRC="$top_srcdir/tests/cluster"
 CL_AGENT="$top_srcdir/contrib/ocf/hareplicate"
 . "$CL_SRC/cluster.sh"
-plan 33
+plan 37
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 VMC=/run/hareplicate/vm1.sock
@@ -53,6 +57,7 @@ either_fenced() { fenced_more a "$1" || fenced_more b "$2"; }
 guest_on() { is_state "$1" promoted || is_state "$1" unprotected || is_state "$1" protected; }
 pair_ok() { is_state "$1" backup && is_state "$2" protected; }
 not_held() { [ "$(vmf "$1" output_held)" = False ]; }
+alone_released() { is_state "$1" unprotected && not_held "$1"; }
 node_has() { for _p in $(cl_node_procs "$1"); do [ "$(cat /proc/$_p/comm 2>/dev/null)" = "$2" ] && return 0; done; return 1; }
 no_daemons() { ! node_has a hareplicated && ! node_has b hareplicated; }
 other() { [ "$1" = a ] && echo b || echo a; }
@@ -120,6 +125,22 @@ ok 'progress 10' "the world sees the guest's console"
 promoted_in_crm() { cl_exec $1 crm_mon -1 | grep -Eq "Promoted: \[ $1 \]"; }
 ok "wait_true 20 promoted_in_crm $P" "Pacemaker reports vm1 promoted on $P"
 
+# --- 0. a planned switchover: the promoted role moves to $Q
+sw0=$(col 'len(d["switches"])')
+fa=$(fenced a)
+fb=$(fenced b)
+tf=$(now_ms)
+ok 'cl_exec $P crm_resource --move --promoted -r vm1-clone -N $Q >/dev/null 2>&1' \
+	"switchover: the promoted role is moved to $Q (crm_resource --move --promoted)"
+ok 'wait_true 60 pair_ok $P $Q' \
+	"switchover: $Q runs vm1 from $P's final epoch, $P is its backup, protected again"
+diag "switchover: protected on $Q $(($(now_ms) - tf)) ms after the move"
+ok 'progress 10' "switchover: the world sees the guest go on"
+ok '[ "$(fenced a)" -eq "$fa" ] && [ "$(fenced b)" -eq "$fb" ] && [ "$(col "len(d[\"switches\"])")" -eq $((sw0 + 1)) ] && [ "$(col "len(d[\"violations\"])")" = 0 ] && [ "$(col "d[\"pending\"]")" = 0 ]' \
+	"switchover: nobody fenced, exactly one speaker change, no gap, no contract violation"
+cl_exec $P crm_resource --clear -r vm1-clone >/dev/null 2>&1
+_p=$P; P=$Q; Q=$_p
+
 # failover NAME CAUSE: after CAUSE was done to $P, $P is fenced, $Q promoted
 failover_checks() {
 	_f0=$2
@@ -180,8 +201,9 @@ else
 	diag "link cut: the backup's side ($Q) lost: $P keeps the VM"
 	ok 'cl_node_down $Q' "link cut: no process of $Q is left"
 	ok 'guest_on $P' "link cut: vm1 still runs on $P"
-	ok 'wait_true 30 not_held $P' \
-		"link cut: the cluster's word (notify) releases $P's output without a backup"
+	ok 'wait_true 30 alone_released $P' \
+		"link cut: the cluster's word (notify) drops the silent backup, $P's output leaves without it"
+	diag "link cut: $P speaks alone $(($(now_ms) - tf)) ms after the fault"
 	ok 'progress 10' "link cut: the world sees the guest go on"
 	_p=$P; P=$Q; Q=$_p
 fi
@@ -195,7 +217,7 @@ ok 'progress 10' "the guest still progresses at the end"
 diag "collector: $(cat "$T/console.json")"
 ok '[ "$(col "len(d[\"violations\"])")" = 0 ]' "no contract violation seen from outside: $(col 'd["violations"][:3]')"
 ok '[ "$(col "d[\"pending\"]")" = 0 ]' "no gap: nothing waits for missing bytes"
-ok '[ "$(col "len(d[\"switches\"])")" -le 3 ]' "one speaker at a time: $(col 'len(d["switches"])') speaker change(s) for at most 3 failovers"
+ok '[ "$(col "len(d[\"switches\"])")" -le 4 ]' "one speaker at a time: $(col 'len(d["switches"])') speaker change(s) for a switchover and at most 3 failovers"
 ok '[ "$(col "d[\"lines\"]")" -gt 100 ]' "memwalk lines checked: $(col 'd["lines"]')"
 
 # --- the cluster stops the resource cleanly

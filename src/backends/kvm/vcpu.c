@@ -19,6 +19,7 @@
 #include "kvm-internal.h"
 #include "common/log.h"
 
+/* the worker's own signals (daemon/daemon.h HR_SIG_*) start at SIGRTMIN + 4 */
 #define HR_KICK_SIGNAL (SIGRTMIN + 1)
 
 static void kick_handler(int sig)
