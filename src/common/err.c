@@ -20,6 +20,7 @@ static const char *const hr_err_text[] = {
 			      "promote itself); nothing was migrated",
     [HR_EHELD - HR_EBASE] = "the VM's output is held: its lost backup may run it behind a torn "
 			    "link; migrate it once it is protected again",
+    [HR_ECPU - HR_EBASE] = "this host's CPU lacks features of the guest's CPU",
 };
 
 const char *hr_strerror(int rc)
