@@ -47,8 +47,8 @@ t0=$(date +%s%N)
 kill -9 -- "-$pida"
 is_pid "$wpid" && kill -9 "$wpid"
 diag "SIGKILL of A's process group and its worker $wpid at hb $before"
-ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=primary\""' \
-	"B promotes itself once A is silent (failover timeout $FAILOVER_MS ms)"
+ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=promoted state=promoted\""' \
+	"B promotes itself once A is silent: role=promoted state=promoted (failover timeout $FAILOVER_MS ms)"
 ok 'wait_hb "$T/console" $((before + 20)) 300' \
 	"the guest continues on B (hb $before -> $((before + 20)))"
 t1=$(date +%s%N)
