@@ -39,6 +39,7 @@ ok '[ $rc = 0 ]' "start: the Linux guest is protected from A to B at $EPOCH epoc
 sed 's/^/# start: /' "$T/start.out"
 ok 'wait_hb "$T/console" 30 "$BOOT_S"' "the guest boots on A; its released console beats (hb 30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
+diag "A's epochs at $EPOCH: $(epoch_figures "$T/a/state/linux.epochs")"
 before=$(last_hb "$T/console")
 # the host dies: its daemon's process group and its VM worker (a process
 # group of its own: its pid from A's status)
@@ -46,9 +47,13 @@ wpid=$("$HR" status --control "$CA" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/
 t0=$(date +%s%N)
 kill -9 -- "-$pida"
 is_pid "$wpid" && kill -9 "$wpid"
-diag "SIGKILL of A's process group and its worker $wpid at hb $before"
+at_kill=$(last_hb "$T/console")
+diag "SIGKILL of A's process group and its worker $wpid at hb $before ($at_kill released when A was dead)"
 ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=promoted state=promoted\""' \
 	"B promotes itself once A is silent: role=promoted state=promoted (failover timeout $FAILOVER_MS ms)"
+diag "B promoted $((($(date +%s%N) - t0) / 1000000)) ms after the kill (failover timeout $FAILOVER_MS ms)"
+wait_hb "$T/console" $((at_kill + 1)) 300 &&
+	diag "the first heartbeat after the kill (hb $((at_kill + 1))) arrived $((($(date +%s%N) - t0) / 1000000)) ms after it"
 ok 'wait_hb "$T/console" $((before + 20)) 300' \
 	"the guest continues on B (hb $before -> $((before + 20)))"
 t1=$(date +%s%N)
