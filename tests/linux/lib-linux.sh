@@ -29,9 +29,10 @@ hb_check() {
 	/^hb / { print "damaged heartbeat line: " $0; bad = 1; exit }
 	END { if (!bad) { if (last == 0) { print "no heartbeat"; exit 1 } ; print "hb 1.." last; exit 0 } ; exit 1 }'
 }
-# last_hb FILE: the highest heartbeat number in FILE (0 if none)
+# last_hb FILE: the highest heartbeat number in FILE (0 if none; the
+# guest's console ends its lines with CR LF)
 last_hb() {
-	tr -d '\000' <"$1" | awk '/^hb [0-9]+ up=[0-9.]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
+	tr -d '\000\r' <"$1" | awk '/^hb [0-9]+ up=[0-9.]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
 }
 # wait_hb FILE N SECONDS: until heartbeat N is in FILE
 wait_hb() {
@@ -59,4 +60,8 @@ epoch_figures() {
 			pct("interval_us", 50, 1000), pct("interval_us", 99, 1000), pct("pause_us", 50, 1000), pct("pause_us", 99, 1000),
 			pct("ack_us", 50, 1000), pct("ack_us", 99, 1000), pct("dirty_pages", 50, 1), pct("dirty_pages", 99, 1)
 	}' "$1"
+}
+# gone PID: no such process, or a zombie (dead, not yet reaped)
+gone() {
+	[ ! -e "/proc/$1/stat" ] || sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q "^Z"
 }

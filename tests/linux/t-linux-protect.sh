@@ -13,7 +13,7 @@ need_kvm
 need_linux
 SINK="$top_builddir/tests/linux/console-sink"
 [ -x "$SINK" ] || skip_all "tests/linux/console-sink not built"
-plan 8
+plan 9
 PA=7301
 PB=7302
 PS=7303
@@ -48,6 +48,7 @@ t0=$(date +%s%N)
 kill -9 -- "-$pida"
 is_pid "$wpid" && kill -9 "$wpid"
 at_kill=$(last_hb "$T/console")
+ok 'is_pid "$wpid" && wait_true 10 sh -c "$(declare -f gone); gone $pida && gone $wpid"' "A's daemon and its worker ($wpid) are gone"
 diag "SIGKILL of A's process group and its worker $wpid at hb $before ($at_kill released when A was dead)"
 ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=promoted state=promoted\""' \
 	"B promotes itself once A is silent: role=promoted state=promoted (failover timeout $FAILOVER_MS ms)"
