@@ -30,6 +30,7 @@ const char *hr_strerror(int rc)
 	if (rc == 0)
 		return "success";
 	if (rc >= HR_EBASE && rc < HR_ELAST)
-		return hr_err_text[rc - HR_EBASE];
+		return hr_err_text[rc - HR_EBASE] ? hr_err_text[rc - HR_EBASE]
+						  : "unknown hareplicate error";
 	return strerror(rc);
 }

@@ -19,7 +19,7 @@ enum {
 	HR_EMIGRATED = 1012, /* the VM was migrated: it runs on the destination now */
 	HR_ENODROP = 1013,   /* the backup did not confirm that it dropped its copy */
 	HR_EHELD = 1014,     /* output held: a lost backup may run the VM (no migration) */
-	HR_ECPU = 1015,	     /* this host's CPU cannot give the guest the CPU it runs on */
+	HR_ECPU = 1016,	     /* this host's CPU lacks features of the guest's CPU */
 	HR_ELAST
 };
 
