@@ -43,20 +43,21 @@ wait_hb() {
 	done
 	return 1
 }
-# epoch_figures FILE: p50/p99 of interval, pause and ack (ms) and dirty
-# pages over the epoch lines of a daemon's STATE-DIR/VM.epochs
+# epoch_figures FILE [FROM]: p50/p99 of interval, pause and ack (ms) and
+# dirty pages over the epoch lines of a daemon's STATE-DIR/VM.epochs, from
+# line FROM on (1: all, with the first synchronisation and the boot)
 epoch_figures() {
-	awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1], NR] = kv[2] } }
+	awk -v from="${2:-1}" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1], NR] = kv[2] } }
 	function pct(f, p, scale,   a, i, n, t, k) {
 		n = 0
-		for (i = 1; i <= NR; i++) a[++n] = v[f, i] + 0
+		for (i = from; i <= NR; i++) a[++n] = v[f, i] + 0
 		for (i = 2; i <= n; i++) { t = a[i]; for (k = i - 1; k >= 1 && a[k] > t; k--) a[k + 1] = a[k]; a[k + 1] = t }
 		k = int(n * p / 100 + 0.999); if (k < 1) k = 1
 		return a[k] / scale
 	}
 	END {
-		if (!NR) { print "no epochs"; exit }
-		printf "%d epochs: interval p50 %.1f p99 %.1f ms, pause p50 %.1f p99 %.1f ms, ack p50 %.1f p99 %.1f ms, dirty pages p50 %d p99 %d\n", NR,
+		if (NR < from) { print "no epochs"; exit }
+		printf "%d epochs: interval p50 %.1f p99 %.1f ms, pause p50 %.1f p99 %.1f ms, ack p50 %.1f p99 %.1f ms, dirty pages p50 %d p99 %d\n", NR - from + 1,
 			pct("interval_us", 50, 1000), pct("interval_us", 99, 1000), pct("pause_us", 50, 1000), pct("pause_us", 99, 1000),
 			pct("ack_us", 50, 1000), pct("ack_us", 99, 1000), pct("dirty_pages", 50, 1), pct("dirty_pages", 99, 1)
 	}' "$1"

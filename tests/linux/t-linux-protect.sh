@@ -39,7 +39,9 @@ ok '[ $rc = 0 ]' "start: the Linux guest is protected from A to B at $EPOCH epoc
 sed 's/^/# start: /' "$T/start.out"
 ok 'wait_hb "$T/console" 30 "$BOOT_S"' "the guest boots on A; its released console beats (hb 30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
-diag "A's epochs at $EPOCH: $(epoch_figures "$T/a/state/linux.epochs")"
+E="$T/a/state/linux.epochs"
+diag "A's epochs at $EPOCH: $(epoch_figures "$E")"
+diag "... the second half (the guest beating): $(epoch_figures "$E" $(($(wc -l <"$E") / 2 + 1)))"
 before=$(last_hb "$T/console")
 # the host dies: its daemon's process group and its VM worker (a process
 # group of its own: its pid from A's status)
