@@ -66,3 +66,13 @@ epoch_figures() {
 gone() {
 	[ ! -e "/proc/$1/stat" ] || sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q "^Z"
 }
+# kill_workers CONTROL...: SIGKILL the VM workers the daemons behind these
+# control sockets list (a worker outlives its daemon by design: a restarted
+# daemon adopts it), and wait (bounded) until they are gone
+kill_workers() {
+	_w=$(for _c in "$@"; do "$HR" status --control "$_c" 2>/dev/null; done |
+		sed -n 's/.* pid=\([0-9]*\).*/\1/p')
+	for _p in $_w; do is_pid "$_p" && kill -9 "$_p" 2>/dev/null; done
+	for _p in $_w; do is_pid "$_p" && wait_true 10 gone "$_p"; done
+	return 0
+}

@@ -29,6 +29,8 @@ pida=$!
 "$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--failover-timeout "$FAILOVER_MS" --console-default "tcp:127.0.0.1:$PS" >>"$T/b.log" 2>&1 &
 pidb=$!
+# the guest's workers first (B's runs it once promoted), then the daemons
+on_exit 'kill_workers "$CA" "$CB"'
 on_exit "kill -9 -- -$pida 2>/dev/null; kill -9 $pida $pidb 2>/dev/null"
 wait_for "$T/a.log" "control $CA" 20 && wait_for "$T/b.log" "control $CB" 20
 "$HR" start linux --control "$CA" --peer "127.0.0.1:$PB" --kernel "$KERNEL" --initrd "$INITRD" \
