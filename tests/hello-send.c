@@ -11,15 +11,22 @@
  * that certificate, and the preamble says node=NODE (which need not be the
  * certificate's name: tests/t-auth.sh lies with it).  A refused handshake
  * prints "tls refused: TEXT".
+ *
+ * HR_HELLO_CPU=host|lacking|vendor in the environment: the HELLO carries a
+ * CPU model (cpu-model.h), this host's KVM one, the same with a feature bit
+ * this host lacks (printed first as "cpu: CPUID 0xF.I REG bits 0xB"), or
+ * with another vendor.  For tests/t-kvm-cpuid.sh.
  */
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "cpu-model.h"
 #include "common/err.h"
 #include "common/util.h"
 #include "backends/backend.h"
@@ -80,8 +87,29 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	struct hr_mem_region layout = {0, mem, NULL};
-	rc = hr_stream_send_hello(fd, HR__ROLE__ROLE_PRIMARY, argv[2], "kvm", mem, (unsigned)vcpus,
-				  &layout, 1, 25000);
+	const char *cpu = getenv("HR_HELLO_CPU");
+	void *model = NULL;
+	size_t model_bytes = 0;
+	if (cpu && *cpu) {
+		char what[80];
+		if (!hr_backend_find("kvm") ||
+		    cpu_model_host(hr_backend_find("kvm"), &model, &model_bytes) < 0) {
+			printf("no CPU model: no usable KVM here\n");
+			return 1;
+		}
+		if (!strcmp(cpu, "lacking") &&
+		    cpu_model_add_feature(model, model_bytes, what, sizeof(what)) == 0)
+			printf("cpu: %s\n", what);
+		else if (!strcmp(cpu, "vendor") && cpu_model_other_vendor(model, model_bytes) == 0)
+			printf("cpu: vendor HRtestCPUxyz\n");
+		else if (strcmp(cpu, "host"))
+			return 2;
+		fflush(stdout);
+	}
+	rc = hr_stream_send_hello_full(fd, HR__ROLE__ROLE_PRIMARY, argv[2], "kvm", mem,
+				       (unsigned)vcpus, &layout, 1, 25000, 0, 0, NULL, model,
+				       model_bytes);
+	free(model);
 	struct hr_frame f;
 	if (!rc)
 		rc = hr_stream_recv(fd, argv[2], &f);

@@ -5,6 +5,13 @@ check_PROGRAMS += tests/t-kvm
 TESTS += tests/t-kvm
 tests_t_kvm_LDADD = $(HR_LIBS)
 
+# the guest's CPU: KVM's model and the backup's check of a primary's
+check_PROGRAMS += tests/t-kvm-cpuid
+TESTS += tests/t-kvm-cpuid tests/t-kvm-cpuid.sh
+tests_t_kvm_cpuid_SOURCES = tests/t-kvm-cpuid.c tests/cpu-model.h tests/tap.h
+tests_t_kvm_cpuid_LDADD = $(HR_LIBS)
+dist_check_SCRIPTS += tests/t-kvm-cpuid.sh
+
 # the Linux boot protocol: what the loader places for Debian's bzImage
 check_PROGRAMS += tests/t-linux-boot
 TESTS += tests/t-linux-boot
@@ -102,6 +109,7 @@ tests_t_util_LDADD = $(HR_LIBS)
 
 # helpers for the shell tests (built by make check, not tests themselves)
 check_PROGRAMS += tests/hello-send
+tests_hello_send_SOURCES = tests/hello-send.c tests/cpu-model.h
 tests_hello_send_LDADD = $(HR_LIBS)
 $(tests_hello_send_OBJECTS): proto/hareplicate.pb-c.h
 

@@ -5,9 +5,11 @@
  * the sender and committed by the receiver, the ack checked, promotion from
  * the committed envelope; and the inputs a hostile or broken primary can
  * send: live batches with a gfn beyond memory (2^52 + 5), without or with
- * a wrong checksum, too large; HELLOs with another layout.
+ * a wrong checksum, too large; HELLOs with another layout; the guest's CPU
+ * model carried to the backup's backend (tests/t-kvm-cpuid.sh: KVM's).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,6 +85,14 @@ static int send_live(int fd, uint64_t gfn, unsigned flags, int corrupt)
 	return hr_stream_send(fd, HR_FT_PAGE_BATCH, HR_FRAME_MANDATORY, &pb.base, &iov, 1);
 }
 
+/* a backend's cpu_check that refuses every CPU model, naming it */
+static int refuse_cpu(struct hr_vm *vm, const void *model, size_t len, char *why, size_t n)
+{
+	(void)vm;
+	snprintf(why, n, "no '%.*s' here", (int)len, (const char *)model);
+	return -HR_ECPU;
+}
+
 static void test_handshake(void)
 {
 	int sv[2];
@@ -99,7 +109,7 @@ static void test_handshake(void)
 	ok(hr_handshake_accept(&p, &h, &ctl) == 0 && h.nr_regions == 2 && !strcmp(h.vm, "vm1"),
 	   "handshake: a sane HELLO is accepted");
 	hr_stream_send_hello_full(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
-				  25000, 2000, 0, NULL);
+				  25000, 2000, 0, NULL, "cpu-model", 9);
 	ok(hr_handshake_accept(&p, &h, &ctl) == 0 && h.epoch_us == 25000 && h.min_epoch_us == 2000,
 	   "handshake: the epoch policy (epoch_us, min_epoch_us) reaches the backup");
 	struct hr_mem_region other[2] = {regs[0], {1u << 30, 2 << 20, NULL}};
@@ -107,6 +117,20 @@ static void test_handshake(void)
 	       hr_handshake_check_layout(&h, other, 2) == -HR_ESHAPE &&
 	       hr_handshake_check_layout(&h, regs, 1) == -HR_ESHAPE,
 	   "handshake: a layout that differs in any region is refused");
+	char why[160] = "";
+	struct hr_backend_ops refuser = {.name = "mem", .cpu_check = refuse_cpu};
+	ok(h.cpu_model_bytes == 9 && !memcmp(h.cpu_model, "cpu-model", 9) &&
+	       hr_handshake_check_cpu(&h, &hr_mem_ops, NULL, why, sizeof(why)) == 0 &&
+	       hr_handshake_check_cpu(&h, &refuser, NULL, why, sizeof(why)) == -HR_ECPU &&
+	       !strcmp(why, "no 'cpu-model' here"),
+	   "handshake: the guest's CPU model reaches the backup, whose backend judges it (%s)",
+	   why);
+	hr_hello_info_fini(&h);
+	static char huge[HR_CPU_MODEL_MAX + 1];
+	hr_stream_send_hello_full(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
+				  25000, 0, 0, NULL, huge, sizeof(huge));
+	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_ESHAPE && !h.cpu_model,
+	   "handshake: a CPU model over %d bytes is refused", HR_CPU_MODEL_MAX);
 	/* the primary's devices travel; a hostile peer's do not get in */
 	hr_stream_send_hello_at(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2,
 				25000, 0, "tap=hr0,mac=52:54:00:12:34:56");
@@ -149,7 +173,7 @@ int main(void)
 	struct hr_vm_config rc_ = {.name = "t-core-r", .mem_bytes = MEM_BYTES, .nr_vcpus = 1};
 	int sv[2], rc;
 
-	plan(25);
+	plan(27);
 	test_handshake();
 
 	ok(ops->open(&pvm, &pc) == 0 && ops->open(&rvm, &rc_) == 0 &&

@@ -254,7 +254,27 @@ struct hr_backend_ops {
 
 	/* OPTIONAL: human-readable one-line description of the last error. */
 	const char *(*last_error)(struct hr_vm *vm);
+
+	/*
+	 * OPTIONAL (with cpu_check): the CPU the guest sees, as an opaque
+	 * record of this backend (KVM: its CPUID table, cpuid.c) of at most
+	 * HR_CPU_MODEL_MAX bytes (malloc'd, caller frees).  A primary sends
+	 * it in its HELLO; a vm restored from another host's state reports
+	 * the CPU it was given there.
+	 */
+	int (*cpu_model)(struct hr_vm *vm, void **model_r, size_t *len_r);
+
+	/*
+	 * OPTIONAL (with cpu_model): can this host give vm's guest the CPU of
+	 * model (another host's cpu_model)?  0, -HR_ECPU with why naming what
+	 * is missing (KVM: the CPUID leaf, register and bits), or -EINVAL for
+	 * a record this backend does not understand.  A backup calls it on
+	 * its empty replica before the first epoch.
+	 */
+	int (*cpu_check)(struct hr_vm *vm, const void *model, size_t len, char *why,
+			 size_t why_size);
 };
+#define HR_CPU_MODEL_MAX 16384
 
 /* The registry: every backend built into this binary, NULL-terminated. */
 extern const struct hr_backend_ops *const hr_backends[];

@@ -22,6 +22,7 @@ static const char *const hr_err_text[] = {
 			    "link; migrate it once it is protected again",
     [HR_EPEERGONE - HR_EBASE] = "the cluster confirmed that the silent backup's copy is gone "
 				"(its instance stopped or its node fenced)",
+    [HR_ECPU - HR_EBASE] = "this host's CPU lacks features of the guest's CPU",
 };
 
 const char *hr_strerror(int rc)
@@ -31,6 +32,7 @@ const char *hr_strerror(int rc)
 	if (rc == 0)
 		return "success";
 	if (rc >= HR_EBASE && rc < HR_ELAST)
-		return hr_err_text[rc - HR_EBASE];
+		return hr_err_text[rc - HR_EBASE] ? hr_err_text[rc - HR_EBASE]
+						  : "unknown hareplicate error";
 	return strerror(rc);
 }

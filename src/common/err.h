@@ -20,6 +20,7 @@ enum {
 	HR_ENODROP = 1013,   /* the backup did not confirm that it dropped its copy */
 	HR_EHELD = 1014,     /* output held: a lost backup may run the VM (no migration) */
 	HR_EPEERGONE = 1015, /* the cluster confirmed that the silent backup's copy is gone */
+	HR_ECPU = 1016,	     /* this host's CPU lacks features of the guest's CPU */
 	HR_ELAST
 };
 

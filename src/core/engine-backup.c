@@ -114,6 +114,8 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		}
 		if (!rc && (rc = hr_handshake_check_layout(&h, e->gm.regions, e->gm.nr_regions)))
 			log_err(e->name, "primary's memory layout differs from the replica's");
+		if (!rc && (rc = hr_handshake_check_cpu(&h, e->ops, e->vm, why, sizeof(why))) < 0)
+			log_err(e->name, "refusing the primary: %s", why);
 		if (!rc)
 			rc = hr_staging_new(st_r, e->name, e->gm.regions, e->gm.nr_regions,
 					    h.first_epoch);
@@ -122,6 +124,7 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		int arc = hr_handshake_answer(&e->peer, rc, why, h.first_epoch);
 		rc = rc ? rc : arc;
 	}
+	hr_hello_info_fini(&h);
 	return rc;
 }
 

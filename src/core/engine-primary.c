@@ -513,9 +513,16 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 		hr_engine_migration_sender(e, &snd);
 	hr_outbuf_get_stats(e->outbuf, &obs);
 	uint64_t epoch = obs.open_epoch;
+	void *cpu = NULL; /* the guest's CPU, for the backup to check (backend.h) */
+	size_t cpu_bytes = 0;
+	if (e->ops->cpu_model && (rc = e->ops->cpu_model(e->vm, &cpu, &cpu_bytes)) < 0) {
+		log_err(e->name, "the guest's CPU model: %s", hr_strerror(rc));
+		goto out;
+	}
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
 				  e->gm.nr_regions, e->cfg.epoch_us, e->cfg.min_epoch_us, epoch,
-				  e->migrating, ctl_r, e->error, sizeof(e->error));
+				  cpu, cpu_bytes, e->migrating, ctl_r, e->error, sizeof(e->error));
+	free(cpu);
 	if (rc < 0) {
 		if (rc != -EINTR && !e->error[0])
 			snprintf(e->error, sizeof(e->error), "handshake with the backup failed: %s",

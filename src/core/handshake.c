@@ -1,6 +1,7 @@
 /* handshake.c - HELLO / HELLO_ACK (handshake.h). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -10,7 +11,8 @@
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
 			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			 int migration, int *ctl_r, char *why, size_t why_size)
+			 const void *cpu_model, size_t cpu_model_bytes, int migration, int *ctl_r,
+			 char *why, size_t why_size)
 {
 	struct hr_frame f;
 	int rc;
@@ -19,7 +21,7 @@ int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr
 	rc = hr_stream_send_hello_full(
 	    p->fd, migration ? HR__ROLE__ROLE_MIGRATION_SOURCE : HR__ROLE__ROLE_PRIMARY, p->vm,
 	    backend, vc->mem_bytes, vc->nr_vcpus, regions, nr_regions, epoch_us, min_epoch_us,
-	    first_epoch, vc->options);
+	    first_epoch, vc->options, cpu_model, cpu_model_bytes);
 	if (rc < 0)
 		return rc;
 	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
@@ -67,6 +69,14 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	h->first_epoch = m->has_first_epoch ? m->first_epoch : 0;
 	snprintf(h->vm_options, sizeof(h->vm_options), "%s", m->vm_options ? m->vm_options : "");
 	rc = hr_stream_check_hello(m, m->vm_name);
+	if (!rc && m->has_cpu_model && m->cpu_model.len) {
+		if ((h->cpu_model = malloc(m->cpu_model.len))) {
+			memcpy(h->cpu_model, m->cpu_model.data, m->cpu_model.len);
+			h->cpu_model_bytes = m->cpu_model.len;
+		} else {
+			rc = -ENOMEM;
+		}
+	}
 	if (!rc && !hr_backend_find(m->backend)) {
 		log_err(h->vm, "primary uses backend '%s', not built here", m->backend);
 		rc = -HR_EBACKEND;
@@ -84,6 +94,25 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	}
 	h->nr_regions = rc ? 0 : (unsigned)m->n_regions;
 	hr_frame_release(&f);
+	return rc;
+}
+
+void hr_hello_info_fini(struct hr_hello_info *h)
+{
+	free(h->cpu_model);
+	h->cpu_model = NULL;
+	h->cpu_model_bytes = 0;
+}
+
+int hr_handshake_check_cpu(const struct hr_hello_info *h, const struct hr_backend_ops *ops,
+			   struct hr_vm *vm, char *why, size_t why_size)
+{
+	if (!h->cpu_model_bytes || !ops->cpu_check)
+		return 0;
+	why[0] = '\0';
+	int rc = ops->cpu_check(vm, h->cpu_model, h->cpu_model_bytes, why, why_size);
+	if (rc < 0 && !why[0])
+		snprintf(why, why_size, "the guest's CPU: %s", hr_strerror(rc));
 	return rc;
 }
 

@@ -16,7 +16,8 @@
 #define HR_HANDSHAKE_MS	     10000
 
 /* Primary: send HELLO (the session's epochs start at first_epoch; its
- * epoch policy epoch_us / min_epoch_us, engine.h; migration: the role
+ * epoch policy epoch_us / min_epoch_us, engine.h; the guest's CPU model
+ * cpu_model (cpu_model_bytes, 0: none; backend.h); migration: the role
  * MIGRATION_SOURCE, whose session ends with a hand-off), wait
  * for HELLO_ACK.  0; -EINTR with *ctl_r (control
  * byte); -errno / -HR_E* (a refusal is logged with the backup's reason,
@@ -24,7 +25,8 @@
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
 			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			 int migration, int *ctl_r, char *why, size_t why_size);
+			 const void *cpu_model, size_t cpu_model_bytes, int migration, int *ctl_r,
+			 char *why, size_t why_size);
 
 /* What the backup learned from a HELLO. */
 struct hr_hello_info {
@@ -37,14 +39,24 @@ struct hr_hello_info {
 	uint64_t first_epoch;  /* the session's first epoch (0 = not given) */
 	int migration;	       /* the sender is a migration source (ends with a hand-off) */
 	char vm_options[HR_HELLO_OPTIONS_MAX + 1]; /* the primary's devices ("": none) */
+	uint8_t *cpu_model; /* the guest's CPU (backend.h; malloc'd, NULL: none) */
+	size_t cpu_model_bytes;
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
 };
 
 /* Backup: receive and check a HELLO (version, role, page size, backend
  * built here, layout sane).  0, -EINTR with *ctl_r, or -errno / -HR_E*;
- * on a refusal h->vm may still name the VM for the log. */
+ * on a refusal h->vm may still name the VM for the log.  Whatever it
+ * returns, release h with hr_hello_info_fini. */
 int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r);
+void hr_hello_info_fini(struct hr_hello_info *h);
+
+/* Backup: can this host's replica vm give the guest the primary's CPU
+ * (the HELLO's cpu_model, the backend's cpu_check)?  0 (also when either
+ * side has no CPU model), or -HR_ECPU / -errno with the reason in why. */
+int hr_handshake_check_cpu(const struct hr_hello_info *h, const struct hr_backend_ops *ops,
+			   struct hr_vm *vm, char *why, size_t why_size);
 
 /* The replica's layout must equal the primary's, region by region (-HR_ESHAPE). */
 int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,

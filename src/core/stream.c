@@ -369,6 +369,10 @@ int hr_stream_check_hello(const Hr__Hello *hello, const char *vm)
 			return -HR_ESHAPE;
 		}
 	}
+	if (hello->has_cpu_model && hello->cpu_model.len > HR_CPU_MODEL_MAX) {
+		log_warnx(vm, "stream: peer's CPU model is over %d bytes", HR_CPU_MODEL_MAX);
+		return -HR_ESHAPE;
+	}
 	return 0;
 }
 
@@ -461,14 +465,14 @@ int hr_stream_send_hello_at(int fd, Hr__Role role, const char *vm, const char *b
 			    uint64_t epoch_us, uint64_t first_epoch, const char *vm_options)
 {
 	return hr_stream_send_hello_full(fd, role, vm, backend, mem_bytes, nr_vcpus, regions,
-					 nr_regions, epoch_us, 0, first_epoch, vm_options);
+					 nr_regions, epoch_us, 0, first_epoch, vm_options, NULL, 0);
 }
 
 int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char *backend,
 			      uint64_t mem_bytes, unsigned nr_vcpus,
 			      const struct hr_mem_region *regions, unsigned nr_regions,
 			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			      const char *vm_options)
+			      const char *vm_options, const void *cpu_model, size_t cpu_model_bytes)
 {
 	Hr__Hello h = HR__HELLO__INIT;
 	Hr__MemRegion mr[8];
@@ -498,5 +502,8 @@ int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char 
 	h.has_first_epoch = first_epoch != 0;
 	h.first_epoch = first_epoch;
 	h.vm_options = vm_options && *vm_options ? (char *)vm_options : NULL;
+	h.has_cpu_model = cpu_model_bytes != 0;
+	h.cpu_model.data = (uint8_t *)cpu_model;
+	h.cpu_model.len = cpu_model_bytes;
 	return hr_stream_send(fd, HR_FT_HELLO, HR_FRAME_MANDATORY, &h.base, NULL, 0);
 }

@@ -190,7 +190,8 @@ int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *
 
 /*
  * Handshake check of a received Hello: protocol version (-HR_EVERSION),
- * page size (-HR_ESHAPE).  Shape against the local VM is the caller's job.
+ * page size, VM options and CPU model sizes (-HR_ESHAPE).  Shape against the
+ * local VM is the caller's job.
  */
 int hr_stream_check_hello(const Hr__Hello *hello, const char *vm);
 
@@ -231,7 +232,8 @@ int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char 
 			      uint64_t mem_bytes, unsigned nr_vcpus,
 			      const struct hr_mem_region *regions, unsigned nr_regions,
 			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			      const char *vm_options);
+			      const char *vm_options, const void *cpu_model,
+			      size_t cpu_model_bytes);
 #define HR_HELLO_OPTIONS_MAX 256 /* bytes of vm_options, printable ASCII */
 
 #endif

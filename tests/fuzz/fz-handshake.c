@@ -50,6 +50,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!rc)
 				rc = hr_handshake_check_layout(&h, layout, 2);
 		}
+		if (h.cpu_model_bytes > HR_CPU_MODEL_MAX)
+			__builtin_trap(); /* so is the guest's CPU model */
+		hr_hello_info_fini(&h);
 		hr_handshake_answer(&p, rc, why, 0);
 		hr_peer_fini(&p);
 		while (recv(sv[0], sink, sizeof(sink), MSG_DONTWAIT) > 0)

@@ -17,6 +17,7 @@ done
 echo "HOST-UP kernel=$(uname -r) kvm=$([ -c /dev/kvm ] && echo yes || echo no) up=$(cut -d' ' -f1 /proc/uptime)"
 if [ -x /test.sh ]; then
 	/bin/bash /test.sh
-	echo "HOST-DONE rc=$? up=$(cut -d' ' -f1 /proc/uptime)"
+	echo "HOST-DONE rc=$? up=$(cut -d' ' -f1 /proc/uptime) clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+	dmesg | grep -i -E "tsc.*unstable|clocksource.*(unstable|switched)" | sed 's/^/HOST-CLOCK /'
 fi
 poweroff -f

@@ -29,9 +29,10 @@ hb_check() {
 	/^hb / { print "damaged heartbeat line: " $0; bad = 1; exit }
 	END { if (!bad) { if (last == 0) { print "no heartbeat"; exit 1 } ; print "hb 1.." last; exit 0 } ; exit 1 }'
 }
-# last_hb FILE: the highest heartbeat number in FILE (0 if none)
+# last_hb FILE: the highest heartbeat number in FILE (0 if none; the
+# guest's console ends its lines with CR LF)
 last_hb() {
-	tr -d '\000' <"$1" | awk '/^hb [0-9]+ up=[0-9.]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
+	tr -d '\000\r' <"$1" | awk '/^hb [0-9]+ up=[0-9.]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
 }
 # wait_hb FILE N SECONDS: until heartbeat N is in FILE
 wait_hb() {
@@ -41,4 +42,37 @@ wait_hb() {
 		sleep 0.2
 	done
 	return 1
+}
+# epoch_figures FILE [FROM]: p50/p99 of interval, pause and ack (ms) and
+# dirty pages over the epoch lines of a daemon's STATE-DIR/VM.epochs, from
+# line FROM on (1: all, with the first synchronisation and the boot)
+epoch_figures() {
+	awk -v from="${2:-1}" '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1], NR] = kv[2] } }
+	function pct(f, p, scale,   a, i, n, t, k) {
+		n = 0
+		for (i = from; i <= NR; i++) a[++n] = v[f, i] + 0
+		for (i = 2; i <= n; i++) { t = a[i]; for (k = i - 1; k >= 1 && a[k] > t; k--) a[k + 1] = a[k]; a[k + 1] = t }
+		k = int(n * p / 100 + 0.999); if (k < 1) k = 1
+		return a[k] / scale
+	}
+	END {
+		if (NR < from) { print "no epochs"; exit }
+		printf "%d epochs: interval p50 %.1f p99 %.1f ms, pause p50 %.1f p99 %.1f ms, ack p50 %.1f p99 %.1f ms, dirty pages p50 %d p99 %d\n", NR - from + 1,
+			pct("interval_us", 50, 1000), pct("interval_us", 99, 1000), pct("pause_us", 50, 1000), pct("pause_us", 99, 1000),
+			pct("ack_us", 50, 1000), pct("ack_us", 99, 1000), pct("dirty_pages", 50, 1), pct("dirty_pages", 99, 1)
+	}' "$1"
+}
+# gone PID: no such process, or a zombie (dead, not yet reaped)
+gone() {
+	[ ! -e "/proc/$1/stat" ] || sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | grep -q "^Z"
+}
+# kill_workers CONTROL...: SIGKILL the VM workers the daemons behind these
+# control sockets list (a worker outlives its daemon by design: a restarted
+# daemon adopts it), and wait (bounded) until they are gone
+kill_workers() {
+	_w=$(for _c in "$@"; do "$HR" status --control "$_c" 2>/dev/null; done |
+		sed -n 's/.* pid=\([0-9]*\).*/\1/p')
+	for _p in $_w; do is_pid "$_p" && kill -9 "$_p" 2>/dev/null; done
+	for _p in $_w; do is_pid "$_p" && wait_true 10 gone "$_p"; done
+	return 0
 }

@@ -9,7 +9,9 @@
 #                   modules of the running kernel's version, the project's
 #                   binaries, tests and test guests (with their libraries),
 #                   the guest kernel and guest.cpio in /guest, and
-#                   host-init.sh as /init (it runs /test.sh, see nested.sh)
+#                   host-init.sh as /init (it runs /test.sh, see nested.sh);
+#                   qemu-system-x86_64 with its firmware (t-multiboot's
+#                   reference, KVM-accelerated in the nested host)
 #
 # KVER picks the kernel (default: the newest /boot/vmlinuz-*).
 set -eu
@@ -54,7 +56,7 @@ done
 cp "/boot/vmlinuz-$KVER" "$H/guest/vmlinuz"
 cp "$OUT/guest.cpio" "$H/guest/guest.cpio"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$H/hr/"
-for t in t-kvm t-linux-boot; do cp "$top_builddir/tests/$t" "$H/hr/tests/"; done
+for t in t-kvm t-kvm-cpuid t-linux-boot hello-send; do cp "$top_builddir/tests/$t" "$H/hr/tests/"; done
 cp "$top_builddir"/tests/guests/*.elf "$H/hr/tests/guests/"
 cp "$top_srcdir"/tests/*.sh "$H/hr/tests/"
 cp "$HERE"/*.sh "$H/hr/tests/linux/"
@@ -64,8 +66,18 @@ cp "$HERE"/*.sh "$H/hr/tests/linux/"
 for b in /bin/bash /bin/date /bin/ip /usr/bin/openssl /usr/bin/setsid; do
 	[ -x "$b" ] && rm -f "$H/bin/${b##*/}" && cp "$b" "$H/bin/"
 done
+# the project's #!/bin/sh tests too (tests/lib.sh wants date's %N)
+ln -sf bash "$H/bin/sh"
+# QEMU (KVM-accelerated inside) for the reference side of tests/t-multiboot.sh
+QEMU_BIN=$(command -v qemu-system-x86_64 || true)
+if [ -n "$QEMU_BIN" ]; then
+	cp "$QEMU_BIN" "$H/usr/bin/"
+	mkdir -p "$H/usr/share"
+	for d in /usr/share/qemu /usr/share/seabios; do [ -d "$d" ] && cp -rL "$d" "$H/usr/share/"; done
+fi
 for b in "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$top_builddir"/tests/t-kvm \
-	"$top_builddir"/tests/t-linux-boot /bin/bash /bin/date /bin/ip /usr/bin/openssl; do
+	"$top_builddir"/tests/t-kvm-cpuid "$top_builddir"/tests/hello-send \
+	"$top_builddir"/tests/t-linux-boot /bin/bash /bin/date /bin/ip /usr/bin/openssl $QEMU_BIN; do
 	[ -x "$b" ] && ldd "$b" | awk '/=>/ {print $3} /ld-linux/ {print $1}'
 done | sort -u | while read -r l; do
 	[ -f "$l" ] || continue

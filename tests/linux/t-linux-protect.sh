@@ -13,7 +13,7 @@ need_kvm
 need_linux
 SINK="$top_builddir/tests/linux/console-sink"
 [ -x "$SINK" ] || skip_all "tests/linux/console-sink not built"
-plan 8
+plan 9
 PA=7301
 PB=7302
 PS=7303
@@ -29,6 +29,8 @@ pida=$!
 "$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--failover-timeout "$FAILOVER_MS" --console-default "tcp:127.0.0.1:$PS" >>"$T/b.log" 2>&1 &
 pidb=$!
+# the guest's workers first (B's runs it once promoted), then the daemons
+on_exit 'kill_workers "$CA" "$CB"'
 on_exit "kill -9 -- -$pida 2>/dev/null; kill -9 $pida $pidb 2>/dev/null"
 wait_for "$T/a.log" "control $CA" 20 && wait_for "$T/b.log" "control $CB" 20
 "$HR" start linux --control "$CA" --peer "127.0.0.1:$PB" --kernel "$KERNEL" --initrd "$INITRD" \
@@ -39,6 +41,9 @@ ok '[ $rc = 0 ]' "start: the Linux guest is protected from A to B at $EPOCH epoc
 sed 's/^/# start: /' "$T/start.out"
 ok 'wait_hb "$T/console" 30 "$BOOT_S"' "the guest boots on A; its released console beats (hb 30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
+E="$T/a/state/linux.epochs"
+diag "A's epochs at $EPOCH: $(epoch_figures "$E")"
+diag "... the second half (the guest beating): $(epoch_figures "$E" $(($(wc -l <"$E") / 2 + 1)))"
 before=$(last_hb "$T/console")
 # the host dies: its daemon's process group and its VM worker (a process
 # group of its own: its pid from A's status)
@@ -46,9 +51,14 @@ wpid=$("$HR" status --control "$CA" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/
 t0=$(date +%s%N)
 kill -9 -- "-$pida"
 is_pid "$wpid" && kill -9 "$wpid"
-diag "SIGKILL of A's process group and its worker $wpid at hb $before"
-ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=primary\""' \
-	"B promotes itself once A is silent (failover timeout $FAILOVER_MS ms)"
+at_kill=$(last_hb "$T/console")
+ok 'is_pid "$wpid" && wait_true 10 sh -c "$(declare -f gone); gone $pida && gone $wpid"' "A's daemon and its worker ($wpid) are gone"
+diag "SIGKILL of A's process group and its worker $wpid at hb $before ($at_kill released when A was dead)"
+ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=promoted state=promoted\""' \
+	"B promotes itself once A is silent: role=promoted state=promoted (failover timeout $FAILOVER_MS ms)"
+diag "B promoted $((($(date +%s%N) - t0) / 1000000)) ms after the kill (failover timeout $FAILOVER_MS ms)"
+wait_hb "$T/console" $((at_kill + 1)) 300 &&
+	diag "the first heartbeat after the kill (hb $((at_kill + 1))) arrived $((($(date +%s%N) - t0) / 1000000)) ms after it"
 ok 'wait_hb "$T/console" $((before + 20)) 300' \
 	"the guest continues on B (hb $before -> $((before + 20)))"
 t1=$(date +%s%N)

@@ -9,9 +9,13 @@ need_kvm
 need_linux
 plan 6
 t0=$(date +%s%N)
-timeout "$BOOT_S" "$HR" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --vcpus 2 \
-	--append "console=ttyS0 loglevel=4 hb_count=20 hb_sleep=0.1" >"$T/out" 2>"$T/err"
-rc=$?
+"$HR" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --vcpus 2 \
+	--append "console=ttyS0 loglevel=4 hb_count=20 hb_sleep=0.1" >"$T/out" 2>"$T/err" &
+pid=$!
+on_exit "kill -9 $pid 2>/dev/null"
+wait_for "$T/out" "^GUEST-UP" "$BOOT_S" &&
+	diag "userland reached $((($(date +%s%N) - t0) / 1000000)) ms after the start: $(grep -m1 ^GUEST-UP "$T/out")"
+wait_exit "$pid" "$BOOT_S"
 t1=$(date +%s%N)
 diag "guest ran to its reboot in $(((t1 - t0) / 1000000)) ms (rc=$rc)"
 grep -E "GUEST-UP|IOAPIC|clocksource|Brought up|smpboot: Total|WARNING|BUG" "$T/out" | head -20 | sed 's/^/# /'

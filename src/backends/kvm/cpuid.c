@@ -14,15 +14,24 @@
  *   - without KVM_CAP_XSAVE2 (KVM_GET_XSAVE: 4 KiB), the XSAVE components
  *     that lie beyond 4 KiB (AMX tile data) and the AMX feature bits dropped;
  *   - per vCPU: initial APIC ID and logical count in leaf 1, x2APIC ID in
- *     leaves 0xb and 0x1f.
+ *     leaves 0xb and 0x1f (KVM reports those of the host CPU the ioctl ran
+ *     on: cleared in the VM's table, which is then the same whichever CPU
+ *     of whichever host of a pair built it).
  *
  * The VM's table (vCPU 0's APIC fields) is saved as one R_CPUID record.
  * Loading it checks, feature leaf by feature leaf, that this host's KVM
  * supports every feature bit the guest was given (else the blob is refused
  * with the leaf and bits missing: a guest must never lose a CPU feature it
  * already uses) and gives every vCPU the saved table.
+ *
+ * The same record is the backend's cpu_model: a primary sends it in its
+ * HELLO, and a backup refuses (cpu_check, -HR_ECPU) a guest whose CPU
+ * vendor differs from its own or that has a feature bit its own filtered
+ * table lacks, before the first epoch; its replica then takes the table
+ * from the first state blob, so both hosts give the guest the same CPUID.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -117,8 +126,13 @@ static void filter(struct kvm_vm *vm, struct kvm_cpuid2 *c)
 	struct kvm_cpuid_entry2 *e;
 	struct kvm_msr_list *msrs = msr_index_list(vm);
 
-	if ((e = find(c, 1, 0)))
+	if ((e = find(c, 1, 0))) {
 		e->ecx |= 1u << 31;
+		e->ebx &= 0x0000ffff; /* the host CPU's APIC ID and count: set per vCPU */
+	}
+	for (unsigned i = 0; i < c->nent; i++) /* the host CPU's x2APIC ID: set per vCPU */
+		if (c->entries[i].function == 0xb || c->entries[i].function == 0x1f)
+			c->entries[i].edx = 0;
 	if ((e = find(c, KVM_LEAF_FEATURES, 0)))
 		for (unsigned i = 0; i < sizeof(pv_features) / sizeof(pv_features[0]); i++)
 			if (!pv_features[i].msr || !msr_listed(msrs, pv_features[i].msr))
@@ -196,47 +210,113 @@ void kvm_cpuid_state_save(struct kvm_vm *vm, uint8_t *r)
 	memcpy(r + 8, vm->cpuid->entries, n * sizeof(struct kvm_cpuid_entry2));
 }
 
-int kvm_cpuid_state_load(struct kvm_vm *vm, const uint8_t *r, uint32_t len)
+/* A CPUID record (the state blob's and the HELLO's): u32 count, u32 0, entries. */
+static int parse_record(const uint8_t *r, size_t len, struct kvm_cpuid2 **c_r)
 {
 	uint32_t n;
-	struct kvm_cpuid2 *host = NULL;
-	int rc;
 
+	if (len < 8)
+		return -EINVAL;
 	memcpy(&n, r, 4);
-	if (len < 8 || n > 4096 || len != 8 + n * sizeof(struct kvm_cpuid_entry2)) {
-		kvm_set_error(vm, "state blob: bad CPUID record");
-		return -HR_EBADSTATE;
-	}
+	if (n > 4096 || len != 8 + n * sizeof(struct kvm_cpuid_entry2))
+		return -EINVAL;
 	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 	if (!c)
 		return -ENOMEM;
 	c->nent = n;
 	memcpy(c->entries, r + 8, n * sizeof(c->entries[0]));
+	*c_r = c;
+	return 0;
+}
+
+/* The vendor string of leaf 0 ("AuthenticAMD"), NUL-terminated. */
+static void vendor(const struct kvm_cpuid_entry2 *e, char out[13])
+{
+	memcpy(out, &e->ebx, 4);
+	memcpy(out + 4, &e->edx, 4);
+	memcpy(out + 8, &e->ecx, 4);
+	out[12] = '\0';
+}
+
+/* Can host give a guest the CPU of table guest: the same vendor and every
+ * feature bit?  0, or -HR_ECPU with the first difference in why. */
+static int lacking(struct kvm_cpuid2 *host, struct kvm_cpuid2 *guest, char *why, size_t n)
+{
+	static const char *const names[] = {"eax", "ebx", "ecx", "edx"};
+	struct kvm_cpuid_entry2 *ge = find(guest, 0, 0), *he = find(host, 0, 0);
+	if (ge && (!he || ge->ebx != he->ebx || ge->ecx != he->ecx || ge->edx != he->edx)) {
+		char gv[13], hv[13] = "?";
+		vendor(ge, gv);
+		if (he)
+			vendor(he, hv);
+		snprintf(why, n, "CPU vendor '%s', this host's is '%s' (CPUID 0x0)", gv, hv);
+		return -HR_ECPU;
+	}
+	for (unsigned i = 0; i < sizeof(feature_regs) / sizeof(feature_regs[0]); i++) {
+		ge = find(guest, feature_regs[i].function, feature_regs[i].index);
+		he = find(host, feature_regs[i].function, feature_regs[i].index);
+		uint32_t want = ge ? *reg_of(ge, feature_regs[i].reg) : 0;
+		uint32_t have = he ? *reg_of(he, feature_regs[i].reg) : 0;
+		if (want & ~have) {
+			snprintf(why, n,
+				 "this host's CPU lacks features of the guest's: CPUID 0x%x.%u %s "
+				 "bits 0x%08x",
+				 feature_regs[i].function, feature_regs[i].index,
+				 names[feature_regs[i].reg], want & ~have);
+			return -HR_ECPU;
+		}
+	}
+	return 0;
+}
+
+int kvm_cpuid_model(struct kvm_vm *vm, void **model_r, size_t *len_r)
+{
+	size_t len = kvm_cpuid_state_bytes(vm);
+	uint8_t *r = len <= HR_CPU_MODEL_MAX ? malloc(len) : NULL;
+	if (!r)
+		return len <= HR_CPU_MODEL_MAX ? -ENOMEM : -E2BIG;
+	kvm_cpuid_state_save(vm, r);
+	*model_r = r;
+	*len_r = len;
+	return 0;
+}
+
+int kvm_cpuid_check(struct kvm_vm *vm, const void *model, size_t len, char *why, size_t n)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int rc = parse_record(model, len, &c);
+	if (rc < 0) {
+		snprintf(why, n, "the guest's CPU model is not a KVM CPUID table (%zu bytes)", len);
+		return rc == -ENOMEM ? rc : -EINVAL;
+	}
+	/* this host's table is what it gives a guest: KVM's, filtered (filter()) */
+	rc = lacking(vm->cpuid, c, why, n);
+	free(c);
+	return rc;
+}
+
+int kvm_cpuid_state_load(struct kvm_vm *vm, const uint8_t *r, uint32_t len)
+{
+	struct kvm_cpuid2 *c = NULL, *host = NULL;
+	char why[160];
+	int rc;
+
+	if (parse_record(r, len, &c) < 0) {
+		kvm_set_error(vm, "state blob: bad CPUID record");
+		return -HR_EBADSTATE;
+	}
 	if ((rc = supported(vm, &host)) < 0)
 		goto out;
 	struct kvm_cpuid_entry2 *he;
 	if ((he = find(host, 1, 0)))
 		he->ecx |= 1u << 31; /* ours to set, not the CPU's */
-	for (unsigned i = 0; i < sizeof(feature_regs) / sizeof(feature_regs[0]); i++) {
-		struct kvm_cpuid_entry2 *ge =
-		    find(c, feature_regs[i].function, feature_regs[i].index);
-		he = find(host, feature_regs[i].function, feature_regs[i].index);
-		uint32_t want = ge ? *reg_of(ge, feature_regs[i].reg) : 0;
-		uint32_t have = he ? *reg_of(he, feature_regs[i].reg) : 0;
-		if (want & ~have) {
-			kvm_set_error(
-			    vm,
-			    "this host's CPU lacks features the guest was given: CPUID "
-			    "0x%x.%u %s bits 0x%08x",
-			    feature_regs[i].function, feature_regs[i].index,
-			    (const char *[]){"eax", "ebx", "ecx", "edx"}[feature_regs[i].reg],
-			    want & ~have);
-			rc = -HR_EBADSTATE;
-			goto out;
-		}
+	if (lacking(host, c, why, sizeof(why)) < 0) {
+		kvm_set_error(vm, "%s", why);
+		rc = -HR_EBADSTATE;
+		goto out;
 	}
 	if (c->nent == vm->cpuid->nent &&
-	    !memcmp(c->entries, vm->cpuid->entries, n * sizeof(c->entries[0])))
+	    !memcmp(c->entries, vm->cpuid->entries, c->nent * sizeof(c->entries[0])))
 		goto out; /* the vCPUs have it (KVM refuses any change once they ran) */
 	free(vm->cpuid);
 	vm->cpuid = c;

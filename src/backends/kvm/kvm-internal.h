@@ -230,6 +230,8 @@ int kvm_cpuid_set(struct kvm_vm *vm, struct kvm_vcpu *v);
 size_t kvm_cpuid_state_bytes(struct kvm_vm *vm);
 void kvm_cpuid_state_save(struct kvm_vm *vm, uint8_t *r);
 int kvm_cpuid_state_load(struct kvm_vm *vm, const uint8_t *r, uint32_t len);
+int kvm_cpuid_model(struct kvm_vm *vm, void **model_r, size_t *len_r);
+int kvm_cpuid_check(struct kvm_vm *vm, const void *model, size_t len, char *why, size_t n);
 
 /* state.c */
 int kvm_state_probe(struct kvm_vm *vm);

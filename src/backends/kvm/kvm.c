@@ -378,6 +378,17 @@ static const char *kvm_last_error(struct hr_vm *vm)
 	return ((struct kvm_vm *)vm)->errbuf;
 }
 
+static int kvm_cpu_model(struct hr_vm *vm, void **model_r, size_t *len_r)
+{
+	return kvm_cpuid_model((struct kvm_vm *)vm, model_r, len_r);
+}
+
+static int kvm_cpu_check(struct hr_vm *vm, const void *model, size_t len, char *why,
+			 size_t why_size)
+{
+	return kvm_cpuid_check((struct kvm_vm *)vm, model, len, why, why_size);
+}
+
 const struct hr_backend_ops hr_kvm_ops = {
     .name = "kvm",
     .features = HR_BF_DIRTY_RING,
@@ -395,4 +406,6 @@ const struct hr_backend_ops hr_kvm_ops = {
     .console_in = kvm_op_console_in,
     .output_deliver = kvm_output_deliver,
     .last_error = kvm_last_error,
+    .cpu_model = kvm_cpu_model,
+    .cpu_check = kvm_cpu_check,
 };

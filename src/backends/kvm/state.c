@@ -466,12 +466,61 @@ static int load_record(struct kvm_vm *vm, uint32_t tag, const void *d, uint32_t 
 	}
 }
 
+#define MSR_IA32_TSC 0x10
+
+/* One vCPU's TSC offset (KVM_VCPU_TSC_OFFSET): get or set. */
+static int tsc_offset(struct kvm_vcpu *v, int set, uint64_t *off)
+{
+	struct kvm_device_attr a = {
+	    .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET, .addr = (uintptr_t)off};
+	return ioctl(v->fd, set ? KVM_SET_DEVICE_ATTR : KVM_GET_DEVICE_ATTR, &a) < 0 ? -errno : 0;
+}
+
+/*
+ * After a load, the guest's TSC goes on from vCPU 0's saved IA32_TSC (the
+ * MSR record r of len bytes).  KVM takes a host-initiated IA32_TSC write
+ * within a second of what it expects (the TSC of vCPUs created moments
+ * ago) as an attempt to synchronise vCPUs and keeps its own offset instead:
+ * a guest restored or promoted soon after its VM was created then saw its
+ * TSC go back.  Where KVM has KVM_VCPU_TSC_OFFSET, every vCPU gets the one
+ * offset that makes vCPU 0's TSC the saved value now (the source kept its
+ * vCPUs on one offset too; any vCPU saw at most vCPU 0's saved value).
+ */
+static void tsc_restore(struct kvm_vm *vm, const uint8_t *r, uint32_t len)
+{
+	uint64_t saved = 0, off;
+	int found = 0;
+
+	for (uint32_t i = 8; i + 16 <= len && !found; i += 16)
+		if (hr_get_le32(r + i) == MSR_IA32_TSC) {
+			saved = hr_get_le64(r + i + 8);
+			found = 1;
+		}
+	if (!found || tsc_offset(&vm->vcpus[0], 0, &off) < 0)
+		return; /* no TSC in the blob, or an older KVM: its own TSC write stands */
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} now = {.h.nmsrs = 1, .e.index = MSR_IA32_TSC};
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_MSRS, &now) != 1)
+		return;
+	if (now.e.data != saved)
+		log_debug(vm->name,
+			  "kvm: the TSC loaded is %lld cycles off the saved one: corrected",
+			  (long long)(now.e.data - saved));
+	off += saved - now.e.data;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (tsc_offset(&vm->vcpus[i], 1, &off) < 0)
+			log_warnx(vm->name, "kvm: setting the TSC offset of vCPU %u: %s", i,
+				  strerror(errno));
+}
+
 int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 {
 	const uint8_t *p = blob;
 	uint8_t *rec = NULL;
-	uint32_t max_rec = 0, vdevs_in_blob = 0, cpuid_len = 0;
-	size_t cpuid_off = 0;
+	uint32_t max_rec = 0, vdevs_in_blob = 0, cpuid_len = 0, msrs0_len = 0;
+	size_t cpuid_off = 0, msrs0_off = 0;
 	int rc = 0;
 
 	if (len < sizeof(struct blob_hdr) ||
@@ -521,6 +570,10 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 					cpuid_off = off + 8;
 					cpuid_len = rec_len;
 				}
+				if (tag == R_MSRS) { /* vCPU 0's */
+					msrs0_off = off + 8;
+					msrs0_len = rec_len;
+				}
 				if ((tag & 0xffff) == R_VIRTIO) {
 					unsigned i = (tag >> 16) & 0xff;
 					vdevs_in_blob |=
@@ -548,6 +601,8 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 				goto out;
 		}
 	}
+	if (msrs0_len)
+		tsc_restore(vm, p + msrs0_off, msrs0_len);
 out:
 	free(rec);
 	return rc;
