@@ -32,7 +32,7 @@ const struct hr_backend_ops *hr_backend_find(const char *name)
 const char *hr_backend_why_missing(const char *name)
 {
 	if (!strcmp(name, "xen") && !hr_backend_find("xen"))
-		return "this build has no Xen backend (not implemented yet)";
+		return "this build has no Xen backend: configure --with-xen (needs libxen-dev)";
 	return NULL;
 }
 

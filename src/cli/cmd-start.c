@@ -23,7 +23,7 @@ static const char start_help[] =
     "  --kernel FILE       guest image (multiboot v1 / PVH ELF, Linux bzImage)\n"
     "  --initrd FILE       initial ramdisk of a Linux bzImage (loaded on this host\n"
     "                      only: the backup gets it as guest memory)\n"
-    "  --backend NAME      kvm (default); xen is not implemented yet\n"
+    "  --backend NAME      kvm (default), or xen (a build configured --with-xen)\n"
     "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
     "  --min-epoch DURATION\n"
     "                      output-triggered epochs: an epoch in which the guest\n"
