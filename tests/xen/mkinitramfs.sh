@@ -24,7 +24,8 @@ BB=/bin/busybox
 [ -n "$XEN_GZ" ] || { echo "mkinitramfs: no /boot/xen-4.*-amd64.gz (install xen-hypervisor-4.17-amd64)" >&2; exit 1; }
 [ -n "$XBIN" ] && [ -x "$XBIN/xl" ] || { echo "mkinitramfs: no xl (install xen-utils-4.17)" >&2; exit 1; }
 [ -x "$BB" ] && ! ldd "$BB" >/dev/null 2>&1 || { echo "mkinitramfs: no static /bin/busybox (install busybox-static)" >&2; exit 1; }
-[ -x "$top_builddir/tests/xen/t-xen-backend" ] || { echo "mkinitramfs: build with --with-xen first" >&2; exit 1; }
+[ -x "$top_builddir/tests/xen/t-xen-backend" ] && [ -x "$top_builddir/tests/linux/console-sink" ] ||
+	{ echo "mkinitramfs: build with --with-xen first (make check-xen builds the tests)" >&2; exit 1; }
 MOD=/lib/modules/$KVER/kernel
 
 zcat "$XEN_GZ" >"$OUT/xen"
@@ -73,13 +74,22 @@ for t in xenstore-read xenstore-write xenstore-ls xenstore-list; do
 done
 [ -e /usr/bin/xenstore ] && cp /usr/bin/xenstore "$D/usr/bin/"
 cp /etc/xen/xl.conf "$D/etc/xen/" 2>/dev/null || true
-cp /bin/bash "$D/bin/bash"
+# the tests run under bash with coreutils' date (busybox's has no %N),
+# openssl for the daemons' certificates, util-linux's setsid
+for b in /bin/bash /bin/date /usr/bin/openssl /usr/bin/setsid; do
+	rm -f "$D/bin/${b##*/}" && cp "$b" "$D/bin/"
+done
+[ -d /usr/lib/ssl ] && mkdir -p "$D/usr/lib/ssl" && cp -L /usr/lib/ssl/openssl.cnf "$D/usr/lib/ssl/" 2>/dev/null || true
+# the replica shell's default kernel (xen.c): the dom0 kernel in /boot
+mkdir -p "$D/boot"
+cp "/boot/vmlinuz-$KVER" "$D/boot/vmlinuz-$KVER"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$D/hr/"
 cp "$top_builddir/tests/xen/t-xen-backend" "$D/hr/tests/xen/"
+cp "$top_builddir/tests/linux/console-sink" "$D/hr/tests/xen/"
 cp "$HERE"/*.sh "$D/hr/tests/xen/"
 cp "$top_srcdir/tests/lib.sh" "$D/hr/tests/"
 with_libs "$D" "$XBIN/xl" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \
-	/usr/bin/xenstore /bin/bash "$top_builddir/hareplicate" "$top_builddir/hareplicated" \
+	/usr/bin/xenstore /bin/bash /bin/date /usr/bin/openssl "$top_builddir/hareplicate" "$top_builddir/hareplicated" \
 	"$top_builddir/tests/xen/t-xen-backend"
 # xl's pthread_cancel loads libgcc_s at run time (not in ldd)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$D/usr/lib/x86_64-linux-gnu/"

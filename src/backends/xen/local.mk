@@ -7,7 +7,8 @@ libhr_a_SOURCES += \
 	src/backends/xen/mem.c \
 	src/backends/xen/state.c \
 	src/backends/xen/replica.c \
-	src/backends/xen/console.c
+	src/backends/xen/console.c \
+	src/backends/xen/suspend.c
 AM_CFLAGS += $(XEN_CFLAGS)
 HR_LIBS += $(XEN_LIBS)
 endif

@@ -2,14 +2,19 @@
  * state.c - the Xen backend's state blob.  What `xl migrate` carries for an
  * HVM container besides memory (tools/libs/guest xg_sr_save_x86_hvm.c): the
  * HVM context (vCPUs, LAPICs, IOAPIC, PIT, RTC, MTRRs, XSAVE: one
- * xc_domain_hvm_getcontext blob) and the non-zero HVM params that name the
- * special pages.  We add the console ring position this backend consumed
+ * xc_domain_hvm_getcontext blob), the TSC parameters, and the non-zero HVM
+ * params that name the special pages.  (The CPUID / MSR policies are not
+ * carried: primary and replica are built by the same libxl code with the
+ * same config.)  We add the console ring position this backend consumed
  * up to (the ring itself is guest memory and travels as pages).
  *
  * Blob, little-endian:
- *   u32 magic "XNST", u32 version (1), u32 nr_vcpus, u32 header bytes (40),
+ *   u32 magic "XNST", u32 version (1), u32 nr_vcpus, u32 header bytes (64),
  *   u64 mem_bytes, u32 console out_cons, u32 console valid (0/1),
  *   u32 nr_params, u32 hvm context bytes,
+ *   u32 tsc_mode, u32 gtsc_khz, u64 elapsed_nsec, u32 incarnation
+ *   (xc_domain_get_tsc_info: xg_sr's TSC_INFO record), u32 suspended (1: the
+ *   guest was stopped in its suspend hypercall, suspend.c),
  *   nr_params x { u32 index, u32 zero, u64 value },
  *   the HVM context as Xen gave it.
  */
@@ -27,7 +32,7 @@
 
 #define XEN_STATE_MAGIC	  0x54534e58u /* "XNST" */
 #define XEN_STATE_VERSION 1u
-#define XEN_STATE_HDR	  40u
+#define XEN_STATE_HDR	  64u
 #define XEN_MAX_CTX_BYTES (16u << 20)
 
 /*
@@ -94,6 +99,19 @@ int xen_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 		free(b);
 		return r ? r : -EIO;
 	}
+	uint32_t tsc_mode = 0, khz = 0, inc = 0;
+	uint64_t nsec = 0;
+	if (xc_domain_get_tsc_info(x->xch, x->domid, &tsc_mode, &nsec, &khz, &inc) < 0) {
+		int r = -errno;
+		xen_fail(x, "TSC info of domain %" PRIu32 ": %s", x->domid, strerror(errno));
+		free(b);
+		return r;
+	}
+	hr_put_le32(b + 40, tsc_mode);
+	hr_put_le32(b + 44, khz);
+	hr_put_le64(b + 48, nsec);
+	hr_put_le32(b + 56, inc);
+	hr_put_le32(b + 60, (uint32_t)x->suspended);
 	valid = !xen_console_get_pos(x, &out_cons);
 	hr_put_le32(b + 0, XEN_STATE_MAGIC);
 	hr_put_le32(b + 4, XEN_STATE_VERSION);
@@ -154,7 +172,13 @@ int xen_load_state(struct hr_vm *vm, const void *blob, size_t len)
 				  "xen: HVM param %u = %#" PRIx64 " on domain %" PRIu32 ": %s",
 				  index, v, x->domid, strerror(errno));
 	}
-	/* setcontext may keep a pointer into the buffer for the hypercall only */
+	if (xc_domain_set_tsc_info(x->xch, x->domid, hr_get_le32(b + 40), hr_get_le64(b + 48),
+				   hr_get_le32(b + 44), hr_get_le32(b + 56)) < 0) {
+		int r = -errno;
+		xen_fail(x, "TSC info into domain %" PRIu32 ": %s", x->domid, strerror(errno));
+		return r;
+	}
+	/* a copy: the blob is the caller's and const */
 	uint8_t *ctx = malloc(ctx_bytes);
 	if (!ctx)
 		return -ENOMEM;
@@ -166,6 +190,7 @@ int xen_load_state(struct hr_vm *vm, const void *blob, size_t len)
 		xen_fail(x, "HVM context into domain %" PRIu32 ": %s", x->domid, strerror(saved));
 		return -HR_EBADSTATE;
 	}
+	x->loaded_suspended = hr_get_le32(b + 60) == 1;
 	if (hr_get_le32(b + 28))
 		return xen_console_set_pos(x, hr_get_le32(b + 24));
 	return 0;

@@ -13,6 +13,8 @@
  *   replica.c  libxl: the replica domain, built paused with the same shape
  *   console.c  the domain's PV console ring read by the backend itself (as
  *              xenconsoled would), into the "console" output channel
+ *   suspend.c  how a checkpoint stops the guest: a cooperative suspend (as
+ *              Remus), so that a promoted copy rebinds its event channels
  *
  * Locking: the hooks run on one control thread.  The console thread reads
  * the ring and calls cfg.emit under con_lock; pause() takes con_lock after
@@ -36,6 +38,7 @@
 #define XEN_MAX_REGIONS 16
 
 struct libxl__ctx;
+struct xs_handle;
 
 struct xen_vm {
 	char name[64];
@@ -43,6 +46,8 @@ struct xen_vm {
 	char kernel[256];	 /* options kernel=: what libxl builds a replica with */
 	char replica_name[256];
 	int console_ring; /* options console=ring (default) | none */
+	int cooperative;  /* options checkpoint=suspend (default) | pause */
+	uint64_t suspend_timeout_ms;
 
 	xc_interface *xch;
 	xenforeignmemory_handle *fmem;
@@ -54,6 +59,9 @@ struct xen_vm {
 	int is_replica; /* built empty: filled by epochs */
 	int promoted;	/* a replica that was resumed once */
 	int running;
+	int suspended;	      /* stopped in SHUTDOWN_suspend by a checkpoint */
+	int loaded_suspended; /* replica: the loaded checkpoint was a suspended guest */
+	struct xs_handle *xsh;
 
 	/* layout (mem.c) */
 	uint64_t p2m_pages; /* max gpfn + 1 */
@@ -111,6 +119,13 @@ int xen_lookup_domain(struct xen_vm *x, const char *spec);
 int xen_replica_build(struct xen_vm *x, const char *kernel, const struct hr_vm_config *cfg);
 void xen_replica_destroy(struct xen_vm *x);
 int xen_replica_promote(struct xen_vm *x);
+
+/* suspend.c */
+int xen_suspend_open(struct xen_vm *x);
+void xen_suspend_close(struct xen_vm *x);
+int xen_checkpoint_stop(struct xen_vm *x);
+int xen_checkpoint_go(struct xen_vm *x);
+int xen_replica_prepare(struct xen_vm *x);
 
 /* console.c */
 int xen_console_open(struct xen_vm *x);

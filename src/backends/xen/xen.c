@@ -10,9 +10,16 @@
  *
  * Options (cfg->options):
  *   kernel=PATH         the PVH kernel libxl builds a replica with (its memory
- *                       is overwritten before it ever runs; any PVH ELF does)
+ *                       is overwritten before it ever runs; any PVH kernel
+ *                       does; default /boot/vmlinuz-RELEASE, dom0's own,
+ *                       which Debian builds PVH-capable)
  *   replica_name=NAME   the replica domain's name (default VM-replica)
  *   console=ring|none   read the domain's PV console ring (default) or not
+ *   checkpoint=suspend|pause
+ *                       stop the guest for a checkpoint by a cooperative
+ *                       suspend (default, see suspend.c) or a plain pause
+ *   suspend_timeout_ms=N how long a guest may take to suspend (10000); a
+ *                       slower one is paused as it is for that checkpoint
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,10 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "backends/xen/xen-internal.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 
 void xen_fail(struct xen_vm *x, const char *fmt, ...)
 {
@@ -42,19 +52,30 @@ static int parse_options(struct xen_vm *x, const char *options)
 	int r;
 
 	x->console_ring = 1;
+	x->cooperative = 1;
+	x->suspend_timeout_ms = 10000;
 	snprintf(x->replica_name, sizeof(x->replica_name), "%s-replica", x->name);
 	while ((r = hr_options_next(&pos, key, sizeof(key), val, sizeof(val))) > 0) {
 		if (!strcmp(key, "kernel") && val[0] == '/') {
 			snprintf(x->kernel, sizeof(x->kernel), "%s", val);
 		} else if (!strcmp(key, "replica_name") && val[0]) {
 			snprintf(x->replica_name, sizeof(x->replica_name), "%s", val);
+		} else if (!strcmp(key, "checkpoint") &&
+			   (!strcmp(val, "suspend") || !strcmp(val, "pause"))) {
+			x->cooperative = !strcmp(val, "suspend");
+		} else if (!strcmp(key, "suspend_timeout_ms")) {
+			if (hr_parse_count(val, 1, 600000, &x->suspend_timeout_ms) < 0) {
+				xen_fail(x, "suspend_timeout_ms=%s: want 1..600000", val);
+				return -EINVAL;
+			}
 		} else if (!strcmp(key, "console") &&
 			   (!strcmp(val, "ring") || !strcmp(val, "none"))) {
 			x->console_ring = !strcmp(val, "ring");
 		} else {
 			xen_fail(x,
 				 "unknown xen option %s=%s (known: kernel=/ABS/PATH, "
-				 "replica_name=NAME, console=ring|none)",
+				 "replica_name=NAME, console=ring|none, checkpoint=suspend|pause, "
+				 "suspend_timeout_ms=N)",
 				 key, val);
 			return -EINVAL;
 		}
@@ -137,7 +158,7 @@ static int xen_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		xen_fail(x, "cannot open the Xen control interfaces (dom0 with privcmd?)");
 		return -ENODEV;
 	}
-	if ((rc = xen_libxl_open(x)) < 0)
+	if ((rc = xen_libxl_open(x)) < 0 || (rc = xen_suspend_open(x)) < 0)
 		return rc;
 	if (cfg->attach) {
 		if ((rc = xen_lookup_domain(x, cfg->attach)) < 0 || (rc = check_domain(x)) < 0)
@@ -152,9 +173,18 @@ static int xen_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	} else {
 		const char *kernel = cfg->kernel_path ? cfg->kernel_path : x->kernel;
 		if (!kernel[0]) {
-			xen_fail(x, "a replica needs options kernel=/ABS/PATH (a PVH kernel "
-				    "libxl can build the empty domain with)");
-			return -EINVAL;
+			struct utsname u;
+			if (!uname(&u))
+				snprintf(x->kernel, sizeof(x->kernel), "/boot/vmlinuz-%s",
+					 u.release);
+			if (access(x->kernel, R_OK)) {
+				xen_fail(x,
+					 "a replica needs a PVH kernel for libxl to build the "
+					 "empty domain with: options kernel=/ABS/PATH (default "
+					 "the dom0 kernel %s: not readable)",
+					 x->kernel);
+				return -EINVAL;
+			}
 		}
 		x->is_replica = !cfg->kernel_path;
 		if ((rc = xen_replica_build(x, kernel, cfg)) < 0)
@@ -193,6 +223,7 @@ static void xen_close(struct hr_vm *vm)
 		xen_replica_destroy(x);
 	else if (x->have_domid && !x->running)
 		log_warnx(x->name, "xen: domain %" PRIu32 " left paused", x->domid);
+	xen_suspend_close(x);
 	xen_libxl_close(x);
 	if (x->fmem)
 		xenforeignmemory_close(x->fmem);
@@ -207,15 +238,12 @@ static void xen_close(struct hr_vm *vm)
 static int xen_pause(struct hr_vm *vm)
 {
 	struct xen_vm *x = to_xen(vm);
+	int rc;
 
 	if (!x->running)
 		return 0;
-	/* returns once no vCPU of the domain is scheduled (vcpu_sleep_sync) */
-	if (xc_domain_pause(x->xch, x->domid) < 0) {
-		int r = -errno;
-		xen_fail(x, "pause of domain %" PRIu32 ": %s", x->domid, strerror(errno));
-		return r;
-	}
+	if ((rc = xen_checkpoint_stop(x)) < 0)
+		return rc;
 	x->running = 0;
 	xen_console_drain(x);
 	return 0;
@@ -228,15 +256,13 @@ static int xen_resume(struct hr_vm *vm)
 
 	if (x->running)
 		return 0;
-	if (x->is_replica && !x->promoted && (rc = xen_replica_promote(x)) < 0)
+	if (x->is_replica && !x->promoted &&
+	    ((rc = xen_replica_prepare(x)) < 0 || (rc = xen_replica_promote(x)) < 0))
 		return rc;
 	if (x->console_ring && !x->con_started && (rc = xen_console_start(x)) < 0)
 		return rc;
-	if (xc_domain_unpause(x->xch, x->domid) < 0) {
-		int r = -errno;
-		xen_fail(x, "unpause of domain %" PRIu32 ": %s", x->domid, strerror(errno));
-		return r;
-	}
+	if ((rc = xen_checkpoint_go(x)) < 0)
+		return rc;
 	x->running = 1;
 	return 0;
 }
