@@ -34,15 +34,57 @@ static int add_run(struct xen_vm *x, uint64_t first, uint64_t end)
 }
 
 /*
- * The layout: every run of gfns a foreign mapping reaches (RAM, and the
- * special pages: console and store rings, ACPI tables).  Holes are left
- * out, so a replica of the same shape probes to the same layout.
+ * Which gfns of [g, g + n) are populated (1) or not (0): one
+ * XEN_DOMCTL_getpageframeinfo3 per batch (what xg_sr's save side asks),
+ * which is not in libxenctrl's public header but is exported by it.
  */
+int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
+
+static int probe_batch(struct xen_vm *x, uint64_t g, unsigned n, uint8_t *ram)
+{
+	xen_pfn_t arr[PROBE_BATCH];
+	int err[PROBE_BATCH];
+
+	for (unsigned i = 0; i < n; i++)
+		arr[i] = g + i;
+	if (!xc_get_pfn_type_batch(x->xch, x->domid, n, arr)) {
+		for (unsigned i = 0; i < n; i++) {
+			uint32_t t = (uint32_t)arr[i] & XEN_DOMCTL_PFINFO_LTAB_MASK;
+			ram[i] = t != XEN_DOMCTL_PFINFO_XTAB && t != XEN_DOMCTL_PFINFO_BROKEN;
+		}
+		return 0;
+	}
+	/* the slow way: a foreign mapping of each page */
+	for (unsigned i = 0; i < n; i++)
+		arr[i] = g + i;
+	void *a = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, n, arr, err);
+	if (!a) {
+		int rc = -errno;
+		xen_fail(x, "probing gfns %#" PRIx64 "+%u of domain %" PRIu32 ": %s", g, n,
+			 x->domid, strerror(errno));
+		return rc;
+	}
+	xenforeignmemory_unmap(x->fmem, a, n);
+	for (unsigned i = 0; i < n; i++)
+		ram[i] = !err[i];
+	return 0;
+}
+
+/*
+ * The layout: the runs of populated gfns (RAM and the special pages:
+ * console and store rings, ACPI tables), with holes of less than
+ * BRIDGE_PAGES bridged.  A booted guest has such small holes where it
+ * placed Xen's own frames over RAM (shared_info, grant table frames); a
+ * replica of the same shape, built but never run, has RAM there.  Bridged
+ * gfns that are not RAM map to NULL; the big holes (MMIO) stay out.
+ */
+#define BRIDGE_PAGES 1024u
+
 int xen_layout_probe(struct xen_vm *x)
 {
-	xen_pfn_t max_gpfn, arr[PROBE_BATCH];
-	int err[PROBE_BATCH];
-	uint64_t run = UINT64_MAX;
+	uint8_t ram[PROBE_BATCH];
+	uint64_t run = UINT64_MAX, last_ram = 0;
+	xen_pfn_t max_gpfn;
 	int rc;
 
 	if (xc_domain_maximum_gpfn(x->xch, x->domid, &max_gpfn) < 0) {
@@ -55,30 +97,25 @@ int xen_layout_probe(struct xen_vm *x)
 	for (uint64_t g = 0; g < x->p2m_pages; g += PROBE_BATCH) {
 		unsigned n =
 		    x->p2m_pages - g < PROBE_BATCH ? (unsigned)(x->p2m_pages - g) : PROBE_BATCH;
-		for (unsigned i = 0; i < n; i++)
-			arr[i] = g + i;
-		void *a = xenforeignmemory_map(x->fmem, x->domid, PROT_READ, n, arr, err);
-		if (!a) {
-			rc = -errno;
-			xen_fail(x, "probing gfns %#" PRIx64 "+%u of domain %" PRIu32 ": %s", g, n,
-				 x->domid, strerror(errno));
+		if ((rc = probe_batch(x, g, n, ram)) < 0)
 			return rc;
-		}
-		xenforeignmemory_unmap(x->fmem, a, n);
 		for (unsigned i = 0; i < n; i++) {
-			if (!err[i] && run == UINT64_MAX)
-				run = g + i;
-			else if (err[i] && run != UINT64_MAX) {
-				if ((rc = add_run(x, run, g + i)) < 0)
+			if (!ram[i])
+				continue;
+			if (run != UINT64_MAX && g + i - last_ram > BRIDGE_PAGES) {
+				if ((rc = add_run(x, run, last_ram + 1)) < 0)
 					return rc;
 				run = UINT64_MAX;
 			}
+			if (run == UINT64_MAX)
+				run = g + i;
+			last_ram = g + i;
 		}
 	}
-	if (run != UINT64_MAX && (rc = add_run(x, run, x->p2m_pages)) < 0)
+	if (run != UINT64_MAX && (rc = add_run(x, run, last_ram + 1)) < 0)
 		return rc;
 	if (!x->nr_regions) {
-		xen_fail(x, "domain %" PRIu32 " has no mappable memory", x->domid);
+		xen_fail(x, "domain %" PRIu32 " has no populated memory", x->domid);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < x->nr_regions; i++)
@@ -107,9 +144,31 @@ int xen_replica_map(struct xen_vm *x)
 		    xenforeignmemory_map(x->fmem, x->domid, PROT_READ | PROT_WRITE, n, arr, err);
 		if (!a)
 			rc = -errno;
-		for (uint64_t i = 0; a && i < n && !rc; i++)
+		/* bridged holes get RAM: staging may write any page the primary sent */
+		uint64_t holes = 0;
+		for (uint64_t i = 0; a && i < n; i++)
 			if (err[i])
-				rc = err[i] < 0 ? err[i] : -EIO;
+				arr[holes++] = (x->regions[r].gpa >> HR_PAGE_SHIFT) + i;
+		if (holes) {
+			xenforeignmemory_unmap(x->fmem, a, n);
+			a = NULL;
+			if (xc_domain_populate_physmap_exact(x->xch, x->domid, holes, 0, 0, arr) <
+			    0) {
+				rc = -errno;
+			} else {
+				for (uint64_t i = 0; i < n; i++)
+					arr[i] = (x->regions[r].gpa >> HR_PAGE_SHIFT) + i;
+				a = xenforeignmemory_map(x->fmem, x->domid, PROT_READ | PROT_WRITE,
+							 n, arr, err);
+				if (!a)
+					rc = -errno;
+				for (uint64_t i = 0; a && i < n && !rc; i++)
+					if (err[i])
+						rc = err[i] < 0 ? err[i] : -EIO;
+			}
+			log_info(x->name, "xen: replica region %u: %" PRIu64 " holes populated", r,
+				 holes);
+		}
 		free(arr);
 		free(err);
 		if (a)
