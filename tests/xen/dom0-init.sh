@@ -9,7 +9,11 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
-mkdir -p /run/xen /run/xenstored /var/run /var/lib/xen /var/log/xen /var/lib/xenstored /dev/pts
+# /var/run is /run (libxl: /var/run/xen, xenstored: /var/run/xenstored), xl locks in /var/lock
+rm -rf /var/run
+ln -s /run /var/run
+mkdir -p /run/xen /run/xenstored /run/lock /var/lib/xen /var/log/xen /var/lib/xenstored /dev/pts
+ln -sfn /run/lock /var/lock
 mount -t devpts devpts /dev/pts
 ip link set lo up
 M=/lib/modules/$(uname -r)

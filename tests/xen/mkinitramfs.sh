@@ -63,7 +63,7 @@ cpio_of "$OUT/domU" >"$OUT/domU.cpio"
 D=$OUT/dom0
 skeleton "$D"
 mkdir -p "$D/lib/modules/$KVER" "$D/guest" "$D/hr/tests/xen" "$D$XBIN" "$D/etc/xen" \
-	"$D/var/lib/xen" "$D/var/log/xen" "$D/var/run"
+	"$D/var/lib/xen" "$D/var/log/xen"
 for m in drivers/xen/xen-evtchn drivers/xen/xen-privcmd drivers/xen/xen-gntdev \
 	drivers/xen/xen-gntalloc drivers/xen/xenfs/xenfs; do
 	cp "$MOD/$m.ko" "$D/lib/modules/$KVER/"

@@ -284,7 +284,10 @@ int xen_dirty_stop(struct hr_vm *vm)
 	struct xen_vm *x = to_xen(vm);
 
 	x->tracking = 0;
-	if (xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) < 0) {
+	/* with HAP, Xen switches log-dirty off and then answers EINVAL (no
+	 * shadow op to do): xg_sr ignores the answer, an EINVAL is not a failure */
+	if (xc_shadow_control(x->xch, x->domid, XEN_DOMCTL_SHADOW_OP_OFF, NULL, 0) < 0 &&
+	    errno != EINVAL) {
 		int r = -errno;
 		xen_fail(x, "log-dirty off on domain %" PRIu32 ": %s", x->domid, strerror(errno));
 		return r;
