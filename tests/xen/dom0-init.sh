@@ -29,6 +29,20 @@ while [ $i -lt 100 ] && ! xenstore-read /local >/dev/null 2>&1 && ! [ -S /run/xe
 	i=$((i + 1))
 done
 xen-init-dom0 >/dev/null 2>&1
+# No xenconsoled: the backend reads the consoles.  libxl's create waits for
+# a console daemon to fill console/tty; for domains `xl create` builds in
+# the tests this loop answers (the backend does so itself for the domains
+# it builds).
+(
+	while :; do
+		for d in $(xenstore-list /local/domain 2>/dev/null); do
+			[ "$d" = 0 ] && continue
+			t=$(xenstore-read "/local/domain/$d/console/tty" 2>/dev/null) && [ -z "$t" ] &&
+				xenstore-write "/local/domain/$d/console/tty" /dev/null
+		done
+		usleep 200000
+	done
+) &
 echo "DOM0-UP kernel=$(uname -r) xen=$(cat /sys/hypervisor/version/major).$(cat /sys/hypervisor/version/minor) up=$(cut -d' ' -f1 /proc/uptime)"
 if [ -x /test.sh ]; then
 	/bin/bash /test.sh

@@ -175,11 +175,14 @@ int main(void)
 
 	/* the protected domain, as an operator would have it: created by xl */
 	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "xl create %s 2>&1 | tail -2", cfg);
+	snprintf(cmd, sizeof(cmd),
+		 "xl create %s >/tmp/xl-create.out 2>&1; r=$?; tail -3 /tmp/xl-create.out | "
+		 "sed 's/^/# /'; exit $r",
+		 cfg);
 	ok(run(cmd) == 0, "xl create of the counter domain");
 
 	/* a bad attach target is refused with a reason */
-	struct hr_vm_config vc = {.name = "xt",
+	struct hr_vm_config vc = {.name = DOMU,
 				  .mem_bytes = (uint64_t)MEM_MIB << 20,
 				  .nr_vcpus = 1,
 				  .attach = "no-such-domain",
@@ -271,7 +274,7 @@ int main(void)
 	   n);
 
 	/* the replica: same shape, built paused by libxl */
-	struct hr_vm_config rc_cfg = {.name = "xt",
+	struct hr_vm_config rc_cfg = {.name = DOMU,
 				      .mem_bytes = (uint64_t)MEM_MIB << 20,
 				      .nr_vcpus = 1,
 				      .options = NULL,

@@ -12,15 +12,69 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libxl.h>
 #include <libxl_utils.h>
+#include <xenstore.h>
 
 #include "backends/xen/xen-internal.h"
 #include "common/log.h"
+
+/*
+ * libxl's create waits (10 s, then fails) until the console daemon has
+ * written the domain's console/tty node.  This backend is the console
+ * reader of the domains it drives and no xenconsoled serves them, so while
+ * libxl builds one, a thread answers for the console: it writes
+ * console/tty = /dev/null (there is no pty: the console goes to the
+ * "console" channel) once libxl has created the node empty.
+ */
+struct tty_answer {
+	const char *name;
+	volatile int stop;
+	pthread_t thread;
+};
+
+static void answer_domain(struct xs_handle *xs, const char *domid, const char *name)
+{
+	char path[96];
+	unsigned len;
+
+	snprintf(path, sizeof(path), "/local/domain/%s/name", domid);
+	char *n = xs_read(xs, XBT_NULL, path, &len);
+	int ours = n && !strcmp(n, name);
+	free(n);
+	if (!ours)
+		return;
+	snprintf(path, sizeof(path), "/local/domain/%s/console/tty", domid);
+	char *tty = xs_read(xs, XBT_NULL, path, &len);
+	if (tty && !tty[0])
+		xs_write(xs, XBT_NULL, path, "/dev/null", 9);
+	free(tty);
+}
+
+static void *tty_answer_main(void *arg)
+{
+	struct tty_answer *t = arg;
+	struct xs_handle *xs = xs_open(0);
+
+	while (xs && !__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+		unsigned n = 0;
+		char **doms = xs_directory(xs, XBT_NULL, "/local/domain", &n);
+		for (unsigned i = 0; doms && i < n; i++)
+			if (strcmp(doms[i], "0"))
+				answer_domain(xs, doms[i], t->name);
+		free(doms);
+		usleep(50000);
+	}
+	if (xs)
+		xs_close(xs);
+	return NULL;
+}
 
 static libxl_ctx *ctx_of(struct xen_vm *x)
 {
@@ -102,7 +156,13 @@ int xen_replica_build(struct xen_vm *x, const char *kernel, const struct hr_vm_c
 		rc = -ENOMEM;
 		goto out;
 	}
+	struct tty_answer ta = {.name = name};
+	int started = !pthread_create(&ta.thread, NULL, tty_answer_main, &ta);
 	int r = libxl_domain_create_new(ctx, &dc, &domid, NULL, NULL);
+	if (started) {
+		__atomic_store_n(&ta.stop, 1, __ATOMIC_RELEASE);
+		pthread_join(ta.thread, NULL);
+	}
 	if (domid != (uint32_t)INVALID_DOMID) {
 		x->domid = domid;
 		x->have_domid = 1;
