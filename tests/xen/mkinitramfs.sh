@@ -86,6 +86,11 @@ cp "/boot/vmlinuz-$KVER" "$D/boot/vmlinuz-$KVER"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$D/hr/"
 cp "$top_builddir/tests/xen/t-xen-backend" "$D/hr/tests/xen/"
 cp "$top_builddir/tests/linux/console-sink" "$D/hr/tests/xen/"
+# the replica shell where the backend looks for it (make passes the path)
+if [ -n "${HR_XEN_SHELL_PATH:-}" ]; then
+	mkdir -p "$D$(dirname "$HR_XEN_SHELL_PATH")"
+	cp "$top_builddir/src/backends/xen/xen-replica-shell.elf" "$D$HR_XEN_SHELL_PATH"
+fi
 cp "$HERE"/*.sh "$D/hr/tests/xen/"
 cp "$top_srcdir/tests/lib.sh" "$D/hr/tests/"
 with_libs "$D" "$XBIN/xl" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \

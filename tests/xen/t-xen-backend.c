@@ -280,8 +280,9 @@ int main(void)
 				      .options = NULL,
 				      .emit = emit,
 				      .emit_opaque = &con2};
+	/* the replica is built from the installed replica shell (no kernel= option) */
 	char opts[300];
-	snprintf(opts, sizeof(opts), "kernel=%s,replica_name=%s-replica", kernel, DOMU);
+	snprintf(opts, sizeof(opts), "replica_name=%s-replica", DOMU);
 	rc_cfg.options = opts;
 	t0 = hr_now_ns();
 	rc = ops->open(&rep, &rc_cfg);

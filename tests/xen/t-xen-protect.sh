@@ -67,6 +67,7 @@ t0=$(date +%s)
 rc=$?
 ok '[ $rc = 0 ]' "start: domain hrxt protected from A to B at $EPOCH epochs (rc=$rc, $(($(date +%s) - t0)) s)"
 sed 's/^/# start: /' "$T/start.out"
+[ $rc = 0 ] || { tail -15 "$T/a.log" | sed 's/^/# a.log: /'; tail -15 "$T/b.log" | sed 's/^/# b.log: /'; }
 xl list 2>&1 | sed 's/^/# xl: /'
 ok 'wait_count "$T/console" 30 "$BOOT_S"' "the domU boots on A; its released console counts (30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'

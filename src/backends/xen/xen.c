@@ -9,10 +9,12 @@
  * unpaused on promotion.
  *
  * Options (cfg->options):
- *   kernel=PATH         the PVH kernel libxl builds a replica with (its memory
- *                       is overwritten before it ever runs; any PVH kernel
- *                       does; default /boot/vmlinuz-RELEASE, dom0's own,
- *                       which Debian builds PVH-capable)
+ *   kernel=PATH         the PVH image libxl builds a replica with (its memory
+ *                       is overwritten before it ever runs; any PVH image
+ *                       does; default the installed replica shell, shell.S,
+ *                       else /boot/vmlinuz-RELEASE, dom0's own kernel; a
+ *                       Linux kernel costs its decompression, ~1 min under
+ *                       TCG, longer than a primary waits for the handshake)
  *   replica_name=NAME   the replica domain's name (default VM-replica)
  *   console=ring|none   read the domain's PV console ring (default) or not
  *   checkpoint=suspend|pause
@@ -174,15 +176,16 @@ static int xen_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		const char *kernel = cfg->kernel_path ? cfg->kernel_path : x->kernel;
 		if (!kernel[0]) {
 			struct utsname u;
-			if (!uname(&u))
+			snprintf(x->kernel, sizeof(x->kernel), "%s", HR_XEN_SHELL);
+			if (access(x->kernel, R_OK) && !uname(&u))
 				snprintf(x->kernel, sizeof(x->kernel), "/boot/vmlinuz-%s",
 					 u.release);
 			if (access(x->kernel, R_OK)) {
 				xen_fail(x,
-					 "a replica needs a PVH kernel for libxl to build the "
+					 "a replica needs a PVH image for libxl to build the "
 					 "empty domain with: options kernel=/ABS/PATH (default "
-					 "the dom0 kernel %s: not readable)",
-					 x->kernel);
+					 "%s, else the dom0 kernel %s: neither readable)",
+					 HR_XEN_SHELL, x->kernel);
 				return -EINVAL;
 			}
 		}
