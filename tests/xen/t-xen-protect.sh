@@ -1,8 +1,8 @@
 #!/bin/bash
 # A PVH domain protected between two hareplicated in dom0 of the nested Xen
-# host (A primary, B backup, on loopback) at $HR_XEN_EPOCH epochs: A's
-# worker builds the domain (hrxt) with libxl and reads its console, B's
-# builds the paused replica (hrxt-replica).  Then the primary side dies:
+# host (A primary, B backup, on loopback) at $HR_XEN_EPOCH epochs: the
+# domain hrxt is created by xl, A's worker attaches to it and reads its
+# console, B's builds the paused replica (hrxt-replica) with libxl.  Then the primary side dies:
 # SIGKILL of A's daemon and worker and `xl destroy hrxt`.  B promotes its
 # replica; the console, assembled by offset by console-sink from both sides'
 # tcp console streams, has no gap and no offset that came twice with other
@@ -10,15 +10,14 @@
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 [ -e /proc/xen/privcmd ] || [ -e /dev/xen/privcmd ] || skip_all "not in a Xen dom0 (make check-xen)"
-KERNEL=${HR_XEN_KERNEL:-/guest/vmlinuz}
-INITRD=${HR_XEN_INITRD:-/guest/domU.cpio}
+CFG=${HR_XEN_CFG:-/guest/hrxt.cfg}
 EPOCH=${HR_XEN_EPOCH:-50ms}
 FAILOVER_MS=${HR_XEN_FAILOVER_MS:-5000}
 BOOT_S=${HR_XEN_BOOT_S:-300}
 SINK="$top_builddir/tests/xen/console-sink"
 [ -x "$SINK" ] || SINK="$top_builddir/tests/linux/console-sink"
 [ -x "$SINK" ] || skip_all "console-sink not built"
-[ -r "$KERNEL" ] && [ -r "$INITRD" ] || skip_all "no domU kernel/initrd ($KERNEL, $INITRD)"
+[ -r "$CFG" ] || skip_all "no domU config $CFG (make check-xen)"
 plan 8
 
 # counter_check FILE: every "HRCOUNT n" line n = 1..max present once, in order
@@ -60,12 +59,13 @@ pida=$!
 pidb=$!
 on_exit "kill -9 -- -$pida 2>/dev/null; kill -9 $pida $pidb 2>/dev/null"
 wait_for "$T/a.log" "control $CA" 20 && wait_for "$T/b.log" "control $CB" 20
+# the operator's domain, created by xl; A's worker attaches to it
+xl create "$CFG" >"$T/xl.out" 2>&1 || { sed 's/^/# xl: /' "$T/xl.out"; bail "xl create"; }
 t0=$(date +%s)
-"$HR" start hrxt --control "$CA" --peer "127.0.0.1:$PB" --backend xen --kernel "$KERNEL" \
-	--initrd "$INITRD" --memory 128M --epoch "$EPOCH" --console "tcp:127.0.0.1:$PS" \
-	--append "console=hvc0 quiet loglevel=0 HRCOUNT_MS=100" >"$T/start.out" 2>&1
+"$HR" start hrxt --control "$CA" --peer "127.0.0.1:$PB" --backend xen --attach hrxt \
+	--memory 128M --epoch "$EPOCH" --console "tcp:127.0.0.1:$PS" >"$T/start.out" 2>&1
 rc=$?
-ok '[ $rc = 0 ]' "start: domain hrxt protected from A to B at $EPOCH epochs (rc=$rc, $(($(date +%s) - t0)) s)"
+ok '[ $rc = 0 ]' "start: domain hrxt (attached) protected from A to B at $EPOCH epochs (rc=$rc, $(($(date +%s) - t0)) s)"
 sed 's/^/# start: /' "$T/start.out"
 [ $rc = 0 ] || { tail -15 "$T/a.log" | sed 's/^/# a.log: /'; tail -15 "$T/b.log" | sed 's/^/# b.log: /'; }
 xl list 2>&1 | sed 's/^/# xl: /'
