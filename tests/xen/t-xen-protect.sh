@@ -78,7 +78,7 @@ kill -9 -- "-$pida"
 is_pid "$wpid" && kill -9 "$wpid"
 xl destroy hrxt
 diag "SIGKILL of A's process group and its worker $wpid, xl destroy hrxt, at HRCOUNT $before"
-ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q \"role=primary\""' \
+ok 'wait_true $((FAILOVER_MS / 1000 + 120)) sh -c "\"$HR\" status --control \"$CB\" | grep -q -E \"role=(promoted|primary)\""' \
 	"B promotes itself once A is silent (failover timeout $FAILOVER_MS ms)"
 xl list 2>&1 | sed 's/^/# xl: /'
 ok 'wait_count "$T/console" $((before + 20)) 120' \

@@ -198,6 +198,15 @@ int xen_replica_promote(struct xen_vm *x)
 	uint32_t other;
 
 	x->promoted = 1;
+	/* the old primary's domain, destroyed but still dying, keeps its name
+	 * a little while: wait for it (bounded), not for a live one */
+	for (int i = 0; i < 100 && !libxl_name_to_domid(ctx_of(x), x->name, &other); i++) {
+		xc_dominfo_t info;
+		if (xc_domain_getinfo(x->xch, other, 1, &info) == 1 && info.domid == other &&
+		    !info.dying)
+			break;
+		usleep(50000);
+	}
 	if (!libxl_name_to_domid(ctx_of(x), x->name, &other)) {
 		log_warnx(x->name,
 			  "xen: domain %" PRIu32 " still holds the name %s: the promoted "
