@@ -216,7 +216,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	if (!backend)
 		backend = "kvm";
 	ops = hr_backend_find(backend);
-	if (!ops) {
+	if (!ops || hr_backend_why_missing(backend)) {
 		const char *flag = hr_backend_why_missing(backend);
 		if (flag)
 			snprintf(err, sizeof(err), "backend '%s' is not available: %s", backend,

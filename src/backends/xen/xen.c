@@ -289,6 +289,14 @@ static const char *xen_last_error(struct hr_vm *vm)
 	return to_xen(vm)->last_error;
 }
 
+static const char *xen_host_unavailable(void)
+{
+	if (access("/dev/xen/privcmd", R_OK | W_OK) && access("/proc/xen/privcmd", R_OK | W_OK))
+		return "this host is not a Xen dom0 (no /dev/xen/privcmd): the xen backend "
+		       "runs in dom0 of a Xen host";
+	return NULL;
+}
+
 const struct hr_backend_ops hr_xen_ops = {
     .name = "xen",
     .features = HR_BF_MAP_BATCH | HR_BF_ATTACH,
@@ -306,4 +314,5 @@ const struct hr_backend_ops hr_xen_ops = {
     .save_state = xen_save_state,
     .load_state = xen_load_state,
     .last_error = xen_last_error,
+    .host_unavailable = xen_host_unavailable,
 };
