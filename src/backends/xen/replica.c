@@ -190,32 +190,55 @@ void xen_replica_destroy(struct xen_vm *x)
 }
 
 /*
- * The replica becomes the VM: it takes the VM's name when no domain holds
- * it any more (the old primary's was destroyed), else keeps its own.
+ * The replica becomes the VM: it takes the VM's name once no domain holds
+ * it any more.  The old primary's domain may still hold it for a while
+ * (killed mid-epoch it is paused or suspended, and being destroyed), so
+ * the rename waits for it on a thread of its own, up to 30 s, after the
+ * replica runs: the guest does not wait for its name.  A running holder is
+ * left alone (the replica keeps its own name).
  */
-int xen_replica_promote(struct xen_vm *x)
+static void *rename_main(void *arg)
 {
+	struct xen_vm *x = arg;
 	uint32_t other;
 
-	x->promoted = 1;
-	/* the old primary's domain, destroyed but still dying, keeps its name
-	 * a little while: wait for it (bounded), not for a live one */
-	for (int i = 0; i < 100 && !libxl_name_to_domid(ctx_of(x), x->name, &other); i++) {
+	for (int i = 0; i < 600 && !__atomic_load_n(&x->rename_stop, __ATOMIC_ACQUIRE); i++) {
+		if (libxl_name_to_domid(ctx_of(x), x->name, &other)) {
+			if (libxl_domain_rename(ctx_of(x), x->domid, x->replica_name, x->name))
+				log_warnx(x->name, "xen: could not rename domain %" PRIu32 " to %s",
+					  x->domid, x->name);
+			else
+				log_info(x->name, "xen: domain %" PRIu32 " is %s now", x->domid,
+					 x->name);
+			return NULL;
+		}
 		xc_dominfo_t info;
 		if (xc_domain_getinfo(x->xch, other, 1, &info) == 1 && info.domid == other &&
-		    !info.dying)
+		    !info.paused && !info.shutdown && !info.dying)
 			break;
 		usleep(50000);
 	}
-	if (!libxl_name_to_domid(ctx_of(x), x->name, &other)) {
+	if (!__atomic_load_n(&x->rename_stop, __ATOMIC_ACQUIRE))
 		log_warnx(x->name,
-			  "xen: domain %" PRIu32 " still holds the name %s: the promoted "
-			  "replica keeps the name %s",
-			  other, x->name, x->replica_name);
-		return 0;
-	}
-	if (libxl_domain_rename(ctx_of(x), x->domid, x->replica_name, x->name))
-		log_warnx(x->name, "xen: could not rename domain %" PRIu32 " to %s", x->domid,
-			  x->name);
+			  "xen: a domain still holds the name %s: the promoted replica keeps the "
+			  "name %s",
+			  x->name, x->replica_name);
+	return NULL;
+}
+
+int xen_replica_promote(struct xen_vm *x)
+{
+	x->promoted = 1;
+	if (!pthread_create(&x->rename_thread, NULL, rename_main, x))
+		x->rename_started = 1;
 	return 0;
+}
+
+void xen_replica_rename_stop(struct xen_vm *x)
+{
+	if (!x->rename_started)
+		return;
+	__atomic_store_n(&x->rename_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(x->rename_thread, NULL);
+	x->rename_started = 0;
 }

@@ -55,9 +55,12 @@ struct xen_vm {
 	struct libxl__ctx *ctx;
 	uint32_t domid;
 	int have_domid;
-	int built;	/* this vm built the domain: destroyed at close */
-	int is_replica; /* built empty: filled by epochs */
-	int promoted;	/* a replica that was resumed once */
+	int built;		 /* this vm built the domain: destroyed at close */
+	int is_replica;		 /* built empty: filled by epochs */
+	int promoted;		 /* a replica that was resumed once */
+	pthread_t rename_thread; /* the promoted replica takes the VM's name (replica.c) */
+	int rename_started;
+	volatile int rename_stop;
 	int running;
 	int suspended;	      /* stopped in SHUTDOWN_suspend by a checkpoint */
 	int loaded_suspended; /* replica: the loaded checkpoint was a suspended guest */
@@ -119,6 +122,7 @@ int xen_lookup_domain(struct xen_vm *x, const char *spec);
 int xen_replica_build(struct xen_vm *x, const char *kernel, const struct hr_vm_config *cfg);
 void xen_replica_destroy(struct xen_vm *x);
 int xen_replica_promote(struct xen_vm *x);
+void xen_replica_rename_stop(struct xen_vm *x);
 
 /* suspend.c */
 int xen_suspend_open(struct xen_vm *x);

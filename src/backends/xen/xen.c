@@ -214,6 +214,7 @@ static void xen_close(struct hr_vm *vm)
 
 	if (!x)
 		return;
+	xen_replica_rename_stop(x);
 	xen_console_stop(x);
 	xen_console_close(x);
 	if (x->tracking)
