@@ -4,12 +4,17 @@ EXTRA_DIST += tests/xen/mkinitramfs.sh tests/xen/nested.sh tests/xen/check-xen.s
 	tests/xen/dom0-init.sh tests/xen/domu-init.sh tests/xen/t-xen-protect.sh \
 	tests/xen/README.md
 if HAVE_XEN
+check_PROGRAMS += tests/xen/t-xen-refusals
+TESTS += tests/xen/t-xen-refusals
+tests_xen_t_xen_refusals_SOURCES = tests/xen/t-xen-refusals.c tests/tap.h
+tests_xen_t_xen_refusals_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+tests_xen_t_xen_refusals_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/xen/t-xen-backend
 tests_xen_t_xen_backend_SOURCES = tests/xen/t-xen-backend.c tests/tap.h
 tests_xen_t_xen_backend_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 tests_xen_t_xen_backend_LDADD = $(HR_LIBS)
 
-check-xen: all tests/xen/t-xen-backend tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
+check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
 	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
 		HR_XEN_SHELL_PATH=$(pkglibexecdir)/xen-replica-shell.elf \
 		$(SHELL) $(srcdir)/tests/xen/check-xen.sh

@@ -84,7 +84,7 @@ done
 mkdir -p "$D/boot"
 cp "/boot/vmlinuz-$KVER" "$D/boot/vmlinuz-$KVER"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$D/hr/"
-cp "$top_builddir/tests/xen/t-xen-backend" "$D/hr/tests/xen/"
+cp "$top_builddir/tests/xen/t-xen-backend" "$top_builddir/tests/xen/t-xen-refusals" "$D/hr/tests/xen/"
 cp "$top_builddir/tests/linux/console-sink" "$D/hr/tests/xen/"
 # the replica shell where the backend looks for it (make passes the path)
 if [ -n "${HR_XEN_SHELL_PATH:-}" ]; then
