@@ -194,8 +194,8 @@ void xen_replica_destroy(struct xen_vm *x)
  * it any more.  The old primary's domain may still hold it for a while
  * (killed mid-epoch it is paused or suspended, and being destroyed), so
  * the rename waits for it on a thread of its own, up to 30 s, after the
- * replica runs: the guest does not wait for its name.  A running holder is
- * left alone (the replica keeps its own name).
+ * replica runs: the guest does not wait for its name.  A name still held
+ * then stays with its holder (the replica keeps its own name).
  */
 static void *rename_main(void *arg)
 {
@@ -212,10 +212,6 @@ static void *rename_main(void *arg)
 					 x->name);
 			return NULL;
 		}
-		xc_dominfo_t info;
-		if (xc_domain_getinfo(x->xch, other, 1, &info) == 1 && info.domid == other &&
-		    !info.paused && !info.shutdown && !info.dying)
-			break;
 		usleep(50000);
 	}
 	if (!__atomic_load_n(&x->rename_stop, __ATOMIC_ACQUIRE))

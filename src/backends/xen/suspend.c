@@ -154,6 +154,20 @@ int xen_checkpoint_go(struct xen_vm *x)
 }
 
 /*
+ * An attached domain left behind at close: out of its suspend (the
+ * hypercall returns "cancelled"), still paused by us, so that `xl unpause`
+ * is all it takes to run it again.
+ */
+void xen_checkpoint_settle(struct xen_vm *x)
+{
+	int dead;
+
+	if (x->xch && in_suspend(x, &dead) && xc_domain_resume(x->xch, x->domid, 1) < 0)
+		log_warnx(x->name, "xen: domain %" PRIu32 " stays suspended: %s", x->domid,
+			  strerror(errno));
+}
+
+/*
  * Before a replica whose last checkpoint was a suspended guest runs: as
  * xg_sr's restore, its xenstore ring starts empty (xenstored's connection
  * to the new domain is fresh); the guest's resume path reconnects.

@@ -129,6 +129,7 @@ int xen_suspend_open(struct xen_vm *x);
 void xen_suspend_close(struct xen_vm *x);
 int xen_checkpoint_stop(struct xen_vm *x);
 int xen_checkpoint_go(struct xen_vm *x);
+void xen_checkpoint_settle(struct xen_vm *x);
 int xen_replica_prepare(struct xen_vm *x);
 
 /* console.c */

@@ -6,7 +6,10 @@
  * or a name), builds one with libxl from cfg->kernel_path (kept paused until
  * resume), or, without a kernel, builds the replica: a paused domain of the
  * same shape whose memory and state are overwritten by epochs and which is
- * unpaused on promotion.
+ * unpaused on promotion.  `close` destroys a domain this vm built (it dies
+ * with its worker, as a KVM guest dies with its VMM) and leaves an attached
+ * one as it is: paused, when the backend had paused it (after a failover
+ * it may no longer be the primary; unpausing is the operator's call).
  *
  * Options (cfg->options):
  *   kernel=PATH         the PVH image libxl builds a replica with (its memory
@@ -225,8 +228,10 @@ static void xen_close(struct hr_vm *vm)
 	 * may no longer be the primary) */
 	if (x->have_domid && x->built)
 		xen_replica_destroy(x);
-	else if (x->have_domid && !x->running)
+	else if (x->have_domid && !x->running) {
+		xen_checkpoint_settle(x);
 		log_warnx(x->name, "xen: domain %" PRIu32 " left paused", x->domid);
+	}
 	xen_suspend_close(x);
 	xen_libxl_close(x);
 	if (x->fmem)
