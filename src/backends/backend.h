@@ -273,6 +273,14 @@ struct hr_backend_ops {
 	 */
 	int (*cpu_check)(struct hr_vm *vm, const void *model, size_t len, char *why,
 			 size_t why_size);
+
+	/*
+	 * OPTIONAL: why this host cannot run VMs of this backend at all (Xen:
+	 * not a dom0), or NULL when it can.  Asked before anything is started,
+	 * so that such a start is refused with the reason instead of failing
+	 * half-way (hr_backend_why_missing reports it).
+	 */
+	const char *(*host_unavailable)(void);
 };
 #define HR_CPU_MODEL_MAX 16384
 
@@ -282,7 +290,8 @@ extern const struct hr_backend_ops *const hr_backends[];
 /* Look a backend up by name; NULL if unknown or not built (see hr_backend_why_missing). */
 const struct hr_backend_ops *hr_backend_find(const char *name);
 
-/* For a known-but-not-built backend, why it is missing; else NULL. */
+/* For a known-but-not-built backend, or one this host cannot run
+ * (host_unavailable), why it is missing; else NULL. */
 const char *hr_backend_why_missing(const char *name);
 
 /* Highest gfn + 1 of a layout. */

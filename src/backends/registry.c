@@ -31,8 +31,12 @@ const struct hr_backend_ops *hr_backend_find(const char *name)
 
 const char *hr_backend_why_missing(const char *name)
 {
-	if (!strcmp(name, "xen") && !hr_backend_find("xen"))
-		return "this build has no Xen backend (not implemented yet)";
+	const struct hr_backend_ops *ops = hr_backend_find(name);
+
+	if (!strcmp(name, "xen") && !ops)
+		return "this build has no Xen backend: configure --with-xen (needs libxen-dev)";
+	if (ops && ops->host_unavailable)
+		return ops->host_unavailable();
 	return NULL;
 }
 

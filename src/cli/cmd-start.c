@@ -22,9 +22,12 @@ static const char start_help[] =
     "shows when the VM is protected.\n\n"
     "  --peer HOST[:PORT]  the backup host's replication port (default port 7788)\n"
     "  --kernel FILE       guest image (multiboot v1 / PVH ELF, Linux bzImage)\n"
+    "  --attach DOMAIN     instead of --kernel, with a backend that drives VMs it\n"
+    "                      did not start (xen): protect the running domain of\n"
+    "                      that name or id (--memory and --vcpus must be its shape)\n"
     "  --initrd FILE       initial ramdisk of a Linux bzImage (loaded on this host\n"
     "                      only: the backup gets it as guest memory)\n"
-    "  --backend NAME      kvm (default); xen is not implemented yet\n"
+    "  --backend NAME      kvm (default), or xen (a build configured --with-xen)\n"
     "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
     "  --min-epoch DURATION\n"
     "                      output-triggered epochs: an epoch in which the guest\n"
@@ -52,7 +55,7 @@ static const char start_help[] =
     "                      backup's copy uses the TAP of the same name on its\n"
     "                      host, or the one its hareplicated --replica-tap names\n"
     "  --config FILE       read the options above from FILE, one `key = value` a\n"
-    "                      line (keys: name, peer, kernel, backend, epoch,\n"
+    "                      line (keys: name, peer, kernel, attach, backend, epoch,\n"
     "                      min_epoch, memory, vcpus, append, console, net; '#'\n"
     "                      starts a comment); options\n"
     "                      on the command line win\n"
@@ -76,10 +79,12 @@ enum {
 	K_CONSOLE,
 	K_NET,
 	K_INITRD,
+	K_ATTACH,
 	K_NR
 };
-static const char *const keys[K_NR] = {"name",	 "peer",  "kernel", "backend", "epoch", "min_epoch",
-				       "memory", "vcpus", "append", "console", "net",	"initrd"};
+static const char *const keys[K_NR] = {"name",	    "peer",   "kernel", "backend", "epoch",
+				       "min_epoch", "memory", "vcpus",	"append",  "console",
+				       "net",	    "initrd", "attach"};
 
 /* common/conf.h's callback: a key of the file, unless the command line
  * gave it already (the command line wins). */
@@ -126,6 +131,7 @@ static int cmd_start(int argc, char **argv)
 	    {"console", required_argument, NULL, K_CONSOLE},
 	    {"net", required_argument, NULL, K_NET},
 	    {"initrd", required_argument, NULL, K_INITRD},
+	    {"attach", required_argument, NULL, K_ATTACH},
 	    {"config", required_argument, NULL, 'f'},
 	    {"control", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
@@ -168,8 +174,9 @@ static int cmd_start(int argc, char **argv)
 	}
 	if (config && load_config(config, val) < 0)
 		goto out;
-	if (!val[K_NAME] || !val[K_PEER] || !val[K_KERNEL]) {
-		fprintf(stderr, "hareplicate start: VM, --peer and --kernel are required\n");
+	if (!val[K_NAME] || !val[K_PEER] || !val[K_KERNEL] == !val[K_ATTACH]) {
+		fprintf(stderr, "hareplicate start: VM, --peer and one of --kernel or --attach "
+				"are required\n");
 		hr_cmd_usage(self);
 		goto out;
 	}
@@ -219,7 +226,7 @@ static int cmd_start(int argc, char **argv)
 		goto out;
 	}
 	/* the daemon runs in /: send absolute paths */
-	if (!realpath(val[K_KERNEL], kernel_abs)) {
+	if (val[K_KERNEL] && !realpath(val[K_KERNEL], kernel_abs)) {
 		fprintf(stderr, "hareplicate start: --kernel %s: %s\n", val[K_KERNEL],
 			strerror(errno));
 		goto out;
@@ -239,7 +246,10 @@ static int cmd_start(int argc, char **argv)
 	hr_kv_add(&req, "vm", val[K_NAME]);
 	hr_kv_add(&req, "backend", backend);
 	hr_kv_add(&req, "peer", val[K_PEER]);
-	hr_kv_add(&req, "kernel", kernel_abs);
+	if (val[K_KERNEL])
+		hr_kv_add(&req, "kernel", kernel_abs);
+	else
+		hr_kv_add(&req, "attach", val[K_ATTACH]);
 	if (val[K_INITRD])
 		hr_kv_add(&req, "initrd", initrd_abs);
 	hr_kv_addu(&req, "memory_bytes", mem_bytes);
@@ -263,7 +273,8 @@ out:
 
 const struct hr_cmd hr_cmd_start = {
     "start",
-    "VM --peer HOST[:PORT] --kernel FILE [--initrd FILE] [--backend kvm] [--epoch 25ms] "
+    "VM --peer HOST[:PORT] --kernel FILE|--attach DOMAIN [--initrd FILE] [--backend kvm] "
+    "[--epoch 25ms] "
     "[--min-epoch 2ms] "
     "[--memory SIZE] "
     "[--vcpus N] [--append CMDLINE] [--console SPEC] [--net SPEC] [--config FILE]",

@@ -29,6 +29,9 @@
 /* preamble and HELLO must be through by then (a real primary sends both
  * at once); the worker's own read timeouts are 10 s each */
 #define HANDSHAKE_DEADLINE_S 5
+/* then the worker builds the replica before it answers: a Xen replica is a
+ * domain libxl builds (seconds, more under emulation) */
+#define REPLICA_BUILD_DEADLINE_S 60
 
 /* "host:port" / "[v6]:port": the length of the host part */
 static size_t source_len(const char *desc)
@@ -50,9 +53,16 @@ static void handshake_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!in_handshake(vm) || vm->wait != W_NONE)
 		return;
+	if (vm->name[0] && !vm->build_grace) {
+		/* the HELLO came (it names the VM): the replica is being built */
+		vm->build_grace = 1;
+		hr_dvm_arm_timer(vm, handshake_deadline_cb,
+				 REPLICA_BUILD_DEADLINE_S - HANDSHAKE_DEADLINE_S);
+		return;
+	}
 	log_warnx(vm->name[0] ? vm->name : NULL,
 		  "replication connection from %s: no complete handshake within %d s; closed",
-		  vm->peer, HANDSHAKE_DEADLINE_S);
+		  vm->peer, vm->build_grace ? REPLICA_BUILD_DEADLINE_S : HANDSHAKE_DEADLINE_S);
 	kill(vm->pid, SIGKILL);
 }
 

@@ -60,7 +60,9 @@ struct hr_dvm {
 	/* primary: configuration */
 	const struct hr_backend_ops *ops;
 	char *backend, *kernel, *initrd, *cmdline, *console_spec;
-	char *net;				    /* --net spec ("tap=IF,mac=MAC"), NULL: none */
+	char *attach;	 /* the running VM a backend with HR_BF_ATTACH drives, or NULL */
+	int build_grace; /* backup: HELLO through, the replica being built (vm-accept.c) */
+	char *net;	 /* --net spec ("tap=IF,mac=MAC"), NULL: none */
 	uint64_t mem_bytes, epoch_us, min_epoch_us; /* min_epoch_us: 0 = off */
 	unsigned nr_vcpus;
 	/* primary: a migration (vm-migrate.c) */

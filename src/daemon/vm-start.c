@@ -72,6 +72,7 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.mem_bytes = vm->mem_bytes;
 	a.vm.nr_vcpus = vm->nr_vcpus;
 	a.vm.kernel_path = vm->kernel;
+	a.vm.attach = vm->attach;
 	a.vm.initrd_path = vm->initrd;
 	a.vm.cmdline = vm->cmdline;
 	a.vm.options = vm->net;
@@ -193,7 +194,7 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	if (!backend)
 		backend = "kvm";
 	ops = hr_backend_find(backend);
-	if (!ops) {
+	if (!ops || hr_backend_why_missing(backend)) {
 		const char *flag = hr_backend_why_missing(backend);
 		if (flag)
 			snprintf(err, sizeof(err), "backend '%s' is not available: %s", backend,
@@ -209,9 +210,18 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, "peer= missing or invalid (HOST[:PORT], [V6ADDR]:PORT)");
 		return;
 	}
-	if (!kernel || kernel[0] != '/' || access(kernel, R_OK) < 0) {
+	const char *attach = hr_kv_get(req, "attach");
+	if (attach && (kernel || !(ops->features & HR_BF_ATTACH) || !*attach)) {
+		snprintf(err, sizeof(err), "attach=%s: %s", attach,
+			 kernel	   ? "give kernel= or attach=, not both"
+			 : *attach ? "this backend cannot drive a VM it did not start"
+				   : "name the VM to attach to");
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
+	if (!attach && (!kernel || kernel[0] != '/' || access(kernel, R_OK) < 0)) {
 		snprintf(err, sizeof(err), "kernel %s: %s", kernel ? kernel : "(none)",
-			 !kernel	    ? "kernel= is required"
+			 !kernel	    ? "kernel= (or attach=) is required"
 			 : kernel[0] != '/' ? "give an absolute path"
 					    : strerror(errno));
 		hr_ctl_reply(cc, NULL, err);
@@ -274,7 +284,8 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	snprintf(vm->peer, sizeof(vm->peer), "%s", norm);
 	vm->ops = ops;
 	vm->backend = strdup(backend);
-	vm->kernel = strdup(kernel);
+	vm->kernel = dup_or_null(kernel);
+	vm->attach = dup_or_null(attach);
 	vm->initrd = dup_or_null(initrd);
 	vm->cmdline = dup_or_null(hr_kv_get(req, "append"));
 	vm->net = dup_or_null(hr_kv_get(req, "net"));

@@ -113,7 +113,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
-	if (vm->side == HR_SIDE_PRIMARY && vm->kernel)
+	if (vm->side == HR_SIDE_PRIMARY && (vm->kernel || vm->attach))
 		hr_sbuf_addf(
 		    sb,
 		    ", \"epoch_us\": %llu, \"min_epoch_us\": %llu, \"memory_bytes\": %llu, "

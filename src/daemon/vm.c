@@ -140,6 +140,7 @@ void hr_dvm_free(struct hr_dvm *vm)
 	free(vm->backend);
 	free(vm->kernel);
 	free(vm->initrd);
+	free(vm->attach);
 	free(vm->cmdline);
 	free(vm->net);
 	free(vm->console_spec);

@@ -1,0 +1,25 @@
+# make check-xen (not part of make check): the Xen backend against real
+# domains in a nested Xen 4.17 host under QEMU TCG (tests/xen/README.md).
+EXTRA_DIST += tests/xen/mkinitramfs.sh tests/xen/nested.sh tests/xen/check-xen.sh \
+	tests/xen/dom0-init.sh tests/xen/domu-init.sh tests/xen/t-xen-protect.sh \
+	tests/xen/README.md
+if HAVE_XEN
+check_PROGRAMS += tests/xen/t-xen-refusals
+TESTS += tests/xen/t-xen-refusals
+tests_xen_t_xen_refusals_SOURCES = tests/xen/t-xen-refusals.c tests/tap.h
+tests_xen_t_xen_refusals_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+tests_xen_t_xen_refusals_LDADD = $(HR_LIBS)
+check_PROGRAMS += tests/xen/t-xen-backend
+tests_xen_t_xen_backend_SOURCES = tests/xen/t-xen-backend.c tests/tap.h
+tests_xen_t_xen_backend_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
+tests_xen_t_xen_backend_LDADD = $(HR_LIBS)
+
+check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
+	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
+		HR_XEN_SHELL_PATH=$(pkglibexecdir)/xen-replica-shell.elf \
+		$(SHELL) $(srcdir)/tests/xen/check-xen.sh
+else
+check-xen:
+	@echo "check-xen: this tree was configured without the Xen backend: ./configure --with-xen" >&2; exit 1
+endif
+.PHONY: check-xen
