@@ -10,12 +10,14 @@ libhr_a_SOURCES += \
 	src/backends/xen/console.c \
 	src/backends/xen/suspend.c
 AM_CFLAGS += $(XEN_CFLAGS)
-AM_CPPFLAGS += -DHR_XEN_SHELL='"$(pkglibexecdir)/xen-replica-shell.elf"'
+AM_CPPFLAGS += -DHR_XEN_SHELL='"$(pkglibexecdir)/xen-replica-shell.elf"' \
+	-DHR_XEN_SHELL_BUILD='"$(abs_top_builddir)/src/backends/xen/xen-replica-shell.elf"'
 HR_LIBS += $(XEN_LIBS)
 
 # the replica shell: what libxl builds a replica from (shell.S)
 xenshelldir = $(pkglibexecdir)
 xenshell_DATA = src/backends/xen/xen-replica-shell.elf
+noinst_DATA += src/backends/xen/xen-replica-shell.elf
 CLEANFILES += src/backends/xen/xen-replica-shell.elf src/backends/xen/shell.o
 src/backends/xen/xen-replica-shell.elf: $(srcdir)/src/backends/xen/shell.S $(srcdir)/src/backends/xen/shell.ld
 	@$(MKDIR_P) src/backends/xen

@@ -15,7 +15,8 @@
  *   kernel=PATH         the PVH image libxl builds a replica with (its memory
  *                       is overwritten before it ever runs; any PVH image
  *                       does; default the installed replica shell, shell.S,
- *                       else /boot/vmlinuz-RELEASE, dom0's own kernel; a
+ *                       or the build tree's, else /boot/vmlinuz-RELEASE,
+ *                       dom0's own kernel; a
  *                       Linux kernel costs its decompression, ~1 min under
  *                       TCG, longer than a primary waits for the handshake)
  *   replica_name=NAME   the replica domain's name (default VM-replica)
@@ -180,6 +181,8 @@ static int xen_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		if (!kernel[0]) {
 			struct utsname u;
 			snprintf(x->kernel, sizeof(x->kernel), "%s", HR_XEN_SHELL);
+			if (access(x->kernel, R_OK)) /* not installed: run from the build tree */
+				snprintf(x->kernel, sizeof(x->kernel), "%s", HR_XEN_SHELL_BUILD);
 			if (access(x->kernel, R_OK) && !uname(&u))
 				snprintf(x->kernel, sizeof(x->kernel), "/boot/vmlinuz-%s",
 					 u.release);
