@@ -1,5 +1,5 @@
 # TAP tests run by `make check`
-EXTRA_DIST += tests/tap.h tests/guest-harness.h tests/engine-pair.h
+EXTRA_DIST += tests/tap.h tests/guest-harness.h tests/engine-pair.h tests/nested-summary.sh
 
 check_PROGRAMS += tests/t-kvm
 TESTS += tests/t-kvm

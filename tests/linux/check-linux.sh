@@ -22,26 +22,6 @@ if [ -z "${CHECK_LINUX_SUMMARY_ONLY:-}" ]; then # (set: summarise the last run's
 	"$top_srcdir/tests/linux/nested.sh" "$OUT" "$OUT/console.log" $TESTS
 	echo "check-linux: nested host ran $(($(date +%s) - t0)) s"
 fi
-fail=0
-for t in $TESTS; do
-	n=${t##*/}
-	# (the serial console ends its lines with CR LF)
-	tr -d '\r' <"$OUT/console.log" |
-		awk -v t="$t" '$0 == "=== BEGIN " t {on = 1; next} on && index($0, "=== END " t " ") == 1 {print; on = 0} on' \
-			>"$OUT/$n.log"
-	end=$(grep "^=== END " "$OUT/$n.log" | sed 's/.* rc=//')
-	nok=$(grep -c "^ok " "$OUT/$n.log")
-	nnot=$(grep -c "^not ok " "$OUT/$n.log")
-	plan=$(grep -m1 -E "^1\.\.[0-9]+" "$OUT/$n.log")
-	if [ "$end" = 0 ] && [ "${plan%% *}" = "1..0" ]; then
-		echo "SKIP: $t (${plan#*SKIP })"
-		fail=1 # every resource is in the image: a skip is a failure of the image
-	elif [ "$end" = 0 ] && [ "$nnot" = 0 ] && [ -n "$plan" ] && [ "1..$nok" = "${plan%% *}" ]; then
-		echo "PASS: $t ($nok)"
-	else
-		echo "FAIL: $t (ok $nok, not ok $nnot, plan ${plan:-none}, exit ${end:-none})"
-		grep -E "^not ok|^# " "$OUT/$n.log" | head -20 | sed 's/^/    /'
-		fail=1
-	fi
-done
-exit $fail
+. "$top_srcdir/tests/nested-summary.sh"
+# shellcheck disable=SC2086
+nested_summary "$OUT" $TESTS

@@ -19,25 +19,6 @@ if [ -z "${CHECK_XEN_SUMMARY_ONLY:-}" ]; then
 	"$top_srcdir/tests/xen/nested.sh" "$OUT" "$OUT/console.log" $TESTS
 	echo "check-xen: nested Xen host ran $(($(date +%s) - t0)) s"
 fi
-fail=0
-for t in $TESTS; do
-	n=${t##*/}
-	tr -d '\r' <"$OUT/console.log" |
-		awk -v t="$t" '$0 == "=== BEGIN " t {on = 1; next} on && index($0, "=== END " t " ") == 1 {print; on = 0} on' \
-			>"$OUT/$n.log"
-	end=$(grep "^=== END " "$OUT/$n.log" | sed 's/.* rc=//')
-	nok=$(grep -c "^ok " "$OUT/$n.log")
-	nnot=$(grep -c "^not ok " "$OUT/$n.log")
-	plan=$(grep -m1 -E "^1\.\.[0-9]+" "$OUT/$n.log")
-	if [ "$end" = 0 ] && [ "${plan%% *}" = "1..0" ]; then
-		echo "SKIP: $t (${plan#*SKIP })"
-		fail=1 # every resource is in the image: a skip is a failure of the image
-	elif [ "$end" = 0 ] && [ "$nnot" = 0 ] && [ -n "$plan" ] && [ "1..$nok" = "${plan%% *}" ]; then
-		echo "PASS: $t ($nok)"
-	else
-		echo "FAIL: $t (ok $nok, not ok $nnot, plan ${plan:-none}, exit ${end:-none})"
-		grep -E "^not ok|^# " "$OUT/$n.log" | head -30 | sed 's/^/    /'
-		fail=1
-	fi
-done
-exit $fail
+. "$top_srcdir/tests/nested-summary.sh"
+# shellcheck disable=SC2086
+nested_summary "$OUT" $TESTS
