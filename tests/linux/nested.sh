@@ -37,10 +37,29 @@ mkdir -p "$OV"
 chmod +x "$OV/test.sh"
 (cd "$OV" && find . | cpio -o -H newc --quiet) >"$OUT/overlay.cpio"
 cat "$OUT/host.cpio" "$OUT/overlay.cpio" >"$OUT/boot.cpio"
+: >"$LOG"
 timeout "${HR_NESTED_TIMEOUT:-1500}" nice -n 10 "$QEMU" -accel tcg -cpu max -smp 1 \
 	-m "${HR_NESTED_MEM:-4G}" -nodefaults -display none -no-reboot -net none \
 	-kernel "/boot/vmlinuz-$KVER" -initrd "$OUT/boot.cpio" \
-	-append "console=ttyS0 loglevel=3 panic=-1" -serial "file:$LOG" </dev/null
+	-append "console=ttyS0 loglevel=3 panic=-1" -serial "file:$LOG" </dev/null &
+qpid=$!
+# A frozen emulated host (seen: once in several runs, the whole test host
+# idle mid-test, QEMU using no CPU) prints nothing more: after
+# HR_NESTED_SILENCE_S of a silent console it is killed and the exit status
+# is 125, so that check-linux.sh can say so and boot it once more.
+silent=0 last=-1
+while kill -0 "$qpid" 2>/dev/null; do
+	sleep 5
+	size=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
+	if [ "$size" = "$last" ]; then silent=$((silent + 5)); else silent=0 last=$size; fi
+	if [ "$silent" -ge "${HR_NESTED_SILENCE_S:-240}" ]; then
+		kill "$qpid" 2>/dev/null
+		wait "$qpid" 2>/dev/null
+		echo "nested: the test host's console was silent for $silent s: QEMU killed (a frozen host)" >>"$LOG"
+		exit 125
+	fi
+done
+wait "$qpid"
 rc=$?
 echo "nested: qemu exit status $rc" >>"$LOG"
 exit $rc
