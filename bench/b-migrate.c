@@ -520,6 +520,18 @@ struct scenario {
 	int qemu_unlimited; /* also QEMU with max-bandwidth raised */
 };
 
+/* One QEMU run's line. */
+static void print_qemu(int id, int rep, const char *label, const struct result *r)
+{
+	printf("    [%d.%d] QEMU %s: %s total %.0f ms, downtime %.1f ms, %.0f MiB (dirty syncs "
+	       "%.0f, normal %.0f, zero %.0f pages; dirty-pages-rate %.0f) %s\n",
+	       id, rep, label,
+	       r->done == 1 ? "done"
+	       : r->done    ? "FAILED"
+			    : "NOT FINISHED",
+	       r->total_ms, r->down_ms, r->bytes / (1 << 20), r->syncs, r->normal, r->duplicate,
+	       r->dirty_rate, r->why);
+}
 int main(int argc, char **argv)
 {
 	int only = 0;
@@ -618,28 +630,11 @@ int main(int argc, char **argv)
 			if (!use_qemu)
 				continue;
 			qemu_run(sc[s].cmdline, capped, paced ? LINK_BPS : 0, &rq[i]);
-			printf("    [%d.%d] QEMU %s: %s total %.0f ms, downtime %.1f ms, %.0f "
-			       "MiB (dirty syncs %.0f, normal %.0f, zero %.0f pages; "
-			       "dirty-pages-rate %.0f) "
-			       "%s\n",
-			       sc[s].id, i + 1, paced ? "max-bandwidth 125M" : "defaults",
-			       rq[i].done == 1 ? "done"
-			       : rq[i].done    ? "FAILED"
-					       : "NOT FINISHED",
-			       rq[i].total_ms, rq[i].down_ms, rq[i].bytes / (1 << 20), rq[i].syncs,
-			       rq[i].normal, rq[i].duplicate, rq[i].dirty_rate, rq[i].why);
+			print_qemu(sc[s].id, i + 1, paced ? "max-bandwidth 125M" : "defaults",
+				   &rq[i]);
 			if (sc[s].qemu_unlimited) {
 				qemu_run(sc[s].cmdline, capped, 100000000000ull, &ru[i]);
-				printf("    [%d.%d] QEMU max-bandwidth 100G: %s total %.0f ms, "
-				       "downtime %.1f ms, %.0f MiB (dirty syncs %.0f, normal %.0f, "
-				       "zero %.0f pages; dirty-pages-rate %.0f) %s\n",
-				       sc[s].id, i + 1,
-				       ru[i].done == 1 ? "done"
-				       : ru[i].done    ? "FAILED"
-						       : "NOT FINISHED",
-				       ru[i].total_ms, ru[i].down_ms, ru[i].bytes / (1 << 20),
-				       ru[i].syncs, ru[i].normal, ru[i].duplicate, ru[i].dirty_rate,
-				       ru[i].why);
+				print_qemu(sc[s].id, i + 1, "max-bandwidth 100G", &ru[i]);
 			}
 		}
 		struct row a, b, c;
