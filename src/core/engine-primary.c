@@ -129,6 +129,8 @@ int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *
 	*ctl_r = 0;
 	uint64_t sent_t0 = hr_now_ns();
 	rc = hr_sender_send_epoch(snd, ep);
+	log_debug(e->name, "epoch %" PRIu64 ": %" PRIu64 " pages sent in %" PRIu64 " us", epoch,
+		  ep->nr_pages, (hr_now_ns() - sent_t0) / 1000);
 	struct hr_epoch_stats st = ep->st;
 	st.trigger = (uint64_t)trigger;
 	hr_epoch_release(ep); /* before release: it points into the outbuf */

@@ -79,12 +79,15 @@ static int commit(struct hr_receiver *r)
 	int rc;
 
 	r->in_epoch = 0;
+	uint64_t c0 = hr_now_ns();
 	if ((rc = hr_staging_commit(r->st, &ep, NULL, NULL)) < 0) {
 		log_err(r->vm, "commit failed: %s", hr_strerror(rc));
 		return HR_RX_OK;
 	}
 	r->have_commit = 1;
 	uint64_t now = hr_now_ns();
+	log_debug(r->vm, "epoch %" PRIu64 ": received in %" PRIu64 " us, committed in %" PRIu64 " us",
+		  ep, (c0 - r->epoch_t0_ns) / 1000, (now - c0) / 1000);
 	Hr__Ack ack = HR__ACK__INIT;
 	ack.epoch = ep;
 	ack.has_commit_ns = 1;

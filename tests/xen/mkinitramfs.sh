@@ -84,7 +84,14 @@ done
 mkdir -p "$D/boot"
 cp "/boot/vmlinuz-$KVER" "$D/boot/vmlinuz-$KVER"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$D/hr/"
-cp "$top_builddir/tests/xen/t-xen-backend" "$top_builddir/tests/xen/t-xen-refusals" "$D/hr/tests/xen/"
+# the test programs at their build-tree paths under /hr (HR_XEN_BINS adds
+# more, e.g. a benchmark: HR_XEN_BINS=bench/b-tls)
+BINS="tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/t-engine tests/t-migrate-engine ${HR_XEN_BINS:-}"
+for b in $BINS; do
+	[ -x "$top_builddir/$b" ] || { echo "mkinitramfs: $b not built" >&2; exit 1; }
+	mkdir -p "$D/hr/$(dirname "$b")"
+	cp "$top_builddir/$b" "$D/hr/$b"
+done
 cp "$top_builddir/tests/linux/console-sink" "$D/hr/tests/xen/"
 # the replica shell where the backend looks for it (make passes the path)
 if [ -n "${HR_XEN_SHELL_PATH:-}" ]; then
@@ -95,7 +102,7 @@ cp "$HERE"/*.sh "$D/hr/tests/xen/"
 cp "$top_srcdir/tests/lib.sh" "$D/hr/tests/"
 with_libs "$D" "$XBIN/xl" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \
 	/usr/bin/xenstore /bin/bash /bin/date /usr/bin/openssl "$top_builddir/hareplicate" "$top_builddir/hareplicated" \
-	"$top_builddir/tests/xen/t-xen-backend"
+	$(for b in $BINS; do echo "$top_builddir/$b"; done)
 # xl's pthread_cancel loads libgcc_s at run time (not in ldd)
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$D/usr/lib/x86_64-linux-gnu/"
 cp "/boot/vmlinuz-$KVER" "$D/guest/vmlinuz"

@@ -31,6 +31,19 @@ counter_check() {
 	/HRCOUNT [0-9]/ { print "damaged counter line: " $0; bad = 1; exit }
 	END { if (!bad) { if (last == 0) { print "no counter"; exit 1 } ; print "HRCOUNT 1.." last; exit 0 } ; exit 1 }'
 }
+# epoch_figures FILE: p50/p99 of interval, pause, ack and dirty pages over
+# the epochs of a STATE-DIR/VM.epochs file (the session's first excepted)
+epoch_figures() {
+	for f in interval_us pause_us ack_us dirty_pages; do
+		sed -n "s/.*\b$f=\([0-9]*\).*/\1/p" "$1" | tail -n +2 | sort -n |
+			awk -v f="$f" '{ v[NR] = $1 } END {
+				if (!NR) exit
+				p50 = v[int((NR + 1) / 2)]; p99 = v[int(NR * 0.99 + 0.999)]
+				if (f ~ /_us$/) { sub(/_us$/, "", f); printf "%s p50 %.0f ms p99 %.0f ms, ", f, p50 / 1000, p99 / 1000 }
+				else printf "%s p50 %d p99 %d (%d epochs)", f, p50, p99, NR }'
+	done
+	echo
+}
 last_count() {
 	tr -d '\000\r' <"$1" | awk '/^HRCOUNT [0-9]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
 }
@@ -52,9 +65,9 @@ CB="$T/b/run/control.sock"
 pids=$!
 on_exit "kill -9 $pids 2>/dev/null; xl destroy hrxt 2>/dev/null; xl destroy hrxt-replica 2>/dev/null"
 TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || bail "certificates"
-setsid "$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
+setsid "$HRD" -f ${HR_XEN_DAEMON_OPTS--v} $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 pida=$!
-"$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+"$HRD" -f ${HR_XEN_DAEMON_OPTS--v} $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--failover-timeout "$FAILOVER_MS" --console-default "tcp:127.0.0.1:$PS" >>"$T/b.log" 2>&1 &
 pidb=$!
 on_exit "kill -9 -- -$pida 2>/dev/null; kill -9 $pida $pidb 2>/dev/null"
@@ -71,6 +84,10 @@ sed 's/^/# start: /' "$T/start.out"
 xl list 2>&1 | sed 's/^/# xl: /'
 ok 'wait_count "$T/console" 30 "$BOOT_S"' "the domU boots on A; its released console counts (30)"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
+diag "A's epochs: $(epoch_figures "$T/a/state/hrxt.epochs")"
+diag "B's commits: $(epoch_figures "$T/b/state/hrxt.epochs")"
+grep -h -e "checkpoint stop" -e "checkpoint go" -e "pages sent" "$T/a.log" | tail -9 | sed "s/^/# a.log: /"
+grep -h "received in" "$T/b.log" | tail -3 | sed "s/^/# b.log: /"
 before=$(last_count "$T/console")
 wpid=$("$HR" status --control "$CA" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/\1/p' | head -1)
 t0=$(date +%s%N)

@@ -113,6 +113,7 @@ int xen_checkpoint_stop(struct xen_vm *x)
 {
 	int dead, rc;
 
+	uint64_t t0 = hr_now_ns();
 	x->suspended = 0;
 	if (x->cooperative && x->xsh && !in_suspend(x, &dead) && guest_can_suspend(x)) {
 		if ((rc = cooperative_suspend(x)) < 0 && rc != -ETIMEDOUT)
@@ -128,12 +129,15 @@ int xen_checkpoint_stop(struct xen_vm *x)
 		xen_fail(x, "pause of domain %" PRIu32 ": %s", x->domid, strerror(errno));
 		return rc;
 	}
+	log_debug(x->name, "xen: checkpoint stop %s in %" PRIu64 " us",
+		  x->suspended ? "suspended" : "paused", (hr_now_ns() - t0) / 1000);
 	return 0;
 }
 
 int xen_checkpoint_go(struct xen_vm *x)
 {
 	int dead;
+	uint64_t t0 = hr_now_ns();
 
 	if (in_suspend(x, &dead)) {
 		/* the hypercall returns 1 to the guest: cancelled, nothing to redo */
@@ -150,6 +154,7 @@ int xen_checkpoint_go(struct xen_vm *x)
 		xen_fail(x, "unpause of domain %" PRIu32 ": %s", x->domid, strerror(errno));
 		return r;
 	}
+	log_debug(x->name, "xen: checkpoint go in %" PRIu64 " us", (hr_now_ns() - t0) / 1000);
 	return 0;
 }
 
