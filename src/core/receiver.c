@@ -86,8 +86,9 @@ static int commit(struct hr_receiver *r)
 	}
 	r->have_commit = 1;
 	uint64_t now = hr_now_ns();
-	log_debug(r->vm, "epoch %" PRIu64 ": received in %" PRIu64 " us, committed in %" PRIu64 " us",
-		  ep, (c0 - r->epoch_t0_ns) / 1000, (now - c0) / 1000);
+	log_debug(r->vm,
+		  "epoch %" PRIu64 ": received in %" PRIu64 " us, committed in %" PRIu64 " us", ep,
+		  (c0 - r->epoch_t0_ns) / 1000, (now - c0) / 1000);
 	Hr__Ack ack = HR__ACK__INIT;
 	ack.epoch = ep;
 	ack.has_commit_ns = 1;
