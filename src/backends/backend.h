@@ -20,7 +20,9 @@
  *    memcpy, so page data never goes through a hook call.  A backend with
  *    HR_BF_MAP_BATCH (Xen: foreign pages are mapped in batches) leaves hva
  *    NULL and implements map_pages / unmap_pages instead; the core's
- *    guestmem module hides the difference.
+ *    guestmem module hides the difference.  A replica's RAM (opened
+ *    without a kernel) reads zero after `open`: the core never sends a page
+ *    that is zero on the primary.
  *  - Page numbers ("gfn") are guest-physical address >> 12.  A dirty set is
  *    a bitmap indexed by gfn (hr_layout_nr_gfns bits) plus the list of its
  *    non-zero words (struct hr_dirty_bits), so that finding 30 dirty pages

@@ -215,6 +215,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
+	e->peer.handshake_ms = e->cfg.handshake_ms;
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	hr_set_interrupt_fd(e->end_pipe[0]);
 	if ((rc = backup_setup(e, &st)) < 0) {

@@ -509,6 +509,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	e->wit_registered = 0;
 	e->wit_next_register_ns = 0;
 	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
+	e->peer.handshake_ms = e->cfg.handshake_ms;
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
 	hr_sender_init(&snd, e->name, fd);
 	if (e->migrating)

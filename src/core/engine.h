@@ -90,6 +90,7 @@ struct hr_engine_config {
 	 * Console bytes never end an epoch early.  See engine-primary.c. */
 	uint64_t min_epoch_us;
 	uint64_t silence_ms;   /* backup: promote after this much silence (0 = on EOF only) */
+	int handshake_ms;      /* the handshake's wait for the peer (0: HR_HANDSHAKE_MS) */
 	uint64_t heartbeat_ms; /* both: heartbeat period, on its own schedule beside the
 				* epochs (0 = silence_ms / 5, or 250 ms) */
 	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */

@@ -24,7 +24,8 @@ int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr
 	    first_epoch, vc->options, cpu_model, cpu_model_bytes);
 	if (rc < 0)
 		return rc;
-	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
+	if ((rc = hr_peer_recv(p, &f, p->handshake_ms > 0 ? p->handshake_ms : HR_HANDSHAKE_MS,
+			       ctl_r)) < 0)
 		return rc;
 	if (f.type != HR_FT_HELLO_ACK) {
 		hr_frame_release(&f);
@@ -52,7 +53,8 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	int rc;
 
 	memset(h, 0, sizeof(*h));
-	if ((rc = hr_peer_recv(p, &f, HR_HANDSHAKE_MS, ctl_r)) < 0)
+	if ((rc = hr_peer_recv(p, &f, p->handshake_ms > 0 ? p->handshake_ms : HR_HANDSHAKE_MS,
+			       ctl_r)) < 0)
 		return rc;
 	if (f.type != HR_FT_HELLO) {
 		hr_frame_release(&f);

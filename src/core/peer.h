@@ -18,6 +18,7 @@ struct hr_peer {
 	uint64_t next_hb_ns;
 	uint64_t hb_seq;
 	uint64_t last_rx_ns; /* CLOCK_MONOTONIC of the last byte received */
+	int handshake_ms;    /* how long the handshake may wait (0: HR_HANDSHAKE_MS) */
 };
 
 /* Take fd (non-blocking, TCP_NODELAY set here). */

@@ -11,7 +11,7 @@ export top_builddir top_srcdir
 OUT=$top_builddir/tests/xen/out
 mkdir -p "$OUT"
 command -v qemu-system-x86_64 >/dev/null || { echo "check-xen: qemu-system-x86_64 not installed"; exit 77; }
-TESTS=${CHECK_XEN_TESTS:-"tests/xen/t-xen-refusals tests/xen/t-xen-backend tests/xen/t-xen-protect.sh"}
+TESTS=${CHECK_XEN_TESTS:-"tests/xen/t-xen-refusals tests/xen/t-xen-backend tests/xen/t-xen-protect.sh tests/t-engine tests/t-migrate-engine"}
 if [ -z "${CHECK_XEN_SUMMARY_ONLY:-}" ]; then
 	"$top_srcdir/tests/xen/mkinitramfs.sh" "$OUT" || exit 1
 	(cd "$OUT/dom0" && find . | cpio -o -H newc --quiet) >"$OUT/dom0.cpio"

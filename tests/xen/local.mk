@@ -14,7 +14,7 @@ tests_xen_t_xen_backend_SOURCES = tests/xen/t-xen-backend.c tests/tap.h
 tests_xen_t_xen_backend_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 tests_xen_t_xen_backend_LDADD = $(HR_LIBS)
 
-check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
+check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/t-engine tests/t-migrate-engine tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
 	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
 		HR_XEN_SHELL_PATH=$(pkglibexecdir)/xen-replica-shell.elf \
 		$(SHELL) $(srcdir)/tests/xen/check-xen.sh

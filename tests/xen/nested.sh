@@ -29,7 +29,7 @@ rm -rf "$OV"
 mkdir -p "$OV"
 {
 	echo "#!/bin/bash"
-	echo "export top_builddir=/hr top_srcdir=/hr TMPDIR=/tmp HR_XEN_KERNEL=/guest/vmlinuz HR_XEN_INITRD=/guest/domU.cpio HR_XEN_CFG=/guest/hrxt.cfg ${HR_XEN_ENV:-}"
+	echo "export top_builddir=/hr top_srcdir=/hr TMPDIR=/tmp HR_XEN_KERNEL=/guest/vmlinuz HR_XEN_INITRD=/guest/domU.cpio HR_XEN_CFG=/guest/hrxt.cfg HR_TEST_BACKENDS=xen ${HR_XEN_ENV:-}"
 	echo "export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/usr/lib/xen-4.17/bin"
 	echo "cd /hr"
 	i=0

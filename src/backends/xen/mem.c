@@ -179,6 +179,21 @@ int xen_replica_map(struct xen_vm *x)
 			return rc;
 		}
 		x->regions[r].hva = a;
+		/* The core sends no zero page (planner.c) and so relies on a
+		 * replica whose RAM reads zero; libxl left the replica shell,
+		 * its start info and ACPI tables in this one. */
+		uint64_t cleared = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t *w = (uint64_t *)((uint8_t *)a + (i << HR_PAGE_SHIFT));
+			unsigned k = 0;
+			while (k < HR_PAGE_SIZE / 8 && !w[k])
+				k++;
+			if (k < HR_PAGE_SIZE / 8) {
+				memset(w, 0, HR_PAGE_SIZE);
+				cleared++;
+			}
+		}
+		log_debug(x->name, "xen: replica region %u: %" PRIu64 " pages cleared", r, cleared);
 	}
 	return 0;
 }

@@ -128,6 +128,18 @@ int xen_replica_build(struct xen_vm *x, const char *kernel, const struct hr_vm_c
 	uint32_t domid = (uint32_t)INVALID_DOMID;
 	const char *name = x->is_replica ? x->replica_name : x->name;
 	int rc = 0;
+	uint32_t other;
+
+	/* a second copy on this host (a migration's target beside the backup):
+	 * VM-replica-2, -3, ... rather than a name libxl refuses */
+	if (x->is_replica && !libxl_name_to_domid(ctx, name, &other)) {
+		size_t len = strlen(x->replica_name);
+		for (unsigned n = 2; n < 100 && !libxl_name_to_domid(ctx, x->replica_name, &other);
+		     n++)
+			snprintf(x->replica_name + len, sizeof(x->replica_name) - len, "-%u", n);
+		log_info(x->name, "xen: a domain named %.*s exists: the replica is %s", (int)len,
+			 x->replica_name, x->replica_name);
+	}
 
 	libxl_domain_config_init(&dc);
 	dc.c_info.type = LIBXL_DOMAIN_TYPE_PVH;
