@@ -23,9 +23,10 @@ check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/linux/cons
 # the nested host (bench/b-xen-hr.sh first: it needs no xenconsoled; then
 # bench/b-xen-remus.sh, which starts one), then the side-by-side table.
 BENCH_XEN_TESTS = bench/b-xen-hr.sh bench/b-xen-remus.sh
-bench-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/linux/console-sink src/backends/xen/xen-replica-shell.elf
+bench-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/t-engine tests/t-migrate-engine \
+		tests/linux/console-sink src/backends/xen/xen-replica-shell.elf bench/b-stamp
 	-top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
-		HR_XEN_SHELL_PATH=$(pkglibexecdir)/xen-replica-shell.elf \
+		HR_XEN_SHELL_PATH=$(pkglibexecdir)/xen-replica-shell.elf HR_XEN_BINS="bench/b-stamp $(HR_XEN_BINS)" \
 		CHECK_XEN_TESTS="$(BENCH_XEN_TESTS)" $(SHELL) $(srcdir)/tests/xen/check-xen.sh
 	@$(SHELL) $(srcdir)/bench/b-xen-summary.sh $(abs_top_builddir)/tests/xen/out
 else
