@@ -65,10 +65,12 @@ on_exit "kill -9 $pids 2>/dev/null; xl destroy hrxt 2>/dev/null; xl destroy hrxt
 TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! certificates"; exit 1; }
 setsid "$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 pida=$!
-"$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
+setsid "$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
 	--failover-timeout "$FAILOVER_MS" --console-default "tcp:127.0.0.1:$PS" >>"$T/b.log" 2>&1 &
 pidb=$!
-on_exit "kill -9 -- -$pida 2>/dev/null; kill -9 $pida $pidb 2>/dev/null"
+# (B's worker too: while it lives, the promoted domain, once destroyed,
+# stays a dying "(null)" domain)
+on_exit "kill -9 -- -$pida -$pidb 2>/dev/null; kill -9 $pida $pidb \$bw 2>/dev/null"
 wait_for "$T/a.log" "control $CA" 20 && wait_for "$T/b.log" "control $CB" 20
 xl create "$CFG" >"$T/xl.out" 2>&1 || { sed 's/^/# xl: /' "$T/xl.out"; echo "Bail out! xl create"; exit 1; }
 "$HR" start hrxt --control "$CA" --peer "127.0.0.1:$PB" --backend xen --attach hrxt \
@@ -90,6 +92,8 @@ is_pid "$wpid" && kill -9 "$wpid"
 xl destroy hrxt
 ok 'wait_count "$T/con" $((before + 1)) $((FAILOVER_MS / 1000 + 120))' "the domU continues on B after HRCOUNT $before"
 ok 'wait_true 30 sh -c "\"$HR\" status --control \"$CB\" | grep -q -E \"role=(promoted|primary)\""' "B promoted"
+bw=$("$HR" status --control "$CB" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/\1/p' | head -1)
+is_pid "$bw" || bw=
 # gaps between released console lines: output is released per committed
 # epoch, so lines come in bursts; the gap is what a watcher waits
 echo "# RESULT hr: epoch $EPOCH, B's failover timeout $FAILOVER_MS ms, $(wc -l <"$T/epochs") epochs in $(((t_kill - t_first) / 1000)) s"
@@ -97,6 +101,11 @@ echo "# RESULT hr epochs: $(pct_us interval interval_us "$T/epochs"); $(pct_us p
 awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT" { if (p) print $1 - p; p = $1 }' "$T/con" |
 	pct "hr console line gaps, released (guest period 100 ms):" | sed 's/^/# RESULT /'
 echo
+awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT" { n++ } END {
+	printf "# RESULT hr guest progress: %.1f counter lines/s released in the window (10/s unprotected)\n", n * 1000 / (b - a) }' "$T/con"
+# the last line out before the kill, by its stamp (lines released between
+# the sample above and the kill count as before it)
+before=$(awk -v k="$t_kill" '$1 <= k && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$T/con")
 first_new=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF > b { print $1, $NF; exit }' "$T/con")
 echo "# RESULT hr failover: first new line (beyond the last released before the kill, HRCOUNT $before) $([ -n "$first_new" ] && echo "+$((${first_new%% *} - t_kill)) ms (HRCOUNT ${first_new#* })" || echo never) after the kill"
 grep -h -i "promot" "$T/b.log" | head -1 | sed 's/^/# b.log: /'

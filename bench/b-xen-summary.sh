@@ -18,22 +18,29 @@ echo "-- xl remus (b-xen-remus.sh: xl remus -> xl migrate-receive -r in the same
 res "$rm" | sed 's/^/   /'
 [ -n "$(res "$rm")" ] || echo "   (no figures: see $rm)"
 cat <<'EOT'
--- what the numbers mean
-   hr epochs: from A's STATE-DIR/hrxt.epochs (first epoch excepted): interval =
-     start to start of consecutive checkpoints, pause = guest stopped (suspend
-     to resume), ack = B's commit acknowledgement.
-   remus checkpoints: from xl -vvv remus's libxl debug lines, stamped by dom0's
-     clock as they were read: interval = one suspend request to the next,
-     pause = suspend request to the checkpoint's "resumed" mark (see
-     b-xen-remus.sh).  -i is the sleep libxl takes between checkpoints.
-   console gaps: time between counter lines (guest period 100 ms); a
-     checkpoint pause or a release burst widens a gap.
-   failover: from the kill of the primary side (SIGKILL of its daemon/xl
-     remus process + xl destroy of the primary domain) to the first counter
-     line beyond the last one seen before the kill.  hareplicate's includes
-     B's --failover-timeout (silence needed before promoting); remus has
-     none: the receiver fails over when its stream breaks.  hareplicate
-     releases console output only after the epoch is committed; xl remus
-     (without network/console buffering) lets the primary's output out
-     unbuffered, so the backup may repeat lines the primary already printed.
+-- what the numbers mean (all times: dom0's clock, lines stamped as read by
+   bench/b-stamp; the measured window starts once the counter reached 30)
+   hr epochs: A's STATE-DIR/hrxt.epochs over the window: interval = start to
+     start of consecutive epochs, pause = guest stopped (cooperative suspend
+     to resume), ack = until B acknowledged the epoch's commit.
+   remus checkpoints: xl -vvv remus's libxl/libxc lines over the window:
+     interval = one "issuing ... suspend request" to the next (-i 50 is the
+     sleep libxl adds after each commit); pause = suspend request to
+     "Checkpointed save: N/N 100%" (dirty pages written); libxc resumes the
+     guest right after without a log line, so it is a lower bound.
+   guest progress: counter lines per second seen during the window (the
+     guest prints one per 100 ms of its own running time: 10/s unprotected);
+     it shows how much of the time the guest really ran.
+   console line gaps: time between consecutive counter lines as stamped.
+     hareplicate releases output per committed epoch, in bursts (p50 0 ms:
+     lines of one burst are read together); xl remus (-n, no buffering)
+     lets each line out as printed.
+   failover: from the kill of the primary side (SIGKILL of A's daemon and
+     worker, resp. of xl remus; then xl destroy of the primary domain) to
+     the first counter line beyond the last one out before the kill.
+     hareplicate's includes B's --failover-timeout (the silence B waits for
+     before promoting); the remus receiver fails over as soon as its stream
+     ends.  With remus, lines the primary printed after its last checkpoint
+     are lost or repeated (no output buffering); hareplicate's console is
+     gap-free and never contradicted (checked by t-xen-protect.sh).
 EOT
