@@ -106,7 +106,10 @@ awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT"
 # the last line out before the kill, by its stamp (lines released between
 # the sample above and the kill count as before it)
 before=$(awk -v k="$t_kill" '$1 <= k && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$T/con")
+wait_count "$T/con" $((before + 10)) 60
 first_new=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF > b { print $1, $NF; exit }' "$T/con")
+tenth=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF >= b + 10 { print $1, $NF; exit }' "$T/con")
+echo "# RESULT hr failover, 10th new line (HRCOUNT $((before + 10)): ~1 s of the guest's own time beyond the last line out, so surely run by the backup) $([ -n "$tenth" ] && echo "+$((${tenth%% *} - t_kill)) ms" || echo never) after the kill"
 echo "# RESULT hr failover: first new line (beyond the last released before the kill, HRCOUNT $before) $([ -n "$first_new" ] && echo "+$((${first_new%% *} - t_kill)) ms (HRCOUNT ${first_new#* })" || echo never) after the kill"
 grep -h -i "promot" "$T/b.log" | head -1 | sed 's/^/# b.log: /'
 done_testing
