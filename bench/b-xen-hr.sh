@@ -98,6 +98,8 @@ is_pid "$bw" || bw=
 # epoch, so lines come in bursts; the gap is what a watcher waits
 echo "# RESULT hr: epoch $EPOCH, B's failover timeout $FAILOVER_MS ms, $(wc -l <"$T/epochs") epochs in $(((t_kill - t_first) / 1000)) s"
 echo "# RESULT hr epochs: $(pct_us interval interval_us "$T/epochs"); $(pct_us pause pause_us "$T/epochs"); $(pct_us ack ack_us "$T/epochs")"
+sed -n 's/.*\bdirty_pages=\([0-9]*\).*/\1/p' "$T/epochs" | sort -n |
+	awk '{ v[NR] = $1 } END { if (NR) printf "# RESULT hr dirty pages per epoch p50 %d p99 %d\n", v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)] }'
 awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT" { if (p) print $1 - p; p = $1 }' "$T/con" |
 	pct "hr console line gaps, released (guest period 100 ms):" | sed 's/^/# RESULT /'
 echo
@@ -108,8 +110,8 @@ awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT"
 before=$(awk -v k="$t_kill" '$1 <= k && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$T/con")
 wait_count "$T/con" $((before + 10)) 60
 first_new=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF > b { print $1, $NF; exit }' "$T/con")
+echo "# RESULT hr failover: first new line (beyond the last released before the kill, HRCOUNT $before) $([ -n "$first_new" ] && echo "+$((${first_new%% *} - t_kill)) ms (HRCOUNT ${first_new#* })" || echo never) after the kill"
 tenth=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF >= b + 10 { print $1, $NF; exit }' "$T/con")
 echo "# RESULT hr failover, 10th new line (HRCOUNT $((before + 10)): ~1 s of the guest's own time beyond the last line out, so surely run by the backup) $([ -n "$tenth" ] && echo "+$((${tenth%% *} - t_kill)) ms" || echo never) after the kill"
-echo "# RESULT hr failover: first new line (beyond the last released before the kill, HRCOUNT $before) $([ -n "$first_new" ] && echo "+$((${first_new%% *} - t_kill)) ms (HRCOUNT ${first_new#* })" || echo never) after the kill"
 grep -h -i "promot" "$T/b.log" | head -1 | sed 's/^/# b.log: /'
 done_testing

@@ -140,11 +140,11 @@ awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT"
 before=$(awk -v k="$t_kill" '$1 <= k && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$T/pcon")
 wait_count "$T/bcon" $((before + 10)) 60
 first_new=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF > b { print $1, $NF; exit }' "$T/bcon")
-tenth=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF >= b + 10 { print $1, $NF; exit }' "$T/bcon")
-echo "# RESULT remus failover, 10th new line (HRCOUNT $((before + 10)): ~1 s of the guest's own time beyond the last line out, so surely run by the backup) $([ -n "$tenth" ] && echo "+$((${tenth%% *} - t_kill)) ms" || echo never) after the kill"
 # since_kill "MS N": "+D ms (HRCOUNT N)" after the kill, or "never"
 since_kill() { [ -n "$1" ] && echo "+$((${1%% *} - t_kill)) ms (HRCOUNT ${1#* })" || echo never; }
 echo "# RESULT remus failover: the backup's first counter line $(since_kill "$first_any") after the kill; first new line (beyond the primary's last, HRCOUNT $before) $(since_kill "$first_new")"
+tenth=$(awk -v b="$before" '$(NF - 1) == "HRCOUNT" && $NF >= b + 10 { print $1, $NF; exit }' "$T/bcon")
+echo "# RESULT remus failover, 10th new line (HRCOUNT $((before + 10)): ~1 s of the guest's own time beyond the last line out, so surely run by the backup) $([ -n "$tenth" ] && echo "+$((${tenth%% *} - t_kill)) ms" || echo never) after the kill"
 [ -n "$first_new" ] && echo "# RESULT remus console after failover: the backup's first line HRCOUNT ${first_any#* }, the primary's last HRCOUNT $before: $((${first_any#* } - before - 1)) line(s) missing (negative: repeated)"
 grep -h -E "Remus Failover|failover" "$T/recv.log" | head -2 | awk -v k="$t_kill" '{ printf "# RESULT remus receiver: \"%s\" +%d ms after the kill\n", substr($0, index($0, $2)), $1 - k }'
 done_testing

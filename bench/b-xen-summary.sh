@@ -38,9 +38,13 @@ cat <<'EOT'
    failover: from the kill of the primary side (SIGKILL of A's daemon and
      worker, resp. of xl remus; then xl destroy of the primary domain) to
      the first counter line beyond the last one out before the kill.
-     hareplicate's includes B's --failover-timeout (the silence B waits for
-     before promoting); the remus receiver fails over as soon as its stream
-     ends.  With remus, lines the primary printed after its last checkpoint
+     Both fail over when the stream ends (here at once: one dom0, the
+     kernel closes the killed side's socket/pipe); hareplicate's
+     --failover-timeout (5000 ms) only bounds a silent stream, e.g. a
+     partitioned or frozen primary, and played no part.  The first new line
+     may be output of the last committed epoch that B releases; the 10th
+     new line (~1 s of the guest's own time later) was surely produced by
+     the backup's copy.  With remus, lines the primary printed after its last checkpoint
      are lost or repeated (no output buffering); hareplicate's console is
      gap-free and never contradicted (checked by t-xen-protect.sh).
 EOT
