@@ -35,6 +35,10 @@ bench_b_netlat_SOURCES = bench/b-netlat.c
 bench_b_netlat_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests
 bench_b_netlat_LDADD = $(HR_LIBS)
 
+# a line stamper for bench-xen's logs in the nested Xen host (tests/xen/local.mk)
+noinst_PROGRAMS += bench/b-stamp
+bench_b_stamp_SOURCES = bench/b-stamp.c
+
 BENCH_PROGS = bench/b-dirty bench/b-replicate bench/b-tls bench/b-netlat bench/b-live bench/b-migrate
 BENCH_FLAGS =
 

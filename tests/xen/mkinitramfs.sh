@@ -8,7 +8,8 @@
 #   OUT/dom0/        dom0's root: busybox, bash, the Xen tools (xl, xenstored,
 #                    xen-init-dom0) with their libraries, the xen-evtchn /
 #                    privcmd / gntdev / gntalloc / xenfs modules, the project's
-#                    binaries and Xen tests, and in /guest the domU kernel
+#                    binaries and Xen tests (and bench/b-xen-*.sh with
+#                    libxl-save-helper and xenconsoled for them), and in /guest the domU kernel
 #                    (the same Debian kernel, booted PVH), domU.cpio and its
 #                    xl config; dom0-init.sh is /init.  check-xen.sh packs it.
 set -eu
@@ -99,8 +100,14 @@ if [ -n "${HR_XEN_SHELL_PATH:-}" ]; then
 	cp "$top_builddir/src/backends/xen/xen-replica-shell.elf" "$D$HR_XEN_SHELL_PATH"
 fi
 cp "$HERE"/*.sh "$D/hr/tests/xen/"
+# bench-xen (bench/b-xen-remus.sh): xl remus needs libxl's save helper (the
+# stream is written by it, on both sides) and a console reader that drains
+# the domains' rings: xenconsoled, which that script starts itself
+mkdir -p "$D/hr/bench" "$D/var/log/xen/console"
+cp "$top_srcdir/bench/b-xen-remus.sh" "$top_srcdir/bench/b-xen-hr.sh" "$D/hr/bench/"
+for t in libxl-save-helper xenconsoled; do cp "$XBIN/$t" "$D$XBIN/"; done
 cp "$top_srcdir/tests/lib.sh" "$D/hr/tests/"
-with_libs "$D" "$XBIN/xl" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \
+with_libs "$D" "$XBIN/xl" "$XBIN/libxl-save-helper" "$XBIN/xenconsoled" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \
 	/usr/bin/xenstore /bin/bash /bin/date /usr/bin/openssl "$top_builddir/hareplicate" "$top_builddir/hareplicated" \
 	$(for b in $BINS; do echo "$top_builddir/$b"; done)
 # xl's pthread_cancel loads libgcc_s at run time (not in ldd)
