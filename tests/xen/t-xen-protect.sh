@@ -83,6 +83,9 @@ sed 's/^/# start: /' "$T/start.out"
 [ $rc = 0 ] || { tail -15 "$T/a.log" | sed 's/^/# a.log: /'; tail -15 "$T/b.log" | sed 's/^/# b.log: /'; }
 xl list 2>&1 | sed 's/^/# xl: /'
 ok 'wait_count "$T/console" 30 "$BOOT_S"' "the domU boots on A; its released console counts (30)"
+# enough epochs for the figures below (bounded: they are not the contract)
+wait_true 60 sh -c "[ \$(wc -l <\"$T/a/state/hrxt.epochs\" 2>/dev/null || echo 0) -ge 21 ]" ||
+	diag "fewer than 20 epochs after 60 s"
 "$HR" status --control "$CA" 2>&1 | sed 's/^/# A: /'
 diag "A's epochs: $(epoch_figures "$T/a/state/hrxt.epochs")"
 diag "B's commits: $(epoch_figures "$T/b/state/hrxt.epochs")"
