@@ -151,9 +151,9 @@ static void test_handshake(void)
 	regs[1].bytes = 4097;
 	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 1, regs, 2, 0);
 	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_ESHAPE, "handshake: an unaligned region");
-	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "xen", 2 << 20, 1, regs, 1, 0);
+	hr_stream_send_hello(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "bhyve", 2 << 20, 1, regs, 1, 0);
 	ok(hr_handshake_accept(&p, &h, &ctl) == -HR_EBACKEND,
-	   "handshake: a backend not built here");
+	   "handshake: a backend not built here (bhyve)");
 	hr_peer_fini(&p);
 	close(sv[0]);
 	close(sv[1]);

@@ -18,6 +18,7 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 	p->vm = vm;
 	p->fd = fd;
 	p->ctl_fd = ctl_fd;
+	p->handshake_ms = 0;
 	p->last_rx_ns = hr_now_ns();
 	hr_frame_reader_init(&p->rd, vm);
 	if (fd >= 0) {
