@@ -278,6 +278,8 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 		   "(xxh3 %016llx, %016llx; %llu pages differ)",
 		   be, (unsigned long long)td, (unsigned long long)tg.rep.ram_xxh3,
 		   (unsigned long long)nd);
+		unlink("t-mig-source.pages");
+		unlink("t-mig-target.pages");
 		pthread_mutex_lock(&ep.lock);
 		uint64_t at = last_num(ep.out[0].buf ? ep.out[0].buf : "", key);
 		pthread_mutex_unlock(&ep.lock);
