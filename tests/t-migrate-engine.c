@@ -359,5 +359,7 @@ int main(void)
 		run("xen", xk, cl, "HRCOUNT ", 128 << 20, CANCEL);
 		run("xen", xk, cl, "HRCOUNT ", 128 << 20, DOUBT);
 	}
+	unlink("t-mig-source.pages"); /* (the cancelled and in-doubt runs write them too) */
+	unlink("t-mig-target.pages");
 	return tap_done();
 }
