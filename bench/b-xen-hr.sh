@@ -10,8 +10,11 @@
 # before it, in the console file console-sink assembles, followed and
 # stamped with dom0's clock in ms by bench/b-stamp.
 # Environment: HR_XEN_EPOCH (50ms), HR_XEN_FAILOVER_MS (B's
-# --failover-timeout, 5000), HR_BENCH_RUN_S (seconds of epochs, 60).
+# --failover-timeout, 5000), HR_BENCH_RUN_S (seconds of epochs, 60),
+# HR_BENCH_LINK (tls, the default, or plain: --insecure, the link `xl
+# remus` has; bench/b-xen-hr-plain.sh).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+. "$top_srcdir/tests/xen/lib-xen.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 [ -e /proc/xen/privcmd ] || [ -e /dev/xen/privcmd ] || skip_all "not in a Xen dom0 (make bench-xen)"
 CFG=${HR_XEN_CFG:-/guest/hrxt.cfg}
@@ -27,31 +30,6 @@ STAMP=$top_builddir/bench/b-stamp
 pgrep -x xenconsoled >/dev/null && skip_all "xenconsoled runs: the backend must be the console's only reader"
 plan 4
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-last_count() { # STAMPED: the highest "HRCOUNT n" of the stamped console
-	awk '$NF ~ /^[0-9]+$/ && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$1"
-}
-wait_count() { # STAMPED N SECONDS
-	_end=$(($(date +%s) + $3))
-	while [ "$(date +%s)" -lt "$_end" ]; do
-		[ "$(last_count "$1")" -ge "$2" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-pct() { # LABEL: p50, p99 (nearest rank) and max of the numbers on stdin
-	sort -n | awk -v l="$1" '{ v[NR] = $1 } END {
-		if (!NR) { printf "%s: no samples", l; exit }
-		printf "%s p50 %d ms p99 %d ms max %d ms (%d samples)", l, v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR], NR }'
-}
-# pct_us LABEL FIELD FILE: p50/p99 (nearest rank) of FIELD=us over the
-# epochs of a .epochs file
-pct_us() {
-	sed -n "s/.*\b$2=\([0-9]*\).*/\1/p" "$3" | sort -n | awk -v l="$1" '{ v[NR] = $1 } END {
-		if (!NR) { printf "%s: no samples", l; exit }
-		printf "%s p50 %d ms p99 %d ms (%d epochs)", l, v[int((NR + 1) / 2)] / 1000, v[int(NR * 0.99 + 0.999)] / 1000, NR }'
-}
-
 PA=7411
 PB=7412
 PS=7413
@@ -62,7 +40,11 @@ pids=$!
 "$STAMP" -f "$T/console" >"$T/con" &
 pids="$pids $!"
 on_exit "kill -9 $pids 2>/dev/null; xl destroy hrxt 2>/dev/null; xl destroy hrxt-replica 2>/dev/null"
-TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! certificates"; exit 1; }
+if [ "${HR_BENCH_LINK:-tls}" = plain ]; then
+	TLS_A=--insecure TLS_B=--insecure
+else
+	TLS_A=$(tls_opts a) && TLS_B=$(tls_opts b) || { echo "Bail out! certificates"; exit 1; }
+fi
 setsid "$HRD" -f $TLS_A --control "$CA" --listen "127.0.0.1:$PA" --state-dir "$T/a/state" >>"$T/a.log" 2>&1 &
 pida=$!
 setsid "$HRD" -f $TLS_B --control "$CB" --listen "127.0.0.1:$PB" --state-dir "$T/b/state" \
@@ -96,10 +78,9 @@ bw=$("$HR" status --control "$CB" 2>/dev/null | sed -n 's/.* pid=\([0-9]*\).*/\1
 is_pid "$bw" || bw=
 # gaps between released console lines: output is released per committed
 # epoch, so lines come in bursts; the gap is what a watcher waits
-echo "# RESULT hr: epoch $EPOCH, B's failover timeout $FAILOVER_MS ms, $(wc -l <"$T/epochs") epochs in $(((t_kill - t_first) / 1000)) s"
+echo "# RESULT hr: link ${HR_BENCH_LINK:-tls}, epoch $EPOCH, B's failover timeout $FAILOVER_MS ms, $(wc -l <"$T/epochs") epochs in $(((t_kill - t_first) / 1000)) s"
 echo "# RESULT hr epochs: $(pct_us interval interval_us "$T/epochs"); $(pct_us pause pause_us "$T/epochs"); $(pct_us ack ack_us "$T/epochs")"
-sed -n 's/.*\bdirty_pages=\([0-9]*\).*/\1/p' "$T/epochs" | sort -n |
-	awk '{ v[NR] = $1 } END { if (NR) printf "# RESULT hr dirty pages per epoch p50 %d p99 %d\n", v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)] }'
+echo "# RESULT hr $(pct_us "dirty pages per epoch" dirty_pages "$T/epochs")"
 awk -v a="$t_first" -v b="$t_kill" '$1 >= a && $1 <= b && $(NF - 1) == "HRCOUNT" { if (p) print $1 - p; p = $1 }' "$T/con" |
 	pct "hr console line gaps, released (guest period 100 ms):" | sed 's/^/# RESULT /'
 echo

@@ -23,6 +23,7 @@
 # no vif and no disk, so nothing is lost by it), HR_XEN_BOOT_S (300),
 # HR_REMUS_DEBUG=1 (print the stamped xl log).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+. "$top_srcdir/tests/xen/lib-xen.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 [ -e /proc/xen/privcmd ] || [ -e /dev/xen/privcmd ] || skip_all "not in a Xen dom0 (make bench-xen)"
 CFG=${HR_XEN_CFG:-/guest/hrxt.cfg}
@@ -37,28 +38,6 @@ command -v xenconsoled >/dev/null || skip_all "no xenconsoled in the image"
 XBIN=$(dirname "$(command -v xl)")
 [ -x "$XBIN/libxl-save-helper" ] || skip_all "no libxl-save-helper in the image"
 plan 6
-
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-# last_count STAMPED: the highest "HRCOUNT n" of a stamped console log
-# ("MS [YYYY-MM-DD HH:MM:SS] HRCOUNT n")
-last_count() {
-	[ -r "$1" ] || { echo 0; return; }
-	awk '$NF ~ /^[0-9]+$/ && $(NF - 1) == "HRCOUNT" { if ($NF + 0 > m) m = $NF + 0 } END { print m + 0 }' "$1"
-}
-wait_count() { # STAMPED N SECONDS
-	_end=$(($(date +%s) + $3))
-	while [ "$(date +%s)" -lt "$_end" ]; do
-		[ "$(last_count "$1")" -ge "$2" ] && return 0
-		sleep 0.05
-	done
-	return 1
-}
-# pct LABEL: p50, p99 (nearest rank) and max of the numbers on stdin
-pct() {
-	sort -n | awk -v l="$1" '{ v[NR] = $1 } END {
-		if (!NR) { printf "%s: no samples", l; exit }
-		printf "%s p50 %d ms p99 %d ms max %d ms (%d samples)", l, v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.999)], v[NR], NR }'
-}
 
 # process substitution (the stamped logs) needs /dev/fd, which dom0's
 # devtmpfs lacks

@@ -5,6 +5,7 @@
 # each figure means.
 OUT=${1:-tests/xen/out}
 hr=$OUT/b-xen-hr.sh.log
+hp=$OUT/b-xen-hr-plain.sh.log
 rm=$OUT/b-xen-remus.sh.log
 res() { [ -r "$1" ] && tr -d '\r' <"$1" | sed -n 's/^# RESULT //p'; }
 cat <<'EOT'
@@ -14,6 +15,11 @@ EOT
 echo "-- hareplicate (b-xen-hr.sh: two hareplicated in dom0, loopback, TLS)"
 res "$hr" | sed 's/^/   /'
 [ -n "$(res "$hr")" ] || echo "   (no figures: see $hr)"
+if [ -r "$hp" ]; then
+	echo "-- hareplicate over plain TCP (b-xen-hr-plain.sh: --insecure, as remus's link)"
+	res "$hp" | sed 's/^/   /'
+	[ -n "$(res "$hp")" ] || echo "   (no figures: see $hp)"
+fi
 echo "-- xl remus (b-xen-remus.sh: xl remus -> xl migrate-receive -r in the same dom0)"
 res "$rm" | sed 's/^/   /'
 [ -n "$(res "$rm")" ] || echo "   (no figures: see $rm)"

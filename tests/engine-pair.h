@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,6 +24,37 @@
 
 #include "core/engine.h"
 #include "net/tls.h"
+
+/* Is backend be among HR_TEST_BACKENDS, a comma list (default: mem and
+ * kvm; xen runs in the nested Xen host, make check-xen)? */
+static inline int ep_backend_wanted(const char *be)
+{
+	const char *list = getenv("HR_TEST_BACKENDS");
+	if (!list || !*list)
+		return strcmp(be, "xen") != 0;
+	size_t n = strlen(be);
+	for (const char *p = list; (p = strstr(p, be)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
+			return 1;
+	return 0;
+}
+
+/* Which of those runs can run here: kvm needs /dev/kvm, xen a --with-xen
+ * build in a dom0 and the guest's kernel in HR_XEN_KERNEL.  0 when none
+ * can (the TAP skip line printed), else 1. */
+static inline int ep_backends(int *mem_r, int *kvm_r, int *xen_r)
+{
+	*mem_r = ep_backend_wanted("mem");
+	*kvm_r = ep_backend_wanted("kvm") && access("/dev/kvm", R_OK | W_OK) == 0;
+	*xen_r = ep_backend_wanted("xen") && hr_backend_find("xen") && getenv("HR_XEN_KERNEL") &&
+		 access("/proc/xen/privcmd", R_OK) == 0;
+	if (*mem_r || *kvm_r || *xen_r)
+		return 1;
+	printf("1..0 # SKIP none of HR_TEST_BACKENDS=%s runs here (kvm: /dev/kvm; xen: a "
+	       "--with-xen build in a dom0, HR_XEN_KERNEL: make check-xen)\n",
+	       getenv("HR_TEST_BACKENDS") ? getenv("HR_TEST_BACKENDS") : "");
+	return 0;
+}
 
 struct ep_chan {
 	char *buf;

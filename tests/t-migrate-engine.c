@@ -306,32 +306,12 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 	hr_engine_free(tg.t);
 }
 
-/* Is backend be among HR_TEST_BACKENDS (default: mem and kvm)? */
-static int wanted(const char *be)
-{
-	const char *list = getenv("HR_TEST_BACKENDS");
-	if (!list || !*list)
-		return strcmp(be, "xen") != 0;
-	size_t n = strlen(be);
-	for (const char *p = list; (p = strstr(p, be)); p += n)
-		if ((p == list || p[-1] == ',') && (p[n] == ',' || !p[n]))
-			return 1;
-	return 0;
-}
-
 int main(void)
 {
-	int kvm = wanted("kvm") && access("/dev/kvm", R_OK | W_OK) == 0;
-	int mem = wanted("mem"), xen = wanted("xen");
+	int mem, kvm, xen;
+	if (!ep_backends(&mem, &kvm, &xen))
+		return 0; /* skipped */
 	const char *xk = getenv("HR_XEN_KERNEL");
-	if (xen && (!hr_backend_find("xen") || !xk || access("/proc/xen/privcmd", R_OK))) {
-		if (!mem && !kvm) {
-			printf("1..0 # SKIP xen wanted: needs a --with-xen build in a dom0 and "
-			       "HR_XEN_KERNEL (make check-xen)\n");
-			return 0;
-		}
-		xen = 0;
-	}
 	plan(20 * mem + 17 * kvm + 17 * xen);
 	if (mem) {
 		run("mem", "mem:", "steps_per_s=2000 writes=16", "step=", 64 << 20, MIGRATE);
@@ -344,7 +324,7 @@ int main(void)
 		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, MIGRATE);
 		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, CANCEL);
 		run("kvm", k, "rate=20000 wss=32M interval_ms=1", "seq=", 128 << 20, DOUBT);
-	} else if (wanted("kvm")) {
+	} else if (ep_backend_wanted("kvm")) {
 		diag("/dev/kvm not usable: the KVM runs are skipped");
 	}
 	if (xen) {

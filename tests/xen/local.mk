@@ -1,8 +1,8 @@
 # make check-xen (not part of make check): the Xen backend against real
 # domains in a nested Xen 4.17 host under QEMU TCG (tests/xen/README.md).
 EXTRA_DIST += tests/xen/mkinitramfs.sh tests/xen/nested.sh tests/xen/check-xen.sh \
-	tests/xen/dom0-init.sh tests/xen/domu-init.sh tests/xen/t-xen-protect.sh \
-	tests/xen/README.md bench/b-xen-remus.sh bench/b-xen-hr.sh bench/b-xen-summary.sh
+	tests/xen/dom0-init.sh tests/xen/domu-init.sh tests/xen/t-xen-protect.sh tests/xen/lib-xen.sh \
+	tests/xen/README.md bench/b-xen-remus.sh bench/b-xen-hr.sh bench/b-xen-hr-plain.sh bench/b-xen-summary.sh
 if HAVE_XEN
 check_PROGRAMS += tests/xen/t-xen-refusals
 TESTS += tests/xen/t-xen-refusals
@@ -22,7 +22,7 @@ check-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/t-engine t
 # make bench-xen: hareplicate vs `xl remus` on the same domU, in ONE boot of
 # the nested host (bench/b-xen-hr.sh first: it needs no xenconsoled; then
 # bench/b-xen-remus.sh, which starts one), then the side-by-side table.
-BENCH_XEN_TESTS = bench/b-xen-hr.sh bench/b-xen-remus.sh
+BENCH_XEN_TESTS = bench/b-xen-hr.sh bench/b-xen-hr-plain.sh bench/b-xen-remus.sh
 bench-xen: all tests/xen/t-xen-backend tests/xen/t-xen-refusals tests/t-engine tests/t-migrate-engine \
 		tests/linux/console-sink src/backends/xen/xen-replica-shell.elf bench/b-stamp
 	-top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \

@@ -104,7 +104,7 @@ cp "$HERE"/*.sh "$D/hr/tests/xen/"
 # stream is written by it, on both sides) and a console reader that drains
 # the domains' rings: xenconsoled, which that script starts itself
 mkdir -p "$D/hr/bench" "$D/var/log/xen/console"
-cp "$top_srcdir/bench/b-xen-remus.sh" "$top_srcdir/bench/b-xen-hr.sh" "$D/hr/bench/"
+cp "$top_srcdir/bench/b-xen-remus.sh" "$top_srcdir/bench/b-xen-hr.sh" "$top_srcdir/bench/b-xen-hr-plain.sh" "$D/hr/bench/"
 for t in libxl-save-helper xenconsoled; do cp "$XBIN/$t" "$D$XBIN/"; done
 cp "$top_srcdir/tests/lib.sh" "$D/hr/tests/"
 with_libs "$D" "$XBIN/xl" "$XBIN/libxl-save-helper" "$XBIN/xenconsoled" "$XBIN/xenstored" "$XBIN/xen-init-dom0" "$XBIN/xenstore-control" \

@@ -8,6 +8,7 @@
 # tcp console streams, has no gap and no offset that came twice with other
 # bytes, and the counter goes on from where the released output ended.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
+. "$top_srcdir/tests/xen/lib-xen.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
 [ -e /proc/xen/privcmd ] || [ -e /dev/xen/privcmd ] || skip_all "not in a Xen dom0 (make check-xen)"
 CFG=${HR_XEN_CFG:-/guest/hrxt.cfg}
@@ -20,40 +21,11 @@ SINK="$top_builddir/tests/xen/console-sink"
 [ -r "$CFG" ] || skip_all "no domU config $CFG (make check-xen)"
 plan 8
 
-# counter_check FILE: every "HRCOUNT n" line n = 1..max present once, in order
-counter_check() {
-	tr -d '\000\r' <"$1" | awk '
-	/^HRCOUNT [0-9]+$/ {
-		n = $2 + 0
-		if (n != last + 1) { print "HRCOUNT " last " followed by " n; bad = 1; exit }
-		last = n; next
-	}
-	/HRCOUNT [0-9]/ { print "damaged counter line: " $0; bad = 1; exit }
-	END { if (!bad) { if (last == 0) { print "no counter"; exit 1 } ; print "HRCOUNT 1.." last; exit 0 } ; exit 1 }'
-}
-# epoch_figures FILE: p50/p99 of interval, pause, ack and dirty pages over
-# the epochs of a STATE-DIR/VM.epochs file (the session's first excepted)
+# epoch_figures FILE: interval, pause, ack and dirty pages over the epochs
+# of a STATE-DIR/VM.epochs file (the session's first, after the sync, left out)
 epoch_figures() {
-	for f in interval_us pause_us ack_us dirty_pages; do
-		sed -n "s/.*\b$f=\([0-9]*\).*/\1/p" "$1" | tail -n +2 | sort -n |
-			awk -v f="$f" '{ v[NR] = $1 } END {
-				if (!NR) exit
-				p50 = v[int((NR + 1) / 2)]; p99 = v[int(NR * 0.99 + 0.999)]
-				if (f ~ /_us$/) { sub(/_us$/, "", f); printf "%s p50 %.0f ms p99 %.0f ms, ", f, p50 / 1000, p99 / 1000 }
-				else printf "%s p50 %d p99 %d (%d epochs)", f, p50, p99, NR }'
-	done
-	echo
-}
-last_count() {
-	tr -d '\000\r' <"$1" | awk '/^HRCOUNT [0-9]+$/ { if ($2 + 0 > m) m = $2 + 0 } END { print m + 0 }'
-}
-wait_count() { # FILE N SECONDS
-	_end=$(($(date +%s) + $3))
-	while [ "$(date +%s)" -lt "$_end" ]; do
-		[ "$(last_count "$1")" -ge "$2" ] && return 0
-		sleep 0.5
-	done
-	return 1
+	echo "$(pct_us interval interval_us "$1" 1), $(pct_us pause pause_us "$1" 1)," \
+		"$(pct_us ack ack_us "$1" 1), $(pct_us "dirty pages" dirty_pages "$1" 1)"
 }
 
 PA=7401
