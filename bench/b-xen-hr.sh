@@ -27,7 +27,7 @@ STAMP=$top_builddir/bench/b-stamp
 [ -x "$STAMP" ] || skip_all "bench/b-stamp not in the image (HR_XEN_BINS=bench/b-stamp)"
 [ -x "$SINK" ] || skip_all "console-sink not in the image"
 [ -r "$CFG" ] || skip_all "no domU config $CFG"
-pgrep -x xenconsoled >/dev/null && skip_all "xenconsoled runs: the backend must be the console's only reader"
+[ -n "$(pids_of "\(^\|/\)xenconsoled ")" ] && skip_all "xenconsoled runs: the backend must be the console's only reader"
 plan 4
 
 PA=7411

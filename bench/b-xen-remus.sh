@@ -81,7 +81,7 @@ ok 'kill -0 $rpid 2>/dev/null' "xl remus still checkpointing after $RUN_S s"
 [ -n "${HR_REMUS_DEBUG:-}" ] && sed -n '1,300p' "$T/remus.log" | grep -v "Frames iteration 0" | sed 's/^/# remus: /'
 
 before=$(last_count "$T/pcon")
-helpers=$(pgrep -P $rpid -f libxl-save-helper | tr '\n' ' ')
+helpers=$(pids_of libxl-save-helper "$rpid" | tr "\n" " ")
 t_kill=$(now_ms)
 kill -9 $rpid $helpers
 xl destroy hrxt

@@ -52,3 +52,14 @@ pct_us() {
 		s = f ~ /_us$/ ? 1000 : 1; u = f ~ /_us$/ ? " ms" : ""
 		printf "%s p50 %d%s p99 %d%s (%d epochs)", l, v[int((NR + 1) / 2)] / s, u, v[int(NR * 0.99 + 0.999)] / s, u, NR }'
 }
+
+# pids_of PATTERN [PPID]: the processes whose command line contains
+# PATTERN (children of PPID only, if given); dom0's image has no pgrep
+pids_of() {
+	for _d in /proc/[0-9]*; do
+		[ -r "$_d/cmdline" ] || continue
+		tr '\000' ' ' <"$_d/cmdline" 2>/dev/null | grep -q -e "$1" || continue
+		[ -z "${2:-}" ] || [ "$(awk '{ print $4 }' "$_d/stat" 2>/dev/null)" = "$2" ] || continue
+		echo "${_d#/proc/}"
+	done
+}
