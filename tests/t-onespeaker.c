@@ -1,12 +1,13 @@
 /*
- * t-onespeaker.c - one primary under a torn link (contract 4).  A relay
- * between primary and backup closes both sides at once, as a middlebox
- * resetting the connection would: each side sees its peer's connection
- * end while the peer is alive.  The backup promotes; the primary must then
- * release nothing (it holds the output: +output-held), so exactly one host
- * speaks for the VM.  With --unprotected-output release (the operator's
- * explicit choice of availability) the same cut makes two speakers: shown
- * here so the option's danger is measured, not assumed.
+ * t-onespeaker.c - one primary under a torn link (docs/design.md contract
+ * 4).  A relay between primary and backup closes both sides at once, as a
+ * middlebox resetting the connection would: each side sees its peer's
+ * connection end while the peer is alive.  The backup promotes; the
+ * primary must then release nothing (it holds the output: +output-held),
+ * so exactly one host speaks for the VM.  With --unprotected-output
+ * release (the operator's explicit choice of availability) the same cut
+ * makes two speakers: shown here so the option's danger is measured, not
+ * assumed.
  */
 #include <stdio.h>
 #include <string.h>

@@ -40,11 +40,11 @@ static int word_fresh(struct hr_engine *e)
  * A backup that is merely silent (no FIN, no reset: a partition, a hung
  * host) may be promoting itself right now, so output stays held for as
  * long as that lasts: releasing it could make two hosts speak for the VM
- * (contract 4).  Only an ended connection counts as the backup's death -
- * or, in cluster mode, the cluster's word that its copy is gone (its node
- * fenced behind a cut link leaves no FIN, no reset), given while it was
- * silent already: -HR_EPEERGONE, and the word then lets the guest speak
- * alone. */
+ * (docs/design.md contract 4).  Only an ended connection counts as the
+ * backup's death - or, in cluster mode, the cluster's word that its copy
+ * is gone (its node fenced behind a cut link leaves no FIN, no reset),
+ * given while it was silent already: -HR_EPEERGONE, and the word then lets
+ * the guest speak alone. */
 static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
 {
 	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000;

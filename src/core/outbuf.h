@@ -1,6 +1,7 @@
 /*
- * outbuf.h - output commit buffer (DESIGN.md contract 2), one per VM, with
- * one stream of offsets per output channel (backend.h: struct hr_chan_desc).
+ * outbuf.h - output commit buffer (docs/design.md contract 2), one per VM,
+ * with one stream of offsets per output channel (backend.h: struct
+ * hr_chan_desc).
  *
  * What the guest emits on channel c during epoch N is held until the backup
  * has acknowledged epoch N, then handed to a sink in the order it was

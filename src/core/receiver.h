@@ -1,7 +1,7 @@
 /*
  * receiver.h - the backup's receiving side: frames in, live-phase pages
  * applied (after their own checksum), epoch frames staged, a verified
- * epoch committed whole and acknowledged (contract 1).
+ * epoch committed whole and acknowledged (docs/design.md contract 1).
  */
 #ifndef HR_CORE_RECEIVER_H
 #define HR_CORE_RECEIVER_H

@@ -122,7 +122,8 @@ void hr_vms_accept(int fd, const char *peer_desc)
  *   a worker in a final state         busy: it is on its way out
  *   a primary holding its output,     busy, and it is stopped: nothing it
  *     and the caller speaks for the   held was ever released, so the caller's
- *     VM (a promoted backup)          copy is at least as new (contract 3)
+ *     VM (a promoted backup)          copy is at least as new
+ *                                     (docs/design.md contract 3)
  *   a primary or promoted guest       runs: the caller, if it holds its
  *     releasing output                output, must stand down
  */
