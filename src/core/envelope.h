@@ -1,7 +1,12 @@
 /*
  * envelope.h - the STATE blob of every epoch (docs/stream-format.md,
- * "Engine envelope", version 2): the output the primary still holds, with
- * each record's channel and offset, and the backend's state blob.
+ * section 3, "What the epoch engine sends": the engine envelope, version
+ * 2): the output the primary still holds, with each record's channel and
+ * offset, and the backend's state blob.
+ *
+ * WIRE FORMAT: any change to this layout requires a bump of
+ * HR_ENVELOPE_VERSION and of the protocol version (HR_PROTO_VERSION,
+ * core/stream.h); a receiver refuses another envelope version.
  *
  *   header   u32 magic "HREN" | u32 version (2) | u32 nr_chans | u32 nr_records
  *            | u64 data_bytes | u64 blob_bytes                       (32 bytes)

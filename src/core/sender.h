@@ -2,9 +2,10 @@
  * sender.h - the primary's sending side: live-phase page batches (each with
  * its own checksum) and whole epochs as frames (EPOCH_BEGIN, PAGE_BATCH...,
  * STATE, EPOCH_END; docs/stream-format.md), plus tracking of which epochs
- * are in flight so that acks are checked against them.  Epochs may be
- * pipelined: several can be sent before the first ack; acks must come in
- * order.
+ * are in flight so that acks are checked against them.  The tracking
+ * allows pipelining (several epochs sent before the first ack; acks must
+ * come in order), but the engine keeps one epoch in flight: it waits for
+ * each ack before it takes the next epoch (core/engine-primary.c).
  */
 #ifndef HR_CORE_SENDER_H
 #define HR_CORE_SENDER_H

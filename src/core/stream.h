@@ -36,6 +36,15 @@
 
 #include "proto/hareplicate.pb-c.h"
 
+/*
+ * WIRE FORMAT: the frame header below, the frame type numbers and the
+ * protobuf messages (proto/hareplicate.proto) are wire types.  Any change
+ * to them requires a bump of HR_PROTO_VERSION - the one definition of the
+ * protocol version - except the compatible extensions of
+ * docs/stream-format.md section 6 (a new optional protobuf field, a new
+ * frame type sent without MANDATORY).  A HELLO of another version is
+ * refused (-HR_EVERSION).
+ */
 #define HR_PROTO_VERSION 2 /* 2: envelope v2 (output records), live batch checksums */
 
 #define HR_FRAME_MAGIC		0x48524631u /* "HRF1" */
