@@ -72,6 +72,9 @@ struct ep_pair {
 	volatile uint64_t p_acked; /* epochs the primary saw acknowledged */
 	volatile uint64_t b_committed;
 	volatile enum hr_role_state p_state, b_state;
+	/* bit 1 << enum hr_role_event: the events each side reported (those that
+	 * keep the state too, as +backup-silent, +output-held) */
+	volatile uint64_t p_events, b_events;
 	/* optional extra observers */
 	void (*on_output)(struct ep_pair *ep, unsigned chan, uint64_t off, const void *buf,
 			  size_t len);
@@ -147,12 +150,14 @@ static inline void ep_p_state(void *o, enum hr_role_state from, enum hr_role_sta
 			      enum hr_role_event ev)
 {
 	((struct ep_pair *)o)->p_state = to;
+	__atomic_or_fetch(&((struct ep_pair *)o)->p_events, 1ull << ev, __ATOMIC_SEQ_CST);
 }
 
 static inline void ep_b_state(void *o, enum hr_role_state from, enum hr_role_state to,
 			      enum hr_role_event ev)
 {
 	((struct ep_pair *)o)->b_state = to;
+	__atomic_or_fetch(&((struct ep_pair *)o)->b_events, 1ull << ev, __ATOMIC_SEQ_CST);
 }
 
 static inline void *ep_run_p(void *a)
@@ -347,6 +352,22 @@ static inline void ep_finish(struct ep_pair *ep)
 		pthread_join(ep->trelay, NULL);
 		close(ep->relay[0]);
 		close(ep->relay[1]);
+	}
+}
+
+/* Wait (bounded) until every bit of want is set in *events (ep->p_events,
+ * ep->b_events); 1 if so. */
+static inline int ep_wait_events(volatile uint64_t *events, uint64_t want, double timeout_s)
+{
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		if ((__atomic_load_n(events, __ATOMIC_SEQ_CST) & want) == want)
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 > timeout_s)
+			return 0;
+		usleep(2000);
 	}
 }
 

@@ -29,6 +29,21 @@ static int wait_p_state(struct ep_pair *ep, enum hr_role_state s, double seconds
 	return ep->p_state == s;
 }
 
+/* Wait (bounded) until the primary heard nothing from its backup for ms. */
+static int wait_p_silent(struct ep_pair *ep, uint64_t ms, double seconds)
+{
+	uint64_t end = hr_now_ns() + (uint64_t)(seconds * 1e9);
+	struct hr_engine_liveness l;
+	for (;;) {
+		hr_engine_liveness(ep->p, &l);
+		if (l.peer_silent_ms != UINT64_MAX && l.peer_silent_ms >= ms)
+			return 1;
+		if (hr_now_ns() >= end)
+			return 0;
+		usleep(2000);
+	}
+}
+
 int main(void)
 {
 	struct ep_pair ep = {0};
@@ -57,20 +72,33 @@ int main(void)
 	ok(more && ep.p_state == HR_RS_PROTECTED,
 	   "the word while the backup answers: it is kept, protected, 20 more epochs");
 
-	/* 2. silence: held */
+	/* 2. silence: held.  An ack is released as it arrives: once the primary
+	 * heard nothing for two heartbeats (2 x silence_ms / 5, the engine's
+	 * own test of a silent backup, hr_engine_cluster_release), whatever was
+	 * acknowledged before the cut has left, and the epoch in flight stays
+	 * unacknowledged. */
 	ep.partitioned = 1;
-	usleep(300000); /* the epoch in flight when it began stays unacknowledged */
+	int cut = wait_p_silent(&ep, 2 * 300 / 5, 10);
 	uint64_t p0 = ep.p_bytes;
+	/* a window in which nothing must happen (a negative check, so bounded:
+	 * 1.5 s, 5 x silence_ms); it counts because both sides heard nothing
+	 * from each other in all of it, the backup for far longer than an
+	 * auto-promoting backup waits */
 	usleep(1500000);
-	ok(ep.p_bytes == p0 && ep.b_state == HR_RS_BACKUP,
-	   "the backup goes silent: 1.5 s later the primary released nothing more (%llu bytes), "
-	   "the backup did not promote itself",
-	   (unsigned long long)(ep.p_bytes - p0));
+	struct hr_engine_liveness lp, lb;
+	hr_engine_liveness(ep.p, &lp);
+	hr_engine_liveness(ep.b, &lb);
+	ok(cut && ep.p_bytes == p0 && ep.b_state == HR_RS_BACKUP && lp.peer_silent_ms >= 1500 &&
+	       lb.peer_silent_ms >= 1500,
+	   "the backup goes silent: in 1.5 s more the primary released nothing (%llu bytes), "
+	   "the backup did not promote itself (unheard: %llu / %llu ms)",
+	   (unsigned long long)(ep.p_bytes - p0), (unsigned long long)lp.peer_silent_ms,
+	   (unsigned long long)lb.peer_silent_ms);
 
 	/* 3. the word (given before) and the silence: dropped, alone, speaking */
 	hr_engine_cluster_release(ep.p);
-	ok(wait_p_state(&ep, HR_RS_UNPROTECTED, 5),
-	   "with the cluster's word the silent backup is dropped: unprotected (%s)",
+	int alone = wait_p_state(&ep, HR_RS_UNPROTECTED, 5); /* before its state is printed */
+	ok(alone, "with the cluster's word the silent backup is dropped: unprotected (%s)",
 	   hr_role_state_name(ep.p_state));
 	ok(ep_wait_u64(&ep.p_bytes, p0 + 1, 5),
 	   "... and the guest's output leaves without a backup (%llu bytes)",

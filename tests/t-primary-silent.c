@@ -40,6 +40,14 @@ static uint64_t released_now(void)
 	return r;
 }
 
+static int backup_silent; /* the primary reported +backup-silent */
+
+static void on_state(void *o, enum hr_role_state from, enum hr_role_state to, enum hr_role_event ev)
+{
+	if (ev == HR_RE_BACKUP_SILENT)
+		__atomic_store_n(&backup_silent, 1, __ATOMIC_SEQ_CST);
+}
+
 struct primary {
 	struct hr_engine *e;
 	int fd, rc, done;
@@ -66,6 +74,7 @@ int main(void)
 	    .epoch_us = 25000,
 	    .silence_ms = 100, /* the primary calls the backup silent after 4 x 100 ms */
 	    .output_sink = sink,
+	    .on_state = on_state,
 	    .vm = {.mem_bytes = 64 << 20,
 		   .nr_vcpus = 1,
 		   .kernel_path = gh_guest("memwalk.elf"),
@@ -99,12 +108,22 @@ int main(void)
 		hr_frame_release(&f);
 	}
 	ok(acked == 40, "40 epochs acked");
-	usleep(100 * 1000); /* let the last release happen */
+	/* the primary counts an epoch as acknowledged after it released its
+	 * output: once it counts all 40, nothing acked is still to leave */
+	uint64_t nr_epochs = 0;
+	t0 = hr_now_ns();
+	while (hr_engine_stats(p.e, NULL, &nr_epochs), nr_epochs < acked && hr_now_ns() - t0 < 10e9)
+		usleep(1000);
 	uint64_t before = released_now();
-	ok(before > 0, "output of acked epochs was released (%llu bytes)",
-	   (unsigned long long)before);
+	ok(nr_epochs >= acked && before > 0,
+	   "output of acked epochs was released (%llu bytes, %llu epochs counted)",
+	   (unsigned long long)before, (unsigned long long)nr_epochs);
 
-	/* now silent: keep draining (so the primary is not blocked on send) but never ack */
+	/* now silent: keep draining (so the primary is not blocked on send) but
+	 * never ack.  A window in which nothing must be released (a negative
+	 * check, so bounded: 1.5 s); it counts because the primary called the
+	 * backup silent in it (+backup-silent, after 4 x silence_ms) and heard
+	 * nothing from it in all of it */
 	t0 = hr_now_ns();
 	while (hr_now_ns() - t0 < 1500 * 1000000ull) {
 		struct pollfd pf = {sv[1], POLLIN, 0};
@@ -112,9 +131,14 @@ int main(void)
 			hr_frame_release(&f);
 	}
 	uint64_t after = released_now();
-	ok(after == before && !__atomic_load_n(&p.done, __ATOMIC_SEQ_CST),
-	   "1.5 s of backup silence: the guest runs on but nothing more is released "
-	   "(%llu -> %llu bytes)",
+	struct hr_engine_liveness l;
+	hr_engine_liveness(p.e, &l);
+	int silent = __atomic_load_n(&backup_silent, __ATOMIC_SEQ_CST);
+	ok(after == before && !__atomic_load_n(&p.done, __ATOMIC_SEQ_CST) && silent &&
+	       l.peer_silent_ms >= 1500,
+	   "1.5 s of backup silence (+backup-silent %s, %llu ms unheard): the guest runs on but "
+	   "nothing more is released (%llu -> %llu bytes)",
+	   silent ? "seen" : "NOT seen", (unsigned long long)l.peer_silent_ms,
 	   (unsigned long long)before, (unsigned long long)after);
 
 	/* the backup took over: it says so and hangs up */

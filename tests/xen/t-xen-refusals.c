@@ -4,7 +4,10 @@
  * options and a bad shape are refused in open with -EINVAL and a reason
  * naming them, before any Xen interface is touched; a host that is not a
  * dom0 is reported by host_unavailable (and hr_backend_why_missing) and
- * open fails there with -ENODEV and a reason; a dom0 is not reported.
+ * open fails there with -ENODEV and a reason; a dom0 is not reported, and
+ * there open gets past the control interfaces and libxl to refuse attach=
+ * of a domain that does not exist with -ENOENT, naming it (a successful
+ * open is t-xen-backend's).
  */
 #include <errno.h>
 #include <string.h>
@@ -53,7 +56,9 @@ int main(void)
 	const char *why = hr_backend_why_missing("xen");
 	if (dom0) {
 		ok(!why, "in dom0: host_unavailable has nothing to say");
-		ok(1, "in dom0: open is exercised by t-xen-backend");
+		cfg.attach = "hr-t-xen-refusals-no-such-domain";
+		ok(open_fails(&cfg, -ENOENT, "attach=hr-t-xen-refusals-no-such-domain"),
+		   "in dom0: attach= of a domain that does not exist fails with -ENOENT, named");
 	} else {
 		ok(why && strstr(why, "not a Xen dom0"), "not a dom0: %s", why ? why : "(nothing)");
 		cfg.attach = "1";
