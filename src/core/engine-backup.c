@@ -217,6 +217,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
 	e->peer.handshake_ms = e->cfg.handshake_ms;
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
+	e->peer.max_pause_ms = hr_engine_max_pause_ms(e);
 	hr_set_interrupt_fd(e->end_pipe[0]);
 	if ((rc = backup_setup(e, &st)) < 0) {
 		log_err(e->name, "refusing replication stream: %s", hr_strerror(rc));
@@ -225,6 +226,12 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	}
 	hr_engine_role_event(e, HR_RE_CONNECTED, NULL);
 	hr_receiver_init(&rx, e->name, peer_fd, &e->gm, st);
+	hr_receiver_use_peer(&rx, &e->peer);
+	if ((rc = hr_peer_liveness_start(&e->peer)) < 0) {
+		log_err(e->name, "the heartbeat thread: %s", hr_strerror(rc));
+		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
+		goto out;
+	}
 	hr_frame_reader_set_placer(&e->peer.rd, hr_receiver_place, &rx);
 	ha.vm = e->name;
 	if (e->mig_target) {
@@ -293,7 +300,6 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			if (n != -EAGAIN)
 				ended = 1; /* EOF or an error */
 		}
-		int hb_ms = ended ? -1 : hr_peer_heartbeat(&e->peer);
 		uint64_t now = hr_now_ns();
 		if (e->mig_target &&
 		    (ended || (e->cfg.silence_ms &&
@@ -328,8 +334,6 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 		int wait_ms = hr_ha_poll_ms(&ha, now);
 		if (ended && v == HR_HA_WAIT && (!e->lease.addr || e->lease.next_ask_ns <= now))
 			wait_ms = -1; /* nothing more can arrive; only an operator decides */
-		if (hb_ms >= 0 && (wait_ms < 0 || hb_ms < wait_ms))
-			wait_ms = hb_ms;
 		int w = hr_peer_wait(&e->peer, wait_ms);
 		if (w == CTL_STOP || w == CTL_ABORT) {
 			hr_engine_role_event(e, HR_RE_STOP, NULL);

@@ -164,5 +164,7 @@ int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const v
 int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);
 /* The configured heartbeat period, or the default derived from silence_ms. */
 uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e);
+/* The configured max pause, or HR_MAX_PAUSE_MS. */
+uint64_t hr_engine_max_pause_ms(const struct hr_engine *e);
 
 #endif

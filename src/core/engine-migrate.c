@@ -294,8 +294,7 @@ static int test_hold(struct hr_engine *e)
 			  ms);
 	while (ms && hr_now_ns() < until && !__atomic_load_n(&e->mig_cancel, __ATOMIC_SEQ_CST)) {
 		struct hr_frame f;
-		int hb = hr_peer_heartbeat(&e->peer);
-		rc = hr_peer_recv(&e->peer, &f, hb > 0 && hb < 50 ? hb : 50, &ctl);
+		rc = hr_peer_recv(&e->peer, &f, 50, &ctl);
 		if (rc == -EINTR || rc == -ETIMEDOUT)
 			continue;
 		if (rc < 0)

@@ -26,6 +26,9 @@
 #include "core/planner.h"
 #include "core/sender.h"
 
+/* the engine thread's waits end this often at least, to stamp its progress */
+#define ENGINE_WAIT_MAX_NS (500 * 1000000ull)
+
 /* The cluster's word (hr_engine_cluster_release) came after the backup's
  * last byte: it is about this silence, not an older one.  A word followed
  * by a sign of life from the backup was about something else (or wrong):
@@ -52,8 +55,8 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 
 	for (;;) {
 		struct hr_frame f;
-		int hb_ms = hr_peer_heartbeat(&e->peer);
-		rc = hr_peer_recv(&e->peer, &f, hb_ms > 0 ? hb_ms : 1000, ctl_r);
+		/* woken every heartbeat period to judge the backup's silence */
+		rc = hr_peer_recv(&e->peer, &f, (int)hr_engine_heartbeat_ms(e), ctl_r);
 		if (rc == -EINTR && (*ctl_r == CTL_OUTPUT_FULL || *ctl_r == CTL_MIGRATE)) {
 			/* a migration waits for the epoch boundary */
 			*ctl_r = 0;
@@ -115,6 +118,7 @@ static int checkpoint(struct hr_engine *e, struct hr_sender *snd, uint64_t epoch
 	int rc;
 
 	*ctl_r = 0;
+	hr_peer_progress(&e->peer);
 	if ((rc = hr_epoch_take(&e->src, epoch, &ep)) < 0)
 		return rc;
 	return hr_engine_ship(e, snd, &ep, trigger, ctl_r);
@@ -190,10 +194,10 @@ static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *e
 		uint64_t now = hr_now_ns();
 		if (rc < 0 || *ev_r || now >= until_ns)
 			return rc;
-		int hb_ms = hr_peer_heartbeat(&e->peer);
+		hr_peer_progress(&e->peer);
 		uint64_t wait_ns = until_ns - now;
-		if (hb_ms >= 0 && (uint64_t)hb_ms * 1000000ull < wait_ns)
-			wait_ns = (uint64_t)hb_ms * 1000000ull;
+		if (wait_ns > ENGINE_WAIT_MAX_NS)
+			wait_ns = ENGINE_WAIT_MAX_NS;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
 		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
@@ -414,11 +418,12 @@ static int wait_next_epoch(struct hr_engine *e, int *trigger_r)
 		uint64_t now = hr_now_ns();
 		if (now >= due)
 			return 0;
-		/* a long epoch is no silence: heartbeats keep the backup informed */
-		int hb_ms = hr_peer_heartbeat(&e->peer);
+		/* a long epoch is no silence: the heartbeat thread keeps the
+		 * backup informed; this thread only says it is alive */
+		hr_peer_progress(&e->peer);
 		uint64_t wait_ns = due - now;
-		if (hb_ms >= 0 && (uint64_t)hb_ms * 1000000ull < wait_ns)
-			wait_ns = (uint64_t)hb_ms * 1000000ull;
+		if (wait_ns > ENGINE_WAIT_MAX_NS)
+			wait_ns = ENGINE_WAIT_MAX_NS;
 		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
 				      (long)(wait_ns % 1000000000ull)};
 		struct pollfd p[3] = {{e->ctl_pipe[0], POLLIN, 0},
@@ -511,7 +516,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
 	e->peer.handshake_ms = e->cfg.handshake_ms;
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);
+	e->peer.max_pause_ms = hr_engine_max_pause_ms(e);
 	hr_sender_init(&snd, e->name, fd);
+	hr_sender_use_peer(&snd, &e->peer);
 	if (e->migrating)
 		hr_engine_migration_sender(e, &snd);
 	hr_outbuf_get_stats(e->outbuf, &obs);
@@ -532,6 +539,10 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 				 hr_strerror(rc));
 		if (rc != -EINTR)
 			log_err(e->name, "handshake with the backup failed: %s", hr_strerror(rc));
+		goto out;
+	}
+	if ((rc = hr_peer_liveness_start(&e->peer)) < 0) {
+		log_err(e->name, "the heartbeat thread: %s", hr_strerror(rc));
 		goto out;
 	}
 	hr_engine_role_event(e, HR_RE_CONNECTED,

@@ -305,8 +305,13 @@ uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e)
 {
 	uint64_t ms = e->cfg.heartbeat_ms;
 	if (!ms)
-		ms = e->cfg.silence_ms ? e->cfg.silence_ms / 5 : 250;
+		ms = e->cfg.silence_ms ? e->cfg.silence_ms / HR_HEARTBEATS_PER_TIMEOUT : 250;
 	return ms < 10 ? 10 : ms;
+}
+
+uint64_t hr_engine_max_pause_ms(const struct hr_engine *e)
+{
+	return e->cfg.max_pause_ms ? e->cfg.max_pause_ms : HR_MAX_PAUSE_MS;
 }
 
 void hr_engine_liveness(struct hr_engine *e, struct hr_engine_liveness *l)

@@ -46,6 +46,20 @@
 
 struct hr_tls_ctx; /* net/tls.h */
 
+/*
+ * Failure detection defaults (docs/design.md, "Failure detection"): a
+ * backup promotes after HR_FAILOVER_TIMEOUT_MS without a byte from its
+ * primary; heartbeats go out HR_HEARTBEATS_PER_TIMEOUT times per timeout
+ * from a thread of their own (core/peer.h), so a stall of the sending host
+ * shorter than the timeout minus one period is never taken for a death.
+ */
+#define HR_FAILOVER_TIMEOUT_MS	  200
+#define HR_HEARTBEATS_PER_TIMEOUT 8
+/* An engine thread that made no progress this long is wedged: its link's
+ * heartbeats stop on purpose (core/peer.h), so its peer takes over.  Above
+ * any checkpoint pause a healthy host takes. */
+#define HR_MAX_PAUSE_MS 4000
+
 /* Released guest output, in offset order per channel.  Called from the
  * engine thread (and, once promoted, from vCPU threads). */
 typedef void (*hr_output_sink_fn)(void *opaque, unsigned chan, uint64_t offset, const void *buf,
@@ -91,8 +105,12 @@ struct hr_engine_config {
 	uint64_t min_epoch_us;
 	uint64_t silence_ms;   /* backup: promote after this much silence (0 = on EOF only) */
 	int handshake_ms;      /* the handshake's wait for the peer (0: HR_HANDSHAKE_MS) */
-	uint64_t heartbeat_ms; /* both: heartbeat period, on its own schedule beside the
-				* epochs (0 = silence_ms / 5, or 250 ms) */
+	uint64_t heartbeat_ms; /* both: heartbeat period, sent by a thread of its own
+				* whenever the link was idle that long (0 =
+				* silence_ms / HR_HEARTBEATS_PER_TIMEOUT, or 250 ms) */
+	uint64_t max_pause_ms; /* both: the engine thread making no progress this long
+				* is wedged: its heartbeats stop on purpose so the
+				* peer can take over (0 = HR_MAX_PAUSE_MS) */
 	int auto_promote; /* backup: promote on silence/EOF (else wait for hr_engine_promote) */
 	int unprotected_release; /* primary: release output once the backup is lost (unsafe on
 				  * a torn link; default 0 = hold, see ha/failover.h) */

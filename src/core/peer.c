@@ -1,13 +1,17 @@
-/* peer.c - one replication connection with the engine's control pipe. */
+/* peer.c - one replication connection with the engine's control pipe, and
+ * its liveness path (the heartbeat thread; peer.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "core/peer.h"
 
@@ -19,7 +23,13 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 	p->fd = fd;
 	p->ctl_fd = ctl_fd;
 	p->handshake_ms = 0;
-	p->last_rx_ns = hr_now_ns();
+	p->heartbeat_ms = 0;
+	p->max_pause_ms = 0;
+	p->last_rx_ns = p->last_tx_ns = p->progress_ns = hr_now_ns();
+	p->hb_seq = p->hb_withheld = 0;
+	p->hb_running = 0;
+	p->hb_stop_fd = -1;
+	pthread_mutex_init(&p->send_lock, NULL);
 	hr_frame_reader_init(&p->rd, vm);
 	if (fd >= 0) {
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -31,20 +41,141 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 
 void hr_peer_fini(struct hr_peer *p)
 {
+	hr_peer_liveness_stop(p);
 	hr_frame_reader_fini(&p->rd);
+	pthread_mutex_destroy(&p->send_lock);
 }
 
 void hr_peer_close(struct hr_peer *p)
 {
+	hr_peer_liveness_stop(p);
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
 }
 
+void hr_peer_progress(struct hr_peer *p)
+{
+	__atomic_store_n(&p->progress_ns, hr_now_ns(), __ATOMIC_RELAXED);
+}
+
+void hr_peer_tx_lock(struct hr_peer *p)
+{
+	pthread_mutex_lock(&p->send_lock);
+}
+
+void hr_peer_tx_unlock(struct hr_peer *p)
+{
+	__atomic_store_n(&p->last_tx_ns, hr_now_ns(), __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&p->send_lock);
+}
+
+int hr_peer_send(struct hr_peer *p, uint16_t type, uint16_t flags, const ProtobufCMessage *msg,
+		 const struct iovec *data, int nr_iov)
+{
+	if (p->fd < 0)
+		return -ENOTCONN;
+	hr_peer_tx_lock(p);
+	int rc = hr_stream_send(p->fd, type, flags, msg, data, nr_iov);
+	hr_peer_tx_unlock(p);
+	return rc;
+}
+
+/* One heartbeat if the link is idle, writable and free; the engine's
+ * progress decides whether one may go at all. */
+static void heartbeat_due(struct hr_peer *p, uint64_t now)
+{
+	uint64_t progress = __atomic_load_n(&p->progress_ns, __ATOMIC_RELAXED);
+
+	if (p->max_pause_ms && now > progress && now - progress >= p->max_pause_ms * 1000000ull) {
+		/* wedged: fall silent on purpose, so the peer sees a dead host */
+		if (!p->hb_withheld++)
+			log_warnx(p->vm,
+				  "the engine made no progress for %" PRIu64
+				  " ms (max pause %" PRIu64
+				  " ms): heartbeats stop so that the peer can take over",
+				  (now - progress) / 1000000, p->max_pause_ms);
+		return;
+	}
+	if (p->hb_withheld) {
+		log_info(p->vm, "the engine makes progress again: heartbeats resume");
+		p->hb_withheld = 0;
+	}
+	if (pthread_mutex_trylock(&p->send_lock))
+		return; /* a frame is going out: proof of life already */
+	struct pollfd pf = {p->fd, POLLOUT, 0};
+	if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT) && !(pf.revents & (POLLERR | POLLHUP))) {
+		Hr__Heartbeat hb = HR__HEARTBEAT__INIT;
+		hb.seq = ++p->hb_seq;
+		hb.sender_time_ns = now;
+		hr_stream_send(p->fd, HR_FT_HEARTBEAT, 0, &hb.base, NULL, 0);
+	}
+	hr_peer_tx_unlock(p); /* stamps last_tx: tried or sent, next try in a period */
+}
+
+static void *heartbeat_main(void *arg)
+{
+	struct hr_peer *p = arg;
+	uint64_t period_ns = p->heartbeat_ms * 1000000ull;
+
+	hr_set_interrupt_fd(p->hb_stop_fd); /* a stop ends a blocked write */
+	for (;;) {
+		uint64_t now = hr_now_ns();
+		uint64_t last = __atomic_load_n(&p->last_tx_ns, __ATOMIC_RELAXED);
+		uint64_t due = last + period_ns;
+		if (now >= due) {
+			heartbeat_due(p, now);
+			/* withheld or busy: look again in a fraction of a period */
+			due = now + period_ns / 4;
+		}
+		int wait_ms = (int)((due - now + 999999) / 1000000);
+		struct pollfd pf = {p->hb_stop_fd, POLLIN, 0};
+		if (poll(&pf, 1, wait_ms > 0 ? wait_ms : 1) > 0 && (pf.revents & POLLIN))
+			break;
+	}
+	return NULL;
+}
+
+int hr_peer_liveness_start(struct hr_peer *p)
+{
+	int rc;
+
+	if (p->hb_running || !p->heartbeat_ms || p->fd < 0)
+		return 0;
+	if ((p->hb_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -errno;
+	hr_peer_progress(p);
+	if ((rc = pthread_create(&p->hb_thread, NULL, heartbeat_main, p))) {
+		close(p->hb_stop_fd);
+		p->hb_stop_fd = -1;
+		return -rc;
+	}
+	p->hb_running = 1;
+	return 0;
+}
+
+void hr_peer_liveness_stop(struct hr_peer *p)
+{
+	uint64_t one = 1;
+
+	if (!p->hb_running)
+		return;
+	(void)!write(p->hb_stop_fd, &one, sizeof(one));
+	pthread_join(p->hb_thread, NULL);
+	close(p->hb_stop_fd);
+	p->hb_stop_fd = -1;
+	p->hb_running = 0;
+}
+
 int hr_peer_wait(struct hr_peer *p, int timeout_ms)
 {
 	struct pollfd pf[2] = {{p->ctl_fd, POLLIN, 0}, {p->fd, POLLIN, 0}};
-	int n = poll(pf, p->fd >= 0 ? 2 : 1, timeout_ms);
+	int n;
+
+	/* waiting is not being stuck: no wedge is judged meanwhile */
+	__atomic_store_n(&p->progress_ns, UINT64_MAX, __ATOMIC_RELAXED);
+	n = poll(pf, p->fd >= 0 ? 2 : 1, timeout_ms);
+	hr_peer_progress(p);
 	if (n < 0)
 		return errno == EINTR ? -ETIMEDOUT : -errno;
 	if (pf[0].revents & POLLIN) {
@@ -63,25 +194,6 @@ ssize_t hr_peer_fill(struct hr_peer *p)
 	if (n > 0)
 		__atomic_store_n(&p->last_rx_ns, hr_now_ns(), __ATOMIC_RELAXED);
 	return n;
-}
-
-int hr_peer_heartbeat(struct hr_peer *p)
-{
-	uint64_t now = hr_now_ns();
-
-	if (!p->heartbeat_ms || p->fd < 0)
-		return -1;
-	if (now >= p->next_hb_ns) {
-		struct pollfd pf = {p->fd, POLLOUT, 0};
-		if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT)) {
-			Hr__Heartbeat hb = HR__HEARTBEAT__INIT;
-			hb.seq = ++p->hb_seq;
-			hb.sender_time_ns = now;
-			hr_stream_send(p->fd, HR_FT_HEARTBEAT, 0, &hb.base, NULL, 0);
-		}
-		p->next_hb_ns = now + p->heartbeat_ms * 1000000ull;
-	}
-	return (int)((p->next_hb_ns - now + 999999) / 1000000);
 }
 
 uint64_t hr_peer_silent_ms(const struct hr_peer *p)
@@ -128,5 +240,5 @@ void hr_peer_send_error(struct hr_peer *p, int code, const char *text)
 		return;
 	er.code = code;
 	er.text = (char *)text;
-	hr_stream_send(p->fd, HR_FT_ERROR, HR_FRAME_MANDATORY, &er.base, NULL, 0);
+	hr_peer_send(p, HR_FT_ERROR, HR_FRAME_MANDATORY, &er.base, NULL, 0);
 }

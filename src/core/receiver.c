@@ -7,6 +7,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "core/peer.h"
 #include "core/receiver.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -65,12 +66,25 @@ static int apply_live_batch(struct hr_receiver *r, const struct hr_frame *f)
 	return 0;
 }
 
+void hr_receiver_use_peer(struct hr_receiver *r, struct hr_peer *peer)
+{
+	r->peer = peer;
+}
+
+/* Under the link's send lock when there is one (core/peer.h). */
+static int send_frame(struct hr_receiver *r, uint16_t type, const ProtobufCMessage *msg)
+{
+	if (r->peer)
+		return hr_peer_send(r->peer, type, HR_FRAME_MANDATORY, msg, NULL, 0);
+	return hr_stream_send(r->fd, type, HR_FRAME_MANDATORY, msg, NULL, 0);
+}
+
 static void send_error(struct hr_receiver *r, int code, const char *text)
 {
 	Hr__Error er = HR__ERROR__INIT;
 	er.code = code;
 	er.text = (char *)text;
-	hr_stream_send(r->fd, HR_FT_ERROR, HR_FRAME_MANDATORY, &er.base, NULL, 0);
+	send_frame(r, HR_FT_ERROR, &er.base);
 }
 
 static int commit(struct hr_receiver *r)
@@ -93,7 +107,7 @@ static int commit(struct hr_receiver *r)
 	ack.epoch = ep;
 	ack.has_commit_ns = 1;
 	ack.commit_ns = now - r->epoch_t0_ns;
-	rc = hr_stream_send(r->fd, HR_FT_ACK, HR_FRAME_MANDATORY, &ack.base, NULL, 0);
+	rc = send_frame(r, HR_FT_ACK, &ack.base);
 
 	struct hr_staging_stats ss;
 	hr_staging_get_stats(r->st, &ss);

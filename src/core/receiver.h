@@ -15,7 +15,8 @@
 
 struct hr_receiver {
 	const char *vm;
-	int fd; /* acks go here */
+	int fd;		      /* acks go here */
+	struct hr_peer *peer; /* NULL, or the link whose send lock frames take */
 	struct hr_guestmem *gm;
 	struct hr_staging *st;
 	int in_epoch;	 /* an EPOCH_BEGIN was staged, no END yet */
@@ -38,6 +39,10 @@ enum {
 /* gm: the replica's memory; st: its staging.  Both must outlive r. */
 void hr_receiver_init(struct hr_receiver *r, const char *vm, int fd, struct hr_guestmem *gm,
 		      struct hr_staging *st);
+
+/* Send acks and errors under peer's send lock (its fd is r->fd). */
+struct hr_peer;
+void hr_receiver_use_peer(struct hr_receiver *r, struct hr_peer *peer);
 
 /*
  * Take one frame (the caller releases it).  HR_RX_* (>= 0), or < 0 when

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/envelope.h"
+#include "core/peer.h"
 #include "core/sender.h"
 
 void hr_sender_init(struct hr_sender *s, const char *vm, int fd)
@@ -15,6 +16,36 @@ void hr_sender_init(struct hr_sender *s, const char *vm, int fd)
 	memset(s, 0, sizeof(*s));
 	s->vm = vm;
 	s->fd = fd;
+}
+
+void hr_sender_use_peer(struct hr_sender *s, struct hr_peer *peer)
+{
+	s->peer = peer;
+}
+
+/* Frames go out whole under the link's send lock (core/peer.h). */
+static int send_frame(struct hr_sender *s, uint16_t type, const ProtobufCMessage *msg,
+		      const struct iovec *iov, int nr_iov)
+{
+	if (s->peer)
+		hr_peer_tx_lock(s->peer);
+	int rc = hr_stream_send(s->fd, type, HR_FRAME_MANDATORY, msg, iov, nr_iov);
+	if (s->peer)
+		hr_peer_tx_unlock(s->peer);
+	return rc;
+}
+
+static int send_pages(struct hr_sender *s, uint64_t epoch, const uint64_t *gfns,
+		      const uint8_t *const *pages, unsigned nr, unsigned flags)
+{
+	if (s->peer) {
+		hr_peer_tx_lock(s->peer);
+		hr_peer_progress(s->peer); /* a long epoch of many batches is progress */
+	}
+	int rc = hr_stream_send_pages(s->fd, epoch, gfns, pages, nr, flags);
+	if (s->peer)
+		hr_peer_tx_unlock(s->peer);
+	return rc;
 }
 
 void hr_sender_fini(struct hr_sender *s)
@@ -48,7 +79,7 @@ int hr_sender_send_live(struct hr_sender *s, struct hr_guestmem *gm, const uint6
 			ram[k++] = copy;
 		}
 		hr_guestmem_unmap(gm);
-		rc = k ? hr_stream_send_pages(s->fd, 0, g, ram, k, HR_PAGES_SUMMED) : 0;
+		rc = k ? send_pages(s, 0, g, ram, k, HR_PAGES_SUMMED) : 0;
 		if (rc < 0)
 			return rc;
 		s->live_bytes += (uint64_t)k * HR_PAGE_SIZE;
@@ -71,7 +102,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	eb.full = s->nr_epochs == 0;
 	eb.has_handoff = ep->handoff != 0;
 	eb.handoff = ep->handoff != 0;
-	rc = hr_stream_send(s->fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
+	rc = send_frame(s, HR_FT_EPOCH_BEGIN, &eb.base, NULL, 0);
 	for (uint64_t i = 0; !rc && i < ep->nr_pages; i += HR_SENDER_BATCH_PAGES) {
 		unsigned n = ep->nr_pages - i < HR_SENDER_BATCH_PAGES ? (unsigned)(ep->nr_pages - i)
 								      : HR_SENDER_BATCH_PAGES;
@@ -80,7 +111,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 			/* the guest runs again; the batch is hashed just before it is sent */
 			hr_epoch_sum_page(&ep->sum, ep->gfns[i + j], ptrs[j]);
 		}
-		rc = hr_stream_send_pages(s->fd, ep->epoch, ep->gfns + i, ptrs, n, 0);
+		rc = send_pages(s, ep->epoch, ep->gfns + i, ptrs, n, 0);
 	}
 	if (rc)
 		goto out;
@@ -91,7 +122,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	Hr__State sm = HR__STATE__INIT;
 	sm.epoch = ep->epoch;
 	sm.blob_bytes = env.bytes;
-	rc = hr_stream_send(s->fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, env.iov, env.nr_iov);
+	rc = send_frame(s, HR_FT_STATE, &sm.base, env.iov, env.nr_iov);
 	ep->st.bytes = ep->nr_pages * HR_PAGE_SIZE + env.bytes;
 	hr_envelope_out_free(&env);
 	if (rc)
@@ -101,7 +132,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	ee.nr_pages = ep->nr_pages;
 	ee.bytes = ep->st.bytes;
 	ee.xxh3 = hr_epoch_sum_value(&ep->sum);
-	rc = hr_stream_send(s->fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL, 0);
+	rc = send_frame(s, HR_FT_EPOCH_END, &ee.base, NULL, 0);
 	if (!rc) {
 		s->inflight[s->nr_inflight].epoch = ep->epoch;
 		s->inflight[s->nr_inflight++].sent_ns = hr_now_ns();

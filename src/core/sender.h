@@ -18,9 +18,12 @@
 #define HR_SENDER_MAX_INFLIGHT 8
 #define HR_SENDER_BATCH_PAGES  256u /* pages per PAGE_BATCH frame (1 MiB) */
 
+struct hr_peer;
+
 struct hr_sender {
 	const char *vm;
 	int fd;
+	struct hr_peer *peer; /* NULL, or the link whose send lock frames take */
 	struct {
 		uint64_t epoch;
 		uint64_t sent_ns; /* when its last frame left */
@@ -33,6 +36,8 @@ struct hr_sender {
 
 void hr_sender_init(struct hr_sender *s, const char *vm, int fd);
 void hr_sender_fini(struct hr_sender *s);
+/* Send every frame under peer's send lock (its fd is s->fd). */
+void hr_sender_use_peer(struct hr_sender *s, struct hr_peer *peer);
 
 /* Pages of guest memory while the guest runs (the live phase).  Each batch
  * is copied first, so that its checksum and its bytes agree although the

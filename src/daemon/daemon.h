@@ -112,6 +112,7 @@ struct hr_daemon_opts {
 	const char *state_dir;
 	const char *console_pattern;
 	uint64_t failover_timeout_ms;
+	uint64_t max_pause_ms;	 /* --max-pause: a wedged engine's heartbeats stop */
 	int unprotected_release; /* --unprotected-output release */
 	int cluster_mode;	 /* --cluster-mode: a cluster manager decides promotion */
 	int foreground, verbose;

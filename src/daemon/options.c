@@ -43,7 +43,19 @@ static const char usage_text[] =
     "  --state-dir DIR         console files etc. (default " HR_DEFAULT_STATE_DIR
     ", created 0700)\n"
     "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
-    "                          itself (default 500, at most 3600000)\n"
+    "                          itself (default 200, at most 3600000).  Heartbeats\n"
+    "                          go out 8 times per timeout from a thread of their\n"
+    "                          own, so checkpoint pauses and CPU stalls of the\n"
+    "                          primary shorter than the timeout less one heartbeat\n"
+    "                          (175 ms by default) never look like a death; a\n"
+    "                          longer timeout rides out longer stalls, at the cost\n"
+    "                          of a slower failover (the VM is silent about\n"
+    "                          timeout + 20 ms after its host dies silently; a\n"
+    "                          killed process is seen at once)\n"
+    "  --max-pause MS          an engine that made no progress this long (one\n"
+    "                          checkpoint pause, a stuck call) is wedged: its\n"
+    "                          heartbeats stop on purpose so that the peer takes\n"
+    "                          over (default 4000; 100..600000)\n"
     "  --unprotected-output hold|release\n"
     "                          a primary whose backup's connection ended: hold the\n"
     "                          guest's output (default; the backup may be promoting\n"
@@ -143,6 +155,7 @@ enum {
 	O_LISTEN,
 	O_STATE_DIR,
 	O_FAILOVER_TIMEOUT,
+	O_MAX_PAUSE,
 	O_UNPROTECTED_OUTPUT,
 	O_MAX_MEMORY,
 	O_MAX_VCPUS,
@@ -183,6 +196,7 @@ static const struct dopt {
     [O_LISTEN] = {"listen", 1, G_NONE},
     [O_STATE_DIR] = {"state-dir", 1, G_NONE},
     [O_FAILOVER_TIMEOUT] = {"failover-timeout", 1, G_NONE},
+    [O_MAX_PAUSE] = {"max-pause", 1, G_NONE},
     [O_UNPROTECTED_OUTPUT] = {"unprotected-output", 1, G_NONE},
     [O_MAX_MEMORY] = {"max-memory", 1, G_NONE},
     [O_MAX_VCPUS] = {"max-vcpus", 1, G_NONE},
@@ -262,6 +276,13 @@ static int apply(int id, const char *val, const char *pre, char *why, size_t n)
 				   &hr_dopts.failover_timeout_ms) < 0) {
 			snprintf(why, n, "bad %s%s '%s' (milliseconds, 1..%d)", pre, name, val,
 				 HR_FAILOVER_TIMEOUT_MAX_MS);
+			return -EINVAL;
+		}
+		break;
+	case O_MAX_PAUSE:
+		if (hr_parse_count(val, 100, 600000, &hr_dopts.max_pause_ms) < 0) {
+			snprintf(why, n, "bad %s%s '%s' (milliseconds, 100..600000)", pre, name,
+				 val);
 			return -EINVAL;
 		}
 		break;
@@ -565,6 +586,7 @@ void hr_dopts_print(FILE *f, const struct hr_dopts_run *run)
 	print_str(f, O_LISTEN, hr_dopts.listen);
 	print_str(f, O_STATE_DIR, hr_dopts.state_dir);
 	fprintf(f, "failover-timeout = %llu\n", (unsigned long long)hr_dopts.failover_timeout_ms);
+	fprintf(f, "max-pause = %llu\n", (unsigned long long)hr_dopts.max_pause_ms);
 	print_str(f, O_UNPROTECTED_OUTPUT, hr_dopts.unprotected_release ? "release" : "hold");
 	fprintf(f, "max-memory = %llu\n", (unsigned long long)hr_dopts.max_mem_bytes);
 	fprintf(f, "max-vcpus = %u\n", hr_dopts.max_vcpus);

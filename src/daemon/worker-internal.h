@@ -17,6 +17,9 @@ struct worker {
 	struct hr_worker_args *a;
 	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread;
 				    * also guards status_fd, which adoption replaces */
+	struct hr_sbuf outq;	   /* status lines not yet written (send_lock) */
+	size_t outq_off;	   /* ... how much of it was */
+	uint64_t status_dropped;   /* stale state lines dropped (a stuck daemon) */
 	volatile int done;
 	int adopt_fd; /* listening for a (re)started daemon; -1 if none */
 	/* where it stands, for the adopt line */
@@ -49,6 +52,9 @@ extern volatile sig_atomic_t hr_w_stop;
 
 /* One status line to the daemon; may_drop: stats that may be lost. */
 void hr_w_send_line(struct worker *w, struct hr_sbuf *sb, int may_drop);
+/* Status lines queued and not yet written; write what the socket takes. */
+int hr_w_status_pending(struct worker *w);
+void hr_w_status_flush(struct worker *w);
 
 /* worker-migrate.c: a migrate / migrate-cancel / live-end request line. */
 void hr_w_migrate_request(struct worker *w, struct hr_engine *eng, const struct hr_kvline *kv);

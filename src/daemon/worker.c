@@ -119,17 +119,62 @@ void hr_w_send_line(struct worker *w, struct hr_sbuf *sb, int may_drop)
 	pthread_mutex_unlock(&w->send_lock);
 }
 
+/* Write what the queue holds without blocking (send_lock held). */
+static void flush_locked(struct worker *w)
+{
+	while (w->outq_off < w->outq.len) {
+		ssize_t n = send(w->a->status_fd, w->outq.p + w->outq_off,
+				 w->outq.len - w->outq_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n <= 0)
+			break; /* full (the liveness thread flushes later) or gone */
+		w->outq_off += (size_t)n;
+	}
+	if (w->outq_off == w->outq.len)
+		w->outq.len = w->outq_off = 0;
+}
+
+/*
+ * Status lines never block the engine thread (a stopped or busy daemon):
+ * they queue here and go out as the socket takes them.  Stats lines
+ * (may_drop) are dropped while anything is queued; when state lines pile up
+ * past STATUS_QUEUE_MAX, the unsent ones are dropped as stale - the newest
+ * carries the state in force - and the line being written is finished.
+ */
+#define STATUS_QUEUE_MAX (256u << 10)
+
 static void send_line_locked(struct worker *w, struct hr_sbuf *sb, int may_drop)
 {
 	hr_sbuf_add(sb, "\n", 1);
 	if (sb->oom)
 		return;
-	if (may_drop) {
-		/* Stats lines: never let a slow daemon stall the engine. */
-		(void)!send(w->a->status_fd, sb->p, sb->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	flush_locked(w);
+	if (may_drop && w->outq.len)
 		return;
+	if (w->outq.len + sb->len > STATUS_QUEUE_MAX) {
+		/* keep the partly written line (the daemon reads lines) */
+		char *nl = w->outq_off ? memchr(w->outq.p + w->outq_off - 1, '\n',
+						w->outq.len - w->outq_off + 1)
+				       : NULL;
+		w->outq.len = nl ? (size_t)(nl - w->outq.p) + 1 : w->outq_off;
+		w->status_dropped++;
 	}
-	(void)hr_write_all(w->a->status_fd, sb->p, sb->len);
+	hr_sbuf_add(&w->outq, sb->p, sb->len);
+	flush_locked(w);
+}
+
+int hr_w_status_pending(struct worker *w)
+{
+	pthread_mutex_lock(&w->send_lock);
+	int pending = w->outq.len > w->outq_off;
+	pthread_mutex_unlock(&w->send_lock);
+	return pending;
+}
+
+void hr_w_status_flush(struct worker *w)
+{
+	pthread_mutex_lock(&w->send_lock);
+	flush_locked(w);
+	pthread_mutex_unlock(&w->send_lock);
 }
 
 static void on_epoch(void *opaque, const struct hr_epoch_stats *st)
@@ -228,6 +273,7 @@ static void handover(struct worker *w, int fd)
 	pthread_mutex_lock(&w->send_lock);
 	int old = a->status_fd;
 	a->status_fd = fd;
+	w->outq.len = w->outq_off = 0; /* the new daemon starts from this line */
 	w->status_eof = 0;
 	w->req_len = 0;
 	send_line_locked(w, &sb, 0);
@@ -307,8 +353,12 @@ static void *liveness_thread(void *arg)
 			struct pollfd pf[2] = {{w->adopt_fd, POLLIN, 0}, {-1, POLLIN, 0}};
 			if (!w->status_eof && hr_w_eng)
 				pf[1].fd = w->a->status_fd; /* replaced only by handover, here */
+			if (hr_w_status_pending(w))
+				pf[1].events |= POLLOUT;
 			if (poll(pf, 2, 50) <= 0)
 				continue;
+			if (pf[1].revents & POLLOUT)
+				hr_w_status_flush(w);
 			if (pf[0].revents & POLLIN) {
 				int fd = accept4(w->adopt_fd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0)
@@ -634,6 +684,7 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.epoch_us = a->epoch_us;
 	cfg.min_epoch_us = a->min_epoch_us;
 	cfg.silence_ms = a->silence_ms;
+	cfg.max_pause_ms = hr_dopts.max_pause_ms;
 	cfg.unprotected_release = hr_dopts.unprotected_release;
 	/* in cluster mode only the cluster promotes (`hareplicate promote`) */
 	cfg.auto_promote = a->side == HR_SIDE_BACKUP && !hr_dopts.cluster_mode;
@@ -724,6 +775,15 @@ out:;
 		hr_kv_add(&sb, "stopped", "1");
 	hr_w_send_line(&w, &sb, 0);
 	hr_sbuf_free(&sb);
+	/* the last lines reach the daemon before this process ends (2 s at most:
+	 * a stopped daemon learns of the exit from SIGCHLD, or adopts nothing) */
+	for (int i = 0; i < 100 && hr_w_status_pending(&w); i++) {
+		struct pollfd pf = {a->status_fd, POLLOUT, 0};
+		if (poll(&pf, 1, 20) > 0 && (pf.revents & (POLLERR | POLLHUP)))
+			break;
+		hr_w_status_flush(&w);
+	}
+	hr_sbuf_free(&w.outq);
 	hr_w_eng = NULL;
 	if (eng)
 		hr_engine_free(eng);

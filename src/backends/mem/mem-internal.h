@@ -47,7 +47,10 @@ struct mem_vm {
 	uint8_t *ram;		     /* the backing mapping, always */
 	uint64_t nr_gfns;
 	int map_batch;
-	int fill; /* options fill=1: a primary's RAM starts with data */
+	int fill;		  /* options fill=1: a primary's RAM starts with data */
+	uint64_t save_delay_ms;	  /* options save_delay_ms=N: save_state takes this long (tests) */
+	uint64_t save_delay_from; /* ... from the save_delay_from'th save on (0: every one) */
+	uint64_t nr_saves;
 	unsigned nr_live_maps;
 
 	struct hr_chan_desc chans[HR_MAX_CHANNELS];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "backends/backend.h"
 #include "backends/mem/mem-internal.h"
@@ -60,7 +61,7 @@ void mem_fail(struct mem_vm *m, const char *fmt, ...)
 	log_warnx(m->name, "mem: %s", m->last_error);
 }
 
-/* options: map=direct|batch, chans=N. */
+/* options: map=direct|batch, fill=0|1, chans=N, save_delay_ms=N, save_delay_from=K. */
 static int parse_options(struct mem_vm *m, const char *options)
 {
 	char key[32], val[32];
@@ -75,6 +76,19 @@ static int parse_options(struct mem_vm *m, const char *options)
 			m->map_batch = 1;
 		} else if (!strcmp(key, "fill") && (!strcmp(val, "0") || !strcmp(val, "1"))) {
 			m->fill = val[0] == '1';
+		} else if (!strcmp(key, "save_delay_ms")) {
+			uint64_t n;
+
+			if (hr_parse_count(val, 0, 600000, &n) < 0) {
+				mem_fail(m, "save_delay_ms=%s: want 0..600000", val);
+				return -EINVAL;
+			}
+			m->save_delay_ms = n;
+		} else if (!strcmp(key, "save_delay_from")) {
+			if (hr_parse_count(val, 0, UINT32_MAX, &m->save_delay_from) < 0) {
+				mem_fail(m, "save_delay_from=%s: want a count", val);
+				return -EINVAL;
+			}
 		} else if (!strcmp(key, "chans")) {
 			uint64_t n;
 
@@ -86,7 +100,7 @@ static int parse_options(struct mem_vm *m, const char *options)
 		} else {
 			mem_fail(m,
 				 "unknown mem option %s=%s (known: map=direct|batch, fill=0|1, "
-				 "chans=1..%u)",
+				 "chans=1..%u, save_delay_ms=N, save_delay_from=K)",
 				 key, val, HR_MAX_CHANNELS);
 			return -EINVAL;
 		}
@@ -332,6 +346,13 @@ static int mem_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 	if (m->running) {
 		mem_fail(m, "save_state on a running vm");
 		return -EBUSY;
+	}
+	if (m->save_delay_ms && m->nr_saves++ >= m->save_delay_from) {
+		/* tests: a slow checkpoint pause (the guest stays paused) */
+		struct timespec ts = {(time_t)(m->save_delay_ms / 1000),
+				      (long)(m->save_delay_ms % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s)

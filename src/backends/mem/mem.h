@@ -44,8 +44,11 @@
  * data from open on, every byte of page g being g % 255 + 1, as a booted guest's RAM would: the
  * live phase then has all of it to send; a replica ignores it); chans=N, 1..HR_MAX_CHANNELS
  * (default 1): channel 0 is "console" (HR_CHAN_CONSOLE), channels 1.. are "net1", "net2", ...
- * (HR_CHAN_NET, records of at most HR_MEM_RECORD_MAX_BYTES).  A replica must be opened with the
- * same chans= as its primary (load_state refuses another count with -HR_EBADSTATE).
+ * (HR_CHAN_NET, records of at most HR_MEM_RECORD_MAX_BYTES); save_delay_ms=N (default 0):
+ * save_state sleeps N ms first, a checkpoint pause stretched for the liveness tests;
+ * save_delay_from=K: only from the K-th save on (counting from 0; default 0: every save).  A
+ * replica must be opened with the same chans= as its primary (load_state refuses another count with
+ * -HR_EBADSTATE).
  *
  * Record of channel c >= 1 at step s: hr_mem_record_bytes(c, s) bytes;
  * bytes 0..7 are s (le64), bytes 8..11 are c (le32), and byte i >= 12 is
