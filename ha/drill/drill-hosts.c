@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "core/engine.h"
 #include "net/cert.h"
 #include "net/tls.h"
 #include "ha/drill/drill.h"
@@ -123,7 +124,7 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	argv[n++] = "--console-default";
 	argv[n++] = console;
 	char failover[16];
-	snprintf(failover, sizeof(failover), "%u", d->o->failover_ms ? d->o->failover_ms : 500);
+	snprintf(failover, sizeof(failover), "%u", d->o->failover_ms ? d->o->failover_ms : HR_FAILOVER_TIMEOUT_MS);
 	argv[n++] = "--failover-timeout";
 	argv[n++] = failover;
 	argv[n++] = "-f";
