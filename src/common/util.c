@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -309,5 +311,30 @@ int hr_net_spec_check(const char *spec, char *why, size_t n)
 		snprintf(why, n, "no tap=IFNAME");
 		return -EINVAL;
 	}
+	return 0;
+}
+
+#ifndef TCP_RTO_MIN_US
+#define TCP_RTO_MIN_US 45 /* Linux 6.15 */
+#endif
+
+int hr_tcp_tune_liveness(int fd)
+{
+	int one = 1, dom = 0, rto_us = HR_TCP_RTO_MIN_US;
+	socklen_t len = sizeof(dom);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) < 0)
+		return -errno;
+	if (dom != AF_INET && dom != AF_INET6)
+		return -EAFNOSUPPORT;
+	/* small frames (acks, epoch ends, heartbeats) never wait for Nagle */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* a thin stream (heartbeats only) retransmits without exponential
+	 * back-off for its first tries */
+	setsockopt(fd, IPPROTO_TCP, TCP_THIN_LINEAR_TIMEOUTS, &one, sizeof(one));
+	/* a lost segment is resent after tens of ms, not the default 200 ms,
+	 * which alone would be a failover timeout's worth of silence */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &rto_us, sizeof(rto_us)) < 0)
+		return errno == EINVAL || errno == ENOPROTOOPT ? -ENOPROTOOPT : -errno;
 	return 0;
 }

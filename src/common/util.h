@@ -33,6 +33,17 @@ int hr_write_all(int fd, const void *buf, uint64_t len);
  * on sockets (EAGAIN waited out), writev on other fds.  0 or -errno. */
 struct iovec;
 int hr_writev_all(int fd, struct iovec *iov, int cnt);
+
+/*
+ * A replication link's TCP socket tuned for failure detection: no Nagle,
+ * linear retransmission timeouts while thin, and a minimum RTO of
+ * HR_TCP_RTO_MIN_US (TCP_RTO_MIN_US, Linux 6.15+) instead of 200 ms, so a
+ * lost segment costs tens of milliseconds of silence, not a failover
+ * timeout.  0; -ENOPROTOOPT when the kernel has no TCP_RTO_MIN_US (the rest
+ * applied); -EAFNOSUPPORT for a socket that is not TCP; -errno.
+ */
+#define HR_TCP_RTO_MIN_US 20000
+int hr_tcp_tune_liveness(int fd);
 /* A writer waiting for room on a full socket gives up with -EINTR when fd
  * is readable and the socket takes nothing for 2 s more (the engine's end
  * pipe: stop and abort must not wait for a partitioned peer).  Per thread;

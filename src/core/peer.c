@@ -15,10 +15,10 @@
 #include "common/util.h"
 #include "core/peer.h"
 
+static int rto_told;
+
 void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 {
-	int one = 1;
-
 	p->vm = vm;
 	p->fd = fd;
 	p->ctl_fd = ctl_fd;
@@ -33,9 +33,12 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 	hr_frame_reader_init(&p->rd, vm);
 	if (fd >= 0) {
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		/* small frames (acks, epoch ends) must not wait for Nagle +
-		 * delayed ACK; fails harmlessly on AF_UNIX */
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* plain TCP (--insecure): tuned here; a TLS link's socket is the
+		 * pump's (net/tls-pump.c), this fd a socketpair */
+		if (hr_tcp_tune_liveness(fd) == -ENOPROTOOPT && !rto_told++)
+			log_info(vm, "this kernel has no TCP_RTO_MIN_US (Linux 6.15+): a lost "
+				     "packet may silence the link for 200 ms or more; see "
+				     "hareplicated(8), --failover-timeout");
 	}
 }
 

@@ -350,10 +350,19 @@ static void *pump_main(void *arg)
 	return NULL;
 }
 
+static void log_rto_once(const char *vm)
+{
+	static int told;
+	if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+		log_info(vm, "this kernel has no TCP_RTO_MIN_US (Linux 6.15+): a lost packet may "
+			     "silence the link for 200 ms or more; see hareplicated(8), "
+			     "--failover-timeout");
+}
+
 int hr_tls_pump_start(struct hr_tls_ctx *ctx, SSL *ssl, int fd, const char *vm, const char *desc,
 		      int *plain_fd_r)
 {
-	int sv[2], one = 1, buf_bytes = HR_TLS_PAIR_BUF, rc;
+	int sv[2], buf_bytes = HR_TLS_PAIR_BUF, rc;
 	struct pump *p = calloc(1, sizeof(*p));
 	pthread_attr_t attr;
 	pthread_t tid;
@@ -371,7 +380,8 @@ int hr_tls_pump_start(struct hr_tls_ctx *ctx, SSL *ssl, int fd, const char *vm, 
 		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &buf_bytes, sizeof(buf_bytes));
 	}
 	fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (hr_tcp_tune_liveness(fd) == -ENOPROTOOPT)
+		log_rto_once(vm);
 	BIO *inner = NULL;
 	if (!BIO_new_bio_pair(&inner, HR_TLS_WIRE, &p->wire, HR_TLS_WIRE)) {
 		close(sv[0]);
