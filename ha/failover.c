@@ -1,5 +1,18 @@
 #include "ha/failover.h"
 
+int hr_ha_speaks_after_loss(int was_speaking, uint64_t whole_epochs_sent)
+{
+	return was_speaking && whole_epochs_sent == 0;
+}
+
+uint64_t hr_ha_reprotect_delay_ms(uint64_t base_ms, unsigned failures)
+{
+	uint64_t ms = base_ms;
+	for (unsigned i = 0; i < failures && ms < HR_HA_REPROTECT_MAX_MS; i++)
+		ms *= 2;
+	return ms < HR_HA_REPROTECT_MAX_MS ? ms : HR_HA_REPROTECT_MAX_MS;
+}
+
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns)
 {
 	m->last_rx_ns = now_ns;

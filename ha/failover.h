@@ -111,6 +111,22 @@ enum hr_ha_output hr_ha_alone_output(struct hr_ha_alone *a, uint64_t now_ns);
 /* When to decide again (ms, -1: only on events). */
 int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns);
 
+/*
+ * A primary lost its backup: does it go on speaking?  Only if it spoke
+ * before (a promoted backup re-protecting itself) and the lost backup was
+ * never sent a whole epoch: without a complete copy a backup never
+ * promotes (hr_ha_decide: nothing to promote), so nobody else can speak.
+ * Once a whole epoch left, the backup may hold it committed and promote
+ * behind a torn link: output is held (hr_ha_alone_output decides again).
+ */
+int hr_ha_speaks_after_loss(int was_speaking, uint64_t whole_epochs_sent);
+
+/* Re-protection after `failures` sessions in a row that ended before the
+ * new backup held a copy (a bad link): base_ms doubled per failure, at most
+ * HR_HA_REPROTECT_MAX_MS.  No failure: base_ms. */
+#define HR_HA_REPROTECT_MAX_MS 30000
+uint64_t hr_ha_reprotect_delay_ms(uint64_t base_ms, unsigned failures);
+
 void hr_ha_heard(struct hr_ha_monitor *m, uint64_t now_ns);
 /* stream_ended: EOF, reset or a fatal stream error. */
 enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int stream_ended);

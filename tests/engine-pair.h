@@ -268,6 +268,8 @@ static inline void *ep_relay_run(void *a)
 		struct pollfd p[2] = {{ep->relay[0], POLLIN, 0}, {ep->relay[1], POLLIN, 0}};
 		if (poll(p, 2, 20) <= 0)
 			continue;
+		if (ep->partitioned || ep->torn)
+			continue; /* cut while it waited: what arrived since stays */
 		for (int i = 0; i < 2; i++) {
 			if (!(p[i].revents & (POLLIN | POLLHUP)))
 				continue;

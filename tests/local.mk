@@ -81,9 +81,9 @@ TESTS += tests/t-planner tests/t-live
 tests_t_planner_LDADD = $(HR_LIBS)
 tests_t_live_LDADD = $(HR_LIBS)
 
-check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness \
+check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness tests/t-reprotect-bad \
 	tests/t-onespeaker tests/t-reprotect tests/t-standby tests/t-cluster-word
-TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness \
+TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness tests/t-reprotect-bad \
 	tests/t-onespeaker tests/t-reprotect tests/t-standby tests/t-cluster-word
 tests_t_role_LDADD = $(HR_LIBS)
 tests_t_dirtyset_LDADD = $(HR_LIBS)
@@ -92,6 +92,7 @@ tests_t_core_LDADD = $(HR_LIBS)
 tests_t_place_LDADD = $(HR_LIBS)
 tests_t_heartbeat_LDADD = $(HR_LIBS)
 tests_t_liveness_LDADD = $(HR_LIBS)
+tests_t_reprotect_bad_LDADD = $(HR_LIBS)
 tests_t_onespeaker_LDADD = $(HR_LIBS)
 tests_t_reprotect_LDADD = $(HR_LIBS)
 tests_t_standby_LDADD = $(HR_LIBS)

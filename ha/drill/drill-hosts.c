@@ -124,7 +124,8 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	argv[n++] = "--console-default";
 	argv[n++] = console;
 	char failover[16];
-	snprintf(failover, sizeof(failover), "%u", d->o->failover_ms ? d->o->failover_ms : HR_FAILOVER_TIMEOUT_MS);
+	snprintf(failover, sizeof(failover), "%u",
+		 d->o->failover_ms ? d->o->failover_ms : HR_FAILOVER_TIMEOUT_MS);
 	argv[n++] = "--failover-timeout";
 	argv[n++] = failover;
 	argv[n++] = "-f";

@@ -23,9 +23,12 @@
 #define RELEASE_EVERY_MS     20	  /* output released this often while allowed */
 #define RECONNECT_DEFAULT_MS 1000 /* between re-protection attempts */
 
+/* Between attempts: longer after sessions that failed before the sync. */
 static uint64_t reconnect_ms(const struct hr_engine *e)
 {
-	return e->cfg.reconnect_ms ? e->cfg.reconnect_ms : RECONNECT_DEFAULT_MS;
+	return hr_ha_reprotect_delay_ms(e->cfg.reconnect_ms ? e->cfg.reconnect_ms
+							    : RECONNECT_DEFAULT_MS,
+					e->reprotect_failures);
 }
 
 /* Announce a change of output policy once. */
@@ -38,6 +41,7 @@ static void tell_policy(struct hr_engine *e, enum hr_ha_output out, int *told, c
 		hr_engine_role_event(e, HR_RE_OUTPUT_HELD, why);
 	else if (out == HR_HA_OUTPUT_RELEASE)
 		hr_engine_role_event(e, HR_RE_OUTPUT_RELEASED, why);
+	hr_engine_set_held(e, out == HR_HA_OUTPUT_HOLD ? why : NULL);
 }
 
 /*
@@ -116,7 +120,9 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 				 .speaking = e->speaking,
 				 .lease = &e->lease};
 	int told = -1, both_speak_logged = 0, can_try = e->cfg.reconnect && at->done[0] >= 0;
-	uint64_t next_try = hr_now_ns() + 100 * 1000000ull; /* a restarted peer is quick */
+	/* a restarted peer is quick; a bad link is given time */
+	uint64_t next_try =
+	    hr_now_ns() + (e->reprotect_failures ? reconnect_ms(e) : 100) * 1000000ull;
 
 	hr_outbuf_get_stats(e->outbuf, &s);
 	uint64_t epoch = s.open_epoch; /* the open one; sealed ones below it are held */
@@ -158,6 +164,8 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
 			epoch++;
 		}
+		__atomic_store_n(&e->next_reprotect_ns, can_try && !at->running ? next_try : 0,
+				 __ATOMIC_RELAXED);
 		if (can_try && !at->running && now >= next_try)
 			attempt_start(at, e->speaking);
 		int wait_ms = e->speaking ? RELEASE_EVERY_MS : -1;

@@ -39,10 +39,17 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
-	int dirty_on;		     /* dirty tracking started */
-	int live_end;		     /* hr_engine_live_request (atomic): end the live phase */
-	int live_extend;	     /* ... 0 none, 1 on, -1 off (atomic) */
-	int speaking;		     /* without a backup: its output is being released */
+	int dirty_on;		      /* dirty tracking started */
+	int live_end;		      /* hr_engine_live_request (atomic): end the live phase */
+	int live_extend;	      /* ... 0 none, 1 on, -1 off (atomic) */
+	int speaking;		      /* without a backup: its output is being released */
+	char held_why[160];	      /* why output is held without a backup ("" released;
+				       * stats_lock: the status thread reads it) */
+	uint64_t held_since_ns;	      /* ... since when (stats_lock) */
+	unsigned reprotect_failures;  /* sessions in a row that ended before the sync */
+	uint64_t session_epochs_sent; /* whole epochs the last session sent */
+	int session_synced;	      /* ... and its backup acknowledged one */
+	uint64_t next_reprotect_ns;   /* alone: the next attempt (atomic; 0 none) */
 	int cluster_release;	     /* hr_engine_cluster_release (atomic): until the next backup */
 	uint64_t cluster_release_ns; /* ... when the word came (atomic) */
 	int demote_req;		     /* hr_engine_demote (atomic) */
@@ -164,6 +171,8 @@ int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const v
 int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);
 /* The configured heartbeat period, or the default derived from silence_ms. */
 uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e);
+/* Output held without a backup: why (NULL or "": released again). */
+void hr_engine_set_held(struct hr_engine *e, const char *why);
 /* The configured max pause, or HR_MAX_PAUSE_MS. */
 uint64_t hr_engine_max_pause_ms(const struct hr_engine *e);
 

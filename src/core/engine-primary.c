@@ -510,6 +510,8 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	int rc;
 
 	*ctl_r = 0;
+	e->session_epochs_sent = 0;
+	e->session_synced = 0;
 	hr_ha_lease_drop(&e->lease); /* from here on acks release output, not a lease */
 	e->wit_registered = 0;
 	e->wit_next_register_ns = 0;
@@ -572,6 +574,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			snprintf(why, sizeof(why),
 				 "the backup holds a complete copy (epoch %" PRIu64 ")", epoch);
 			hr_engine_role_event(e, HR_RE_SYNCED, why);
+			e->session_synced = 1;
+			e->reprotect_failures = 0;
+			hr_engine_set_held(e, NULL); /* acks release it now */
 			witness_register(e);
 		}
 		if (*ctl_r == CTL_STOP || *ctl_r == CTL_ABORT)
@@ -601,6 +606,7 @@ out:
 		rc = 0;
 	if (e->migrating)
 		hr_engine_migration_sender(e, NULL);
+	e->session_epochs_sent = snd.nr_epochs;
 	hr_sender_fini(&snd);
 	return rc;
 }
@@ -753,7 +759,22 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 		hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
 		hr_peer_close(&e->peer);
 		hr_peer_fini(&e->peer);
-		e->speaking = 0; /* the lost backup may hold a commit: it may promote */
+		/* the lost backup may hold a commit and promote - unless it was
+		 * never sent a whole epoch */
+		e->speaking = hr_ha_speaks_after_loss(e->speaking, e->session_epochs_sent);
+		if (!e->session_synced) {
+			e->reprotect_failures++;
+			log_warnx(e->name,
+				  "the new backup never held a copy (%u session%s in a row): "
+				  "next re-protection in %" PRIu64 " ms%s",
+				  e->reprotect_failures, e->reprotect_failures > 1 ? "s" : "",
+				  hr_ha_reprotect_delay_ms(e->cfg.reconnect_ms ? e->cfg.reconnect_ms
+									       : 1000,
+							   e->reprotect_failures),
+				  e->speaking ? "; it was sent no whole epoch, so the guest "
+						"speaks on"
+					      : "");
+		}
 		fd = -1;
 	}
 out:

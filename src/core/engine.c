@@ -309,6 +309,15 @@ uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e)
 	return ms < 10 ? 10 : ms;
 }
 
+void hr_engine_set_held(struct hr_engine *e, const char *why)
+{
+	pthread_mutex_lock(&e->stats_lock);
+	if (why && why[0] && !e->held_why[0])
+		e->held_since_ns = hr_now_ns();
+	snprintf(e->held_why, sizeof(e->held_why), "%s", why ? why : "");
+	pthread_mutex_unlock(&e->stats_lock);
+}
+
 uint64_t hr_engine_max_pause_ms(const struct hr_engine *e)
 {
 	return e->cfg.max_pause_ms ? e->cfg.max_pause_ms : HR_MAX_PAUSE_MS;
@@ -329,4 +338,11 @@ void hr_engine_liveness(struct hr_engine *e, struct hr_engine_liveness *l)
 	uint64_t contact = __atomic_load_n(&e->lease.contact_ns, __ATOMIC_RELAXED);
 	l->lease_left_ms = until > now ? (until - now) / 1000000 : 0;
 	l->witness_contact_ms = contact ? (now - contact) / 1000000 : UINT64_MAX;
+	pthread_mutex_lock(&e->stats_lock);
+	memcpy(l->held_why, e->held_why, sizeof(l->held_why));
+	l->held_ms =
+	    e->held_why[0] && now > e->held_since_ns ? (now - e->held_since_ns) / 1000000 : 0;
+	pthread_mutex_unlock(&e->stats_lock);
+	uint64_t next = __atomic_load_n(&e->next_reprotect_ns, __ATOMIC_RELAXED);
+	l->next_reprotect_ms = next > now ? (next - now) / 1000000 : 0;
 }

@@ -294,6 +294,9 @@ struct hr_engine_liveness {
 	int witness_standing;	     /* enum hr_ha_standing (ha/failover.h) */
 	uint64_t lease_left_ms;	     /* of the witness's lease held here (0: none) */
 	uint64_t witness_contact_ms; /* since its last answer; UINT64_MAX: never */
+	char held_why[160];	     /* without a backup, output held: why ("" not held) */
+	uint64_t held_ms;	     /* ... for how long */
+	uint64_t next_reprotect_ms;  /* until the next re-protection attempt (0: none due) */
 };
 void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
 

@@ -46,6 +46,9 @@ struct hr_dvm {
 	char witness[16];	     /* standing with the witness then ("" = none) */
 	uint64_t lease_left_ms;	     /* then */
 	uint64_t witness_contact_ms; /* then; UINT64_MAX = never */
+	char held_why[160];	     /* output held without a backup: why ("" = not) */
+	uint64_t held_ms;	     /* ... for how long then */
+	uint64_t next_reprotect_ms;  /* then: until the next re-protection attempt */
 	char error[256];
 	int failover_requested, stop_requested;
 	int adopted;	/* the worker is not our child: its end shows as EOF */

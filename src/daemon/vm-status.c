@@ -104,6 +104,14 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 									  : UINT64_MAX);
 	json_ms(sb, "last_heartbeat_age_ms", hb_age_ms);
 	hr_sbuf_addf(sb, ", \"output_held\": %s", vm->held ? "true" : "false");
+	hr_sbuf_add(sb, ", \"output_held_why\": ", 21);
+	if (vm->held && vm->held_why[0] && vm->pid > 0)
+		json_str(sb, vm->held_why);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	json_ms(sb, "output_held_ms", vm->held && vm->held_why[0] ? vm->held_ms : UINT64_MAX);
+	json_ms(sb, "next_reprotect_ms",
+		vm->next_reprotect_ms ? vm->next_reprotect_ms : UINT64_MAX);
 	hr_sbuf_add(sb, ", \"migrating_to\": ", 17);
 	if (vm->migrating)
 		json_str(sb, vm->mig_to);
@@ -161,6 +169,12 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_epoch_stats_format(&vm->last, line, sizeof(line));
 		hr_sbuf_addf(sb, "  last %s\n", line);
 	}
+	if (vm->held && vm->held_why[0] && vm->pid > 0)
+		hr_sbuf_addf(sb, "  output held for %llu ms: %s\n", (unsigned long long)vm->held_ms,
+			     vm->held_why);
+	if (vm->next_reprotect_ms && vm->pid > 0)
+		hr_sbuf_addf(sb, "  next re-protection attempt in %llu ms\n",
+			     (unsigned long long)vm->next_reprotect_ms);
 	if (vm->error[0])
 		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
 }

@@ -237,6 +237,12 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			vm->lease_left_ms = 0;
 		if (hr_kv_getu(&kv, "witness_contact_ms", &vm->witness_contact_ms))
 			vm->witness_contact_ms = UINT64_MAX;
+		const char *hw = hr_kv_get(&kv, "held_why");
+		snprintf(vm->held_why, sizeof(vm->held_why), "%s", hw ? hw : "");
+		if (hr_kv_getu(&kv, "held_ms", &vm->held_ms))
+			vm->held_ms = 0;
+		if (hr_kv_getu(&kv, "next_reprotect_ms", &vm->next_reprotect_ms))
+			vm->next_reprotect_ms = 0;
 	} else if (!strcmp(ev, "epoch")) {
 		/* stats taken above */
 	} else if (!strcmp(ev, "guest-exit")) {

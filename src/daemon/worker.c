@@ -334,6 +334,12 @@ static void *liveness_thread(void *arg)
 			hr_kv_addu(&sb, "state_age_ms", l.state_age_ms);
 			if (l.peer_silent_ms != UINT64_MAX)
 				hr_kv_addu(&sb, "peer_silent_ms", l.peer_silent_ms);
+			if (l.held_why[0]) {
+				hr_kv_add(&sb, "held_why", l.held_why);
+				hr_kv_addu(&sb, "held_ms", l.held_ms);
+			}
+			if (l.next_reprotect_ms)
+				hr_kv_addu(&sb, "next_reprotect_ms", l.next_reprotect_ms);
 			if (l.witness_standing != HR_HA_W_NONE) {
 				hr_kv_add(&sb, "witness", hr_ha_standing_name(l.witness_standing));
 				char pn[sizeof(w->a->peer_node)];
