@@ -179,7 +179,8 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 					    : "migrate";
 
 	if (mode == NODROP)
-		pc.epoch_us = 400000; /* room between an ack and the next epoch */
+		pc.epoch_us = 1500000; /* room between an ack and the next epoch, even
+					* on a loaded machine */
 	ok(ep_start(&ep, pc, bc, mode == NODROP ? EP_RELAY : EP_SOCKETPAIR) == 0 &&
 	       ep_wait_u64(&ep.p_acked, mode == NODROP ? 3 : 20, 30 * g_slow) &&
 	       ep.p_state == HR_RS_PROTECTED,

@@ -88,8 +88,11 @@ int hr_peer_send(struct hr_peer *p, uint16_t type, uint16_t flags, const Protobu
  * progress decides whether one may go at all. */
 static void heartbeat_due(struct hr_peer *p, uint64_t now)
 {
+	/* a frame is going out, or waits for room: proof of life already, and
+	 * an engine blocked on the link is waiting, not wedged */
+	if (pthread_mutex_trylock(&p->send_lock))
+		return;
 	uint64_t progress = __atomic_load_n(&p->progress_ns, __ATOMIC_RELAXED);
-
 	if (p->max_pause_ms && now > progress && now - progress >= p->max_pause_ms * 1000000ull) {
 		/* wedged: fall silent on purpose, so the peer sees a dead host */
 		if (!p->hb_withheld++)
@@ -98,14 +101,13 @@ static void heartbeat_due(struct hr_peer *p, uint64_t now)
 				  " ms (max pause %" PRIu64
 				  " ms): heartbeats stop so that the peer can take over",
 				  (now - progress) / 1000000, p->max_pause_ms);
+		pthread_mutex_unlock(&p->send_lock);
 		return;
 	}
 	if (p->hb_withheld) {
 		log_info(p->vm, "the engine makes progress again: heartbeats resume");
 		p->hb_withheld = 0;
 	}
-	if (pthread_mutex_trylock(&p->send_lock))
-		return; /* a frame is going out: proof of life already */
 	struct pollfd pf = {p->fd, POLLOUT, 0};
 	if (poll(&pf, 1, 0) == 1 && (pf.revents & POLLOUT) && !(pf.revents & (POLLERR | POLLHUP))) {
 		Hr__Heartbeat hb = HR__HEARTBEAT__INIT;
