@@ -130,5 +130,8 @@ tests_t_conf_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-daemon-config.sh
 TESTS += tests/t-daemon-config.sh
 dist_check_SCRIPTS += tests/t-log.sh tests/t-install.sh
+# the layers' #include rules (src/common, src/core, ha, src/cli, ha/drill)
+dist_check_SCRIPTS += tests/t-layering.sh
+TESTS += tests/t-layering.sh
 TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh

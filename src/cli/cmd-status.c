@@ -4,7 +4,7 @@
 
 #include "cli/cmd.h"
 #include "cli/ctl.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 static const char status_help[] =
     "Show every VM hareplicated on this host knows (or just VM): its name, role\n"

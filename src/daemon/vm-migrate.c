@@ -36,7 +36,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/vm-internal.h"
 
 static void tell_worker(struct hr_dvm *vm, struct hr_sbuf *sb)
