@@ -2,9 +2,9 @@
  * role.h - the one HA state machine of a protected VM, on either host.
  *
  * Every role and state a VM can be in is one enum; every change goes
- * through hr_role_event(), which is the only place in the tree that logs
- * the stable transition tokens (+protected, +backup-lost, +failover-start,
- * +promoted, +demoted, ...).  The engine reports events; the worker passes
+ * through hr_role_event(), which logs the stable transition tokens
+ * (+protected, +backup-lost, +failover-start, +promoted, +demoted, ...;
+ * spelt in ha/token.c, as every token is).  The engine reports events; the worker passes
  * the state names to the daemon; `status`, `status --json` and the drill
  * read the same names (hr_role_state_name / hr_role_state_parse).
  *
@@ -28,6 +28,8 @@
 #define HR_HA_ROLE_H
 
 #include <stdint.h>
+
+#include "ha/token.h"
 
 enum hr_role_state {
 	HR_RS_CONNECTING = 0, /* handshake with the peer in progress */
@@ -110,10 +112,12 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why);
 
 /* "protected", "promoted", ...: the names status, JSON and drill use. */
 const char *hr_role_state_name(enum hr_role_state s);
-/* "+protected", ...: the log token of entering a state. */
+/* "+protected", ...: the log token of entering a state (ha/token.h). */
 const char *hr_role_state_token(enum hr_role_state s);
+enum hr_token hr_role_state_tok(enum hr_role_state s);
 /* "+backup-lost", ... or NULL: the token of an event itself. */
 const char *hr_role_event_token(enum hr_role_event ev);
+enum hr_token hr_role_event_tok(enum hr_role_event ev); /* HR_TOK_NONE: none */
 /* Name -> state; -EINVAL if unknown. */
 int hr_role_state_parse(const char *name, enum hr_role_state *s_r);
 /* "primary", "backup" or "promoted": the host's role in this state. */

@@ -97,6 +97,11 @@ tests_t_reprotect_LDADD = $(HR_LIBS)
 tests_t_standby_LDADD = $(HR_LIBS)
 tests_t_cluster_word_LDADD = $(HR_LIBS)
 
+# the stable +tokens (ha/token.c): one table, role.c's names agree with it
+check_PROGRAMS += tests/t-token
+TESTS += tests/t-token
+tests_t_token_LDADD = $(HR_LIBS)
+
 # the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
 check_PROGRAMS += tests/t-witness tests/t-witness-torn
 TESTS += tests/t-witness tests/t-witness-torn

@@ -6,9 +6,10 @@
 # (src/cli, and ha/drill, which is `hareplicate drill`) talks to the daemon
 # over its socket and includes none of its internals.  What they share
 # lives in src/common (kv.h, paths.h).
+# And one rule of the same kind: the +tokens are spelt in ha/token.c only.
 # Works on the source files alone (no build, no git needed).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
-plan 8
+plan 9
 
 # includes DIR DEPTH LAYERS: the #include lines of DIR's .c/.h files (DEPTH 1:
 # DIR itself only) naming a header under one of LAYERS (an ERE alternation),
@@ -42,4 +43,9 @@ forbid ha/drill 1 'daemon' "ha/drill (hareplicate drill) includes no daemon/ hea
 forbid src/cli 1 'daemon' "src/cli includes no daemon/ header (only src/common's kv.h, paths.h)"
 forbid src/net 1 'daemon|cli' "src/net includes no daemon/ or cli/ header"
 forbid src/backends 2 'daemon|cli' "src/backends includes no daemon/ or cli/ header"
+
+# the stable +tokens are spelt in one table (ha/token.c), logged by one function
+tok=$(cd "$top_srcdir" && grep -rn '"+[a-z]' src ha --include=*.c | grep -v '^ha/token\.c:')
+echo "$tok" | while IFS= read -r l; do [ -n "$l" ] && diag "$l"; done
+ok '[ -z "$tok" ]' "no \"+token\" literal outside ha/token.c"
 done_testing

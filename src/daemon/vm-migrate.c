@@ -38,6 +38,7 @@
 #include "daemon/daemon.h"
 #include "common/kv.h"
 #include "daemon/vm-internal.h"
+#include "ha/token.h"
 
 static void tell_worker(struct hr_dvm *vm, struct hr_sbuf *sb)
 {
@@ -283,7 +284,7 @@ void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv)
 	hr_sbuf_free(&sb);
 	if (ok) {
 		vm->migrated = 1; /* the worker ends now; then the entry goes */
-		log_info(vm->name, "+migrated: runs on %s now", vm->mig_to);
+		hr_token_log(vm->name, HR_TOK_MIGRATED, "runs on %s now", vm->mig_to);
 		return;
 	}
 	log_warnx(vm->name, "migration to %s failed: %s; the VM runs on here", vm->mig_to,
