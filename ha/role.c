@@ -9,12 +9,18 @@
 
 /* Each state's token; its name is the token without the '+'. */
 static const enum hr_token state_tokens[HR_RS_NR] = {
-    [HR_RS_CONNECTING] = HR_TOK_CONNECTING, [HR_RS_SYNCING] = HR_TOK_SYNCING,
-    [HR_RS_PROTECTED] = HR_TOK_PROTECTED,   [HR_RS_UNPROTECTED] = HR_TOK_UNPROTECTED,
-    [HR_RS_BACKUP] = HR_TOK_BACKUP,	    [HR_RS_PROMOTING] = HR_TOK_PROMOTING,
-    [HR_RS_PROMOTED] = HR_TOK_PROMOTED,	    [HR_RS_DEMOTED] = HR_TOK_DEMOTED,
-    [HR_RS_FAILED] = HR_TOK_FAILED,	    [HR_RS_STOPPED] = HR_TOK_STOPPED,
+    [HR_RS_CONNECTING] = HR_TOK_CONNECTING,
+    [HR_RS_SYNCING] = HR_TOK_SYNCING,
+    [HR_RS_PROTECTED] = HR_TOK_PROTECTED,
+    [HR_RS_UNPROTECTED] = HR_TOK_UNPROTECTED,
+    [HR_RS_BACKUP] = HR_TOK_BACKUP,
+    [HR_RS_PROMOTING] = HR_TOK_PROMOTING,
+    [HR_RS_PROMOTED] = HR_TOK_PROMOTED,
+    [HR_RS_DEMOTED] = HR_TOK_DEMOTED,
+    [HR_RS_FAILED] = HR_TOK_FAILED,
+    [HR_RS_STOPPED] = HR_TOK_STOPPED,
     [HR_RS_STANDBY] = HR_TOK_STANDBY,
+    [HR_RS_BACKUP_SILENT] = HR_TOK_BACKUP_SILENT, /* also the event's token */
 };
 
 /* Events that are news of their own, logged before the state change
@@ -115,11 +121,14 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 	}
 	if (final)
 		return BAD;
-	if (ev == HR_RE_DEMOTE)
-		return s == HR_RS_PROTECTED || s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED
+	if (ev == HR_RE_DEMOTE) {
+		if (s == HR_RS_STANDBY)
+			return KEEP;
+		return s == HR_RS_PROTECTED || s == HR_RS_BACKUP_SILENT || s == HR_RS_UNPROTECTED ||
+			       s == HR_RS_PROMOTED
 			   ? HR_RS_STANDBY
-		       : s == HR_RS_STANDBY ? KEEP
-					    : BAD;
+			   : BAD;
+	}
 	if (s == HR_RS_STANDBY) {
 		/* paused: it resumes, loses its backup, or gives way */
 		switch (ev) {
@@ -157,8 +166,13 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 			return s == HR_RS_CONNECTING ? HR_RS_SYNCING : BAD;
 		case HR_RE_SYNCED:
 			return s == HR_RS_SYNCING ? HR_RS_PROTECTED : BAD;
-		case HR_RE_BACKUP_SILENT:
+		case HR_RE_BACKUP_SILENT: /* while syncing it is not protected yet anyway */
+			if (s == HR_RS_PROTECTED)
+				return HR_RS_BACKUP_SILENT;
+			return s == HR_RS_SYNCING || s == HR_RS_BACKUP_SILENT ? KEEP : BAD;
 		case HR_RE_BACKUP_ANSWERED:
+			if (s == HR_RS_BACKUP_SILENT)
+				return HR_RS_PROTECTED;
 			return s == HR_RS_SYNCING || s == HR_RS_PROTECTED ? KEEP : BAD;
 		case HR_RE_BACKUP_LOST:
 			return s == HR_RS_UNPROTECTED ? KEEP : HR_RS_UNPROTECTED;
@@ -196,8 +210,12 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 	}
 	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED || (ev == HR_RE_DEMOTE && to != KEEP))
 		r->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
+	/* a silent backup resumes as protected: the engine calls it silent again
+	 * (its next wait for an ack starts afresh) if it still is */
 	if (ev == HR_RE_DEMOTE && to != KEEP)
-		r->resume_to = from == HR_RS_PROTECTED ? HR_RS_PROTECTED : HR_RS_UNPROTECTED;
+		r->resume_to = from == HR_RS_PROTECTED || from == HR_RS_BACKUP_SILENT
+				   ? HR_RS_PROTECTED
+				   : HR_RS_UNPROTECTED;
 	if (ev == HR_RE_BACKUP_LOST && from == HR_RS_STANDBY)
 		r->resume_to = HR_RS_UNPROTECTED;
 	if (etok != HR_TOK_NONE)
@@ -211,7 +229,9 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 	__atomic_store_n(&r->since_ns, hr_now_ns(), __ATOMIC_RELAXED);
 	if (etok != HR_TOK_NONE)
 		why = NULL; /* said with the event's token */
-	hr_token_log(r->vm, state_tokens[r->state], "%s", why ? why : "");
+	/* +backup-silent: the event's line said the state too */
+	if (state_tokens[r->state] != etok)
+		hr_token_log(r->vm, state_tokens[r->state], "%s", why ? why : "");
 	if (r->observer)
 		r->observer(r->opaque, from, r->state, ev);
 	return (int)r->state;

@@ -9,6 +9,9 @@
  * read the same names (hr_role_state_name / hr_role_state_parse).
  *
  *   primary: connecting -> syncing -> protected -> unprotected (backup lost)
+ *            protected -> backup-silent (nothing from the backup for the
+ *            failure timeout: output held, not protected) -> protected
+ *            (it answered) | unprotected (lost) | demoted (it took over)
  *            protected | unprotected -> connecting (+migrate-start) -> syncing
  *                      -> stopped (+migrated) | unprotected (+migrate-failed)
  *   target:  connecting -> syncing -> backup -> unprotected (+migrated; a primary)
@@ -16,8 +19,9 @@
  *            unprotected -> connecting (re-protection with a returning backup)
  *   backup:  connecting -> syncing -> backup -> promoting -> promoted
  *            promoted -> connecting (a new backup: from then on a primary)
- *   cluster: protected | unprotected | promoted -> standby (demoted by the
- *            cluster manager: the guest paused, a primary from then on)
+ *   cluster: protected | backup-silent | unprotected | promoted -> standby
+ *            (demoted by the cluster manager: the guest paused, a primary
+ *            from then on)
  *            standby -> the state it came from (resumed; unprotected once
  *            its backup was lost meanwhile) | demoted (the backup took over)
  *   either:  any -> stopped (on purpose, guest exit) | failed (error)
@@ -45,6 +49,9 @@ enum hr_role_state {
 	HR_RS_STANDBY,	      /* primary demoted by the cluster: the guest is paused at an
 			       * epoch its backup acknowledged (if it has one), output of
 			       * later epochs held; it resumes or gives way */
+	HR_RS_BACKUP_SILENT,  /* primary: nothing from its backup for the failure timeout
+			       * (a partition, a hung host): not protected, output held, the
+			       * backup may be promoting itself */
 	HR_RS_NR,
 };
 
@@ -56,7 +63,7 @@ enum hr_role_side {
 enum hr_role_event {
 	HR_RE_CONNECTED = 0,   /* handshake done */
 	HR_RE_SYNCED,	       /* epoch 0 acknowledged (primary) / committed (backup) */
-	HR_RE_BACKUP_SILENT,   /* primary: no ack in time; output stays held */
+	HR_RE_BACKUP_SILENT,   /* primary: nothing from the backup for the failure timeout */
 	HR_RE_BACKUP_ANSWERED, /* primary: the silent backup answered again */
 	HR_RE_BACKUP_LOST,     /* primary: the backup's stream ended */
 	HR_RE_OUTPUT_HELD,  /* primary, unprotected: output is held (no proof the backup is gone) */

@@ -26,8 +26,8 @@ static const struct {
     [HR_TOK_FAILED] = {"+failed", W, HR_TOKK_STATE},
     [HR_TOK_STOPPED] = {"+stopped", I, HR_TOKK_STATE},
     [HR_TOK_STANDBY] = {"+standby", I, HR_TOKK_STATE},
+    [HR_TOK_BACKUP_SILENT] = {"+backup-silent", W, HR_TOKK_STATE | HR_TOKK_EVENT},
 
-    [HR_TOK_BACKUP_SILENT] = {"+backup-silent", W, HR_TOKK_EVENT},
     [HR_TOK_BACKUP_ANSWERED] = {"+backup-answered", I, HR_TOKK_EVENT},
     [HR_TOK_BACKUP_LOST] = {"+backup-lost", W, HR_TOKK_EVENT},
     [HR_TOK_OUTPUT_HELD] = {"+output-held", W, HR_TOKK_EVENT},

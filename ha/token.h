@@ -27,8 +27,8 @@ enum hr_token {
 	HR_TOK_FAILED,
 	HR_TOK_STOPPED,
 	HR_TOK_STANDBY,
+	HR_TOK_BACKUP_SILENT, /* a state entered by the event of the same name */
 	/* role events (ha/role.c; +stand-down and +migrated also by the daemon) */
-	HR_TOK_BACKUP_SILENT,
 	HR_TOK_BACKUP_ANSWERED,
 	HR_TOK_BACKUP_LOST,
 	HR_TOK_OUTPUT_HELD,

@@ -57,6 +57,11 @@ check_PROGRAMS += tests/t-primary-silent
 TESTS += tests/t-primary-silent
 tests_t_primary_silent_LDADD = $(HR_LIBS)
 
+# a silent backup (a partition) on the mem backend: backup-silent, not protected, then healed
+check_PROGRAMS += tests/t-backup-silent
+TESTS += tests/t-backup-silent
+tests_t_backup_silent_LDADD = $(HR_LIBS)
+
 # core modules (run on the mem backend everywhere, on KVM where it exists)
 check_PROGRAMS += tests/t-stream tests/t-staging tests/t-outbuf
 TESTS += tests/t-stream tests/t-staging tests/t-outbuf

@@ -117,7 +117,8 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	} else if (vm->waiter) {
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", name);
 	} else if (vm->side != HR_SIDE_PRIMARY || vm->pid <= 0 || vm->stop_requested ||
-		   (vm->state != HR_RS_PROTECTED && vm->state != HR_RS_UNPROTECTED)) {
+		   (vm->state != HR_RS_PROTECTED && vm->state != HR_RS_BACKUP_SILENT &&
+		    vm->state != HR_RS_UNPROTECTED)) {
 		snprintf(msg, sizeof(msg),
 			 "%s does not run here as a primary (%s, %s); migrate it from the host "
 			 "that runs it",
