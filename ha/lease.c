@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "ha/failover.h"
+#include "ha/token.h"
 #include "ha/witness.h"
 
 #define ASK_TIMEOUT_MS 500 /* one exchange with the witness, at most */
@@ -53,7 +54,8 @@ static int ask(struct hr_ha_lease *l, enum hr_wit_op op, const char *peer, struc
 	l->next_ask_ns = now + RETRY_MS * 1000000ull;
 	if (rc < 0) {
 		if (l->standing != HR_HA_W_UNREACHABLE)
-			log_warnx(l->vm, "+witness-unreachable: %s: %s", l->addr, hr_strerror(rc));
+			hr_token_log(l->vm, HR_TOK_WITNESS_UNREACHABLE, "%s: %s", l->addr,
+				     hr_strerror(rc));
 		set_standing(l, HR_HA_W_UNREACHABLE);
 		snprintf(l->why, sizeof(l->why), "witness %s: %s", l->addr, hr_strerror(rc));
 		return rc;
@@ -68,9 +70,10 @@ static void take_lease(struct hr_ha_lease *l, const struct hr_wit_reply *rep)
 {
 	uint64_t until = hr_witness_lease_expiry_ns(rep->sent_ns, rep->lease_ms);
 	if (l->standing != HR_HA_W_LEASE)
-		log_info(l->vm, "+lease-held: witness %s grants %llu ms (owner %s, term %llu)",
-			 l->addr, (unsigned long long)rep->lease_ms, rep->owner,
-			 (unsigned long long)rep->term);
+		hr_token_log(l->vm, HR_TOK_LEASE_HELD,
+			     "witness %s grants %llu ms (owner %s, term %llu)", l->addr,
+			     (unsigned long long)rep->lease_ms, rep->owner,
+			     (unsigned long long)rep->term);
 	__atomic_store_n(&l->until_ns, until, __ATOMIC_RELAXED);
 	set_standing(l, HR_HA_W_LEASE);
 	/* renew at half the lease: one lost exchange does not end it */
@@ -80,8 +83,8 @@ static void take_lease(struct hr_ha_lease *l, const struct hr_wit_reply *rep)
 static void denied(struct hr_ha_lease *l, const struct hr_wit_reply *rep)
 {
 	if (l->standing != HR_HA_W_DENIED)
-		log_warnx(l->vm, "+lease-denied: witness %s: %s", l->addr,
-			  rep->why[0] ? rep->why : "denied");
+		hr_token_log(l->vm, HR_TOK_LEASE_DENIED, "witness %s: %s", l->addr,
+			     rep->why[0] ? rep->why : "denied");
 	hr_ha_lease_drop(l);
 	set_standing(l, HR_HA_W_DENIED);
 }
@@ -142,8 +145,9 @@ int hr_ha_lease_register(struct hr_ha_lease *l)
 		return -EPERM;
 	}
 	if (l->standing != HR_HA_W_REGISTERED)
-		log_info(l->vm, "+witness-registered: %s knows %s as the backup (term %llu)",
-			 l->addr, l->peer_node, (unsigned long long)rep.term);
+		hr_token_log(l->vm, HR_TOK_WITNESS_REGISTERED,
+			     "%s knows %s as the backup (term %llu)", l->addr, l->peer_node,
+			     (unsigned long long)rep.term);
 	set_standing(l, HR_HA_W_REGISTERED);
 	return 0;
 }

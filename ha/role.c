@@ -1,4 +1,4 @@
-/* role.c - the HA state machine: one transition function, one token table. */
+/* role.c - the HA state machine: one transition function; its tokens are ha/token.c's. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,63 +7,69 @@
 #include "common/util.h"
 #include "ha/role.h"
 
-/* Each state once: its name, and its token "+name" made from it. */
-#define STATES(X)                                                                                  \
-	X(HR_RS_CONNECTING, connecting)                                                            \
-	X(HR_RS_SYNCING, syncing)                                                                  \
-	X(HR_RS_PROTECTED, protected)                                                              \
-	X(HR_RS_UNPROTECTED, unprotected)                                                          \
-	X(HR_RS_BACKUP, backup)                                                                    \
-	X(HR_RS_PROMOTING, promoting)                                                              \
-	X(HR_RS_PROMOTED, promoted)                                                                \
-	X(HR_RS_DEMOTED, demoted)                                                                  \
-	X(HR_RS_FAILED, failed)                                                                    \
-	X(HR_RS_STOPPED, stopped)                                                                  \
-	X(HR_RS_STANDBY, standby)
+/* Each state's token; its name is the token without the '+'. */
+static const enum hr_token state_tokens[HR_RS_NR] = {
+    [HR_RS_CONNECTING] = HR_TOK_CONNECTING,
+    [HR_RS_SYNCING] = HR_TOK_SYNCING,
+    [HR_RS_PROTECTED] = HR_TOK_PROTECTED,
+    [HR_RS_UNPROTECTED] = HR_TOK_UNPROTECTED,
+    [HR_RS_BACKUP] = HR_TOK_BACKUP,
+    [HR_RS_PROMOTING] = HR_TOK_PROMOTING,
+    [HR_RS_PROMOTED] = HR_TOK_PROMOTED,
+    [HR_RS_DEMOTED] = HR_TOK_DEMOTED,
+    [HR_RS_FAILED] = HR_TOK_FAILED,
+    [HR_RS_STOPPED] = HR_TOK_STOPPED,
+    [HR_RS_STANDBY] = HR_TOK_STANDBY,
+    [HR_RS_BACKUP_SILENT] = HR_TOK_BACKUP_SILENT, /* also the event's token */
+};
 
-#define NAME(s, n)  [s] = #n,
-#define TOKEN(s, n) [s] = "+" #n,
-static const char *const state_names[HR_RS_NR] = {STATES(NAME)};
-static const char *const state_tokens[HR_RS_NR] = {STATES(TOKEN)};
-#undef NAME
-#undef TOKEN
-
-/* Events that are news of their own, logged before the state change. */
-static const char *const event_tokens[HR_RE_NR] = {
-    [HR_RE_BACKUP_SILENT] = "+backup-silent",
-    [HR_RE_BACKUP_ANSWERED] = "+backup-answered",
-    [HR_RE_BACKUP_LOST] = "+backup-lost",
-    [HR_RE_OUTPUT_HELD] = "+output-held",
-    [HR_RE_PRIMARY_LOST] = "+primary-lost",
-    [HR_RE_OPERATOR_FAILOVER] = "+failover-start",
-    [HR_RE_REPROTECT] = "+reprotect-start",
-    [HR_RE_OUTPUT_RELEASED] = "+output-released",
-    [HR_RE_STAND_DOWN] = "+stand-down",
-    [HR_RE_MIGRATE_START] = "+migrate-start",
-    [HR_RE_MIGRATED] = "+migrated",
-    [HR_RE_MIGRATE_FAILED] = "+migrate-failed",
-    [HR_RE_RESUME] = "+resume",
+/* Events that are news of their own, logged before the state change
+ * (HR_TOK_NONE: the new state's token says it all). */
+static const enum hr_token event_tokens[HR_RE_NR] = {
+    [HR_RE_BACKUP_SILENT] = HR_TOK_BACKUP_SILENT,
+    [HR_RE_BACKUP_ANSWERED] = HR_TOK_BACKUP_ANSWERED,
+    [HR_RE_BACKUP_LOST] = HR_TOK_BACKUP_LOST,
+    [HR_RE_OUTPUT_HELD] = HR_TOK_OUTPUT_HELD,
+    [HR_RE_PRIMARY_LOST] = HR_TOK_PRIMARY_LOST,
+    [HR_RE_OPERATOR_FAILOVER] = HR_TOK_FAILOVER_START,
+    [HR_RE_REPROTECT] = HR_TOK_REPROTECT_START,
+    [HR_RE_OUTPUT_RELEASED] = HR_TOK_OUTPUT_RELEASED,
+    [HR_RE_STAND_DOWN] = HR_TOK_STAND_DOWN,
+    [HR_RE_MIGRATE_START] = HR_TOK_MIGRATE_START,
+    [HR_RE_MIGRATED] = HR_TOK_MIGRATED,
+    [HR_RE_MIGRATE_FAILED] = HR_TOK_MIGRATE_FAILED,
+    [HR_RE_RESUME] = HR_TOK_RESUME,
 };
 
 const char *hr_role_state_name(enum hr_role_state s)
 {
-	return (unsigned)s < HR_RS_NR ? state_names[s] : "unknown";
+	return hr_role_state_token(s) + 1;
 }
 
 const char *hr_role_state_token(enum hr_role_state s)
 {
-	return (unsigned)s < HR_RS_NR ? state_tokens[s] : "+unknown";
+	return hr_token_str((unsigned)s < HR_RS_NR ? state_tokens[s] : HR_TOK_UNKNOWN);
+}
+
+enum hr_token hr_role_state_tok(enum hr_role_state s)
+{
+	return (unsigned)s < HR_RS_NR ? state_tokens[s] : HR_TOK_NONE;
 }
 
 const char *hr_role_event_token(enum hr_role_event ev)
 {
-	return (unsigned)ev < HR_RE_NR ? event_tokens[ev] : NULL;
+	return hr_token_str(hr_role_event_tok(ev));
+}
+
+enum hr_token hr_role_event_tok(enum hr_role_event ev)
+{
+	return (unsigned)ev < HR_RE_NR ? event_tokens[ev] : HR_TOK_NONE;
 }
 
 int hr_role_state_parse(const char *name, enum hr_role_state *s_r)
 {
 	for (unsigned s = 0; s < HR_RS_NR; s++)
-		if (!strcmp(name, state_names[s])) {
+		if (!strcmp(name, hr_role_state_name((enum hr_role_state)s))) {
 			*s_r = (enum hr_role_state)s;
 			return 0;
 		}
@@ -115,11 +121,14 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 	}
 	if (final)
 		return BAD;
-	if (ev == HR_RE_DEMOTE)
-		return s == HR_RS_PROTECTED || s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTED
+	if (ev == HR_RE_DEMOTE) {
+		if (s == HR_RS_STANDBY)
+			return KEEP;
+		return s == HR_RS_PROTECTED || s == HR_RS_BACKUP_SILENT || s == HR_RS_UNPROTECTED ||
+			       s == HR_RS_PROMOTED
 			   ? HR_RS_STANDBY
-		       : s == HR_RS_STANDBY ? KEEP
-					    : BAD;
+			   : BAD;
+	}
 	if (s == HR_RS_STANDBY) {
 		/* paused: it resumes, loses its backup, or gives way */
 		switch (ev) {
@@ -157,8 +166,13 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 			return s == HR_RS_CONNECTING ? HR_RS_SYNCING : BAD;
 		case HR_RE_SYNCED:
 			return s == HR_RS_SYNCING ? HR_RS_PROTECTED : BAD;
-		case HR_RE_BACKUP_SILENT:
+		case HR_RE_BACKUP_SILENT: /* while syncing it is not protected yet anyway */
+			if (s == HR_RS_PROTECTED)
+				return HR_RS_BACKUP_SILENT;
+			return s == HR_RS_SYNCING || s == HR_RS_BACKUP_SILENT ? KEEP : BAD;
 		case HR_RE_BACKUP_ANSWERED:
+			if (s == HR_RS_BACKUP_SILENT)
+				return HR_RS_PROTECTED;
 			return s == HR_RS_SYNCING || s == HR_RS_PROTECTED ? KEEP : BAD;
 		case HR_RE_BACKUP_LOST:
 			return s == HR_RS_UNPROTECTED ? KEEP : HR_RS_UNPROTECTED;
@@ -183,17 +197,11 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 	}
 }
 
-static int is_bad_news(enum hr_role_state s)
-{
-	return s == HR_RS_UNPROTECTED || s == HR_RS_PROMOTING || s == HR_RS_PROMOTED ||
-	       s == HR_RS_DEMOTED || s == HR_RS_FAILED;
-}
-
 int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 {
 	enum hr_role_state from = r->state;
 	int to = next_state(r, ev);
-	const char *etok = hr_role_event_token(ev);
+	enum hr_token etok = hr_role_event_tok(ev);
 
 	if (to == BAD) {
 		log_warnx(r->vm, "role: event %d is not possible in state %s; ignored", (int)ev,
@@ -202,35 +210,28 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 	}
 	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED || (ev == HR_RE_DEMOTE && to != KEEP))
 		r->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
+	/* a silent backup resumes as protected: the engine calls it silent again
+	 * (its next wait for an ack starts afresh) if it still is */
 	if (ev == HR_RE_DEMOTE && to != KEEP)
-		r->resume_to = from == HR_RS_PROTECTED ? HR_RS_PROTECTED : HR_RS_UNPROTECTED;
+		r->resume_to = from == HR_RS_PROTECTED || from == HR_RS_BACKUP_SILENT
+				   ? HR_RS_PROTECTED
+				   : HR_RS_UNPROTECTED;
 	if (ev == HR_RE_BACKUP_LOST && from == HR_RS_STANDBY)
 		r->resume_to = HR_RS_UNPROTECTED;
-	if (etok && (to == KEEP || ev == HR_RE_BACKUP_LOST || ev == HR_RE_PRIMARY_LOST ||
-		     ev == HR_RE_OPERATOR_FAILOVER || ev == HR_RE_REPROTECT ||
-		     ev == HR_RE_STAND_DOWN || ev == HR_RE_MIGRATE_START || ev == HR_RE_MIGRATED ||
-		     ev == HR_RE_MIGRATE_FAILED || ev == HR_RE_RESUME)) {
-		if (ev == HR_RE_BACKUP_ANSWERED || ev == HR_RE_REPROTECT ||
-		    ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_MIGRATE_START ||
-		    ev == HR_RE_MIGRATED || ev == HR_RE_RESUME)
-			log_info(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
-		else
-			log_warnx(r->vm, "%s%s%s", etok, why ? ": " : "", why ? why : "");
-	}
+	if (etok != HR_TOK_NONE)
+		hr_token_log(r->vm, etok, "%s", why ? why : "");
 	if (to == KEEP) {
-		if (etok && r->observer)
+		if (etok != HR_TOK_NONE && r->observer)
 			r->observer(r->opaque, from, from, ev);
 		return (int)from;
 	}
 	__atomic_store_n((int *)&r->state, to, __ATOMIC_RELAXED); /* read by status */
 	__atomic_store_n(&r->since_ns, hr_now_ns(), __ATOMIC_RELAXED);
-	const char *stok = hr_role_state_token(r->state);
-	if (etok)
+	if (etok != HR_TOK_NONE)
 		why = NULL; /* said with the event's token */
-	if (is_bad_news(r->state))
-		log_warnx(r->vm, "%s%s%s", stok, why ? ": " : "", why ? why : "");
-	else
-		log_info(r->vm, "%s%s%s", stok, why ? ": " : "", why ? why : "");
+	/* +backup-silent: the event's line said the state too */
+	if (state_tokens[r->state] != etok)
+		hr_token_log(r->vm, state_tokens[r->state], "%s", why ? why : "");
 	if (r->observer)
 		r->observer(r->opaque, from, r->state, ev);
 	return (int)r->state;

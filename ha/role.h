@@ -2,13 +2,16 @@
  * role.h - the one HA state machine of a protected VM, on either host.
  *
  * Every role and state a VM can be in is one enum; every change goes
- * through hr_role_event(), which is the only place in the tree that logs
- * the stable transition tokens (+protected, +backup-lost, +failover-start,
- * +promoted, +demoted, ...).  The engine reports events; the worker passes
+ * through hr_role_event(), which logs the stable transition tokens
+ * (+protected, +backup-lost, +failover-start, +promoted, +demoted, ...;
+ * spelt in ha/token.c, as every token is).  The engine reports events; the worker passes
  * the state names to the daemon; `status`, `status --json` and the drill
  * read the same names (hr_role_state_name / hr_role_state_parse).
  *
  *   primary: connecting -> syncing -> protected -> unprotected (backup lost)
+ *            protected -> backup-silent (nothing from the backup for the
+ *            failure timeout: output held, not protected) -> protected
+ *            (it answered) | unprotected (lost) | demoted (it took over)
  *            protected | unprotected -> connecting (+migrate-start) -> syncing
  *                      -> stopped (+migrated) | unprotected (+migrate-failed)
  *   target:  connecting -> syncing -> backup -> unprotected (+migrated; a primary)
@@ -16,8 +19,9 @@
  *            unprotected -> connecting (re-protection with a returning backup)
  *   backup:  connecting -> syncing -> backup -> promoting -> promoted
  *            promoted -> connecting (a new backup: from then on a primary)
- *   cluster: protected | unprotected | promoted -> standby (demoted by the
- *            cluster manager: the guest paused, a primary from then on)
+ *   cluster: protected | backup-silent | unprotected | promoted -> standby
+ *            (demoted by the cluster manager: the guest paused, a primary
+ *            from then on)
  *            standby -> the state it came from (resumed; unprotected once
  *            its backup was lost meanwhile) | demoted (the backup took over)
  *   either:  any -> stopped (on purpose, guest exit) | failed (error)
@@ -28,6 +32,8 @@
 #define HR_HA_ROLE_H
 
 #include <stdint.h>
+
+#include "ha/token.h"
 
 enum hr_role_state {
 	HR_RS_CONNECTING = 0, /* handshake with the peer in progress */
@@ -43,6 +49,9 @@ enum hr_role_state {
 	HR_RS_STANDBY,	      /* primary demoted by the cluster: the guest is paused at an
 			       * epoch its backup acknowledged (if it has one), output of
 			       * later epochs held; it resumes or gives way */
+	HR_RS_BACKUP_SILENT,  /* primary: nothing from its backup for the failure timeout
+			       * (a partition, a hung host): not protected, output held, the
+			       * backup may be promoting itself */
 	HR_RS_NR,
 };
 
@@ -54,7 +63,7 @@ enum hr_role_side {
 enum hr_role_event {
 	HR_RE_CONNECTED = 0,   /* handshake done */
 	HR_RE_SYNCED,	       /* epoch 0 acknowledged (primary) / committed (backup) */
-	HR_RE_BACKUP_SILENT,   /* primary: no ack in time; output stays held */
+	HR_RE_BACKUP_SILENT,   /* primary: nothing from the backup for the failure timeout */
 	HR_RE_BACKUP_ANSWERED, /* primary: the silent backup answered again */
 	HR_RE_BACKUP_LOST,     /* primary: the backup's stream ended */
 	HR_RE_OUTPUT_HELD,  /* primary, unprotected: output is held (no proof the backup is gone) */
@@ -110,10 +119,12 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why);
 
 /* "protected", "promoted", ...: the names status, JSON and drill use. */
 const char *hr_role_state_name(enum hr_role_state s);
-/* "+protected", ...: the log token of entering a state. */
+/* "+protected", ...: the log token of entering a state (ha/token.h). */
 const char *hr_role_state_token(enum hr_role_state s);
+enum hr_token hr_role_state_tok(enum hr_role_state s);
 /* "+backup-lost", ... or NULL: the token of an event itself. */
 const char *hr_role_event_token(enum hr_role_event ev);
+enum hr_token hr_role_event_tok(enum hr_role_event ev); /* HR_TOK_NONE: none */
 /* Name -> state; -EINVAL if unknown. */
 int hr_role_state_parse(const char *name, enum hr_role_state *s_r);
 /* "primary", "backup" or "promoted": the host's role in this state. */

@@ -14,7 +14,7 @@
 
 #include "common/err.h"
 #include "common/util.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "ha/witness.h"
 #include "net/tls.h"
 

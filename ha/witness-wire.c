@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "common/err.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "ha/witness.h"
 
 static const char *const op_names[] = {

@@ -57,6 +57,11 @@ check_PROGRAMS += tests/t-primary-silent
 TESTS += tests/t-primary-silent
 tests_t_primary_silent_LDADD = $(HR_LIBS)
 
+# a silent backup (a partition) on the mem backend: backup-silent, not protected, then healed
+check_PROGRAMS += tests/t-backup-silent
+TESTS += tests/t-backup-silent
+tests_t_backup_silent_LDADD = $(HR_LIBS)
+
 # core modules (run on the mem backend everywhere, on KVM where it exists)
 check_PROGRAMS += tests/t-stream tests/t-staging tests/t-outbuf
 TESTS += tests/t-stream tests/t-staging tests/t-outbuf
@@ -98,6 +103,11 @@ tests_t_reprotect_LDADD = $(HR_LIBS)
 tests_t_standby_LDADD = $(HR_LIBS)
 tests_t_cluster_word_LDADD = $(HR_LIBS)
 
+# the stable +tokens (ha/token.c): one table, role.c's names agree with it
+check_PROGRAMS += tests/t-token
+TESTS += tests/t-token
+tests_t_token_LDADD = $(HR_LIBS)
+
 # the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
 check_PROGRAMS += tests/t-witness tests/t-witness-torn
 TESTS += tests/t-witness tests/t-witness-torn
@@ -131,5 +141,8 @@ tests_t_conf_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-daemon-config.sh
 TESTS += tests/t-daemon-config.sh
 dist_check_SCRIPTS += tests/t-log.sh tests/t-install.sh
+# the layers' #include rules (src/common, src/core, ha, src/cli, ha/drill)
+dist_check_SCRIPTS += tests/t-layering.sh
+TESTS += tests/t-layering.sh
 TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh

@@ -33,13 +33,38 @@ static int path(enum hr_role_side side, const enum hr_role_event *evs, unsigned 
 	return (int)r.state;
 }
 
+/* The lines a primary's protected -> backup-silent change logs. */
+static char *logged_silent(void)
+{
+	static char buf[4096];
+	struct hr_role r;
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+
+	hr_role_init(&r, "t-role", HR_SIDE_PRIMARY, NULL, NULL);
+	hr_role_event(&r, HR_RE_CONNECTED, NULL);
+	hr_role_event(&r, HR_RE_SYNCED, NULL);
+	fflush(stderr);
+	dup2(fileno(tmp), 2);
+	hr_role_event(&r, HR_RE_BACKUP_SILENT, "9 ms of nothing");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, tmp);
+	buf[n] = 0;
+	fclose(tmp);
+	return buf;
+}
+
 #define PATH(side, ...)                                                                            \
 	path(side, (const enum hr_role_event[]){__VA_ARGS__},                                      \
 	     sizeof((enum hr_role_event[]){__VA_ARGS__}) / sizeof(enum hr_role_event))
 
 int main(void)
 {
-	plan(28);
+	plan(34);
+	hr_log_init("t-role", 1, 0);
 	/* names: one table, parse is its inverse */
 	int names_ok = 1;
 	for (unsigned s = 0; s < HR_RS_NR; s++) {
@@ -63,9 +88,34 @@ int main(void)
 	/* primary */
 	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED) == HR_RS_PROTECTED,
 	   "primary: connecting -> syncing -> protected");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT) ==
+		   HR_RS_BACKUP_SILENT &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		    HR_RE_BACKUP_SILENT) == HR_RS_BACKUP_SILENT,
+	   "primary: a silent backup: protected -> backup-silent (not protected, output held)");
 	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
-		HR_RE_BACKUP_ANSWERED) == HR_RS_PROTECTED,
-	   "primary: a silent backup changes no state (output stays held)");
+		HR_RE_BACKUP_ANSWERED) == HR_RS_PROTECTED &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_ANSWERED) ==
+		   HR_RS_PROTECTED,
+	   "primary: the silent backup answers: protected again (an answer when protected "
+	   "changes nothing)");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		HR_RE_BACKUP_LOST) == HR_RS_UNPROTECTED &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		    HR_RE_TOOK_OVER) == HR_RS_DEMOTED &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		    HR_RE_STAND_DOWN) == HR_RS_DEMOTED,
+	   "primary: backup-silent -> unprotected (its link ended) or demoted (it took over, "
+	   "or the VM runs elsewhere)");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_BACKUP_SILENT, HR_RE_BACKUP_ANSWERED) ==
+		   HR_RS_SYNCING &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		    HR_RE_REPROTECT) == -1 &&
+	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT,
+		    HR_RE_OUTPUT_RELEASED) == -1 &&
+	       PATH(HR_SIDE_BACKUP, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT) == -1,
+	   "backup-silent: syncing stays syncing; no re-protection, no release of output while "
+	   "silent; a backup has no backup to miss");
 	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_LOST) ==
 	       HR_RS_UNPROTECTED,
 	   "primary: backup lost -> unprotected");
@@ -123,6 +173,10 @@ int main(void)
 	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_RESUME,
 		HR_RE_DEMOTE, HR_RE_RESUME) == HR_RS_PROTECTED,
 	   "cluster: standby resumes to protected, again and again");
+	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT, HR_RE_DEMOTE,
+		HR_RE_RESUME) == HR_RS_PROTECTED,
+	   "cluster: a primary demoted while its backup was silent resumes protected (the "
+	   "engine calls it silent again if it still is)");
 	ok(PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_BACKUP_LOST) ==
 		   HR_RS_STANDBY &&
 	       PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_DEMOTE, HR_RE_BACKUP_LOST,
@@ -147,10 +201,18 @@ int main(void)
 	/* observer: told once per change, after it */
 	nr_changes = 0;
 	PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_SYNCED, HR_RE_BACKUP_SILENT, HR_RE_STOP);
-	ok(nr_changes == 4 && seen_from == HR_RS_PROTECTED && seen_to == HR_RS_STOPPED,
-	   "observer told of 3 changes and the +backup-silent event, the last protected -> "
-	   "stopped (%u)",
-	   nr_changes);
+	ok(nr_changes == 4 && seen_from == HR_RS_BACKUP_SILENT && seen_to == HR_RS_STOPPED,
+	   "observer told of 4 changes, the last backup-silent -> stopped (%u)", nr_changes);
+	nr_changes = 0;
+	PATH(HR_SIDE_PRIMARY, HR_RE_CONNECTED, HR_RE_BACKUP_SILENT, HR_RE_BACKUP_ANSWERED);
+	ok(nr_changes == 3 && seen_from == HR_RS_SYNCING && seen_to == HR_RS_SYNCING,
+	   "... and of events with a token of their own that change nothing (%u)", nr_changes);
+
+	/* +backup-silent is the event and the state: one line says both */
+	char *l = logged_silent();
+	ok(strstr(l, "warning: vm t-role: +backup-silent: 9 ms of nothing\n") &&
+	       !strstr(strstr(l, "+backup-silent") + 1, "+backup-silent"),
+	   "+backup-silent is logged once, as a warning, with its why");
 	ok(!strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_PROMOTED), "promoted") &&
 	       !strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_BACKUP), "backup") &&
 	       !strcmp(hr_role_side_name(HR_SIDE_PRIMARY, HR_RS_UNPROTECTED), "primary"),

@@ -62,7 +62,7 @@ ok '[ $rc = 0 ] && grep -q "owner=B backup=- holder=B term=2 lease_ms=1000 .*gra
 W vm1 --claim A >"$T/out"; rc=$?
 ok '[ $rc = 1 ] && grep -q "why=lease held by B for" "$T/out"' "A claims: denied, the lease is B's"
 ok 'grep -q "vm vm1: +owner-changed: A -> B" "$T/w.log" &&
-	grep -q "vm vm1: +lease-granted to B for 1000 ms" "$T/w.log" &&
+	grep -q "vm vm1: +lease-granted: B for 1000 ms" "$T/w.log" &&
 	grep -q "vm vm1: +lease-denied: claim by A: lease held by B" "$T/w.log"' \
 	"the log names the VM and the nodes: +owner-changed, +lease-granted, +lease-denied"
 

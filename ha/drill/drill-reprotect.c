@@ -25,6 +25,8 @@
 
 #include "common/util.h"
 #include "ha/drill/drill.h"
+#include "ha/role.h"
+#include "ha/token.h"
 
 static const char *const side_name[2] = {"A", "B"};
 
@@ -119,20 +121,22 @@ int drill_backup_death(struct drill *d)
 	uint32_t ip_a = inet_addr(DRILL_IP_A), ip_b = inet_addr(DRILL_IP_B);
 	char buf[8192], st[32] = "", ev[32] = "";
 	uint64_t end = hr_now_ns() + 5000000000ull;
+	const char *want_st = hr_role_state_name(HR_RS_UNPROTECTED),
+		   *want_ev = hr_token_str(HR_TOK_OUTPUT_HELD);
 
 	drill_reap(&d->pid_b, 2000); /* the whole host died: its daemon too */
 	while (hr_now_ns() < end && !drill_interrupted) {
 		if (!drill_ctl_query(d->ctl_a, "status", buf, sizeof(buf))) {
 			drill_json_str(buf, "state", st, sizeof(st));
 			drill_json_str(buf, "last_event", ev, sizeof(ev));
-			if (!strcmp(st, "unprotected") && !strcmp(ev, "+output-held"))
+			if (!strcmp(st, want_st) && !strcmp(ev, want_ev))
 				break;
 		}
 		usleep(20000);
 	}
 	snprintf(d->survivor_state, sizeof(d->survivor_state), "%s", st[0] ? st : "(no answer)");
 	snprintf(d->survivor_event, sizeof(d->survivor_event), "%s", ev[0] ? ev : "-");
-	if (strcmp(st, "unprotected") || strcmp(ev, "+output-held")) {
+	if (strcmp(st, want_st) || strcmp(ev, want_ev)) {
 		drill_fail(d,
 			   "after the backup's death A's status says state=%s last_event=%s, not "
 			   "unprotected / +output-held",
@@ -163,7 +167,7 @@ int drill_backup_death(struct drill *d)
 	    drill_wait_vm(d, 1, "backup", "backup", NULL) < 0)
 		return 0;
 	d->reprotect_ms = (t_prot - t_up) / 1e6;
-	if (!drill_log_has(d->log_a, "+reprotect-start"))
+	if (!drill_log_has(d->log_a, hr_token_str(HR_TOK_REPROTECT_START)))
 		drill_fail(d, "A is protected again but logged no +reprotect-start (see %s)",
 			   d->log_a);
 	if (drill_wait_lines(d, ip_a, held_len, "after the re-protection", &t_line) < 0)
@@ -201,7 +205,7 @@ int drill_failback(struct drill *d, int first_b)
 	    drill_wait_vm(d, 0, "backup", "backup", NULL) < 0)
 		return -1;
 	d->reprotect_ms = (t_prot - t_up) / 1e6;
-	if (!drill_log_has(d->log_b, "+reprotect-start"))
+	if (!drill_log_has(d->log_b, hr_token_str(HR_TOK_REPROTECT_START)))
 		drill_fail(d, "B is protected but logged no +reprotect-start (see %s)", d->log_b);
 	if (o->witness && drill_witness_expect(d, "B", "A", "B re-protected") < 0)
 		return -1;
@@ -228,7 +232,7 @@ int drill_failback(struct drill *d, int first_b)
 		usleep(10000);
 	if (b_worker <= 0 || kill(b_worker, 0) == 0)
 		drill_fail(d, "B's worker (%d) did not end after the failback", (int)b_worker);
-	if (!drill_log_has(d->log_b, "+demoted"))
+	if (!drill_log_has(d->log_b, hr_role_state_token(HR_RS_DEMOTED)))
 		drill_fail(d, "B logged no +demoted after the failback (see %s)", d->log_b);
 
 	/* A takes B as its backup again */

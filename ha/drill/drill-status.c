@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "cli/ctl.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "ha/drill/drill.h"
 
 int drill_json_u64(const char *s, const char *key, uint64_t *v)

@@ -6,7 +6,7 @@
 #include "cli/cmd.h"
 #include "cli/ctl.h"
 #include "common/util.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 static const char promote_help[] =
     "What the cluster manager's resource agent runs where the cluster promotes\n"

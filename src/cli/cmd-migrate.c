@@ -13,7 +13,7 @@
 #include "cli/cmd.h"
 #include "cli/ctl.h"
 #include "common/util.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 static const char migrate_help[] =
     "Run on the host that runs VM: move it to the hareplicated at HOST (default\n"

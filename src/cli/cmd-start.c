@@ -12,7 +12,7 @@
 #include "cli/ctl.h"
 #include "common/conf.h"
 #include "common/util.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 static const char start_help[] =
     "Start VM on this host as the primary, continuously replicated to the\n"

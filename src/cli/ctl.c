@@ -10,9 +10,9 @@
 
 #include "cli/cmd.h"
 #include "cli/ctl.h"
+#include "common/kv.h"
+#include "common/paths.h"
 #include "common/util.h"
-#include "daemon/daemon.h"
-#include "daemon/kv.h"
 
 #define CTL_REPLY_TIMEOUT_S 60
 

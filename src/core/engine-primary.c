@@ -47,11 +47,13 @@ static int word_fresh(struct hr_engine *e)
  * backup's death - or, in cluster mode, the cluster's word that its copy
  * is gone (its node fenced behind a cut link leaves no FIN, no reset),
  * given while it was silent already: -HR_EPEERGONE, and the word then lets
- * the guest speak alone. */
+ * the guest speak alone.  Silent for the failure timeout (silence_ms, after
+ * which the backup calls us dead): +backup-silent, a state that is not
+ * protected; +backup-answered goes back to protected. */
 static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns_r, int *ctl_r)
 {
-	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms * 4 : 10000;
-	int silent = 0, rc;
+	uint64_t silent_ms = e->cfg.silence_ms ? e->cfg.silence_ms : 10000;
+	int silent = hr_engine_state(e) == HR_RS_BACKUP_SILENT, rc;
 
 	for (;;) {
 		struct hr_frame f;

@@ -53,7 +53,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 #define CTL_IDLE_TIMEOUT_S 5
 #define CTL_MAX_CONNS	   128

@@ -17,15 +17,11 @@
 #include <sys/types.h>
 
 #include "backends/backend.h"
+#include "common/paths.h"
 #include "core/engine.h"
 #include "ha/role.h"
 
-#define HR_DEFAULT_CONTROL   "/run/hareplicate/control.sock"
-#define HR_DEFAULT_PORT	     "7788"
-#define HR_DEFAULT_STATE_DIR "/var/lib/hareplicate"
-/* HR_SYSCONFDIR is configure's sysconfdir (Makefile.am) */
-#define HR_DEFAULT_CONFIG HR_SYSCONFDIR "/hareplicate/hareplicated.conf"
-#define HR_VM_NAME_MAX	  64
+#define HR_VM_NAME_MAX 64
 /* --failover-timeout at most (an hour) */
 #define HR_FAILOVER_TIMEOUT_MAX_MS 3600000
 

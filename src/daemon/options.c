@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "daemon/console.h"
 #include "daemon/daemon.h"
+#include "ha/token.h"
 #include "ha/witness.h"
 
 static const char usage_text[] =
@@ -136,15 +137,12 @@ static const char usage_text[] =
     "  -V, --version           print the version and exit\n"
     "  -h, --help              this text\n"
     "\n"
-    "HA transitions are logged with stable tokens, one per state (+syncing,\n"
-    "+protected, +unprotected, +backup, +promoting, +promoted, +demoted,\n"
-    "+stopped, +failed) and per event (+backup-lost, +backup-silent,\n"
-    "+primary-lost, +failover-start, +output-held, +output-released,\n"
-    "+reprotect-start, +stand-down); with a witness also +lease-held,\n"
-    "+lease-denied, +witness-registered, +witness-unreachable; `hareplicate\n"
-    "status` uses the same names.\n"
-    "A witness logs +lease-granted, +lease-denied, +lease-expired and\n"
-    "+owner-changed; `hareplicate witness HOST[:PORT]` shows its table.\n"
+    "HA transitions are logged with stable tokens (`hareplicate status` uses the\n"
+    "same names):\n";
+
+/* after the tokens (listed from ha/token.c's table) */
+static const char usage_tail[] =
+    "`hareplicate witness HOST[:PORT]` shows a witness's table.\n"
     "\n"
     "Exit status: 0 after SIGTERM (or --help, --version, a good --check-config),\n"
     "1 could not start or a file could not be used (the reason is printed),\n"
@@ -224,9 +222,32 @@ static const struct dopt {
     [O_HELP] = {"help", 0, G_NONE},
 };
 
+/* "  title: +a, +b, ..." for the tokens of kinds, wrapped at 78 columns. */
+static void usage_tokens(FILE *f, const char *title, unsigned kinds)
+{
+	size_t col = (size_t)fprintf(f, "  %s:", title);
+
+	for (unsigned t = 0; t < HR_TOK_NR; t++) {
+		const char *s = hr_token_str((enum hr_token)t);
+		if (!(hr_token_kinds((enum hr_token)t) & kinds))
+			continue;
+		if (col + 1 + strlen(s) + 1 > 78) {
+			fputs("\n   ", f);
+			col = 3;
+		}
+		col += (size_t)fprintf(f, " %s", s);
+	}
+	fputc('\n', f);
+}
+
 void hr_dopts_usage(FILE *f)
 {
 	fputs(usage_text, f);
+	usage_tokens(f, "on entering a state", HR_TOKK_STATE);
+	usage_tokens(f, "per event", HR_TOKK_EVENT);
+	usage_tokens(f, "with a witness", HR_TOKK_LEASE);
+	usage_tokens(f, "a witness logs", HR_TOKK_WITNESS);
+	fputs(usage_tail, f);
 }
 
 /* Clear what the settings of group hold. */

@@ -18,7 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "net/tls.h"
 
 const char *hr_listen_port(void)

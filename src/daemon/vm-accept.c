@@ -145,9 +145,9 @@ void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 		} else if (other->held && peer_speaking) {
 			word = "busy";
 			if (other->pid > 0 && !other->stop_requested) {
-				log_warnx(
-				    name,
-				    "+stand-down: %s runs this VM and releases its output; "
+				hr_token_log(
+				    name, HR_TOK_STAND_DOWN,
+				    "%s runs this VM and releases its output; "
 				    "stopping the copy here, which held its output (worker %d)",
 				    vm->peer, (int)other->pid);
 				other->stop_requested = 1;

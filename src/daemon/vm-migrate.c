@@ -36,8 +36,9 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/vm-internal.h"
+#include "ha/token.h"
 
 static void tell_worker(struct hr_dvm *vm, struct hr_sbuf *sb)
 {
@@ -116,7 +117,8 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	} else if (vm->waiter) {
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", name);
 	} else if (vm->side != HR_SIDE_PRIMARY || vm->pid <= 0 || vm->stop_requested ||
-		   (vm->state != HR_RS_PROTECTED && vm->state != HR_RS_UNPROTECTED)) {
+		   (vm->state != HR_RS_PROTECTED && vm->state != HR_RS_BACKUP_SILENT &&
+		    vm->state != HR_RS_UNPROTECTED)) {
 		snprintf(msg, sizeof(msg),
 			 "%s does not run here as a primary (%s, %s); migrate it from the host "
 			 "that runs it",
@@ -283,7 +285,7 @@ void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv)
 	hr_sbuf_free(&sb);
 	if (ok) {
 		vm->migrated = 1; /* the worker ends now; then the entry goes */
-		log_info(vm->name, "+migrated: runs on %s now", vm->mig_to);
+		hr_token_log(vm->name, HR_TOK_MIGRATED, "runs on %s now", vm->mig_to);
 		return;
 	}
 	log_warnx(vm->name, "migration to %s failed: %s; the VM runs on here", vm->mig_to,

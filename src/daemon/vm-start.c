@@ -27,7 +27,7 @@
 #include "common/util.h"
 #include "daemon/console.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/vm-internal.h"
 
 #define CONNECT_TIMEOUT_S 5

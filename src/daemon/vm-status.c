@@ -8,7 +8,7 @@
 
 #include "common/util.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/vm-internal.h"
 
 static void json_str(struct hr_sbuf *sb, const char *s)

@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/vm-internal.h"
 
 struct event_base *hr_dvm_base;

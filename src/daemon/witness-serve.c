@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
+#include "ha/token.h"
 #include "ha/witness.h"
 #include "net/tls-event.h"
 
@@ -152,8 +153,8 @@ static void rearm(void)
 
 static void log_expired(void *arg, const struct hr_wit_rec *r)
 {
-	log_info(r->vm, "+lease-expired: %s's lease ended (owner %s, term %llu)", r->holder,
-		 r->owner, (unsigned long long)r->term);
+	hr_token_log(r->vm, HR_TOK_LEASE_EXPIRED, "%s's lease ended (owner %s, term %llu)",
+		     r->holder, r->owner, (unsigned long long)r->term);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -175,29 +176,32 @@ static void log_events(const struct hr_wit_req *req, const struct hr_wit_reply *
 
 	if (ev & HR_WIT_EV_DENIED) {
 		if (req->peer[0])
-			log_info(req->vm, "+lease-denied: %s by %s (%s %s): %s", op, req->node,
-				 req->op == HR_WIT_CLAIM ? "backup of" : "backup", req->peer,
-				 rep->why);
+			hr_token_log(req->vm, HR_TOK_LEASE_DENIED, "%s by %s (%s %s): %s", op,
+				     req->node, req->op == HR_WIT_CLAIM ? "backup of" : "backup",
+				     req->peer, rep->why);
 		else
-			log_info(req->vm, "+lease-denied: %s by %s: %s", op, req->node, rep->why);
+			hr_token_log(req->vm, HR_TOK_LEASE_DENIED, "%s by %s: %s", op, req->node,
+				     rep->why);
 		return;
 	}
 	if (ev & HR_WIT_EV_EXPIRED && before)
-		log_info(req->vm, "+lease-expired: %s's lease ended (owner %s, term %llu)",
-			 before->holder, before->owner, (unsigned long long)before->term);
+		hr_token_log(req->vm, HR_TOK_LEASE_EXPIRED,
+			     "%s's lease ended (owner %s, term %llu)", before->holder,
+			     before->owner, (unsigned long long)before->term);
 	if (ev & HR_WIT_EV_CREATED)
 		log_info(req->vm, "new record (%s by %s): owner %s, backup %s, term %llu", op,
 			 req->node, rep->owner, rep->backup[0] ? rep->backup : "none", term);
 	if (ev & HR_WIT_EV_OWNER && before)
-		log_info(req->vm, "+owner-changed: %s -> %s (backup %s promoted), term %llu",
-			 before->owner, rep->owner, rep->owner, term);
+		hr_token_log(req->vm, HR_TOK_OWNER_CHANGED,
+			     "%s -> %s (backup %s promoted), term %llu", before->owner, rep->owner,
+			     rep->owner, term);
 	else if (ev & HR_WIT_EV_BACKUP && before)
 		log_info(req->vm, "backup of %s: %s -> %s, term %llu", rep->owner,
 			 before->backup[0] ? before->backup : "none",
 			 rep->backup[0] ? rep->backup : "none", term);
 	if (ev & HR_WIT_EV_LEASE_NEW)
-		log_info(req->vm, "+lease-granted to %s for %llu ms (owner %s, term %llu)",
-			 rep->holder, (unsigned long long)rep->lease_ms, rep->owner, term);
+		hr_token_log(req->vm, HR_TOK_LEASE_GRANTED, "%s for %llu ms (owner %s, term %llu)",
+			     rep->holder, (unsigned long long)rep->lease_ms, rep->owner, term);
 	if (ev & HR_WIT_EV_RENEWED)
 		log_debug(req->vm, "lease of %s renewed for %llu ms", rep->holder,
 			  (unsigned long long)rep->lease_ms);

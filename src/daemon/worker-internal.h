@@ -11,7 +11,7 @@
 
 #include "core/engine.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 struct worker {
 	struct hr_worker_args *a;

@@ -31,7 +31,7 @@
 #include "common/util.h"
 #include "daemon/console.h"
 #include "daemon/daemon.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "daemon/worker-internal.h"
 #include "ha/failover.h"
 #include "ha/witness.h"

@@ -54,7 +54,7 @@ progress() { # progress N: memwalk's seq grows by N from now (the world sees the
 runs_somewhere() { runs_on a || runs_on b; }
 fenced_more() { [ "$(fenced "$1")" -gt "$2" ]; }
 either_fenced() { fenced_more a "$1" || fenced_more b "$2"; }
-guest_on() { is_state "$1" promoted || is_state "$1" unprotected || is_state "$1" protected; }
+guest_on() { is_state "$1" promoted || is_state "$1" unprotected || is_state "$1" protected || is_state "$1" backup-silent; }
 pair_ok() { is_state "$1" backup && is_state "$2" protected; }
 not_held() { [ "$(vmf "$1" output_held)" = False ]; }
 alone_released() { is_state "$1" unprotected && not_held "$1"; }

@@ -15,7 +15,7 @@
 
 #include "common/util.h"
 #include "core/epoch.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 #include "fuzz.h"
 
 static void use_request(const struct hr_kvline *l)

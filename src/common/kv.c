@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
-#include "daemon/kv.h"
+#include "common/kv.h"
 
 static int sbuf_grow(struct hr_sbuf *sb, size_t more)
 {

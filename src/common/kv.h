@@ -1,12 +1,12 @@
 /*
- * kv.h - the line codec shared by the control protocol and the worker status
- * channel: one line of space-separated `key=value` pairs.  In keys and
- * values every byte outside '!'..'~', and '%', '=' and ' ', is written %XX
- * (two hex digits), so a value may hold anything and a line never holds a
- * newline.  Decoding is strict: a bad escape or a pair without '=' is an error.
+ * kv.h - the line codec shared by the control protocol, the worker status
+ * channel and the witness: one line of space-separated `key=value` pairs.
+ * In keys and values every byte outside '!'..'~', and '%', '=' and ' ', is
+ * written %XX (two hex digits), so a value may hold anything and a line
+ * never holds a newline.  Decoding is strict: a bad escape or a pair without '=' is an error.
  */
-#ifndef HR_DAEMON_KV_H
-#define HR_DAEMON_KV_H
+#ifndef HR_COMMON_KV_H
+#define HR_COMMON_KV_H
 
 #include <stdarg.h>
 #include <stddef.h>
