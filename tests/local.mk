@@ -102,6 +102,12 @@ TESTS += tests/t-witness tests/t-witness-torn
 tests_t_witness_LDADD = $(HR_LIBS)
 tests_t_witness_torn_LDADD = $(HR_LIBS)
 
+# console sinks: output a full disk or a gone collector refuses is held, then lands
+check_PROGRAMS += tests/t-console
+TESTS += tests/t-console
+tests_t_console_SOURCES = tests/t-console.c tests/tap.h src/daemon/console.c src/daemon/console.h
+tests_t_console_LDADD = $(HR_LIBS)
+
 # the strict number parsers every user and peer input goes through
 check_PROGRAMS += tests/t-util
 TESTS += tests/t-util
