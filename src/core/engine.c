@@ -219,6 +219,20 @@ int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t 
 	return rc;
 }
 
+/* A promoted guest's output goes straight to the sink: while the sink is
+ * at its bound the emitting vCPU waits here, and the guest with it.  Stop,
+ * abort and guest exit end the wait (they pause the guest, which waits for
+ * its vCPUs): the bytes then go to the sink beyond its bound, held there,
+ * not dropped. */
+static void promoted_wait_room(struct hr_engine *e, unsigned chan)
+{
+	while (e->cfg.output_room(e->cfg.output_opaque, chan, 100) < 0) {
+		struct pollfd p = {e->end_pipe[0], POLLIN, 0};
+		if (e->guest_exited || poll(&p, 1, 0) > 0)
+			return;
+	}
+}
+
 int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t len)
 {
 	struct hr_engine *e = opaque;
@@ -226,6 +240,8 @@ int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t
 		return -EINVAL;
 	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE))
 		return hr_engine_primary_emit(opaque, chan, buf, len); /* a primary again */
+	if (e->cfg.output_room)
+		promoted_wait_room(e, chan);
 	pthread_mutex_lock(&e->out_lock); /* offset order = sink order */
 	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_unlock(&e->out_lock); /* it became one just now */
@@ -274,6 +290,12 @@ void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void 
 int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 			   size_t len)
 {
+	struct hr_engine *e = opaque;
+	/* A sink at its bound: this record and the ones after it stay held in
+	 * the outbuf, in order, for the next release; once the outbuf is full
+	 * the guest's appends wait (hr_engine_primary_emit). */
+	if (e->cfg.output_room && e->cfg.output_room(e->cfg.output_opaque, chan, 0) < 0)
+		return -EAGAIN;
 	hr_engine_deliver(opaque, chan, offset, buf, len);
 	return 0;
 }

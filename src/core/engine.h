@@ -98,6 +98,16 @@ struct hr_engine_config {
 				  * a torn link; default 0 = hold, see ha/failover.h) */
 	hr_output_sink_fn output_sink;
 	void *output_opaque;
+	/*
+	 * OPTIONAL: 0 while output_sink takes more of channel chan's output,
+	 * -EAGAIN while it holds as much as it will (its destination refuses
+	 * it: a full disk, a closed collector), waiting up to timeout_ms for
+	 * room (opaque: output_opaque).  At -EAGAIN released output stays held
+	 * in the engine (its cap then makes the guest wait, see
+	 * hr_engine_release_sink), and a promoted guest's vCPU waits in its
+	 * emit; stop, abort and guest exit end that wait.
+	 */
+	int (*output_room)(void *opaque, unsigned chan, int timeout_ms);
 	/* role changes (after ha/role.c logged them) */
 	hr_role_observer_fn on_state;
 	void *state_opaque;
