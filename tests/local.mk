@@ -107,6 +107,10 @@ check_PROGRAMS += tests/t-console
 TESTS += tests/t-console
 tests_t_console_SOURCES = tests/t-console.c tests/tap.h src/daemon/console.c src/daemon/console.h
 tests_t_console_LDADD = $(HR_LIBS)
+# ... and the engine holds released output back from a sink at its bound, the guest waiting
+check_PROGRAMS += tests/t-output-room
+TESTS += tests/t-output-room
+tests_t_output_room_LDADD = $(HR_LIBS)
 
 # the strict number parsers every user and peer input goes through
 check_PROGRAMS += tests/t-util

@@ -39,6 +39,9 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
+	/* (atomic) speaking alone, nothing pauses the guest: an append to a
+	 * full outbuf (a sink at its bound) waits as long as it takes */
+	int emit_may_wait;
 	int dirty_on;		     /* dirty tracking started */
 	int live_end;		     /* hr_engine_live_request (atomic): end the live phase */
 	int live_extend;	     /* ... 0 none, 1 on, -1 off (atomic) */

@@ -213,6 +213,14 @@ int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t 
 		if (chan < e->nr_chans && hr_chan_is_records(&e->chans[chan]))
 			return rc; /* a NIC drops the frame, as on a congested link */
 		rc = hr_outbuf_append_wait(e->outbuf, chan, buf, len, 1000);
+		/* Speaking alone, the outbuf is released every few ms: full, it
+		 * holds what a sink at its bound refuses (hr_engine_release_sink).
+		 * The guest waits for it - until the engine is about to pause the
+		 * guest (emit_may_wait cleared first), which this wait must not
+		 * hold up: then the append fails as above. */
+		while (rc == -ENOBUFS && __atomic_load_n(&e->emit_may_wait, __ATOMIC_ACQUIRE) &&
+		       !e->guest_exited)
+			rc = hr_outbuf_append_wait(e->outbuf, chan, buf, len, 100);
 	}
 	if (rc < 0)
 		__atomic_add_fetch(&e->output_dropped, len, __ATOMIC_RELAXED);

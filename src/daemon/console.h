@@ -17,7 +17,9 @@
  * always takes what it is given, and hr_console_room tells the caller
  * whether it should give more.  The engine asks before it releases held
  * output (engine.h: output_room), so at the bound the output waits in the
- * engine - and the guest with it.
+ * engine - and, once the engine's cap is reached too, the guest with it.
+ * A worker's exit gives the sink hr_console_close's flush time; what it
+ * still holds then is lost, and logged.
  */
 #ifndef HR_DAEMON_CONSOLE_H
 #define HR_DAEMON_CONSOLE_H
