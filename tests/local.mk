@@ -107,6 +107,8 @@ check_PROGRAMS += tests/t-console
 TESTS += tests/t-console
 tests_t_console_SOURCES = tests/t-console.c tests/tap.h src/daemon/console.c src/daemon/console.h
 tests_t_console_LDADD = $(HR_LIBS)
+dist_check_SCRIPTS += tests/t-console-full.sh
+TESTS += tests/t-console-full.sh
 # ... and the engine holds released output back from a sink at its bound, the guest waiting
 check_PROGRAMS += tests/t-output-room
 TESTS += tests/t-output-room

@@ -46,6 +46,11 @@ struct hr_dvm {
 	char witness[16];	     /* standing with the witness then ("" = none) */
 	uint64_t lease_left_ms;	     /* then */
 	uint64_t witness_contact_ms; /* then; UINT64_MAX = never */
+	/* the console sink's trouble then ("" / 0: it writes; console.h) */
+	char console[160];	 /* its spec, while it holds output */
+	char console_error[128]; /* its last error, while failing */
+	uint64_t console_held_bytes, console_retries;
+	uint64_t console_failing_since_s; /* wall clock; 0 = not failing */
 	char error[256];
 	int failover_requested, stop_requested;
 	int adopted;	/* the worker is not our child: its end shows as EOF */

@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -87,6 +88,60 @@ static void witness_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t n
 	hr_sbuf_add(sb, "}", 1);
 }
 
+/* The console sink's trouble, as the worker last reported it: output it
+ * could not write yet (held, never dropped) and why. */
+static int console_trouble(const struct hr_dvm *vm)
+{
+	return vm->live_ns && vm->pid > 0 && (vm->console_error[0] || vm->console_held_bytes);
+}
+
+/* "console": {"sink", "error" (null: writing), "held_bytes", "retries",
+ * "failing_since_s" (Unix seconds, null: not failing)}. */
+static void console_json(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	int trouble = console_trouble(vm);
+	const char *sink = trouble && vm->console[0] ? vm->console : vm->console_spec;
+
+	hr_sbuf_addf(sb, ", \"console\": {\"sink\": ");
+	if (sink)
+		json_str(sb, sink);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_add(sb, ", \"error\": ", 11);
+	if (trouble && vm->console_error[0])
+		json_str(sb, vm->console_error);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_addf(sb, ", \"held_bytes\": %llu, \"retries\": %llu",
+		     (unsigned long long)(trouble ? vm->console_held_bytes : 0),
+		     (unsigned long long)(trouble ? vm->console_retries : 0));
+	if (trouble && vm->console_failing_since_s)
+		hr_sbuf_addf(sb, ", \"failing_since_s\": %llu}",
+			     (unsigned long long)vm->console_failing_since_s);
+	else
+		hr_sbuf_add(sb, ", \"failing_since_s\": null}", 26);
+}
+
+static void console_text(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	if (!console_trouble(vm))
+		return;
+	hr_sbuf_addf(sb, "  console %s:", vm->console[0] ? vm->console : "-");
+	if (vm->console_error[0]) {
+		time_t since = (time_t)vm->console_failing_since_s;
+		time_t now = time(NULL);
+		struct tm tm;
+		char when[32] = "?";
+		if (since && gmtime_r(&since, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		hr_sbuf_addf(sb, " error=\"%s\" failing_since=%s (%llds)", vm->console_error, when,
+			     since && now > since ? (long long)(now - since) : 0LL);
+	}
+	hr_sbuf_addf(sb, " held_bytes=%llu retries=%llu (held output is written once it can be)\n",
+		     (unsigned long long)vm->console_held_bytes,
+		     (unsigned long long)vm->console_retries);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
 	uint64_t in_state_ms, hb_age_ms;
@@ -110,6 +165,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	else
 		hr_sbuf_add(sb, "null", 4);
 	witness_json(sb, vm, now_ns);
+	console_json(sb, vm);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
@@ -161,6 +217,7 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_epoch_stats_format(&vm->last, line, sizeof(line));
 		hr_sbuf_addf(sb, "  last %s\n", line);
 	}
+	console_text(sb, vm);
 	if (vm->error[0])
 		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
 }
