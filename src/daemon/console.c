@@ -256,6 +256,12 @@ static int write_head(struct hr_console *c, struct chunk *ch, size_t from, size_
 		if (fd < 0)
 			return fd;
 		pthread_mutex_lock(&c->lock);
+		if (c->stopping) {
+			/* closing: a send now would escape its shutdown */
+			pthread_mutex_unlock(&c->lock);
+			close(fd);
+			return -ECANCELED;
+		}
 		c->sock = fd;
 		replay_sent(c);
 		int replay = c->head != ch;
@@ -341,7 +347,8 @@ static void *writer(void *opaque)
 		if (done)
 			pthread_cond_broadcast(&c->cond); /* room for a waiter */
 		if (rc < 0) {
-			sink_failed(c, rc);
+			if (!c->stopping)
+				sink_failed(c, rc);
 			continue;
 		}
 		c->head = ch->next;
