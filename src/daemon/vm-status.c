@@ -124,7 +124,8 @@ static void console_json(struct hr_sbuf *sb, const struct hr_dvm *vm)
 
 static void console_text(struct hr_sbuf *sb, const struct hr_dvm *vm)
 {
-	if (!console_trouble(vm))
+	/* a healthy tcp sink holds what is in flight: not worth a line */
+	if (!console_trouble(vm) || (!vm->console_error[0] && vm->console_held_bytes < (1u << 20)))
 		return;
 	hr_sbuf_addf(sb, "  console %s:", vm->console[0] ? vm->console : "-");
 	if (vm->console_error[0]) {
