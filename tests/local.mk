@@ -114,6 +114,18 @@ TESTS += tests/t-witness tests/t-witness-torn
 tests_t_witness_LDADD = $(HR_LIBS)
 tests_t_witness_torn_LDADD = $(HR_LIBS)
 
+# console sinks: output a full disk or a gone collector refuses is held, then lands
+check_PROGRAMS += tests/t-console
+TESTS += tests/t-console
+tests_t_console_SOURCES = tests/t-console.c tests/tap.h src/daemon/console.c src/daemon/console.h
+tests_t_console_LDADD = $(HR_LIBS)
+dist_check_SCRIPTS += tests/t-console-full.sh
+TESTS += tests/t-console-full.sh
+# ... and the engine holds released output back from a sink at its bound, the guest waiting
+check_PROGRAMS += tests/t-output-room
+TESTS += tests/t-output-room
+tests_t_output_room_LDADD = $(HR_LIBS)
+
 # the strict number parsers every user and peer input goes through
 check_PROGRAMS += tests/t-util
 TESTS += tests/t-util

@@ -94,6 +94,13 @@ static int attempt_join(struct attempt *a, int keep, int *fd_r)
 
 static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *ctl_r);
 
+/* An append to a full outbuf may wait as long as it takes (engine.c): only
+ * while speaking alone; cleared before anything pauses the guest. */
+static void emit_may_wait(struct hr_engine *e, int on)
+{
+	__atomic_store_n(&e->emit_may_wait, on, __ATOMIC_RELEASE);
+}
+
 int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 {
 	struct attempt at = {.e = e, .done = {-1, -1}};
@@ -104,6 +111,7 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 	if (e->cfg.reconnect && pipe2(at.done, O_CLOEXEC | O_NONBLOCK) < 0)
 		at.done[0] = at.done[1] = -1;
 	int rc = alone_loop(e, &at, fd_r, ctl_r);
+	emit_may_wait(e, 0);
 	attempt_join(&at, 0, &fd); /* ended otherwise: an attempt in flight is dropped */
 	if (at.done[0] >= 0) {
 		close(at.done[0]);
@@ -133,6 +141,7 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			 * meanwhile; an attempt in flight is dropped) */
 			int fd = -1;
 			attempt_join(at, 0, &fd);
+			emit_may_wait(e, 0);
 			int c = hr_engine_standby_alone(e, &epoch);
 			if (c != CTL_RESUMED) {
 				*ctl_r = c;
@@ -151,11 +160,13 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		enum hr_ha_output out = hr_ha_alone_output(&ha, now);
 		tell_policy(e, out, &told, ha.why);
 		if (out == HR_HA_OUTPUT_STAND_DOWN) {
+			emit_may_wait(e, 0);
 			e->ops->pause(e->vm);
 			hr_engine_role_event(e, HR_RE_STAND_DOWN, ha.why);
 			return HR_ALONE_STAND_DOWN;
 		}
 		e->speaking = out == HR_HA_OUTPUT_RELEASE;
+		emit_may_wait(e, e->speaking);
 		if (e->speaking) {
 			if (!released_old && epoch)
 				hr_outbuf_release(e->outbuf, epoch - 1, hr_engine_release_sink, e);
@@ -188,6 +199,7 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		}
 		if (np > 0 && (p[0].revents & POLLIN) && read(e->ctl_pipe[0], &c, 1) == 1) {
 			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {
+				emit_may_wait(e, 0);
 				if (c == CTL_ABORT)
 					e->ops->pause(e->vm); /* as a crash: nothing more leaves */
 				else if (e->speaking) {

@@ -39,6 +39,9 @@ struct hr_engine {
 	struct hr_outbuf *outbuf;
 	struct hr_epoch_src src;
 	uint64_t output_dropped;
+	/* (atomic) speaking alone, nothing pauses the guest: an append to a
+	 * full outbuf (a sink at its bound) waits as long as it takes */
+	int emit_may_wait;
 	int dirty_on;		      /* dirty tracking started */
 	int live_end;		      /* hr_engine_live_request (atomic): end the live phase */
 	int live_extend;	      /* ... 0 none, 1 on, -1 off (atomic) */
@@ -166,6 +169,8 @@ void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code);
  * record channel with a wire of its own (a TAP) through ops->output_deliver.
  * An hr_output_sink_fn with opaque = the engine. */
 void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len);
+/* The outbuf's sink (hr_outbuf_sink_fn): hr_engine_deliver, or -EAGAIN
+ * while cfg.output_room says the sink is at its bound (the record stays held). */
 int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 			   size_t len);
 int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);

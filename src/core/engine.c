@@ -213,10 +213,32 @@ int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t 
 		if (chan < e->nr_chans && hr_chan_is_records(&e->chans[chan]))
 			return rc; /* a NIC drops the frame, as on a congested link */
 		rc = hr_outbuf_append_wait(e->outbuf, chan, buf, len, 1000);
+		/* Speaking alone, the outbuf is released every few ms: full, it
+		 * holds what a sink at its bound refuses (hr_engine_release_sink).
+		 * The guest waits for it - until the engine is about to pause the
+		 * guest (emit_may_wait cleared first), which this wait must not
+		 * hold up: then the append fails as above. */
+		while (rc == -ENOBUFS && __atomic_load_n(&e->emit_may_wait, __ATOMIC_ACQUIRE) &&
+		       !e->guest_exited)
+			rc = hr_outbuf_append_wait(e->outbuf, chan, buf, len, 100);
 	}
 	if (rc < 0)
 		__atomic_add_fetch(&e->output_dropped, len, __ATOMIC_RELAXED);
 	return rc;
+}
+
+/* A promoted guest's output goes straight to the sink: while the sink is
+ * at its bound the emitting vCPU waits here, and the guest with it.  Stop,
+ * abort and guest exit end the wait (they pause the guest, which waits for
+ * its vCPUs): the bytes then go to the sink beyond its bound, held there,
+ * not dropped. */
+static void promoted_wait_room(struct hr_engine *e, unsigned chan)
+{
+	while (e->cfg.output_room(e->cfg.output_opaque, chan, 100) < 0) {
+		struct pollfd p = {e->end_pipe[0], POLLIN, 0};
+		if (e->guest_exited || poll(&p, 1, 0) > 0)
+			return;
+	}
 }
 
 int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t len)
@@ -226,6 +248,8 @@ int hr_engine_promoted_emit(void *opaque, unsigned chan, const void *buf, size_t
 		return -EINVAL;
 	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE))
 		return hr_engine_primary_emit(opaque, chan, buf, len); /* a primary again */
+	if (e->cfg.output_room)
+		promoted_wait_room(e, chan);
 	pthread_mutex_lock(&e->out_lock); /* offset order = sink order */
 	if (__atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_unlock(&e->out_lock); /* it became one just now */
@@ -274,6 +298,12 @@ void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void 
 int hr_engine_release_sink(void *opaque, unsigned chan, uint64_t offset, const void *buf,
 			   size_t len)
 {
+	struct hr_engine *e = opaque;
+	/* A sink at its bound: this record and the ones after it stay held in
+	 * the outbuf, in order, for the next release; once the outbuf is full
+	 * the guest's appends wait (hr_engine_primary_emit). */
+	if (e->cfg.output_room && e->cfg.output_room(e->cfg.output_opaque, chan, 0) < 0)
+		return -EAGAIN;
 	hr_engine_deliver(opaque, chan, offset, buf, len);
 	return 0;
 }

@@ -116,6 +116,20 @@ struct hr_engine_config {
 				  * a torn link; default 0 = hold, see ha/failover.h) */
 	hr_output_sink_fn output_sink;
 	void *output_opaque;
+	/*
+	 * OPTIONAL: 0 while output_sink takes more of channel chan's output,
+	 * -EAGAIN while it holds as much as it will (its destination refuses
+	 * it: a full disk, a closed collector), waiting up to timeout_ms for
+	 * room (opaque: output_opaque).  At -EAGAIN released output stays held
+	 * in the engine's outbuf, in order (all channels behind it), until its
+	 * cap; then a guest that speaks alone (no backup) waits in its append
+	 * as long as it takes - until the engine must pause it (a new backup,
+	 * standby, stop), when the append fails as a full outbuf's does in a
+	 * session: after 1 s, counted as dropped.  A promoted guest without an
+	 * outbuf waits in its emit; stop, abort and guest exit end that wait
+	 * (the bytes then go to the sink beyond its bound).
+	 */
+	int (*output_room)(void *opaque, unsigned chan, int timeout_ms);
 	/* role changes (after ha/role.c logged them) */
 	hr_role_observer_fn on_state;
 	void *state_opaque;

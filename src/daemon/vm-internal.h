@@ -49,6 +49,11 @@ struct hr_dvm {
 	char held_why[160];	     /* output held without a backup: why ("" = not) */
 	uint64_t held_ms;	     /* ... for how long then */
 	uint64_t next_reprotect_ms;  /* then: until the next re-protection attempt */
+	/* the console sink's trouble then ("" / 0: it writes; console.h) */
+	char console[160];	 /* its spec, while it holds output */
+	char console_error[128]; /* its last error, while failing */
+	uint64_t console_held_bytes, console_retries;
+	uint64_t console_failing_since_s; /* wall clock; 0 = not failing */
 	char error[256];
 	int failover_requested, stop_requested;
 	int adopted;	/* the worker is not our child: its end shows as EOF */

@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -87,6 +88,61 @@ static void witness_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t n
 	hr_sbuf_add(sb, "}", 1);
 }
 
+/* The console sink's trouble, as the worker last reported it: output it
+ * could not write yet (held, never dropped) and why. */
+static int console_trouble(const struct hr_dvm *vm)
+{
+	return vm->live_ns && vm->pid > 0 && (vm->console_error[0] || vm->console_held_bytes);
+}
+
+/* "console": {"sink", "error" (null: writing), "held_bytes", "retries",
+ * "failing_since_s" (Unix seconds, null: not failing)}. */
+static void console_json(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	int trouble = console_trouble(vm);
+	const char *sink = trouble && vm->console[0] ? vm->console : vm->console_spec;
+
+	hr_sbuf_addf(sb, ", \"console\": {\"sink\": ");
+	if (sink)
+		json_str(sb, sink);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_add(sb, ", \"error\": ", 11);
+	if (trouble && vm->console_error[0])
+		json_str(sb, vm->console_error);
+	else
+		hr_sbuf_add(sb, "null", 4);
+	hr_sbuf_addf(sb, ", \"held_bytes\": %llu, \"retries\": %llu",
+		     (unsigned long long)(trouble ? vm->console_held_bytes : 0),
+		     (unsigned long long)(trouble ? vm->console_retries : 0));
+	if (trouble && vm->console_failing_since_s)
+		hr_sbuf_addf(sb, ", \"failing_since_s\": %llu}",
+			     (unsigned long long)vm->console_failing_since_s);
+	else
+		hr_sbuf_add(sb, ", \"failing_since_s\": null}", 26);
+}
+
+static void console_text(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	/* a healthy tcp sink holds what is in flight: not worth a line */
+	if (!console_trouble(vm) || (!vm->console_error[0] && vm->console_held_bytes < (1u << 20)))
+		return;
+	hr_sbuf_addf(sb, "  console %s:", vm->console[0] ? vm->console : "-");
+	if (vm->console_error[0]) {
+		time_t since = (time_t)vm->console_failing_since_s;
+		time_t now = time(NULL);
+		struct tm tm;
+		char when[32] = "?";
+		if (since && gmtime_r(&since, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		hr_sbuf_addf(sb, " error=\"%s\" failing_since=%s (%llds)", vm->console_error, when,
+			     since && now > since ? (long long)(now - since) : 0LL);
+	}
+	hr_sbuf_addf(sb, " held_bytes=%llu retries=%llu (held output is written once it can be)\n",
+		     (unsigned long long)vm->console_held_bytes,
+		     (unsigned long long)vm->console_retries);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
 	uint64_t in_state_ms, hb_age_ms;
@@ -118,6 +174,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	else
 		hr_sbuf_add(sb, "null", 4);
 	witness_json(sb, vm, now_ns);
+	console_json(sb, vm);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
@@ -175,6 +232,7 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 	if (vm->next_reprotect_ms && vm->pid > 0)
 		hr_sbuf_addf(sb, "  next re-protection attempt in %llu ms\n",
 			     (unsigned long long)vm->next_reprotect_ms);
+	console_text(sb, vm);
 	if (vm->error[0])
 		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
 }

@@ -243,6 +243,16 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			vm->held_ms = 0;
 		if (hr_kv_getu(&kv, "next_reprotect_ms", &vm->next_reprotect_ms))
 			vm->next_reprotect_ms = 0;
+		const char *con = hr_kv_get(&kv, "console"),
+			   *cerr = hr_kv_get(&kv, "console_error");
+		snprintf(vm->console, sizeof(vm->console), "%s", con ? con : "");
+		snprintf(vm->console_error, sizeof(vm->console_error), "%s", cerr ? cerr : "");
+		if (hr_kv_getu(&kv, "console_held_bytes", &vm->console_held_bytes))
+			vm->console_held_bytes = 0;
+		if (hr_kv_getu(&kv, "console_retries", &vm->console_retries))
+			vm->console_retries = 0;
+		if (hr_kv_getu(&kv, "console_failing_since_s", &vm->console_failing_since_s))
+			vm->console_failing_since_s = 0;
 	} else if (!strcmp(ev, "epoch")) {
 		/* stats taken above */
 	} else if (!strcmp(ev, "guest-exit")) {

@@ -13,6 +13,8 @@
 #include "daemon/daemon.h"
 #include "common/kv.h"
 
+struct hr_console;
+
 struct worker {
 	struct hr_worker_args *a;
 	pthread_mutex_t send_lock; /* lines from the engine thread and the liveness thread;
@@ -37,7 +39,8 @@ struct worker {
 	int epochs_fd;	       /* STATE-DIR/VM.epochs: one line per epoch, -1 if none */
 	uint64_t epochs_bytes; /* its size; at hr_dopts.epochs_log_max it becomes VM.epochs.1 */
 	char epochs_path[4096];
-	char error[512]; /* why the worker could not start, for the exit line ("" none) */
+	char error[512];	/* why the worker could not start, for the exit line ("" none) */
+	struct hr_console *con; /* the console sink (status) */
 	/* migration: the destination (send_lock), requests read from status_fd */
 	char mig_to[160];
 	char mig_err[512];

@@ -319,6 +319,22 @@ static void daemon_requests(struct worker *w)
 		w->req_len = 0; /* an overlong line: dropped */
 }
 
+/* The console sink's trouble, for `status` (nothing while it writes). */
+static void console_status(struct worker *w, struct hr_sbuf *sb)
+{
+	struct hr_console_stats cs;
+	hr_console_get_stats(w->con, &cs);
+	if (!cs.error && !cs.held_bytes)
+		return;
+	hr_kv_add(sb, "console", w->a->console_spec);
+	if (cs.error)
+		hr_kv_add(sb, "console_error", hr_strerror(cs.error));
+	hr_kv_addu(sb, "console_held_bytes", cs.held_bytes);
+	hr_kv_addu(sb, "console_retries", cs.retries);
+	if (cs.failing_since_s)
+		hr_kv_addu(sb, "console_failing_since_s", cs.failing_since_s);
+}
+
 /* Every second: how long since the peer's last byte and since the last
  * role change, for `status` (a line the daemon may drop when busy). */
 static void *liveness_thread(void *arg)
@@ -352,6 +368,7 @@ static void *liveness_thread(void *arg)
 					hr_kv_addu(&sb, "witness_contact_ms", l.witness_contact_ms);
 			}
 			hr_w_migrate_progress(w, eng, &sb);
+			console_status(w, &sb);
 			hr_w_send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
@@ -401,6 +418,12 @@ static void output_sink(void *opaque, unsigned chan, uint64_t offset, const void
 {
 	if (chan == 0)
 		hr_console_sink(opaque, offset, buf, len);
+}
+
+/* ... which pushes back at its bound instead of dropping (console.h). */
+static int output_room(void *opaque, unsigned chan, int timeout_ms)
+{
+	return chan == 0 ? hr_console_room(opaque, timeout_ms) : 0;
 }
 
 /* Read one line (byte by byte: nothing after it is consumed).  0 or -errno. */
@@ -679,6 +702,12 @@ int hr_worker_main(struct hr_worker_args *a)
 		goto out;
 	}
 
+	/* tests: a small bound on the console's held output, to see the guest wait */
+	uint64_t max_held;
+	const char *mh = getenv("HR_TEST_CONSOLE_MAX_HELD");
+	if (mh && hr_parse_count(mh, 1, UINT32_MAX, &max_held) == 0)
+		hr_console_set_max_held(con, (size_t)max_held);
+
 	/* every epoch's figures, for drills and operators (status shows the last) */
 	snprintf(w.epochs_path, sizeof(w.epochs_path), "%s/%s.epochs", hr_dopts.state_dir, a->name);
 	epochs_open(&w);
@@ -697,7 +726,9 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.limits.max_mem_bytes = hr_dopts.max_mem_bytes;
 	cfg.limits.max_vcpus = hr_dopts.max_vcpus;
 	cfg.output_sink = output_sink;
+	cfg.output_room = output_room;
 	cfg.output_opaque = con;
+	w.con = con;
 	cfg.on_state = on_state;
 	cfg.state_opaque = &w;
 	cfg.on_epoch = on_epoch;
