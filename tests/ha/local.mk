@@ -3,7 +3,7 @@
 # than the failure timeout (SIGSTOP, a cgroup CPU quota, busy loops at nice
 # -20), and the liveness figures of docs/design.md.  Needs root and the
 # cgroup v1 cpu controller; .ci/run runs it.
-HA_TESTS = tests/ha/t-ha-stall.sh
+HA_TESTS = tests/ha/t-ha-stall.sh tests/ha/t-ha-loss.sh
 EXTRA_DIST += $(HA_TESTS)
 
 check-ha: all
