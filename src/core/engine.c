@@ -124,6 +124,11 @@ enum hr_role_state hr_engine_state(struct hr_engine *e)
 	return e->role.state;
 }
 
+const struct hr_role *hr_engine_role(const struct hr_engine *e)
+{
+	return &e->role;
+}
+
 void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st)
 {
 	pthread_mutex_lock(&e->stats_lock);

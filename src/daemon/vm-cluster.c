@@ -40,8 +40,7 @@
 
 static int runs_guest(const struct hr_dvm *vm)
 {
-	if (vm->state == HR_RS_STANDBY || vm->state == HR_RS_STOPPED || vm->state == HR_RS_FAILED ||
-	    vm->state == HR_RS_DEMOTED)
+	if (vm->state == HR_RS_STANDBY || hr_role_is_final(vm->state))
 		return 0;
 	return vm->side == HR_SIDE_PRIMARY || vm->state == HR_RS_PROMOTED;
 }
