@@ -54,7 +54,9 @@ void hr_vms_init(struct event_base *b)
 
 int hr_dvm_alive(const struct hr_dvm *vm)
 {
-	return vm->pid > 0 || !hr_role_is_final(vm->state);
+	struct hr_ha_local here;
+	hr_dvm_evidence(vm, &here);
+	return hr_ha_local_alive(&here); /* the rule accept decides by */
 }
 
 struct hr_dvm *hr_dvm_find(const char *name)
