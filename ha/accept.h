@@ -30,7 +30,11 @@ struct hr_ha_local {
 	int stopping;		  /* a stop was asked of it already */
 };
 
-/* A replication connection: who connects and what it says. */
+/* A replication connection: who connects and what it says (its claim, as
+ * authenticated as the link is).  The preamble carries no epoch or term,
+ * and a migration source is told apart only by speaking=0 and, when the
+ * VM was protected, backup=: neither is evidence here yet, nor is this
+ * host's witness standing. */
 struct hr_ha_caller {
 	int name_ok;  /* the preamble named a valid VM */
 	int named;    /* this connection's worker had its name already (asked twice) */
