@@ -127,3 +127,23 @@ enum hr_ha_migrated_verdict hr_ha_migrated(int ok, int in_doubt, const char **wh
 		*why_r = whys[v];
 	return v;
 }
+
+enum hr_ha_start_verdict hr_ha_start(enum hr_role_state st, int stopping, const char **why_r)
+{
+	const char *why;
+	enum hr_ha_start_verdict v;
+
+	if (st == HR_RS_SYNCING || st == HR_RS_PROTECTED) {
+		why = "the backup took the handshake";
+		v = HR_HA_START_UP;
+	} else if (st == HR_RS_FAILED || st == HR_RS_CONNECTING || stopping) {
+		why = st == HR_RS_CONNECTING ? "still connecting" : "the worker ends";
+		v = HR_HA_START_WAIT;
+	} else {
+		why = "the first session ended: nothing runs unprotected on a start";
+		v = HR_HA_START_ABORT;
+	}
+	if (why_r)
+		*why_r = why;
+	return v;
+}

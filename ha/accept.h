@@ -8,6 +8,7 @@
  *   hr_ha_may_migrate `migrate` asked for a VM: may it leave now?
  *   hr_ha_migrated    the worker's report of a migration: forget the VM here,
  *                     or it runs on here
+ *   hr_ha_start       a new primary reports a state: started, wait, or stop it
  *
  * src/daemon (vm-accept.c, vm-migrate.c) gathers the evidence, calls these
  * and acts on the verdict; it does not decide.  Every verdict comes with a
@@ -104,5 +105,16 @@ enum hr_ha_migrated_verdict {
 };
 
 enum hr_ha_migrated_verdict hr_ha_migrated(int ok, int in_doubt, const char **why_r);
+
+/* `start`: the new primary's worker reports a state while the request
+ * waits.  A start never leaves a VM running unprotected: a first session
+ * that ended (the backup refused the VM, or went away) stops it. */
+enum hr_ha_start_verdict {
+	HR_HA_START_WAIT = 0, /* not yet (connecting), or it ends anyway (failed, stopping) */
+	HR_HA_START_UP,	      /* syncing or protected: answer "started" */
+	HR_HA_START_ABORT,    /* anything else: stop the worker; its exit line says why */
+};
+
+enum hr_ha_start_verdict hr_ha_start(enum hr_role_state st, int stopping, const char **why_r);
 
 #endif

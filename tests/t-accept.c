@@ -154,11 +154,24 @@ static const struct {
      HR_HA_MIGRATE_WITNESS},
 };
 
+static const struct {
+	enum hr_role_state st;
+	int stopping;
+	enum hr_ha_start_verdict want;
+} start_rows[] = {
+    {HR_RS_CONNECTING, 0, HR_HA_START_WAIT},  {HR_RS_SYNCING, 0, HR_HA_START_UP},
+    {HR_RS_PROTECTED, 0, HR_HA_START_UP},     {HR_RS_SYNCING, 1, HR_HA_START_UP},
+    {HR_RS_FAILED, 0, HR_HA_START_WAIT},      {HR_RS_UNPROTECTED, 0, HR_HA_START_ABORT},
+    {HR_RS_UNPROTECTED, 1, HR_HA_START_WAIT}, {HR_RS_STOPPED, 0, HR_HA_START_ABORT},
+    {HR_RS_DEMOTED, 0, HR_HA_START_ABORT},    {HR_RS_STANDBY, 0, HR_HA_START_ABORT},
+};
+
 int main(void)
 {
 	unsigned na = sizeof(accept_rows) / sizeof(accept_rows[0]);
 	unsigned nm = sizeof(migrate_rows) / sizeof(migrate_rows[0]);
-	plan((int)(na + nm + 6));
+	unsigned ns = sizeof(start_rows) / sizeof(start_rows[0]);
+	plan((int)(na + nm + ns + 6));
 
 	for (unsigned i = 0; i < na; i++) {
 		const char *why = NULL;
@@ -174,6 +187,15 @@ int main(void)
 		enum hr_ha_migrate_verdict v = hr_ha_may_migrate(&migrate_rows[i].ask, &why);
 		ok(v == migrate_rows[i].want && why && *why, "migrate: %s -> %d (want %d; %s)",
 		   migrate_rows[i].what, (int)v, (int)migrate_rows[i].want, why ? why : "no why");
+	}
+
+	for (unsigned i = 0; i < ns; i++) {
+		const char *why = NULL;
+		enum hr_ha_start_verdict v =
+		    hr_ha_start(start_rows[i].st, start_rows[i].stopping, &why);
+		ok(v == start_rows[i].want && why && *why, "start: %s%s -> %d (want %d; %s)",
+		   hr_role_state_name(start_rows[i].st), start_rows[i].stopping ? ", stopping" : "",
+		   (int)v, (int)start_rows[i].want, why ? why : "no why");
 	}
 
 	const char *why = NULL;
