@@ -47,3 +47,13 @@ int hr_ha_hang_up_on_word(int primary_link, uint64_t last_rx_ns, uint64_t now_ns
 	return primary_link && last_rx_ns &&
 	       hr_ha_silent_two_beats(last_rx_ns, now_ns, heartbeat_ms);
 }
+
+enum hr_ha_peer_runs hr_ha_peer_runs(int speaking, const char **why_r)
+{
+	if (why_r)
+		*why_r = speaking ? "the peer also runs this VM and releases its output: two hosts "
+				    "speak for it"
+				  : "the peer runs this VM and releases its output; the copy here "
+				    "held its output: it stands down";
+	return speaking ? HR_HA_RUNS_BOTH_SPEAK : HR_HA_RUNS_STAND_DOWN;
+}

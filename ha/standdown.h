@@ -17,7 +17,9 @@
  *   - when the word comes, a primary's link to a backup silent for two
  *     heartbeats already is hung up on (a node fenced behind a cut link
  *     leaves no FIN, no reset): a send blocked on it ends, and with it the
- *     session.
+ *     session;
+ *   - a peer that runs the VM itself, met on re-protection: a copy that
+ *     held its output stands down (hr_ha_peer_runs).
  * tests/t-standdown.c is the table.
  */
 #ifndef HR_HA_STANDDOWN_H
@@ -54,6 +56,18 @@ enum hr_ha_drop hr_ha_drop_silent(const struct hr_ha_word *w, uint64_t last_rx_n
  * is never hung up on); last_rx_ns 0: nothing heard yet (no hang-up). */
 int hr_ha_hang_up_on_word(int primary_link, uint64_t last_rx_ns, uint64_t now_ns,
 			  uint64_t heartbeat_ms);
+
+/* Re-protection asked the peer for a backup, and it answered that it runs
+ * the VM itself, releasing output (preamble code "runs": ha/accept.c's
+ * HR_HA_RUNS).  A copy here that held its output stands down: its guest
+ * stops, its held output is dropped - nothing it held ever left, so the
+ * peer's copy is at least as new.  One that speaks as well is one of two
+ * speakers (release was allowed without proof): it runs on and says so. */
+enum hr_ha_peer_runs {
+	HR_HA_RUNS_STAND_DOWN = 0, /* +stand-down: demoted here */
+	HR_HA_RUNS_BOTH_SPEAK,	   /* two hosts speak: an error for the operator */
+};
+enum hr_ha_peer_runs hr_ha_peer_runs(int speaking, const char **why_r);
 
 /* Silent for two heartbeats: the measure both rules use. */
 int hr_ha_silent_two_beats(uint64_t last_rx_ns, uint64_t now_ns, uint64_t heartbeat_ms);

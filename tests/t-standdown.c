@@ -59,7 +59,7 @@ int main(void)
 {
 	unsigned nd = sizeof(drop_rows) / sizeof(drop_rows[0]);
 	unsigned nh = sizeof(hang_rows) / sizeof(hang_rows[0]);
-	plan((int)(nd + nh + 1));
+	plan((int)(nd + nh + 2));
 
 	for (unsigned i = 0; i < nd; i++) {
 		struct hr_ha_word w = {drop_rows[i].given, MS(drop_rows[i].given_ms)};
@@ -84,5 +84,9 @@ int main(void)
 		agree &= (hr_ha_drop_silent(&fresh, MS(1000), MS(now), HB, NULL) ==
 			  HR_HA_DROP_NOW) == hr_ha_hang_up_on_word(1, MS(1000), MS(now), HB);
 	ok(agree, "a fresh word drops a silent backup exactly when it would hang up on it");
+	const char *w0 = NULL, *w1 = NULL;
+	ok(hr_ha_peer_runs(0, &w0) == HR_HA_RUNS_STAND_DOWN &&
+	       hr_ha_peer_runs(1, &w1) == HR_HA_RUNS_BOTH_SPEAK && w0 && w1 && strcmp(w0, w1),
+	   "the peer runs the VM: a held copy stands down, a speaking one is one of two speakers");
 	return tap_done();
 }
