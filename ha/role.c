@@ -100,6 +100,26 @@ void hr_role_set_vm(struct hr_role *r, const char *vm)
 	snprintf(r->vm, sizeof(r->vm), "%s", vm && *vm ? vm : "vm");
 }
 
+int hr_role_is_final(enum hr_role_state s)
+{
+	return s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
+}
+
+int hr_role_held_after(int held_before, enum hr_role_state to, enum hr_role_event ev)
+{
+	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT || to == HR_RS_STANDBY)
+		return 1;
+	if (ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_BACKUP_ANSWERED || to == HR_RS_PROTECTED ||
+	    to == HR_RS_PROMOTED)
+		return 0;
+	return held_before;
+}
+
+int hr_role_is_held(const struct hr_role *r)
+{
+	return __atomic_load_n(&r->held, __ATOMIC_RELAXED);
+}
+
 #define KEEP (-1) /* the event changes nothing here */
 #define BAD  (-2) /* the event cannot happen here */
 
@@ -108,7 +128,7 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 {
 	enum hr_role_side side = r->side;
 	enum hr_role_state s = r->state;
-	int final = s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
+	int final = hr_role_is_final(s);
 
 	switch (ev) {
 	case HR_RE_STOP:
@@ -197,6 +217,16 @@ static int next_state(const struct hr_role *r, enum hr_role_event ev)
 	}
 }
 
+int hr_role_next(enum hr_role_side side, enum hr_role_state s, enum hr_role_event ev)
+{
+	struct hr_role r = {.side = side, .state = s};
+	if ((unsigned)s >= HR_RS_NR || (unsigned)ev >= HR_RE_NR ||
+	    (ev == HR_RE_RESUME && s == HR_RS_STANDBY))
+		return -EINVAL;
+	int to = next_state(&r, ev);
+	return to == BAD ? -EINVAL : to == KEEP ? (int)s : to;
+}
+
 int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 {
 	enum hr_role_state from = r->state;
@@ -218,6 +248,9 @@ int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why)
 				   : HR_RS_UNPROTECTED;
 	if (ev == HR_RE_BACKUP_LOST && from == HR_RS_STANDBY)
 		r->resume_to = HR_RS_UNPROTECTED;
+	__atomic_store_n(
+	    &r->held, hr_role_held_after(r->held, to == KEEP ? from : (enum hr_role_state)to, ev),
+	    __ATOMIC_RELAXED); /* before the observer hears of it */
 	if (etok != HR_TOK_NONE)
 		hr_token_log(r->vm, etok, "%s", why ? why : "");
 	if (to == KEEP) {

@@ -97,6 +97,8 @@ struct hr_role {
 	enum hr_role_side side;
 	enum hr_role_state state;
 	enum hr_role_state resume_to; /* standby: where HR_RE_RESUME leads */
+	int held;		      /* output held (hr_role_held_after); read it with
+				       * hr_role_is_held */
 	uint64_t since_ns;	      /* CLOCK_MONOTONIC of the last change */
 	hr_role_observer_fn observer;
 	void *opaque;
@@ -116,6 +118,25 @@ void hr_role_set_vm(struct hr_role *r, const char *vm);
  * warning.  Returns the new state (>= 0).
  */
 int hr_role_event(struct hr_role *r, enum hr_role_event ev, const char *why);
+
+/* Output held: nothing leaves without an ack or a lease (a silent backup
+ * counts), or the guest is paused in standby (it gives way to a peer that
+ * speaks).  Kept by hr_role_event; workers report it, the daemon's accept
+ * decision (ha/accept.c) reads that report. */
+int hr_role_is_held(const struct hr_role *r);
+/* The rule: held after ev led to state `to` (`to` = the state it stays in
+ * when ev changes nothing), held_before before it. */
+int hr_role_held_after(int held_before, enum hr_role_state to, enum hr_role_event ev);
+/* stopped, failed, demoted: nothing but stop/error happens after them. */
+int hr_role_is_final(enum hr_role_state s);
+/*
+ * Where ev leads from state s on side `side`, without a machine and without
+ * a log line: the next state, s itself when ev changes nothing there, or
+ * -EINVAL when it cannot happen (also HR_RE_RESUME: where a standby resumes
+ * to is known to its machine only).  For the daemon, which knows a worker's
+ * state from its reports: the worker's end is HR_RE_STOP or HR_RE_ERROR.
+ */
+int hr_role_next(enum hr_role_side side, enum hr_role_state s, enum hr_role_event ev);
 
 /* "protected", "promoted", ...: the names status, JSON and drill use. */
 const char *hr_role_state_name(enum hr_role_state s);

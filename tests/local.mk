@@ -86,6 +86,15 @@ TESTS += tests/t-planner tests/t-live
 tests_t_planner_LDADD = $(HR_LIBS)
 tests_t_live_LDADD = $(HR_LIBS)
 
+# the daemon's accept / migrate / start decisions (ha/accept.c), what
+# failover, promote and demote may do (ha/request.c), and a primary's
+# drop / hang-up policy on the cluster's word (ha/standdown.c): tables
+check_PROGRAMS += tests/t-accept tests/t-request tests/t-standdown
+TESTS += tests/t-accept tests/t-request tests/t-standdown
+tests_t_accept_LDADD = $(HR_LIBS)
+tests_t_request_LDADD = $(HR_LIBS)
+tests_t_standdown_LDADD = $(HR_LIBS)
+
 check_PROGRAMS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness tests/t-reprotect-bad \
 	tests/t-onespeaker tests/t-reprotect tests/t-standby tests/t-cluster-word
 TESTS += tests/t-role tests/t-dirtyset tests/t-envelope tests/t-core tests/t-place tests/t-heartbeat tests/t-liveness tests/t-reprotect-bad \

@@ -63,7 +63,7 @@ static char *logged_silent(void)
 
 int main(void)
 {
-	plan(34);
+	plan(39);
 	hr_log_init("t-role", 1, 0);
 	/* names: one table, parse is its inverse */
 	int names_ok = 1;
@@ -217,5 +217,60 @@ int main(void)
 	       !strcmp(hr_role_side_name(HR_SIDE_BACKUP, HR_RS_BACKUP), "backup") &&
 	       !strcmp(hr_role_side_name(HR_SIDE_PRIMARY, HR_RS_UNPROTECTED), "primary"),
 	   "role names for status: primary / backup / promoted");
+
+	/* output held: the role machine keeps it (workers report it) */
+	struct hr_role r;
+	int held_ok = 1;
+	hr_role_init(&r, "t-role", HR_SIDE_PRIMARY, NULL, NULL);
+	static const struct {
+		enum hr_role_event ev;
+		int held;
+	} held_steps[] = {
+	    {HR_RE_CONNECTED, 0},	{HR_RE_SYNCED, 0},	  {HR_RE_BACKUP_SILENT, 1},
+	    {HR_RE_BACKUP_ANSWERED, 0}, {HR_RE_BACKUP_SILENT, 1}, {HR_RE_BACKUP_LOST, 1},
+	    {HR_RE_OUTPUT_RELEASED, 0}, {HR_RE_OUTPUT_HELD, 1},	  {HR_RE_REPROTECT, 1},
+	    {HR_RE_CONNECTED, 1},	{HR_RE_SYNCED, 0},	  {HR_RE_DEMOTE, 1},
+	    {HR_RE_RESUME, 0},		{HR_RE_BACKUP_LOST, 0},	  {HR_RE_OUTPUT_HELD, 1},
+	    {HR_RE_BACKUP_ANSWERED, 1}, /* refused when unprotected: still held */
+	};
+	for (unsigned i = 0; i < sizeof(held_steps) / sizeof(held_steps[0]); i++) {
+		hr_role_event(&r, held_steps[i].ev, NULL);
+		if (hr_role_is_held(&r) != held_steps[i].held) {
+			diag("held after step %u (event %d): %d, want %d", i, (int)held_steps[i].ev,
+			     hr_role_is_held(&r), held_steps[i].held);
+			held_ok = 0;
+		}
+	}
+	ok(held_ok, "held: silent, lost or +output-held hold; an answer, a release, protected "
+		    "release; standby holds; a refused event changes nothing");
+	hr_role_init(&r, "t-role", HR_SIDE_BACKUP, NULL, NULL);
+	hr_role_event(&r, HR_RE_CONNECTED, NULL);
+	hr_role_event(&r, HR_RE_SYNCED, NULL);
+	hr_role_event(&r, HR_RE_PRIMARY_LOST, NULL);
+	hr_role_event(&r, HR_RE_PROMOTED, NULL);
+	int promoted_free = !hr_role_is_held(&r);
+	hr_role_event(&r, HR_RE_DEMOTE, NULL);
+	ok(promoted_free && hr_role_is_held(&r) && r.side == HR_SIDE_PRIMARY,
+	   "held: a promoted backup releases; demoted to standby it holds, a primary now");
+
+	ok(hr_role_is_final(HR_RS_STOPPED) && hr_role_is_final(HR_RS_FAILED) &&
+	       hr_role_is_final(HR_RS_DEMOTED) && !hr_role_is_final(HR_RS_STANDBY) &&
+	       !hr_role_is_final(HR_RS_PROMOTED),
+	   "final: stopped, failed, demoted only");
+	/* the daemon maps a worker's end through the table */
+	ok(hr_role_next(HR_SIDE_PRIMARY, HR_RS_PROTECTED, HR_RE_STOP) == HR_RS_STOPPED &&
+	       hr_role_next(HR_SIDE_BACKUP, HR_RS_BACKUP, HR_RE_ERROR) == HR_RS_FAILED &&
+	       hr_role_next(HR_SIDE_PRIMARY, HR_RS_DEMOTED, HR_RE_ERROR) == HR_RS_DEMOTED &&
+	       hr_role_next(HR_SIDE_PRIMARY, HR_RS_STOPPED, HR_RE_ERROR) == HR_RS_STOPPED &&
+	       hr_role_next(HR_SIDE_BACKUP, HR_RS_CONNECTING, HR_RE_STOP) == HR_RS_STOPPED,
+	   "next: a worker's end is stopped or failed, a final state stays");
+	ok(hr_role_next(HR_SIDE_PRIMARY, HR_RS_CONNECTING, HR_RE_SYNCED) == -EINVAL &&
+	       hr_role_next(HR_SIDE_PRIMARY, HR_RS_STANDBY, HR_RE_RESUME) == -EINVAL &&
+	       hr_role_next(HR_SIDE_BACKUP, HR_RS_BACKUP, HR_RE_PRIMARY_LOST) == HR_RS_PROMOTING &&
+	       hr_role_next(HR_SIDE_PRIMARY, HR_RS_UNPROTECTED, HR_RE_OUTPUT_HELD) ==
+		   HR_RS_UNPROTECTED &&
+	       hr_role_next(HR_SIDE_PRIMARY, HR_RS_NR, HR_RE_STOP) == -EINVAL,
+	   "next: impossible events, a standby's resume (its machine knows where), bad states "
+	   "are -EINVAL");
 	return tap_done();
 }

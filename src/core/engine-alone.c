@@ -19,6 +19,7 @@
 #include "common/util.h"
 #include "core/engine-internal.h"
 #include "ha/failover.h"
+#include "ha/standdown.h"
 
 #define RELEASE_EVERY_MS     20	  /* output released this often while allowed */
 #define RECONNECT_DEFAULT_MS 1000 /* between re-protection attempts */
@@ -225,7 +226,8 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			*fd_r = fd;
 			return HR_ALONE_RECONNECTED;
 		}
-		if (rc == -HR_EPROMOTED && !e->speaking) {
+		if (rc == -HR_EPROMOTED &&
+		    hr_ha_peer_runs(e->speaking, NULL) == HR_HA_RUNS_STAND_DOWN) {
 			e->ops->pause(e->vm);
 			hr_engine_role_event(e, HR_RE_STAND_DOWN,
 					     "the peer runs this VM and releases its output; "

@@ -20,6 +20,7 @@
 #include "common/util.h"
 #include "core/engine-internal.h"
 #include "ha/failover.h"
+#include "ha/standdown.h"
 #include "core/handshake.h"
 #include "core/outbuf.h"
 #include "core/peer.h"
@@ -29,14 +30,21 @@
 /* the engine thread's waits end this often at least, to stamp its progress */
 #define ENGINE_WAIT_MAX_NS (500 * 1000000ull)
 
-/* The cluster's word (hr_engine_cluster_release) came after the backup's
- * last byte: it is about this silence, not an older one.  A word followed
- * by a sign of life from the backup was about something else (or wrong):
- * it never lets output leave on a later silence or loss. */
-static int word_fresh(struct hr_engine *e)
+/* The cluster's word (hr_engine_cluster_release), judged against the
+ * backup's last byte by ha/standdown.c: fresh, stale or none. */
+static struct hr_ha_word cluster_word(struct hr_engine *e)
 {
-	return __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) &&
-	       __atomic_load_n(&e->cluster_release_ns, __ATOMIC_SEQ_CST) > e->peer.last_rx_ns;
+	return (struct hr_ha_word){.given = __atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST),
+				   .given_ns =
+				       __atomic_load_n(&e->cluster_release_ns, __ATOMIC_SEQ_CST)};
+}
+
+/* A silent backup is dropped on a fresh word (ha/standdown.c decides). */
+static int drop_silent(struct hr_engine *e)
+{
+	struct hr_ha_word w = cluster_word(e);
+	return hr_ha_drop_silent(&w, e->peer.last_rx_ns, hr_now_ns(), hr_engine_heartbeat_ms(e),
+				 NULL) == HR_HA_DROP_NOW;
 }
 
 /* Wait for the ack of the oldest epoch in flight; the guest runs meanwhile.
@@ -64,8 +72,7 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 			*ctl_r = 0;
 			continue;
 		}
-		if (rc == -ETIMEDOUT && word_fresh(e) &&
-		    hr_peer_silent_ms(&e->peer) >= 2 * hr_engine_heartbeat_ms(e)) {
+		if (rc == -ETIMEDOUT && drop_silent(e)) {
 			log_warnx(e->name,
 				  "nothing from the backup for %" PRIu64
 				  " ms and the cluster confirms its copy is gone: it is dropped",
@@ -752,7 +759,8 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 			rc = -HR_EPROMOTED;
 			goto out;
 		}
-		if (__atomic_load_n(&e->cluster_release, __ATOMIC_SEQ_CST) && !word_fresh(e)) {
+		struct hr_ha_word w = cluster_word(e);
+		if (hr_ha_word_judge(&w, e->peer.last_rx_ns) == HR_HA_WORD_STALE) {
 			/* the backup spoke after the cluster's word: not about this loss */
 			log_warnx(e->name, "the cluster's word that the peer's copy is gone came "
 					   "before the backup's last sign of life: ignored");

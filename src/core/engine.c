@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine-internal.h"
+#include "ha/standdown.h"
 
 void hr_engine_ctl_send(struct hr_engine *e, char c)
 {
@@ -89,8 +90,8 @@ void hr_engine_cluster_release(struct hr_engine *e)
 	 * alone.  A primary's sessions only (a backup has no outbuf). */
 	int fd = __atomic_load_n(&e->peer.fd, __ATOMIC_SEQ_CST);
 	uint64_t rx = __atomic_load_n(&e->peer.last_rx_ns, __ATOMIC_SEQ_CST);
-	if (fd >= 0 && __atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE) && rx &&
-	    now > rx + 2 * hr_engine_heartbeat_ms(e) * 1000000ull)
+	if (hr_ha_hang_up_on_word(fd >= 0 && __atomic_load_n(&e->outbuf, __ATOMIC_ACQUIRE), rx, now,
+				  hr_engine_heartbeat_ms(e)))
 		shutdown(fd, SHUT_RDWR);
 }
 
@@ -121,6 +122,11 @@ void hr_engine_stats(struct hr_engine *e, struct hr_epoch_stats *last_r, uint64_
 enum hr_role_state hr_engine_state(struct hr_engine *e)
 {
 	return e->role.state;
+}
+
+const struct hr_role *hr_engine_role(const struct hr_engine *e)
+{
+	return &e->role;
 }
 
 void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st)

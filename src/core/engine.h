@@ -317,6 +317,9 @@ void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
 /* Latest stats (copy) and the role state. */
 void hr_engine_stats(struct hr_engine *eng, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r);
 enum hr_role_state hr_engine_state(struct hr_engine *eng);
+/* The role machine itself (side, state, hr_role_is_held): for the state
+ * observer (cfg.on_state), which runs on the engine thread. */
+const struct hr_role *hr_engine_role(const struct hr_engine *eng);
 
 /* Why building the VM or the handshake failed, for the operator ("" if
  * nothing failed); read it after the run function returned. */

@@ -113,62 +113,69 @@ void hr_vms_accept(int fd, const char *peer_desc)
 	log_debug(NULL, "replication connection from %s: worker %d", peer_desc, (int)vm->pid);
 }
 
+/* What the daemon knows of the entry `vm` (NULL: none), for ha/accept.c. */
+void hr_dvm_evidence(const struct hr_dvm *vm, struct hr_ha_local *here)
+{
+	*here = (struct hr_ha_local){0};
+	if (!vm)
+		return;
+	*here = (struct hr_ha_local){.exists = 1,
+				     .worker = vm->pid > 0,
+				     .side = vm->side,
+				     .state = vm->state,
+				     .held = vm->held,
+				     .migrating = vm->migrating,
+				     .migrated = vm->migrated,
+				     .stopping = vm->stop_requested};
+}
+
 /*
- * May a primary's connection for `name` become a backup here?  What runs
- * here under that name decides (the answer is a word the worker maps to
- * the preamble's code, then the reason):
- *   nothing, or an ended worker       accept (an ended entry is replaced)
- *   a backup (not yet promoted)       busy: it promotes or ends on its own
- *   a worker in a final state         busy: it is on its way out
- *   a primary holding its output,     busy, and it is stopped: nothing it
- *     and the caller speaks for the   held was ever released, so the caller's
- *     VM (a promoted backup)          copy is at least as new
- *                                     (docs/design.md contract 3)
- *   a primary or promoted guest       runs: the caller, if it holds its
- *     releasing output                output, must stand down
+ * May a primary's connection for `name` become a backup here?  ha/accept.c
+ * decides from what runs here under that name (hr_ha_accept); this acts:
+ * the answer is a word the worker maps to the preamble's code, then the
+ * reason.
  */
 void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 {
 	struct hr_dvm *other = name ? hr_dvm_find(name) : NULL;
+	struct hr_ha_caller caller = {.name_ok = name && hr_vm_name_ok(name),
+				      .named = vm->name[0] != '\0',
+				      .speaking = peer_speaking};
+	struct hr_ha_local here;
+	const char *why;
 	char ans[256];
-	if (vm->name[0] || !name || !hr_vm_name_ok(name)) {
-		snprintf(ans, sizeof(ans), "refuse invalid VM name\n");
-	} else if (other && hr_dvm_alive(other)) {
-		const char *word = "refuse";
-		int final = other->state == HR_RS_STOPPED || other->state == HR_RS_FAILED ||
-			    other->state == HR_RS_DEMOTED;
-		/* a migrating VM: the destination asks for its backup while the
-		 * source here is ending (or the migration failed: then later) */
-		if (final || other->migrating || other->migrated ||
-		    (other->side == HR_SIDE_BACKUP && other->state != HR_RS_PROMOTED)) {
-			word = "busy";
-		} else if (other->held && peer_speaking) {
-			word = "busy";
-			if (other->pid > 0 && !other->stop_requested) {
-				hr_token_log(
-				    name, HR_TOK_STAND_DOWN,
-				    "%s runs this VM and releases its output; "
-				    "stopping the copy here, which held its output (worker %d)",
-				    vm->peer, (int)other->pid);
-				other->stop_requested = 1;
-				kill(other->pid, SIGTERM);
-			}
-		} else if (!other->held) {
-			word = "runs";
-		}
-		snprintf(ans, sizeof(ans),
-			 "%s a VM named %s already exists on the backup host (%s, %s)\n", word,
-			 name, hr_dvm_role_name(other), hr_dvm_state_name(other));
-		log_warnx(name, "refused a replica from %s: the name is taken (%s, %s)", vm->peer,
-			  hr_dvm_role_name(other), hr_dvm_state_name(other));
-	} else {
+
+	hr_dvm_evidence(other, &here);
+	enum hr_ha_accept_verdict v = hr_ha_accept(&here, &caller, &why);
+	const char *code = hr_ha_accept_code(v);
+	switch (v) {
+	case HR_HA_REFUSE_NAME:
+		snprintf(ans, sizeof(ans), "%s invalid VM name\n", code);
+		break;
+	case HR_HA_ACCEPT:
 		if (other)
 			hr_dvm_free(other); /* an exited entry: replaced */
 		snprintf(vm->name, sizeof(vm->name), "%s", name);
 		vm->started_ns = hr_now_ns();
-		snprintf(ans, sizeof(ans), "accept\n");
+		snprintf(ans, sizeof(ans), "%s\n", code);
 		log_info(vm->name, "backup replica for the primary at %s (worker %d)", vm->peer,
 			 (int)vm->pid);
+		break;
+	default:
+		if (v == HR_HA_BUSY_STAND_DOWN) {
+			hr_token_log(name, HR_TOK_STAND_DOWN,
+				     "%s runs this VM and releases its output; "
+				     "stopping the copy here, which held its output (worker %d)",
+				     vm->peer, (int)other->pid);
+			other->stop_requested = 1;
+			kill(other->pid, SIGTERM);
+		}
+		snprintf(ans, sizeof(ans),
+			 "%s a VM named %s already exists on the backup host (%s, %s)\n", code,
+			 name, hr_dvm_role_name(other), hr_dvm_state_name(other));
+		log_warnx(name, "refused a replica from %s: the name is taken (%s, %s): %s",
+			  vm->peer, hr_dvm_role_name(other), hr_dvm_state_name(other), why);
+		break;
 	}
 	bufferevent_write(vm->bev, ans, strlen(ans));
 }

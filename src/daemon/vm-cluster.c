@@ -33,22 +33,19 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/vm-internal.h"
+#include "ha/request.h"
 
 #define DEMOTE_TIMEOUT_S 10 /* the final epoch's ack */
 #define RESUME_TIMEOUT_S 10
 #define DROP_TIMEOUT_S	 5 /* then SIGKILL */
 
-static int runs_guest(const struct hr_dvm *vm)
+/* What the daemon knows of vm (NULL: none), for ha/request.c. */
+static struct hr_ha_request evidence(const struct hr_dvm *vm)
 {
-	if (vm->state == HR_RS_STANDBY || vm->state == HR_RS_STOPPED || vm->state == HR_RS_FAILED ||
-	    vm->state == HR_RS_DEMOTED)
-		return 0;
-	return vm->side == HR_SIDE_PRIMARY || vm->state == HR_RS_PROMOTED;
-}
-
-static int usable(const struct hr_dvm *vm)
-{
-	return vm->pid > 0 && !vm->stop_requested;
+	struct hr_ha_request rq = {.request_waiting = vm && vm->waiter,
+				   .cluster_mode = hr_dopts.cluster_mode};
+	hr_dvm_evidence(vm, &rq.vm);
+	return rq;
 }
 
 static void resume_timeout(evutil_socket_t fd, short what, void *arg)
@@ -66,36 +63,35 @@ void hr_vms_cmd_promote(struct hr_ctl_conn *cc, const char *name)
 	struct hr_dvm *vm = name ? hr_dvm_find(name) : NULL;
 	char msg[400];
 
-	if (vm && vm->state == HR_RS_STANDBY && usable(vm)) {
-		if (vm->waiter) {
-			snprintf(msg, sizeof(msg), "another request for %s is in progress",
-				 vm->name);
-			hr_ctl_reply(cc, NULL, msg);
-			return;
-		}
+	struct hr_ha_request rq = evidence(vm);
+	switch (hr_ha_promote(&rq, NULL)) { /* ha/request.c decides */
+	case HR_HA_PROMOTE_BUSY:
+		snprintf(msg, sizeof(msg), "another request for %s is in progress", vm->name);
+		hr_ctl_reply(cc, NULL, msg);
+		return;
+	case HR_HA_PROMOTE_RESUME:
 		log_info(vm->name, "promote: the standby guest resumes (worker %d)", (int)vm->pid);
 		kill(vm->pid, HR_SIG_RESUME);
 		hr_dvm_wait(vm, cc, W_RESUME);
 		hr_dvm_arm_timer(vm, resume_timeout, RESUME_TIMEOUT_S);
 		return;
-	}
-	if (!vm || !runs_guest(vm)) {
+	case HR_HA_PROMOTE_FAILOVER:
 		hr_vms_cmd_failover(cc, name); /* says why when it cannot */
 		return;
-	}
-	if (!usable(vm)) {
+	case HR_HA_PROMOTE_NOT_HERE:
 		snprintf(msg, sizeof(msg), "%s does not run here (%s)", vm->name,
 			 hr_dvm_state_name(vm));
 		hr_ctl_reply(cc, NULL, msg);
 		return;
-	}
-	if (!hr_dopts.cluster_mode) {
+	case HR_HA_PROMOTE_NOT_CLUSTER:
 		snprintf(msg, sizeof(msg),
 			 "%s runs here; only a daemon in --cluster-mode takes the cluster's word "
 			 "to release output without a backup",
 			 vm->name);
 		hr_ctl_reply(cc, NULL, msg);
 		return;
+	default: /* HR_HA_PROMOTE_RELEASE */
+		break;
 	}
 	log_info(vm->name, "the cluster confirms the peer holds no copy: output may leave "
 			   "without a backup");
@@ -149,23 +145,25 @@ void hr_vms_cmd_demote(struct hr_ctl_conn *cc, const char *name, int drop_copy)
 		hr_ctl_reply(cc, NULL, "demote: a VM name is needed");
 		return;
 	}
-	if (vm && vm->waiter) {
+	struct hr_ha_request rq = evidence(vm);
+	switch (hr_ha_demote(&rq, drop_copy, NULL)) { /* ha/request.c decides */
+	case HR_HA_DEMOTE_BUSY:
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", vm->name);
 		hr_ctl_reply(cc, NULL, msg);
 		return;
-	}
-	if (vm && usable(vm) && vm->state == HR_RS_STANDBY && !drop_copy) {
+	case HR_HA_DEMOTE_ALREADY:
 		snprintf(msg, sizeof(msg),
 			 "%s is demoted already (standby: paused at epoch %llu)\n", vm->name,
 			 (unsigned long long)vm->last.epoch);
 		hr_ctl_reply(cc, msg, NULL);
 		return;
-	}
-	if (!vm || !usable(vm) || (!runs_guest(vm) && vm->state != HR_RS_STANDBY)) {
+	case HR_HA_DEMOTE_NOTHING:
 		snprintf(msg, sizeof(msg), "%s: no guest runs here (%s): nothing to %s\n", name,
 			 vm ? hr_dvm_state_name(vm) : "no such VM", drop_copy ? "drop" : "demote");
 		hr_ctl_reply(cc, msg, NULL);
 		return;
+	default: /* HR_HA_DEMOTE, HR_HA_DEMOTE_DROP */
+		break;
 	}
 	hr_dvm_wait(vm, cc, W_DEMOTE);
 	if (drop_copy) {

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/vm-internal.h"
+#include "ha/request.h"
 
 #define FAILOVER_TIMEOUT_S 10
 
@@ -31,26 +32,35 @@ void hr_vms_cmd_failover(struct hr_ctl_conn *cc, const char *name)
 	struct hr_dvm *vm = name ? hr_dvm_find(name) : NULL;
 	char msg[600];
 
-	if (!vm) {
+	struct hr_ha_request rq = {.request_waiting = vm && vm->waiter};
+	hr_dvm_evidence(vm, &rq.vm);
+	switch (hr_ha_failover(&rq, NULL)) { /* ha/request.c decides */
+	case HR_HA_FAILOVER_NO_VM:
 		snprintf(msg, sizeof(msg), "no VM named %s here", name ? name : "(none)");
-	} else if (vm->side == HR_SIDE_PRIMARY) {
+		break;
+	case HR_HA_FAILOVER_IS_PRIMARY:
 		snprintf(
 		    msg, sizeof(msg),
 		    "%s is the primary on this host; run `hareplicate failover %s` on the backup "
 		    "host (%s) to move it there",
 		    vm->name, vm->name, vm->peer);
-	} else if (vm->state == HR_RS_PROMOTING || vm->state == HR_RS_PROMOTED) {
+		break;
+	case HR_HA_FAILOVER_ALREADY:
 		snprintf(msg, sizeof(msg), "%s is already promoted and runs here", vm->name);
-	} else if (vm->pid <= 0 || vm->stop_requested) {
+		break;
+	case HR_HA_FAILOVER_NO_REPLICA:
 		snprintf(msg, sizeof(msg), "%s has no running replica here (%s)", vm->name,
 			 hr_dvm_state_name(vm));
-	} else if (vm->state != HR_RS_BACKUP) {
+		break;
+	case HR_HA_FAILOVER_NO_COMMIT:
 		snprintf(msg, sizeof(msg),
 			 "%s has no committed copy yet (%s); promoting now would lose the guest",
 			 vm->name, hr_dvm_state_name(vm));
-	} else if (vm->waiter) {
+		break;
+	case HR_HA_FAILOVER_BUSY:
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", vm->name);
-	} else {
+		break;
+	default: /* HR_HA_FAILOVER */
 		log_info(vm->name, "manual failover requested (primary was %s)", vm->peer);
 		vm->failover_requested = 1;
 		kill(vm->pid, SIGUSR1);

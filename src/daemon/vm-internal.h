@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "daemon/daemon.h"
+#include "ha/accept.h"
 
 /* What the control request waiting on a VM (if any) waits for. */
 enum wait_kind { W_NONE, W_START, W_STOP, W_FAILOVER, W_MIGRATE, W_DEMOTE, W_RESUME, W_DROP };
@@ -115,6 +116,8 @@ void hr_dvm_cluster_state(struct hr_dvm *vm, enum hr_role_state st);
 /* vm-accept.c: a backup worker asks whether name is free here; the answer
  * goes back on its status channel. */
 void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking);
+/* What the daemon knows of vm (NULL: no entry), as ha/accept.c's evidence. */
+void hr_dvm_evidence(const struct hr_dvm *vm, struct hr_ha_local *here);
 
 /* vm-migrate.c: the worker's `event=migration` line, its liveness line
  * (progress for a waiting migrate), its end after a migration (the VM is

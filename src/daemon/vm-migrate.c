@@ -112,26 +112,40 @@ void hr_vms_cmd_migrate(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, "bad max_bandwidth (bytes per second)");
 		return;
 	}
-	if (vm->migrating) {
+	/* ha/accept.c decides; the destination's name is looked up (DNS) only
+	 * once all else allows the migration */
+	struct hr_ha_migrate_ask ask = {.request_waiting = vm->waiter != NULL,
+					.witness = hr_dopts.witness != NULL};
+	hr_dvm_evidence(vm, &ask.vm);
+	enum hr_ha_migrate_verdict mv = hr_ha_may_migrate(&ask, NULL);
+	if (mv == HR_HA_MIGRATE && (ask.to_self = hr_addr_is_self(host, port)))
+		mv = hr_ha_may_migrate(&ask, NULL);
+	msg[0] = '\0';
+	switch (mv) {
+	case HR_HA_MIGRATE:
+		break;
+	case HR_HA_MIGRATE_ALREADY:
 		snprintf(msg, sizeof(msg), "%s is already migrating (to %s)", name, vm->mig_to);
-	} else if (vm->waiter) {
+		break;
+	case HR_HA_MIGRATE_BUSY:
 		snprintf(msg, sizeof(msg), "another request for %s is in progress", name);
-	} else if (vm->side != HR_SIDE_PRIMARY || vm->pid <= 0 || vm->stop_requested ||
-		   (vm->state != HR_RS_PROTECTED && vm->state != HR_RS_BACKUP_SILENT &&
-		    vm->state != HR_RS_UNPROTECTED)) {
+		break;
+	case HR_HA_MIGRATE_NOT_PRIMARY:
 		snprintf(msg, sizeof(msg),
 			 "%s does not run here as a primary (%s, %s); migrate it from the host "
 			 "that runs it",
 			 name, hr_dvm_role_name(vm), hr_dvm_state_name(vm));
-	} else if (vm->held) { /* its backup is silent or lost */
+		break;
+	case HR_HA_MIGRATE_HELD: /* its backup is silent or lost */
 		snprintf(msg, sizeof(msg), "%s: %s", name, hr_strerror(-HR_EHELD));
-	} else if (hr_dopts.witness) {
+		break;
+	case HR_HA_MIGRATE_WITNESS:
 		snprintf(msg, sizeof(msg),
 			 "migration with a witness (--witness) is not supported yet");
-	} else if (hr_addr_is_self(host, port)) {
+		break;
+	default: /* HR_HA_MIGRATE_SELF */
 		snprintf(msg, sizeof(msg), "%s is this host: a VM cannot migrate to itself", addr);
-	} else {
-		msg[0] = '\0';
+		break;
 	}
 	if (msg[0]) {
 		hr_ctl_reply(cc, NULL, msg);
@@ -283,7 +297,10 @@ void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv)
 			hr_kv_add(&sb, kv->kv[i].key, kv->kv[i].val);
 	snprintf(vm->mig_report, sizeof(vm->mig_report), "%s", sb.oom ? "" : sb.p);
 	hr_sbuf_free(&sb);
-	if (ok) {
+	const char *why;
+	enum hr_ha_migrated_verdict v = hr_ha_migrated(
+	    ok, hr_kv_get(kv, "in_doubt") && strcmp(hr_kv_get(kv, "in_doubt"), "0"), &why);
+	if (v == HR_HA_MIGRATED) {
 		vm->migrated = 1; /* the worker ends now; then the entry goes */
 		hr_token_log(vm->name, HR_TOK_MIGRATED, "runs on %s now", vm->mig_to);
 		return;
@@ -293,11 +310,7 @@ void hr_dvm_migration_event(struct hr_dvm *vm, const struct hr_kvline *kv)
 	if (vm->wait != W_MIGRATE)
 		return;
 	snprintf(msg, sizeof(msg), "migration of %s to %s failed: %s; %s", vm->name, vm->mig_to,
-		 err ? err : "unknown",
-		 hr_kv_get(kv, "in_doubt") && strcmp(hr_kv_get(kv, "in_doubt"), "0")
-		     ? "in doubt: the destination may run it - this host holds its output "
-		       "and asks the destination"
-		     : "it keeps running here");
+		 err ? err : "unknown", why);
 	hr_dvm_reply(vm, vm->mig_report, msg);
 }
 

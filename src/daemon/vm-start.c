@@ -118,17 +118,22 @@ void hr_dvm_start_state(struct hr_dvm *vm, enum hr_role_state st)
 {
 	if (vm->wait != W_START || !vm->pid)
 		return;
-	if (st == HR_RS_SYNCING || st == HR_RS_PROTECTED) {
+	/* ha/accept.c decides; failed: the worker exits, hr_dvm_start_ended answers */
+	switch (hr_ha_start(st, vm->stop_requested, NULL)) {
+	case HR_HA_START_UP:
 		log_info(vm->name, "started: primary, worker %d, backup at %s", (int)vm->pid,
 			 vm->peer);
 		reply_started(vm, "");
-	} else if (st != HR_RS_FAILED && st != HR_RS_CONNECTING && !vm->stop_requested) {
+		break;
+	case HR_HA_START_ABORT:
 		/* the first session failed (the backup refused the VM): nothing
 		 * runs unprotected on a start; the exit line says why */
 		vm->stop_requested = 1;
 		kill(vm->pid, SIGTERM);
+		break;
+	default:
+		break;
 	}
-	/* failed: the worker exits; hr_dvm_start_ended answers */
 }
 
 void hr_dvm_start_ended(struct hr_dvm *vm)

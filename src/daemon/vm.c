@@ -38,11 +38,6 @@ const char *hr_dvm_state_name(const struct hr_dvm *vm)
 	return hr_role_state_name(vm->state);
 }
 
-static int final_state(enum hr_role_state s)
-{
-	return s == HR_RS_STOPPED || s == HR_RS_FAILED || s == HR_RS_DEMOTED;
-}
-
 int hr_vm_name_ok(const char *name)
 {
 	size_t len = strlen(name);
@@ -59,7 +54,9 @@ void hr_vms_init(struct event_base *b)
 
 int hr_dvm_alive(const struct hr_dvm *vm)
 {
-	return vm->pid > 0 || !final_state(vm->state);
+	struct hr_ha_local here;
+	hr_dvm_evidence(vm, &here);
+	return hr_ha_local_alive(&here); /* the rule accept decides by */
 }
 
 struct hr_dvm *hr_dvm_find(const char *name)
@@ -455,8 +452,12 @@ static void worker_ended(struct hr_dvm *vm, int status)
 	}
 	if (!vm->error[0] && !clean)
 		snprintf(vm->error, sizeof(vm->error), "worker %s", why);
-	if (!final_state(vm->state))
-		set_state(vm, clean || vm->stop_requested ? HR_RS_STOPPED : HR_RS_FAILED, NULL);
+	/* the worker's end, through the role table: stopped (clean, or asked)
+	 * or failed; a final state stays */
+	int st = hr_role_next(vm->side, vm->state,
+			      clean || vm->stop_requested ? HR_RE_STOP : HR_RE_ERROR);
+	if (st >= 0 && st != (int)vm->state)
+		set_state(vm, (enum hr_role_state)st, NULL);
 
 	if (vm->wait == W_START) {
 		hr_dvm_start_ended(vm);

@@ -26,7 +26,7 @@ struct worker {
 	int adopt_fd; /* listening for a (re)started daemon; -1 if none */
 	/* where it stands, for the adopt line */
 	enum hr_role_state state;
-	int held; /* without a backup, output is held (no proof nobody else speaks) */
+	int held; /* output held, as the role machine last said (hr_role_is_held) */
 	char token[24];
 	struct hr_epoch_stats last;
 	uint64_t nr_epochs;

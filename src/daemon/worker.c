@@ -219,15 +219,14 @@ static void on_state(void *opaque, enum hr_role_state from, enum hr_role_state t
 			log_info(w->a->name, "after the hand-off: backup wanted from %s",
 				 w->a->reconnect_addr);
 	}
-	if (ev == HR_RE_REPROTECT || ev == HR_RE_MIGRATED || to == HR_RS_STANDBY)
-		w->a->side = HR_SIDE_PRIMARY; /* a promoted backup is a primary from now on */
-	/* held: nothing leaves without an ack or a lease (a silent backup counts);
-	 * a standby guest is paused: it gives way to a peer that speaks */
-	if (ev == HR_RE_OUTPUT_HELD || ev == HR_RE_BACKUP_SILENT || to == HR_RS_STANDBY)
-		w->held = 1;
-	else if (ev == HR_RE_OUTPUT_RELEASED || ev == HR_RE_BACKUP_ANSWERED ||
-		 to == HR_RS_PROTECTED || to == HR_RS_PROMOTED)
-		w->held = 0;
+	/* side and held as the role machine has them (a promoted backup is a
+	 * primary from its re-protection, migration or demotion on; held: see
+	 * hr_role_is_held); reported here, and kept for the adopt line */
+	const struct hr_role *r = hr_w_eng ? hr_engine_role(hr_w_eng) : NULL;
+	if (r) {
+		w->a->side = r->side;
+		w->held = hr_role_is_held(r);
+	}
 	hr_kv_add(&sb, "event", "state");
 	hr_kv_add(&sb, "state", hr_role_state_name(to));
 	hr_kv_add(&sb, "from", hr_role_state_name(from));
