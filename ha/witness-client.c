@@ -1,15 +1,18 @@
 /*
  * witness-client.c - asking the witness (witness.h): one TCP connection per
- * request, non-blocking, every step bounded by one deadline.
+ * request, non-blocking, every step bounded by one deadline (name
+ * resolution included).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -76,17 +79,17 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 	}
 }
 
-static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
+static int connect_one(int family, const struct sockaddr *sa, socklen_t len, uint64_t deadline_ns)
 {
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int rc, err = 0;
-	socklen_t len = sizeof(err);
+	socklen_t elen = sizeof(err);
 
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+	if (connect(fd, sa, len) < 0) {
 		rc = errno == EINPROGRESS ? wait_fd(fd, POLLOUT, deadline_ns) : -errno;
-		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			rc = -errno;
 		else if (!rc && err)
 			rc = -err;
@@ -98,23 +101,175 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
 	return fd;
 }
 
+/*
+ * Names resolved within the request's deadline.  getaddrinfo() cannot be
+ * cut short, so a host name is looked up with getaddrinfo_a() and waited
+ * for until the deadline; a lookup that outlives it goes on (one per
+ * process) and a later request takes its answer.  Answers are kept: a
+ * request uses the last one for its name at once, and one older than
+ * RESOLVE_REFRESH_MS is looked up again meanwhile.  A numeric address
+ * needs no lookup.
+ */
+#define RESOLVE_MAX_ADDRS  4
+#define RESOLVE_REFRESH_MS 30000
+
+struct resolved {
+	int n;
+	struct {
+		int family;
+		socklen_t len;
+		struct sockaddr_storage sa;
+	} a[RESOLVE_MAX_ADDRS];
+};
+
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	char host[256], port[8];
+	int refs; /* the pending slot's, and each waiter's */
+};
+
+static pthread_mutex_t res_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lookup *res_pending; /* running, or done and not taken yet */
+static char res_host[256], res_port[8];
+static struct resolved res_cache;
+static uint64_t res_cache_ns;
+
+static void keep(struct resolved *r, const struct addrinfo *res)
+{
+	r->n = 0;
+	for (const struct addrinfo *ai = res; ai && r->n < RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(r->a[0].sa))
+			continue;
+		r->a[r->n].family = ai->ai_family;
+		r->a[r->n].len = ai->ai_addrlen;
+		memcpy(&r->a[r->n].sa, ai->ai_addr, ai->ai_addrlen);
+		r->n++;
+	}
+}
+
+/* Under res_lock. */
+static void lookup_put(struct lookup *lk)
+{
+	if (!--lk->refs)
+		free(lk);
+}
+
+/* Under res_lock: a finished lookup's answer into the cache. */
+static void harvest(void)
+{
+	struct lookup *lk = res_pending;
+
+	if (!lk || gai_error(&lk->cb) == EAI_INPROGRESS)
+		return;
+	if (!gai_error(&lk->cb) && lk->cb.ar_result) {
+		keep(&res_cache, lk->cb.ar_result);
+		snprintf(res_host, sizeof(res_host), "%s", lk->host);
+		snprintf(res_port, sizeof(res_port), "%s", lk->port);
+		res_cache_ns = hr_now_ns();
+	}
+	if (lk->cb.ar_result)
+		freeaddrinfo(lk->cb.ar_result);
+	lk->cb.ar_result = NULL;
+	res_pending = NULL;
+	lookup_put(lk);
+}
+
+/* Under res_lock: look host up unless a lookup runs. */
+static void start_lookup(const char *host, const char *port)
+{
+	struct lookup *lk;
+
+	if (res_pending || !(lk = calloc(1, sizeof(*lk))))
+		return;
+	snprintf(lk->host, sizeof(lk->host), "%s", host);
+	snprintf(lk->port, sizeof(lk->port), "%s", port);
+	lk->hints.ai_socktype = SOCK_STREAM;
+	lk->cb.ar_name = lk->host;
+	lk->cb.ar_service = lk->port;
+	lk->cb.ar_request = &lk->hints;
+	lk->refs = 1;
+	struct gaicb *list[1] = {&lk->cb};
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) {
+		free(lk);
+		return;
+	}
+	res_pending = lk;
+}
+
+static int cached(const char *host, const char *port, struct resolved *r)
+{
+	if (!res_cache.n || strcmp(res_host, host) || strcmp(res_port, port))
+		return 0;
+	*r = res_cache;
+	return 1;
+}
+
+static int resolve(const char *host, const char *port, uint64_t deadline_ns, struct resolved *r)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+			*res;
+	struct lookup *lk;
+	int rc;
+
+	if (!getaddrinfo(host, port, &hints, &res)) {
+		keep(r, res);
+		freeaddrinfo(res);
+		return r->n ? 0 : -EHOSTUNREACH;
+	}
+	pthread_mutex_lock(&res_lock);
+	harvest();
+	if (cached(host, port, r)) {
+		if (hr_now_ns() - res_cache_ns > RESOLVE_REFRESH_MS * 1000000ull)
+			start_lookup(host, port);
+		pthread_mutex_unlock(&res_lock);
+		return 0;
+	}
+	start_lookup(host, port);
+	lk = res_pending;
+	if (!lk || strcmp(lk->host, host) || strcmp(lk->port, port)) {
+		pthread_mutex_unlock(&res_lock);
+		return -EHOSTUNREACH; /* no lookup, or one of another name runs */
+	}
+	lk->refs++;
+	pthread_mutex_unlock(&res_lock);
+	const struct gaicb *list[1] = {&lk->cb};
+	for (;;) {
+		int ms = ms_left(deadline_ns);
+		if (!ms)
+			break;
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		int g = gai_suspend(list, 1, &ts);
+		if (g != EAI_INTR)
+			break; /* done, or the time is up */
+	}
+	pthread_mutex_lock(&res_lock);
+	harvest();
+	if (cached(host, port, r))
+		rc = 0;
+	else
+		rc = gai_error(&lk->cb) == EAI_INPROGRESS ? -ETIMEDOUT : -EHOSTUNREACH;
+	lookup_put(lk);
+	pthread_mutex_unlock(&res_lock);
+	return rc;
+}
+
 static int connect_addr(const char *addr, uint64_t deadline_ns)
 {
 	char host[256], port[8];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	struct resolved r;
 	int rc = split_addr(addr, host, sizeof(host), port, sizeof(port));
 
-	if (rc < 0)
+	if (rc < 0 || (rc = resolve(host, port, deadline_ns, &r)) < 0)
 		return rc;
-	if (getaddrinfo(host, port, &hints, &res))
-		return -EHOSTUNREACH;
 	rc = -EHOSTUNREACH;
-	for (ai = res; ai; ai = ai->ai_next) {
-		rc = connect_one(ai, deadline_ns);
+	for (int i = 0; i < r.n; i++) {
+		rc = connect_one(r.a[i].family, (const struct sockaddr *)&r.a[i].sa, r.a[i].len,
+				 deadline_ns);
 		if (rc >= 0 || rc == -ETIMEDOUT)
 			break;
 	}
-	freeaddrinfo(res);
 	return rc;
 }
 
