@@ -1,0 +1,378 @@
+/*
+ * t-witness-async.c - the witness never holds up the engine, and a witness
+ * that lost its table never loses the VM.  A primary engine ("A") and its
+ * backup ("B") in one process, with the mem backend:
+ *
+ *   - hang: a "witness" that accepts TCP and never answers.  The protected
+ *     primary's epochs keep their cadence while it registers there; after
+ *     a torn link both sides ask it (no answer: nobody speaks), and a stop
+ *     still ends either side at once.
+ *   - forgot: a real witness (hareplicated --serve-witness) restarted with
+ *     its table deleted.  A registers again by itself; then A dies and B
+ *     promotes with the lease and releases output.
+ *   - unknown: the witness comes back empty only after A died.  B hears
+ *     "unknown VM": it keeps its copy (standing unregistered, not failed)
+ *     and keeps asking; once the VM is registered by hand, B promotes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine-pair.h"
+#include "tap.h"
+#include "common/util.h"
+#include "ha/failover.h"
+#include "ha/witness.h"
+
+#define EPOCH_MS 25
+
+static char wit_addr[64], wit_dir[256];
+static pid_t wit_pid;
+
+/* ---- a witness that accepts and never answers ---- */
+
+struct hang {
+	int lfd;
+	volatile int stop;
+	volatile unsigned accepted;
+	int fds[64];
+	pthread_t t;
+	char addr[64];
+};
+
+static void *hang_run(void *arg)
+{
+	struct hang *h = arg;
+	while (!h->stop) {
+		struct pollfd p = {h->lfd, POLLIN, 0};
+		if (poll(&p, 1, 20) <= 0)
+			continue;
+		int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (h->accepted < 64)
+			h->fds[h->accepted] = fd; /* held open, never read, never answered */
+		else
+			close(fd);
+		__atomic_add_fetch(&h->accepted, 1, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+static int hang_start(struct hang *h)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+
+	memset(h, 0, sizeof(*h));
+	h->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (h->lfd < 0 || bind(h->lfd, (void *)&a, sizeof(a)) || listen(h->lfd, 64) ||
+	    getsockname(h->lfd, (void *)&a, &al))
+		return -1;
+	snprintf(h->addr, sizeof(h->addr), "127.0.0.1:%u", ntohs(a.sin_port));
+	return pthread_create(&h->t, NULL, hang_run, h) ? -1 : 0;
+}
+
+static void hang_stop(struct hang *h)
+{
+	h->stop = 1;
+	pthread_join(h->t, NULL);
+	for (unsigned i = 0; i < h->accepted && i < 64; i++)
+		close(h->fds[i]);
+	close(h->lfd);
+}
+
+/* ---- a real witness ---- */
+
+static int witness_answers(void)
+{
+	struct hr_wit_req q = {.op = HR_WIT_QUERY};
+	struct hr_wit_reply r;
+	snprintf(q.vm, sizeof(q.vm), "probe");
+	return hr_witness_ask(NULL, wit_addr, &q, &r, 200) == 0;
+}
+
+static int start_witness(void)
+{
+	const char *b = getenv("top_builddir");
+	char bin[1024], ctl[1024], state[1024];
+
+	snprintf(bin, sizeof(bin), "%s/hareplicated", b ? b : ".");
+	snprintf(ctl, sizeof(ctl), "%s/w.sock", wit_dir);
+	snprintf(state, sizeof(state), "%s/w", wit_dir);
+	wit_pid = fork();
+	if (wit_pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 2);
+		execl(bin, bin, "-f", "--serve-witness", "--insecure", "--control", ctl, "--listen",
+		      wit_addr, "--state-dir", state, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		if (witness_answers())
+			return 0;
+		usleep(50000);
+	}
+	return -1;
+}
+
+/* The witness dies and its table with it (1: the table was there). */
+static int kill_witness_and_table(void)
+{
+	char table[512];
+	kill(wit_pid, SIGKILL);
+	waitpid(wit_pid, NULL, 0);
+	snprintf(table, sizeof(table), "%s/w/witness.table", wit_dir);
+	return unlink(table) == 0;
+}
+
+/* The witness's record of vm: owner and backup as wanted? */
+static int witness_knows(const char *vm, const char *owner, const char *backup)
+{
+	struct hr_wit_req q = {.op = HR_WIT_QUERY};
+	struct hr_wit_reply r;
+	snprintf(q.vm, sizeof(q.vm), "%s", vm);
+	return hr_witness_ask(NULL, wit_addr, &q, &r, 500) == 0 && !strcmp(r.owner, owner) &&
+	       !strcmp(r.backup, backup);
+}
+
+static int wait_witness_knows(const char *vm, const char *owner, const char *backup, double s)
+{
+	uint64_t end = hr_now_ns() + (uint64_t)(s * 1e9);
+	while (hr_now_ns() < end) {
+		if (witness_knows(vm, owner, backup))
+			return 1;
+		usleep(50000);
+	}
+	return 0;
+}
+
+static int wait_state(volatile enum hr_role_state *st, enum hr_role_state want, double s)
+{
+	uint64_t end = hr_now_ns() + (uint64_t)(s * 1e9);
+	while (*st != want && hr_now_ns() < end)
+		usleep(2000);
+	return *st == want;
+}
+
+static void configs(const char *vm, const char *witness, struct hr_engine_config *pc,
+		    struct hr_engine_config *bc)
+{
+	*pc = (struct hr_engine_config){
+	    .name = vm,
+	    .ops = hr_backend_find("mem"),
+	    .epoch_us = EPOCH_MS * 1000,
+	    .silence_ms = 300,
+	    .witness = witness,
+	    .node = "A",
+	    .peer_node = "B",
+	    .lease_ms = 1000,
+	    .vm = {.mem_bytes = 32 << 20,
+		   .nr_vcpus = 1,
+		   .kernel_path = "mem:",
+		   .cmdline = "steps_per_s=1000 writes=8"},
+	};
+	*bc = (struct hr_engine_config){.name = vm,
+					.silence_ms = 300,
+					.auto_promote = 1,
+					.witness = witness,
+					.node = "B",
+					.peer_node = "A",
+					.lease_ms = 1000};
+}
+
+/* ---- hang ---- */
+
+#define MAX_ACKS 4096
+static uint64_t ack_ns[MAX_ACKS];
+static volatile unsigned nr_acks;
+
+static void on_ack(struct ep_pair *ep, const struct hr_epoch_stats *st)
+{
+	(void)ep;
+	(void)st;
+	unsigned i = nr_acks;
+	if (i < MAX_ACKS) {
+		ack_ns[i] = hr_now_ns();
+		__atomic_store_n(&nr_acks, i + 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_hang(void)
+{
+	struct hang h;
+	struct ep_pair ep = {0};
+	struct hr_engine_config pc, bc;
+
+	if (hang_start(&h) < 0) {
+		ok(0, "hang: a listening socket for the silent witness");
+		return;
+	}
+	configs("hang", h.addr, &pc, &bc);
+	ep.on_p_epoch = on_ack;
+	ok(ep_start(&ep, pc, bc, EP_RELAY) == 0, "hang: A and B started, witness %s never answers",
+	   h.addr);
+	ep_wait_u64(&ep.p_acked, 10, 30);
+	/* 3 s of epochs while A registers (and registers again) at the witness */
+	unsigned a0 = __atomic_load_n(&h.accepted, __ATOMIC_SEQ_CST);
+	unsigned first = nr_acks;
+	usleep(3000000);
+	unsigned last = nr_acks, n = last > first + 1 ? last - first - 1 : 0;
+	static uint64_t gaps[MAX_ACKS];
+	for (unsigned i = 0; i < n; i++)
+		gaps[i] = ack_ns[first + i + 1] - ack_ns[first + i];
+	qsort(gaps, n, sizeof(gaps[0]), cmp_u64);
+	uint64_t med = n ? gaps[n / 2] / 1000000 : 0, max = n ? gaps[n - 1] / 1000000 : 0;
+	unsigned asked = __atomic_load_n(&h.accepted, __ATOMIC_SEQ_CST) - a0;
+	ok(asked >= 1, "hang: A asked the witness during those 3 s (%u connections)", asked);
+	ok(n >= 3000 / EPOCH_MS / 3 && med <= 2 * EPOCH_MS && max < 10 * EPOCH_MS,
+	   "hang: epochs keep their cadence (%u acks in 3 s, interval median %llu ms, max %llu "
+	   "ms; epoch %d ms)",
+	   n + 1, (unsigned long long)med, (unsigned long long)max, EPOCH_MS);
+	ok(ep.p_state == HR_RS_PROTECTED, "hang: A protected (%s)", hr_role_state_name(ep.p_state));
+
+	/* torn: A wants a lease to release output, B one to promote; no answer */
+	ep.torn = 1;
+	wait_state(&ep.p_state, HR_RS_UNPROTECTED, 5);
+	usleep(1500000); /* both have asked (and wait) */
+	uint64_t p0 = ep.p_bytes, b0 = ep.b_bytes;
+	usleep(500000);
+	ok(ep.p_state == HR_RS_UNPROTECTED && ep.b_state == HR_RS_BACKUP && ep.p_bytes == p0 &&
+	       ep.b_bytes == b0,
+	   "hang: torn link, no answer: A unprotected and B backup, neither speaks (A %s, B %s)",
+	   hr_role_state_name(ep.p_state), hr_role_state_name(ep.b_state));
+	uint64_t t0 = hr_now_ns();
+	hr_engine_stop(ep.p);
+	int p_stopped = wait_state(&ep.p_state, HR_RS_STOPPED, 5);
+	uint64_t p_ms = (hr_now_ns() - t0) / 1000000;
+	t0 = hr_now_ns();
+	hr_engine_stop(ep.b);
+	int b_stopped = wait_state(&ep.b_state, HR_RS_STOPPED, 5);
+	uint64_t b_ms = (hr_now_ns() - t0) / 1000000;
+	ok(p_stopped && b_stopped && p_ms < 100 && b_ms < 100,
+	   "hang: a stop ends either side at once while it waits for the witness (A %llu ms, "
+	   "B %llu ms)",
+	   (unsigned long long)p_ms, (unsigned long long)b_ms);
+	ep_finish(&ep);
+	hang_stop(&h);
+}
+
+/* ---- forgot ---- */
+
+static void test_forgot(void)
+{
+	struct ep_pair ep = {0};
+	struct hr_engine_config pc, bc;
+
+	configs("forgot", wit_addr, &pc, &bc);
+	ep_start(&ep, pc, bc, EP_SOCKETPAIR);
+	ep_wait_u64(&ep.p_acked, 10, 30);
+	ok(wait_witness_knows("forgot", "A", "B", 10),
+	   "forgot: the witness knows owner A, backup B");
+	int had_table = kill_witness_and_table();
+	int up = start_witness() == 0;
+	ok(had_table && up, "forgot: the witness restarted with its table deleted");
+	ok(wait_witness_knows("forgot", "A", "B", 10),
+	   "forgot: A registered again by itself (owner A, backup B)");
+	struct hr_engine_liveness la;
+	hr_engine_liveness(ep.p, &la);
+	ok(la.witness_standing == HR_HA_W_REGISTERED && ep.p_state == HR_RS_PROTECTED,
+	   "forgot: A protected, standing %s", hr_ha_standing_name(la.witness_standing));
+	ep_kill_primary(&ep);
+	int promoted = wait_state(&ep.b_state, HR_RS_PROMOTED, 10);
+	uint64_t b0 = ep.b_bytes;
+	usleep(1000000);
+	ok(promoted && ep.b_bytes > b0,
+	   "forgot: A killed: B promotes with the lease and releases output (%s, %llu bytes in "
+	   "1 s)",
+	   hr_role_state_name(ep.b_state), (unsigned long long)(ep.b_bytes - b0));
+	ep_finish(&ep);
+}
+
+/* ---- unknown ---- */
+
+static void test_unknown(void)
+{
+	struct ep_pair ep = {0};
+	struct hr_engine_config pc, bc;
+	struct hr_engine_liveness lb;
+
+	configs("unknown", wit_addr, &pc, &bc);
+	ep_start(&ep, pc, bc, EP_SOCKETPAIR);
+	ep_wait_u64(&ep.p_acked, 10, 30);
+	ok(wait_witness_knows("unknown", "A", "B", 10), "unknown: the witness knows A and B");
+	int had_table = kill_witness_and_table();
+	ep_kill_primary(&ep); /* dies before the witness is back: nobody registers */
+	usleep(500000);	      /* B asks meanwhile: unreachable */
+	int up = start_witness() == 0;
+	uint64_t end = hr_now_ns() + 5000000000ull;
+	do {
+		usleep(10000);
+		hr_engine_liveness(ep.b, &lb);
+	} while (lb.witness_standing != HR_HA_W_UNREGISTERED && hr_now_ns() < end);
+	ok(had_table && up && lb.witness_standing == HR_HA_W_UNREGISTERED,
+	   "unknown: the empty witness does not know the VM: B's standing %s",
+	   hr_ha_standing_name(lb.witness_standing));
+	uint64_t b0 = ep.b_bytes;
+	usleep(1500000); /* B asks again and again meanwhile */
+	hr_engine_liveness(ep.b, &lb);
+	ok(ep.b_state == HR_RS_BACKUP && ep.b_bytes == b0 &&
+	       lb.witness_standing == HR_HA_W_UNREGISTERED && lb.witness_contact_ms < 1000,
+	   "unknown: B keeps its copy and keeps asking (state %s, standing %s, last answer %llu "
+	   "ms ago), releases nothing",
+	   hr_role_state_name(ep.b_state), hr_ha_standing_name(lb.witness_standing),
+	   (unsigned long long)lb.witness_contact_ms);
+	/* the operator (or a primary) registers the VM: B's next claim wins */
+	struct hr_wit_req r = {.op = HR_WIT_REGISTER};
+	struct hr_wit_reply rep;
+	snprintf(r.vm, sizeof(r.vm), "unknown");
+	snprintf(r.node, sizeof(r.node), "A");
+	snprintf(r.peer, sizeof(r.peer), "B");
+	int reg = hr_witness_ask(NULL, wit_addr, &r, &rep, 500) == 0 && rep.granted;
+	int promoted = wait_state(&ep.b_state, HR_RS_PROMOTED, 5);
+	b0 = ep.b_bytes;
+	usleep(1000000);
+	ok(reg && promoted && ep.b_bytes > b0,
+	   "unknown: registered by hand: B promotes and releases output (%s, %llu bytes in 1 s)",
+	   hr_role_state_name(ep.b_state), (unsigned long long)(ep.b_bytes - b0));
+	ep_finish(&ep);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/t-witness-async.XXXXXX";
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(dir)) {
+		printf("1..0 # SKIP no temporary directory\n");
+		return 0;
+	}
+	snprintf(wit_dir, sizeof(wit_dir), "%s", dir);
+	snprintf(wit_addr, sizeof(wit_addr), "127.0.0.1:%d", 20000 + (getpid() + 7) % 20000);
+	if (start_witness() < 0) {
+		printf("1..0 # SKIP cannot start hareplicated --serve-witness\n");
+		return 0;
+	}
+	plan(15);
+	test_hang();
+	test_forgot();
+	test_unknown();
+	kill(wit_pid, SIGTERM);
+	waitpid(wit_pid, NULL, 0);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd)) {
+	}
+	return tap_done();
+}
