@@ -104,13 +104,14 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t len, uin
 /*
  * Names resolved within the request's deadline.  getaddrinfo() cannot be
  * cut short, so a host name is looked up with getaddrinfo_a() and waited
- * for until the deadline; a lookup that outlives it goes on (one per
- * process) and a later request takes its answer.  Answers are kept: a
+ * for until the deadline; a lookup that outlives it goes on, and a later
+ * request takes its answer.  Answers are kept (a few names per process): a
  * request uses the last one for its name at once, and one older than
  * RESOLVE_REFRESH_MS is looked up again meanwhile.  A numeric address
  * needs no lookup.
  */
 #define RESOLVE_MAX_ADDRS  4
+#define RESOLVE_NAMES	   4
 #define RESOLVE_REFRESH_MS 30000
 
 struct resolved {
@@ -125,15 +126,17 @@ struct resolved {
 struct lookup {
 	struct gaicb cb;
 	struct addrinfo hints;
-	char host[256], port[8];
-	int refs; /* the pending slot's, and each waiter's */
+	int refs; /* its name's, and each waiter's */
 };
 
+/* One name: its lookup under way, its last answer. */
+static struct res_name {
+	char host[256], port[8];
+	struct lookup *pending; /* running, or done and not taken yet */
+	struct resolved last;	/* n = 0: none yet */
+	uint64_t last_ns;
+} res_names[RESOLVE_NAMES];
 static pthread_mutex_t res_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct lookup *res_pending; /* running, or done and not taken yet */
-static char res_host[256], res_port[8];
-static struct resolved res_cache;
-static uint64_t res_cache_ns;
 
 static void keep(struct resolved *r, const struct addrinfo *res)
 {
@@ -155,38 +158,57 @@ static void lookup_put(struct lookup *lk)
 		free(lk);
 }
 
-/* Under res_lock: a finished lookup's answer into the cache. */
-static void harvest(void)
+/* Under res_lock: a finished lookup's answer becomes the name's. */
+static void harvest(struct res_name *rn)
 {
-	struct lookup *lk = res_pending;
+	struct lookup *lk = rn->pending;
 
 	if (!lk || gai_error(&lk->cb) == EAI_INPROGRESS)
 		return;
 	if (!gai_error(&lk->cb) && lk->cb.ar_result) {
-		keep(&res_cache, lk->cb.ar_result);
-		snprintf(res_host, sizeof(res_host), "%s", lk->host);
-		snprintf(res_port, sizeof(res_port), "%s", lk->port);
-		res_cache_ns = hr_now_ns();
+		keep(&rn->last, lk->cb.ar_result);
+		rn->last_ns = hr_now_ns();
 	}
 	if (lk->cb.ar_result)
 		freeaddrinfo(lk->cb.ar_result);
 	lk->cb.ar_result = NULL;
-	res_pending = NULL;
+	rn->pending = NULL;
 	lookup_put(lk);
 }
 
-/* Under res_lock: look host up unless a lookup runs. */
-static void start_lookup(const char *host, const char *port)
+/* Under res_lock: host's entry; else a free one, else the oldest one
+ * without a lookup under way (NULL: every one has). */
+static struct res_name *res_name(const char *host, const char *port)
+{
+	struct res_name *pick = NULL;
+
+	for (int i = 0; i < RESOLVE_NAMES; i++) {
+		struct res_name *rn = &res_names[i];
+		harvest(rn);
+		if (!strcmp(rn->host, host) && !strcmp(rn->port, port))
+			return rn;
+		if (!rn->pending && (!pick || rn->last_ns < pick->last_ns))
+			pick = rn;
+	}
+	if (pick) {
+		snprintf(pick->host, sizeof(pick->host), "%s", host);
+		snprintf(pick->port, sizeof(pick->port), "%s", port);
+		pick->last.n = 0;
+		pick->last_ns = 0;
+	}
+	return pick;
+}
+
+/* Under res_lock: look the name up unless that runs already. */
+static void start_lookup(struct res_name *rn)
 {
 	struct lookup *lk;
 
-	if (res_pending || !(lk = calloc(1, sizeof(*lk))))
+	if (rn->pending || !(lk = calloc(1, sizeof(*lk))))
 		return;
-	snprintf(lk->host, sizeof(lk->host), "%s", host);
-	snprintf(lk->port, sizeof(lk->port), "%s", port);
 	lk->hints.ai_socktype = SOCK_STREAM;
-	lk->cb.ar_name = lk->host;
-	lk->cb.ar_service = lk->port;
+	lk->cb.ar_name = rn->host; /* rn outlives the lookup: it waits for it */
+	lk->cb.ar_service = rn->port;
 	lk->cb.ar_request = &lk->hints;
 	lk->refs = 1;
 	struct gaicb *list[1] = {&lk->cb};
@@ -194,15 +216,7 @@ static void start_lookup(const char *host, const char *port)
 		free(lk);
 		return;
 	}
-	res_pending = lk;
-}
-
-static int cached(const char *host, const char *port, struct resolved *r)
-{
-	if (!res_cache.n || strcmp(res_host, host) || strcmp(res_port, port))
-		return 0;
-	*r = res_cache;
-	return 1;
+	rn->pending = lk;
 }
 
 static int resolve(const char *host, const char *port, uint64_t deadline_ns, struct resolved *r)
@@ -210,6 +224,7 @@ static int resolve(const char *host, const char *port, uint64_t deadline_ns, str
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
 			*res;
+	struct res_name *rn;
 	struct lookup *lk;
 	int rc;
 
@@ -219,18 +234,21 @@ static int resolve(const char *host, const char *port, uint64_t deadline_ns, str
 		return r->n ? 0 : -EHOSTUNREACH;
 	}
 	pthread_mutex_lock(&res_lock);
-	harvest();
-	if (cached(host, port, r)) {
-		if (hr_now_ns() - res_cache_ns > RESOLVE_REFRESH_MS * 1000000ull)
-			start_lookup(host, port);
+	if (!(rn = res_name(host, port))) {
+		pthread_mutex_unlock(&res_lock);
+		return -EHOSTUNREACH; /* lookups of other names all under way */
+	}
+	if (rn->last.n) {
+		*r = rn->last;
+		if (hr_now_ns() - rn->last_ns > RESOLVE_REFRESH_MS * 1000000ull)
+			start_lookup(rn);
 		pthread_mutex_unlock(&res_lock);
 		return 0;
 	}
-	start_lookup(host, port);
-	lk = res_pending;
-	if (!lk || strcmp(lk->host, host) || strcmp(lk->port, port)) {
+	start_lookup(rn);
+	if (!(lk = rn->pending)) {
 		pthread_mutex_unlock(&res_lock);
-		return -EHOSTUNREACH; /* no lookup, or one of another name runs */
+		return -EHOSTUNREACH;
 	}
 	lk->refs++;
 	pthread_mutex_unlock(&res_lock);
@@ -240,16 +258,17 @@ static int resolve(const char *host, const char *port, uint64_t deadline_ns, str
 		if (!ms)
 			break;
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-		int g = gai_suspend(list, 1, &ts);
-		if (g != EAI_INTR)
+		if (gai_suspend(list, 1, &ts) != EAI_INTR)
 			break; /* done, or the time is up */
 	}
 	pthread_mutex_lock(&res_lock);
-	harvest();
-	if (cached(host, port, r))
+	harvest(rn);
+	if (rn->last.n && !strcmp(rn->host, host) && !strcmp(rn->port, port)) {
+		*r = rn->last;
 		rc = 0;
-	else
+	} else {
 		rc = gai_error(&lk->cb) == EAI_INPROGRESS ? -ETIMEDOUT : -EHOSTUNREACH;
+	}
 	lookup_put(lk);
 	pthread_mutex_unlock(&res_lock);
 	return rc;

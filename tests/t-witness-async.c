@@ -3,6 +3,7 @@
  * that lost its table never loses the VM.  A primary engine ("A") and its
  * backup ("B") in one process, with the mem backend:
  *
+ *   - names: a host name is resolved within the request's bound.
  *   - hang: a "witness" that accepts TCP and never answers.  The protected
  *     primary's epochs keep their cadence while it registers there; after
  *     a torn link both sides ask it (no answer: nobody speaks), and a stop
@@ -25,6 +26,7 @@
 
 #include "engine-pair.h"
 #include "tap.h"
+#include "common/err.h"
 #include "common/util.h"
 #include "ha/failover.h"
 #include "ha/witness.h"
@@ -184,6 +186,27 @@ static void configs(const char *vm, const char *witness, struct hr_engine_config
 					.node = "B",
 					.peer_node = "A",
 					.lease_ms = 1000};
+}
+
+/* ---- names: resolved within the request's bound ---- */
+
+static void test_names(void)
+{
+	struct hr_wit_req q = {.op = HR_WIT_QUERY};
+	struct hr_wit_reply r;
+	char addr[80];
+
+	snprintf(q.vm, sizeof(q.vm), "probe");
+	snprintf(addr, sizeof(addr), "localhost%s", strchr(wit_addr, ':'));
+	int rc1 = hr_witness_ask(NULL, addr, &q, &r, 2000);
+	int rc2 = hr_witness_ask(NULL, addr, &q, &r, 2000); /* the kept answer */
+	ok(rc1 == 0 && rc2 == 0, "names: the witness asked as %s (%d, %d)", addr, rc1, rc2);
+	/* a name no resolver knows: an answer (or none) within the bound, never later */
+	uint64_t t0 = hr_now_ns();
+	int rc = hr_witness_ask(NULL, "no-such-witness.invalid:7788", &q, &r, 300);
+	uint64_t ms = (hr_now_ns() - t0) / 1000000;
+	ok(rc < 0 && ms < 500, "names: an unknown name fails within the 300 ms bound (%s, %llu ms)",
+	   hr_strerror(rc), (unsigned long long)ms);
 }
 
 /* ---- hang ---- */
@@ -373,7 +396,8 @@ int main(void)
 		printf("1..0 # SKIP cannot start hareplicated --serve-witness\n");
 		return 0;
 	}
-	plan(15);
+	plan(17);
+	test_names();
 	test_hang();
 	test_forgot();
 	test_unknown();
