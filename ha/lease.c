@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,7 +150,12 @@ static int asker_get(struct hr_ha_lease *l)
 	pthread_cond_init(&a->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	l->asker = a;
-	if ((rc = pthread_create(&a->thread, NULL, asker_main, l))) {
+	sigset_t all, old; /* signals stay with the threads that handle them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&a->thread, NULL, asker_main, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
 		l->asker = NULL;
 		close(a->efd);
 		pthread_cond_destroy(&a->cond);
