@@ -16,6 +16,7 @@
  *     and keeps asking; once the VM is registered by hand, B promotes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,6 +44,7 @@ struct hang {
 	volatile int stop;
 	volatile unsigned accepted;
 	int fds[64];
+	uint64_t acc_ns[64]; /* when each was taken: a request hangs from then on */
 	pthread_t t;
 	char addr[64];
 };
@@ -57,9 +59,10 @@ static void *hang_run(void *arg)
 		int fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (h->accepted < 64)
+		if (h->accepted < 64) {
 			h->fds[h->accepted] = fd; /* held open, never read, never answered */
-		else
+			h->acc_ns[h->accepted] = hr_now_ns();
+		} else
 			close(fd);
 		__atomic_add_fetch(&h->accepted, 1, __ATOMIC_SEQ_CST);
 	}
@@ -162,6 +165,18 @@ static int wait_state(volatile enum hr_role_state *st, enum hr_role_state want, 
 	return *st == want;
 }
 
+/* Wait (bounded) until e's witness standing is want; the last one seen. */
+static int wait_standing(struct hr_engine *e, int want, double s, struct hr_engine_liveness *l)
+{
+	uint64_t end = hr_now_ns() + (uint64_t)(s * 1e9);
+	for (;;) {
+		hr_engine_liveness(e, l);
+		if (l->witness_standing == want || hr_now_ns() >= end)
+			return l->witness_standing;
+		usleep(10000);
+	}
+}
+
 static void configs(const char *vm, const char *witness, struct hr_engine_config *pc,
 		    struct hr_engine_config *bc)
 {
@@ -262,22 +277,51 @@ static void test_hang(void)
 	ok(ep_start(&ep, pc, bc, EP_RELAY) == 0,
 	   "hang: A and B started, their witness (%s, %s) never answers", ha.addr, hb.addr);
 	ep_wait_u64(&ep.p_acked, 10, 30);
-	/* 3 s of epochs while A registers (and registers again) at the witness */
+	/* epochs while A registers (and registers again) at the witness */
 	unsigned a0 = __atomic_load_n(&ha.accepted, __ATOMIC_SEQ_CST);
 	unsigned first = nr_acks;
-	usleep(3000000);
+	uint64_t t0 = hr_now_ns(), t1;
+	for (;;) { /* until two requests hung (and ended) inside, 8 s at most */
+		usleep(100000);
+		t1 = hr_now_ns();
+		unsigned done = 0;
+		for (unsigned i = a0; i < ha.accepted && i < 64; i++)
+			done += ha.acc_ns[i] >= t0 && ha.acc_ns[i] + 450000000ull <= t1;
+		if (done >= 2 || t1 - t0 > 8000000000ull)
+			break;
+	}
 	unsigned last = nr_acks, n = last > first + 1 ? last - first - 1 : 0;
 	static uint64_t gaps[MAX_ACKS];
 	for (unsigned i = 0; i < n; i++)
 		gaps[i] = ack_ns[first + i + 1] - ack_ns[first + i];
 	qsort(gaps, n, sizeof(gaps[0]), cmp_u64);
 	uint64_t med = n ? gaps[n / 2] / 1000000 : 0, max = n ? gaps[n - 1] / 1000000 : 0;
-	unsigned asked = __atomic_load_n(&ha.accepted, __ATOMIC_SEQ_CST) - a0;
-	ok(asked >= 1, "hang: A asked the witness during those 3 s (%u connections)", asked);
-	ok(n >= 3000 / EPOCH_MS / 3 && med <= 2 * EPOCH_MS && max < 10 * EPOCH_MS,
-	   "hang: epochs keep their cadence (%u acks in 3 s, interval median %llu ms, max %llu "
-	   "ms; epoch %d ms)",
-	   n + 1, (unsigned long long)med, (unsigned long long)max, EPOCH_MS);
+	/*
+	 * Each request A sent hangs for the client's bound (500 ms) from its
+	 * accept on: epochs acknowledged inside [accept + 50, accept + 450 ms]
+	 * show that nothing waits for it.  (A blocked engine thread gets none
+	 * there; a loaded machine still gets several of the ~16.)
+	 */
+	unsigned windows = 0, fewest = UINT_MAX, asked = 0;
+	for (unsigned i = a0; i < ha.accepted && i < 64; i++) {
+		uint64_t w0 = ha.acc_ns[i] + 50000000ull, w1 = ha.acc_ns[i] + 450000000ull;
+		asked++;
+		if (ha.acc_ns[i] < t0 || w1 > t1)
+			continue;
+		unsigned in = 0;
+		for (unsigned k = first; k < last; k++)
+			in += ack_ns[k] >= w0 && ack_ns[k] <= w1;
+		windows++;
+		if (in < fewest)
+			fewest = in;
+	}
+	ok(windows >= 2, "hang: A asked the witness %u times in %.1f s (%u hung inside)", asked,
+	   (double)(t1 - t0) / 1e9, windows);
+	ok(windows && fewest >= 4 && med <= 2 * EPOCH_MS,
+	   "hang: epochs keep their cadence while a request hangs (at least %u acks in each "
+	   "hung request's 400 ms; %u acks, interval median %llu ms, max %llu ms; epoch "
+	   "%d ms)",
+	   windows ? fewest : 0, n + 1, (unsigned long long)med, (unsigned long long)max, EPOCH_MS);
 	ok(ep.p_state == HR_RS_PROTECTED, "hang: A protected (%s)", hr_role_state_name(ep.p_state));
 
 	/* torn: A wants a lease to release output, B one to promote; no answer */
@@ -292,7 +336,7 @@ static void test_hang(void)
 	   hr_role_state_name(ep.p_state), hr_role_state_name(ep.b_state));
 	long p_ms = stop_while_asking(ep.p, &ep.p_state, &ha);
 	long b_ms = stop_while_asking(ep.b, &ep.b_state, &hb);
-	ok(p_ms >= 0 && b_ms >= 0 && p_ms < 100 && b_ms < 100,
+	ok(p_ms >= 0 && b_ms >= 0 && p_ms < 250 && b_ms < 250,
 	   "hang: a stop ends either side at once while its request hangs (A %ld ms, B %ld ms)",
 	   p_ms, b_ms);
 	ep_finish(&ep);
@@ -318,7 +362,8 @@ static void test_forgot(void)
 	ok(wait_witness_knows("forgot", "A", "B", 10),
 	   "forgot: A registered again by itself (owner A, backup B)");
 	struct hr_engine_liveness la;
-	hr_engine_liveness(ep.p, &la);
+	/* the witness holds it; A takes the answer at its next loop point */
+	wait_standing(ep.p, HR_HA_W_REGISTERED, 2, &la);
 	ok(la.witness_standing == HR_HA_W_REGISTERED && ep.p_state == HR_RS_PROTECTED,
 	   "forgot: A protected, standing %s", hr_ha_standing_name(la.witness_standing));
 	ep_kill_primary(&ep);
@@ -348,11 +393,7 @@ static void test_unknown(void)
 	ep_kill_primary(&ep); /* dies before the witness is back: nobody registers */
 	usleep(500000);	      /* B asks meanwhile: unreachable */
 	int up = start_witness() == 0;
-	uint64_t end = hr_now_ns() + 5000000000ull;
-	do {
-		usleep(10000);
-		hr_engine_liveness(ep.b, &lb);
-	} while (lb.witness_standing != HR_HA_W_UNREGISTERED && hr_now_ns() < end);
+	wait_standing(ep.b, HR_HA_W_UNREGISTERED, 5, &lb);
 	ok(had_table && up && lb.witness_standing == HR_HA_W_UNREGISTERED,
 	   "unknown: the empty witness does not know the VM: B's standing %s",
 	   hr_ha_standing_name(lb.witness_standing));
