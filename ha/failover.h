@@ -62,7 +62,7 @@ const char *hr_ha_standing_name(int standing);
  * denied, no answer yet, or the witness does not know the VM (it lost its
  * table: the primary registers again if it lives; wait), -1 stale (the
  * witness names another owner, or another backup: this copy must never
- * run). */
+ * run; said once per such answer).  A grant stays: 1 from then on. */
 int hr_ha_lease_claim_promotion(struct hr_ha_lease *l, uint64_t now_ns);
 /* Backup: a claim sent earlier has been granted (the witness made this
  * host the owner: it must promote even if its primary speaks again). */

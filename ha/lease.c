@@ -418,8 +418,12 @@ int hr_ha_lease_claim_promotion(struct hr_ha_lease *l, uint64_t now_ns)
 	if (!l->addr)
 		return 1;
 	collect(l);
-	if (l->asker && l->asker->promote)
-		return l->asker->promote;
+	if (l->asker && l->asker->promote > 0)
+		return 1; /* the witness made us the owner: for good */
+	if (l->asker && l->asker->promote < 0) {
+		l->asker->promote = 0; /* told once: a later claim asks again */
+		return -1;
+	}
 	if (now_ns >= l->next_ask_ns)
 		post(l, JOB_PROMOTE, HR_WIT_CLAIM, l->peer_node, 0);
 	return 0;

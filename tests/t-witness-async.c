@@ -14,6 +14,8 @@
  *   - unknown: the witness comes back empty only after A died.  B hears
  *     "unknown VM": it keeps its copy (standing unregistered, not failed)
  *     and keeps asking; once the VM is registered by hand, B promotes.
+ *   - operator: a failover asked by hand waits for the witness's answer:
+ *     refused while it names another backup, done once it names B again.
  */
 #include <errno.h>
 #include <limits.h>
@@ -422,6 +424,42 @@ static void test_unknown(void)
 	ep_finish(&ep);
 }
 
+/* ---- operator: a failover asked by hand waits for the witness's word ---- */
+
+static void test_operator(void)
+{
+	struct ep_pair ep = {0};
+	struct hr_engine_config pc, bc;
+
+	configs("operator", wit_addr, &pc, &bc);
+	bc.auto_promote = 0; /* only the operator promotes */
+	ep_start(&ep, pc, bc, EP_SOCKETPAIR);
+	ep_wait_u64(&ep.p_acked, 10, 30);
+	int known = wait_witness_knows("operator", "A", "B", 10);
+	ep_kill_primary(&ep);
+	usleep(300000);
+	/* the witness names another backup: the claim is refused, B stays */
+	struct hr_wit_req r = {.op = HR_WIT_REGISTER};
+	struct hr_wit_reply rep;
+	snprintf(r.vm, sizeof(r.vm), "operator");
+	snprintf(r.node, sizeof(r.node), "A");
+	snprintf(r.peer, sizeof(r.peer), "C");
+	int moved = hr_witness_ask(NULL, wit_addr, &r, &rep, 500) == 0 && rep.granted;
+	hr_engine_promote(ep.b);
+	usleep(1000000);
+	ok(known && moved && ep.b_state == HR_RS_BACKUP && !ep.b_bytes,
+	   "operator: failover while the witness names backup C: refused, B stays a backup (%s)",
+	   hr_role_state_name(ep.b_state));
+	snprintf(r.peer, sizeof(r.peer), "B");
+	moved = hr_witness_ask(NULL, wit_addr, &r, &rep, 500) == 0 && rep.granted;
+	hr_engine_promote(ep.b);
+	int promoted = wait_state(&ep.b_state, HR_RS_PROMOTED, 5);
+	ok(moved && promoted,
+	   "operator: failover with B registered again: promoted with the lease (%s)",
+	   hr_role_state_name(ep.b_state));
+	ep_finish(&ep);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/t-witness-async.XXXXXX";
@@ -437,11 +475,12 @@ int main(void)
 		printf("1..0 # SKIP cannot start hareplicated --serve-witness\n");
 		return 0;
 	}
-	plan(17);
+	plan(19);
 	test_names();
 	test_hang();
 	test_forgot();
 	test_unknown();
+	test_operator();
 	kill(wit_pid, SIGTERM);
 	waitpid(wit_pid, NULL, 0);
 	char cmd[300];
