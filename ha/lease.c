@@ -206,6 +206,7 @@ static int post(struct hr_ha_lease *l, enum job job, enum hr_wit_op op, const ch
 
 	if ((rc = asker_get(l)) < 0) {
 		snprintf(l->why, sizeof(l->why), "cannot ask the witness: %s", hr_strerror(rc));
+		l->next_ask_ns = hr_now_ns() + RETRY_MS * 1000000ull;
 		return rc;
 	}
 	a = l->asker;
