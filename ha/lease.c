@@ -354,8 +354,8 @@ static void apply(struct hr_ha_lease *l, enum job job, uint64_t gen, int rc,
 			unregistered(l, "registering it again");
 		else
 			log_warnx(l->vm,
-				  "witness %s names owner %s, backup %s: registering again "
-				  "(owner %s, backup %s)",
+				  "witness %s names owner %s, backup %s: registering again as "
+				  "owner %s with backup %s",
 				  l->addr, rep->owner, rep->backup[0] ? rep->backup : "none",
 				  l->node ? l->node : "", l->peer_node ? l->peer_node : "");
 		break;
