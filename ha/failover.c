@@ -22,8 +22,13 @@ enum hr_ha_verdict hr_ha_decide(struct hr_ha_monitor *m, uint64_t now_ns, int st
 {
 	int silent = m->silence_ms && now_ns - m->last_rx_ns >= m->silence_ms * 1000000ull;
 
-	if (!stream_ended && !silent)
-		return HR_HA_WAIT;
+	if (!stream_ended && !silent) {
+		/* a claim sent while it was silent was granted: we own the VM now */
+		if (!m->lease || !hr_ha_lease_promotion_granted(m->lease))
+			return HR_HA_WAIT;
+		m->why = "the witness granted a claim sent while the primary was silent";
+		return HR_HA_PROMOTE;
+	}
 	m->why = stream_ended ? "stream ended" : "stream silent";
 	if (!m->have_commit) {
 		m->why = "stream gone before the first complete epoch: nothing to promote";
@@ -47,8 +52,9 @@ enum hr_ha_verdict hr_ha_may_promote(struct hr_ha_monitor *m, uint64_t now_ns)
 
 int hr_ha_poll_ms(const struct hr_ha_monitor *m, uint64_t now_ns)
 {
-	if (m->lease && m->lease->addr && m->lease->next_ask_ns > now_ns)
-		return (int)((m->lease->next_ask_ns - now_ns) / 1000000) + 1;
+	if (m->lease && m->lease->addr &&
+	    (m->lease->next_ask_ns > now_ns || hr_ha_lease_busy(m->lease)))
+		return hr_ha_lease_poll_ms(m->lease, now_ns);
 	if (!m->silence_ms)
 		return -1;
 	uint64_t due = m->last_rx_ns + m->silence_ms * 1000000ull;
@@ -89,9 +95,10 @@ int hr_ha_alone_poll_ms(const struct hr_ha_alone *a, uint64_t now_ns)
 {
 	if (!a->lease || !a->lease->addr)
 		return -1;
-	/* ask again when due, and look again when the lease ends */
-	uint64_t due = a->lease->next_ask_ns;
-	if (a->lease->until_ns > now_ns && a->lease->until_ns < due)
-		due = a->lease->until_ns;
-	return due > now_ns ? (int)((due - now_ns) / 1000000) + 1 : 0;
+	/* ask again when due (or look for the answer), and again when the lease ends */
+	int ms = hr_ha_lease_poll_ms(a->lease, now_ns);
+	uint64_t until = a->lease->until_ns;
+	if (until > now_ns && (until - now_ns) / 1000000 + 1 < (uint64_t)ms)
+		ms = (int)((until - now_ns) / 1000000) + 1;
+	return ms;
 }

@@ -29,41 +29,70 @@ enum hr_ha_verdict {
  * may claim.  No witness (addr NULL): every call says so and changes nothing.
  */
 enum hr_ha_standing {
-	HR_HA_W_NONE = 0,    /* no witness configured */
-	HR_HA_W_UNKNOWN,     /* not asked yet */
-	HR_HA_W_REGISTERED,  /* it knows our backup (protected) */
-	HR_HA_W_LEASE,	     /* we hold the lease */
-	HR_HA_W_DENIED,	     /* it refused (another host holds or owns the VM) */
-	HR_HA_W_UNREACHABLE, /* no answer */
+	HR_HA_W_NONE = 0,     /* no witness configured */
+	HR_HA_W_UNKNOWN,      /* not asked yet */
+	HR_HA_W_REGISTERED,   /* it knows our backup (protected) */
+	HR_HA_W_LEASE,	      /* we hold the lease */
+	HR_HA_W_DENIED,	      /* it refused (another host holds or owns the VM) */
+	HR_HA_W_UNREACHABLE,  /* no answer */
+	HR_HA_W_UNREGISTERED, /* it has no record of the VM (lost its table?) */
 };
+struct hr_ha_asker; /* lease.c: the thread that asks the witness */
 struct hr_ha_lease {
 	const char *addr;	/* witness "host[:port]"; NULL = none */
 	struct hr_tls_ctx *tls; /* that link's security (NULL: plain TCP) */
 	const char *vm, *node, *peer_node;
 	uint64_t lease_ms;
-	uint64_t until_ns;    /* our lease is valid until then (0: none) */
-	uint64_t next_ask_ns; /* do not ask again before */
-	uint64_t contact_ns;  /* the witness's last answer */
-	int standing;	      /* enum hr_ha_standing (status reads it, relaxed) */
-	char owner[65];	      /* the owner the witness last named */
-	char why[160];	      /* the witness's last reason */
+	uint64_t until_ns;	   /* our lease is valid until then (0: none) */
+	uint64_t next_ask_ns;	   /* do not ask again before */
+	uint64_t contact_ns;	   /* the witness's last answer */
+	int standing;		   /* enum hr_ha_standing (status reads it, relaxed) */
+	char owner[65];		   /* the owner the witness last named */
+	char why[160];		   /* the witness's last reason */
+	struct hr_ha_asker *asker; /* NULL until the first request (lease.c) */
 };
 const char *hr_ha_standing_name(int standing);
-/* Backup: claim the VM from primary peer_node.  1 granted (promote), 0
- * denied or no answer (wait; ask again after next_ask_ns), -1 stale (the
- * witness knows no backup here: this copy must never run). */
+/*
+ * None of these waits for the witness: requests go out on the lease's own
+ * thread, and every call first takes the answer that came back, if any.
+ * "No answer yet" reads as "not granted yet" (ask again after
+ * hr_ha_lease_poll_ms).  Call them from one thread (the engine's).
+ *
+ * Backup: claim the VM from primary peer_node.  1 granted (promote), 0
+ * denied, no answer yet, or the witness does not know the VM (it lost its
+ * table: the primary registers again if it lives; wait), -1 stale (the
+ * witness names another owner, or another backup: this copy must never
+ * run; said once per such answer).  A grant stays: 1 from then on. */
 int hr_ha_lease_claim_promotion(struct hr_ha_lease *l, uint64_t now_ns);
+/* Backup: a claim sent earlier has been granted (the witness made this
+ * host the owner: it must promote even if its primary speaks again). */
+int hr_ha_lease_promotion_granted(struct hr_ha_lease *l);
 /* Primary without a backup: claim or renew as the owner.  1 held, 0 not
  * (held by none), -1 the VM is owned elsewhere (stand down). */
 int hr_ha_lease_claim_owner(struct hr_ha_lease *l, uint64_t now_ns);
-/* Protected primary: tell the witness who the backup is (ends our lease
- * there: stop relying on it first).  0, or -errno (ask again later). */
-int hr_ha_lease_register(struct hr_ha_lease *l);
-/* The VM was stopped on purpose: the witness forgets it (best effort). */
+/* Protected primary, at every loop point: tell the witness who the backup
+ * is (anew: a session started; ends our lease there, relied on no more
+ * from now), then ask every few seconds whether it still knows, and tell
+ * it again when it does not (a witness that lost its table).  1 while the
+ * witness holds our registration, else 0. */
+int hr_ha_lease_register(struct hr_ha_lease *l, int anew, uint64_t now_ns);
+/* The VM was stopped on purpose: the witness forgets it (best effort;
+ * waits, bounded, for the answer: the VM no longer runs here). */
 void hr_ha_lease_forget(struct hr_ha_lease *l);
 /* Forget the lease on this side (a session starts: acks release output). */
 void hr_ha_lease_drop(struct hr_ha_lease *l);
 int hr_ha_lease_valid(const struct hr_ha_lease *l, uint64_t now_ns);
+/* A request is out, its answer not back yet (one that came is taken). */
+int hr_ha_lease_busy(struct hr_ha_lease *l);
+/* When to call again (ms): soon while an answer is on its way, else when
+ * the next request is due (0: now); -1 without a witness. */
+int hr_ha_lease_poll_ms(struct hr_ha_lease *l, uint64_t now_ns);
+/* Readable while an answer waits to be taken (-1 before the first request). */
+int hr_ha_lease_fd(const struct hr_ha_lease *l);
+/* Answers taken so far (failures to get one included). */
+uint64_t hr_ha_lease_answers(const struct hr_ha_lease *l);
+/* Stop the asker (waits for an exchange in flight, bounded). */
+void hr_ha_lease_fini(struct hr_ha_lease *l);
 
 struct hr_ha_monitor {
 	const char *vm;

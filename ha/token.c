@@ -46,6 +46,7 @@ static const struct {
     [HR_TOK_LEASE_DENIED] = {"+lease-denied", W, HR_TOKK_LEASE | HR_TOKK_WITNESS},
     [HR_TOK_WITNESS_REGISTERED] = {"+witness-registered", I, HR_TOKK_LEASE},
     [HR_TOK_WITNESS_UNREACHABLE] = {"+witness-unreachable", W, HR_TOKK_LEASE},
+    [HR_TOK_WITNESS_UNREGISTERED] = {"+witness-unregistered", W, HR_TOKK_LEASE},
 
     [HR_TOK_LEASE_GRANTED] = {"+lease-granted", I, HR_TOKK_WITNESS},
     [HR_TOK_LEASE_EXPIRED] = {"+lease-expired", I, HR_TOKK_WITNESS},

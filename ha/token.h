@@ -46,6 +46,7 @@ enum hr_token {
 	HR_TOK_LEASE_DENIED, /* the witness logs it too */
 	HR_TOK_WITNESS_REGISTERED,
 	HR_TOK_WITNESS_UNREACHABLE,
+	HR_TOK_WITNESS_UNREGISTERED, /* the witness has no record of the VM */
 	/* the witness's own (src/daemon/witness-serve.c) */
 	HR_TOK_LEASE_GRANTED,
 	HR_TOK_LEASE_EXPIRED,

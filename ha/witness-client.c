@@ -1,15 +1,18 @@
 /*
  * witness-client.c - asking the witness (witness.h): one TCP connection per
- * request, non-blocking, every step bounded by one deadline.
+ * request, non-blocking, every step bounded by one deadline (name
+ * resolution included).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -76,17 +79,17 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 	}
 }
 
-static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
+static int connect_one(int family, const struct sockaddr *sa, socklen_t len, uint64_t deadline_ns)
 {
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	int rc, err = 0;
-	socklen_t len = sizeof(err);
+	socklen_t elen = sizeof(err);
 
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+	if (connect(fd, sa, len) < 0) {
 		rc = errno == EINPROGRESS ? wait_fd(fd, POLLOUT, deadline_ns) : -errno;
-		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		if (!rc && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
 			rc = -errno;
 		else if (!rc && err)
 			rc = -err;
@@ -98,23 +101,194 @@ static int connect_one(const struct addrinfo *ai, uint64_t deadline_ns)
 	return fd;
 }
 
+/*
+ * Names resolved within the request's deadline.  getaddrinfo() cannot be
+ * cut short, so a host name is looked up with getaddrinfo_a() and waited
+ * for until the deadline; a lookup that outlives it goes on, and a later
+ * request takes its answer.  Answers are kept (a few names per process): a
+ * request uses the last one for its name at once, and one older than
+ * RESOLVE_REFRESH_MS is looked up again meanwhile.  A numeric address
+ * needs no lookup.
+ */
+#define RESOLVE_MAX_ADDRS  4
+#define RESOLVE_NAMES	   4
+#define RESOLVE_REFRESH_MS 30000
+
+struct resolved {
+	int n;
+	struct {
+		int family;
+		socklen_t len;
+		struct sockaddr_storage sa;
+	} a[RESOLVE_MAX_ADDRS];
+};
+
+struct lookup {
+	struct gaicb cb;
+	struct addrinfo hints;
+	int refs; /* its name's, and each waiter's */
+};
+
+/* One name: its lookup under way, its last answer. */
+static struct res_name {
+	char host[256], port[8];
+	struct lookup *pending; /* running, or done and not taken yet */
+	struct resolved last;	/* n = 0: none yet */
+	uint64_t last_ns;
+} res_names[RESOLVE_NAMES];
+static pthread_mutex_t res_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void keep(struct resolved *r, const struct addrinfo *res)
+{
+	r->n = 0;
+	for (const struct addrinfo *ai = res; ai && r->n < RESOLVE_MAX_ADDRS; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(r->a[0].sa))
+			continue;
+		r->a[r->n].family = ai->ai_family;
+		r->a[r->n].len = ai->ai_addrlen;
+		memcpy(&r->a[r->n].sa, ai->ai_addr, ai->ai_addrlen);
+		r->n++;
+	}
+}
+
+/* Under res_lock. */
+static void lookup_put(struct lookup *lk)
+{
+	if (!--lk->refs)
+		free(lk);
+}
+
+/* Under res_lock: a finished lookup's answer becomes the name's. */
+static void harvest(struct res_name *rn)
+{
+	struct lookup *lk = rn->pending;
+
+	if (!lk || gai_error(&lk->cb) == EAI_INPROGRESS)
+		return;
+	if (!gai_error(&lk->cb) && lk->cb.ar_result) {
+		keep(&rn->last, lk->cb.ar_result);
+		rn->last_ns = hr_now_ns();
+	}
+	if (lk->cb.ar_result)
+		freeaddrinfo(lk->cb.ar_result);
+	lk->cb.ar_result = NULL;
+	rn->pending = NULL;
+	lookup_put(lk);
+}
+
+/* Under res_lock: host's entry; else a free one, else the oldest one
+ * without a lookup under way (NULL: every one has). */
+static struct res_name *res_name(const char *host, const char *port)
+{
+	struct res_name *pick = NULL;
+
+	for (int i = 0; i < RESOLVE_NAMES; i++) {
+		struct res_name *rn = &res_names[i];
+		harvest(rn);
+		if (!strcmp(rn->host, host) && !strcmp(rn->port, port))
+			return rn;
+		if (!rn->pending && (!pick || rn->last_ns < pick->last_ns))
+			pick = rn;
+	}
+	if (pick) {
+		snprintf(pick->host, sizeof(pick->host), "%s", host);
+		snprintf(pick->port, sizeof(pick->port), "%s", port);
+		pick->last.n = 0;
+		pick->last_ns = 0;
+	}
+	return pick;
+}
+
+/* Under res_lock: look the name up unless that runs already. */
+static void start_lookup(struct res_name *rn)
+{
+	struct lookup *lk;
+
+	if (rn->pending || !(lk = calloc(1, sizeof(*lk))))
+		return;
+	lk->hints.ai_socktype = SOCK_STREAM;
+	lk->cb.ar_name = rn->host; /* rn outlives the lookup: it waits for it */
+	lk->cb.ar_service = rn->port;
+	lk->cb.ar_request = &lk->hints;
+	lk->refs = 1;
+	struct gaicb *list[1] = {&lk->cb};
+	if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) {
+		free(lk);
+		return;
+	}
+	rn->pending = lk;
+}
+
+static int resolve(const char *host, const char *port, uint64_t deadline_ns, struct resolved *r)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV},
+			*res;
+	struct res_name *rn;
+	struct lookup *lk;
+	int rc;
+
+	if (!getaddrinfo(host, port, &hints, &res)) {
+		keep(r, res);
+		freeaddrinfo(res);
+		return r->n ? 0 : -EHOSTUNREACH;
+	}
+	pthread_mutex_lock(&res_lock);
+	if (!(rn = res_name(host, port))) {
+		pthread_mutex_unlock(&res_lock);
+		return -EHOSTUNREACH; /* lookups of other names all under way */
+	}
+	if (rn->last.n) {
+		*r = rn->last;
+		if (hr_now_ns() - rn->last_ns > RESOLVE_REFRESH_MS * 1000000ull)
+			start_lookup(rn);
+		pthread_mutex_unlock(&res_lock);
+		return 0;
+	}
+	start_lookup(rn);
+	if (!(lk = rn->pending)) {
+		pthread_mutex_unlock(&res_lock);
+		return -EHOSTUNREACH;
+	}
+	lk->refs++;
+	pthread_mutex_unlock(&res_lock);
+	const struct gaicb *list[1] = {&lk->cb};
+	for (;;) {
+		int ms = ms_left(deadline_ns);
+		if (!ms)
+			break;
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		if (gai_suspend(list, 1, &ts) != EAI_INTR)
+			break; /* done, or the time is up */
+	}
+	pthread_mutex_lock(&res_lock);
+	harvest(rn);
+	if (rn->last.n && !strcmp(rn->host, host) && !strcmp(rn->port, port)) {
+		*r = rn->last;
+		rc = 0;
+	} else {
+		rc = gai_error(&lk->cb) == EAI_INPROGRESS ? -ETIMEDOUT : -EHOSTUNREACH;
+	}
+	lookup_put(lk);
+	pthread_mutex_unlock(&res_lock);
+	return rc;
+}
+
 static int connect_addr(const char *addr, uint64_t deadline_ns)
 {
 	char host[256], port[8];
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	struct resolved r;
 	int rc = split_addr(addr, host, sizeof(host), port, sizeof(port));
 
-	if (rc < 0)
+	if (rc < 0 || (rc = resolve(host, port, deadline_ns, &r)) < 0)
 		return rc;
-	if (getaddrinfo(host, port, &hints, &res))
-		return -EHOSTUNREACH;
 	rc = -EHOSTUNREACH;
-	for (ai = res; ai; ai = ai->ai_next) {
-		rc = connect_one(ai, deadline_ns);
+	for (int i = 0; i < r.n; i++) {
+		rc = connect_one(r.a[i].family, (const struct sockaddr *)&r.a[i].sa, r.a[i].len,
+				 deadline_ns);
 		if (rc >= 0 || rc == -ETIMEDOUT)
 			break;
 	}
-	freeaddrinfo(res);
 	return rc;
 }
 

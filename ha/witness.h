@@ -59,9 +59,11 @@ struct hr_wit_reply {
 
 /*
  * One exchange with the witness at addr ("host", "host:port", "[v6]:port";
- * default port 7788), bounded by timeout_ms in total (connect+send+reply;
- * a host NAME is resolved first by getaddrinfo, which the bound cannot cut
- * short: give an address where it matters).  0 with *rep filled (granted or
+ * default port 7788), bounded by timeout_ms in total (name resolution,
+ * connect, send, reply: a host name is looked up with getaddrinfo_a and
+ * its answer kept; a lookup that outlives the bound goes on for a later
+ * call).  It blocks its caller for up to timeout_ms: the engine asks
+ * through ha/lease.c's own thread.  0 with *rep filled (granted or
  * not), or -errno: -ETIMEDOUT, -ECONNREFUSED, -HR_EPROTO for a bad reply,
  * -EINVAL for a request this side refuses to send or the witness refused
  * as malformed (rep->why says why): the witness could not be asked.

@@ -118,10 +118,11 @@ TESTS += tests/t-token
 tests_t_token_LDADD = $(HR_LIBS)
 
 # the witness: table with a fake clock, hostile lines (tests/t-witness-daemon.sh: the server)
-check_PROGRAMS += tests/t-witness tests/t-witness-torn
-TESTS += tests/t-witness tests/t-witness-torn
+check_PROGRAMS += tests/t-witness tests/t-witness-torn tests/t-witness-async
+TESTS += tests/t-witness tests/t-witness-torn tests/t-witness-async
 tests_t_witness_LDADD = $(HR_LIBS)
 tests_t_witness_torn_LDADD = $(HR_LIBS)
+tests_t_witness_async_LDADD = $(HR_LIBS)
 
 # console sinks: output a full disk or a gone collector refuses is held, then lands
 check_PROGRAMS += tests/t-console

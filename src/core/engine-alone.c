@@ -189,15 +189,20 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		int lease_ms = hr_ha_alone_poll_ms(&ha, now);
 		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
 			wait_ms = lease_ms;
-		struct pollfd p[3] = {
-		    {e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}, {at->done[0], POLLIN, 0}};
+		/* the witness's answer (its fd; -1 before the first request) wakes us */
+		struct pollfd p[4] = {{e->ctl_pipe[0], POLLIN, 0},
+				      {e->wake_fd, POLLIN, 0},
+				      {hr_ha_lease_fd(&e->lease), POLLIN, 0},
+				      {at->done[0], POLLIN, 0}};
 		char c = 0;
 		uint64_t n;
-		int np = poll(p, at->running ? 3 : 2, wait_ms);
+		int np = poll(p, at->running ? 4 : 3, wait_ms);
 		if (np > 0 && (p[1].revents & POLLIN)) {
 			(void)!read(e->wake_fd, &n, sizeof(n));
 			continue; /* decide again with the cluster's word (or demote) */
 		}
+		if (np > 0 && (p[2].revents & POLLIN))
+			continue; /* decide again with the witness's answer (taken there) */
 		if (np > 0 && (p[0].revents & POLLIN) && read(e->ctl_pipe[0], &c, 1) == 1) {
 			if (c == CTL_STOP || c == CTL_ABORT || c == CTL_GUEST_EXIT) {
 				emit_may_wait(e, 0);
@@ -213,7 +218,7 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			}
 			continue; /* output full: nothing to do but wait */
 		}
-		if (!at->running || !(p[2].revents & POLLIN))
+		if (!at->running || !(p[3].revents & POLLIN))
 			continue;
 		int fd = -1;
 		int rc = attempt_join(at, 1, &fd);

@@ -211,7 +211,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	struct hr_ha_monitor ha = {.silence_ms = e->cfg.silence_ms,
 				   .auto_promote = e->cfg.auto_promote,
 				   .lease = &e->lease};
-	int rc, ended = 0;
+	int rc, ended = 0, op_asked = 0; /* the operator's failover waits for the witness */
+	uint64_t op_answers = 0;	 /* ... for an answer after this many */
 
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
@@ -331,8 +332,25 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			rc = -HR_ESTALE;
 			goto out;
 		}
+		if (op_asked) {
+			v = hr_ha_may_promote(&ha, now);
+			if (v == HR_HA_PROMOTE) {
+				hr_engine_role_event(e, HR_RE_OPERATOR_FAILOVER, "operator");
+				goto promote;
+			}
+			if (v == HR_HA_STALE || hr_ha_lease_answers(&e->lease) > op_answers) {
+				op_asked = 0;
+				log_err(e->name,
+					"failover refused: the witness did not grant the "
+					"lease (%s)",
+					e->lease.why);
+			}
+			v = HR_HA_WAIT; /* a stale copy is the loss's verdict to give */
+		}
 		int wait_ms = hr_ha_poll_ms(&ha, now);
-		if (ended && v == HR_HA_WAIT && (!e->lease.addr || e->lease.next_ask_ns <= now))
+		if (ended && v == HR_HA_WAIT && !op_asked &&
+		    (!e->lease.addr ||
+		     (e->lease.next_ask_ns <= now && !hr_ha_lease_busy(&e->lease))))
 			wait_ms = -1; /* nothing more can arrive; only an operator decides */
 		int w = hr_peer_wait(&e->peer, wait_ms);
 		if (w == CTL_STOP || w == CTL_ABORT) {
@@ -353,10 +371,9 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			e->lease.next_ask_ns = 0; /* the operator asks now */
 			v = hr_ha_may_promote(&ha, hr_now_ns());
 			if (v != HR_HA_PROMOTE) {
-				log_err(e->name,
-					"failover refused: the witness did not grant the "
-					"lease (%s)",
-					e->lease.why);
+				/* the next answer decides (taken above) */
+				op_asked = 1;
+				op_answers = hr_ha_lease_answers(&e->lease);
 				continue;
 			}
 			hr_engine_role_event(e, HR_RE_OPERATOR_FAILOVER, "operator");

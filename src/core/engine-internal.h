@@ -32,8 +32,7 @@ struct hr_engine {
 	struct hr_peer peer;
 	struct hr_role role;
 	struct hr_ha_lease lease; /* standing with the witness (none: addr NULL) */
-	int wit_registered;	  /* primary: the witness knows this session's backup */
-	uint64_t wit_next_register_ns;
+	int wit_registered;	  /* primary: this session's backup was registered (lease.c) */
 
 	/* primary (and a promoted backup once it is one) */
 	struct hr_outbuf *outbuf;

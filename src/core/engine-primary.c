@@ -358,13 +358,15 @@ static int backup_took_over(struct hr_engine *e)
 }
 
 /* Protected: the witness learns who the backup is (then the backup may
- * claim the VM).  Bounded; retried every 2 s between epochs until done. */
+ * claim the VM), and is asked every few seconds whether it still knows; a
+ * witness that lost its table is told again.  Never waits for the witness
+ * (ha/lease.c asks on its own thread). */
 static void witness_register(struct hr_engine *e)
 {
-	if (!e->lease.addr || e->wit_registered || hr_now_ns() < e->wit_next_register_ns)
+	if (!e->lease.addr)
 		return;
-	e->wit_registered = hr_ha_lease_register(&e->lease) == 0;
-	e->wit_next_register_ns = hr_now_ns() + 2000 * 1000000ull;
+	hr_ha_lease_register(&e->lease, !e->wit_registered, hr_now_ns());
+	e->wit_registered = 1;
 }
 
 /*
@@ -523,7 +525,6 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	e->session_synced = 0;
 	hr_ha_lease_drop(&e->lease); /* from here on acks release output, not a lease */
 	e->wit_registered = 0;
-	e->wit_next_register_ns = 0;
 	hr_peer_init(&e->peer, e->name, fd, e->ctl_pipe[0]);
 	e->peer.handshake_ms = e->cfg.handshake_ms;
 	e->peer.heartbeat_ms = hr_engine_heartbeat_ms(e);

@@ -193,6 +193,7 @@ void hr_engine_free(struct hr_engine *e)
 		return;
 	if (e->vm || e->ops)
 		e->ops->close(e->vm);
+	hr_ha_lease_fini(&e->lease);
 	hr_outbuf_free(e->outbuf);
 	hr_dirtyset_free(e->src.dirty);
 	free(e->src.gfns);

@@ -21,5 +21,7 @@ hareplicated_LDADD = $(HR_LIBS)
 dist_check_SCRIPTS += tests/t-daemon.sh
 TESTS += tests/t-daemon.sh
 
-dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh
-TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh
+dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh \
+	tests/t-daemon-witness-forgot.sh
+TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh \
+	tests/t-daemon-witness-forgot.sh

@@ -61,7 +61,7 @@ static void json_ms(struct hr_sbuf *sb, const char *key, uint64_t ms)
 }
 
 /* "witness": null without one, else where it is, our standing (lease,
- * registered, denied, unreachable), the lease left and the last answer's
+ * registered, denied, unreachable, unregistered), the lease left and the last answer's
  * age, as the worker last reported them (aged since). */
 static void witness_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
