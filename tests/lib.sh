@@ -73,19 +73,23 @@ need_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "/dev/kvm not usable
 # continues the very same sequence); the KVM backend keeps its own tests
 # (t-kvm, check-linux).  HR_TEST_GUEST=mem picks the mem guest where KVM
 # works too.  Prints one TAP comment saying which and why, and sets
-#   HA_GUEST   kvm or mem
+#   HA_GUEST   kvm or mem (also the backend's name)
+#   HA_KERNEL  the guest: memwalk.elf's path on KVM, mem: (the built-in guest)
 #   HA_START   `hareplicate start` options naming the guest (word-split on
-#              purpose: no spaces in paths): memwalk on KVM, or --backend mem
+#              purpose: no spaces in paths): --kernel HA_KERNEL, and
+#              --backend mem for mem
 #   HA_DRILL   `hareplicate drill` option: empty on KVM (its default guest),
 #              else --mem
 #   HA_SEQ     what precedes the progress number in a console line: "seq="
 #              (memwalk) or "step=" (mem)
 ha_guest() {
 	if [ "${HR_TEST_GUEST:-}" != mem ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-		HA_GUEST=kvm HA_START="--kernel $GUESTS/memwalk.elf" HA_DRILL= HA_SEQ=seq=
+		HA_GUEST=kvm HA_KERNEL="$GUESTS/memwalk.elf" HA_DRILL= HA_SEQ=seq=
+		HA_START="--kernel $HA_KERNEL"
 		diag "/dev/kvm usable: HA scenarios run KVM guests (memwalk; the drill's default netsvc)"
 	else
-		HA_GUEST=mem HA_START="--backend mem --kernel mem:" HA_DRILL=--mem HA_SEQ=step=
+		HA_GUEST=mem HA_KERNEL=mem: HA_DRILL=--mem HA_SEQ=step=
+		HA_START="--backend mem --kernel $HA_KERNEL"
 		if [ "${HR_TEST_GUEST:-}" = mem ]; then
 			diag "HR_TEST_GUEST=mem: HA scenarios run the mem backend's software guest"
 		else
