@@ -66,6 +66,58 @@ tls_opts() {
 	echo "--node $1 --tls-cert $T/pki/$1/host.crt --tls-key $T/pki/$1/host.key --tls-ca $T/pki/$1/ca.crt"
 }
 need_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip_all "/dev/kvm not usable"; }
+# ha_guest: the guest the HA scenario tests protect.  The HA logic (daemons,
+# replication, roles, failover) does not depend on the hypervisor, so where
+# /dev/kvm is not usable they run the mem backend's software guest, whose
+# vCPU thread writes pages and prints `mem: step=N` (a promoted replica
+# continues the very same sequence); the KVM backend keeps its own tests
+# (t-kvm, check-linux).  HR_TEST_GUEST=mem picks the mem guest where KVM
+# works too.  Prints one TAP comment saying which and why, and sets
+#   HA_GUEST   kvm or mem (also the backend's name)
+#   HA_KERNEL  the guest: memwalk.elf's path on KVM, mem: (the built-in guest)
+#   HA_START   `hareplicate start` options naming the guest (word-split on
+#              purpose: no spaces in paths): --kernel HA_KERNEL, and
+#              --backend mem for mem
+#   HA_DRILL   `hareplicate drill` option: empty on KVM (its default guest),
+#              else --mem
+#   HA_SEQ     what precedes the progress number in a console line: "seq="
+#              (memwalk) or "step=" (mem)
+ha_guest() {
+	if [ "${HR_TEST_GUEST:-}" != mem ] && [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		HA_GUEST=kvm HA_KERNEL="$GUESTS/memwalk.elf" HA_DRILL= HA_SEQ=seq=
+		HA_START="--kernel $HA_KERNEL"
+		diag "/dev/kvm usable: HA scenarios run KVM guests (memwalk; the drill's default netsvc)"
+	else
+		HA_GUEST=mem HA_KERNEL=mem: HA_DRILL=--mem HA_SEQ=step=
+		HA_START="--backend mem --kernel $HA_KERNEL"
+		if [ "${HR_TEST_GUEST:-}" = mem ]; then
+			diag "HR_TEST_GUEST=mem: HA scenarios run the mem backend's software guest"
+		else
+			diag "no usable /dev/kvm: HA scenarios run the mem backend's software guest;" \
+				"the KVM backend is covered by make check-linux"
+		fi
+	fi
+}
+# need_kvm_guest WHY: skip the whole test unless ha_guest chose KVM (a test
+# of KVM device behaviour, not of HA logic).
+need_kvm_guest() { [ "$HA_GUEST" = kvm ] || skip_all "$* needs a KVM guest (/dev/kvm not usable)"; }
+# ha_append MEMWALK-CMDLINE: the guest command line for ha_guest's guest:
+# as given on KVM; for mem the same pace, a line every interval_ms and rate
+# page writes a second (steps_per_s=1000/interval_ms, writes=rate/steps_per_s).
+ha_append() {
+	if [ "$HA_GUEST" = kvm ]; then echo "$1"; return; fi
+	_rate=1000 _iv=100
+	for _kv in $1; do
+		case $_kv in rate=*) _rate=${_kv#rate=} ;; interval_ms=*) _iv=${_kv#interval_ms=} ;; esac
+	done
+	_sps=$((1000 / _iv))
+	[ "$_sps" -gt 0 ] || _sps=1
+	_w=$((_rate / _sps))
+	[ "$_w" -gt 0 ] || _w=1
+	echo "steps_per_s=$_sps writes=$_w"
+}
+# last_seq FILE: the number of the last progress line (memwalk or mem) in FILE.
+last_seq() { sed -n 's/.*\(memwalk: seq\|mem: step\)=\([0-9]*\).*/\2/p' "$1" | tail -n 1; }
 # two_daemons FAILOVER_MS: hareplicated A and B on 127.0.0.1:$PA / $PB with
 # control sockets $CA / $CB, state in $T/a, $T/b, logs appended to $T/a.log, $T/b.log;
 # sets pida, pidb; both are killed when the test exits.  Their peer links
@@ -113,10 +165,10 @@ wait_field() {
 	done
 	return 1
 }
-# memwalk_stream_ok FILE...: the memwalk console over several hosts' files
-# (missing files count as empty): every line from 1 on present, exactly one
-# content per seq (no contradiction), memwalk's own check at errors=0, and
-# at least 20 lines.
+# memwalk_stream_ok FILE...: the memwalk (or mem guest) console over several
+# hosts' files (missing files count as empty): every line from 1 on present,
+# exactly one content per seq (no contradiction), memwalk's own check at
+# errors=0 (the mem guest has none), and at least 20 lines.
 memwalk_stream_ok() {
 	python3 - "$@" <<'PY'
 import re, sys
@@ -126,9 +178,10 @@ for f in sys.argv[1:]:
         text = open(f, errors="replace").read()
     except FileNotFoundError:
         continue
-    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+", text):
-        n = int(re.search(r"seq=(\d+)", line).group(1))
-        if seen.get(n, line) != line or not line.endswith("errors=0"):
+    for line in re.findall(r"memwalk: seq=\d+ tsc=\d+ dirtied=\d+ errors=\d+|mem: step=\d+\.*$", text, re.M):
+        n = int(re.search(r"(?:seq|step)=(\d+)", line).group(1))
+        bad = line.startswith("memwalk") and not line.endswith("errors=0")
+        if seen.get(n, line) != line or bad:
             print("# conflict or error at", n); sys.exit(1)
         seen[n] = line
 top = max(seen) if seen else 0

@@ -8,7 +8,7 @@
 # (start -> protected -> failover).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 [ -z "${HR_TEST_INSECURE:-}" ] || skip_all "HR_TEST_INSECURE: this test is about TLS"
 plan 27
@@ -17,8 +17,7 @@ PA=$((20000 + ($$ + 11) % 20000))
 PB=$((PA + 1))
 PC=$((PA + 2))
 PR=$((PA + 3))
-K="$GUESTS/memwalk.elf"
-APPEND="rate=1000 wss=4M interval_ms=50"
+APPEND=$(ha_append "rate=1000 wss=4M interval_ms=50")
 ctl() { _c=$1; shift; "$HR" "$@" --control "$_c"; }
 # field CONTROL VM KEY: one value from `status --json`
 field() {
@@ -127,7 +126,7 @@ PY
 tap=$!
 on_exit "kill -9 $tap 2>/dev/null"
 wait_for "$T/tap.log" listening 5
-ctl "$T/a/c.sock" start rep --peer "127.0.0.1:$PR" --kernel "$K" --memory 64M --epoch 25ms \
+ctl "$T/a/c.sock" start rep --peer "127.0.0.1:$PR" $HA_START --memory 64M --epoch 25ms \
 	--append "$APPEND" >"$T/out" 2>"$T/err"
 rc=$?
 ok '[ $rc = 0 ] && wait_field "$T/b/c.sock" rep state backup 30' \
@@ -177,7 +176,7 @@ ok '[ $? = 0 ] && grep -q "INSECURE" "$T/c.log" && ctl "$T/c/c.sock" status | gr
 ok '[ "$("$HR" status --json --control "$T/c/c.sock" | python3 -c "import json,sys; print(json.load(sys.stdin)[\"daemon\"][\"transport\"])")" = insecure ]' \
 	"--insecure: status --json says transport insecure"
 n=$(wc -l <"$T/b.log")
-ctl "$T/c/c.sock" start plain --peer "127.0.0.1:$PB" --kernel "$K" --memory 64M >"$T/out" 2>"$T/err"
+ctl "$T/c/c.sock" start plain --peer "127.0.0.1:$PB" $HA_START --memory 64M >"$T/out" 2>"$T/err"
 rc=$?
 ok '[ $rc = 1 ] && ! grep -q started "$T/out" && wait_true 5 refused_since "$n" "TLS: refused client 127\.0\.0\.1:[0-9]+: peer speaks plain TCP"' \
 	"(d) start from the --insecure daemon: fails (rc=$rc: $(cat "$T/err")), B logs the refusal"
@@ -198,7 +197,7 @@ ok '[ $rc = 1 ] && grep -q "nokey" "$T/err"' "a missing key file: start-up error
 # protect_and_failover A-CONTROL B-CONTROL B-PORT VM MODE
 protect_and_failover() {
 	pa_c=$1 pb_c=$2 vm=$4
-	ctl "$pa_c" start "$vm" --peer "127.0.0.1:$3" --kernel "$K" --memory 64M --epoch 25ms \
+	ctl "$pa_c" start "$vm" --peer "127.0.0.1:$3" $HA_START --memory 64M --epoch 25ms \
 		--append "$APPEND" >"$T/out" 2>"$T/err"
 	rc=$?
 	ok '[ $rc = 0 ] && wait_field "$pa_c" "$vm" state protected 30 && wait_field "$pb_c" "$vm" state backup 30' \

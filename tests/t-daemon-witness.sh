@@ -9,7 +9,7 @@
 # the witness standing at every step.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 plan 17
 
@@ -58,8 +58,8 @@ console_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 grows() { _s=$(console_size "$1"); sleep "$2"; [ "$(console_size "$1")" -gt "$_s" ]; }
 
 ok 'wait_true 10 A status && wait_true 10 B status && wait_true 10 W' "witness, A and B up"
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
+A start vm1 --peer "127.0.0.1:$PB" $HA_START --memory 64M --epoch 25ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err"
 ok 'wait_field vm1 state protected "$CA" 30 && wait_wit vm1 owner hostA 10 && wait_wit vm1 backup hostB 10' \
 	"vm1 protected A -> B; the witness knows owner hostA, backup hostB"
 ok 'wait_field vm1 witness.standing registered "$CA" 5 && [ "$(field vm1 witness.peer_node "$CA")" = hostB ]' \

@@ -1,12 +1,13 @@
 #!/bin/sh
 # hareplicated end to end on loopback: two daemons (A primary, B backup) with
 # their own control sockets, ports and state dirs; `hareplicate start` a
-# memwalk VM from A to B, watch it get protected, feed both daemons bad input,
-# kill the backup's worker, a manual failover, stop.  Also the daemon
-# mechanics that need no VM: --help, refusing a second daemon, clear errors.
+# guest from A to B (ha_guest: memwalk on KVM, else the mem backend's), watch
+# it get protected, feed both daemons bad input, kill the backup's worker, a
+# manual failover, stop.  Also the daemon mechanics that need no VM: --help,
+# refusing a second daemon, clear errors.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 plan 56
 
@@ -84,12 +85,12 @@ ok 'alive $pida && A status >/dev/null' "daemon A survives bad control input"
 # --- start errors ---
 A start vm1 --backend xen --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
 ok '[ $rc != 0 ] && grep -q -e "no Xen backend" -e "not a Xen dom0" "$T/err"' "--backend xen (not in this build, or not a Xen dom0): a clear refusal"
-A start vm1 --peer "127.0.0.1:$PDEAD" --kernel "$GUESTS/memwalk.elf" --memory 64M 2>"$T/err"; rc=$?
+A start vm1 --peer "127.0.0.1:$PDEAD" $HA_START --memory 64M 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "cannot reach peer 127.0.0.1:$PDEAD" "$T/err"' "unreachable peer: start fails clearly (rc=$rc)"
 ok 'A status | grep -q "^no VMs"' "... and nothing was started"
 A start vm1 --peer "127.0.0.1:$PB" --kernel "$T/no-such.elf" 2>"$T/err"; rc=$?
 ok '[ $rc != 0 ] && grep -q "no-such.elf" "$T/err"' "missing kernel: clear error"
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --epoch 25ms --min-epoch 30ms 2>"$T/err"; rc=$?
+A start vm1 --peer "127.0.0.1:$PB" $HA_START --epoch 25ms --min-epoch 30ms 2>"$T/err"; rc=$?
 ok '[ $rc = 2 ] && grep -q "bad --min-epoch" "$T/err"' "--min-epoch longer than --epoch: refused"
 
 # --- garbage on the replication port ---
@@ -101,10 +102,10 @@ sleep 0.5
 ok 'alive $pidb && B status | grep -q "^no VMs"' "daemon B survives garbage on the replication port"
 
 # --- protect a VM ---
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
-	--append "rate=1000 wss=4M interval_ms=50" >"$T/out" 2>"$T/err"; rc=$?
+A start vm1 --peer "127.0.0.1:$PB" $HA_START --memory 64M --epoch 25ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >"$T/out" 2>"$T/err"; rc=$?
 ok '[ $rc = 0 ] && grep -q "started vm1" "$T/out"' "start vm1 from A to B (rc=$rc $(cat "$T/err"))"
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" 2>"$T/err"; rc=$?
+A start vm1 --peer "127.0.0.1:$PB" $HA_START 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "already exists" "$T/err"' "a second vm1 is refused"
 ok 'wait_field vm1 state protected "$CA" 30' "A: vm1 becomes protected"
 ok 'wait_field vm1 state backup "$CB" 10 && [ "$(field vm1 role "$CB")" = backup ]' "B: vm1 is a backup holding a committed epoch"
@@ -193,11 +194,11 @@ ok 'is_pid "$nb" && [ "$nb" != "$wpid" ] && [ "$(field vm1 state "$CB")" = backu
 	"B holds vm1 again in a new worker ($wpid -> $nb)"
 grown2() { [ "$(stat -c %s "$T/a/state/vm1.console")" -gt "$s2" ]; }
 ok 'wait_true 10 grown2' "the held output is released once the new backup acknowledged an epoch"
-# the console as the outside saw it: memwalk's seq numbers never skip or repeat
+# the console as the outside saw it: the guest's seq numbers never skip or repeat
 seq_ok() {
 	python3 - "$1" <<'PY'
 import re, sys
-seqs = [int(m) for m in re.findall(r"memwalk: seq=(\d+)", open(sys.argv[1], errors="replace").read())]
+seqs = [int(m) for m in re.findall(r"(?:memwalk: seq|mem: step)=(\d+)", open(sys.argv[1], errors="replace").read())]
 bad = [(a, b) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
 print("lines", len(seqs), "breaks", bad[:5])
 sys.exit(1 if bad or len(seqs) < 10 else 0)
@@ -209,10 +210,10 @@ ok 'wait_field vm1 state stopped "$CB" 10 && B stop vm1 >/dev/null && B status |
 	"the replica on B ends with the primary's orderly stop (stopped, then removed)"
 
 # --- manual failover ---
-A start vm2 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --min-epoch 2ms \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
-B start vm3 --peer "127.0.0.1:$PA" --kernel "$GUESTS/memwalk.elf" --memory 64M \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err3"
+A start vm2 --peer "127.0.0.1:$PB" $HA_START --memory 64M --min-epoch 2ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err"
+B start vm3 --peer "127.0.0.1:$PA" $HA_START --memory 64M \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err3"
 ok 'wait_field vm2 state backup "$CB" 30' "vm2 protected: B holds a committed epoch"
 ok 'wait_field vm3 state backup "$CA" 30 && [ "$(field vm3 state "$CB")" = protected ] && [ "$(field vm2 state "$CA")" = protected ]' \
 	"both directions at once: A is primary of vm2 and backup of vm3, B the other way round"
@@ -221,7 +222,7 @@ ok 'A status --json | python3 -c "import json,sys; d=json.load(sys.stdin); v=[v 
 B failover vm2 >"$T/out" 2>"$T/err"; rc=$?
 ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failover-start" "$T/b.log" && grep -q "+promoted" "$T/b.log"' \
 	"failover vm2 on B: promoted, +failover-start and +promoted logged (rc=$rc $(cat "$T/err"))"
-ok 'wait_for "$T/b/state/vm2.console" "memwalk: seq=" 20' "the promoted guest's console goes to B's state dir"
+ok 'wait_for "$T/b/state/vm2.console" "(memwalk: seq|mem: step)=" 20' "the promoted guest's console goes to B's state dir"
 A stop vm2 >/dev/null 2>&1
 B stop vm2 >/dev/null 2>&1
 ok 'B stop vm3 >/dev/null && A stop vm3 >/dev/null && A status | grep -q "^no VMs"' "stop vm3 on its primary B, then the replica on A"

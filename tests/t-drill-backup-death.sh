@@ -7,10 +7,10 @@
 # output reaches the outside without a gap, and B never speaks.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
-need_kvm
+ha_guest
 plan 5
 
-"$HR" drill --victim backup --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
+"$HR" drill $HA_DRILL --victim backup --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
 	--timeout 30 --seed 5 >"$T/out" 2>&1
 r=$?
 sed 's/^/# /' "$T/out"

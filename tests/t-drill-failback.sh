@@ -7,10 +7,10 @@
 # only one host speaks at any moment (contract 4).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
-need_kvm
+ha_guest
 plan 4
 
-"$HR" drill --fault failback --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
+"$HR" drill $HA_DRILL --fault failback --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
 	--timeout 30 --seed 7 >"$T/out" 2>&1
 r=$?
 sed 's/^/# /' "$T/out"

@@ -11,11 +11,11 @@
 # one host releases output for the VM at any moment (contract 4).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
-need_kvm
+ha_guest
 plan 17
 
 for f in torn partition hang; do
-	"$HR" drill --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
+	"$HR" drill $HA_DRILL --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
 		--failover-timeout 1500 --seed 7 >"$T/$f" 2>&1
 	r=$?
 	sed 's/^/# /' "$T/$f"
@@ -30,7 +30,7 @@ done
 # make check runs tests in parallel on a small machine, and a primary starved
 # of CPU for 500 ms right after its first sync is taken for dead - correctly,
 # but these scenarios test something else)
-"$HR" drill --fault slow --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
+"$HR" drill $HA_DRILL --fault slow --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
 	--failover-timeout 1500 --seed 7 >"$T/slow" 2>&1
 r=$?
 sed 's/^/# /' "$T/slow"
@@ -40,7 +40,7 @@ ok 'grep -q "^  slow backup (its frames 300 ms late): A.s ack latency [0-9.]* ms
 # A restart of either daemon: the new one adopts the running worker, the
 # guest goes on on A and nothing fails over.
 for f in restart-primary restart-backup; do
-	"$HR" drill --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
+	"$HR" drill $HA_DRILL --fault $f --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
 		--failover-timeout 1500 --seed 7 >"$T/$f" 2>&1
 	r=$?
 	sed 's/^/# /' "$T/$f"

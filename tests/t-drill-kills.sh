@@ -7,13 +7,13 @@
 # seq +1 throughout, no offset with two contents).
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
-need_kvm
+ha_guest
 plan 6
 
 drill() { # NAME ARGS...: one drill; ok if it exits 0 and reports PASS
 	name=$1
 	shift
-	"$HR" drill --epochs 60 --memory 128M --timeout 30 "$@" >"$T/$name.out" 2>&1
+	"$HR" drill $HA_DRILL --epochs 60 --memory 128M --timeout 30 "$@" >"$T/$name.out" 2>&1
 	r=$?
 	sed 's/^/# /' "$T/$name.out"
 	ok '[ $r = 0 ] && grep -q "^drill: PASS failover_ms=" "$T/$name.out"' "drill $name (exit $r)"

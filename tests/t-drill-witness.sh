@@ -9,11 +9,11 @@
 # outside stays gap-free and consistent throughout.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
-need_kvm
+ha_guest
 plan 10
 
 drill() {
-	"$HR" drill --witness --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
+	"$HR" drill $HA_DRILL --witness --kill-at mid-epoch --epochs 40 --after-lines 10 --memory 128M \
 		--timeout 30 --seed 7 "$@"
 }
 contract='^  contract: gaps=0 two_contents=0 seq_breaks=0 self_check_errors=0 bad_lines=0'

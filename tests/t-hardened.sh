@@ -8,7 +8,7 @@
 # the daemon's files for the VM but keeps its console.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 plan 18
 
@@ -25,16 +25,22 @@ pida=$!
 pidb=$!
 on_exit "kill -9 $pida $pidb 2>/dev/null"
 A() { "$HR" "$@" --control "$CA"; }
-K="$GUESTS/memwalk.elf"
 wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10
 ok '[ $? = 0 ]' "two daemons start"
 
 # --- start waits for the VM to come up ---
-head -c 8192 /dev/urandom >"$T/not-elf"
-A start bad --peer "127.0.0.1:$PB" --kernel "$T/not-elf" --memory 64M >"$T/out" 2>"$T/err"
-rc=$?
-ok '[ $rc = 1 ] && grep -q "did not come up" "$T/err" && grep -q "not-elf" "$T/err" && ! grep -q started "$T/out"' \
-	"start --kernel NOT-ELF: exit 1 with the reason (rc=$rc: $(cat "$T/err"))"
+# (a guest the backend cannot build: KVM a kernel that is no ELF, mem a
+# command line with a key it does not know)
+if [ "$HA_GUEST" = kvm ]; then
+	head -c 8192 /dev/urandom >"$T/not-elf"
+	A start bad --peer "127.0.0.1:$PB" --kernel "$T/not-elf" --memory 64M >"$T/out" 2>"$T/err"
+	rc=$? what=not-elf
+else
+	A start bad --peer "127.0.0.1:$PB" $HA_START --append nokey=1 --memory 64M >"$T/out" 2>"$T/err"
+	rc=$? what=nokey
+fi
+ok '[ $rc = 1 ] && grep -q "did not come up" "$T/err" && grep -q "$what" "$T/err" && ! grep -q started "$T/out"' \
+	"start of a guest that cannot be built ($what): exit 1 with the reason (rc=$rc: $(cat "$T/err"))"
 ok '! A status bad >/dev/null 2>&1' "... and nothing is left running"
 
 # --- limits a peer cannot exceed (checked on the backup before allocating) ---
@@ -48,7 +54,7 @@ ok 'grep -q "refused: .*--max-memory" "$T/out"' "a HELLO with 1 TiB is refused: 
 ok 'wait_for "$T/b.log" "huge.*(replica worker ended|start failed)" 10 && ! grep -q "killed by signal" "$T/b.log"' \
 	"no backup worker died of a signal"
 ok 'grep -q "refusing the primary: 1000 vCPUs" "$T/b.log"' "the backup logs the refusal"
-A start wide --peer "127.0.0.1:$PB" --kernel "$K" --memory 64M --vcpus 8 >/dev/null 2>"$T/err"
+A start wide --peer "127.0.0.1:$PB" $HA_START --memory 64M --vcpus 8 >/dev/null 2>"$T/err"
 rc=$?
 ok '[ $rc = 1 ] && grep -q "backup refused: 8 vCPUs" "$T/err"' \
 	"start --vcpus 8 to a --max-vcpus 4 backup: refused with the reason (rc=$rc: $(cat "$T/err"))"
@@ -72,7 +78,7 @@ pidi=$!
 on_exit "kill $pidi 2>/dev/null"
 wait_for "$T/idle.out" holding 10
 t0=$(date +%s%N)
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$K" --memory 64M >/dev/null 2>"$T/err"
+A start vm1 --peer "127.0.0.1:$PB" $HA_START --memory 64M >/dev/null 2>"$T/err"
 rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 ok '[ $rc = 0 ] && [ $ms -lt 4000 ]' "start with 20 idle connections from 127.0.0.2 open: rc=$rc in $ms ms $(cat "$T/err")"
@@ -113,14 +119,14 @@ ok '[ ! -e "$T/a/state/vm1.epochs" ] && [ ! -e "$T/a/state/vm1.epochs.1" ] && [ 
 
 # --- console files: appended, never through a symlink ---
 printf 'before\n' >"$T/a/state/vm2.console"
-A start vm2 --peer "127.0.0.1:$PB" --kernel "$K" --memory 64M >/dev/null 2>&1
-ok 'wait_for "$T/a/state/vm2.console" "memwalk" 20 && [ "$(head -n 1 "$T/a/state/vm2.console")" = before ]' \
+A start vm2 --peer "127.0.0.1:$PB" $HA_START --memory 64M >/dev/null 2>&1
+ok 'wait_for "$T/a/state/vm2.console" "memwalk|mem: step" 20 && [ "$(head -n 1 "$T/a/state/vm2.console")" = before ]' \
 	"an existing console file is appended to, not overwritten"
 A stop vm2 >/dev/null 2>&1
 printf 'precious\n' >"$T/target"
 chmod 644 "$T/target"
 ln -s "$T/target" "$T/a/state/vm3.console"
-A start vm3 --peer "127.0.0.1:$PB" --kernel "$K" --memory 64M >/dev/null 2>"$T/err"
+A start vm3 --peer "127.0.0.1:$PB" $HA_START --memory 64M >/dev/null 2>"$T/err"
 rc=$?
 ok '[ $rc = 1 ] && grep -q "vm3.console" "$T/err" && grep -q "symbolic link" "$T/err"' \
 	"a console path that is a symlink: start fails naming it (rc=$rc: $(cat "$T/err"))"

@@ -1,18 +1,20 @@
 #!/bin/sh
 # A protected VM migrates to a third host and its backup follows: three
 # hareplicated (TLS), each in its own network namespace on one bridge.
-# vm1 (memwalk) runs on A, protected by B; `migrate vm1 C`: B's copy is
-# dropped when the live phase starts, C takes over, and C asks B (the VM's
+# vm1 (ha_guest: memwalk on KVM, else the mem backend's guest) runs on A,
+# protected by B; `migrate vm1 C`: B's copy is dropped when the live phase
+# starts, C takes over, and C asks B (the VM's
 # backup host, named in the migration's preamble) for a new backup: C runs
 # vm1 protected by B.  Then C's worker is killed (SIGKILL): B promotes, the
 # guest goes on there, and B is protected again by C's daemon.  Last, B's
 # link to C is cut: B holds its output, a migration is refused, C promotes,
 # and after the heal B stands down.  The console, read over A, C and B, must hold
 # every line from 1 on exactly once in content (no gap, no contradiction)
-# with memwalk's own check at errors=0, and only one host prints at a time.
+# with memwalk's own check at errors=0 (the mem guest has none), and only
+# one host prints at a time.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 command -v ip >/dev/null || skip_all "iproute2 not found"
 plan 20
@@ -64,9 +66,9 @@ start b
 start c
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10 && wait_for "$T/c.log" "control $CC" 10' \
 	"three daemons start"
-A start vm1 --peer "$NET.2:$P" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
-ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$(con a)" "seq=5 " 20' \
+A start vm1 --peer "$NET.2:$P" $HA_START --memory 64M --epoch 25ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err"
+ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$(con a)" "${HA_SEQ}5\b" 20' \
 	"vm1 runs on A, protected by B"
 
 # --- A -> C: the backup follows (B) ---
@@ -97,7 +99,7 @@ ok 'wait_true 15 b_primary && grep -q "+promoted" "$T/b.log"' "B takes over (+pr
 sb=$(size "$(con b)")
 grown_b() { [ "$(size "$(con b)")" -gt "$sb" ] && [ "$(size "$(con b)")" -gt 200 ]; }
 ok 'wait_true 10 grown_b' "B prints"
-ok 'wait_for "$(con b)" "seq=$(($(grep -c "seq=" "$(con c)") + $(grep -c "seq=" "$(con a)") + 20)) " 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
+ok 'wait_for "$(con b)" "$HA_SEQ$(($(grep -c "$HA_SEQ" "$(con c)") + $(grep -c "$HA_SEQ" "$(con a)") + 20))\b" 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
 	"console over A, C, B: every line from 1 on, none contradicted, errors=0"
 ok 'wait_field vm1 state protected "$CB" 30 && [ "$(field vm1 role "$CC")" = backup ]' \
 	"C's daemon lived on: B re-protects vm1 with it (C holds the backup)"
@@ -125,7 +127,7 @@ b_down() {
 	[ "$r" != primary ] && [ "$r" != promoted ]
 }
 ok 'wait_true 20 b_down' "healed: B stands down (+stand-down; it no longer runs vm1)"
-ok 'wait_for "$(con c)" "seq=$(($(sed -n "s/.*memwalk: seq=\([0-9]*\) .*/\1/p" "$(con b)" | tail -1) + 20)) " 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
+ok 'wait_for "$(con c)" "$HA_SEQ$(($(last_seq "$(con b)") + 20))\b" 20 && memwalk_stream_ok "$(con a)" "$(con c)" "$(con b)"' \
 	"the console over A, C, B, C: every line once, none contradicted"
 "$HR" stop vm1 --control "$CB" >/dev/null 2>&1
 "$HR" stop vm1 --control "$CC" >/dev/null 2>&1

@@ -1,20 +1,21 @@
 #!/bin/sh
 # hareplicate migrate between two hosts: two daemons (TLS), each in its own
-# network namespace joined by a veth pair, a memwalk VM protected from A to
-# B.  Errors (unknown VM, unreachable or own host, a second migration, MPLM
-# controls), a cancelled migration (Ctrl-C of the CLI while the destination
-# holds a committed copy), the migration A -> B (B held its backup: it is
-# dropped, then B builds a copy as a migration target and takes over; the
-# backup follows: A holds it afterwards), then back B -> A with A's daemon
-# and worker killed before the hand-off (B keeps the VM), B -> A once A is
-# back and B's backup again (extend-live, end-live), and A -> B with A's
-# worker killed before the hand-off (B discards its copy).  Both sides log
-# a digest of guest RAM at the hand-off: they must agree.  The console
-# stream must go on without a gap or a contradiction from one host to the
-# other, and only one host prints.
+# network namespace joined by a veth pair, a VM (ha_guest: memwalk on KVM,
+# else the mem backend's guest) protected from A to B.  Errors (unknown VM,
+# unreachable or own host, a second migration, MPLM controls), a cancelled
+# migration (Ctrl-C of the CLI while the destination holds a committed
+# copy), the migration A -> B (B held its backup: it is dropped, then B
+# builds a copy as a migration target and takes over; the backup follows: A
+# holds it afterwards), then back B -> A with A's daemon and worker killed
+# before the hand-off (B keeps the VM), B -> A once A is back and B's backup
+# again (extend-live, end-live), and A -> B with A's worker killed before
+# the hand-off (B discards its copy).  Both sides log a digest of guest RAM
+# at the hand-off: they must agree.  The console stream must go on without a
+# gap or a contradiction from one host to the other, and only one host
+# prints.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 command -v ip >/dev/null || skip_all "iproute2 not found"
 plan 44
@@ -56,17 +57,18 @@ B() { "$HR" "$@" --control "$CB"; }
 alive() { kill -0 "$1" 2>/dev/null; }
 gone() { ! kill -0 "$1" 2>/dev/null; }
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
-# the console as the outside saw it: memwalk's seq numbers never skip or
-# repeat within a file, no guest error; with two files, the second starts
-# at most one after the first ends and where they overlap (a promoted copy
-# hands out again what may not have reached the sink) they agree
+# the console as the outside saw it: the guest's seq numbers never skip or
+# repeat within a file, no guest error (memwalk's errors=); with two files,
+# the second starts at most one after the first ends and where they overlap
+# (a promoted copy hands out again what may not have reached the sink) they
+# agree
 seq_ok() {
 	python3 - "$@" <<'PY'
 import re, sys
 files = []
 for f in sys.argv[1:]:
-    lines = re.findall(r"memwalk: seq=(\d+) tsc=\d+ dirtied=\d+ errors=(\d+)", open(f, errors="replace").read())
-    files.append([(int(s), int(e)) for s, e in lines])
+    lines = re.findall(r"(?:memwalk: seq|mem: step)=(\d+)(?: tsc=\d+ dirtied=\d+ errors=(\d+))?", open(f, errors="replace").read())
+    files.append([(int(s), int(e or 0)) for s, e in lines])
 for f, l in zip(sys.argv[1:], files):
     s = [x for x, _ in l]
     bad = [(a, b) for a, b in zip(s, s[1:]) if b != a + 1]
@@ -100,9 +102,9 @@ start_b
 ok 'wait_for "$T/a.log" "control $CA" 10 && wait_for "$T/b.log" "control $CB" 10' "two daemons start"
 A migrate nosuch "$IPB:$PB" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "no VM named nosuch" "$T/err"' "unknown VM: refused, exit 1 (rc=$rc)"
-A start vm1 --peer "$IPB:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
-ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$T/a/state/vm1.console" "seq=5 " 20' \
+A start vm1 --peer "$IPB:$PB" $HA_START --memory 64M --epoch 25ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err"
+ok 'wait_field vm1 state protected "$CA" 30 && wait_for "$T/a/state/vm1.console" "${HA_SEQ}5\b" 20' \
 	"vm1 protected from A to B, its console flows on A"
 A migrate vm1 "$IPA:$PA" 2>"$T/err"; rc=$?
 ok '[ $rc = 1 ] && grep -q "itself" "$T/err" && [ "$(field vm1 state "$CA")" = protected ]' \
@@ -133,7 +135,7 @@ ok '[ "$rc" = 1 ] && grep -q "cancelled" "$T/mig1.err"' "Ctrl-C of migrate cance
 ok 'wait_field vm1 state stopped "$CB" 10 && [ "$(field vm1 role "$CB")" = backup ]' \
 	"B discards its copy (stopped, never promoted)"
 ok 'wait_field vm1 state protected "$CA" 30' "vm1 runs on A and is protected again"
-ok '! grep -q "seq=" "$T/b/state/vm1.console" 2>/dev/null' "B never printed"
+ok '! grep -q "$HA_SEQ" "$T/b/state/vm1.console" 2>/dev/null' "B never printed"
 
 # --- migrate A -> B ---
 A migrate vm1 "$IPB:$PB" --json --max-bandwidth 1G >"$T/mig2" 2>"$T/mig2.err"; rc=$?
@@ -157,7 +159,7 @@ sleep 2
 ok '[ "$(size "$T/a/state/vm1.console")" = "$sa" ] && [ "$(size "$T/b/state/vm1.console")" -gt "$sb" ]' \
 	"only B prints now (A $sa bytes, unchanged; B grows from $sb)"
 ok 'seq_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
-	"console: A's ends where B's begins, no gap, no contradiction, memwalk errors=0"
+	"console: A's ends where B's begins, no gap, no contradiction, no guest error"
 
 # --- back B -> A; the destination (A's daemon and worker) dies before the hand-off ---
 HAREPLICATE_TEST_HANDOFF_HOLD_MS=5000 B migrate vm1 "$IPA:$PA" >"$T/mig3" 2>"$T/mig3.err" &
@@ -216,8 +218,8 @@ sed 's/^/# /' "$T/mig4"
 ok '[ "$(field vm1 role "$CA")" = primary ] && wait_field vm1 state protected "$CA" 30 && [ "$(field vm1 role "$CB")" = backup ]' \
 	"vm1 runs on A now, protected, B holds its backup"
 # A prints again: past the last line B printed, by 100 lines
-top_b=$(sed -n 's/.*memwalk: seq=\([0-9]*\) .*/\1/p' "$T/b/state/vm1.console" | tail -1)
-ok 'wait_for "$T/a/state/vm1.console" "seq=$((top_b + 100)) " 30' "A prints again (past B's last line, $top_b)"
+top_b=$(last_seq "$T/b/state/vm1.console")
+ok 'wait_for "$T/a/state/vm1.console" "$HA_SEQ$((top_b + 100))\b" 30' "A prints again (past B's last line, $top_b)"
 ok 'memwalk_stream_ok "$T/a/state/vm1.console" "$T/b/state/vm1.console"' \
 	"the console over A, B, A: every line from 1 on, none contradicted"
 

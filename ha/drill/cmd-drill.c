@@ -3,7 +3,7 @@
  *
  * Three network namespaces (A = primary host, B = backup host, OUT = the
  * outside world with a bridge that joins them), a hareplicated in A and in
- * B, memwalk protected from A to B, a console collector and a replication
+ * B, a guest protected from A to B, a console collector and a replication
  * tap in OUT.  After N epochs the primary (daemon and worker: the whole
  * host) or the backup's worker is killed with SIGKILL at a chosen point of
  * the epoch protocol, and the drill checks the contract as the outside world
@@ -30,16 +30,17 @@
 #include "ha/drill/drill.h"
 
 static const char drill_help[] =
-    "A failover drill on this machine (root, /dev/kvm and iproute2 needed).  It\n"
-    "creates three network namespaces hrd-PID-N-{a,b,out}: A and B are the\n"
-    "primary and backup hosts, OUT is the outside world; a bridge in OUT joins\n"
-    "them on " DRILL_NET_PREFIX "0/24 (nothing leaves these namespaces).  It starts a\n"
+    "A failover drill on this machine (root, iproute2 and, unless --mem, /dev/kvm\n"
+    "needed).  It creates three network namespaces hrd-PID-N-{a,b,out}: A and B\n"
+    "are the primary and backup hosts, OUT is the outside world; a bridge in OUT\n"
+    "joins them on " DRILL_NET_PREFIX "0/24 (nothing leaves these namespaces).  It starts a\n"
     "hareplicated in A and in B, protects a guest from A to B with\n"
     "`hareplicate start` (netsvc, a network service, with clients in OUT: see\n"
-    "--net; or memwalk), and runs two observers in OUT: a console collector\n"
-    "(" DRILL_IP_OUT ":7000, the console SPEC of the primary and B's --console-default)\n"
-    "and a replication tap (" DRILL_IP_OUT ":7100, A's --peer) that relays A<->B unchanged\n"
-    "but reads the frame headers, so it knows when each epoch is sent and acked.\n"
+    "--net; or memwalk; or, with --mem, the mem backend's software guest), and\n"
+    "runs two observers in OUT: a console collector (" DRILL_IP_OUT ":7000, the\n"
+    "console SPEC of the primary and B's --console-default) and a replication\n"
+    "tap (" DRILL_IP_OUT ":7100, A's --peer) that relays A<->B unchanged but reads\n"
+    "the frame headers, so it knows when each epoch is sent and acked.\n"
     "The tap relays every later connection to B's daemon too (re-protection),\n"
     "and a back relay (" DRILL_IP_OUT ":7788) relays connections to A's daemon, so a\n"
     "promoted B can ask A for a backup; B's daemon listens on 7100 and A's on\n"
@@ -61,8 +62,9 @@ static const char drill_help[] =
     "               report says which of the above it landed in (default)\n"
     "Then it waits for B to promote and the console to continue, and checks the\n"
     "contract as seen from OUT: the guest continues on B (new progress lines),\n"
-    "the guest's self-check says errors=0 on every line, the console stream is\n"
-    "gap-free, seq goes +1 line by line over the whole stream, and no offset ever\n"
+    "the guest's self-check says errors=0 on every line (the mem guest has\n"
+    "none: only its numbering is checked), the console stream is gap-free, seq\n"
+    "goes +1 line by line over the whole stream, and no offset ever\n"
     "arrives with two contents.  Exit status 0 only if all of that held, 1 if\n"
     "the contract was broken or the drill could not run, 2 for bad usage.\n"
     "\n"
@@ -143,13 +145,21 @@ static const char drill_help[] =
     "                    its longest silence (the outage at the failover)\n"
     "  --memwalk         the guest is memwalk instead (tests/guests/memwalk.elf,\n"
     "                    console only; it also checks its own memory)\n"
+    "  --mem             the guest is the mem backend's software guest instead\n"
+    "                    (--backend mem: no hypervisor, no /dev/kvm; console\n"
+    "                    only): a vCPU thread in the worker writes pages and\n"
+    "                    prints `mem: step=N`, and a promoted replica continues\n"
+    "                    the same sequence; seq is N, there is no self-check.\n"
+    "                    It exercises everything of the drill but the\n"
+    "                    hypervisor: the KVM backend needs --memwalk or --net\n"
     "  --netprobe FILE   the client (default: tests/netprobe next to this program,\n"
     "                    i.e. a build tree, else " HR_PKGLIBEXECDIR "/netprobe)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
     "  --memory SIZE     guest RAM (default 256M)\n"
     "  --append CMDLINE  the guest's command line (netsvc: \"ip=" DRILL_GNET_GUEST "/24\n"
     "                    progress_ms=20\"; memwalk: \"rate=4000 wss=64M\n"
-    "                    interval_ms=20\")\n"
+    "                    interval_ms=20\"; --mem: \"" DRILL_MEM_APPEND "\",\n"
+    "                    as many page writes a second as memwalk's rate)\n"
     "  --epoch DURATION  epoch length (default 25ms)\n"
     "  --after-lines N   progress lines to see after the failover or restart\n"
     "                    (default 25)\n"
@@ -172,7 +182,7 @@ static const char drill_help[] =
     "                    drill prints how to remove them)\n"
     "  --kernel FILE     guest image (default: tests/guests/netsvc.elf, with\n"
     "                    --memwalk memwalk.elf, next to this program, i.e. a build\n"
-    "                    tree, else in " HR_PKGDATADIR "/guests)\n"
+    "                    tree, else in " HR_PKGDATADIR "/guests; not with --mem)\n"
     "  --daemon FILE     hareplicated to run (default: next to this program, else\n"
     "                    " HR_SBINDIR "/hareplicated, else PATH)\n"
     "  -v, --verbose     progress on stderr\n"
@@ -372,6 +382,7 @@ int cmd_drill(int argc, char **argv)
 	    {"witness", no_argument, NULL, 'W'},
 	    {"net", no_argument, NULL, 'T'},
 	    {"memwalk", no_argument, NULL, 'M'},
+	    {"mem", no_argument, NULL, 'G'},
 	    {"netprobe", required_argument, NULL, 'P'},
 	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -463,9 +474,15 @@ int cmd_drill(int argc, char **argv)
 			break;
 		case 'T':
 			o.net = 1;
+			o.mem = 0;
 			break;
 		case 'M':
 			o.net = 0;
+			o.mem = 0;
+			break;
+		case 'G':
+			o.net = 0;
+			o.mem = 1;
 			break;
 		case 'P':
 			o.netprobe = optarg;
@@ -571,6 +588,11 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "hareplicate drill: --faults restricts --soak (give --soak N)\n");
 		return 2;
 	}
+	if (o.mem && o.kernel) {
+		fprintf(stderr, "hareplicate drill: --mem runs the mem backend's own guest (no "
+				"--kernel)\n");
+		return 2;
+	}
 	if (o.keep && o.repeat > 1) {
 		fprintf(stderr, "hareplicate drill: --keep runs one drill (not with --repeat)\n");
 		return 2;
@@ -582,9 +604,10 @@ int cmd_drill(int argc, char **argv)
 			"hareplicate drill: must run as root (network namespaces, /dev/kvm)\n");
 		return 1;
 	}
-	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+	if (!o.mem && access("/dev/kvm", R_OK | W_OK) < 0) {
 		fprintf(stderr,
-			"hareplicate drill: /dev/kvm: %s (the drill runs real KVM guests)\n",
+			"hareplicate drill: /dev/kvm: %s (the drill runs real KVM guests; "
+			"--mem runs the mem backend's software guest instead)\n",
 			strerror(errno));
 		return 1;
 	}
@@ -604,6 +627,8 @@ int cmd_drill(int argc, char **argv)
 	o.self[sl] = '\0';
 	if (o.net && !append_set)
 		o.append = "ip=" DRILL_GNET_GUEST "/24 progress_ms=20";
+	if (o.mem && !append_set)
+		o.append = DRILL_MEM_APPEND;
 	if (o.net) {
 		if (!o.netprobe && find_file(o.self, "tests/netprobe", HR_PKGLIBEXECDIR "/netprobe",
 					     netprobe, sizeof(netprobe)) < 0) {
@@ -621,7 +646,9 @@ int cmd_drill(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (!o.kernel) {
+	if (o.mem) {
+		o.kernel = "mem:"; /* the backend's built-in guest (HR_BF_BUILTIN_GUEST) */
+	} else if (!o.kernel) {
 		const char *guest = o.net ? "tests/guests/netsvc.elf" : "tests/guests/memwalk.elf";
 		const char *installed = o.net ? HR_PKGDATADIR "/guests/netsvc.elf"
 					      : HR_PKGDATADIR "/guests/memwalk.elf";
@@ -641,7 +668,7 @@ int cmd_drill(int argc, char **argv)
 		}
 		o.kernel = kernel;
 	}
-	if (access(o.kernel, R_OK) < 0) {
+	if (!o.mem && access(o.kernel, R_OK) < 0) {
 		fprintf(stderr, "hareplicate drill: --kernel %s: %s\n", o.kernel, strerror(errno));
 		return 1;
 	}
@@ -711,6 +738,6 @@ const struct hr_cmd hr_cmd_drill = {
     "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback|"
     "witness-down] "
     "[--victim primary|backup] [--witness] [--seed S] [--repeat N] [--soak N [--faults LIST]] "
-    "[--keep] [--net | --memwalk] [--netprobe FILE] "
+    "[--keep] [--net | --memwalk | --mem] [--netprobe FILE] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

@@ -9,9 +9,12 @@
  * the bytes before it (the old primary's last frames may arrive after the
  * new one's first, over another connection); one still waiting when the
  * drill judges is a gap.
- * Complete memwalk progress lines are checked as they arrive: seq exactly +1
- * over the whole stream, errors=0.
+ * Complete progress lines are checked as they arrive: seq exactly +1 over
+ * the whole stream, errors=0.  memwalk's and netsvc's lines carry seq and
+ * errors; the mem backend's guest prints "mem: step=N" (maybe padded with
+ * '.' to its line_bytes): seq is N, and it has no self-check (errors=0).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -48,11 +51,22 @@ struct cconn {
 	uint8_t *body;
 };
 
+/* The mem guest's "mem: step=N" with only '.' padding after N (--mem). */
+static int is_mem_step(const char *line, unsigned long long *seq_r)
+{
+	int end = -1;
+
+	if (strncmp(line, "mem: step=", 10) || !isdigit((unsigned char)line[10]) ||
+	    sscanf(line, "mem: step=%llu%n", seq_r, &end) != 1 || end < 0)
+		return 0;
+	return line[end + strspn(line + end, ".")] == '\0';
+}
+
 static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t end_off,
 		     unsigned conn)
 {
 	char line[512];
-	unsigned long long seq, tsc, dirtied, errors;
+	unsigned long long seq, tsc, dirtied, errors = 0;
 
 	if (n >= sizeof(line))
 		n = sizeof(line) - 1;
@@ -62,7 +76,8 @@ static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t en
 	if (sscanf(line, "memwalk: seq=%llu tsc=%llu dirtied=%llu errors=%llu", &seq, &tsc,
 		   &dirtied, &errors) == 4 ||
 	    sscanf(line, "netsvc: seq=%llu tsc=%llu dirtied=%llu errors=%llu", &seq, &tsc, &dirtied,
-		   &errors) == 4) {
+		   &errors) == 4 ||
+	    is_mem_step(line, &seq)) {
 		if (w->nr_lines && seq != w->lines[w->nr_lines - 1].seq + 1) {
 			w->seq_breaks++;
 			violation(w, "progress went from seq=%llu to seq=%llu at offset %llu",

@@ -26,11 +26,11 @@ void drill_report(struct drill *d)
 	size_t size = sizeof(d->report), len = 0;
 #define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
 
-	OUT("drill %u: fault=%s kill-at=%s victim=%s%s%s seed=%llu epoch=%s memory=%s "
+	OUT("drill %u: fault=%s kill-at=%s victim=%s%s%s%s seed=%llu epoch=%s memory=%s "
 	    "append=\"%s\"\n",
 	    d->run, drill_fault_name(o->fault), drill_kill_at_name(o->kill_at),
 	    o->victim_backup || o->fault == DRILL_FAULT_RESTART_BACKUP ? "backup" : "primary",
-	    o->witness ? " witness=yes" : "", o->net ? " net=yes" : "",
+	    o->witness ? " witness=yes" : "", o->net ? " net=yes" : "", o->mem ? " guest=mem" : "",
 	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
 	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
 	    "target %llu)\n",

@@ -179,7 +179,7 @@ static int one_drill(struct drill *d)
 	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
 	snprintf(peer, sizeof(peer), "%s:%d", DRILL_IP_OUT, DRILL_PORT_TAP);
 	char *start[] = {"start",     DRILL_VM_NAME,
-			 "--backend", "kvm",
+			 "--backend", o->mem ? "mem" : "kvm",
 			 "--peer",    peer,
 			 "--epoch",   (char *)o->epoch,
 			 "--kernel",  (char *)o->kernel,

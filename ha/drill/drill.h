@@ -57,6 +57,9 @@ struct hr_tls_ctx; /* net/tls.h */
 #define DRILL_GNET_OUT	     DRILL_GNET_PREFIX "254"
 #define DRILL_GTAP	     "hrgtap"
 #define DRILL_NET_MAX_GAP_MS 5000 /* after a failover, the longest a client may wait */
+/* --mem's default guest command line: a line every 5 ms and 4000 page
+ * writes a second (spread over the RAM), as memwalk's rate=4000 dirties */
+#define DRILL_MEM_APPEND "steps_per_s=200 writes=20"
 
 /* ---- drill-net.c ---- */
 
@@ -117,7 +120,7 @@ enum drill_kill_at {
 	DRILL_KILL_AFTER_ACK,
 };
 
-/* One memwalk progress line as the outside saw it. */
+/* One progress line (memwalk, netsvc or the mem guest) as the outside saw it. */
 struct drill_line {
 	uint64_t seq, t_ns, end_off;
 	unsigned conn;
@@ -209,6 +212,7 @@ struct drill_opts {
 	int seed_set, keep, verbose, victim_backup;
 	int witness; /* --witness: a witness in OUT, A and B use it */
 	int net;     /* --net: netsvc on a virtio-net device, clients in OUT */
+	int mem;     /* --mem: the mem backend's software guest (no KVM, console only) */
 	const char *netprobe;
 	/* --tls: the daemons' links are TLS (CA mode); default --insecure, since
 	 * the tap parses the replication stream to time its faults */

@@ -75,6 +75,10 @@ enum hr_exit_reason {
 #define HR_BF_DIRTY_LIVE (1u << 1) /* dirty_fetch may be called while the guest runs */
 #define HR_BF_MAP_BATCH	 (1u << 2) /* no permanent hva: use map_pages / unmap_pages */
 #define HR_BF_ATTACH	 (1u << 3) /* open can attach to an existing VM (cfg->attach) */
+/* The guest is built into the backend: cfg->kernel_path names it and is no
+ * file (mem: "mem:" is its software guest); the CLI and the daemon pass it
+ * as given instead of requiring a readable absolute path. */
+#define HR_BF_BUILTIN_GUEST (1u << 4)
 
 /*
  * Output channels.  A channel is either a byte stream (records may be

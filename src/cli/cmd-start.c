@@ -27,7 +27,9 @@ static const char start_help[] =
     "                      that name or id (--memory and --vcpus must be its shape)\n"
     "  --initrd FILE       initial ramdisk of a Linux bzImage (loaded on this host\n"
     "                      only: the backup gets it as guest memory)\n"
-    "  --backend NAME      kvm (default), or xen (a build configured --with-xen)\n"
+    "  --backend NAME      kvm (default), xen (a build configured --with-xen), or\n"
+    "                      mem (a software guest, no hypervisor: --kernel mem:,\n"
+    "                      --append \"steps_per_s=N writes=N\"; for tests and drills)\n"
     "  --epoch DURATION    checkpoint interval: 25ms (default), 100ms, 1s, ...\n"
     "  --min-epoch DURATION\n"
     "                      output-triggered epochs: an epoch in which the guest\n"
@@ -186,9 +188,10 @@ static int cmd_start(int argc, char **argv)
 		if (why)
 			fprintf(stderr, "hareplicate start: --backend %s: %s\n", backend, why);
 		else
-			fprintf(stderr,
-				"hareplicate start: --backend %s: unknown backend (kvm, xen)\n",
-				backend);
+			fprintf(
+			    stderr,
+			    "hareplicate start: --backend %s: unknown backend (kvm, xen, mem)\n",
+			    backend);
 		goto out;
 	}
 	if (val[K_EPOCH] &&
@@ -225,8 +228,11 @@ static int cmd_start(int argc, char **argv)
 		fprintf(stderr, "hareplicate start: bad --net '%s': %s\n", val[K_NET], why);
 		goto out;
 	}
-	/* the daemon runs in /: send absolute paths */
-	if (val[K_KERNEL] && !realpath(val[K_KERNEL], kernel_abs)) {
+	/* the daemon runs in /: send absolute paths (a built-in guest's name as is) */
+	const struct hr_backend_ops *ops = hr_backend_find(backend);
+	if (val[K_KERNEL] && (ops->features & HR_BF_BUILTIN_GUEST) && val[K_KERNEL][0] != '/')
+		snprintf(kernel_abs, sizeof(kernel_abs), "%s", val[K_KERNEL]);
+	else if (val[K_KERNEL] && !realpath(val[K_KERNEL], kernel_abs)) {
 		fprintf(stderr, "hareplicate start: --kernel %s: %s\n", val[K_KERNEL],
 			strerror(errno));
 		goto out;

@@ -224,7 +224,8 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, err);
 		return;
 	}
-	if (!attach && (!kernel || kernel[0] != '/' || access(kernel, R_OK) < 0)) {
+	if (!attach && !(kernel && *kernel && (ops->features & HR_BF_BUILTIN_GUEST)) &&
+	    (!kernel || kernel[0] != '/' || access(kernel, R_OK) < 0)) {
 		snprintf(err, sizeof(err), "kernel %s: %s", kernel ? kernel : "(none)",
 			 !kernel	    ? "kernel= (or attach=) is required"
 			 : kernel[0] != '/' ? "give an absolute path"

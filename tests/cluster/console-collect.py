@@ -5,8 +5,9 @@ guest (hareplicate's tcp: console, frames `u64 offset LE | u32 len LE |
 bytes`) and checks the contract on what it receives:
   - no contradiction: bytes at an offset it already holds come again identical
   - no gap: the stream is contiguous (a frame past the end waits for the
-    bytes before it; still waiting at the end is a gap), memwalk's seq goes
-    up by exactly one, errors=0
+    bytes before it; still waiting at the end is a gap), the guest's seq
+    goes up by exactly one (memwalk's seq=N with errors=0, or the mem
+    backend's guest's step=N, maybe '.'-padded, which has no self-check)
   - one speaker: new bytes (past the end) come from one host at a time; every
     change of the host that extends the stream is counted (a failover is one;
     going back and forth is two hosts releasing output)
@@ -24,7 +25,7 @@ conns = {}  # socket -> [host, buffer]
 st = {"bytes": 0, "violations": [], "speaker": None, "switches": [], "last_seq": None,
       "lines": 0, "frames": 0, "pending": 0, "conns": 0}
 line_pos = 0
-RE = re.compile(rb"memwalk: seq=(\d+) tsc=\d+ dirtied=\d+ errors=(\d+)")
+RE = re.compile(rb"memwalk: seq=(\d+) tsc=\d+ dirtied=\d+ errors=(\d+)|^mem: step=(\d+)\.*$")
 
 
 def violation(msg):
@@ -42,7 +43,7 @@ def check_lines():
         line_pos = nl + 1
         if not m:
             continue
-        seq, err = int(m.group(1)), int(m.group(2))
+        seq, err = int(m.group(1) or m.group(3)), int(m.group(2) or 0)
         if st["last_seq"] is not None and seq != st["last_seq"] + 1:
             violation("seq %d after %d" % (seq, st["last_seq"]))
         if err:

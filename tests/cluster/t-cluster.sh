@@ -1,5 +1,6 @@
 #!/bin/sh
-# A memwalk VM as a promotable Pacemaker resource (ocf:hareplicate:vm) on a
+# A VM (ha_guest: memwalk on KVM, else the mem backend's guest, the agent's
+# backend=mem) as a promotable Pacemaker resource (ocf:hareplicate:vm) on a
 # real two-node cluster (tests/cluster/cluster.sh: corosync + qdevice/qnetd,
 # pacemaker, fencing that kills a node's cgroup), the contract checked from
 # outside by a console collector in the "world" namespace:
@@ -17,7 +18,7 @@
 # change per failover), progress after each failover.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
-need_kvm
+ha_guest
 for c in corosync corosync-qnetd corosync-qdevice pacemakerd crm_mon nft nsenter unshare python3; do
 	command -v $c >/dev/null || skip_all "$c not found (quickstart.sh installs it)"
 done
@@ -47,7 +48,7 @@ runs_on() { # the guest runs there and is protected
 }
 col() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$T/console.json" "$1"; }
 seq_now() { col 'd["last_seq"] or 0'; }
-progress() { # progress N: memwalk's seq grows by N from now (the world sees the guest)
+progress() { # progress N: the guest's seq grows by N from now (the world sees the guest)
 	_s0=$(seq_now)
 	wait_true 30 sh -c "[ \$(python3 -c 'import json; print(json.load(open(\"$T/console.json\"))[\"last_seq\"] or 0)') -ge $((_s0 + $1)) ]"
 }
@@ -79,11 +80,12 @@ CL_RESOURCES="      <clone id=\"vm1-clone\">
         <primitive id=\"vm1\" class=\"ocf\" provider=\"hareplicate\" type=\"vm\">
           <instance_attributes id=\"vm1-ia\">
             <nvpair id=\"vm1-vm\" name=\"vm\" value=\"vm1\"/>
-            <nvpair id=\"vm1-kernel\" name=\"kernel\" value=\"$GUESTS/memwalk.elf\"/>
+            <nvpair id=\"vm1-kernel\" name=\"kernel\" value=\"$HA_KERNEL\"/>
+            <nvpair id=\"vm1-backend\" name=\"backend\" value=\"$HA_GUEST\"/>
             <nvpair id=\"vm1-peers\" name=\"peers\" value=\"a=$CL_NET.1:7788 b=$CL_NET.2:7788\"/>
             <nvpair id=\"vm1-epoch\" name=\"epoch\" value=\"50ms\"/>
             <nvpair id=\"vm1-mem\" name=\"memory\" value=\"64M\"/>
-            <nvpair id=\"vm1-append\" name=\"append\" value=\"rate=500 wss=2M interval_ms=50\"/>
+            <nvpair id=\"vm1-append\" name=\"append\" value=\"$(ha_append "rate=500 wss=2M interval_ms=50")\"/>
             <nvpair id=\"vm1-console\" name=\"console\" value=\"tcp:$CL_NET.254:$CPORT\"/>
             <nvpair id=\"vm1-fto\" name=\"failover_timeout\" value=\"1000\"/>
             <nvpair id=\"vm1-dopts\" name=\"daemon_options\" value=\"--insecure\"/>
@@ -218,7 +220,7 @@ diag "collector: $(cat "$T/console.json")"
 ok '[ "$(col "len(d[\"violations\"])")" = 0 ]' "no contract violation seen from outside: $(col 'd["violations"][:3]')"
 ok '[ "$(col "d[\"pending\"]")" = 0 ]' "no gap: nothing waits for missing bytes"
 ok '[ "$(col "len(d[\"switches\"])")" -le 4 ]' "one speaker at a time: $(col 'len(d["switches"])') speaker change(s) for a switchover and at most 3 failovers"
-ok '[ "$(col "d[\"lines\"]")" -gt 100 ]' "memwalk lines checked: $(col 'd["lines"]')"
+ok '[ "$(col "d[\"lines\"]")" -gt 100 ]' "progress lines checked: $(col 'd["lines"]')"
 
 # --- the cluster stops the resource cleanly
 cl_exec $P crm_resource -r vm1-clone --meta -p target-role -v Stopped >/dev/null 2>&1

@@ -9,14 +9,16 @@
 # DTD; start, monitor, notify, promote, demote, promote again on the same
 # host, stop, each twice).  The agent's host is "a"; its peer is a second
 # hareplicated (cluster mode) started here, so promote really starts a
-# protected memwalk VM.
+# protected VM (ha_guest: memwalk on KVM, else the mem backend's guest, the
+# agent's backend=mem).
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root"
-need_kvm
+ha_guest
 command -v ocf-tester >/dev/null || skip_all "ocf-tester not found (resource-agents; quickstart.sh installs it)"
 command -v xmllint >/dev/null || skip_all "xmllint not found"
 AGENT="$top_srcdir/contrib/ocf/hareplicate"
-plan 29
+APPEND=$(ha_append "rate=200 wss=1M interval_ms=100")
+plan 30
 
 PA=$((20000 + ($$ + 11) % 20000))
 PB=$((PA + 1))
@@ -34,9 +36,9 @@ ok 'wait_true 10 "$HR" status --control "$CB"' "peer daemon b (cluster mode) ans
 export OCF_ROOT=/usr/lib/ocf
 # the exit codes themselves, by hand
 ra() { # ra ACTION: the agent's exit status
-	env OCF_RESKEY_vm=vm1 OCF_RESKEY_kernel="$GUESTS/memwalk.elf" \
+	env OCF_RESKEY_vm=vm1 OCF_RESKEY_kernel="$HA_KERNEL" OCF_RESKEY_backend="$HA_GUEST" \
 		OCF_RESKEY_peers="a=127.0.0.1:$PA b=127.0.0.1:$PB" OCF_RESKEY_memory=64M \
-		OCF_RESKEY_epoch=50ms OCF_RESKEY_append="rate=200 wss=1M interval_ms=100" \
+		OCF_RESKEY_epoch=50ms OCF_RESKEY_append="$APPEND" \
 		OCF_RESKEY_daemon_options="--insecure --node a" OCF_RESKEY_state_dir="$T/a/state" \
 		OCF_RESKEY_control="$T/a/control.sock" OCF_RESKEY_hareplicate="$HR" \
 		OCF_RESKEY_hareplicated="$HRD" OCF_RESKEY_CRM_meta_on_node=a ${RA_ENV:-} \
@@ -72,6 +74,7 @@ ok '[ "$(ra demote)" = 0 ] && [ "$(ra monitor)" = 0 ]' "demote: unpromoted again
 ok '[ "$(ra stop)" = 0 ] && [ "$(ra monitor)" = 7 ] && [ "$(ra stop)" = 0 ]' "stop, monitor 7, stop again 0"
 ok '[ "$(RA_ENV=OCF_RESKEY_vm= ra validate-all)" = 6 ]' "validate-all without vm: OCF_ERR_CONFIGURED (6)"
 ok '[ "$(RA_ENV=OCF_RESKEY_kernel=/nonexistent ra validate-all)" = 5 ]' "validate-all with a missing guest image: OCF_ERR_INSTALLED (5)"
+ok '[ "$(RA_ENV=OCF_RESKEY_backend=qemu ra validate-all)" = 6 ]' "validate-all with an unknown backend: OCF_ERR_CONFIGURED (6)"
 
 # a planned switchover: demoted here, the peer promoted (what the agent
 # runs there); it continues from the final epoch and this host becomes its
@@ -109,8 +112,8 @@ ok '[ "$(ra stop)" = 0 ]' "silent peer: stop 0"
 "$HR" stop vm1 --control "$CB" >/dev/null 2>&1
 
 # ocf-tester, all of it
-set -- -o vm=vm1 -o kernel="$GUESTS/memwalk.elf" -o peers="a=127.0.0.1:$PA b=127.0.0.1:$PB" \
-	-o memory=64M -o epoch=50ms -o append="rate=200 wss=1M interval_ms=100" \
+set -- -o vm=vm1 -o kernel="$HA_KERNEL" -o backend="$HA_GUEST" \
+	-o peers="a=127.0.0.1:$PA b=127.0.0.1:$PB" -o memory=64M -o epoch=50ms -o append="$APPEND" \
 	-o daemon_options="--insecure --node a" -o state_dir="$T/a/state" -o control="$CA" \
 	-o hareplicate="$HR" -o hareplicated="$HRD" -o CRM_meta_on_node=a
 t0=$(date +%s)

@@ -451,7 +451,7 @@ static const char *mem_last_error(struct hr_vm *vm)
 
 const struct hr_backend_ops hr_mem_ops = {
     .name = "mem",
-    .features = HR_BF_DIRTY_LIVE | HR_BF_MAP_BATCH,
+    .features = HR_BF_DIRTY_LIVE | HR_BF_MAP_BATCH | HR_BF_BUILTIN_GUEST,
     .open = mem_open,
     .close = mem_close,
     .pause = mem_pause,
