@@ -159,6 +159,9 @@ void hr_engine_ctl_send(struct hr_engine *e, char c);
 /* min_epoch_us: outbuf tells the epoch loop (out_wake_fd) when the open
  * epoch gets its first network frame; once per epoch (no-op if off). */
 void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob);
+/* Speaking without a backup: out_wake_fd is written once per epoch when
+ * any output is held, so that it leaves at once (on 1, off 0). */
+void hr_engine_watch_any_output(struct hr_engine *e, int on);
 void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st);
 void hr_engine_role_event(struct hr_engine *e, enum hr_role_event ev, const char *why);
 int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t len);

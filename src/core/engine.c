@@ -40,6 +40,12 @@ static void net_output_held(void *opaque)
 	errno = saved;
 }
 
+void hr_engine_watch_any_output(struct hr_engine *e, int on)
+{
+	if (e->outbuf && e->out_wake_fd >= 0)
+		hr_outbuf_set_any_cb(e->outbuf, on ? net_output_held : NULL, e);
+}
+
 void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob)
 {
 	if (!e->cfg.min_epoch_us || e->out_wake_fd < 0)
