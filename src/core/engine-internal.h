@@ -77,6 +77,15 @@ struct hr_engine {
 	uint64_t mig_epochs;
 	uint64_t mig_digest; /* target: RAM at the hand-off (cfg.mig_ram_digest) */
 
+	/* backup: when each step of a failover happened (hr_now_ns(); logged
+	 * once the promoted guest's first new output leaves) */
+	struct {
+		uint64_t last_rx_ns, detect_ns, decide_ns, loaded_ns, resumed_ns;
+		uint64_t new_from[HR_MAX_CHANNELS]; /* offsets past the primary's output */
+		int armed;			    /* atomic: waiting for that output */
+		const char *how;		    /* "stream ended", "stream silent" */
+	} fo;
+
 	/* both */
 	volatile int guest_exited;
 	int guest_exit_code;
