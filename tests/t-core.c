@@ -286,12 +286,12 @@ int main(void)
 	uint64_t next[HR_MAX_CHANNELS];
 	hr_staging_committed_state(st, &state, &len);
 	ops->pause(pvm);
-	int prc = hr_promote("t-core-r", ops, rvm, state, len, replay_sink, NULL, next);
+	int prc = hr_promote("t-core-r", ops, rvm, state, len, replay_sink, NULL, next, NULL);
 	ok(prc == 0 && replay_len == next[0] && replay_len > 0 &&
 	       !strncmp(replay, "mem: step=1\n", 12),
 	   "promote: the state loads, the held console (%zu bytes) is replayed from offset 0",
 	   replay_len);
-	ok(hr_promote("t-core-r", ops, rvm, state, len / 2, replay_sink, NULL, next) ==
+	ok(hr_promote("t-core-r", ops, rvm, state, len / 2, replay_sink, NULL, next, NULL) ==
 	       -HR_EBADSTATE,
 	   "promote: a truncated envelope is refused");
 	ops->pause(rvm);

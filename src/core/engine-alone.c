@@ -112,6 +112,7 @@ int hr_engine_alone(struct hr_engine *e, int *fd_r, int *ctl_r)
 	if (e->cfg.reconnect && pipe2(at.done, O_CLOEXEC | O_NONBLOCK) < 0)
 		at.done[0] = at.done[1] = -1;
 	int rc = alone_loop(e, &at, fd_r, ctl_r);
+	hr_engine_watch_any_output(e, 0);
 	emit_may_wait(e, 0);
 	attempt_join(&at, 0, &fd); /* ended otherwise: an attempt in flight is dropped */
 	if (at.done[0] >= 0) {
@@ -180,6 +181,10 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 				 __ATOMIC_RELAXED);
 		if (can_try && !at->running && now >= next_try)
 			attempt_start(at, e->speaking);
+		/* speaking: the first output of the open epoch wakes the loop
+		 * (out_wake_fd), so it leaves at once; RELEASE_EVERY_MS is the
+		 * fallback */
+		hr_engine_watch_any_output(e, e->speaking);
 		int wait_ms = e->speaking ? RELEASE_EVERY_MS : -1;
 		if (can_try && !at->running) {
 			int to_try = next_try > now ? (int)((next_try - now) / 1000000) + 1 : 0;
@@ -190,13 +195,18 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 		if (lease_ms >= 0 && (wait_ms < 0 || lease_ms < wait_ms))
 			wait_ms = lease_ms;
 		/* the witness's answer (its fd; -1 before the first request) wakes us */
-		struct pollfd p[4] = {{e->ctl_pipe[0], POLLIN, 0},
+		struct pollfd p[5] = {{e->ctl_pipe[0], POLLIN, 0},
 				      {e->wake_fd, POLLIN, 0},
 				      {hr_ha_lease_fd(&e->lease), POLLIN, 0},
+				      {e->out_wake_fd, POLLIN, 0},
 				      {at->done[0], POLLIN, 0}};
 		char c = 0;
 		uint64_t n;
-		int np = poll(p, at->running ? 4 : 3, wait_ms);
+		int np = poll(p, at->running ? 5 : 4, wait_ms);
+		if (np > 0 && (p[3].revents & POLLIN)) {
+			(void)!read(e->out_wake_fd, &n, sizeof(n));
+			continue; /* output to release now */
+		}
 		if (np > 0 && (p[1].revents & POLLIN)) {
 			(void)!read(e->wake_fd, &n, sizeof(n));
 			continue; /* decide again with the cluster's word (or demote) */
@@ -218,7 +228,7 @@ static int alone_loop(struct hr_engine *e, struct attempt *at, int *fd_r, int *c
 			}
 			continue; /* output full: nothing to do but wait */
 		}
-		if (!at->running || !(p[3].revents & POLLIN))
+		if (!at->running || !(p[4].revents & POLLIN))
 			continue;
 		int fd = -1;
 		int rc = attempt_join(at, 1, &fd);

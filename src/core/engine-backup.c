@@ -138,7 +138,13 @@ static int take_over(struct hr_engine *e, struct hr_staging *st, char *why, size
 	int rc;
 
 	hr_staging_committed_state(st, &state, &len);
-	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset);
+	rc = hr_promote(e->name, e->ops, e->vm, state, len, hr_engine_deliver, e, e->next_offset,
+			&e->fo.loaded_ns);
+	e->fo.resumed_ns = hr_now_ns();
+	if (!rc && e->fo.detect_ns) {
+		memcpy(e->fo.new_from, e->next_offset, sizeof(e->fo.new_from));
+		__atomic_store_n(&e->fo.armed, 1, __ATOMIC_RELEASE);
+	}
 	if (!rc)
 		snprintf(why, n, "guest running here from epoch %" PRIu64 " (%.1f ms)",
 			 hr_staging_next_epoch(st) - 1, (hr_now_ns() - t0) / 1e6);
@@ -287,6 +293,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 		if (r < 0 && !ended) {
 			log_err(e->name, "replication stream broken: %s", hr_strerror(r));
 			ended = 1;
+			e->fo.detect_ns = hr_now_ns();
 		}
 		if (!ended) {
 			/* Look at the socket before judging silence: time spent on our
@@ -298,8 +305,10 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			}
 			if (n == 0 && rx.in_epoch)
 				log_warnx(e->name, "stream ended inside an epoch: discarded");
-			if (n != -EAGAIN)
+			if (n != -EAGAIN) {
 				ended = 1; /* EOF or an error */
+				e->fo.detect_ns = hr_now_ns();
+			}
 		}
 		uint64_t now = hr_now_ns();
 		if (e->mig_target &&
@@ -319,7 +328,12 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			goto out;
 		}
 		if (v == HR_HA_PROMOTE) {
+			e->fo.last_rx_ns = ha.last_rx_ns;
+			if (!ended) /* silent: detected when the silence reached the timeout */
+				e->fo.detect_ns = ha.last_rx_ns + e->cfg.silence_ms * 1000000ull;
+			e->fo.how = ha.why;
 			hr_engine_role_event(e, HR_RE_PRIMARY_LOST, ha.why);
+			e->fo.decide_ns = hr_now_ns();
 			goto promote;
 		}
 		if (v == HR_HA_STALE) {

@@ -77,6 +77,15 @@ struct hr_engine {
 	uint64_t mig_epochs;
 	uint64_t mig_digest; /* target: RAM at the hand-off (cfg.mig_ram_digest) */
 
+	/* backup: when each step of a failover happened (hr_now_ns(); logged
+	 * once the promoted guest's first new output leaves) */
+	struct {
+		uint64_t last_rx_ns, detect_ns, decide_ns, loaded_ns, resumed_ns;
+		uint64_t new_from[HR_MAX_CHANNELS]; /* offsets past the primary's output */
+		int armed;			    /* atomic: waiting for that output */
+		const char *how;		    /* "stream ended", "stream silent" */
+	} fo;
+
 	/* both */
 	volatile int guest_exited;
 	int guest_exit_code;
@@ -159,6 +168,9 @@ void hr_engine_ctl_send(struct hr_engine *e, char c);
 /* min_epoch_us: outbuf tells the epoch loop (out_wake_fd) when the open
  * epoch gets its first network frame; once per epoch (no-op if off). */
 void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob);
+/* Speaking without a backup: out_wake_fd is written once per epoch when
+ * any output is held, so that it leaves at once (on 1, off 0). */
+void hr_engine_watch_any_output(struct hr_engine *e, int on);
 void hr_engine_epoch_done(struct hr_engine *e, const struct hr_epoch_stats *st);
 void hr_engine_role_event(struct hr_engine *e, enum hr_role_event ev, const char *why);
 int hr_engine_primary_emit(void *opaque, unsigned chan, const void *buf, size_t len);

@@ -40,6 +40,12 @@ static void net_output_held(void *opaque)
 	errno = saved;
 }
 
+void hr_engine_watch_any_output(struct hr_engine *e, int on)
+{
+	if (e->outbuf && e->out_wake_fd >= 0)
+		hr_outbuf_set_any_cb(e->outbuf, on ? net_output_held : NULL, e);
+}
+
 void hr_engine_watch_net_output(struct hr_engine *e, struct hr_outbuf *ob)
 {
 	if (!e->cfg.min_epoch_us || e->out_wake_fd < 0)
@@ -286,9 +292,29 @@ void hr_engine_on_guest_exit(void *opaque, enum hr_exit_reason why, int code)
 	hr_engine_ctl_send(e, CTL_GUEST_EXIT);
 }
 
+/* The first new output of a promoted guest: the failover's timeline. */
+static void failover_output(struct hr_engine *e, unsigned chan, uint64_t offset, size_t len)
+{
+	if (chan >= HR_MAX_CHANNELS || offset + len <= e->fo.new_from[chan] ||
+	    !__atomic_exchange_n(&e->fo.armed, 0, __ATOMIC_ACQ_REL))
+		return;
+	uint64_t now = hr_now_ns(), t0 = e->fo.last_rx_ns;
+#define FO_MS(t) ((t) > t0 ? ((t)-t0) / 1e6 : 0.0)
+	log_info(e->name,
+		 "failover timeline (ms after the primary's last byte): detected %.1f (%s), "
+		 "decided %.1f, state loaded %.1f, guest resumed %.1f, first new output %.1f; "
+		 "monotonic_ns last_rx=%" PRIu64 " detect=%" PRIu64 " output=%" PRIu64,
+		 FO_MS(e->fo.detect_ns), e->fo.how ? e->fo.how : "?", FO_MS(e->fo.decide_ns),
+		 FO_MS(e->fo.loaded_ns), FO_MS(e->fo.resumed_ns), FO_MS(now), t0, e->fo.detect_ns,
+		 now);
+#undef FO_MS
+}
+
 void hr_engine_deliver(void *opaque, unsigned chan, uint64_t offset, const void *buf, size_t len)
 {
 	struct hr_engine *e = opaque;
+	if (__atomic_load_n(&e->fo.armed, __ATOMIC_ACQUIRE))
+		failover_output(e, chan, offset, len);
 	if (e->cfg.output_sink)
 		e->cfg.output_sink(e->cfg.output_opaque, chan, offset, buf, len);
 	if (!e->ops || !e->ops->output_deliver || !e->vm || chan >= e->nr_chans ||

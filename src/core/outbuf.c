@@ -56,6 +56,9 @@ struct hr_outbuf {
 	uint64_t net_since_ns; /* first network record of the open epoch (0: none) */
 	hr_outbuf_net_fn net_fn;
 	void *net_opaque;
+	int any_told;		 /* the open epoch's first record was told to any_fn */
+	hr_outbuf_net_fn any_fn; /* ... of any channel (hr_outbuf_set_any_cb) */
+	void *any_opaque;
 };
 
 int hr_outbuf_new(struct hr_outbuf **ob_r, const char *vm, const struct hr_chan_desc *chans,
@@ -122,6 +125,15 @@ void hr_outbuf_set_net_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaqu
 	pthread_mutex_lock(&ob->lock);
 	ob->net_fn = fn;
 	ob->net_opaque = opaque;
+	pthread_mutex_unlock(&ob->lock);
+}
+
+void hr_outbuf_set_any_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&ob->lock);
+	ob->any_fn = fn;
+	ob->any_opaque = opaque;
+	ob->any_told = 0;
 	pthread_mutex_unlock(&ob->lock);
 }
 
@@ -249,9 +261,17 @@ static int append(struct hr_outbuf *ob, unsigned chan, const void *buf, size_t l
 		net_fn = ob->net_fn;
 	}
 	void *net_opaque = ob->net_opaque;
+	hr_outbuf_net_fn any_fn = NULL;
+	void *any_opaque = ob->any_opaque;
+	if (!rc && ob->any_fn && !ob->any_told) {
+		ob->any_told = 1;
+		any_fn = ob->any_fn;
+	}
 	pthread_mutex_unlock(&ob->lock);
 	if (net_fn)
 		net_fn(net_opaque);
+	if (any_fn && (any_fn != net_fn || any_opaque != net_opaque))
+		any_fn(any_opaque);
 	return rc;
 }
 
@@ -278,6 +298,7 @@ int hr_outbuf_seal(struct hr_outbuf *ob, uint64_t epoch)
 	} else {
 		ob->open_epoch++;
 		ob->net_since_ns = 0;
+		ob->any_told = 0;
 		memcpy(ob->sealed_offset, ob->next_offset, sizeof(ob->sealed_offset));
 		memset(ob->open_run, 0, sizeof(ob->open_run));
 	}

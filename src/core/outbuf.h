@@ -67,6 +67,9 @@ void hr_outbuf_set_full_cb(struct hr_outbuf *ob, hr_outbuf_full_fn fn, void *opa
  */
 typedef void (*hr_outbuf_net_fn)(void *opaque);
 void hr_outbuf_set_net_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaque);
+/* OPTIONAL: the same for the open epoch's first record on any channel (a
+ * speaking primary without a backup releases its output at once). */
+void hr_outbuf_set_any_cb(struct hr_outbuf *ob, hr_outbuf_net_fn fn, void *opaque);
 /* When the open epoch's first network record was appended (hr_now_ns()),
  * 0 if it holds none.  Seal starts the next epoch at 0. */
 uint64_t hr_outbuf_net_since_ns(struct hr_outbuf *ob);

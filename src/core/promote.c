@@ -4,12 +4,13 @@
 
 #include "common/err.h"
 #include "common/log.h"
+#include "common/util.h"
 #include "core/envelope.h"
 #include "core/promote.h"
 
 int hr_promote(const char *vm, const struct hr_backend_ops *ops, struct hr_vm *hvm,
 	       const void *state, size_t len, hr_output_sink_fn sink, void *sink_opaque,
-	       uint64_t *next_offsets_r)
+	       uint64_t *next_offsets_r, uint64_t *loaded_ns_r)
 {
 	struct hr_envelope env;
 	struct hr_envelope_pos pos = {0};
@@ -27,6 +28,8 @@ int hr_promote(const char *vm, const struct hr_backend_ops *ops, struct hr_vm *h
 			ops->last_error ? ops->last_error(hvm) : "");
 		return rc;
 	}
+	if (loaded_ns_r)
+		*loaded_ns_r = hr_now_ns();
 	/* Output the primary may not have released: the sink drops repeats. */
 	while (sink && hr_envelope_next(&env, &pos, &rec, &data))
 		sink(sink_opaque, rec.chan, rec.offset, data, rec.len);
