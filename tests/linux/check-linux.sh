@@ -38,14 +38,13 @@ if [ -z "${CHECK_LINUX_SUMMARY_ONLY:-}" ]; then # (set: summarise the last run's
 		cp "$log" "$OUT/console.log"
 		why=$(tr -d '\r' <"$log" | grep '^nested: ' | grep -v '^nested: EVIDENCE ' | tail -1)
 		evidence=$(tr -d '\r' <"$log" | grep '^nested: EVIDENCE ' | tail -1)
-		case $rc in
-		125) case $why in "nested: FROZEN: "*) ;; *) why="nested: exit status 125 without a FROZEN line: $why" ;; esac
-			if [ "$boot" -lt "$boots" ] && [ "${why#nested: FROZEN: }" != "$why" ]; then word=RETRY; else word=FROZEN; fi ;;
-		0) break ;;
-		*) word=STOPPED ;;
+		echo "check-linux: boot $boot: ${why#nested: }"
+		[ "$rc" = 0 ] && break
+		word=STOPPED
+		case $rc:$why in
+		"125:nested: FROZEN: "*) if [ "$boot" -lt "$boots" ]; then word=RETRY; else word=FROZEN; fi ;;
 		esac
 		echo "$word: boot $boot of $boots (console.boot$boot.log): ${why#nested: }${evidence:+ | ${evidence#nested: }}" >>"$OUT/boots"
-		tail -4 "$log" | tr -d '\r' | sed 's/^/check-linux: /'
 		echo "check-linux: $(tail -1 "$OUT/boots")"
 		[ "$word" = RETRY ] || break
 		boot=$((boot + 1))

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # freeze.sh - sourced by nested.sh: the evidence taken when the nested test
 # host stops (its heartbeat silent), and the verdict drawn from it.
 #

@@ -60,13 +60,24 @@ qpid=$!
 # the emulated CPU and QEMU's threads' CPU times into LOG, QEMU is killed,
 # and the exit status is 125 only if the evidence proves a stuck emulated
 # CPU (freeze_verdict), 126 otherwise; check-linux.sh boots again only on 125.
-csilent=0 clast=-1 hsilent=0 hlast=0
+# Silences are measured in seconds of this host's clock; the longest of
+# each is said at the end (the old watchdog killed at 240 s of console).
+now=$(date +%s)
+clast=-1 hlast=0 ct=$now ht=$now cmax=0 cmaxline='' cline='' hmax=0
 while kill -0 "$qpid" 2>/dev/null; do
 	sleep 5
+	now=$(date +%s)
 	size=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
 	hsize=$(stat -c %s "$HB" 2>/dev/null || echo 0)
-	if [ "$size" = "$clast" ]; then csilent=$((csilent + 5)); else csilent=0 clast=$size; fi
-	if [ "$hsize" = "$hlast" ]; then hsilent=$((hsilent + 5)); else hsilent=0 hlast=$hsize; fi
+	if [ "$size" != "$clast" ]; then
+		[ $((now - ct)) -gt "$cmax" ] && cmax=$((now - ct)) cmaxline=$cline
+		clast=$size ct=$now cline=$(tail -1 "$LOG" | tr -d '\r' | cut -c1-60)
+	fi
+	if [ "$hsize" != "$hlast" ]; then
+		[ "$hlast" -gt 0 ] && [ $((now - ht)) -gt "$hmax" ] && hmax=$((now - ht))
+		hlast=$hsize ht=$now
+	fi
+	csilent=$((now - ct)) hsilent=$((now - ht))
 	why=
 	if [ "$hsize" -gt 0 ] && [ "$hsilent" -ge "${HR_NESTED_HB_SILENCE_S:-60}" ]; then
 		why="the test host's heartbeat stopped $hsilent s ago ($(tail -1 "$HB" | tr -d '\r')); console silent $csilent s"
@@ -89,5 +100,5 @@ while kill -0 "$qpid" 2>/dev/null; do
 done
 wait "$qpid"
 rc=$?
-echo "nested: qemu exit status $rc" >>"$LOG"
+echo "nested: qemu exit status $rc; longest silence: console ${cmax} s (after \"$cmaxline\"), heartbeat $hmax s (interval 5 s)" >>"$LOG"
 exit $rc
