@@ -11,6 +11,8 @@
 # freeze (both vCPUs looping on a kernel text patch).  Environment:
 #   HR_NESTED_MEM (4G), HR_NESTED_TIMEOUT (seconds for the whole boot, 1500),
 #   HR_NESTED_ENV: more VAR=value words for the tests, e.g. HR_LINUX_EPOCH=50ms
+#   HR_NESTED_HB_SILENCE_S (60), HR_NESTED_SILENCE_S (240): see the watchdog
+# Exit status: QEMU's; 125 a proven emulator freeze, 126 another stop.
 set -u
 OUT=$1
 LOG=$2
@@ -49,10 +51,9 @@ timeout "${HR_NESTED_TIMEOUT:-1500}" nice -n 10 "$QEMU" -accel tcg -cpu max -smp
 	-qmp "unix:$QMP,server=on,wait=off" -pidfile "$OUT/qemu.pid" -name hr-nested,debug-threads=on </dev/null &
 qpid=$!
 . "$(dirname "$0")/freeze.sh"
-# The emulated test host was seen to freeze (about one boot in three or
-# four, in t-linux-run).  Its /init prints a heartbeat (HOST-HB N, every 5 s
-# of its own timer) on the second serial port ($HB): once it has begun, a
-# heartbeat silent for HR_NESTED_HB_SILENCE_S (60) is a stopped test host;
+# The watchdog.  The test host's /init prints a heartbeat (HOST-HB N, every
+# 5 s of its own timer) on the second serial port ($HB): once it has begun,
+# a heartbeat silent for HR_NESTED_HB_SILENCE_S (60) is a stopped test host;
 # before it (the kernel's boot), a console silent for HR_NESTED_SILENCE_S
 # (240).  A console silent while the heartbeat goes on is a hang of the
 # tests, not of the host: the test's own timeout (HR_NESTED_TEST_TIMEOUT)
@@ -60,13 +61,19 @@ qpid=$!
 # the emulated CPU and QEMU's threads' CPU times into LOG, QEMU is killed,
 # and the exit status is 125 only if the evidence proves a stuck emulated
 # CPU (freeze_verdict), 126 otherwise; check-linux.sh boots again only on 125.
-# Silences are measured in seconds of this host's clock; the longest of
-# each is said at the end (the old watchdog killed at 240 s of console).
+# Silences are measured on this host's clock (polled every 5 s); the
+# longest of each is said at the end.
+CPU=${LOG%.log}.cpu
+: >"$CPU"
+vt=''
 now=$(date +%s)
 clast=-1 hlast=0 ct=$now ht=$now cmax=0 cmaxline='' cline='' hmax=0
 while kill -0 "$qpid" 2>/dev/null; do
 	sleep 5
 	now=$(date +%s)
+	# the emulated CPU's thread's CPU time, for the end's figures
+	[ -n "$vt" ] || vt=$(grep -l '^CPU 0/TCG$' /proc/"$(cat "$OUT/qemu.pid" 2>/dev/null)"/task/*/comm 2>/dev/null | head -1)
+	[ -n "$vt" ] && echo "$now $(sed 's/.*) //' "${vt%comm}stat" 2>/dev/null | awk '{ print $12 + $13 }')" >>"$CPU"
 	size=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
 	hsize=$(stat -c %s "$HB" 2>/dev/null || echo 0)
 	if [ "$size" != "$clast" ]; then
@@ -100,5 +107,21 @@ while kill -0 "$qpid" 2>/dev/null; do
 done
 wait "$qpid"
 rc=$?
-echo "nested: qemu exit status $rc; longest silence: console ${cmax} s (after \"$cmaxline\"), heartbeat $hmax s (interval 5 s)" >>"$LOG"
+# QEMU's vCPU thread: its share of a core over the whole boot and the least
+# over 60 s (a host waiting for nothing, or starved, has a low one)
+share=$(awk 'NF == 2 { n++; t[n] = $1; k[n] = $2 }
+	END {
+		if (n < 2 || t[n] == t[1]) { print "no figures"; exit }
+		min = -1
+		for (i = 1; i <= n; i++)
+			for (j = i + 1; j <= n; j++)
+				if (t[j] - t[i] >= 60) {
+					s = (k[j] - k[i]) / (t[j] - t[i])
+					if (min < 0 || s < min) { min = s; at = t[i] - t[1] }
+					break
+				}
+		printf "%.0f%% of a core over %d s", (k[n] - k[1]) / (t[n] - t[1]), t[n] - t[1]
+		if (min >= 0) printf ", least over 60 s %.0f%% (from +%d s)", min, at
+	}' "$CPU")
+echo "nested: qemu exit status $rc; longest silence: console ${cmax} s (after \"$cmaxline\"), heartbeat $hmax s (interval 5 s); QEMU's vCPU thread $share" >>"$LOG"
 exit $rc
