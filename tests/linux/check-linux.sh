@@ -1,8 +1,9 @@
 #!/bin/bash
 # check-linux.sh - `make check-linux`: build the nested test host, boot it
 # under QEMU TCG (again only after a proven emulator freeze) and run in it
-# the KVM backend's tests and the Linux guest scenarios; print each test's TAP output and a summary; exit 0 only
-# if every test ran to its end and passed.  Logs in tests/linux/out/.
+# the KVM backend's tests and the Linux guest scenarios; print each test's
+# TAP output and a summary; exit 0 only if every test ran to its end and
+# passed.  Logs in tests/linux/out/.
 # Environment: HR_NESTED_ENV (timeouts of the scenarios, see lib-linux.sh),
 # HR_NESTED_TIMEOUT, HR_NESTED_MEM, HR_NESTED_HB_SILENCE_S (nested.sh),
 # HR_NESTED_BOOTS, CHECK_LINUX_TESTS (the list).
@@ -20,16 +21,15 @@ if [ -z "${CHECK_LINUX_SUMMARY_ONLY:-}" ]; then # (set: summarise the last run's
 	cp "$top_builddir/tests/linux/console-sink" "$OUT/host/hr/tests/linux/" 2>/dev/null
 	(cd "$OUT/host" && find . | cpio -o -H newc --quiet) >"$OUT/host.cpio"
 	t0=$(date +%s)
-	# The emulated test host can freeze (seen in about one boot of three or
-	# four, in t-linux-run; see README.md).  nested.sh exits 125 only on
-	# its proof (the host's heartbeat stopped and QEMU's monitor shows the
-	# emulated CPU stuck): then it is booted again from the start, up to
+	# A boot is booted again from the start only on nested.sh's proof of an
+	# emulator freeze (exit 125: the host's heartbeat stopped and QEMU's
+	# monitor shows the emulated CPU stuck; README.md), up to
 	# HR_NESTED_BOOTS times in all (3).  Every boot keeps its console
-	# (console.bootN.log, its heartbeat in console.bootN.hb.log); console.log
-	# is the last one's; OUT/boots says, one line per boot that did not run
-	# to its end, why (nested_summary prints it).
+	# (console.bootN.log; its heartbeat .hb.log, QEMU's CPU times .cpu);
+	# console.log is the last one's; OUT/boots says why, one line per boot
+	# that did not run to its end (nested_summary prints it).
 	boots=${HR_NESTED_BOOTS:-3}
-	rm -f "$OUT"/console.boot*.log "$OUT/boots"
+	rm -f "$OUT"/console.boot* "$OUT/boots"
 	boot=1
 	while :; do
 		log=$OUT/console.boot$boot.log
