@@ -7,11 +7,18 @@
 # its lines with CR LF).  Writes OUT/NAME.log per test, prints PASS, SKIP or
 # FAIL per test (with its failing points), and returns 0 only if every test
 # ran to its end, passed its whole plan and none skipped (every resource is
-# in the image: a skip is a failure of the image).
+# in the image: a skip is a failure of the image).  OUT/boots (if there):
+# one line per boot of the host that did not run to its end, printed first;
+# a RETRY line is a proven emulator freeze booted again, any other
+# (FROZEN: no boot left, STOPPED: not proven) fails the run.
 nested_summary() {
 	_out=$1
 	shift
 	_fail=0
+	if [ -s "$_out/boots" ]; then
+		cat "$_out/boots"
+		grep -qv "^RETRY: " "$_out/boots" && _fail=1
+	fi
 	for t in "$@"; do
 		n=${t##*/}
 		tr -d '\r' <"$_out/console.log" |

@@ -15,8 +15,15 @@ t0=$(date +%s%N)
 pid=$!
 on_exit "kill -9 $pid 2>/dev/null"
 up_ms=0
-wait_for "$T/out" "^GUEST-UP" "$BOOT_S" && up_ms=$((($(date +%s%N) - t0) / 1000000)) &&
+if wait_for "$T/out" "^GUEST-UP" "$BOOT_S"; then
+	up_ms=$((($(date +%s%N) - t0) / 1000000))
 	diag "userland reached $up_ms ms after the start: $(grep -m1 ^GUEST-UP "$T/out")"
+else
+	# a hang of ours (the nested host's heartbeat goes on): where the guest was
+	diag "no userland in $BOOT_S s; the guest console's last lines, then hareplicate's:"
+	tail -5 "$T/out" | tr -d '\r' | sed 's/^/#   /'
+	tail -5 "$T/err" | sed 's/^/#   /'
+fi
 wait_exit "$pid" "$BOOT_S"
 t1=$(date +%s%N)
 diag "guest ran to its reboot in $(((t1 - t0) / 1000000)) ms (rc=$rc)"
