@@ -1,6 +1,9 @@
 # lib.sh - TAP helpers for the shell tests.  Source it; then plan N, ok COND MSG.
 : "${top_builddir:=$(cd "$(dirname "$0")/.." && pwd)}"
 : "${top_srcdir:=$top_builddir}"
+# Debian's python3 first: a pyenv shim in PATH costs seconds a call on a
+# loaded machine, longer than the waits the tests poll within
+[ -x /usr/bin/python3 ] && PATH=/usr/bin:$PATH
 HR="$top_builddir/hareplicate"
 HRD="$top_builddir/hareplicated"
 GUESTS="$top_builddir/tests/guests"

@@ -8,7 +8,7 @@
 # never calls its copy stale.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
-need_kvm
+ha_guest
 command -v python3 >/dev/null || skip_all "python3 not found"
 plan 8
 
@@ -61,8 +61,9 @@ start_b
 
 ok 'wait_true 10 A status && wait_true 10 "$HR" status --control "$CB" && wait_true 10 W' \
 	"witness, A and B up"
-A start vm1 --peer "127.0.0.1:$PB" --kernel "$GUESTS/memwalk.elf" --memory 64M --epoch 25ms \
-	--append "rate=1000 wss=4M interval_ms=50" >/dev/null 2>"$T/err"
+# shellcheck disable=SC2086
+A start vm1 --peer "127.0.0.1:$PB" $HA_START --memory 64M --epoch 25ms \
+	--append "$(ha_append "rate=1000 wss=4M interval_ms=50")" >/dev/null 2>"$T/err"
 ok 'wait_field vm1 state protected "$CA" 30 && wait_wit vm1 owner hostA 10 && wait_wit vm1 backup hostB 10' \
 	"vm1 protected A -> B; the witness knows owner hostA, backup hostB"
 

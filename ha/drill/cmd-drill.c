@@ -704,31 +704,51 @@ int cmd_drill(int argc, char **argv)
 
 	if (o.soak)
 		return soak(&o);
-	double *fo = calloc(o.repeat, sizeof(double));
-	unsigned passed = 0;
-	if (!fo)
-		return 1;
+	/* per drill: the failover (or downtime) and B's timeline */
+	enum { F_MAIN, F_DETECT, F_DECIDE, F_LOADED, F_RESUMED, F_OUTPUT, F_NR };
+	static const char *const names[F_NR] = {
+	    "", "detected", "decided", "state loaded", "guest resumed", "first output released"};
+	uint64_t *v[F_NR];
+	unsigned n[F_NR] = {0}, passed = 0;
+	for (int f = 0; f < F_NR; f++)
+		if (!(v[f] = calloc(o.repeat, sizeof(uint64_t))))
+			return 1;
 	for (unsigned i = 1; i <= o.repeat && !drill_interrupted; i++) {
 		struct drill_result res;
 		if (drill_run(&o, i, &res) == 0)
 			passed++;
-		fo[i - 1] = DRILL_FAULT_IS_RESTART(o.fault) ? res.downtime_ms : res.failover_ms;
+		double x[F_NR] = {DRILL_FAULT_IS_RESTART(o.fault) ? res.downtime_ms
+								  : res.failover_ms,
+				  res.tl.detect_ms,
+				  res.tl.decide_ms,
+				  res.tl.loaded_ms,
+				  res.tl.resumed_ms,
+				  res.tl.output_ms};
+		for (int f = 0; f < F_NR; f++)
+			if (x[f] >= 0)
+				v[f][n[f]++] = (uint64_t)(x[f] * 1000);
 	}
 	if (o.repeat > 1) {
-		uint64_t *v = calloc(o.repeat, sizeof(uint64_t));
-		unsigned n = 0;
-		for (unsigned i = 0; v && i < o.repeat; i++)
-			if (fo[i] >= 0)
-				v[n++] = (uint64_t)(fo[i] * 1000);
-		uint64_t p50 = v ? hr_percentile_u64(v, n, 50) : 0,
-			 mx = v ? hr_percentile_u64(v, n, 100) : 0;
-		printf("drills: %u of %u passed; %s p50=%.1f max=%.1f (seeds %llu..%llu)\n", passed,
-		       o.repeat, DRILL_FAULT_IS_RESTART(o.fault) ? "downtime_ms" : "failover_ms",
-		       p50 / 1000.0, mx / 1000.0, (unsigned long long)o.seed,
-		       (unsigned long long)(o.seed + o.repeat - 1));
-		free(v);
+		printf(
+		    "drills: %u of %u passed; %s p50=%.1f p99=%.1f max=%.1f (seeds %llu..%llu)\n",
+		    passed, o.repeat,
+		    DRILL_FAULT_IS_RESTART(o.fault) ? "downtime_ms" : "failover_ms",
+		    hr_percentile_u64(v[F_MAIN], n[F_MAIN], 50) / 1000.0,
+		    hr_percentile_u64(v[F_MAIN], n[F_MAIN], 99) / 1000.0,
+		    hr_percentile_u64(v[F_MAIN], n[F_MAIN], 100) / 1000.0,
+		    (unsigned long long)o.seed, (unsigned long long)(o.seed + o.repeat - 1));
+		if (n[F_OUTPUT]) {
+			printf("where the time went (ms after the fault, p50 / p99 over %u):",
+			       n[F_OUTPUT]);
+			for (int f = F_DETECT; f < F_NR; f++)
+				printf("%s %s %.1f / %.1f", f == F_DETECT ? "" : ",", names[f],
+				       hr_percentile_u64(v[f], n[f], 50) / 1000.0,
+				       hr_percentile_u64(v[f], n[f], 99) / 1000.0);
+			printf("\n");
+		}
 	}
-	free(fo);
+	for (int f = 0; f < F_NR; f++)
+		free(v[f]);
 	return passed == o.repeat && !drill_interrupted ? 0 : 1;
 }
 

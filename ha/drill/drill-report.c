@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/stats.h"
 #include "ha/drill/drill.h"
@@ -98,6 +99,13 @@ void drill_report(struct drill *d)
 		    "in "
 		    "B's status after %.0f ms\n",
 		    d->failover_ms, (unsigned long long)d->first_new_seq, d->promoted_ms);
+	if (d->tl.output_ms >= 0)
+		OUT("  where the time went (ms after the fault, B's clock = ours): detected %.1f, "
+		    "decided %.1f, state loaded %.1f, guest resumed %.1f, first new output "
+		    "released "
+		    "%.1f, seen outside %.1f\n",
+		    d->tl.detect_ms, d->tl.decide_ms, d->tl.loaded_ms, d->tl.resumed_ms,
+		    d->tl.output_ms, d->failover_ms);
 	if (d->slow_checked)
 		OUT("  slow backup (its frames %d ms late): A's ack latency %.1f ms; A stayed %s "
 		    "and released %u lines in %d ms; no failover\n",
@@ -182,4 +190,31 @@ void drill_report(struct drill *d)
 	if (!d->pass)
 		OUT("  logs: %s (a.log, b.log, cli.log, ip.log)\n", d->dir);
 #undef OUT
+}
+
+void drill_load_timeline(struct drill *d)
+{
+	char line[1024], last[1024] = "";
+	FILE *f = fopen(d->log_b, "r");
+
+	if (!f || !d->w.kill_ns)
+		goto out;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "failover timeline"))
+			snprintf(last, sizeof(last), "%s", line);
+	const char *p = strstr(last, "detected ");
+	double det, dec, load, res, outp;
+	unsigned long long rx, dns, ons;
+	if (!p || sscanf(p,
+			 "detected %lf (%*[^)]), decided %lf, state loaded %lf, guest resumed "
+			 "%lf, first new output %lf; monotonic_ns last_rx=%llu detect=%llu "
+			 "output=%llu",
+			 &det, &dec, &load, &res, &outp, &rx, &dns, &ons) != 8)
+		goto out;
+	double base = ((double)rx - (double)d->w.kill_ns) / 1e6; /* last byte vs the fault */
+	d->tl =
+	    (struct drill_timeline){base + det, base + dec, base + load, base + res, base + outp};
+out:
+	if (f)
+		fclose(f);
 }

@@ -121,6 +121,7 @@ static int one_drill(struct drill *d)
 	snprintf(d->log_ip, sizeof(d->log_ip), "%s/ip.log", d->dir);
 	snprintf(d->log_cli, sizeof(d->log_cli), "%s/cli.log", d->dir);
 	d->failover_ms = d->promoted_ms = -1;
+	d->tl = (struct drill_timeline){-1, -1, -1, -1, -1};
 
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -320,7 +321,15 @@ static int one_drill(struct drill *d)
 int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 {
 	struct drill *d = calloc(1, sizeof(*d));
-	*r = (struct drill_result){-1, -1, -1, -1, -1, -1, -1, -1, 0};
+	*r = (struct drill_result){.failover_ms = -1,
+				   .downtime_ms = -1,
+				   .adopt_ms = -1,
+				   .tl = {-1, -1, -1, -1, -1},
+				   .reprotect_ms = -1,
+				   .release_ms = -1,
+				   .switchback_ms = -1,
+				   .reprotect2_ms = -1,
+				   .stall_ms = -1};
 	if (!d)
 		return 1;
 	d->o = o;
@@ -339,11 +348,13 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 		pthread_mutex_unlock(&d->w.lock);
 	}
 	drill_load_epoch_log(d);
+	drill_load_timeline(d);
 	drill_teardown(d);
 	drill_report(d);
 	fputs(d->report, stdout);
 	fflush(stdout);
 	r->failover_ms = d->failover_ms;
+	r->tl = d->tl;
 	r->downtime_ms = d->downtime_ms;
 	r->adopt_ms = d->adopt_ms;
 	r->reprotect_ms = d->reprotect_ms;

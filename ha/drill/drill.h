@@ -228,6 +228,13 @@ struct drill_opts {
 };
 
 /* One drill: what it set up, what it sampled, what it found. */
+/* Where a failover's time went, from B's log (ms after the fault; -1: not
+ * logged): detection, decision, state loaded, guest resumed, first new
+ * output released by B (failover_ms: the first new line seen outside). */
+struct drill_timeline {
+	double detect_ms, decide_ms, loaded_ms, resumed_ms, output_ms;
+};
+
 struct drill {
 	const struct drill_opts *o;
 	unsigned run;
@@ -247,6 +254,7 @@ struct drill {
 	int pass;
 	char why[512];
 	double failover_ms, promoted_ms;
+	struct drill_timeline tl;
 	uint64_t first_new_seq;
 	char survivor_state[32]; /* --victim backup: A's state after the kill */
 	char survivor_event[32]; /* ... and its last_event */
@@ -295,6 +303,7 @@ struct drill {
 /* What one drill measured, for --repeat and --soak (-1: not measured). */
 struct drill_result {
 	double failover_ms, downtime_ms, adopt_ms;
+	struct drill_timeline tl;
 	double reprotect_ms, release_ms, switchback_ms, reprotect2_ms, stall_ms;
 	char winner; /* --witness, torn and witness-down: 'A' or 'B' (0: none) */
 };
@@ -302,6 +311,9 @@ struct drill_result {
 /* cmd-drill.c: the signal (SIGINT, SIGTERM, SIGHUP) that asks every wait to
  * stop, 0 while none came. */
 extern volatile sig_atomic_t drill_interrupted;
+
+/* drill-report.c: B's failover timeline (its log) relative to the fault. */
+void drill_load_timeline(struct drill *d);
 
 /* drill-run.c: run drill number run (1, 2, ...; seed o->seed + run - 1),
  * print its report and clean up.  r->failover_ms: kill -> first new line;
