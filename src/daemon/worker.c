@@ -336,15 +336,29 @@ static void console_status(struct worker *w, struct hr_sbuf *sb)
 
 /* Every second: how long since the peer's last byte and since the last
  * role change, for `status` (a line the daemon may drop when busy). */
+/* The witness standing changed since the last `live` line: say it now
+ * (status must not show a standing a second old). */
+static int standing_changed(int sent)
+{
+	struct hr_engine *eng = hr_w_eng;
+	struct hr_engine_liveness l;
+	if (!eng)
+		return 0;
+	hr_engine_liveness(eng, &l);
+	return l.witness_standing != sent;
+}
+
 static void *liveness_thread(void *arg)
 {
 	struct worker *w = arg;
+	int standing_sent = -1;
 	while (!w->done) {
 		struct hr_engine *eng = hr_w_eng;
 		if (eng) {
 			struct hr_engine_liveness l;
 			struct hr_sbuf sb = {0};
 			hr_engine_liveness(eng, &l);
+			standing_sent = l.witness_standing;
 			hr_kv_add(&sb, "event", "live");
 			hr_kv_addu(&sb, "state_age_ms", l.state_age_ms);
 			if (l.peer_silent_ms != UINT64_MAX)
@@ -371,7 +385,7 @@ static void *liveness_thread(void *arg)
 			hr_w_send_line(w, &sb, 1);
 			hr_sbuf_free(&sb);
 		}
-		for (int i = 0; i < 20 && !w->done; i++) {
+		for (int i = 0; i < 20 && !w->done && !standing_changed(standing_sent); i++) {
 			struct pollfd pf[2] = {{w->adopt_fd, POLLIN, 0}, {-1, POLLIN, 0}};
 			if (!w->status_eof && hr_w_eng)
 				pf[1].fd = w->a->status_fd; /* replaced only by handover, here */
