@@ -225,7 +225,11 @@ ok '[ $rc = 0 ] && [ "$(field vm2 role "$CB")" = promoted ] && grep -q "+failove
 ok 'wait_for "$T/b/state/vm2.console" "(memwalk: seq|mem: step)=" 20' "the promoted guest's console goes to B's state dir"
 A stop vm2 >/dev/null 2>&1
 B stop vm2 >/dev/null 2>&1
-ok 'B stop vm3 >/dev/null && A stop vm3 >/dev/null && A status | grep -q "^no VMs"' "stop vm3 on its primary B, then the replica on A"
+no_vms_a() { A status | grep -q "^no VMs"; }
+# the replica on A ends with its primary's orderly stop (as vm1's above):
+# stopped first, then removed; A's demoted vm2 goes as its worker exits
+ok 'B stop vm3 >/dev/null && wait_field vm3 state stopped "$CA" 10 && A stop vm3 >/dev/null &&
+	{ A stop vm2 >/dev/null 2>&1; wait_true 10 no_vms_a; }' "stop vm3 on its primary B, then the replica on A"
 
 # --- shut down ---
 kill -TERM $pida $pidb
