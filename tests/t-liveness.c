@@ -109,5 +109,7 @@ int main(void)
 	pthread_join(ep.tp, NULL);
 	hr_engine_free(ep.p);
 	hr_engine_free(ep.b);
+	for (unsigned c = 0; c < HR_MAX_CHANNELS; c++)
+		free(ep.out[c].buf);
 	return tap_done();
 }
