@@ -319,13 +319,6 @@ int hr_net_spec_check(const char *spec, char *why, size_t n)
 #define TCP_RTO_MIN_US 45 /* Linux 6.15 */
 #endif
 
-void hr_thread_liveness_priority(void)
-{
-	/* best effort: as root, this thread wins the CPU over its process's
-	 * bulk work and over a starving neighbour; errors leave it as it is */
-	(void)!setpriority(PRIO_PROCESS, (id_t)gettid(), HR_LIVENESS_NICE);
-}
-
 int hr_tcp_tune_liveness(int fd)
 {
 	int one = 1, dom = 0, rto_us = HR_TCP_RTO_MIN_US;

@@ -43,11 +43,6 @@ int hr_writev_all(int fd, struct iovec *iov, int cnt);
  * applied); -EAFNOSUPPORT for a socket that is not TCP; -errno.
  */
 #define HR_TCP_RTO_MIN_US 20000
-
-/* The calling thread carries liveness (heartbeats, the TLS link under
- * them): nice HR_LIVENESS_NICE, best effort (root only). */
-#define HR_LIVENESS_NICE -10
-void hr_thread_liveness_priority(void);
 int hr_tcp_tune_liveness(int fd);
 /* A writer waiting for room on a full socket gives up with -EINTR when fd
  * is readable and the socket takes nothing for 2 s more (the engine's end

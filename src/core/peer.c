@@ -124,7 +124,6 @@ static void *heartbeat_main(void *arg)
 	uint64_t period_ns = p->heartbeat_ms * 1000000ull;
 
 	hr_set_interrupt_fd(p->hb_stop_fd); /* a stop ends a blocked write */
-	hr_thread_liveness_priority();
 	for (;;) {
 		uint64_t now = hr_now_ns();
 		uint64_t last = __atomic_load_n(&p->last_tx_ns, __ATOMIC_RELAXED);

@@ -327,7 +327,6 @@ static void *pump_main(void *arg)
 	struct pump *p = arg;
 	const char *vm = p->vm[0] ? p->vm : NULL;
 
-	hr_thread_liveness_priority(); /* heartbeats cross this thread */
 	while (!finished(p)) {
 		int progress;
 		do {
