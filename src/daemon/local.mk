@@ -10,7 +10,7 @@ hareplicated_SOURCES = \
 	src/daemon/vm-stop.c \
 	src/daemon/vm-failover.c src/daemon/vm-cluster.c \
 	src/daemon/vm-status.c \
-	src/daemon/worker.c src/daemon/worker-migrate.c src/daemon/worker-internal.h \
+	src/daemon/worker.c src/daemon/worker-status.c src/daemon/worker-migrate.c src/daemon/worker-internal.h \
 	src/daemon/adopt.c \
 	src/daemon/reconnect.c \
 	src/daemon/transport.c \

@@ -55,6 +55,8 @@ extern volatile sig_atomic_t hr_w_stop;
 
 /* One status line to the daemon; may_drop: stats that may be lost. */
 void hr_w_send_line(struct worker *w, struct hr_sbuf *sb, int may_drop);
+/* The same with send_lock held (adoption swaps status_fd under it). */
+void hr_w_send_line_locked(struct worker *w, struct hr_sbuf *sb, int may_drop);
 /* Status lines queued and not yet written; write what the socket takes. */
 int hr_w_status_pending(struct worker *w);
 void hr_w_status_flush(struct worker *w);
