@@ -121,6 +121,13 @@ int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *
 /* The epoch source over outbuf (dirty set, gfn list); 0 or -errno. */
 int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf);
 
+/* the engine thread's waits end this often at least, to stamp its progress */
+#define ENGINE_WAIT_MAX_NS (500 * 1000000ull)
+
+/* engine-live.c: the session's live phase (memory copied while the guest
+ * runs) before its first epoch.  0, or -errno / -EINTR with *ctl_r. */
+int hr_engine_live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r);
+
 /* engine-alone.c */
 enum { HR_ALONE_ENDED = 0, HR_ALONE_RECONNECTED = 1, HR_ALONE_STAND_DOWN = 2 };
 /* No backup: run until a new one answered (*fd_r), stop / abort / guest

@@ -27,8 +27,7 @@
 #include "core/planner.h"
 #include "core/sender.h"
 
-/* the engine thread's waits end this often at least, to stamp its progress */
-#define ENGINE_WAIT_MAX_NS (500 * 1000000ull)
+#define BACKUP_DROP_MS 2000 /* a migration: the backup confirms the drop within this */
 
 /* The cluster's word (hr_engine_cluster_release), judged against the
  * backup's last byte by ha/standdown.c: fresh, stale or none. */
@@ -155,176 +154,6 @@ int hr_engine_ship(struct hr_engine *e, struct hr_sender *snd, struct hr_epoch *
 	hr_outbuf_release(e->outbuf, epoch, hr_engine_release_sink, e);
 	hr_engine_epoch_done(e, &st);
 	return 0;
-}
-
-void hr_engine_live_bandwidth(struct hr_engine *e, uint64_t bytes_per_s)
-{
-	__atomic_store_n(&e->live_cap, bytes_per_s, __ATOMIC_SEQ_CST);
-}
-
-void hr_engine_live_request(struct hr_engine *e, enum hr_live_request req)
-{
-	if (req == HR_LIVE_END)
-		__atomic_store_n(&e->live_end, 1, __ATOMIC_SEQ_CST);
-	else if (req == HR_LIVE_EXTEND || req == HR_LIVE_NO_EXTEND)
-		__atomic_store_n(&e->live_extend, req == HR_LIVE_EXTEND ? 1 : -1, __ATOMIC_SEQ_CST);
-}
-
-enum { LIVE_EV_EXIT = 1, LIVE_EV_FULL = 2, LIVE_EV_DEMOTE = 4 };
-
-/* Control bytes during the live phase (non-blocking): stop / abort end it
- * (-EINTR, *ctl_r); guest exit and full output are noted in *ev_r. */
-static int live_ctl(struct hr_engine *e, int *ctl_r, int *ev_r)
-{
-	char c;
-
-	while (read(e->ctl_pipe[0], &c, 1) == 1) {
-		if (c == CTL_STOP || c == CTL_ABORT) {
-			*ctl_r = c;
-			return -EINTR;
-		}
-		if (c == CTL_GUEST_EXIT)
-			*ev_r |= LIVE_EV_EXIT;
-		if (c == CTL_OUTPUT_FULL)
-			*ev_r |= LIVE_EV_FULL;
-	}
-	if (hr_engine_demote_requested(e))
-		*ev_r |= LIVE_EV_DEMOTE;
-	return 0;
-}
-
-/* Sleep until until_ns (pacing, an idle extended round); heartbeats keep
- * the backup informed meanwhile.  0 (early on guest exit or full output)
- * or -EINTR. */
-static int live_sleep(struct hr_engine *e, uint64_t until_ns, int *ctl_r, int *ev_r)
-{
-	for (;;) {
-		int rc = live_ctl(e, ctl_r, ev_r);
-		uint64_t now = hr_now_ns();
-		if (rc < 0 || *ev_r || now >= until_ns)
-			return rc;
-		hr_peer_progress(&e->peer);
-		uint64_t wait_ns = until_ns - now;
-		if (wait_ns > ENGINE_WAIT_MAX_NS)
-			wait_ns = ENGINE_WAIT_MAX_NS;
-		struct timespec ts = {(time_t)(wait_ns / 1000000000ull),
-				      (long)(wait_ns % 1000000000ull)};
-		struct pollfd p[2] = {{e->ctl_pipe[0], POLLIN, 0}, {e->wake_fd, POLLIN, 0}};
-		uint64_t n;
-		if (ppoll(p, 2, &ts, NULL) > 0 && (p[1].revents & POLLIN))
-			(void)!read(e->wake_fd, &n, sizeof(n)); /* a demote: live_ctl sees it */
-	}
-}
-
-/* Pacing at max_bytes_per_s: when the bytes sent since the baseline
- * (*t0_ns, *bytes0) may have left.  A baseline more than 100 ms behind
- * (an idle round) moves up, so idle time is not saved up for a burst. */
-#define PACE_SLACK_NS  100000000ull
-#define BACKUP_DROP_MS 2000 /* a migration: the backup confirms the drop within this */
-
-static uint64_t paced_due_ns(uint64_t *t0_ns, uint64_t *bytes0, uint64_t bytes,
-			     uint64_t bytes_per_s)
-{
-	uint64_t now = hr_now_ns();
-	uint64_t due =
-	    *t0_ns + (uint64_t)((unsigned __int128)(bytes - *bytes0) * 1000000000u / bytes_per_s);
-	if (due + PACE_SLACK_NS < now) {
-		*t0_ns = now - PACE_SLACK_NS;
-		*bytes0 = bytes;
-		return 0;
-	}
-	return due;
-}
-
-static void live_round_done(struct hr_engine *e, const struct hr_live_round *r)
-{
-	log_debug(e->name,
-		  "live round %" PRIu64 ": %" PRIu64 " never-sent + %" PRIu64
-		  " dirty pages (%" PRIu64 " zero), %" PRIu64 " never-sent left, %" PRIu64
-		  " dirty left, %" PRIu64 " pages/s written, %" PRIu64 " ms",
-		  r->round, r->never_sent_pages, r->dirty_pages, r->zero_pages, r->never_sent_left,
-		  r->dirty_left, r->dirty_rate, r->round_us / 1000);
-	if (e->cfg.on_round)
-		e->cfg.on_round(e->cfg.round_opaque, r);
-}
-
-/*
- * The live phase: pages go while the guest runs, as the planner says, one
- * round after another; each round boundary fetches the guest's writes
- * (while it runs with HR_BF_DIRTY_LIVE, else in a short pause).  What is
- * still dirty at the end goes in epoch 0.  A guest that exited, or whose
- * held output is full (its vCPU waits, console bytes are dropped after a
- * second), ends the round and the phase at once: epoch 0 follows, its ack
- * releases the output.  -EINTR with *ctl_r on stop / abort.
- */
-static int live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
-{
-	struct hr_planner pl;
-	struct hr_live_round r;
-	uint64_t n, t0 = hr_now_ns(), bytes0 = snd->live_bytes, pace_t0 = t0, pace_bytes0 = bytes0;
-	uint64_t cap = __atomic_load_n(&e->live_cap, __ATOMIC_SEQ_CST);
-	if (!cap)
-		cap = e->cfg.live.max_bytes_per_s;
-	int live = e->ops->features & HR_BF_DIRTY_LIVE, ev = 0, rc;
-
-	hr_planner_init(&pl, &e->cfg.live);
-	if ((rc = hr_planner_start(&pl, &e->gm, t0)) < 0)
-		goto out;
-	for (;;) {
-		if (!live)
-			e->ops->pause(e->vm);
-		rc = e->ops->dirty_fetch(e->vm, hr_dirtyset_bits(hr_planner_fresh(&pl)));
-		if (!live)
-			e->ops->resume(e->vm);
-		if (rc < 0)
-			goto out;
-		int x = __atomic_load_n(&e->live_extend, __ATOMIC_SEQ_CST);
-		if (x && pl.cfg.mode == HR_LIVE_MPLM)
-			pl.extend = x > 0;
-		/* a demote waits for epoch 0: the live phase ends at once */
-		if (__atomic_load_n(&e->live_end, __ATOMIC_SEQ_CST) || ev ||
-		    hr_engine_demote_requested(e))
-			pl.end_now = 1;
-		if ((rc = hr_planner_round(&pl, &e->gm, e->src.dirty, hr_now_ns(), &r)) < 0)
-			goto out;
-		if (r.round_us)
-			live_round_done(e, &r);
-		if (!rc)
-			break;
-		while (!ev) { /* guest exit, full output: the round ends now */
-			if ((rc = live_ctl(e, ctl_r, &ev)) < 0)
-				goto out;
-			rc = hr_planner_chunk(&pl, &e->gm, e->src.dirty, hr_now_ns(), e->src.gfns,
-					      &n);
-			if (rc < 0)
-				goto out;
-			if (!rc) {
-				uint64_t now = hr_now_ns(), wait = hr_planner_wait_ns(&pl, now);
-				if (wait && (rc = live_sleep(e, now + wait, ctl_r, &ev)) < 0)
-					goto out;
-				break;
-			}
-			if (n && (rc = hr_sender_send_live(snd, &e->gm, e->src.gfns, n)) < 0)
-				goto out;
-			uint64_t due =
-			    cap ? paced_due_ns(&pace_t0, &pace_bytes0, snd->live_bytes, cap) : 0;
-			if (due > hr_now_ns() && (rc = live_sleep(e, due, ctl_r, &ev)) < 0)
-				goto out;
-		}
-	}
-	uint64_t ram = pl.nr_pages_ram ? pl.nr_pages_ram : 1;
-	log_info(e->name,
-		 "live phase: %" PRIu64 " pages (%" PRIu64 " MiB, %" PRIu64 ".%02" PRIu64
-		 " x RAM) in %u rounds, %" PRIu64 " ms; %" PRIu64 " pages left for epoch 0",
-		 pl.pages_sent, (snd->live_bytes - bytes0) >> 20, pl.pages_sent / ram,
-		 pl.pages_sent * 100 / ram % 100, pl.round, (hr_now_ns() - t0) / 1000000,
-		 hr_dirtyset_count(e->src.dirty));
-	rc = 0;
-out:
-	hr_planner_fini(&pl);
-	__atomic_store_n(&e->live_end, 0, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&e->live_extend, 0, __ATOMIC_SEQ_CST);
-	return rc;
 }
 
 /*
@@ -567,7 +396,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 		}
 		e->dirty_on = 1;
 	}
-	if ((rc = live_phase(e, &snd, ctl_r)) < 0)
+	if ((rc = hr_engine_live_phase(e, &snd, ctl_r)) < 0)
 		goto out;
 	int trigger = HR_EPOCH_END_FORCED; /* the first follows the live phase at once */
 	for (uint64_t first = epoch;; epoch++) {

@@ -3,7 +3,7 @@
 # here too; proto/local.mk generates the protobuf code they use.
 libhr_a_SOURCES += \
 	src/core/engine.c src/core/engine.h src/core/engine-internal.h \
-	src/core/engine-primary.c src/core/engine-backup.c src/core/engine-alone.c \
+	src/core/engine-primary.c src/core/engine-live.c src/core/engine-backup.c src/core/engine-alone.c \
 	src/core/engine-standby.c \
 	src/core/engine-migrate.c \
 	src/core/peer.c src/core/peer.h \
