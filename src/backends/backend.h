@@ -79,6 +79,9 @@ enum hr_exit_reason {
  * file (mem: "mem:" is its software guest); the CLI and the daemon pass it
  * as given instead of requiring a readable absolute path. */
 #define HR_BF_BUILTIN_GUEST (1u << 4)
+/* The backend gives the guest cfg->disks and keeps the disk contract below;
+ * a backend without it refuses nr_disks > 0 in open with -EOPNOTSUPP. */
+#define HR_BF_DISKS (1u << 5)
 
 /*
  * Output channels.  A channel is either a byte stream (records may be
@@ -117,6 +120,44 @@ static inline int hr_chan_is_records(const struct hr_chan_desc *c)
 typedef int (*hr_emit_fn)(void *opaque, unsigned chan, const void *buf, size_t len);
 typedef void (*hr_exit_fn)(void *opaque, enum hr_exit_reason why, int code);
 
+/*
+ * Disks.  A backend with HR_BF_DISKS gives the guest one block device per
+ * cfg->disks[i] (KVM: virtio-blk) on the raw image at its path, and keeps
+ * this contract (the core builds disk replication on it; docs/design.md,
+ * "Disks"):
+ *
+ *  - The guest's writes go to the local image as the guest asks.  Every
+ *    write that succeeded is reported to cfg->disk_write (data, zeroes,
+ *    discard; a completed flush as HR_DW_FLUSH) after the image holds it
+ *    and BEFORE the guest can observe its completion (used ring entry,
+ *    interrupt), from whichever backend thread completes it.
+ *  - `pause` returns only when no disk request is in flight: each one has
+ *    completed and been reported, or has not been taken from its ring.  A
+ *    write is therefore reported during the epoch in which the guest can
+ *    first see it done, and the state blob holds no half-done request.
+ *  - A failed host I/O completes the guest's request with an I/O error
+ *    (virtio-blk: VIRTIO_BLK_S_IOERR), is logged naming the VM, the disk
+ *    and the errno, and is not reported.  A disk_write that returns < 0
+ *    (the core cannot hold the write) fails the request the same way.
+ *  - A replica (no kernel) opens its images but never writes them: the
+ *    core applies committed writes itself (src/disk/image.h).
+ */
+#define HR_MAX_DISKS 4
+
+struct hr_disk_spec {
+	const char *path;   /* raw image: a regular file or a block device */
+	const char *serial; /* the device's serial (virtio-blk GET_ID, <= 20 bytes); NULL */
+	int readonly;	    /* the guest cannot write (virtio-blk VIRTIO_BLK_F_RO) */
+};
+
+#define HR_DW_ZEROES (1u << 0) /* buf is NULL: len bytes at off now read as zero */
+#define HR_DW_FLUSH  (1u << 1) /* a guest flush completed; off, len 0, buf NULL */
+
+/* One completed guest write of disk `disk` (index into cfg->disks): 0, or
+ * < 0 when the core cannot hold it (the request then fails). */
+typedef int (*hr_disk_write_fn)(void *opaque, unsigned disk, uint64_t off, const void *buf,
+				size_t len, unsigned flags);
+
 struct hr_vm_config {
 	const char *name;	 /* VM name: carried in every log line */
 	uint64_t mem_bytes;	 /* guest RAM; backed lazily */
@@ -131,6 +172,10 @@ struct hr_vm_config {
 	void *emit_opaque;
 	hr_exit_fn on_exit; /* OPTIONAL: guest stopped on its own */
 	void *exit_opaque;
+	const struct hr_disk_spec *disks; /* HR_BF_DISKS: the guest's disks; NULL */
+	unsigned nr_disks;		  /* 0..HR_MAX_DISKS */
+	hr_disk_write_fn disk_write;	  /* completed guest writes; NULL = not replicated */
+	void *disk_opaque;
 };
 
 #define HR_MAX_VCPUS	   64
