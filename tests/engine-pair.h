@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,30 @@
 
 /* Is backend be among HR_TEST_BACKENDS, a comma list (default: mem and
  * kvm; xen runs in the nested Xen host, make check-xen)? */
+/* Where the test is, for a watchdog's kill: a test that the harness ends
+ * (timeout's SIGTERM) says which step it was stuck in.  Set with ep_at(). */
+static const char *volatile ep_where = "start";
+
+static inline void ep_on_term(int sig)
+{
+	const char *w = ep_where;
+	(void)!write(1, "# killed by a signal while: ", 28);
+	(void)!write(1, w, strlen(w));
+	(void)!write(1, "\n", 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static inline void ep_at(const char *where)
+{
+	static int armed;
+	if (!armed++) {
+		signal(SIGTERM, ep_on_term);
+		signal(SIGALRM, ep_on_term);
+	}
+	ep_where = where;
+}
+
 static inline int ep_backend_wanted(const char *be)
 {
 	const char *list = getenv("HR_TEST_BACKENDS");
@@ -339,14 +364,20 @@ static inline void ep_kill_primary(struct ep_pair *ep)
 /* Stop whatever still runs and free both engines. */
 static inline void ep_finish(struct ep_pair *ep)
 {
+	const char *was = ep_where;
 	if (ep->fds[0] >= 0) {
+		ep_at("ep_finish: stopping the primary");
 		hr_engine_stop(ep->p);
 		pthread_join(ep->tp, NULL);
 	}
+	ep_at("ep_finish: stopping the backup");
 	hr_engine_stop(ep->b);
 	pthread_join(ep->tb, NULL);
+	ep_at("ep_finish: freeing the primary");
 	hr_engine_free(ep->p);
+	ep_at("ep_finish: freeing the backup");
 	hr_engine_free(ep->b);
+	ep_at(was);
 	for (unsigned c = 0; c < HR_MAX_CHANNELS; c++)
 		free(ep->out[c].buf);
 	if (ep->trelay) {

@@ -177,6 +177,7 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 			   : mode == DOUBT  ? "in doubt"
 			   : mode == NODROP ? "no drop"
 					    : "migrate";
+	ep_at(what);
 
 	if (mode == NODROP)
 		pc.epoch_us = 1500000; /* room between an ack and the next epoch, even
@@ -223,9 +224,11 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 		   be, (unsigned long long)pb, (unsigned long long)ep.p_bytes);
 		ok(ep.out[0].gaps == 0 && ep.out[0].conflicts == 0,
 		   "%s in doubt: the console outside: no gap, no conflict", be);
+		ep_at("in doubt: stopping the primary");
 		hr_engine_stop(ep.p);
 		pthread_join(ep.tp, NULL);
 		ep.fds[0] = -1;
+		ep_at("in doubt: stopping the target");
 		hr_engine_stop(tg.t);
 		pthread_join(tg.thread, NULL);
 	} else if (cancel) {
@@ -299,12 +302,15 @@ static void run(const char *be, const char *kernel, const char *cmdline, const c
 		ok(ep.out[0].gaps == 0 && ep.out[0].conflicts == 0,
 		   "%s: the console outside: no gap, no conflict (gaps %u, conflicts %u)", be,
 		   ep.out[0].gaps, ep.out[0].conflicts);
+		ep_at("migrated: stopping the target");
 		hr_engine_stop(tg.t);
 		pthread_join(tg.thread, NULL);
 		ok(tg.rc == 0, "%s: the target stops on request", be);
 	}
 	ep_finish(&ep);
+	ep_at("freeing the target");
 	hr_engine_free(tg.t);
+	ep_at(be);
 }
 
 int main(void)
@@ -340,6 +346,7 @@ int main(void)
 		run("xen", xk, cl, "HRCOUNT ", 128 << 20, CANCEL);
 		run("xen", xk, cl, "HRCOUNT ", 128 << 20, DOUBT);
 	}
+	ep_at("exiting");
 	unlink("t-mig-source.pages"); /* (the cancelled and in-doubt runs write them too) */
 	unlink("t-mig-target.pages");
 	return tap_done();
