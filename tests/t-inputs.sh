@@ -3,7 +3,7 @@
 # refused with a message naming the option and the exit status the --help
 # states for bad usage (2), before anything runs.  No daemon, no KVM needed.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
-plan 20
+plan 23
 
 K="$GUESTS/memwalk.elf"
 # refuse RC-FILE CMD...: run CMD (bounded: a refusal is immediate), record rc and stderr
@@ -26,6 +26,13 @@ refuse "$HR" start vm --peer 127.0.0.1:1 --kernel "$K" --vcpus " 2" --control "$
 ok '[ $rc = 2 ] && grep -q "bad --vcpus" "$T/err"' "start --vcpus ' 2': usage error 2 (rc=$rc)"
 refuse "$HR" start vm --peer 127.0.0.1:1 --kernel "$K" --memory 99999999999999999999 --control "$T/none.sock"
 ok '[ $rc = 2 ] && grep -q "bad --memory" "$T/err"' "start --memory overflow: usage error 2 (rc=$rc)"
+
+refuse "$HR" start vm --peer 127.0.0.1:1 --kernel "$K" --disk "$K,bogus" --control "$T/none.sock"
+ok '[ $rc = 2 ] && grep -q "bad --disk.*unknown disk option .bogus." "$T/err"' "start --disk PATH,bogus: usage error 2 naming the option (rc=$rc)"
+refuse "$HR" start vm --peer 127.0.0.1:1 --kernel "$K" --disk "$T/no-such.img" --control "$T/none.sock"
+ok '[ $rc = 2 ] && grep -q "no-such.img: No such file" "$T/err"' "start --disk on a missing image: refused naming it (rc=$rc)"
+refuse "$HR" start vm --peer 127.0.0.1:1 --kernel "$K" --disk "$K" --disk "$K" --disk "$K" --disk "$K" --disk "$K" --control "$T/none.sock"
+ok '[ $rc = 2 ] && grep -q "more than 4 --disk" "$T/err"' "start with five --disk: refused (rc=$rc)"
 
 # the daemon: a negative timeout used to wrap to 18446744073709551611 ms and start
 refuse "$HRD" -f --failover-timeout -5 --control "$T/c.sock" --state-dir "$T/st" --listen 127.0.0.1:0

@@ -9,6 +9,7 @@
 
 #include "backends/backend.h"
 #include "cli/cmd.h"
+#include "disk/spec.h"
 #include "cli/ctl.h"
 #include "common/conf.h"
 #include "common/util.h"
@@ -50,6 +51,11 @@ static const char start_help[] =
     "                      primary's host.  A file is appended to (never\n"
     "                      truncated) and never written through a symbolic\n"
     "                      link: start fails naming the path instead\n"
+    "  --disk PATH[,readonly][,serial=S]\n"
+    "                      a disk (KVM: virtio-blk) on the raw image PATH, a\n"
+    "                      regular file or a block device; repeatable, up to 4.\n"
+    "                      Its writes are replicated with the epoch (see\n"
+    "                      hareplicate(8), DISKS)\n"
     "  --net tap=IFNAME[,mac=MAC]\n"
     "                      a virtio-net device on the existing TAP IFNAME (see\n"
     "                      `hareplicate run --help`); the frames the guest sends\n"
@@ -58,7 +64,8 @@ static const char start_help[] =
     "                      host, or the one its hareplicated --replica-tap names\n"
     "  --config FILE       read the options above from FILE, one `key = value` a\n"
     "                      line (keys: name, peer, kernel, attach, backend, epoch,\n"
-    "                      min_epoch, memory, vcpus, append, console, net; '#'\n"
+    "                      min_epoch, memory, vcpus, append, console, net, disk\n"
+    "                      (repeatable); '#'\n"
     "                      starts a comment); options\n"
     "                      on the command line win\n"
     "  --control PATH      hareplicated's control socket (default\n"
@@ -84,6 +91,24 @@ enum {
 	K_ATTACH,
 	K_NR
 };
+/* --disk is repeatable: kept apart from the one-value keys */
+struct disks {
+	char *arg[HR_MAX_DISKS];
+	unsigned nr, from_cli;
+};
+
+static int disk_add(struct disks *d, const char *v)
+{
+	if (d->nr == HR_MAX_DISKS)
+		return -E2BIG;
+	return (d->arg[d->nr++] = strdup(v)) ? 0 : -ENOMEM;
+}
+
+struct settings {
+	char **val;
+	struct disks *disks;
+};
+
 static const char *const keys[K_NR] = {"name",	    "peer",   "kernel", "backend", "epoch",
 				       "min_epoch", "memory", "vcpus",	"append",  "console",
 				       "net",	    "initrd", "attach"};
@@ -92,9 +117,19 @@ static const char *const keys[K_NR] = {"name",	    "peer",   "kernel", "backend"
  * gave it already (the command line wins). */
 static int config_setting(void *arg, const char *key, const char *v, char *why, size_t n)
 {
-	char **val = arg;
+	struct settings *st = arg;
+	char **val = st->val;
 	int i;
 
+	if (!strcmp(key, "disk")) {
+		if (st->disks->from_cli) /* the command line's disks replace the file's */
+			return 0;
+		if (disk_add(st->disks, v) == -E2BIG) {
+			snprintf(why, n, "more than %d disks", HR_MAX_DISKS);
+			return -EINVAL;
+		}
+		return 0;
+	}
 	for (i = 0; i < K_NR && strcmp(keys[i], key); i++)
 		;
 	if (i == K_NR) {
@@ -108,11 +143,12 @@ static int config_setting(void *arg, const char *key, const char *v, char *why, 
 	return 0;
 }
 
-static int load_config(const char *path, char *val[K_NR])
+static int load_config(const char *path, char *val[K_NR], struct disks *disks)
 {
 	char err[1024];
+	struct settings st = {val, disks};
 
-	if (hr_conf_read(path, config_setting, val, err, sizeof(err)) < 0) {
+	if (hr_conf_read(path, config_setting, &st, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hareplicate start: %s\n", err);
 		return -1;
 	}
@@ -134,6 +170,7 @@ static int cmd_start(int argc, char **argv)
 	    {"net", required_argument, NULL, K_NET},
 	    {"initrd", required_argument, NULL, K_INITRD},
 	    {"attach", required_argument, NULL, K_ATTACH},
+	    {"disk", required_argument, NULL, 'd'},
 	    {"config", required_argument, NULL, 'f'},
 	    {"control", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
@@ -146,6 +183,7 @@ static int cmd_start(int argc, char **argv)
 	uint64_t mem_bytes = 256ull << 20, epoch_us = 25000, min_epoch_us = 0;
 	struct hr_sbuf req = {0};
 	uint64_t vcpus = 1;
+	struct disks disks = {0};
 	int c, rc = 2;
 
 	optind = 1;
@@ -156,6 +194,14 @@ static int cmd_start(int argc, char **argv)
 			continue;
 		}
 		switch (c) {
+		case 'd':
+			disks.from_cli = 1;
+			if (disk_add(&disks, optarg) == -E2BIG) {
+				fprintf(stderr, "hareplicate start: more than %d --disk\n",
+					HR_MAX_DISKS);
+				goto out;
+			}
+			break;
 		case 'f':
 			config = optarg;
 			break;
@@ -174,7 +220,7 @@ static int cmd_start(int argc, char **argv)
 		fprintf(stderr, "hareplicate start: unexpected argument '%s'\n", argv[optind]);
 		return hr_cmd_usage(self);
 	}
-	if (config && load_config(config, val) < 0)
+	if (config && load_config(config, val, &disks) < 0)
 		goto out;
 	if (!val[K_NAME] || !val[K_PEER] || !val[K_KERNEL] == !val[K_ATTACH]) {
 		fprintf(stderr, "hareplicate start: VM, --peer and one of --kernel or --attach "
@@ -228,6 +274,26 @@ static int cmd_start(int argc, char **argv)
 		fprintf(stderr, "hareplicate start: bad --net '%s': %s\n", val[K_NET], why);
 		goto out;
 	}
+	char disk_req[HR_MAX_DISKS][PATH_MAX + 64];
+	for (unsigned i = 0; i < disks.nr; i++) {
+		struct hr_disk_arg d;
+		char abs[PATH_MAX];
+		if (hr_disk_arg_parse(disks.arg[i], &d, why, sizeof(why)) < 0) {
+			fprintf(stderr, "hareplicate start: bad --disk '%s': %s\n", disks.arg[i],
+				why);
+			goto out;
+		}
+		if (!realpath(d.spec.path, abs)) {
+			fprintf(stderr, "hareplicate start: --disk %s: %s\n", d.spec.path,
+				strerror(errno));
+			goto out;
+		}
+		d.spec.path = abs;
+		if (hr_disk_arg_format(&d.spec, disk_req[i], sizeof(disk_req[i])) < 0) {
+			fprintf(stderr, "hareplicate start: --disk %s: path too long\n", abs);
+			goto out;
+		}
+	}
 	/* the daemon runs in /: send absolute paths (a built-in guest's name as is) */
 	const struct hr_backend_ops *ops = hr_backend_find(backend);
 	if (val[K_KERNEL] && (ops->features & HR_BF_BUILTIN_GUEST) && val[K_KERNEL][0] != '/')
@@ -269,11 +335,18 @@ static int cmd_start(int argc, char **argv)
 		hr_kv_add(&req, "console", console);
 	if (val[K_NET])
 		hr_kv_add(&req, "net", val[K_NET]);
+	for (unsigned i = 0; i < disks.nr; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "disk%u", i);
+		hr_kv_add(&req, k, disk_req[i]);
+	}
 	rc = hr_ctl_request(hr_ctl_path(control), "start", &req, stdout);
 out:
 	hr_sbuf_free(&req);
 	for (int i = 0; i < K_NR; i++)
 		free(val[i]);
+	for (unsigned i = 0; i < disks.nr; i++)
+		free(disks.arg[i]);
 	return rc;
 }
 
@@ -283,5 +356,5 @@ const struct hr_cmd hr_cmd_start = {
     "[--epoch 25ms] "
     "[--min-epoch 2ms] "
     "[--memory SIZE] "
-    "[--vcpus N] [--append CMDLINE] [--console SPEC] [--net SPEC] [--config FILE]",
+    "[--vcpus N] [--append CMDLINE] [--console SPEC] [--net SPEC] [--disk SPEC]... [--config FILE]",
     start_help, cmd_start};

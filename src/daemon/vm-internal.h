@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "disk/spec.h"
 #include "daemon/daemon.h"
 #include "ha/accept.h"
 
@@ -72,6 +73,10 @@ struct hr_dvm {
 	char *attach;	 /* the running VM a backend with HR_BF_ATTACH drives, or NULL */
 	int build_grace; /* backup: HELLO through, the replica being built (vm-accept.c) */
 	char *net;	 /* --net spec ("tap=IF,mac=MAC"), NULL: none */
+	/* --disk: the VM's disks (specs point into disk_arg); 0..HR_MAX_DISKS */
+	struct hr_disk_arg disk_arg[HR_MAX_DISKS];
+	struct hr_disk_spec disk[HR_MAX_DISKS];
+	unsigned nr_disks;
 	uint64_t mem_bytes, epoch_us, min_epoch_us; /* min_epoch_us: 0 = off */
 	unsigned nr_vcpus;
 	/* primary: a migration (vm-migrate.c) */

@@ -29,6 +29,8 @@
 #include "daemon/daemon.h"
 #include "common/kv.h"
 #include "daemon/vm-internal.h"
+#include "disk/image.h"
+#include "disk/spec.h"
 
 #define CONNECT_TIMEOUT_S 5
 /* the worker builds the VM and does the handshake within this, or start
@@ -76,6 +78,8 @@ static void start_fork(struct hr_dvm *vm)
 	a.vm.initrd_path = vm->initrd;
 	a.vm.cmdline = vm->cmdline;
 	a.vm.options = vm->net;
+	a.vm.disks = vm->nr_disks ? vm->disk : NULL;
+	a.vm.nr_disks = vm->nr_disks;
 	a.epoch_us = vm->epoch_us;
 	a.min_epoch_us = vm->min_epoch_us;
 	a.console_spec = vm->console_spec;
@@ -172,6 +176,48 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 	start_fork(vm);
 }
 
+/* The request's disk0..diskN: each parses, is absolute, opens as a raw
+ * image (so that a missing file or a bad size is refused now, by name),
+ * and the backend has disks at all. */
+static int disks_check(const struct hr_kvline *req, const struct hr_backend_ops *ops,
+		       struct hr_disk_arg *d, unsigned *nr_r, char *err, size_t errlen)
+{
+	char key[16], why[300];
+	unsigned n = 0;
+
+	for (;; n++) {
+		snprintf(key, sizeof(key), "disk%u", n);
+		const char *v = hr_kv_get(req, key);
+		if (!v)
+			break;
+		if (n == HR_MAX_DISKS) {
+			snprintf(err, errlen, "more than %d disks", HR_MAX_DISKS);
+			return -EINVAL;
+		}
+		if (hr_disk_arg_parse(v, &d[n], why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "bad disk '%s': %s", v, why);
+			return -EINVAL;
+		}
+		if (d[n].spec.path[0] != '/') {
+			snprintf(err, errlen, "disk %s: give an absolute path", d[n].spec.path);
+			return -EINVAL;
+		}
+		struct hr_image img;
+		int rc = hr_image_open(&img, d[n].spec.path, d[n].spec.readonly, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s", why);
+			return rc;
+		}
+		hr_image_close(&img);
+	}
+	if (n && !(ops->features & HR_BF_DISKS)) {
+		snprintf(err, errlen, "the %s backend has no disks (--disk)", ops->name);
+		return -EOPNOTSUPP;
+	}
+	*nr_r = n;
+	return 0;
+}
+
 static char *dup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -262,6 +308,12 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 		hr_ctl_reply(cc, NULL, err);
 		return;
 	}
+	struct hr_disk_arg disk_arg[HR_MAX_DISKS];
+	unsigned nr_disks = 0;
+	if (disks_check(req, ops, disk_arg, &nr_disks, err, sizeof(err)) < 0) {
+		hr_ctl_reply(cc, NULL, err);
+		return;
+	}
 	if (!console) {
 		snprintf(spec, sizeof(spec), "file:%s/%s.console", hr_dopts.state_dir, name);
 		console = spec;
@@ -295,6 +347,16 @@ void hr_vms_cmd_start(struct hr_ctl_conn *cc, const struct hr_kvline *req)
 	vm->initrd = dup_or_null(initrd);
 	vm->cmdline = dup_or_null(hr_kv_get(req, "append"));
 	vm->net = dup_or_null(hr_kv_get(req, "net"));
+	memcpy(vm->disk_arg, disk_arg, sizeof(disk_arg));
+	for (unsigned i = 0; i < nr_disks; i++) {
+		/* the specs' strings point into the VM's own copy of the args */
+		struct hr_disk_arg *d = &vm->disk_arg[i];
+		vm->disk[i] = d->spec;
+		vm->disk[i].path = d->buf + (disk_arg[i].spec.path - disk_arg[i].buf);
+		if (d->spec.serial)
+			vm->disk[i].serial = d->buf + (disk_arg[i].spec.serial - disk_arg[i].buf);
+	}
+	vm->nr_disks = nr_disks;
 	vm->console_spec = strdup(console);
 	vm->mem_bytes = mem_bytes;
 	vm->epoch_us = epoch_us;
