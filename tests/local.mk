@@ -168,3 +168,7 @@ dist_check_SCRIPTS += tests/t-layering.sh
 TESTS += tests/t-layering.sh
 TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh
+
+check_PROGRAMS += tests/t-stall
+TESTS += tests/t-stall
+tests_t_stall_LDADD = $(HR_LIBS)

@@ -9,7 +9,9 @@
 #include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -338,4 +340,27 @@ int hr_tcp_tune_liveness(int fd)
 	if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &rto_us, sizeof(rto_us)) < 0)
 		return errno == EINVAL || errno == ENOPROTOOPT ? -ENOPROTOOPT : -errno;
 	return 0;
+}
+
+/* The kernel's sched_setattr argument (include/uapi/linux/sched/types.h,
+ * which cannot be included next to <sched.h> with this glibc). */
+struct hr_sched_attr {
+	uint32_t size, sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+int hr_thread_sched_latency(int nice, unsigned slice_us)
+{
+	struct hr_sched_attr a = {.size = sizeof(a),
+				  .sched_policy = SCHED_OTHER,
+				  .sched_nice = nice,
+				  .sched_runtime = (uint64_t)slice_us * 1000};
+	if (syscall(SYS_sched_setattr, 0, &a, 0) == 0)
+		return 0;
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0)
+		return 0;
+	return -errno;
 }

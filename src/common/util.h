@@ -44,6 +44,15 @@ int hr_writev_all(int fd, struct iovec *iov, int cnt);
  */
 #define HR_TCP_RTO_MIN_US 20000
 int hr_tcp_tune_liveness(int fd);
+/*
+ * The calling thread's nice value and, where the kernel takes one (Linux
+ * 6.12+, EEVDF: sched_attr.sched_runtime of a fair thread), a short slice
+ * of slice_us: a thread that wakes is then picked soon, even among busy
+ * threads of higher weight, without being given a larger share.  0, or
+ * -errno when neither could be set (an older kernel: the nice value alone
+ * is tried).
+ */
+int hr_thread_sched_latency(int nice, unsigned slice_us);
 /* A writer waiting for room on a full socket gives up with -EINTR when fd
  * is readable and the socket takes nothing for 2 s more (the engine's end
  * pipe: stop and abort must not wait for a partitioned peer).  Per thread;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine-internal.h"
+#include "net/tls.h"
 #include "core/handshake.h"
 #include "core/peer.h"
 #include "core/promote.h"
@@ -210,6 +211,35 @@ static int run_promoted(struct hr_engine *e, struct hr_staging *st)
 	}
 }
 
+/*
+ * Silent for the failure timeout, yet bytes from the primary wait in this
+ * host's TLS pump, which has not run (this host is starved of CPU): that
+ * is not the primary's silence.  They count as heard for at most max
+ * pause since first seen (*behind_ns), so that a pump stuck for good
+ * cannot hold a promotion back.
+ */
+static void starved_link(struct hr_engine *e, struct hr_ha_monitor *ha, uint64_t now,
+			 uint64_t *behind_ns)
+{
+	uint64_t silence_ns = e->cfg.silence_ms * 1000000ull;
+	if (!silence_ns || now - ha->last_rx_ns < silence_ns) {
+		*behind_ns = 0;
+		return;
+	}
+	long q = hr_tls_rx_queued(e->peer.fd);
+	if (q <= 0)
+		return;
+	if (!*behind_ns) {
+		*behind_ns = now;
+		log_info(e->name,
+			 "no byte read for %" PRIu64 " ms, but %ld bytes wait in the TLS link: "
+			 "this host is slow, the primary is not silent",
+			 (now - ha->last_rx_ns) / 1000000, q);
+	}
+	if (now - *behind_ns < e->peer.max_pause_ms * 1000000ull)
+		hr_ha_heard(ha, now);
+}
+
 int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 {
 	struct hr_staging *st = NULL;
@@ -219,6 +249,7 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				   .lease = &e->lease};
 	int rc, ended = 0, op_asked = 0; /* the operator's failover waits for the witness */
 	uint64_t op_answers = 0;	 /* ... for an answer after this many */
+	uint64_t behind_ns = 0;		 /* starved_link */
 
 	hr_role_init(&e->role, e->name, HR_SIDE_BACKUP, e->cfg.on_state, e->cfg.state_opaque);
 	hr_peer_init(&e->peer, e->name, peer_fd, e->ctl_pipe[0]);
@@ -321,6 +352,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 			rc = -ECONNRESET;
 			goto out;
 		}
+		if (!ended)
+			starved_link(e, &ha, now, &behind_ns);
 		enum hr_ha_verdict v = hr_ha_decide(&ha, now, ended);
 		if (v == HR_HA_GIVE_UP) {
 			hr_engine_role_event(e, HR_RE_ERROR, ha.why);

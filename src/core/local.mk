@@ -6,7 +6,7 @@ libhr_a_SOURCES += \
 	src/core/engine-primary.c src/core/engine-live.c src/core/engine-backup.c src/core/engine-alone.c \
 	src/core/engine-standby.c \
 	src/core/engine-migrate.c \
-	src/core/peer.c src/core/peer.h \
+	src/core/peer.c src/core/peer.h src/core/stall.c src/core/stall.h \
 	src/core/handshake.c src/core/handshake.h \
 	src/core/planner.c src/core/planner.h \
 	src/core/epoch.c src/core/epoch.h \

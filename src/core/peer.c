@@ -7,13 +7,16 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/peer.h"
+#include "core/stall.h"
 
 static int rto_told;
 
@@ -27,6 +30,10 @@ void hr_peer_init(struct hr_peer *p, const char *vm, int fd, int ctl_fd)
 	p->max_pause_ms = 0;
 	p->last_rx_ns = p->last_tx_ns = p->progress_ns = hr_now_ns();
 	p->hb_seq = p->hb_withheld = 0;
+	p->stall = (struct hr_stall){0};
+	p->starved_told = 0;
+	p->tx_tid = p->tx_boosted = 0;
+	p->boost_told = 0;
 	p->hb_running = 0;
 	p->hb_stop_fd = -1;
 	pthread_mutex_init(&p->send_lock, NULL);
@@ -65,12 +72,53 @@ void hr_peer_progress(struct hr_peer *p)
 void hr_peer_tx_lock(struct hr_peer *p)
 {
 	pthread_mutex_lock(&p->send_lock);
+	__atomic_store_n(&p->tx_since_ns, hr_now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->tx_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
 }
 
 void hr_peer_tx_unlock(struct hr_peer *p)
 {
 	__atomic_store_n(&p->last_tx_ns, hr_now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->tx_tid, 0, __ATOMIC_RELEASE);
+	/* boosted by the heartbeat thread meanwhile: back to our own nice
+	 * (the flag is set before the boost and cleared only here, by us) */
+	if (__atomic_exchange_n(&p->tx_boosted, 0, __ATOMIC_ACQ_REL))
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), p->tx_nice);
 	pthread_mutex_unlock(&p->send_lock);
+}
+
+/* The send lock is taken: a holder that has had it for a period while the
+ * socket has room is not waiting for the peer but for a CPU.  It gets the
+ * heartbeat thread's nice until it unlocks, so that its bytes (our sign of
+ * life meanwhile) go out. */
+static void boost_holder(struct hr_peer *p, uint64_t now)
+{
+	int tid = __atomic_load_n(&p->tx_tid, __ATOMIC_ACQUIRE);
+	uint64_t since = __atomic_load_n(&p->tx_since_ns, __ATOMIC_RELAXED);
+	if (!tid || now < since || now - since < p->heartbeat_ms * 1000000ull ||
+	    __atomic_load_n(&p->tx_boosted, __ATOMIC_ACQUIRE))
+		return;
+	struct pollfd pf = {p->fd, POLLOUT, 0};
+	if (poll(&pf, 1, 0) != 1 || !(pf.revents & POLLOUT))
+		return; /* waiting for room: data in flight */
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno || nice <= -20)
+		return;
+	p->tx_nice = nice;
+	__atomic_store_n(&p->tx_boosted, 1, __ATOMIC_RELEASE);
+	/* the holder may have let go just now: it then runs boosted until its
+	 * next unlock, which restores it */
+	if (setpriority(PRIO_PROCESS, (id_t)tid, -20) < 0) {
+		__atomic_store_n(&p->tx_boosted, 0, __ATOMIC_RELEASE);
+		return;
+	}
+	if (!p->boost_told++)
+		log_info(p->vm,
+			 "the engine held the link for %" PRIu64
+			 " ms with room to send: starved of CPU; it runs at nice -20 "
+			 "until its frame is out",
+			 (now - since) / 1000000);
 }
 
 int hr_peer_send(struct hr_peer *p, uint16_t type, uint16_t flags, const ProtobufCMessage *msg,
@@ -90,20 +138,38 @@ static void heartbeat_due(struct hr_peer *p, uint64_t now)
 {
 	/* a frame is going out, or waits for room: proof of life already, and
 	 * an engine blocked on the link is waiting, not wedged */
-	if (pthread_mutex_trylock(&p->send_lock))
+	if (pthread_mutex_trylock(&p->send_lock)) {
+		boost_holder(p, now);
 		return;
+	}
 	uint64_t progress = __atomic_load_n(&p->progress_ns, __ATOMIC_RELAXED);
-	if (p->max_pause_ms && now > progress && now - progress >= p->max_pause_ms * 1000000ull) {
+	uint64_t stalled_ns = 0;
+	if (progress != UINT64_MAX && now > progress &&
+	    now - progress >= 2 * p->heartbeat_ms * 1000000ull)
+		/* stale: judge it, forgiving the time spent waiting for a CPU */
+		stalled_ns = hr_stall_tick(&p->stall, now, progress, hr_stall_run_delay_ns());
+	else
+		hr_stall_tick(&p->stall, now, progress, 0);
+	if (!stalled_ns)
+		p->starved_told = 0;
+	if (p->max_pause_ms && stalled_ns >= p->max_pause_ms * 1000000ull) {
 		/* wedged: fall silent on purpose, so the peer sees a dead host */
 		if (!p->hb_withheld++)
 			log_warnx(p->vm,
 				  "the engine made no progress for %" PRIu64
-				  " ms (max pause %" PRIu64
+				  " ms while it could run (max pause %" PRIu64
 				  " ms): heartbeats stop so that the peer can take over",
-				  (now - progress) / 1000000, p->max_pause_ms);
+				  stalled_ns / 1000000, p->max_pause_ms);
 		pthread_mutex_unlock(&p->send_lock);
 		return;
 	}
+	if (!p->hb_withheld && stalled_ns && now - progress >= p->max_pause_ms * 1000000ull &&
+	    !p->starved_told++)
+		log_info(
+		    p->vm,
+		    "the engine made no progress for %" PRIu64
+		    " ms, waiting for a CPU most of it: starved, not wedged (heartbeats go on)",
+		    (now - progress) / 1000000);
 	if (p->hb_withheld) {
 		log_info(p->vm, "the engine makes progress again: heartbeats resume");
 		p->hb_withheld = 0;
@@ -124,6 +190,11 @@ static void *heartbeat_main(void *arg)
 	uint64_t period_ns = p->heartbeat_ms * 1000000ull;
 
 	hr_set_interrupt_fd(p->hb_stop_fd); /* a stop ends a blocked write */
+	/* a heartbeat is a few hundred bytes every period: it may run first
+	 * whenever it wakes, even among busy threads of its own group */
+	int rc = hr_thread_sched_latency(-20, 100);
+	if (rc < 0)
+		log_debug(p->vm, "heartbeat thread: no priority: %s", hr_strerror(rc));
 	for (;;) {
 		uint64_t now = hr_now_ns();
 		uint64_t last = __atomic_load_n(&p->last_tx_ns, __ATOMIC_RELAXED);

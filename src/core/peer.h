@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "core/stall.h"
 #include "core/stream.h"
 
 struct hr_peer {
@@ -31,13 +32,23 @@ struct hr_peer {
 	int handshake_ms; /* how long the handshake may wait (0: HR_HANDSHAKE_MS) */
 
 	/* liveness (the heartbeat thread; atomics where both threads look) */
-	uint64_t heartbeat_ms;	   /* period; 0 = no heartbeats */
-	uint64_t max_pause_ms;	   /* engine progress older than this: wedged (0 = never) */
-	uint64_t last_rx_ns;	   /* CLOCK_MONOTONIC of the last byte received */
-	uint64_t last_tx_ns;	   /* ... of the last frame sent, by either thread */
-	uint64_t progress_ns;	   /* ... of the engine thread's last sign of progress */
-	uint64_t hb_seq;	   /* heartbeats sent */
-	uint64_t hb_withheld;	   /* periods the heartbeat was withheld: engine wedged */
+	uint64_t heartbeat_ms; /* period; 0 = no heartbeats */
+	uint64_t max_pause_ms; /* engine progress older than this: wedged (0 = never) */
+	uint64_t last_rx_ns;   /* CLOCK_MONOTONIC of the last byte received */
+	uint64_t last_tx_ns;   /* ... of the last frame sent, by either thread */
+	uint64_t progress_ns;  /* ... of the engine thread's last sign of progress */
+	uint64_t hb_seq;       /* heartbeats sent */
+	uint64_t hb_withheld;  /* periods the heartbeat was withheld: engine wedged */
+	struct hr_stall stall; /* the heartbeat thread's: wedged or starved (stall.h) */
+	unsigned starved_told; /* "starved, not wedged" logged */
+	/* the send lock's holder, for the heartbeat thread: one that holds it
+	 * while the socket has room is starved, not waiting, and gets the
+	 * heartbeat's priority until it lets go (priority inheritance) */
+	int tx_tid;		   /* gettid() of the holder, 0: free */
+	uint64_t tx_since_ns;	   /* when it took the lock */
+	int tx_boosted;		   /* the holder runs at the heartbeat's nice */
+	int tx_nice;		   /* ... and goes back to this one on unlock */
+	unsigned boost_told;	   /* logged once */
 	pthread_mutex_t send_lock; /* held for one whole frame */
 	pthread_t hb_thread;
 	int hb_running;

@@ -21,7 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -32,6 +37,15 @@
 #include "net/tls-internal.h"
 
 static unsigned pumps_running;
+
+/* The links of this process by the inode of the caller's end (an fd number
+ * may be reused; the inode of an open socket is not), for hr_tls_rx_queued. */
+#define PUMP_REG_MAX 64
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	ino_t ino;
+	struct pump *p;
+} reg[PUMP_REG_MAX];
 
 struct pump {
 	struct hr_tls_ctx *ctx;
@@ -310,8 +324,54 @@ static void wait_events(struct pump *p)
 		eng_gone(p);
 }
 
+static void reg_add(ino_t ino, struct pump *p)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < PUMP_REG_MAX; i++)
+		if (!reg[i].p) {
+			reg[i].ino = ino;
+			reg[i].p = p;
+			break;
+		}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_del(struct pump *p)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < PUMP_REG_MAX; i++)
+		if (reg[i].p == p)
+			reg[i].p = NULL;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+long hr_tls_rx_queued(int plain_fd)
+{
+	struct stat st;
+	long n = -ENOENT;
+
+	if (fstat(plain_fd, &st) < 0)
+		return -ENOENT;
+	pthread_mutex_lock(&reg_lock);
+	for (int i = 0; i < PUMP_REG_MAX; i++) {
+		struct pump *p = reg[i].p;
+		if (!p || reg[i].ino != st.st_ino)
+			continue;
+		int q = 0;
+		if (p->net >= 0 && ioctl(p->net, SIOCINQ, &q) < 0)
+			q = 0;
+		size_t held = __atomic_load_n(&p->in_len, __ATOMIC_RELAXED) -
+			      __atomic_load_n(&p->in_off, __ATOMIC_RELAXED);
+		n = (long)q + (long)(held < HR_TLS_CHUNK ? held : 0);
+		break;
+	}
+	pthread_mutex_unlock(&reg_lock);
+	return n;
+}
+
 static void pump_free(struct pump *p)
 {
+	reg_del(p); /* before the socket closes: hr_tls_rx_queued holds reg_lock */
 	SSL_free(p->ssl);
 	BIO_free(p->wire);
 	if (p->net >= 0)
@@ -327,6 +387,12 @@ static void *pump_main(void *arg)
 	struct pump *p = arg;
 	const char *vm = p->vm[0] ? p->vm : NULL;
 
+	/* it carries the heartbeats: picked soon when it wakes (a short slice),
+	 * at the nice value it has (no larger share: it also moves bulk data) */
+	errno = 0;
+	int nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (errno == 0)
+		(void)hr_thread_sched_latency(nice, 100);
 	while (!finished(p)) {
 		int progress;
 		do {
@@ -397,6 +463,9 @@ int hr_tls_pump_start(struct hr_tls_ctx *ctx, SSL *ssl, int fd, const char *vm, 
 	snprintf(p->vm, sizeof(p->vm), "%s", vm ? vm : "");
 	snprintf(p->desc, sizeof(p->desc), "%s", desc);
 
+	struct stat st;
+	if (fstat(sv[0], &st) == 0)
+		reg_add(st.st_ino, p); /* before it runs: it may end at once */
 	/* The pump takes no signals: they are meant for the engine's threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -408,6 +477,7 @@ int hr_tls_pump_start(struct hr_tls_ctx *ctx, SSL *ssl, int fd, const char *vm, 
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
+		reg_del(p);
 		__atomic_sub_fetch(&pumps_running, 1, __ATOMIC_RELEASE);
 		hr_tls_ctx_free(ctx);
 		SSL_set_fd(ssl, fd); /* the caller frees ssl: give it back its socket BIO */

@@ -103,6 +103,16 @@ int hr_tls_server(struct hr_tls_ctx *ctx, int fd, const struct hr_tls_peer *p, i
 /* "ip:port" of fd's peer into buf (for hr_tls_peer.desc); returns buf. */
 const char *hr_tls_peer_addr(int fd, char *buf, size_t n);
 
+/*
+ * Bytes that arrived for the caller's end plain_fd of a TLS link and that
+ * its pump has not passed on yet (the TCP socket's receive queue and the
+ * pump's chunk), or -ENOENT when plain_fd is no TLS link's.  A backup asks
+ * before it calls its primary silent: a pump kept from running by a
+ * starved host is not a silent primary.  Advisory: the figure may be
+ * stale by the time it is used.
+ */
+long hr_tls_rx_queued(int plain_fd);
+
 /* Pump threads alive in this process (tests: every link's thread ends). */
 unsigned hr_tls_pumps_running(void);
 
