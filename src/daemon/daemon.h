@@ -106,6 +106,8 @@ struct hr_daemon_opts {
 	const char *control_path;
 	const char *listen;
 	const char *state_dir;
+	const char *disk_dir;	     /* --disk-dir: backups' images, DIR/VM/diskN.img */
+	const char *disk_durability; /* --disk-durability ack|flush (NULL: ack) */
 	const char *console_pattern;
 	uint64_t failover_timeout_ms;
 	uint64_t max_pause_ms;	 /* --max-pause: a wedged engine's heartbeats stop */

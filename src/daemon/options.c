@@ -43,6 +43,17 @@ static const char usage_text[] =
     "                          or just PORT also work\n"
     "  --state-dir DIR         console files etc. (default " HR_DEFAULT_STATE_DIR
     ", created 0700)\n"
+    "  --disk-dir DIR          where this host keeps its copies of other hosts' VM\n"
+    "                          disks (a backup never writes a path its peer names):\n"
+    "                          DIR/VM/diskN.img, created sparse with the primary's\n"
+    "                          sizes (default STATE-DIR/disks, created 0700); a VM\n"
+    "                          started here keeps its own --disk paths\n"
+    "  --disk-durability ack|flush\n"
+    "                          what a backup's acknowledgement promises of a disk\n"
+    "                          write: ack (default) - applied to its image, which\n"
+    "                          survives the crash of either host; flush - also\n"
+    "                          fdatasync'd when the epoch holds a guest flush, which\n"
+    "                          survives both hosts losing power\n"
     "  --failover-timeout MS   a replica whose primary is silent this long promotes\n"
     "                          itself (default 200, at most 3600000).  Heartbeats\n"
     "                          go out 8 times per timeout from a thread of their\n"
@@ -152,6 +163,8 @@ enum {
 	O_CONTROL = 1,
 	O_LISTEN,
 	O_STATE_DIR,
+	O_DISK_DIR,
+	O_DISK_DURABILITY,
 	O_FAILOVER_TIMEOUT,
 	O_MAX_PAUSE,
 	O_UNPROTECTED_OUTPUT,
@@ -193,6 +206,8 @@ static const struct dopt {
     [O_CONTROL] = {"control", 1, G_NONE},
     [O_LISTEN] = {"listen", 1, G_NONE},
     [O_STATE_DIR] = {"state-dir", 1, G_NONE},
+    [O_DISK_DIR] = {"disk-dir", 1, G_NONE},
+    [O_DISK_DURABILITY] = {"disk-durability", 1, G_NONE},
     [O_FAILOVER_TIMEOUT] = {"failover-timeout", 1, G_NONE},
     [O_MAX_PAUSE] = {"max-pause", 1, G_NONE},
     [O_UNPROTECTED_OUTPUT] = {"unprotected-output", 1, G_NONE},
@@ -291,6 +306,16 @@ static int apply(int id, const char *val, const char *pre, char *why, size_t n)
 		break;
 	case O_STATE_DIR:
 		hr_dopts.state_dir = val;
+		break;
+	case O_DISK_DIR:
+		hr_dopts.disk_dir = val;
+		break;
+	case O_DISK_DURABILITY:
+		if (strcmp(val, "ack") && strcmp(val, "flush")) {
+			snprintf(why, n, "bad %s%s '%s' (ack or flush)", pre, name, val);
+			return -EINVAL;
+		}
+		hr_dopts.disk_durability = val;
 		break;
 	case O_FAILOVER_TIMEOUT:
 		if (hr_parse_count(val, 1, HR_FAILOVER_TIMEOUT_MAX_MS,
@@ -495,6 +520,15 @@ static int check_all(void)
 				"--unprotected-output release with it\n");
 		return -EINVAL;
 	}
+	static char disk_dir[4096];
+	if (!hr_dopts.disk_dir) {
+		snprintf(disk_dir, sizeof(disk_dir), "%s/disks", hr_dopts.state_dir);
+		hr_dopts.disk_dir = disk_dir;
+	}
+	if (hr_dopts.disk_dir[0] != '/') {
+		fprintf(stderr, "hareplicated: --disk-dir takes an absolute path\n");
+		return -EINVAL;
+	}
 	if (!hr_dopts.console_pattern) {
 		snprintf(pattern, sizeof(pattern), "file:%s/%%s.console", hr_dopts.state_dir);
 		hr_dopts.console_pattern = pattern;
@@ -606,6 +640,9 @@ void hr_dopts_print(FILE *f, const struct hr_dopts_run *run)
 	print_str(f, O_CONTROL, hr_dopts.control_path);
 	print_str(f, O_LISTEN, hr_dopts.listen);
 	print_str(f, O_STATE_DIR, hr_dopts.state_dir);
+	print_str(f, O_DISK_DIR, hr_dopts.disk_dir);
+	print_str(f, O_DISK_DURABILITY,
+		  hr_dopts.disk_durability ? hr_dopts.disk_durability : "ack");
 	fprintf(f, "failover-timeout = %llu\n", (unsigned long long)hr_dopts.failover_timeout_ms);
 	fprintf(f, "max-pause = %llu\n", (unsigned long long)hr_dopts.max_pause_ms);
 	print_str(f, O_UNPROTECTED_OUTPUT, hr_dopts.unprotected_release ? "release" : "hold");
