@@ -168,3 +168,8 @@ dist_check_SCRIPTS += tests/t-layering.sh
 TESTS += tests/t-layering.sh
 TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh
+
+# disk writes replicated with their epoch (core/disklog.h, core/disk-staging.h)
+check_PROGRAMS += tests/t-disk-replicate
+TESTS += tests/t-disk-replicate
+tests_t_disk_replicate_LDADD = $(HR_LIBS)

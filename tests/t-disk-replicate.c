@@ -1,0 +1,286 @@
+/*
+ * t-disk-replicate.c - disk writes travel with their epoch (core/disklog.h,
+ * core/disk-staging.h): the backup applies an epoch's writes only when it
+ * commits it, a torn or mismatching epoch applies none, a promoted guest
+ * finds its disk exactly as its memory remembers it (the mem guest's
+ * diskcheck), and a backup that cannot apply stops replicating without
+ * ever running its copy while the primary goes on unprotected.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "core/disk-staging.h"
+#include "core/staging.h"
+#include "engine-pair.h"
+#include "tap.h"
+
+#define IMG_BYTES (4u << 20)
+
+static char dir[] = "/tmp/t-disk-replicate.XXXXXX";
+
+static int make_image(const char *name, char *path, size_t n)
+{
+	snprintf(path, n, "%s/%s", dir, name);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, IMG_BYTES) < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static int block_is(struct hr_image *img, uint64_t off, int byte)
+{
+	uint8_t buf[4096];
+	if (hr_image_pread(img, buf, sizeof(buf), off) < 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(buf); i++)
+		if (buf[i] != (uint8_t)byte)
+			return 0;
+	return 1;
+}
+
+/* One staged epoch of disk writes: begin, DISK_WRITES, end (its sum
+ * right unless bad_count).  Returns hr_staging_end's answer. */
+static int stage(struct hr_staging *st, uint64_t epoch, const uint64_t *offs, unsigned nr, int byte,
+		 int bad_count, int torn)
+{
+	static uint8_t data[4][4096];
+	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
+	Hr__DiskWrite w[4], *wp[4];
+	Hr__DiskWrites dw = HR__DISK_WRITES__INIT;
+	Hr__EpochEnd ee = HR__EPOCH_END__INIT;
+	struct hr_epoch_sum sum;
+	int rc;
+
+	eb.epoch = epoch;
+	if ((rc = hr_staging_begin(st, &eb)) < 0)
+		return rc;
+	hr_epoch_sum_init(&sum, epoch);
+	for (unsigned i = 0; i < nr; i++) {
+		memset(data[i], byte, sizeof(data[i]));
+		hr__disk_write__init(&w[i]);
+		w[i].offset = offs[i];
+		w[i].bytes = 4096;
+		wp[i] = &w[i];
+		hr_epoch_sum_disk(&sum, 0, offs[i], 4096, 0, data[i]);
+	}
+	dw.epoch = epoch;
+	dw.n_writes = nr;
+	dw.writes = wp;
+	uint8_t *flat = malloc(nr * 4096 + 1);
+	for (unsigned i = 0; i < nr; i++)
+		memcpy(flat + i * 4096, data[i], 4096);
+	rc = hr_staging_disk(st, &dw, flat, nr * 4096);
+	free(flat);
+	if (rc < 0 || torn) {
+		hr_epoch_sum_fini(&sum);
+		if (torn)
+			hr_staging_discard(st);
+		return rc;
+	}
+	ee.epoch = epoch;
+	ee.bytes = nr * 4096;
+	ee.has_nr_disk_writes = ee.has_disk_bytes = 1;
+	ee.nr_disk_writes = nr + (bad_count ? 1 : 0);
+	ee.disk_bytes = nr * 4096;
+	ee.xxh3 = hr_epoch_sum_value(&sum);
+	hr_epoch_sum_fini(&sum);
+	return hr_staging_end(st, &ee);
+}
+
+static void test_staging(void)
+{
+	char path[256];
+	struct hr_disk_target dt;
+	struct hr_disk_spec spec = {.path = path};
+	static uint8_t ram[16 * 4096];
+	struct hr_mem_region reg = {0, sizeof(ram), ram};
+	struct hr_staging *st;
+
+	make_image("staged.img", path, sizeof(path));
+	ok(hr_disk_target_open(&dt, "t", &spec, 1, HR_DISK_FLUSH) == 0, "backup image opened");
+	ok(hr_staging_new(&st, "t", &reg, 1, 0) == 0, "staging");
+	hr_staging_set_disks(st, &dt);
+
+	uint64_t o0[] = {3 * 4096, 7 * 4096};
+	ok(stage(st, 0, o0, 2, 'A', 0, 0) == 1, "epoch 0 with 2 disk writes verified");
+	ok(block_is(&dt.img[0], 3 * 4096, 0) && block_is(&dt.img[0], 7 * 4096, 0),
+	   "(a) verified but not committed: the image is untouched");
+	ok(hr_staging_commit(st, NULL, NULL, NULL) == 0, "epoch 0 committed");
+	ok(block_is(&dt.img[0], 3 * 4096, 'A') && block_is(&dt.img[0], 7 * 4096, 'A'),
+	   "(a) committed: both writes applied");
+
+	uint64_t o1[] = {5 * 4096};
+	stage(st, 1, o1, 1, 'B', 0, 1);
+	ok(block_is(&dt.img[0], 5 * 4096, 0), "(b) torn epoch 1: none of its writes applied");
+	uint64_t o1b[] = {6 * 4096, 3 * 4096};
+	ok(stage(st, 1, o1b, 2, 'C', 1, 0) == -HR_EPROTO,
+	   "(b) EPOCH_END with another write count: -HR_EPROTO");
+	ok(block_is(&dt.img[0], 6 * 4096, 0) && block_is(&dt.img[0], 3 * 4096, 'A'),
+	   "(b) ... and nothing of it applied");
+	uint64_t bad[] = {IMG_BYTES};
+	ok(stage(st, 1, bad, 1, 'D', 0, 0) == -HR_EPROTO, "a write past the image: -HR_EPROTO");
+	ok(stage(st, 1, o1b, 2, 'C', 0, 0) == 1 && hr_staging_commit(st, NULL, NULL, NULL) == 0,
+	   "epoch 1 again, whole: committed");
+	ok(block_is(&dt.img[0], 6 * 4096, 'C') && block_is(&dt.img[0], 3 * 4096, 'C'),
+	   "in order: the later write of a block wins");
+
+	dt.fail_after = dt.nr_applied + 2; /* the second write of the next epoch fails */
+	uint64_t o2[] = {9 * 4096, 10 * 4096};
+	ok(stage(st, 2, o2, 2, 'E', 0, 0) == 1, "epoch 2 verified");
+	ok(hr_staging_commit(st, NULL, NULL, NULL) == -EIO && dt.invalid,
+	   "(d) a failing apply: commit fails, the disk copy is marked invalid");
+	ok(hr_staging_next_epoch(st) == 2, "(d) epoch 2 is not committed");
+	ok(strstr(dt.why, "disk 0") && strstr(dt.why, "invalid"), "why names it: %s", dt.why);
+	hr_staging_free(st);
+	hr_disk_target_close(&dt);
+}
+
+/* ---- engine pairs (mem backend) ---- */
+
+static uint64_t ep_bytes, ep_pages, ep_n, ep_interval_us;
+static void p_epoch(struct ep_pair *ep, const struct hr_epoch_stats *st)
+{
+	(void)ep;
+	if (st->epoch < 2)
+		return; /* the sync */
+	__atomic_add_fetch(&ep_bytes, st->bytes, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&ep_pages, st->dirty_pages, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&ep_interval_us, st->interval_us, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&ep_n, 1, __ATOMIC_SEQ_CST);
+}
+
+static void configs(struct hr_engine_config *pc, struct hr_engine_config *bc,
+		    struct hr_disk_spec *pd, struct hr_disk_spec *bd)
+{
+	*pc = (struct hr_engine_config){
+	    .name = "t-disk", .ops = hr_backend_find("mem"), .epoch_us = 20000, .silence_ms = 300};
+	pc->vm =
+	    (struct hr_vm_config){.mem_bytes = 16 << 20,
+				  .nr_vcpus = 1,
+				  .kernel_path = "mem:",
+				  .cmdline = "steps_per_s=500 writes=4 disk_writes=4 disk_flush=1",
+				  .disks = pd,
+				  .nr_disks = 1};
+	*bc = (struct hr_engine_config){.name = "t-disk", .silence_ms = 300, .auto_promote = 1};
+	bc->vm = (struct hr_vm_config){.disks = bd, .nr_disks = 1};
+	bc->disk_durability = "flush";
+}
+
+static int parse_check(const char *out, uint64_t *blocks, uint64_t *errors)
+{
+	const char *p = out ? strstr(out, "diskcheck blocks=") : NULL;
+	unsigned long long b, e;
+	if (!p || sscanf(p, "diskcheck blocks=%llu errors=%llu", &b, &e) != 2)
+		return 0;
+	*blocks = b;
+	*errors = e;
+	return 1;
+}
+
+static int wait_check(struct ep_pair *ep, double s)
+{
+	for (int i = 0; i < s * 100; i++) {
+		pthread_mutex_lock(&ep->lock);
+		int seen = ep->out[0].buf && strstr(ep->out[0].buf, "diskcheck blocks=");
+		pthread_mutex_unlock(&ep->lock);
+		if (seen)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void test_failover(void)
+{
+	char pp[256], bp[256];
+	struct hr_disk_spec pd = {.path = pp}, bd = {.path = bp};
+	struct hr_engine_config pc, bc;
+	struct ep_pair ep = {0};
+
+	make_image("p-fo.img", pp, sizeof(pp));
+	make_image("b-fo.img", bp, sizeof(bp));
+	configs(&pc, &bc, &pd, &bd);
+	ep.on_p_epoch = p_epoch;
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "pair with one disk each started");
+	ok(ep_wait_u64(&ep.p_acked, 30, 20), "30 epochs acknowledged");
+	uint64_t n = ep_n ? ep_n : 1;
+	diag("per epoch (after the sync, %llu epochs of %llu us): %llu bytes on the wire, %llu of "
+	     "them pages, the rest disk data and the state; the guest writes 4 x 4 KiB blocks "
+	     "per step at 500 steps/s (8 MiB/s: %llu bytes of disk data per such epoch)",
+	     (unsigned long long)n, (unsigned long long)(ep_interval_us / n),
+	     (unsigned long long)(ep_bytes / n), (unsigned long long)(ep_pages * 4096 / n),
+	     (unsigned long long)(ep_interval_us / n * 8192 / 1000));
+	ok(ep_bytes / n > ep_pages * 4096 / n + 64 * 1024,
+	   "the epochs carry the disk data beside their pages");
+	ep_kill_primary(&ep);
+	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_PROMOTED, 10), "(c) the backup promoted");
+	ok(wait_check(&ep, 10), "(c) the promoted guest checked its disk");
+	uint64_t blocks = 0, errors = 1;
+	pthread_mutex_lock(&ep.lock);
+	int parsed = parse_check(ep.out[0].buf, &blocks, &errors);
+	pthread_mutex_unlock(&ep.lock);
+	ok(parsed && blocks > 0 && errors == 0,
+	   "(a)(c) the backup's disk is its memory's moment exactly: blocks=%llu errors=%llu",
+	   (unsigned long long)blocks, (unsigned long long)errors);
+	ep_finish(&ep);
+}
+
+static void test_backup_fails(void)
+{
+	char pp[256], bp[256];
+	struct hr_disk_spec pd = {.path = pp}, bd = {.path = bp};
+	struct hr_engine_config pc, bc;
+	struct ep_pair ep = {0};
+
+	make_image("p-f.img", pp, sizeof(pp));
+	make_image("b-f.img", bp, sizeof(bp));
+	configs(&pc, &bc, &pd, &bd);
+	bc.disk_fail_after = 200; /* an EIO after some epochs */
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "pair started (backup's disk fails)");
+	ok(ep_wait_events(&ep.p_events, 1ull << HR_RE_BACKUP_LOST, 20),
+	   "(d) the primary lost its backup");
+	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_ERROR, 10),
+	   "(d) the backup stopped with an error");
+	struct hr_engine_liveness l;
+	hr_engine_liveness(ep.p, &l);
+	ok(ep.p_state == HR_RS_UNPROTECTED, "(d) the primary is unprotected (state %d)",
+	   ep.p_state);
+	ok(l.held_why[0] == '\0', "(d) and its output is not held ('%s')", l.held_why);
+	uint64_t before = __atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST);
+	int grew = ep_wait_u64(&ep.p_bytes, before + 4096, 10);
+	ok(grew, "(d) its output continues (%llu -> %llu bytes released)",
+	   (unsigned long long)before,
+	   (unsigned long long)__atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST));
+	pthread_join(ep.tb, NULL);
+	ep.tb = 0;
+	ok(ep.rc_b == -EIO && !(ep.b_events & (1ull << HR_RE_PROMOTED)) && ep.b_bytes == 0,
+	   "(d) the backup ended (%s) and never ran its copy", hr_strerror(ep.rc_b));
+	/* the backup engine already returned; ep_finish joins it again */
+	hr_engine_stop(ep.p);
+	pthread_join(ep.tp, NULL);
+	hr_engine_free(ep.p);
+	hr_engine_free(ep.b);
+	for (unsigned c = 0; c < HR_MAX_CHANNELS; c++)
+		free(ep.out[c].buf);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir)) {
+		printf("1..0 # SKIP no temporary directory\n");
+		return 0;
+	}
+	plan(29);
+	test_staging();
+	test_failover();
+	test_backup_fails();
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	(void)!system(cmd);
+	return tap_done();
+}
