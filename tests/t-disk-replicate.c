@@ -14,6 +14,8 @@
 
 #include "common/err.h"
 #include "core/disk-staging.h"
+#include "core/disklog.h"
+#include "core/handshake.h"
 #include "core/staging.h"
 #include "engine-pair.h"
 #include "tap.h"
@@ -138,6 +140,79 @@ static void test_staging(void)
 	ok(strstr(dt.why, "disk 0") && strstr(dt.why, "invalid"), "why names it: %s", dt.why);
 	hr_staging_free(st);
 	hr_disk_target_close(&dt);
+}
+
+static int soft_calls;
+static void soft_cb(void *o)
+{
+	(void)o;
+	soft_calls++;
+}
+
+/* The primary's log: soft limit asks for a checkpoint, hard limit refuses,
+ * a cut empties it; without a backup nothing is kept. */
+static void test_disklog(void)
+{
+	struct hr_disklog l;
+	struct hr_disk_batch b = {0};
+	static uint8_t blk[4096];
+	int rc = 0;
+
+	ok(hr_disklog_init(&l, "t", 1, 20000, 40000, soft_cb, NULL) == 0, "disklog 20 KB / 40 KB");
+	for (int i = 0; i < 4; i++)
+		rc |= hr_disklog_write(&l, 0, i * 4096, blk, 4096, 0);
+	ok(!rc && soft_calls == 0, "4 writes under the soft limit: no early checkpoint");
+	rc = hr_disklog_write(&l, 0, 0, NULL, 0, HR_DW_FLUSH);
+	rc |= hr_disklog_write(&l, 0, 8192, blk, 4096, 0);
+	ok(!rc && soft_calls == 1, "past the soft limit: a checkpoint is asked for");
+	for (int i = 0; i < 6; i++)
+		rc = rc ? rc : hr_disklog_write(&l, 0, i * 4096, blk, 4096, 0);
+	ok(rc == -ENOBUFS && l.nr_refused > 0, "past the hard limit: -ENOBUFS");
+	ok(hr_disklog_write(&l, 1, 0, blk, 4096, 0) == -EINVAL &&
+	       hr_disklog_write(&l, 0, 0, NULL, 512, HR_DW_FLUSH) == -EINVAL,
+	   "no such disk, a flush with a length: -EINVAL");
+	hr_disklog_cut(&l, &b);
+	ok(b.nr >= 6 && b.recs[4].flags == HR_DW_FLUSH && b.recs[5].off == 8192 &&
+	       hr_disklog_bytes(&l) == 0,
+	   "the cut takes the epoch's writes in order (%zu) and empties the log", b.nr);
+	ok(hr_disklog_write(&l, 0, 0, blk, 4096, 0) == 0, "after the cut writes are held again");
+	hr_disklog_set_discard(&l, 1);
+	ok(hr_disklog_write(&l, 0, 0, blk, 4096, 0) == 0 && hr_disklog_bytes(&l) == 0,
+	   "without a backup: counted, not kept");
+	ok(hr_disklog_set_discard(&l, 0) == 1, "a new session learns 1 write is not on its disks");
+	hr_disk_batch_fini(&b);
+	hr_disklog_fini(&l);
+}
+
+/* Protocol 3 carries the disks; a version-2 peer is taken without disks only. */
+static void test_versions(void)
+{
+	Hr__Hello h = HR__HELLO__INIT;
+	uint64_t sizes[1] = {IMG_BYTES};
+	struct hr_hello_info hi = {.protocol_version = 2};
+	char why[160];
+
+	h.vm_name = "t";
+	h.backend = "mem";
+	h.page_bytes = 4096;
+	h.protocol_version = 2;
+	ok(hr_stream_check_hello(&h, "t") == 0, "a version-2 HELLO without disks is accepted");
+	h.n_disk_bytes = 1;
+	h.disk_bytes = sizes;
+	ok(hr_stream_check_hello(&h, "t") == -HR_EVERSION, "a version-2 HELLO with disks is not");
+	h.protocol_version = 3;
+	ok(hr_stream_check_hello(&h, "t") == 0, "version 3 with a disk is");
+	ok(hr_handshake_check_disks(&hi, sizes, 1, why, sizeof(why)) == -HR_EVERSION,
+	   "a backup with disks refuses a version-2 primary: %s", why);
+	hi.protocol_version = 3;
+	hi.nr_disks = 1;
+	hi.disk_bytes[0] = IMG_BYTES / 2;
+	ok(hr_handshake_check_disks(&hi, sizes, 1, why, sizeof(why)) == -HR_ESHAPE,
+	   "a disk of another size: %s", why);
+	ok(hr_handshake_check_disks(&hi, sizes, 0, why, sizeof(why)) == -HR_ESHAPE,
+	   "disks on the primary only: %s", why);
+	hi.disk_bytes[0] = IMG_BYTES;
+	ok(hr_handshake_check_disks(&hi, sizes, 1, why, sizeof(why)) == 0, "the same disks: taken");
 }
 
 /* ---- engine pairs (mem backend) ---- */
@@ -275,8 +350,10 @@ int main(void)
 		printf("1..0 # SKIP no temporary directory\n");
 		return 0;
 	}
-	plan(29);
+	plan(45);
 	test_staging();
+	test_disklog();
+	test_versions();
 	test_failover();
 	test_backup_fails();
 	char cmd[300];

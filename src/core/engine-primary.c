@@ -473,6 +473,12 @@ out:
 		rc = 0;
 	if (e->migrating)
 		hr_engine_migration_sender(e, NULL);
+	hr_engine_disklog_keep(e, 0); /* no backup gets the writes from here on */
+	if (snd.disk_writes)
+		log_info(e->name,
+			 "session sent %" PRIu64 " disk writes (%" PRIu64 " bytes) in %" PRIu64
+			 " epochs",
+			 snd.disk_writes, snd.disk_bytes, snd.nr_epochs);
 	e->session_epochs_sent = snd.nr_epochs;
 	hr_sender_fini(&snd);
 	return rc;
@@ -628,7 +634,6 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 				     e->backup_dropped[0] ? e->backup_dropped : hr_strerror(rc));
 		hr_peer_close(&e->peer);
 		hr_peer_fini(&e->peer);
-		hr_engine_disklog_keep(e, 0);
 		/* the lost backup may hold a commit and promote - unless it was
 		 * never sent a whole epoch, or it said it dropped its copy (it can
 		 * no longer apply the epochs: it never runs the VM) */
