@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -305,7 +307,9 @@ static void test_failover(void)
 	ep_finish(&ep);
 }
 
-static void test_backup_fails(void)
+/* The backup cannot apply (fail_after: an injected EIO; else its image
+ * lives in bdir, a tmpfs too small for it: ENOSPC). */
+static void test_backup_fails(const char *bdir, uint64_t fail_after, int want_rc)
 {
 	char pp[256], bp[256];
 	struct hr_disk_spec pd = {.path = pp}, bd = {.path = bp};
@@ -313,10 +317,19 @@ static void test_backup_fails(void)
 	struct ep_pair ep = {0};
 
 	make_image("p-f.img", pp, sizeof(pp));
-	make_image("b-f.img", bp, sizeof(bp));
+	if (bdir) {
+		snprintf(bp, sizeof(bp), "%s/b-f.img", bdir);
+		int fd = open(bp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0 || ftruncate(fd, IMG_BYTES) < 0)
+			bail("sparse image on the small tmpfs: %s", strerror(errno));
+		close(fd);
+	} else {
+		make_image("b-f.img", bp, sizeof(bp));
+	}
 	configs(&pc, &bc, &pd, &bd);
-	bc.disk_fail_after = 200; /* an EIO after some epochs */
-	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "pair started (backup's disk fails)");
+	bc.disk_fail_after = fail_after;
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "pair started (backup's disk: %s)",
+	   hr_strerror(want_rc));
 	ok(ep_wait_events(&ep.p_events, 1ull << HR_RE_BACKUP_LOST, 20),
 	   "(d) the primary lost its backup");
 	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_ERROR, 10),
@@ -333,7 +346,7 @@ static void test_backup_fails(void)
 	   (unsigned long long)__atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST));
 	pthread_join(ep.tb, NULL);
 	ep.tb = 0;
-	ok(ep.rc_b == -EIO && !(ep.b_events & (1ull << HR_RE_PROMOTED)) && ep.b_bytes == 0,
+	ok(ep.rc_b == want_rc && !(ep.b_events & (1ull << HR_RE_PROMOTED)) && ep.b_bytes == 0,
 	   "(d) the backup ended (%s) and never ran its copy", hr_strerror(ep.rc_b));
 	/* the backup engine already returned; ep_finish joins it again */
 	hr_engine_stop(ep.p);
@@ -344,18 +357,38 @@ static void test_backup_fails(void)
 		free(ep.out[c].buf);
 }
 
+/* A private mount namespace (before any thread: unshare refuses a threaded
+ * process) with a 256 KiB tmpfs at dir/small.  0, or -errno (no root). */
+static int small_tmpfs(char *path, size_t n)
+{
+	snprintf(path, n, "%s/small", dir);
+	if (mkdir(path, 0700) < 0 || unshare(CLONE_NEWNS) < 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k") < 0)
+		return -errno;
+	return 0;
+}
+
 int main(void)
 {
+	char small[256];
 	if (!mkdtemp(dir)) {
 		printf("1..0 # SKIP no temporary directory\n");
 		return 0;
 	}
-	plan(45);
+	int tmpfs_rc = small_tmpfs(small, sizeof(small));
+	plan(tmpfs_rc ? 45 : 52);
 	test_staging();
 	test_disklog();
 	test_versions();
 	test_failover();
-	test_backup_fails();
+	test_backup_fails(NULL, 200, -EIO); /* an EIO after some epochs */
+	if (!tmpfs_rc)
+		test_backup_fails(small, 0, -ENOSPC);
+	else
+		diag("no ENOSPC case: a private 256 KiB tmpfs needs root (%s)",
+		     hr_strerror(tmpfs_rc));
+	umount2(small, MNT_DETACH);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	(void)!system(cmd);
