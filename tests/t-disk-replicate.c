@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/util.h"
 #include "core/disk-staging.h"
 #include "core/disklog.h"
 #include "core/handshake.h"
@@ -307,6 +308,48 @@ static void test_failover(void)
 	ep_finish(&ep);
 }
 
+static uint64_t forced_n, soft_epochs;
+static void soft_epoch(struct ep_pair *ep, const struct hr_epoch_stats *st)
+{
+	(void)ep;
+	__atomic_add_fetch(&soft_epochs, 1, __ATOMIC_SEQ_CST);
+	if (st->epoch >= 1 && st->trigger == HR_EPOCH_END_FORCED)
+		__atomic_add_fetch(&forced_n, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A log past its soft limit ends the epoch early (as a full output
+ * buffer does): 500 ms epochs, 64 KiB of writes every 8 ms. */
+static void test_soft_limit(void)
+{
+	char pp[256], bp[256];
+	struct hr_disk_spec pd = {.path = pp}, bd = {.path = bp};
+	struct hr_engine_config pc, bc;
+	struct ep_pair ep = {0};
+
+	make_image("p-s.img", pp, sizeof(pp));
+	make_image("b-s.img", bp, sizeof(bp));
+	configs(&pc, &bc, &pd, &bd);
+	pc.epoch_us = 500000;
+	pc.disk_log_soft_bytes = 64 << 10;
+	pc.disk_log_hard_bytes = 4 << 20;
+	ep.on_p_epoch = soft_epoch;
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "pair with a 64 KiB soft limit started");
+	uint64_t t0 = hr_now_ns();
+	int got = ep_wait_u64(&soft_epochs, 12, 4);
+	double took_s = (hr_now_ns() - t0) / 1e9;
+	ok(got && took_s < 3, "12 epochs in %.2f s although they last 500 ms", took_s);
+	ok(forced_n >= 8, "the log ended them early (%llu forced)", (unsigned long long)forced_n);
+	ep_kill_primary(&ep);
+	ok(wait_check(&ep, 10), "promoted after the early epochs");
+	uint64_t blocks = 0, errors = 1;
+	pthread_mutex_lock(&ep.lock);
+	int parsed = parse_check(ep.out[0].buf, &blocks, &errors);
+	pthread_mutex_unlock(&ep.lock);
+	ok(parsed && blocks > 0 && errors == 0, "its disk check: blocks=%llu errors=%llu",
+	   (unsigned long long)blocks, (unsigned long long)errors);
+	ep_finish(&ep);
+}
+
 /* The backup cannot apply (fail_after: an injected EIO; else its image
  * lives in bdir, a tmpfs too small for it: ENOSPC). */
 static void test_backup_fails(const char *bdir, uint64_t fail_after, int want_rc)
@@ -377,11 +420,12 @@ int main(void)
 		return 0;
 	}
 	int tmpfs_rc = small_tmpfs(small, sizeof(small));
-	plan(tmpfs_rc ? 45 : 52);
+	plan(tmpfs_rc ? 50 : 57);
 	test_staging();
 	test_disklog();
 	test_versions();
 	test_failover();
+	test_soft_limit();
 	test_backup_fails(NULL, 200, -EIO); /* an EIO after some epochs */
 	if (!tmpfs_rc)
 		test_backup_fails(small, 0, -ENOSPC);
