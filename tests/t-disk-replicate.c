@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "core/disk-staging.h"
 #include "core/disklog.h"
+#include "core/envelope.h"
 #include "core/handshake.h"
 #include "core/staging.h"
 #include "engine-pair.h"
@@ -216,6 +217,156 @@ static void test_versions(void)
 	   "disks on the primary only: %s", why);
 	hi.disk_bytes[0] = IMG_BYTES;
 	ok(hr_handshake_check_disks(&hi, sizes, 1, why, sizeof(why)) == 0, "the same disks: taken");
+}
+
+/* ---- a backup engine fed by hand (as t-backup-bad) ---- */
+
+static void *run_backup(void *a)
+{
+	struct ep_pair *ep = a;
+	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
+	return NULL;
+}
+
+/* Epoch `epoch`: one DISK_WRITES frame of nr 4 KiB writes of `byte` at
+ * offs, the state; torn: no EPOCH_END. */
+static int hand_epoch(int fd, uint64_t epoch, const void *state, size_t slen, const uint64_t *offs,
+		      unsigned nr, int byte, int torn)
+{
+	static uint8_t data[4][4096];
+	Hr__DiskWrite w[4], *wp[4];
+	struct iovec iov[4];
+	struct hr_epoch_sum sum;
+
+	hr_epoch_sum_init(&sum, epoch);
+	for (unsigned i = 0; i < nr; i++) {
+		memset(data[i], byte, 4096);
+		hr__disk_write__init(&w[i]);
+		w[i].offset = offs[i];
+		w[i].bytes = 4096;
+		wp[i] = &w[i];
+		iov[i] = (struct iovec){data[i], 4096};
+		hr_epoch_sum_disk(&sum, 0, offs[i], 4096, 0, data[i]);
+	}
+	hr_epoch_sum_state(&sum, state, slen);
+	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
+	eb.epoch = epoch;
+	Hr__DiskWrites dw = HR__DISK_WRITES__INIT;
+	dw.epoch = epoch;
+	dw.n_writes = nr;
+	dw.writes = wp;
+	Hr__State sm = HR__STATE__INIT;
+	sm.epoch = epoch;
+	sm.blob_bytes = slen;
+	struct iovec siov = {(void *)state, slen};
+	int rc = hr_stream_send(fd, HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
+	rc = rc ?: hr_stream_send(fd, HR_FT_DISK_WRITES, HR_FRAME_MANDATORY, &dw.base, iov, nr);
+	rc = rc ?: hr_stream_send(fd, HR_FT_STATE, HR_FRAME_MANDATORY, &sm.base, &siov, 1);
+	if (!torn) {
+		Hr__EpochEnd ee = HR__EPOCH_END__INIT;
+		ee.epoch = epoch;
+		ee.bytes = nr * 4096 + slen;
+		ee.has_nr_disk_writes = ee.has_disk_bytes = 1;
+		ee.nr_disk_writes = nr;
+		ee.disk_bytes = nr * 4096;
+		ee.xxh3 = hr_epoch_sum_value(&sum);
+		rc = rc
+			 ?: hr_stream_send(fd, HR_FT_EPOCH_END, HR_FRAME_MANDATORY, &ee.base, NULL,
+					   0);
+	}
+	hr_epoch_sum_fini(&sum);
+	return rc;
+}
+
+static int64_t hand_ack(int fd, int timeout_ms)
+{
+	uint64_t deadline = hr_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = hr_now_ns();
+		struct pollfd p = {fd, POLLIN, 0};
+		struct hr_frame f;
+		if (now >= deadline || poll(&p, 1, (int)((deadline - now) / 1000000) + 1) <= 0 ||
+		    hr_stream_recv(fd, "t", &f) < 0)
+			return -1;
+		int hb = f.type == HR_FT_HEARTBEAT;
+		int64_t ep = f.type == HR_FT_ACK ? (int64_t)((Hr__Ack *)f.msg)->epoch : -2;
+		hr_frame_release(&f);
+		if (!hb)
+			return ep;
+	}
+}
+
+/* (a) and (b) through a real backup engine: an epoch's writes reach the
+ * backup's image at its commit, a torn epoch's never, also not when the
+ * backup promotes after the tear. */
+static void test_hand_torn(void)
+{
+	char bp[256], sp[256];
+	struct hr_disk_spec bd = {.path = bp}, sd = {.path = sp};
+	struct ep_pair ep = {0};
+	struct hr_image img;
+	char why[160];
+	void *blob = NULL, *state = NULL;
+	size_t blob_len = 0, slen = 0;
+
+	make_image("b-hand.img", bp, sizeof(bp));
+	make_image("src-hand.img", sp, sizeof(sp));
+	/* a state blob of a mem guest with a disk of this size */
+	struct hr_vm_config mc = {
+	    .name = "t-src", .mem_bytes = 8 << 20, .nr_vcpus = 1, .disks = &sd, .nr_disks = 1};
+	struct hr_vm *src = NULL;
+	const struct hr_backend_ops *mem = hr_backend_find("mem");
+	if (mem->open(&src, &mc) || mem->save_state(src, &blob, &blob_len))
+		bail("mem backend with a disk: %s", src ? mem->last_error(src) : "?");
+	mem->close(src);
+	struct hr_out_held held = {.nr_chans = 1};
+	if (hr_envelope_pack(&held, blob, blob_len, (uint8_t **)&state, &slen))
+		bail("envelope");
+
+	struct hr_engine_config bc = {.name = "t-hand", .auto_promote = 1, .output_sink = ep_sink};
+	bc.output_opaque = &ep;
+	bc.on_state = ep_b_state;
+	bc.state_opaque = &ep;
+	bc.vm = (struct hr_vm_config){.disks = &bd, .nr_disks = 1};
+	pthread_mutex_init(&ep.lock, NULL);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ep.fds);
+	hr_engine_new(&ep.b, &bc);
+	pthread_create(&ep.tb, NULL, run_backup, &ep);
+	struct hr_mem_region layout = {0, 8 << 20, NULL};
+	uint64_t sizes[1] = {IMG_BYTES};
+	hr_stream_send_hello_disks(ep.fds[0], HR__ROLE__ROLE_PRIMARY, "t-hand", "mem", 8 << 20, 1,
+				   &layout, 1, 0, 0, 0, NULL, NULL, 0, sizes, 1);
+	struct hr_frame f;
+	int rc = hr_stream_recv(ep.fds[0], "t", &f);
+	ok(rc == 0 && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted,
+	   "a backup with a disk accepts a HELLO with a disk of its size");
+	if (!rc)
+		hr_frame_release(&f);
+
+	hr_image_open(&img, bp, 1, why, sizeof(why));
+	uint64_t o0[] = {4096};
+	hand_epoch(ep.fds[0], 0, state, slen, o0, 1, 'A', 0);
+	ok(hand_ack(ep.fds[0], 5000) == 0 && block_is(&img, 4096, 'A'),
+	   "epoch 0 acked: its write is on the backup's image");
+	uint64_t o1[] = {2 * 4096, 4096};
+	hand_epoch(ep.fds[0], 1, state, slen, o1, 2, 'B', 1);
+	ok(hand_ack(ep.fds[0], 300) == -1, "epoch 1 sent without its EPOCH_END: no ack");
+	ok(block_is(&img, 2 * 4096, 0) && block_is(&img, 4096, 'A'),
+	   "(a) epoch 1's writes are not applied before a commit");
+	shutdown(ep.fds[0], SHUT_RDWR); /* the link is cut mid-epoch */
+	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_PROMOTED, 10),
+	   "the backup promoted from epoch 0");
+	ok(block_is(&img, 2 * 4096, 0) && block_is(&img, 4096, 'A'),
+	   "(b) the torn epoch applied none of its writes");
+	hr_engine_stop(ep.b);
+	pthread_join(ep.tb, NULL);
+	hr_engine_free(ep.b);
+	hr_image_close(&img);
+	close(ep.fds[0]);
+	close(ep.fds[1]);
+	free(ep.out[0].buf);
+	free(blob);
+	free(state);
 }
 
 /* ---- engine pairs (mem backend) ---- */
@@ -420,10 +571,11 @@ int main(void)
 		return 0;
 	}
 	int tmpfs_rc = small_tmpfs(small, sizeof(small));
-	plan(tmpfs_rc ? 50 : 57);
+	plan(tmpfs_rc ? 56 : 63);
 	test_staging();
 	test_disklog();
 	test_versions();
+	test_hand_torn();
 	test_failover();
 	test_soft_limit();
 	test_backup_fails(NULL, 200, -EIO); /* an EIO after some epochs */
