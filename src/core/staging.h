@@ -15,7 +15,11 @@
  * Memory: one staging slot per distinct gfn of the epoch (a page written
  * twice in an epoch keeps the later copy), in 2 MiB chunks kept across
  * epochs, plus a 4-byte index per guest page.  Epoch 0 (full sync) needs
- * staging space for all of guest RAM.
+ * staging space for all of guest RAM.  An epoch's disk writes (DISK_WRITES,
+ * protocol 3) are staged whole in memory too (bounded by the primary's
+ * write log, core/disklog.h) and applied to the backup's images, in order,
+ * by hr_staging_commit (core/disk-staging.h); a discarded epoch applies
+ * none.
  *
  * Not thread-safe: one receiving thread per vm.
  */
