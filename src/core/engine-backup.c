@@ -87,6 +87,11 @@ static int backup_disks(struct hr_engine *e, const struct hr_hello_info *h, char
 		return rc;
 	}
 	e->dt.fail_after = e->cfg.disk_fail_after;
+	/* once promoted, its guest's writes are counted from the first */
+	if ((rc = hr_engine_disklog_setup(e)) < 0) {
+		snprintf(why, why_size, "the disk write log: %s", hr_strerror(rc));
+		return rc;
+	}
 	for (unsigned i = 0; i < e->dt.nr; i++)
 		sizes[i] = e->dt.img[i].bytes;
 	if ((rc = hr_handshake_check_disks(h, sizes, e->cfg.vm.nr_disks, why, why_size)) < 0)

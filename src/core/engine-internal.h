@@ -212,6 +212,9 @@ void hr_engine_set_held(struct hr_engine *e, const char *why);
 int hr_engine_disk_write(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t len,
 			 unsigned flags);
 int hr_engine_disk_sizes(struct hr_engine *e);
+/* The write log (engine-primary.c), set up before the guest can write:
+ * it counts writes from the start and keeps them in sessions.  0 or -errno. */
+int hr_engine_disklog_setup(struct hr_engine *e);
 void hr_engine_disklog_keep(struct hr_engine *e, int on);
 /* The configured max pause, or HR_MAX_PAUSE_MS. */
 uint64_t hr_engine_max_pause_ms(const struct hr_engine *e);

@@ -317,7 +317,7 @@ static int primary_setup(struct hr_engine *e)
 	if (vc.nr_disks) {
 		vc.disk_write = hr_engine_disk_write;
 		vc.disk_opaque = e;
-		if ((rc = hr_engine_disk_sizes(e)) < 0)
+		if ((rc = hr_engine_disk_sizes(e)) < 0 || (rc = hr_engine_disklog_setup(e)) < 0)
 			return rc;
 	}
 	if ((rc = hr_engine_open_vm(e, &vc)) < 0)
@@ -350,15 +350,24 @@ int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf)
 	e->src.hvm = e->vm;
 	e->src.gm = &e->gm;
 	e->src.outbuf = outbuf;
-	if (e->cfg.vm.nr_disks && !e->disklog_on) {
-		if ((rc = hr_disklog_init(&e->disklog, e->name, e->cfg.vm.nr_disks,
-					  e->cfg.disk_log_soft_bytes, e->cfg.disk_log_hard_bytes,
-					  disklog_full_cb, e)) < 0)
-			return rc;
-		hr_disklog_set_discard(&e->disklog, 1); /* until a session keeps it */
-		e->src.disklog = &e->disklog;
-		__atomic_store_n(&e->disklog_on, 1, __ATOMIC_RELEASE);
+	e->src.disklog = e->disklog_on ? &e->disklog : NULL;
+	return 0;
+}
+
+int hr_engine_disklog_setup(struct hr_engine *e)
+{
+	int rc;
+
+	if (!e->cfg.vm.nr_disks || e->disklog_on)
+		return 0;
+	if ((rc = hr_disklog_init(&e->disklog, e->name, e->cfg.vm.nr_disks,
+				  e->cfg.disk_log_soft_bytes, e->cfg.disk_log_hard_bytes,
+				  disklog_full_cb, e)) < 0) {
+		log_err(e->name, "disk write log limits: the soft one above the hard one");
+		return rc;
 	}
+	hr_disklog_set_discard(&e->disklog, 1); /* until a session keeps it */
+	__atomic_store_n(&e->disklog_on, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
