@@ -172,3 +172,7 @@ TESTS += tests/t-log.sh
 check_PROGRAMS += tests/t-stall
 TESTS += tests/t-stall
 tests_t_stall_LDADD = $(HR_LIBS)
+# disk writes replicated with their epoch (core/disklog.h, core/disk-staging.h)
+check_PROGRAMS += tests/t-disk-replicate
+TESTS += tests/t-disk-replicate
+tests_t_disk_replicate_LDADD = $(HR_LIBS)

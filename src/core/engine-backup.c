@@ -66,6 +66,43 @@ static int replica_options(struct hr_engine *e, const char *primary, char *out, 
 	return 0;
 }
 
+/* The backup's images of the VM's disks: the primary's number and sizes;
+ * committed epochs' writes are applied to them (core/disk-staging.h). */
+static int backup_disks(struct hr_engine *e, const struct hr_hello_info *h, char *why,
+			size_t why_size)
+{
+	enum hr_disk_durability dur;
+	uint64_t sizes[HR_MAX_DISKS];
+	int rc;
+
+	if (hr_disk_durability_parse(e->cfg.disk_durability, &dur) < 0) {
+		snprintf(why, why_size, "disk_durability '%s': want ack or flush",
+			 e->cfg.disk_durability);
+		log_err(e->name, "refusing the primary: %s", why);
+		return -EINVAL;
+	}
+	if (e->cfg.vm.nr_disks && (rc = hr_disk_target_open(&e->dt, e->name, e->cfg.vm.disks,
+							    e->cfg.vm.nr_disks, dur)) < 0) {
+		snprintf(why, why_size, "%s", e->dt.why);
+		log_err(e->name, "refusing the primary: %s", why);
+		return rc;
+	}
+	e->dt.fail_after = e->cfg.disk_fail_after;
+	/* once promoted, its guest's writes are counted from the first */
+	if ((rc = hr_engine_disklog_setup(e)) < 0) {
+		snprintf(why, why_size, "the disk write log: %s", hr_strerror(rc));
+		return rc;
+	}
+	for (unsigned i = 0; i < e->dt.nr; i++)
+		sizes[i] = e->dt.img[i].bytes;
+	if ((rc = hr_handshake_check_disks(h, sizes, e->cfg.vm.nr_disks, why, why_size)) < 0)
+		log_err(e->name, "refusing the primary: %s", why);
+	else if (e->cfg.vm.nr_disks)
+		log_info(e->name, "backup: %u disk%s, writes applied at commit (durability %s)",
+			 e->dt.nr, e->dt.nr > 1 ? "s" : "", dur == HR_DISK_FLUSH ? "flush" : "ack");
+	return rc;
+}
+
 static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 {
 	struct hr_hello_info h;
@@ -96,6 +133,11 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 		vc.emit_opaque = e;
 		vc.on_exit = hr_engine_on_guest_exit;
 		vc.exit_opaque = e;
+		if (vc.nr_disks) {
+			/* promoted, its guest's writes go to the log once it is a primary */
+			vc.disk_write = hr_engine_disk_write;
+			vc.disk_opaque = e;
+		}
 		if (h.epoch_us)
 			e->cfg.epoch_us = h.epoch_us;
 		e->mig_target = h.migration;
@@ -117,6 +159,8 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 			log_err(e->name, "primary's memory layout differs from the replica's");
 		if (!rc && (rc = hr_handshake_check_cpu(&h, e->ops, e->vm, why, sizeof(why))) < 0)
 			log_err(e->name, "refusing the primary: %s", why);
+		if (!rc)
+			rc = backup_disks(e, &h, why, sizeof(why));
 		if (!rc)
 			rc = hr_staging_new(st_r, e->name, e->gm.regions, e->gm.nr_regions,
 					    h.first_epoch);
@@ -265,6 +309,8 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 	hr_engine_role_event(e, HR_RE_CONNECTED, NULL);
 	hr_receiver_init(&rx, e->name, peer_fd, &e->gm, st);
 	hr_receiver_use_peer(&rx, &e->peer);
+	if (e->dt.nr)
+		hr_receiver_use_disks(&rx, &e->dt);
 	if ((rc = hr_peer_liveness_start(&e->peer)) < 0) {
 		log_err(e->name, "the heartbeat thread: %s", hr_strerror(rc));
 		hr_engine_role_event(e, HR_RE_ERROR, hr_strerror(rc));
@@ -316,6 +362,11 @@ int hr_engine_run_backup(struct hr_engine *e, int peer_fd)
 				if (rx.nr_epochs == 1)
 					hr_engine_role_event(e, HR_RE_SYNCED, "epoch 0 committed");
 				hr_engine_epoch_done(e, &rx.last);
+			} else if (r < 0 && rx.disk_failed) {
+				/* half-applied disks: this copy must never run */
+				hr_engine_role_event(e, HR_RE_ERROR, e->dt.why);
+				rc = rx.disk_failed;
+				goto out;
 			} else if (r < 0) {
 				ended = 1;
 			}

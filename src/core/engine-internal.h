@@ -9,6 +9,8 @@
 #include <pthread.h>
 
 #include "core/engine.h"
+#include "core/disk-staging.h"
+#include "core/disklog.h"
 #include "core/epoch.h"
 #include "core/guestmem.h"
 #include "core/outbuf.h"
@@ -85,6 +87,14 @@ struct hr_engine {
 		int armed;			    /* atomic: waiting for that output */
 		const char *how;		    /* "stream ended", "stream silent" */
 	} fo;
+
+	/* disks: the primary's write log (src.disklog; disklog_on: set up,
+	 * atomic) and the backup's images (dt) */
+	struct hr_disklog disklog;
+	int disklog_on;
+	uint64_t disk_sizes[HR_MAX_DISKS];
+	struct hr_disk_target dt;
+	char backup_dropped[256]; /* the backup dropped its copy: why ("" not) */
 
 	/* both */
 	volatile int guest_exited;
@@ -196,6 +206,16 @@ int hr_engine_open_vm(struct hr_engine *e, struct hr_vm_config *vc);
 uint64_t hr_engine_heartbeat_ms(const struct hr_engine *e);
 /* Output held without a backup: why (NULL or "": released again). */
 void hr_engine_set_held(struct hr_engine *e, const char *why);
+/* Disks: the engine's hr_disk_write_fn (opaque = the engine), the sizes
+ * of cfg.vm.disks into disk_sizes (0 or -errno, logged), and the write
+ * log kept (on 1) or not (0: no backup holds the disks' past). */
+int hr_engine_disk_write(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t len,
+			 unsigned flags);
+int hr_engine_disk_sizes(struct hr_engine *e);
+/* The write log (engine-primary.c), set up before the guest can write:
+ * it counts writes from the start and keeps them in sessions.  0 or -errno. */
+int hr_engine_disklog_setup(struct hr_engine *e);
+void hr_engine_disklog_keep(struct hr_engine *e, int on);
 /* The configured max pause, or HR_MAX_PAUSE_MS. */
 uint64_t hr_engine_max_pause_ms(const struct hr_engine *e);
 

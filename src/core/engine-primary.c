@@ -105,6 +105,10 @@ static int wait_ack(struct hr_engine *e, struct hr_sender *snd, uint64_t *ack_ns
 		if (f.type == HR_FT_ERROR) {
 			Hr__Error *er = (Hr__Error *)f.msg;
 			log_err(e->name, "backup reports: %s", er->text ? er->text : "error");
+			if (er->has_copy_dropped && er->copy_dropped)
+				snprintf(e->backup_dropped, sizeof(e->backup_dropped),
+					 "the backup dropped its copy: %s (%s)",
+					 er->text ? er->text : "no reason", hr_strerror(er->code));
 			rc = er->code < 0 ? er->code : -HR_EPROTO;
 			hr_frame_release(&f);
 			return rc;
@@ -310,6 +314,12 @@ static int primary_setup(struct hr_engine *e)
 	vc.emit_opaque = e;
 	vc.on_exit = hr_engine_on_guest_exit;
 	vc.exit_opaque = e;
+	if (vc.nr_disks) {
+		vc.disk_write = hr_engine_disk_write;
+		vc.disk_opaque = e;
+		if ((rc = hr_engine_disk_sizes(e)) < 0 || (rc = hr_engine_disklog_setup(e)) < 0)
+			return rc;
+	}
 	if ((rc = hr_engine_open_vm(e, &vc)) < 0)
 		return rc;
 	if ((rc = hr_outbuf_new(&e->outbuf, e->name, e->chans, e->nr_chans, HR_OUTPUT_CAP_BYTES,
@@ -317,6 +327,13 @@ static int primary_setup(struct hr_engine *e)
 		return rc;
 	hr_engine_watch_net_output(e, e->outbuf);
 	return hr_engine_src_setup(e, e->outbuf);
+}
+
+/* The write log is past its soft limit: checkpoint early, as a full
+ * output buffer asks (the ack empties both). */
+static void disklog_full_cb(void *opaque)
+{
+	hr_engine_ctl_send(opaque, CTL_OUTPUT_FULL);
 }
 
 int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf)
@@ -333,6 +350,24 @@ int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf)
 	e->src.hvm = e->vm;
 	e->src.gm = &e->gm;
 	e->src.outbuf = outbuf;
+	e->src.disklog = e->disklog_on ? &e->disklog : NULL;
+	return 0;
+}
+
+int hr_engine_disklog_setup(struct hr_engine *e)
+{
+	int rc;
+
+	if (!e->cfg.vm.nr_disks || e->disklog_on)
+		return 0;
+	if ((rc = hr_disklog_init(&e->disklog, e->name, e->cfg.vm.nr_disks,
+				  e->cfg.disk_log_soft_bytes, e->cfg.disk_log_hard_bytes,
+				  disklog_full_cb, e)) < 0) {
+		log_err(e->name, "disk write log limits: the soft one above the hard one");
+		return rc;
+	}
+	hr_disklog_set_discard(&e->disklog, 1); /* until a session keeps it */
+	__atomic_store_n(&e->disklog_on, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -372,7 +407,8 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 	}
 	rc = hr_handshake_primary(&e->peer, e->ops->name, &e->cfg.vm, e->gm.regions,
 				  e->gm.nr_regions, e->cfg.epoch_us, e->cfg.min_epoch_us, epoch,
-				  cpu, cpu_bytes, e->migrating, ctl_r, e->error, sizeof(e->error));
+				  cpu, cpu_bytes, e->migrating, e->disk_sizes, e->cfg.vm.nr_disks,
+				  ctl_r, e->error, sizeof(e->error));
 	free(cpu);
 	if (rc < 0) {
 		if (rc != -EINTR && !e->error[0])
@@ -386,6 +422,7 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 		log_err(e->name, "the heartbeat thread: %s", hr_strerror(rc));
 		goto out;
 	}
+	hr_engine_disklog_keep(e, 1); /* from here on the backup gets every write */
 	hr_engine_role_event(e, HR_RE_CONNECTED,
 			     e->migrating ? "migrating: copying memory while the guest runs"
 					  : "copying memory while the guest runs");
@@ -445,6 +482,12 @@ out:
 		rc = 0;
 	if (e->migrating)
 		hr_engine_migration_sender(e, NULL);
+	hr_engine_disklog_keep(e, 0); /* no backup gets the writes from here on */
+	if (snd.disk_writes)
+		log_info(e->name,
+			 "session sent %" PRIu64 " disk writes (%" PRIu64 " bytes) in %" PRIu64
+			 " epochs",
+			 snd.disk_writes, snd.disk_bytes, snd.nr_epochs);
 	e->session_epochs_sent = snd.nr_epochs;
 	hr_sender_fini(&snd);
 	return rc;
@@ -596,12 +639,18 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 					   "before the backup's last sign of life: ignored");
 			__atomic_store_n(&e->cluster_release, 0, __ATOMIC_SEQ_CST);
 		}
-		hr_engine_role_event(e, HR_RE_BACKUP_LOST, hr_strerror(rc));
+		hr_engine_role_event(e, HR_RE_BACKUP_LOST,
+				     e->backup_dropped[0] ? e->backup_dropped : hr_strerror(rc));
 		hr_peer_close(&e->peer);
 		hr_peer_fini(&e->peer);
 		/* the lost backup may hold a commit and promote - unless it was
-		 * never sent a whole epoch */
-		e->speaking = hr_ha_speaks_after_loss(e->speaking, e->session_epochs_sent);
+		 * never sent a whole epoch, or it said it dropped its copy (it can
+		 * no longer apply the epochs: it never runs the VM) */
+		e->speaking = hr_ha_speaks_after_loss(e->speaking, e->session_epochs_sent) ||
+			      e->backup_dropped[0];
+		if (e->backup_dropped[0])
+			hr_engine_set_held(e, NULL);
+		e->backup_dropped[0] = '\0';
 		if (!e->session_synced) {
 			e->reprotect_failures++;
 			log_warnx(e->name,

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/engine-internal.h"
+#include "disk/image.h"
 #include "ha/standdown.h"
 
 void hr_engine_ctl_send(struct hr_engine *e, char c)
@@ -171,6 +172,8 @@ int hr_engine_new(struct hr_engine **eng_r, const struct hr_engine_config *cfg)
 	pthread_mutex_init(&e->stats_lock, NULL);
 	pthread_mutex_init(&e->out_lock, NULL);
 	e->ctl_pipe[0] = e->end_pipe[0] = e->out_wake_fd = e->wake_fd = -1;
+	for (unsigned i = 0; i < HR_MAX_DISKS; i++)
+		e->dt.img[i].fd = -1;
 	if (pipe2(e->ctl_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    pipe2(e->end_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
 	    (e->out_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
@@ -204,6 +207,9 @@ void hr_engine_free(struct hr_engine *e)
 	hr_dirtyset_free(e->src.dirty);
 	free(e->src.gfns);
 	hr_capture_fini(&e->src.capture);
+	hr_disk_batch_fini(&e->src.disk);
+	hr_disklog_fini(&e->disklog);
+	hr_disk_target_close(&e->dt);
 	close(e->ctl_pipe[0]);
 	close(e->ctl_pipe[1]);
 	close(e->end_pipe[0]);
@@ -213,6 +219,53 @@ void hr_engine_free(struct hr_engine *e)
 	pthread_mutex_destroy(&e->stats_lock);
 	pthread_mutex_destroy(&e->out_lock);
 	free(e);
+}
+
+/* ---- disks ---- */
+
+int hr_engine_disk_write(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t len,
+			 unsigned flags)
+{
+	struct hr_engine *e = opaque;
+	if (!__atomic_load_n(&e->disklog_on, __ATOMIC_ACQUIRE))
+		return 0; /* a replica's guest does not run; a promoted one is set up first */
+	int rc = hr_disklog_write(&e->disklog, disk, off, buf, len, flags);
+	if (rc == -ENOBUFS && e->disklog.nr_refused == 1)
+		log_warnx(e->name,
+			  "disk writes of this epoch exceed %" PRIu64
+			  " bytes: the guest's writes fail until the checkpoint",
+			  e->disklog.hard_bytes);
+	return rc;
+}
+
+int hr_engine_disk_sizes(struct hr_engine *e)
+{
+	for (unsigned i = 0; i < e->cfg.vm.nr_disks; i++) {
+		struct hr_image img;
+		char why[160] = "";
+		int rc = hr_image_open(&img, e->cfg.vm.disks[i].path, 1, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(e->error, sizeof(e->error), "disk %u (%s): %s", i,
+				 e->cfg.vm.disks[i].path, why[0] ? why : hr_strerror(rc));
+			log_err(e->name, "%s", e->error);
+			return rc;
+		}
+		e->disk_sizes[i] = img.bytes;
+		hr_image_close(&img);
+	}
+	return 0;
+}
+
+void hr_engine_disklog_keep(struct hr_engine *e, int on)
+{
+	if (!__atomic_load_n(&e->disklog_on, __ATOMIC_ACQUIRE))
+		return;
+	uint64_t lost = hr_disklog_set_discard(&e->disklog, !on);
+	if (on && lost)
+		log_warnx(e->name,
+			  "%" PRIu64 " disk writes made without a backup are not on the new "
+			  "backup's disks: its images must be synchronised first",
+			  lost);
 }
 
 /* ---- guest callbacks (vCPU threads) ---- */

@@ -94,8 +94,20 @@ struct hr_migration_progress {
 struct hr_engine_config {
 	const char *name;
 	const struct hr_backend_ops *ops;
-	struct hr_vm_config vm; /* emit/on_exit are set by the engine */
-	uint64_t epoch_us;	/* configured epoch length */
+	/* emit/on_exit/disk_write are set by the engine.  vm.disks / nr_disks:
+	 * this host's images of the VM's disks, in both roles (a backup's must
+	 * have the primary's sizes).  The primary's completed writes travel
+	 * with the epoch that saw them complete; the backup applies them when it
+	 * commits that epoch (core/disklog.h, core/disk-staging.h). */
+	struct hr_vm_config vm;
+	/* Disks, backup: "ack" (NULL, default) or "flush" - what an ACK promises
+	 * about the epoch's writes (core/disk-staging.h). */
+	const char *disk_durability;
+	/* Disks, primary: the write log's soft limit (an early checkpoint) and
+	 * hard limit (writes fail) in bytes; 0: core/disklog.h's defaults. */
+	uint64_t disk_log_soft_bytes, disk_log_hard_bytes;
+	uint64_t disk_fail_after; /* tests, backup: that applied write fails (EIO); 0 never */
+	uint64_t epoch_us;	  /* configured epoch length */
 	/* Output-triggered epochs (primary; 0 = off: every epoch lasts
 	 * epoch_us).  An epoch that holds a network frame ends early: at
 	 * min_epoch_us after its start, or a short coalescing delay after its

@@ -123,6 +123,11 @@ int hr_epoch_take(struct hr_epoch_src *src, uint64_t epoch, struct hr_epoch *ep)
 		rc = hr_capture_pages(&src->capture, src->gm, src->gfns, ep->nr_pages);
 		ep->pages = &src->capture;
 	}
+	if (!rc && src->disklog) {
+		/* paused: every write the guest can have seen done is reported */
+		hr_disklog_cut(src->disklog, &src->disk);
+		ep->disk = &src->disk;
+	}
 	if (!rc)
 		rc = hr_outbuf_seal(src->outbuf, epoch);
 	int rrc = src->keep_paused && !rc ? 0 : src->ops->resume(src->hvm);

@@ -18,6 +18,7 @@
 
 #include "backends/backend.h"
 #include "core/dirtyset.h"
+#include "core/disklog.h"
 #include "core/guestmem.h"
 #include "core/outbuf.h"
 #include "core/stream.h"
@@ -82,6 +83,8 @@ struct hr_epoch_src {
 	struct hr_capture capture;
 	uint64_t last_pause_ns;
 	int keep_paused; /* the next take leaves the guest paused (a migration's hand-off) */
+	struct hr_disklog *disklog; /* the VM's disk writes (NULL: no disks) */
+	struct hr_disk_batch disk;  /* the taken epoch's, cut from disklog */
 };
 
 struct hr_epoch {
@@ -95,6 +98,7 @@ struct hr_epoch {
 	struct hr_epoch_sum sum; /* the sender adds pages and state */
 	struct hr_epoch_stats st;
 	int handoff; /* the sender marks it the migration's final epoch (EpochBegin.handoff) */
+	const struct hr_disk_batch *disk; /* its disk writes (NULL: none) */
 };
 
 /*

@@ -11,17 +11,18 @@
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
 			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			 const void *cpu_model, size_t cpu_model_bytes, int migration, int *ctl_r,
-			 char *why, size_t why_size)
+			 const void *cpu_model, size_t cpu_model_bytes, int migration,
+			 const uint64_t *disk_bytes, unsigned nr_disks, int *ctl_r, char *why,
+			 size_t why_size)
 {
 	struct hr_frame f;
 	int rc;
 
 	*ctl_r = 0;
-	rc = hr_stream_send_hello_full(
+	rc = hr_stream_send_hello_disks(
 	    p->fd, migration ? HR__ROLE__ROLE_MIGRATION_SOURCE : HR__ROLE__ROLE_PRIMARY, p->vm,
 	    backend, vc->mem_bytes, vc->nr_vcpus, regions, nr_regions, epoch_us, min_epoch_us,
-	    first_epoch, vc->options, cpu_model, cpu_model_bytes);
+	    first_epoch, vc->options, cpu_model, cpu_model_bytes, disk_bytes, nr_disks);
 	if (rc < 0)
 		return rc;
 	if ((rc = hr_peer_recv(p, &f, p->handshake_ms > 0 ? p->handshake_ms : HR_HANDSHAKE_MS,
@@ -71,6 +72,10 @@ int hr_handshake_accept(struct hr_peer *p, struct hr_hello_info *h, int *ctl_r)
 	h->first_epoch = m->has_first_epoch ? m->first_epoch : 0;
 	snprintf(h->vm_options, sizeof(h->vm_options), "%s", m->vm_options ? m->vm_options : "");
 	rc = hr_stream_check_hello(m, m->vm_name);
+	h->protocol_version = m->protocol_version;
+	h->nr_disks = rc ? 0 : (unsigned)m->n_disk_bytes;
+	for (unsigned i = 0; i < h->nr_disks; i++)
+		h->disk_bytes[i] = m->disk_bytes[i];
 	if (!rc && m->has_cpu_model && m->cpu_model.len) {
 		if ((h->cpu_model = malloc(m->cpu_model.len))) {
 			memcpy(h->cpu_model, m->cpu_model.data, m->cpu_model.len);
@@ -104,6 +109,30 @@ void hr_hello_info_fini(struct hr_hello_info *h)
 	free(h->cpu_model);
 	h->cpu_model = NULL;
 	h->cpu_model_bytes = 0;
+}
+
+int hr_handshake_check_disks(const struct hr_hello_info *h, const uint64_t *sizes, unsigned nr,
+			     char *why, size_t why_size)
+{
+	if (nr && h->protocol_version < HR_PROTO_VERSION) {
+		snprintf(why, why_size,
+			 "the primary speaks protocol %u, without disks; this backup has %u disk%s",
+			 h->protocol_version, nr, nr > 1 ? "s" : "");
+		return -HR_EVERSION;
+	}
+	if (h->nr_disks != nr) {
+		snprintf(why, why_size, "the primary's VM has %u disk%s, this backup was given %u",
+			 h->nr_disks, h->nr_disks == 1 ? "" : "s", nr);
+		return -HR_ESHAPE;
+	}
+	for (unsigned i = 0; i < nr; i++)
+		if (h->disk_bytes[i] != sizes[i]) {
+			snprintf(
+			    why, why_size, "disk %u is %llu bytes on the primary, %llu bytes here",
+			    i, (unsigned long long)h->disk_bytes[i], (unsigned long long)sizes[i]);
+			return -HR_ESHAPE;
+		}
+	return 0;
 }
 
 int hr_handshake_check_cpu(const struct hr_hello_info *h, const struct hr_backend_ops *ops,

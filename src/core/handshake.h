@@ -25,8 +25,9 @@
 int hr_handshake_primary(struct hr_peer *p, const char *backend, const struct hr_vm_config *vc,
 			 const struct hr_mem_region *regions, unsigned nr_regions,
 			 uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
-			 const void *cpu_model, size_t cpu_model_bytes, int migration, int *ctl_r,
-			 char *why, size_t why_size);
+			 const void *cpu_model, size_t cpu_model_bytes, int migration,
+			 const uint64_t *disk_bytes, unsigned nr_disks, int *ctl_r, char *why,
+			 size_t why_size);
 
 /* What the backup learned from a HELLO. */
 struct hr_hello_info {
@@ -43,6 +44,9 @@ struct hr_hello_info {
 	size_t cpu_model_bytes;
 	unsigned nr_regions;
 	struct hr_mem_region regions[HR_HELLO_MAX_REGIONS]; /* gpa, bytes; hva NULL */
+	unsigned protocol_version;
+	unsigned nr_disks;		   /* the VM's disks (protocol 3) */
+	uint64_t disk_bytes[HR_MAX_DISKS]; /* ... their sizes */
 };
 
 /* Backup: receive and check a HELLO (version, role, page size, backend
@@ -58,6 +62,11 @@ void hr_hello_info_fini(struct hr_hello_info *h);
 int hr_handshake_check_cpu(const struct hr_hello_info *h, const struct hr_backend_ops *ops,
 			   struct hr_vm *vm, char *why, size_t why_size);
 
+/* The backup's images (sizes) must be the primary's disks: their number
+ * (-HR_ESHAPE; a version-2 primary while this side has disks: -HR_EVERSION)
+ * and sizes (-HR_ESHAPE), the reason in why. */
+int hr_handshake_check_disks(const struct hr_hello_info *h, const uint64_t *sizes, unsigned nr,
+			     char *why, size_t why_size);
 /* The replica's layout must equal the primary's, region by region (-HR_ESHAPE). */
 int hr_handshake_check_layout(const struct hr_hello_info *h, const struct hr_mem_region *regions,
 			      unsigned nr_regions);

@@ -19,5 +19,7 @@ libhr_a_SOURCES += \
 	src/core/stream.c src/core/stream.h src/core/stream-internal.h \
 	src/core/frame-reader.c \
 	src/core/staging.c src/core/staging.h \
+	src/core/disklog.c src/core/disklog.h \
+	src/core/disk-staging.c src/core/disk-staging.h \
 	src/core/outbuf.c src/core/outbuf.h \
 	src/core/snapshot.c src/core/snapshot.h

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/peer.h"
+#include "core/disk-staging.h"
 #include "core/receiver.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -66,6 +67,12 @@ static int apply_live_batch(struct hr_receiver *r, const struct hr_frame *f)
 	return 0;
 }
 
+void hr_receiver_use_disks(struct hr_receiver *r, struct hr_disk_target *dt)
+{
+	r->dt = dt;
+	hr_staging_set_disks(r->st, dt);
+}
+
 void hr_receiver_use_peer(struct hr_receiver *r, struct hr_peer *peer)
 {
 	r->peer = peer;
@@ -96,7 +103,17 @@ static int commit(struct hr_receiver *r)
 	uint64_t c0 = hr_now_ns();
 	if ((rc = hr_staging_commit(r->st, &ep, NULL, NULL)) < 0) {
 		log_err(r->vm, "commit failed: %s", hr_strerror(rc));
-		return HR_RX_OK;
+		if (!r->dt || !r->dt->invalid)
+			return HR_RX_OK;
+		/* not acked, and this copy never runs: the primary goes on alone */
+		Hr__Error er = HR__ERROR__INIT;
+		er.code = rc;
+		er.text = r->dt->why;
+		er.has_copy_dropped = 1;
+		er.copy_dropped = 1;
+		send_frame(r, HR_FT_ERROR, &er.base);
+		r->disk_failed = rc;
+		return rc;
 	}
 	r->have_commit = 1;
 	uint64_t now = hr_now_ns();

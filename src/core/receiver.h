@@ -27,6 +27,9 @@ struct hr_receiver {
 	uint64_t nr_epochs;
 	int end_code; /* HR_RX_END: the primary's code (0 = stopped on purpose) */
 	int handoff;  /* the open epoch is a migration's final one (EpochBegin.handoff) */
+	struct hr_disk_target *dt; /* the backup's disks (NULL: none) */
+	int disk_failed;	   /* < 0: a commit's disk apply failed (dt->why); the
+				    * copy is invalid, the primary was told (ERROR) */
 };
 
 enum {
@@ -48,10 +51,17 @@ void hr_receiver_use_peer(struct hr_receiver *r, struct hr_peer *peer);
  * Take one frame (the caller releases it).  HR_RX_* (>= 0), or < 0 when
  * the stream must end: a bad live batch (-HR_EPROTO / -HR_ECHECKSUM; an
  * ERROR frame was sent to the primary), or a failed ack (-errno).  A torn
- * or corrupt epoch is not an error here: staging drops it, the committed
+ * or a commit whose disk writes could not be applied (disk_failed: the
+ * primary was sent an ERROR with copy_dropped; the copy must never run).
+ * A torn or corrupt epoch is not an error here: staging drops it, the committed
  * epoch stays, and the next good one is accepted.
  */
 int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f);
+
+/* The backup's disks: staging applies committed writes to them; a failed
+ * apply ends the stream (hr_receiver_frame returns disk_failed). */
+struct hr_disk_target;
+void hr_receiver_use_disks(struct hr_receiver *r, struct hr_disk_target *dt);
 
 /* A frame reader's placer (stream.h): an epoch's page batches are read
  * from the socket straight into staging (opaque: the receiver). */

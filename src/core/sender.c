@@ -87,8 +87,69 @@ int hr_sender_send_live(struct hr_sender *s, struct hr_guestmem *gm, const uint6
 	return 0;
 }
 
+/*
+ * The epoch's disk writes, in completion order, as DISK_WRITES frames of at
+ * most HR_SENDER_DISK_FRAME_WRITES writes and HR_SENDER_DISK_FRAME_BYTES
+ * of data (a larger write is split: the same bytes at the same offsets).
+ * Each write as sent goes into the epoch's checksum.
+ */
+static int send_disk(struct hr_sender *s, struct hr_epoch *ep, uint64_t *nr_r, uint64_t *bytes_r)
+{
+	const struct hr_disk_batch *b = ep->disk;
+	Hr__DiskWrite w[HR_SENDER_DISK_FRAME_WRITES], *wp[HR_SENDER_DISK_FRAME_WRITES];
+	struct iovec iov[HR_SENDER_DISK_FRAME_WRITES];
+	size_t i = 0;
+	uint64_t done = 0; /* bytes of recs[i] already sent */
+	int rc = 0;
+
+	*nr_r = *bytes_r = 0;
+	while (b && i < b->nr && !rc) {
+		unsigned n = 0, nio = 0;
+		uint64_t data = 0;
+		while (i < b->nr && n < HR_SENDER_DISK_FRAME_WRITES) {
+			const struct hr_disk_rec *r = &b->recs[i];
+			uint64_t len = r->bytes - done;
+			const uint8_t *d = hr_disk_rec_data(b, r);
+			if (d && data + len > HR_SENDER_DISK_FRAME_BYTES) {
+				if (data)
+					break; /* the next frame */
+				len = HR_SENDER_DISK_FRAME_BYTES;
+			}
+			hr__disk_write__init(&w[n]);
+			w[n].disk = r->disk;
+			w[n].offset = r->off + done;
+			w[n].bytes = d ? len : r->bytes;
+			w[n].has_flags = r->flags != 0;
+			w[n].flags = r->flags;
+			wp[n] = &w[n];
+			hr_epoch_sum_disk(&ep->sum, r->disk, w[n].offset, w[n].bytes, r->flags,
+					  d ? d + done : NULL);
+			if (d) {
+				iov[nio++] = (struct iovec){(void *)(d + done), len};
+				data += len;
+			}
+			n++;
+			if (d && done + len < r->bytes) {
+				done += len;
+			} else {
+				done = 0;
+				i++;
+			}
+		}
+		Hr__DiskWrites dw = HR__DISK_WRITES__INIT;
+		dw.epoch = ep->epoch;
+		dw.n_writes = n;
+		dw.writes = wp;
+		rc = send_frame(s, HR_FT_DISK_WRITES, &dw.base, iov, (int)nio);
+		*nr_r += n;
+		*bytes_r += data;
+	}
+	return rc;
+}
+
 int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 {
+	uint64_t nr_dw = 0, dw_bytes = 0;
 	struct hr_envelope_out env;
 	const uint8_t *ptrs[HR_SENDER_BATCH_PAGES];
 	int rc;
@@ -113,6 +174,8 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 		}
 		rc = send_pages(s, ep->epoch, ep->gfns + i, ptrs, n, 0);
 	}
+	if (!rc)
+		rc = send_disk(s, ep, &nr_dw, &dw_bytes);
 	if (rc)
 		goto out;
 	/* the state frame: the envelope points at the held output and the blob */
@@ -123,7 +186,7 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	sm.epoch = ep->epoch;
 	sm.blob_bytes = env.bytes;
 	rc = send_frame(s, HR_FT_STATE, &sm.base, env.iov, env.nr_iov);
-	ep->st.bytes = ep->nr_pages * HR_PAGE_SIZE + env.bytes;
+	ep->st.bytes = ep->nr_pages * HR_PAGE_SIZE + env.bytes + dw_bytes;
 	hr_envelope_out_free(&env);
 	if (rc)
 		goto out;
@@ -132,11 +195,16 @@ int hr_sender_send_epoch(struct hr_sender *s, struct hr_epoch *ep)
 	ee.nr_pages = ep->nr_pages;
 	ee.bytes = ep->st.bytes;
 	ee.xxh3 = hr_epoch_sum_value(&ep->sum);
+	ee.has_nr_disk_writes = ee.has_disk_bytes = nr_dw != 0;
+	ee.nr_disk_writes = nr_dw;
+	ee.disk_bytes = dw_bytes;
 	rc = send_frame(s, HR_FT_EPOCH_END, &ee.base, NULL, 0);
 	if (!rc) {
 		s->inflight[s->nr_inflight].epoch = ep->epoch;
 		s->inflight[s->nr_inflight++].sent_ns = hr_now_ns();
 		s->nr_epochs++;
+		s->disk_writes += nr_dw;
+		s->disk_bytes += dw_bytes;
 	}
 out:
 	if (rc)

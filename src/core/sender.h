@@ -29,10 +29,14 @@ struct hr_sender {
 		uint64_t sent_ns; /* when its last frame left */
 	} inflight[HR_SENDER_MAX_INFLIGHT];
 	unsigned nr_inflight;
-	uint64_t live_bytes; /* sent in the live phase */
-	uint64_t nr_epochs;  /* whole epochs sent; the first completes the sync */
-	uint8_t *bounce;     /* live phase: a stable copy of one batch (checksummed) */
+	uint64_t live_bytes;  /* sent in the live phase */
+	uint64_t nr_epochs;   /* whole epochs sent; the first completes the sync */
+	uint8_t *bounce;      /* live phase: a stable copy of one batch (checksummed) */
+	uint64_t disk_writes; /* disk writes sent in epochs */
+	uint64_t disk_bytes;  /* ... their data bytes */
 };
+#define HR_SENDER_DISK_FRAME_BYTES  (4u << 20) /* disk data per DISK_WRITES frame */
+#define HR_SENDER_DISK_FRAME_WRITES 1024u      /* writes per DISK_WRITES frame */
 
 void hr_sender_init(struct hr_sender *s, const char *vm, int fd);
 void hr_sender_fini(struct hr_sender *s);

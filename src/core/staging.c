@@ -7,6 +7,7 @@
 #include "config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "core/disk-staging.h"
 #include "core/staging.h"
 
 #define SLOT_NONE   UINT32_MAX
@@ -46,6 +47,10 @@ struct hr_staging {
 	uint8_t *committed; /* committed blob */
 	size_t committed_len, committed_cap;
 	int have_committed;
+
+	struct hr_disk_target *dt; /* NULL: the VM has no disks */
+	struct hr_disk_batch disk; /* the open epoch's disk writes */
+	uint64_t disk_bytes;	   /* ... their data bytes */
 
 	struct hr_staging_stats stats;
 	struct iovec *place_iov; /* hr_staging_place's answer */
@@ -104,6 +109,7 @@ void hr_staging_free(struct hr_staging *st)
 	free(st->slot_hva);
 	free(st->state);
 	free(st->committed);
+	hr_disk_batch_fini(&st->disk);
 	free(st->regions);
 	free(st->vm);
 	hr_epoch_sum_fini(&st->sum);
@@ -124,6 +130,8 @@ static void reset_slots(struct hr_staging *st)
 	st->state_len = 0;
 	st->nr_pages = 0;
 	st->bytes = 0;
+	hr_disk_batch_reset(&st->disk);
+	st->disk_bytes = 0;
 	st->phase = PH_IDLE;
 }
 
@@ -167,6 +175,59 @@ static int need_open(struct hr_staging *st, const char *what, uint64_t epoch)
 	return 0;
 }
 
+void hr_staging_set_disks(struct hr_staging *st, struct hr_disk_target *dt)
+{
+	st->dt = dt;
+}
+
+int hr_staging_disk(struct hr_staging *st, const Hr__DiskWrites *m, const uint8_t *data,
+		    size_t data_len)
+{
+	uint64_t want = 0;
+	int rc = need_open(st, "DISK_WRITES", m->epoch);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < m->n_writes; i++) {
+		const Hr__DiskWrite *w = m->writes[i];
+		unsigned flags = w->has_flags ? w->flags : 0;
+		if (!st->dt || (flags & ~(HR_DW_ZEROES | HR_DW_FLUSH)) ||
+		    ((flags & HR_DW_FLUSH) && (w->bytes || w->offset)) ||
+		    !hr_disk_target_fits(st->dt, w->disk, w->offset, w->bytes)) {
+			log_warnx(st->vm,
+				  "staging: epoch %" PRIu64 ": disk write %zu (disk %u, %" PRIu64
+				  " bytes at %" PRIu64 ", flags 0x%x) %s",
+				  st->next_epoch, i, w->disk, w->bytes, w->offset, flags,
+				  st->dt ? "is outside the VM's disks or malformed"
+					 : "for a VM without disks here");
+			return fail(st, -HR_EPROTO);
+		}
+		if (!flags)
+			want += w->bytes;
+	}
+	if (want != data_len) {
+		log_warnx(st->vm,
+			  "staging: epoch %" PRIu64 ": DISK_WRITES lists %" PRIu64
+			  " data bytes, carries %zu",
+			  st->next_epoch, want, data_len);
+		return fail(st, -HR_EPROTO);
+	}
+	const uint8_t *p = data;
+	for (size_t i = 0; i < m->n_writes; i++) {
+		const Hr__DiskWrite *w = m->writes[i];
+		unsigned flags = w->has_flags ? w->flags : 0;
+		const uint8_t *d = flags ? NULL : p;
+		if ((rc = hr_disk_batch_add(&st->disk, w->disk, w->offset, d, w->bytes, flags)) < 0)
+			return fail(st, rc);
+		hr_epoch_sum_disk(&st->sum, w->disk, w->offset, w->bytes, flags, d);
+		if (d)
+			p += w->bytes;
+	}
+	st->disk_bytes += data_len;
+	st->bytes += data_len;
+	return 0;
+}
+
 int hr_staging_begin(struct hr_staging *st, const Hr__EpochBegin *m)
 {
 	if (st->phase != PH_IDLE) {
@@ -187,6 +248,8 @@ int hr_staging_begin(struct hr_staging *st, const Hr__EpochBegin *m)
 	st->expect_pages = m->nr_pages;
 	st->nr_pages = 0;
 	st->bytes = 0;
+	hr_disk_batch_reset(&st->disk);
+	st->disk_bytes = 0;
 	hr_epoch_sum_reset(&st->sum, m->epoch);
 	return 0;
 }
@@ -376,6 +439,15 @@ int hr_staging_end(struct hr_staging *st, const Hr__EpochEnd *m)
 
 	if (rc)
 		return rc;
+	uint64_t nr_dw = m->has_nr_disk_writes ? m->nr_disk_writes : 0;
+	uint64_t dw_bytes = m->has_disk_bytes ? m->disk_bytes : 0;
+	if (nr_dw != st->disk.nr || dw_bytes != st->disk_bytes) {
+		log_warnx(st->vm,
+			  "staging: epoch %" PRIu64 " incomplete: %zu disk writes / %" PRIu64
+			  " bytes received, EPOCH_END says %" PRIu64 " / %" PRIu64,
+			  st->next_epoch, st->disk.nr, st->disk_bytes, nr_dw, dw_bytes);
+		return fail(st, -HR_EPROTO);
+	}
 	if (m->nr_pages != st->nr_pages || st->nr_pages != st->expect_pages ||
 	    m->bytes != st->bytes) {
 		log_warnx(st->vm,
@@ -411,6 +483,8 @@ int hr_staging_frame(struct hr_staging *st, const struct hr_frame *f)
 		return hr_staging_state(st, (const Hr__State *)f->msg, f->data, f->data_len);
 	case HR_FT_EPOCH_END:
 		return hr_staging_end(st, (const Hr__EpochEnd *)f->msg);
+	case HR_FT_DISK_WRITES:
+		return hr_staging_disk(st, (const Hr__DiskWrites *)f->msg, f->data, f->data_len);
 	default:
 		return -EINVAL;
 	}
@@ -423,6 +497,19 @@ int hr_staging_commit(struct hr_staging *st, uint64_t *epoch_r, const void **sta
 
 	if (st->phase != PH_VERIFIED)
 		return -EINVAL;
+	/* disks first: a failure leaves the replica's memory at the last commit */
+	if (st->disk.nr) {
+		int rc = st->dt ? hr_disk_apply(st->dt, &st->disk) : -EINVAL;
+		if (rc < 0) {
+			log_err(st->vm,
+				"staging: epoch %" PRIu64 " not committed: its %zu disk "
+				"writes could not be applied",
+				epoch, st->disk.nr);
+			reset_slots(st);
+			st->stats.nr_discarded++;
+			return rc;
+		}
+	}
 	for (uint32_t i = 0; i < st->nr_slots; i++)
 		memcpy(st->slot_hva[i], slot_page(st, i), HR_PAGE_SIZE);
 	if (st->have_state) {
@@ -445,6 +532,8 @@ int hr_staging_commit(struct hr_staging *st, uint64_t *epoch_r, const void **sta
 	st->stats.nr_committed++;
 	st->stats.last_commit_pages = st->nr_pages;
 	st->stats.last_commit_bytes = st->bytes;
+	st->stats.last_commit_disk_writes = st->disk.nr;
+	st->stats.last_commit_disk_bytes = st->disk_bytes;
 	log_debug(st->vm, "staging: epoch %" PRIu64 " committed: %u pages, %" PRIu64 " bytes",
 		  epoch, st->nr_slots, st->bytes);
 	reset_slots(st);

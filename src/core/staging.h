@@ -15,7 +15,11 @@
  * Memory: one staging slot per distinct gfn of the epoch (a page written
  * twice in an epoch keeps the later copy), in 2 MiB chunks kept across
  * epochs, plus a 4-byte index per guest page.  Epoch 0 (full sync) needs
- * staging space for all of guest RAM.
+ * staging space for all of guest RAM.  An epoch's disk writes (DISK_WRITES,
+ * protocol 3) are staged whole in memory too (bounded by the primary's
+ * write log, core/disklog.h) and applied to the backup's images, in order,
+ * by hr_staging_commit (core/disk-staging.h); a discarded epoch applies
+ * none.
  *
  * Not thread-safe: one receiving thread per vm.
  */
@@ -54,13 +58,29 @@ int hr_staging_pages(struct hr_staging *st, const Hr__PageBatch *m, const uint8_
 int hr_staging_state(struct hr_staging *st, const Hr__State *m, const uint8_t *data,
 		     size_t data_len);
 int hr_staging_end(struct hr_staging *st, const Hr__EpochEnd *m);
+/* DISK_WRITES (protocol 3): every write inside its image (the target set
+ * with hr_staging_set_disks; none set: -HR_EPROTO), data_len the sum of
+ * the data writes' bytes. */
+int hr_staging_disk(struct hr_staging *st, const Hr__DiskWrites *m, const uint8_t *data,
+		    size_t data_len);
+
+/*
+ * The backup's disks (core/disk-staging.h; must outlive st): a verified
+ * epoch's disk writes are applied to them by hr_staging_commit, in order,
+ * before its pages.  A failed apply makes hr_staging_commit fail (the
+ * epoch is not committed, dt->invalid says the images are no copy).
+ */
+struct hr_disk_target;
+void hr_staging_set_disks(struct hr_staging *st, struct hr_disk_target *dt);
 
 /*
  * Apply the verified epoch: copy its pages into the replica (the replica
  * must be paused) and make it the committed epoch.  *epoch_r = its number;
  * *state_r / *state_len_r = its state blob (NULL / 0 if the epoch carried
  * none: the previously committed blob stays current), valid until the
- * next commit.  Any out-parameter may be NULL.  -EINVAL if no verified epoch.
+ * next commit.  Any out-parameter may be NULL.  -EINVAL if no verified epoch;
+ * -errno when its disk writes could not be applied (the staged epoch is
+ * dropped, nothing of it is committed, the disks are invalid).
  */
 int hr_staging_commit(struct hr_staging *st, uint64_t *epoch_r, const void **state_r,
 		      size_t *state_len_r);
@@ -94,6 +114,8 @@ struct hr_staging_stats {
 	uint64_t nr_discarded;
 	uint64_t last_commit_pages;
 	uint64_t last_commit_bytes;
+	uint64_t last_commit_disk_writes; /* disk writes of the last committed epoch */
+	uint64_t last_commit_disk_bytes;  /* ... their data bytes */
 };
 void hr_staging_get_stats(const struct hr_staging *st, struct hr_staging_stats *s);
 

@@ -32,6 +32,7 @@ static const struct {
     [HR_FT_ACK] = {"ACK", &hr__ack__descriptor},
     [HR_FT_HEARTBEAT] = {"HEARTBEAT", &hr__heartbeat__descriptor},
     [HR_FT_ERROR] = {"ERROR", &hr__error__descriptor},
+    [HR_FT_DISK_WRITES] = {"DISK_WRITES", &hr__disk_writes__descriptor},
 };
 
 const ProtobufCMessageDescriptor *hr_frame_descriptor(unsigned type)
@@ -348,10 +349,20 @@ int hr_stream_recv_type(int fd, const char *vm, unsigned type, struct hr_frame *
 
 int hr_stream_check_hello(const Hr__Hello *hello, const char *vm)
 {
-	if (hello->protocol_version != HR_PROTO_VERSION) {
-		log_warnx(vm, "stream: peer %s speaks protocol version %u, this build speaks %u",
-			  hello->vm_name, hello->protocol_version, HR_PROTO_VERSION);
+	if (hello->protocol_version != HR_PROTO_VERSION &&
+	    (hello->protocol_version != HR_PROTO_VERSION_NODISK || hello->n_disk_bytes)) {
+		log_warnx(
+		    vm,
+		    "stream: peer %s speaks protocol version %u, this build speaks %u (and %u "
+		    "without disks)",
+		    hello->vm_name, hello->protocol_version, HR_PROTO_VERSION,
+		    HR_PROTO_VERSION_NODISK);
 		return -HR_EVERSION;
+	}
+	if (hello->n_disk_bytes > HR_MAX_DISKS) {
+		log_warnx(vm, "stream: peer's VM has %zu disks, at most %u", hello->n_disk_bytes,
+			  HR_MAX_DISKS);
+		return -HR_ESHAPE;
 	}
 	if (hello->page_bytes != HR_PAGE_SIZE) {
 		log_warnx(vm, "stream: peer page size %u, this build uses %u", hello->page_bytes,
@@ -415,6 +426,17 @@ void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes
 		XXH3_64bits_update(s->state, blob, bytes);
 }
 
+void hr_epoch_sum_disk(struct hr_epoch_sum *s, unsigned disk, uint64_t off, uint64_t bytes,
+		       unsigned flags, const void *data)
+{
+	sum_le64(s->state, disk);
+	sum_le64(s->state, off);
+	sum_le64(s->state, bytes);
+	sum_le64(s->state, flags);
+	if (data && bytes)
+		XXH3_64bits_update(s->state, data, bytes);
+}
+
 void hr_epoch_sum_state_iov(struct hr_epoch_sum *s, const struct iovec *iov, int nr_iov,
 			    uint64_t bytes)
 {
@@ -474,13 +496,30 @@ int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char 
 			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
 			      const char *vm_options, const void *cpu_model, size_t cpu_model_bytes)
 {
+	return hr_stream_send_hello_disks(fd, role, vm, backend, mem_bytes, nr_vcpus, regions,
+					  nr_regions, epoch_us, min_epoch_us, first_epoch,
+					  vm_options, cpu_model, cpu_model_bytes, NULL, 0);
+}
+
+int hr_stream_send_hello_disks(int fd, Hr__Role role, const char *vm, const char *backend,
+			       uint64_t mem_bytes, unsigned nr_vcpus,
+			       const struct hr_mem_region *regions, unsigned nr_regions,
+			       uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			       const char *vm_options, const void *cpu_model,
+			       size_t cpu_model_bytes, const uint64_t *disk_bytes,
+			       unsigned nr_disks)
+{
 	Hr__Hello h = HR__HELLO__INIT;
 	Hr__MemRegion mr[8];
 	Hr__MemRegion *mrp[8];
 
 	if (nr_regions > 8)
 		return -EINVAL;
+	if (nr_disks > HR_MAX_DISKS)
+		return -EINVAL;
 	h.protocol_version = HR_PROTO_VERSION;
+	h.n_disk_bytes = nr_disks;
+	h.disk_bytes = (uint64_t *)disk_bytes;
 	h.role = role;
 	h.vm_name = (char *)vm;
 	h.backend = (char *)backend;

@@ -45,7 +45,10 @@
  * frame type sent without MANDATORY).  A HELLO of another version is
  * refused (-HR_EVERSION).
  */
-#define HR_PROTO_VERSION 2 /* 2: envelope v2 (output records), live batch checksums */
+#define HR_PROTO_VERSION 3 /* 3: disk writes (DISK_WRITES, Hello.disk_bytes) */
+/* The older version a receiver still accepts from a primary without disks
+ * (such a session is version 2 on the wire; docs/stream-format.md 6). */
+#define HR_PROTO_VERSION_NODISK 2
 
 #define HR_FRAME_MAGIC		0x48524631u /* "HRF1" */
 #define HR_FRAME_HDR_BYTES	16u
@@ -55,16 +58,17 @@
 
 /* Frame types (u16).  Values are wire format: never renumber. */
 enum hr_frame_type {
-	HR_FT_HELLO = 1,       /* Hr__Hello */
-	HR_FT_HELLO_ACK = 2,   /* Hr__HelloAck */
-	HR_FT_EPOCH_BEGIN = 3, /* Hr__EpochBegin */
-	HR_FT_PAGE_BATCH = 4,  /* Hr__PageBatch + count * page_bytes raw */
-	HR_FT_STATE = 5,       /* Hr__State + blob_bytes raw */
-	HR_FT_EPOCH_END = 6,   /* Hr__EpochEnd */
-	HR_FT_ACK = 7,	       /* Hr__Ack */
-	HR_FT_HEARTBEAT = 8,   /* Hr__Heartbeat */
-	HR_FT_ERROR = 9,       /* Hr__Error */
-	HR_FT_NR,	       /* first unassigned; control types will start at 0x100 */
+	HR_FT_HELLO = 1,	/* Hr__Hello */
+	HR_FT_HELLO_ACK = 2,	/* Hr__HelloAck */
+	HR_FT_EPOCH_BEGIN = 3,	/* Hr__EpochBegin */
+	HR_FT_PAGE_BATCH = 4,	/* Hr__PageBatch + count * page_bytes raw */
+	HR_FT_STATE = 5,	/* Hr__State + blob_bytes raw */
+	HR_FT_EPOCH_END = 6,	/* Hr__EpochEnd */
+	HR_FT_ACK = 7,		/* Hr__Ack */
+	HR_FT_HEARTBEAT = 8,	/* Hr__Heartbeat */
+	HR_FT_ERROR = 9,	/* Hr__Error */
+	HR_FT_DISK_WRITES = 10, /* Hr__DiskWrites + the data of its writes (protocol 3) */
+	HR_FT_NR,		/* first unassigned; control types will start at 0x100 */
 };
 
 /* One received frame. */
@@ -216,6 +220,10 @@ int hr_epoch_sum_init(struct hr_epoch_sum *s, uint64_t epoch);
 void hr_epoch_sum_reset(struct hr_epoch_sum *s, uint64_t epoch);
 void hr_epoch_sum_page(struct hr_epoch_sum *s, uint64_t gfn, const void *page);
 void hr_epoch_sum_state(struct hr_epoch_sum *s, const void *blob, uint64_t bytes);
+/* One disk write: le64 disk, le64 offset, le64 bytes, le64 flags, then
+ * its data (NULL for a write without data: zeroes, flush). */
+void hr_epoch_sum_disk(struct hr_epoch_sum *s, unsigned disk, uint64_t off, uint64_t bytes,
+		       unsigned flags, const void *data);
 /* The same for a blob given in pieces (bytes = their total). */
 void hr_epoch_sum_state_iov(struct hr_epoch_sum *s, const struct iovec *iov, int nr_iov,
 			    uint64_t bytes);
@@ -243,6 +251,14 @@ int hr_stream_send_hello_full(int fd, Hr__Role role, const char *vm, const char 
 			      uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
 			      const char *vm_options, const void *cpu_model,
 			      size_t cpu_model_bytes);
+/* The same with the VM's disks (their sizes in bytes; nr_disks 0: none). */
+int hr_stream_send_hello_disks(int fd, Hr__Role role, const char *vm, const char *backend,
+			       uint64_t mem_bytes, unsigned nr_vcpus,
+			       const struct hr_mem_region *regions, unsigned nr_regions,
+			       uint64_t epoch_us, uint64_t min_epoch_us, uint64_t first_epoch,
+			       const char *vm_options, const void *cpu_model,
+			       size_t cpu_model_bytes, const uint64_t *disk_bytes,
+			       unsigned nr_disks);
 #define HR_HELLO_OPTIONS_MAX 256 /* bytes of vm_options, printable ASCII */
 
 #endif

@@ -147,6 +147,52 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
+/* A HELLO with two disks and an epoch's DISK_WRITES frame (protocol 3):
+ * a data write, a zeroing and a flush. */
+static int disk_seed(const char *dir, const struct hr_mem_region *regs)
+{
+	static const uint64_t disk_bytes[2] = {1 << 20, 1 << 16};
+	static uint8_t data[4096];
+	Hr__DiskWrite w[3], *wp[3] = {&w[0], &w[1], &w[2]};
+	Hr__DiskWrites dw = HR__DISK_WRITES__INIT;
+	struct iovec iov = {data, sizeof(data)};
+	uint8_t *buf = NULL, *seed;
+	size_t len;
+	int sv[2], rc;
+
+	if ((rc = fz_socketpair(sv, 1 << 20)) < 0)
+		return rc;
+	memset(data, 'x', sizeof(data));
+	for (int i = 0; i < 3; i++)
+		hr__disk_write__init(&w[i]);
+	w[0].offset = 8192;
+	w[0].bytes = sizeof(data);
+	w[1].disk = 1;
+	w[1].bytes = 512;
+	w[1].has_flags = 1;
+	w[1].flags = HR_DW_ZEROES;
+	w[2].has_flags = 1;
+	w[2].flags = HR_DW_FLUSH;
+	dw.n_writes = 3;
+	dw.writes = wp;
+	rc = hr_stream_send_hello_disks(sv[0], HR__ROLE__ROLE_PRIMARY, "vm1", "mem", 2 << 20, 2,
+					regs, 2, 25000, 0, 0, NULL, NULL, 0, disk_bytes, 2);
+	rc = rc ?: hr_stream_send(sv[0], HR_FT_DISK_WRITES, HR_FRAME_MANDATORY, &dw.base, &iov, 1);
+	rc = rc ?: fz_drain(sv[1], &buf, &len);
+	close(sv[0]);
+	close(sv[1]);
+	if (!rc && !(seed = malloc(1 + len)))
+		rc = -ENOMEM;
+	if (!rc) {
+		seed[0] = 3;
+		memcpy(seed + 1, buf, len);
+		rc = fz_seed(dir, "disk-writes", seed, 1 + len);
+		free(seed);
+	}
+	free(buf);
+	return rc;
+}
+
 int fz_make_seeds(const char *dir)
 {
 	static const struct hr_mem_region regs[2] = {{0, 1 << 20, NULL},
@@ -193,6 +239,7 @@ int fz_make_seeds(const char *dir)
 	memcpy(seed + 1 + hello_len + sess_len, buf, len);
 	rc = rc ?: fz_seed(dir, "session", seed, 1 + hello_len + sess_len + len);
 	free(seed);
+	rc = rc ?: disk_seed(dir, regs);
 out:
 	free(sess);
 	free(hello);

@@ -49,6 +49,8 @@ int mem_guest_parse_cmdline(struct mem_vm *m, const char *cmdline)
 	    {"writes", offsetof(struct mem_guest_params, writes), MEM_MAX_WRITES_STEP},
 	    {"line_bytes", offsetof(struct mem_guest_params, line_bytes), MEM_MAX_LINE_BYTES},
 	    {"stop_after", offsetof(struct mem_guest_params, stop_after), UINT64_MAX},
+	    {"disk_writes", offsetof(struct mem_guest_params, disk_writes), 4096},
+	    {"disk_flush", offsetof(struct mem_guest_params, disk_flush), 1},
 	};
 	const char *p = cmdline;
 
@@ -76,7 +78,7 @@ int mem_guest_parse_cmdline(struct mem_vm *m, const char *cmdline)
 		if (k == sizeof(keys) / sizeof(keys[0])) {
 			mem_fail(m,
 				 "guest cmdline: unknown key '%s' (known: steps_per_s, writes, "
-				 "line_bytes, stop_after)",
+				 "line_bytes, stop_after, disk_writes, disk_flush)",
 				 tok);
 			return -EINVAL;
 		}
@@ -118,17 +120,63 @@ static void guest_exit(struct mem_vm *m, uint64_t step)
 		m->cfg.on_exit(m->cfg.exit_opaque, HR_EXIT_DEBUG_PORT, (0 << 1) | 1);
 }
 
+/* Set the stamp of block b in the table (guest RAM), dirtying its page. */
+static void stamp_set(struct mem_vm *m, uint64_t b, uint64_t stamp)
+{
+	uint64_t at = (m->stamp_gfn << HR_PAGE_SHIFT) + b * 8, v = htole64(stamp);
+
+	pthread_mutex_lock(&m->dirty_lock);
+	memcpy(m->ram + at, &v, sizeof(v));
+	if (m->tracking)
+		m->dirty[(at >> HR_PAGE_SHIFT) / 64] |= 1ull << ((at >> HR_PAGE_SHIFT) % 64);
+	pthread_mutex_unlock(&m->dirty_lock);
+}
+
+static void fill_block(uint8_t *buf, uint64_t step, uint64_t b)
+{
+	uint64_t pair[2] = {htole64(step), htole64(b)};
+
+	for (size_t i = 0; i < MEM_DISK_BLOCK_BYTES; i += sizeof(pair))
+		memcpy(buf + i, pair, sizeof(pair));
+}
+
+/* The step's disk writes: image, report, then the table (the guest "sees"
+ * the completion only after the report, as the contract asks). */
+static void disk_step(struct mem_vm *m, uint64_t step)
+{
+	int wrote = 0;
+
+	for (uint64_t i = 0; i < m->params.disk_writes; i++) {
+		uint64_t b = splitmix64(&m->prng) % m->disk_blocks, off = b * MEM_DISK_BLOCK_BYTES;
+		int rc;
+
+		fill_block(m->blockbuf, step, b);
+		rc = hr_image_pwrite(&m->img[0], m->blockbuf, MEM_DISK_BLOCK_BYTES, off);
+		if (!rc && m->cfg.disk_write)
+			rc = m->cfg.disk_write(m->cfg.disk_opaque, 0, off, m->blockbuf,
+					       MEM_DISK_BLOCK_BYTES, 0);
+		stamp_set(m, b, rc < 0 ? MEM_STAMP_UNKNOWN : step);
+		wrote |= rc == 0;
+	}
+	if (wrote && m->params.disk_flush && !hr_image_flush(&m->img[0]) && m->cfg.disk_write)
+		m->cfg.disk_write(m->cfg.disk_opaque, 0, 0, NULL, 0, HR_DW_FLUSH);
+}
+
 void mem_guest_do_step(struct mem_vm *m, uint64_t nr_writes)
 {
 	uint8_t rec[HR_MEM_RECORD_MAX_BYTES];
-	uint64_t step;
+	uint64_t step, ram_gfns = m->stamp_gfn;
 	int n;
 
+	if (m->diskcheck[0] && m->cfg.emit) {
+		m->cfg.emit(m->cfg.emit_opaque, 0, m->diskcheck, strlen(m->diskcheck));
+		m->diskcheck[0] = '\0';
+	}
 	/* Data and dirty bit under one lock: a concurrent fetch sees the whole step or none. */
 	pthread_mutex_lock(&m->dirty_lock);
 	for (uint64_t i = 0; i < nr_writes; i++) {
 		uint64_t r = splitmix64(&m->prng);
-		uint64_t gfn = r % m->nr_gfns;
+		uint64_t gfn = r % ram_gfns; /* never the stamp table */
 		uint64_t slot = (r >> 40) % (HR_PAGE_SIZE / sizeof(uint64_t));
 		uint64_t val = htole64(++m->nr_writes);
 
@@ -137,6 +185,8 @@ void mem_guest_do_step(struct mem_vm *m, uint64_t nr_writes)
 			m->dirty[gfn / 64] |= 1ull << (gfn % 64);
 	}
 	pthread_mutex_unlock(&m->dirty_lock);
+	if (m->params.disk_writes && m->disk_blocks)
+		disk_step(m, m->nr_steps + 1);
 	step = ++m->nr_steps;
 
 	n = snprintf(m->line, MEM_MAX_LINE_BYTES + 1, "mem: step=%" PRIu64, step);
@@ -167,6 +217,84 @@ int hr_mem_guest_step(struct hr_vm *vm, unsigned nr_writes)
 		return -EBUSY;
 	mem_guest_do_step(m, nr_writes);
 	return 0;
+}
+
+/* ---- disks ---- */
+
+int mem_disk_open(struct mem_vm *m)
+{
+	m->stamp_gfn = m->nr_gfns;
+	for (unsigned i = 0; i < HR_MAX_DISKS; i++)
+		m->img[i].fd = -1;
+	if (m->cfg.nr_disks > HR_MAX_DISKS) {
+		mem_fail(m, "%u disks, at most %u", m->cfg.nr_disks, HR_MAX_DISKS);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < m->cfg.nr_disks; i++) {
+		char why[160] = "";
+		int rc = hr_image_open(&m->img[i], m->cfg.disks[i].path, m->cfg.disks[i].readonly,
+				       why, sizeof(why));
+		if (rc < 0) {
+			mem_fail(m, "disk %u (%s): %s", i, m->cfg.disks[i].path, why);
+			return rc;
+		}
+		m->nr_disks = i + 1;
+	}
+	m->cfg.disks = NULL; /* not kept: the caller's array need not outlive open */
+	if (!m->nr_disks)
+		return 0;
+	m->disk_blocks = m->img[0].bytes / MEM_DISK_BLOCK_BYTES;
+	uint64_t table_pages = (m->disk_blocks * 8 + HR_PAGE_SIZE - 1) / HR_PAGE_SIZE;
+	if (!m->disk_blocks || table_pages * 2 > m->nr_gfns) {
+		mem_fail(m,
+			 "disk 0 of %" PRIu64 " bytes: its stamp table would not fit in half "
+			 "of guest RAM (or it is smaller than a block)",
+			 m->img[0].bytes);
+		return -EINVAL;
+	}
+	m->stamp_gfn = m->nr_gfns - table_pages;
+	m->blockbuf = malloc(MEM_DISK_BLOCK_BYTES);
+	return m->blockbuf ? 0 : -ENOMEM;
+}
+
+void mem_disk_close(struct mem_vm *m)
+{
+	for (unsigned i = 0; i < m->nr_disks; i++)
+		hr_image_close(&m->img[i]);
+	m->nr_disks = 0;
+	free(m->blockbuf);
+	m->blockbuf = NULL;
+}
+
+void mem_disk_check(struct mem_vm *m)
+{
+	uint64_t blocks = 0, errors = 0;
+	uint8_t *want = malloc(MEM_DISK_BLOCK_BYTES);
+
+	m->diskcheck[0] = '\0';
+	if (!want || !m->disk_blocks) {
+		free(want);
+		return;
+	}
+	for (uint64_t b = 0; b < m->disk_blocks; b++) {
+		uint64_t stamp;
+		memcpy(&stamp, m->ram + (m->stamp_gfn << HR_PAGE_SHIFT) + b * 8, sizeof(stamp));
+		stamp = le64toh(stamp);
+		if (stamp == MEM_STAMP_UNKNOWN)
+			continue;
+		if (stamp)
+			fill_block(want, stamp, b), blocks++;
+		else
+			memset(want, 0, MEM_DISK_BLOCK_BYTES);
+		if (hr_image_pread(&m->img[0], m->blockbuf, MEM_DISK_BLOCK_BYTES,
+				   b * MEM_DISK_BLOCK_BYTES) < 0 ||
+		    memcmp(want, m->blockbuf, MEM_DISK_BLOCK_BYTES))
+			errors++;
+	}
+	free(want);
+	snprintf(m->diskcheck, sizeof(m->diskcheck),
+		 "diskcheck blocks=%" PRIu64 " errors=%" PRIu64 "\n", blocks, errors);
+	log_info(m->name, "mem: %.*s", (int)strlen(m->diskcheck) - 1, m->diskcheck);
 }
 
 /* ---- the vCPU thread ---- */

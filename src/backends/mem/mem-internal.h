@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "disk/image.h"
 
 #define MEM_PRNG_SEED	    0x6a09e667f3bcc908ull
 #define MEM_MAX_LINE_BYTES  65536u
@@ -37,7 +38,26 @@ struct mem_guest_params {
 	uint64_t writes;      /* page writes per step (thread mode) */
 	uint64_t line_bytes;  /* console line padded to this length (0 = no padding) */
 	uint64_t stop_after;  /* exit (HR_EXIT_DEBUG_PORT, 0) after this step; 0 = never */
+	uint64_t disk_writes; /* stamped 4 KiB blocks written to disk 0 per step */
+	uint64_t disk_flush;  /* 1: each step with disk writes ends with a flush */
 };
+
+/*
+ * The disk guest (disk_writes > 0, disk 0 given): each write fills one
+ * 4 KiB block with its stamp, (le64 step, le64 block) repeated, writes it
+ * to the image, reports it (cfg.disk_write) and only then records the
+ * step in the stamp table, a le64 per block in the last pages of guest RAM
+ * (MEM_STAMP_UNKNOWN: a write that failed, content undefined).  A guest
+ * restored from a state blob (load_state) reads the whole disk back and
+ * says on its console, before its next step:
+ *   diskcheck blocks=B errors=E
+ * B: blocks with a stamp, E: blocks whose content is not what the table
+ * says (a block never written must read zero: the image starts zeroed).
+ * Writes are synchronous within a step, so pause (which waits for the
+ * step) drains them, as the disk contract asks.
+ */
+#define MEM_DISK_BLOCK_BYTES 4096u
+#define MEM_STAMP_UNKNOWN    UINT64_MAX
 
 struct mem_vm {
 	char name[64];
@@ -82,6 +102,14 @@ struct mem_vm {
 	uint64_t nr_steps;
 	uint64_t nr_writes;
 
+	/* disks (hr_image; the replica opens them too, writes only once promoted) */
+	struct hr_image img[HR_MAX_DISKS];
+	unsigned nr_disks;
+	uint64_t disk_blocks; /* of disk 0 */
+	uint64_t stamp_gfn;   /* first page of the stamp table (nr_gfns: none) */
+	uint8_t *blockbuf;
+	char diskcheck[96]; /* the line to emit before the next step ("" none) */
+
 	char last_error[256];
 };
 
@@ -97,6 +125,11 @@ int mem_guest_parse_cmdline(struct mem_vm *m, const char *cmdline);
 
 /* One guest step of nr_writes writes: pages, dirty bits, console line, records. */
 void mem_guest_do_step(struct mem_vm *m, uint64_t nr_writes);
+
+/* Disks: open cfg->disks (and size the stamp table); the check after a restore. */
+int mem_disk_open(struct mem_vm *m);
+void mem_disk_close(struct mem_vm *m);
+void mem_disk_check(struct mem_vm *m);
 
 /* Thread mode: start or un-park / park (returns when no step is in progress) / end. */
 int mem_guest_resume(struct mem_vm *m);

@@ -21,7 +21,7 @@
 #include "common/util.h"
 
 #define MEM_STATE_MAGIC	  0x5453454du /* "MEST" read as little-endian u32 */
-#define MEM_STATE_VERSION 2u
+#define MEM_STATE_VERSION 3u
 #define MEM_MAP_MAGIC	  0x50414d4du /* "MMAP" */
 
 /* The state blob; every field little-endian.  Version 1 ends after nr_writes. */
@@ -41,9 +41,14 @@ struct mem_state {
 	uint64_t writes;
 	uint64_t line_bytes;
 	uint64_t stop_after;
+	/* version 3 */
+	uint64_t disk_writes;
+	uint64_t disk_flush;
+	uint64_t disk_blocks; /* of disk 0 (0: none) */
 };
 
 #define MEM_STATE_V1_BYTES offsetof(struct mem_state, mode)
+#define MEM_STATE_V2_BYTES offsetof(struct mem_state, disk_writes)
 
 /* What map_pages hands out (and unmap_pages takes back). */
 struct mem_map_cookie {
@@ -164,6 +169,9 @@ static int mem_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	if ((rc = parse_options(m, cfg->options)) < 0 ||
 	    (rc = mem_guest_parse_cmdline(m, cfg->cmdline)) < 0)
 		return rc;
+	m->nr_gfns = cfg->mem_bytes >> HR_PAGE_SHIFT;
+	if ((rc = mem_disk_open(m)) < 0)
+		return rc;
 	init_channels(m);
 	/* kernel "none": stepped by hand; any other kernel: the built-in guest on its thread */
 	m->mode = cfg->kernel_path && strcmp(cfg->kernel_path, "none") ? MEM_GUEST_THREAD
@@ -205,6 +213,7 @@ static void mem_close(struct hr_vm *vm)
 	if (!m)
 		return;
 	mem_guest_stop(m);
+	mem_disk_close(m);
 	if (m->nr_live_maps)
 		log_warnx(m->name, "mem: closed with %u page mappings never unmapped",
 			  m->nr_live_maps);
@@ -371,6 +380,9 @@ static int mem_save_state(struct hr_vm *vm, void **blob_r, size_t *len_r)
 	s->writes = htole64(m->params.writes);
 	s->line_bytes = htole64(m->params.line_bytes);
 	s->stop_after = htole64(m->params.stop_after);
+	s->disk_writes = htole64(m->params.disk_writes);
+	s->disk_flush = htole64(m->params.disk_flush);
+	s->disk_blocks = htole64(m->disk_blocks);
 	*blob_r = s;
 	*len_r = sizeof(*s);
 	return 0;
@@ -399,12 +411,12 @@ static int mem_load_state(struct hr_vm *vm, const void *blob, size_t len)
 		mem_fail(m, "state blob: bad magic");
 		return -HR_EBADSTATE;
 	}
-	if (version != 1 && version != MEM_STATE_VERSION) {
+	if (version < 1 || version > MEM_STATE_VERSION) {
 		mem_fail(m, "state blob version %u, this backend reads 1..%u", version,
 			 MEM_STATE_VERSION);
 		return -HR_EBADSTATE;
 	}
-	want = version == 1 ? MEM_STATE_V1_BYTES : sizeof(s);
+	want = version == 1 ? MEM_STATE_V1_BYTES : version == 2 ? MEM_STATE_V2_BYTES : sizeof(s);
 	if (len != want || le32toh(s.blob_bytes) != want) {
 		mem_fail(m, "state blob version %u is %zu bytes (says %u), expected %zu", version,
 			 len, le32toh(s.blob_bytes), want);
@@ -433,6 +445,15 @@ static int mem_load_state(struct hr_vm *vm, const void *blob, size_t len)
 			return -HR_EBADSTATE;
 		}
 	}
+	if (version >= 3) {
+		p.disk_writes = le64toh(s.disk_writes);
+		p.disk_flush = le64toh(s.disk_flush);
+		if (le64toh(s.disk_blocks) != m->disk_blocks || p.disk_writes > 4096) {
+			mem_fail(m, "state blob: disk 0 of %" PRIu64 " blocks, vm has %" PRIu64,
+				 le64toh(s.disk_blocks), m->disk_blocks);
+			return -HR_EBADSTATE;
+		}
+	}
 	m->prng = le64toh(s.prng);
 	m->nr_steps = le64toh(s.nr_steps);
 	m->nr_writes = le64toh(s.nr_writes);
@@ -441,6 +462,8 @@ static int mem_load_state(struct hr_vm *vm, const void *blob, size_t len)
 	pthread_mutex_lock(&m->ctl_lock);
 	m->exited = p.stop_after && m->nr_steps >= p.stop_after;
 	pthread_mutex_unlock(&m->ctl_lock);
+	if (m->disk_blocks)
+		mem_disk_check(m); /* said on the console before the next step */
 	return 0;
 }
 
@@ -451,7 +474,7 @@ static const char *mem_last_error(struct hr_vm *vm)
 
 const struct hr_backend_ops hr_mem_ops = {
     .name = "mem",
-    .features = HR_BF_DIRTY_LIVE | HR_BF_MAP_BATCH | HR_BF_BUILTIN_GUEST,
+    .features = HR_BF_DIRTY_LIVE | HR_BF_MAP_BATCH | HR_BF_BUILTIN_GUEST | HR_BF_DISKS,
     .open = mem_open,
     .close = mem_close,
     .pause = mem_pause,

@@ -12,6 +12,13 @@
  *   - emits one console line "mem: step=<n>\n" on channel 0, padded with
  *     '.' before the '\n' to line_bytes bytes when line_bytes is larger;
  *   - emits one record on each record channel 1..chans-1 (below);
+ *   - with disk_writes > 0 and a disk (cfg->disks[0], HR_BF_DISKS): writes
+ *     disk_writes stamped 4 KiB blocks to it, each reported to
+ *     cfg->disk_write before the guest counts it done, and remembers each
+ *     block's stamp in a table at the end of guest RAM (page writes never
+ *     touch it); after load_state (a restore, a promotion) it reads the
+ *     whole disk back and says "diskcheck blocks=B errors=E" on its console
+ *     before its next step (mem-internal.h has the layout);
  *   - after step stop_after (if non-zero) the guest stops on its own:
  *     cfg->on_exit(HR_EXIT_DEBUG_PORT, 1), as a write of 0 to the
  *     isa-debug-exit port, and runs no further step.
@@ -34,7 +41,10 @@
  * cfg->cmdline (the guest's, whitespace-separated key=value; carried in the
  * state blob, so a replica needs none): steps_per_s=N (default 1000),
  * writes=N (default 16, thread mode; hr_mem_guest_step takes its own),
- * line_bytes=N (default 0), stop_after=N (default 0 = never).  An unknown
+ * line_bytes=N (default 0), stop_after=N (default 0 = never),
+ * disk_writes=N (default 0, at most 4096: stamped blocks per step),
+ * disk_flush=0|1 (default 0: 1 ends each step that wrote with a flush,
+ * reported as HR_DW_FLUSH).  An unknown
  * key or a bad value fails open with -EINVAL and a last_error naming it.
  *
  * cfg->options (backend knobs "k=v,k=v"): map=direct (default: mem_layout
@@ -57,7 +67,11 @@
  * Features: HR_BF_DIRTY_LIVE (dirty_fetch is safe while the vCPU thread
  * runs: a step stores its data and sets its dirty bits under the lock that
  * dirty_fetch takes, so a step is reported by the first fetch that starts
- * after it), HR_BF_MAP_BATCH (with map=batch).  save_state and load_state
+ * after it), HR_BF_MAP_BATCH (with map=batch), HR_BF_DISKS (raw images
+ * opened with src/disk/image.h, a replica's too; only disk 0 is written;
+ * writes are synchronous within a step, so pause drains them; the state
+ * blob, version 3, carries disk_writes and disk 0's size in blocks, and a
+ * replica with another disk refuses it).  save_state and load_state
  * need a paused vm (-EBUSY otherwise).
  */
 #ifndef HR_MEM_H
