@@ -168,3 +168,8 @@ dist_check_SCRIPTS += tests/t-layering.sh
 TESTS += tests/t-layering.sh
 TESTS += tests/t-install.sh
 TESTS += tests/t-log.sh
+
+# the KVM backend's virtio-blk on a bare vm (no /dev/kvm needed), both aio engines
+check_PROGRAMS += tests/t-virtio-blk
+TESTS += tests/t-virtio-blk
+tests_t_virtio_blk_LDADD = $(HR_LIBS)

@@ -10,10 +10,10 @@
  * A request is taken from the ring on the vCPU thread that kicked it (or on
  * resume, or when an earlier one completes), checked, and handed to the
  * disk's aio (src/disk/aio.h) with iovecs straight into guest memory; the
- * aio's thread completes it under the device lock: it reports a write to
- * cfg->disk_write segment by segment (data from guest memory at their byte
- * offsets; zeroing as HR_DW_ZEROES; a flush as HR_DW_FLUSH), then writes
- * the status byte and pushes the used entry, so the report always precedes
+ * aio's thread completes it: it reports a write to cfg->disk_write segment
+ * by segment (data from guest memory at their byte offsets; zeroing as
+ * HR_DW_ZEROES; a flush as HR_DW_FLUSH) without the device lock, then,
+ * under it, writes the status byte and pushes the used entry, so the report always precedes
  * what the guest can observe.  A guest that changes a buffer while its
  * write is in flight may see the image and the report differ in it, as it
  * may on hardware; it rewrites such a page anyway.
@@ -346,7 +346,8 @@ static void process(struct vblk *b)
 		virtio_raise(d, VIRTIO_INT_VRING);
 }
 
-/* Report a completed write to the core.  Lock held.  0 or < 0. */
+/* Report a completed write to the core (lock not held: the core's locks
+ * never nest inside a device's).  0 or < 0. */
 static int report(struct vblk *b, struct vblk_req *r)
 {
 	hr_disk_write_fn dw = b->vm->cfg.disk_write;
@@ -376,12 +377,10 @@ static int report(struct vblk *b, struct vblk_req *r)
 	default:
 		return 0;
 	}
-	if (rc >= 0)
-		b->stats.reported++;
 	return rc < 0 ? rc : 0;
 }
 
-/* The aio's thread: report, status, used entry, interrupt. */
+/* The aio's thread: report, then (locked) status, used entry, interrupt. */
 static void blk_done(struct hr_aio_req *a, int result)
 {
 	struct vblk_req *r = a->opaque;
@@ -389,7 +388,10 @@ static void blk_done(struct hr_aio_req *a, int result)
 	struct virtio_dev *d = b->dev;
 	uint8_t st = VIRTIO_BLK_S_OK;
 	uint32_t used = 1;
+	int rep = 0;
 
+	if (result >= 0 && r->type != VIRTIO_BLK_T_IN)
+		rep = report(b, r);
 	pthread_mutex_lock(&d->lock);
 	if (result < 0) {
 		log_io_error(b, type_name(r->type), r->off, result);
@@ -398,12 +400,11 @@ static void blk_done(struct hr_aio_req *a, int result)
 		for (unsigned i = 0; i < r->nr; i++)
 			kvm_dirty_note(b->vm, r->gpa[i], r->data[i].iov_len);
 		used = (uint32_t)r->bytes + 1;
-	} else {
-		int rc = report(b, r);
-		if (rc < 0) {
-			log_io_error(b, "reporting a completed write to the core", r->off, rc);
-			st = VIRTIO_BLK_S_IOERR;
-		}
+	} else if (rep < 0) {
+		log_io_error(b, "reporting a completed write to the core", r->off, rep);
+		st = VIRTIO_BLK_S_IOERR;
+	} else if (b->vm->cfg.disk_write) {
+		b->stats.reported++;
 	}
 	b->nr_inflight--;
 	if (finish(b, r, st, used) && vq_should_signal(&d->vq[BLK_Q], d->driver_features))
