@@ -28,8 +28,15 @@ static const char run_help[] =
     "                     as virtio_mmio.device=4K@0xd0000000:5) on the existing\n"
     "                     TAP interface IFNAME; MAC default 52:54:00 + a hash of\n"
     "                     the name\n"
+    "  --disk PATH[,readonly][,serial=S]\n"
+    "                     a virtio-blk device (virtio-mmio, after the net device)\n"
+    "                     on the raw image PATH (a file or block device whose size\n"
+    "                     is a multiple of 512 bytes); readonly: the guest cannot\n"
+    "                     write it; serial: its ID (1..20 printable characters).\n"
+    "                     Up to 4, in the order given (Linux: /dev/vda, vdb, ...)\n"
     "  --snapshot FILE    where snapshots go: `kill -USR1 PID` writes one and the\n"
     "                     guest goes on; `kill -USR2 PID` writes one and exits 0\n"
+    "                     (disk contents are not in a snapshot)\n"
     "  --timeout SECONDS  stop after this long (exit status 124)\n"
     "  -v, --verbose      debug logging\n\n"
     "Resume a snapshot in a new process with `hareplicate restore FILE`.\n";
@@ -46,17 +53,82 @@ static const char restore_help[] =
     "Exit status as for run: the guest's, 124, 70 for a VM error (a snapshot it\n"
     "cannot use), 2 for bad usage.\n";
 
+#define DISK_SPEC_MAX 4096
+
+/* --disk PATH[,readonly][,serial=S] into d (strings in buf): 0, or -1 with why. */
+static int parse_disk(const char *arg, char *buf, struct hr_disk_spec *d, char *why, size_t n)
+{
+	if (strlen(arg) >= DISK_SPEC_MAX) {
+		snprintf(why, n, "longer than %d characters", DISK_SPEC_MAX - 1);
+		return -1;
+	}
+	strcpy(buf, arg);
+	*d = (struct hr_disk_spec){.path = buf};
+	char *opt = strchr(buf, ',');
+	if (opt)
+		*opt++ = '\0';
+	if (!*buf) {
+		snprintf(why, n, "no PATH before the options");
+		return -1;
+	}
+	while (opt) {
+		char *next = strchr(opt, ',');
+		if (next)
+			*next++ = '\0';
+		if (!strcmp(opt, "readonly")) {
+			if (d->readonly) {
+				snprintf(why, n, "readonly given twice");
+				return -1;
+			}
+			d->readonly = 1;
+		} else if (!strncmp(opt, "serial=", 7)) {
+			const char *v = opt + 7;
+			size_t len = strlen(v);
+			if (d->serial) {
+				snprintf(why, n, "serial= given twice");
+				return -1;
+			}
+			if (len < 1 || len > 20) {
+				snprintf(why, n, "serial '%s': want 1..20 characters", v);
+				return -1;
+			}
+			for (const char *c = v; *c; c++) {
+				if (*c < 0x21 || *c > 0x7e) {
+					snprintf(why, n, "serial '%s': printable characters only",
+						 v);
+					return -1;
+				}
+			}
+			d->serial = v;
+		} else {
+			snprintf(why, n, "unknown option '%s' (known: readonly, serial=S)", opt);
+			return -1;
+		}
+		opt = next;
+	}
+	return 0;
+}
+
 static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
 	static const struct option longopts[] = {
-	    {"kernel", required_argument, NULL, 'k'},	{"initrd", required_argument, NULL, 'i'},
-	    {"memory", required_argument, NULL, 'm'},	{"vcpus", required_argument, NULL, 'c'},
-	    {"append", required_argument, NULL, 'a'},	{"name", required_argument, NULL, 'n'},
-	    {"snapshot", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
-	    {"verbose", no_argument, NULL, 'v'},	{"net", required_argument, NULL, 'N'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"append", required_argument, NULL, 'a'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"snapshot", required_argument, NULL, 's'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"net", required_argument, NULL, 'N'},
+	    {"disk", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
+	static char disk_bufs[HR_MAX_DISKS][DISK_SPEC_MAX];
+	static struct hr_disk_spec disks[HR_MAX_DISKS];
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
 	uint64_t n;
@@ -117,6 +189,31 @@ static int run_or_restore(int argc, char **argv, int restore)
 			cfg.options = optarg;
 			break;
 		}
+		case 'D': {
+			char why[160];
+			if (restore) {
+				fprintf(stderr,
+					"hareplicate restore: --disk is for run only (a snapshot "
+					"holds no disk contents)\n");
+				return 2;
+			}
+			if (cfg.nr_disks == HR_MAX_DISKS) {
+				fprintf(stderr, "hareplicate run: at most %d --disk\n",
+					HR_MAX_DISKS);
+				return 2;
+			}
+			if (parse_disk(optarg, disk_bufs[cfg.nr_disks], &disks[cfg.nr_disks], why,
+				       sizeof(why)) < 0) {
+				fprintf(stderr,
+					"hareplicate run: bad --disk '%s': %s (want "
+					"PATH[,readonly][,serial=S])\n",
+					optarg, why);
+				return 2;
+			}
+			cfg.disks = disks;
+			cfg.nr_disks++;
+			break;
+		}
 		case 'v':
 			verbose++;
 			break;
@@ -154,7 +251,7 @@ static int cmd_restore(int argc, char **argv)
 const struct hr_cmd hr_cmd_run = {
     "run",
     "--kernel FILE [--initrd FILE] [--memory SIZE] [--vcpus N] [--append CMDLINE] [--net SPEC] "
-    "[--snapshot FILE]",
+    "[--disk PATH[,readonly][,serial=S]]... [--snapshot FILE]",
     run_help, cmd_run};
 const struct hr_cmd hr_cmd_restore = {"restore",
 				      "FILE [--net SPEC] [--snapshot FILE] [--timeout SECONDS]",
