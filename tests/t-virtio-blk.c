@@ -36,7 +36,7 @@
 #define STAT	      0x118000ull /* + slot */
 #define DATA	      0x200000ull /* + slot * 64 KiB */
 #define IMG_BYTES     (1u << 20)
-#define NR_PER_ENGINE 50
+#define NR_PER_ENGINE 52
 
 #define R_STATUS 0x070
 #define R_NOTIFY 0x050
@@ -466,6 +466,38 @@ static void run(const char *engine, const char *dir)
 	kvm_virtio_resume(k);
 	ok(used_idx(&x) == (uint16_t)(before + 1) && x.ram[STAT + 4] == S_OK, "%s: resume takes it",
 	   engine);
+
+	/* a driver that posts one chain again and again: at most num in flight */
+	pthread_mutex_lock(&gate_lock);
+	gate_closed = 1;
+	pthread_mutex_unlock(&gate_lock);
+	before = used_idx(&x);
+	put_hdr(&x, 8, T_OUT, 300);
+	struct d rep3[3] = {{HDR + 64 * 8, 16, 0}, {DATA, 512, 0}, {STAT + 8, 1, 1}};
+	uint16_t h = post(&x, rep3, 3, 0);
+	for (unsigned i = 1; i < QN; i++) {
+		hr_put_le16(x.ram + AVAIL + 4 + 2 * (x.avail_idx % QN), h);
+		x.avail_idx++;
+	}
+	hr_put_le16(x.ram + AVAIL + 2, x.avail_idx);
+	mw(&x, R_NOTIFY, 0);
+	for (unsigned i = 0; i < 6; i++) {
+		hr_put_le16(x.ram + AVAIL + 4 + 2 * (x.avail_idx % QN), h);
+		x.avail_idx++;
+	}
+	hr_put_le16(x.ram + AVAIL + 2, x.avail_idx);
+	mw(&x, R_NOTIFY, 0);
+	unsigned held = hr_aio_inflight(aio);
+	pthread_mutex_lock(&gate_lock);
+	gate_closed = 0;
+	pthread_cond_broadcast(&gate_cond);
+	pthread_mutex_unlock(&gate_lock);
+	ok(held == QN, "%s: %u requests in flight with %u posted (at most the ring's %u)", engine,
+	   held, QN + 6, QN);
+	ok(wait_used(&x, (uint16_t)(before + QN + 6)) && x.ram[STAT + 8] == S_OK,
+	   "%s: the rest are taken as the first complete (used %u)", engine,
+	   (unsigned)(uint16_t)(used_idx(&x) - before));
+	nr_reps = 0;
 
 	/* hostile rings */
 	uint8_t *e0 = x.ram + DESC, *e1 = x.ram + DESC + 16;
