@@ -291,6 +291,10 @@ static int start_req(struct vblk *b, const struct vq_chain *c)
 		}
 		if (nr > VBLK_MAX_ZERO_SECTORS || !in_capacity(b, s0, nr))
 			goto now;
+		if (!nr) {
+			st = VIRTIO_BLK_S_OK; /* nothing to zero, nothing to report */
+			goto now;
+		}
 		r->off = s0 * HR_DISK_SECTOR_BYTES;
 		r->bytes = (uint64_t)nr * HR_DISK_SECTOR_BYTES;
 		r->aio.op = HR_AIO_ZERO;
