@@ -95,10 +95,9 @@ static int dw(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t
 	while (gate_closed)
 		pthread_cond_wait(&gate_cond, &gate_lock);
 	gate_waiting = 0;
-	pthread_mutex_unlock(&gate_lock);
-	if (dw_refuse)
-		return -ENOBUFS;
-	if (nr_reps < 64) {
+	/* completions of several threads report at once: record under the lock */
+	int refuse = dw_refuse;
+	if (!refuse && nr_reps < 64) {
 		struct rep *r = &reps[nr_reps++];
 		r->disk = disk;
 		r->flags = flags;
@@ -108,6 +107,9 @@ static int dw(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t
 			memcpy(r->data, buf, len < sizeof(r->data) ? len : sizeof(r->data));
 		r->used_idx = hr_get_le16(cur->ram + USED + 2);
 	}
+	pthread_mutex_unlock(&gate_lock);
+	if (refuse)
+		return -ENOBUFS;
 	return 0;
 }
 
@@ -553,8 +555,8 @@ static void run(const char *engine, const char *dir)
 	struct drv x2 = {.k = k2, .ram = k2->slots[0].hva, .dev = 0};
 	ok(k2 && (cfg_read(&x2, 0, sn, 8), hr_get_le64(sn) == IMG_BYTES / 512),
 	   "%s: its capacity is the image's", engine);
-	ok(kvm_vm_bare(&k3, &c3) == 0 &&
-	       virtio_state_load(k3->vdevs[0], rec, sb) == -HR_EBADSTATE &&
+	rc = kvm_vm_bare(&k3, &c3);
+	ok(rc == 0 && virtio_state_load(k3->vdevs[0], rec, sb) == -HR_EBADSTATE &&
 	       strstr(k3->errbuf, "sectors"),
 	   "%s: a disk of another size refuses the record (%s)", engine, k3 ? k3->errbuf : "");
 	hr_kvm_ops.close((struct hr_vm *)k2);
@@ -595,25 +597,29 @@ static void test_refusals(const char *dir)
 	    {p, NULL, 0}, {p, NULL, 0}, {p, NULL, 0}, {p, NULL, 0}, {p, NULL, 0}};
 	struct hr_vm_config c = base_cfg(d5, 5);
 	struct kvm_vm *k = NULL;
-	ok(kvm_vm_bare(&k, &c) == -EINVAL, "five disks are refused (%s)", k ? k->errbuf : "");
+	int rc;
+	rc = kvm_vm_bare(&k, &c);
+	ok(rc == -EINVAL, "five disks are refused (%s)", k ? k->errbuf : "");
 	hr_kvm_ops.close((struct hr_vm *)k);
 	struct hr_disk_spec longser = {p, "123456789012345678901", 0};
 	c = base_cfg(&longser, 1);
 	k = NULL;
-	ok(kvm_vm_bare(&k, &c) == -EINVAL && strstr(k->errbuf, "serial"),
-	   "a serial over 20 bytes is refused (%s)", k ? k->errbuf : "");
+	rc = kvm_vm_bare(&k, &c);
+	ok(rc == -EINVAL && strstr(k->errbuf, "serial"), "a serial over 20 bytes is refused (%s)",
+	   k ? k->errbuf : "");
 	hr_kvm_ops.close((struct hr_vm *)k);
 	struct hr_disk_spec missing = {"/nonexistent/disk.img", NULL, 0};
 	c = base_cfg(&missing, 1);
 	k = NULL;
-	ok(kvm_vm_bare(&k, &c) == -ENOENT && strstr(k->errbuf, "/nonexistent/disk.img"),
+	rc = kvm_vm_bare(&k, &c);
+	ok(rc == -ENOENT && strstr(k->errbuf, "/nonexistent/disk.img"),
 	   "a missing image is refused naming it (%s)", k ? k->errbuf : "");
 	hr_kvm_ops.close((struct hr_vm *)k);
 	struct hr_disk_spec four[4] = {{p, NULL, 0}, {p, NULL, 1}, {p, NULL, 1}, {p, NULL, 1}};
 	c = base_cfg(four, 4);
 	k = NULL;
-	ok(kvm_vm_bare(&k, &c) == 0 && k->nr_vdevs == 4 && k->vdevs[2]->gsi == 7 &&
-	       k->vdevs[3]->gsi == 9,
+	rc = kvm_vm_bare(&k, &c);
+	ok(rc == 0 && k->nr_vdevs == 4 && k->vdevs[2]->gsi == 7 && k->vdevs[3]->gsi == 9,
 	   "four disks: GSIs skip the RTC's 8 (%u)", k && k->nr_vdevs == 4 ? k->vdevs[3]->gsi : 0);
 	hr_kvm_ops.close((struct hr_vm *)k);
 	ok(hr_kvm_ops.features & HR_BF_DISKS, "the KVM backend has HR_BF_DISKS");

@@ -164,6 +164,10 @@ static int uring_push(struct hr_aio *aio, struct hr_aio_req *req)
 	else
 		io_uring_prep_fsync(sqe, aio->img->fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data(sqe, req);
+	/* from here req is the reaper's: the kernel orders it, this pair with
+	 * the reaper's acquire says so to readers and to ThreadSanitizer */
+	if (req)
+		__atomic_add_fetch(&req->posted, 1, __ATOMIC_RELEASE);
 	int r;
 	do
 		r = io_uring_submit(&aio->ring);
@@ -221,6 +225,7 @@ static void *reaper_main(void *arg)
 		io_uring_cqe_seen(&aio->ring, cqe);
 		if (!req)
 			break; /* the stop marker */
+		(void)__atomic_load_n(&req->posted, __ATOMIC_ACQUIRE);
 		int result;
 		if (uring_result(aio, req, res, &result))
 			finish(aio, req, result);

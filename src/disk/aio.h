@@ -53,6 +53,7 @@ struct hr_aio_req {
 	/* private to aio.c */
 	struct hr_aio_req *next; /* pool queue */
 	int preset;		 /* pool: complete with this result without I/O */
+	unsigned posted;	 /* ring: release/acquire pair around the kernel */
 };
 
 struct hr_aio;
