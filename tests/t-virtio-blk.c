@@ -85,6 +85,11 @@ static void *pause_main(void *arg)
 	return NULL;
 }
 
+static uint16_t used_idx(struct drv *x)
+{
+	return __atomic_load_n((uint16_t *)(x->ram + USED + 2), __ATOMIC_ACQUIRE);
+}
+
 static int dw(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t len,
 	      unsigned flags)
 {
@@ -105,7 +110,7 @@ static int dw(void *opaque, unsigned disk, uint64_t off, const void *buf, size_t
 		r->len = len;
 		if (buf)
 			memcpy(r->data, buf, len < sizeof(r->data) ? len : sizeof(r->data));
-		r->used_idx = hr_get_le16(cur->ram + USED + 2);
+		r->used_idx = used_idx(cur);
 	}
 	pthread_mutex_unlock(&gate_lock);
 	if (refuse)
@@ -194,11 +199,6 @@ static uint16_t post(struct drv *x, const struct d *ds, unsigned n, int kick)
 	if (kick)
 		mw(x, R_NOTIFY, 0);
 	return head;
-}
-
-static uint16_t used_idx(struct drv *x)
-{
-	return __atomic_load_n((uint16_t *)(x->ram + USED + 2), __ATOMIC_ACQUIRE);
 }
 
 /* Wait (5 s at most) until the used index reaches want. */
