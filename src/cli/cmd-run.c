@@ -6,6 +6,7 @@
 
 #include "cli/cmd.h"
 #include "cli/vmhost.h"
+#include "disk/spec.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -53,62 +54,6 @@ static const char restore_help[] =
     "Exit status as for run: the guest's, 124, 70 for a VM error (a snapshot it\n"
     "cannot use), 2 for bad usage.\n";
 
-#define DISK_SPEC_MAX 4096
-
-/* --disk PATH[,readonly][,serial=S] into d (strings in buf): 0, or -1 with why. */
-static int parse_disk(const char *arg, char *buf, struct hr_disk_spec *d, char *why, size_t n)
-{
-	if (strlen(arg) >= DISK_SPEC_MAX) {
-		snprintf(why, n, "longer than %d characters", DISK_SPEC_MAX - 1);
-		return -1;
-	}
-	strcpy(buf, arg);
-	*d = (struct hr_disk_spec){.path = buf};
-	char *opt = strchr(buf, ',');
-	if (opt)
-		*opt++ = '\0';
-	if (!*buf) {
-		snprintf(why, n, "no PATH before the options");
-		return -1;
-	}
-	while (opt) {
-		char *next = strchr(opt, ',');
-		if (next)
-			*next++ = '\0';
-		if (!strcmp(opt, "readonly")) {
-			if (d->readonly) {
-				snprintf(why, n, "readonly given twice");
-				return -1;
-			}
-			d->readonly = 1;
-		} else if (!strncmp(opt, "serial=", 7)) {
-			const char *v = opt + 7;
-			size_t len = strlen(v);
-			if (d->serial) {
-				snprintf(why, n, "serial= given twice");
-				return -1;
-			}
-			if (len < 1 || len > 20) {
-				snprintf(why, n, "serial '%s': want 1..20 characters", v);
-				return -1;
-			}
-			for (const char *c = v; *c; c++) {
-				if (*c < 0x21 || *c > 0x7e) {
-					snprintf(why, n, "serial '%s': printable characters only",
-						 v);
-					return -1;
-				}
-			}
-			d->serial = v;
-		} else {
-			snprintf(why, n, "unknown option '%s' (known: readonly, serial=S)", opt);
-			return -1;
-		}
-		opt = next;
-	}
-	return 0;
-}
-
 static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
@@ -127,7 +72,7 @@ static int run_or_restore(int argc, char **argv, int restore)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	static char disk_bufs[HR_MAX_DISKS][DISK_SPEC_MAX];
+	static struct hr_disk_arg disk_args[HR_MAX_DISKS];
 	static struct hr_disk_spec disks[HR_MAX_DISKS];
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
@@ -198,20 +143,21 @@ static int run_or_restore(int argc, char **argv, int restore)
 				return 2;
 			}
 			if (cfg.nr_disks == HR_MAX_DISKS) {
-				fprintf(stderr, "hareplicate run: at most %d --disk\n",
+				fprintf(stderr, "hareplicate run: more than %d --disk\n",
 					HR_MAX_DISKS);
 				return 2;
 			}
-			if (parse_disk(optarg, disk_bufs[cfg.nr_disks], &disks[cfg.nr_disks], why,
-				       sizeof(why)) < 0) {
+			if (hr_disk_arg_parse(optarg, &disk_args[cfg.nr_disks], why, sizeof(why)) <
+			    0) {
 				fprintf(stderr,
 					"hareplicate run: bad --disk '%s': %s (want "
 					"PATH[,readonly][,serial=S])\n",
 					optarg, why);
 				return 2;
 			}
-			cfg.disks = disks;
+			disks[cfg.nr_disks] = disk_args[cfg.nr_disks].spec;
 			cfg.nr_disks++;
+			cfg.disks = disks;
 			break;
 		}
 		case 'v':
