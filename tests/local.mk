@@ -176,3 +176,7 @@ tests_t_stall_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-disk-replicate
 TESTS += tests/t-disk-replicate
 tests_t_disk_replicate_LDADD = $(HR_LIBS)
+# the KVM backend's virtio-blk on a bare vm (no /dev/kvm needed), both aio engines
+check_PROGRAMS += tests/t-virtio-blk
+TESTS += tests/t-virtio-blk
+tests_t_virtio_blk_LDADD = $(HR_LIBS)

@@ -45,8 +45,10 @@
  *                                          of at most 1518 bytes)
  *      mac=52:54:00:12:34:56               its MAC (default: 52:54:00 and 24
  *                                          bits of a hash of the VM name)
- *    KVM places virtio-mmio device i at guest-physical 0xd0000000 + i *
- *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i, and
+ *    KVM places virtio-mmio device i (the virtio-net first, then a
+ *    virtio-blk per cfg->disks[i]) at guest-physical 0xd0000000 + i *
+ *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i
+ *    (i < 3; then 9, 10: GSI 8 is the RTC's), and
  *    appends "virtio_mmio.device=4K@0xd0000000:5" (one per device, Linux's
  *    syntax) to the guest command line.  A replica is opened with its own
  *    tap= (the TAP is not state; the MAC is, and comes from the blob).

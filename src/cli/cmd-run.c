@@ -6,6 +6,7 @@
 
 #include "cli/cmd.h"
 #include "cli/vmhost.h"
+#include "disk/spec.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -28,8 +29,15 @@ static const char run_help[] =
     "                     as virtio_mmio.device=4K@0xd0000000:5) on the existing\n"
     "                     TAP interface IFNAME; MAC default 52:54:00 + a hash of\n"
     "                     the name\n"
+    "  --disk PATH[,readonly][,serial=S]\n"
+    "                     a virtio-blk device (virtio-mmio, after the net device)\n"
+    "                     on the raw image PATH (a file or block device whose size\n"
+    "                     is a multiple of 512 bytes); readonly: the guest cannot\n"
+    "                     write it; serial: its ID (1..20 printable characters).\n"
+    "                     Up to 4, in the order given (Linux: /dev/vda, vdb, ...)\n"
     "  --snapshot FILE    where snapshots go: `kill -USR1 PID` writes one and the\n"
     "                     guest goes on; `kill -USR2 PID` writes one and exits 0\n"
+    "                     (disk contents are not in a snapshot)\n"
     "  --timeout SECONDS  stop after this long (exit status 124)\n"
     "  -v, --verbose      debug logging\n\n"
     "Resume a snapshot in a new process with `hareplicate restore FILE`.\n";
@@ -50,13 +58,22 @@ static int run_or_restore(int argc, char **argv, int restore)
 {
 	const struct hr_cmd *self = restore ? &hr_cmd_restore : &hr_cmd_run;
 	static const struct option longopts[] = {
-	    {"kernel", required_argument, NULL, 'k'},	{"initrd", required_argument, NULL, 'i'},
-	    {"memory", required_argument, NULL, 'm'},	{"vcpus", required_argument, NULL, 'c'},
-	    {"append", required_argument, NULL, 'a'},	{"name", required_argument, NULL, 'n'},
-	    {"snapshot", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
-	    {"verbose", no_argument, NULL, 'v'},	{"net", required_argument, NULL, 'N'},
-	    {"help", no_argument, NULL, 'h'},		{NULL, 0, NULL, 0},
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"append", required_argument, NULL, 'a'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"snapshot", required_argument, NULL, 's'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"net", required_argument, NULL, 'N'},
+	    {"disk", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
+	static struct hr_disk_arg disk_args[HR_MAX_DISKS];
+	static struct hr_disk_spec disks[HR_MAX_DISKS];
 	struct hr_vm_config cfg = {.name = "vm", .mem_bytes = 256ull << 20, .nr_vcpus = 1};
 	struct hr_vmhost_opts opts = {0};
 	uint64_t n;
@@ -117,6 +134,32 @@ static int run_or_restore(int argc, char **argv, int restore)
 			cfg.options = optarg;
 			break;
 		}
+		case 'D': {
+			char why[160];
+			if (restore) {
+				fprintf(stderr,
+					"hareplicate restore: --disk is for run only (a snapshot "
+					"holds no disk contents)\n");
+				return 2;
+			}
+			if (cfg.nr_disks == HR_MAX_DISKS) {
+				fprintf(stderr, "hareplicate run: more than %d --disk\n",
+					HR_MAX_DISKS);
+				return 2;
+			}
+			if (hr_disk_arg_parse(optarg, &disk_args[cfg.nr_disks], why, sizeof(why)) <
+			    0) {
+				fprintf(stderr,
+					"hareplicate run: bad --disk '%s': %s (want "
+					"PATH[,readonly][,serial=S])\n",
+					optarg, why);
+				return 2;
+			}
+			disks[cfg.nr_disks] = disk_args[cfg.nr_disks].spec;
+			cfg.nr_disks++;
+			cfg.disks = disks;
+			break;
+		}
 		case 'v':
 			verbose++;
 			break;
@@ -154,7 +197,7 @@ static int cmd_restore(int argc, char **argv)
 const struct hr_cmd hr_cmd_run = {
     "run",
     "--kernel FILE [--initrd FILE] [--memory SIZE] [--vcpus N] [--append CMDLINE] [--net SPEC] "
-    "[--snapshot FILE]",
+    "[--disk PATH[,readonly][,serial=S]]... [--snapshot FILE]",
     run_help, cmd_run};
 const struct hr_cmd hr_cmd_restore = {"restore",
 				      "FILE [--net SPEC] [--snapshot FILE] [--timeout SECONDS]",

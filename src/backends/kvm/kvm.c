@@ -3,7 +3,7 @@
  * tears down the VM (memory slots, in-kernel irqchip and PIT) and exports
  * hr_kvm_ops; vCPU threads, dirty logging, the loader, devices and state
  * live in their own files (one device per file: uart.c, virtio-mmio.c with
- * virtqueue.c, virtio-net.c with tap.c).
+ * virtqueue.c, virtio-net.c with tap.c, virtio-blk.c on src/disk).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "kvm-internal.h"
+#include "virtio-blk.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -178,7 +179,23 @@ static int parse_options(struct kvm_vm *vm, const char *options)
 	return 0;
 }
 
-/* The console, and a virtio-net on a TAP if options tap= asked for one. */
+/* A virtio-blk per cfg.disks[i], after the net device; the caller's array
+ * is not kept. */
+static int setup_disks(struct kvm_vm *vm)
+{
+	int rc = 0;
+
+	if (vm->cfg.nr_disks > HR_MAX_DISKS || (vm->cfg.nr_disks && !vm->cfg.disks)) {
+		kvm_set_error(vm, "%u disks: at most %d", vm->cfg.nr_disks, HR_MAX_DISKS);
+		rc = -EINVAL;
+	}
+	for (unsigned i = 0; rc == 0 && i < vm->cfg.nr_disks; i++)
+		rc = kvm_blk_create(vm, i);
+	vm->cfg.disks = NULL;
+	return rc;
+}
+
+/* The console, a virtio-net on a TAP if options tap= asked for one, the disks. */
 static int setup_devices(struct kvm_vm *vm)
 {
 	int rc;
@@ -187,7 +204,7 @@ static int setup_devices(struct kvm_vm *vm)
 	    (struct hr_chan_desc){.name = "console", .kind = HR_CHAN_CONSOLE};
 	vm->nr_chans = 1;
 	if (!vm->tap_name[0])
-		return 0;
+		return setup_disks(vm);
 	if (!vm->has_mac)
 		kvm_net_default_mac(vm->name, vm->mac);
 	if ((rc = kvm_net_create(vm, vm->tap_name, vm->mac, KVM_CHAN_NET0)) < 0)
@@ -195,18 +212,14 @@ static int setup_devices(struct kvm_vm *vm)
 	vm->chans[KVM_CHAN_NET0] = (struct hr_chan_desc){
 	    .name = "net0", .kind = HR_CHAN_NET, .max_record_bytes = KVM_NET_MAX_FRAME};
 	vm->nr_chans = 2;
-	return 0;
+	return setup_disks(vm);
 }
 
-static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
+static struct kvm_vm *vm_alloc(const struct hr_vm_config *cfg)
 {
 	struct kvm_vm *vm = calloc(1, sizeof(*vm));
-	int rc;
-
-	*vm_r = NULL;
 	if (!vm)
-		return -ENOMEM;
-	*vm_r = (struct hr_vm *)vm;
+		return NULL;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->cfg = *cfg;
 	snprintf(vm->name, sizeof(vm->name), "%s", cfg->name ? cfg->name : "vm");
@@ -216,7 +229,37 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	pthread_mutex_init(&vm->ring_lock, NULL);
 	pthread_mutex_init(&vm->vmm_dirty_lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
-	vm->pause_req = 1;	/* vCPUs start parked */
+	vm->pause_req = 1; /* vCPUs start parked */
+	return vm;
+}
+
+int kvm_vm_bare(struct kvm_vm **vm_r, const struct hr_vm_config *cfg)
+{
+	struct kvm_vm *vm = vm_alloc(cfg);
+
+	*vm_r = vm;
+	if (!vm)
+		return -ENOMEM;
+	vm->cfg.options = NULL;
+	uint8_t *p = mmap(NULL, cfg->mem_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	vm->slots[0] = (struct kvm_slot){.gpa = 0, .bytes = cfg->mem_bytes, .hva = p};
+	vm->regions[0] = (struct hr_mem_region){0, cfg->mem_bytes, p};
+	vm->nr_slots = 1;
+	vm->nr_gfns = hr_layout_nr_gfns(vm->regions, 1);
+	return setup_disks(vm);
+}
+
+static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
+{
+	struct kvm_vm *vm = vm_alloc(cfg);
+	int rc;
+
+	*vm_r = (struct hr_vm *)vm;
+	if (!vm)
+		return -ENOMEM;
 	vm->cfg.options = NULL; /* parsed here; the caller's string is not kept */
 	if ((rc = parse_options(vm, cfg->options)) < 0)
 		return rc;
@@ -309,6 +352,8 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 		  (unsigned long long)(cfg->mem_bytes >> 20),
 		  vm->dirty_mode == KVM_DIRTY_RING ? "ring" : "bitmap",
 		  vm->tap_name[0] ? ", virtio-net on tap " : "", vm->tap_name);
+	if (cfg->nr_disks)
+		log_debug(vm->name, "kvm: %u virtio-blk disk(s)", cfg->nr_disks);
 	return 0;
 }
 
@@ -391,7 +436,7 @@ static int kvm_cpu_check(struct hr_vm *vm, const void *model, size_t len, char *
 
 const struct hr_backend_ops hr_kvm_ops = {
     .name = "kvm",
-    .features = HR_BF_DIRTY_RING,
+    .features = HR_BF_DIRTY_RING | HR_BF_DISKS,
     .open = kvm_open,
     .close = kvm_close,
     .pause = kvm_pause,

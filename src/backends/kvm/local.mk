@@ -14,4 +14,6 @@ libhr_a_SOURCES += \
 	src/backends/kvm/virtio-mmio.c \
 	src/backends/kvm/virtqueue.c \
 	src/backends/kvm/virtio-net.c \
+	src/backends/kvm/virtio-blk.c \
+	src/backends/kvm/virtio-blk.h \
 	src/backends/kvm/tap.c

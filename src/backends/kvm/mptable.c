@@ -9,7 +9,7 @@
  *   - ISA IRQ n -> I/O APIC pin n for n = 0..15 except 2, as KVM's default
  *     GSI routing delivers them (the in-kernel PIT raises GSI 0, the COM1
  *     UART GSI 4), conforming to the bus (edge, active high); the
- *     virtio-mmio devices' GSIs (5 + i) level-triggered, active high, as the
+ *     virtio-mmio devices' GSIs (virtio_mmio_gsi) level-triggered, active high, as the
  *     devices hold their line while the interrupt status is non-zero;
  *   - LINT0 ExtINT (the 8259s in virtual-wire mode), LINT1 NMI.
  */
@@ -82,7 +82,7 @@ int kvm_mptable_write(struct kvm_vm *vm)
 			continue; /* the cascade */
 		uint16_t flags = 0;
 		for (unsigned d = 0; d < vm->nr_vdevs; d++)
-			if (irq == VIRTIO_MMIO_GSI + d)
+			if (irq == virtio_mmio_gsi(d))
 				flags = LEVEL_HIGH;
 		p = entry8(p, 3, 0, flags, 0, (uint8_t)irq, (uint8_t)ioapic_id, (uint8_t)irq);
 		n++;

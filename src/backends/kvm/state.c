@@ -18,6 +18,11 @@
  * virtio-mmio device, device index in bits 16-23, layout in
  * virtio-mmio.c) is the first: a blob and the VM it is loaded into must
  * have the same virtio devices, else -HR_EBADSTATE before anything loads.
+ * virtio-blk (one R_VIRTIO per disk, after the net device's) is the second
+ * such device: its record's own bytes carry a layout version of their own
+ * (virtio-blk.c) and the disk's capacity, and a blob without disks is still
+ * byte for byte a version-1 blob, so the blob version stays 1.  Disk
+ * requests are never in flight in a blob: pause drains them.
  * R_CPUID (the guest's CPUID, cpuid.c) is applied first, whatever its
  * place: MSRs and XSAVE state are only valid against it; a host whose CPU
  * lacks a feature the guest was given refuses the blob.
@@ -588,7 +593,8 @@ int kvm_state_load(struct kvm_vm *vm, const void *blob, size_t len)
 		}
 		if (!pass && vdevs_in_blob != (1u << vm->nr_vdevs) - 1) {
 			kvm_set_error(
-			    vm, "state blob: virtio devices 0x%x, this VM has %u (options tap=)",
+			    vm,
+			    "state blob: virtio devices 0x%x, this VM has %u (options tap=, disks)",
 			    vdevs_in_blob, vm->nr_vdevs);
 			rc = -HR_EBADSTATE;
 			goto out;

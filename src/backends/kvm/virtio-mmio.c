@@ -119,6 +119,8 @@ static struct vq *sel_vq(struct virtio_dev *d)
 static void write_status(struct virtio_dev *d, uint32_t v)
 {
 	if (!v) {
+		if (d->ops->reset)
+			d->ops->reset(d);
 		dev_reset(d);
 		return;
 	}
@@ -329,7 +331,7 @@ int virtio_mmio_add(struct kvm_vm *vm, const struct virtio_dev_ops *ops, void *p
 	d->vm = vm;
 	d->index = vm->nr_vdevs;
 	d->base = VIRTIO_MMIO_BASE + (uint64_t)d->index * VIRTIO_MMIO_STRIDE;
-	d->gsi = VIRTIO_MMIO_GSI + d->index;
+	d->gsi = virtio_mmio_gsi(d->index);
 	d->ops = ops;
 	d->priv = priv;
 	d->host_features = features | VIRTIO_F_VERSION_1;
@@ -366,6 +368,8 @@ void kvm_virtio_pause(struct kvm_vm *vm)
 		pthread_mutex_lock(&d->lock);
 		d->paused = 1;
 		pthread_mutex_unlock(&d->lock);
+		if (d->ops->pause)
+			d->ops->pause(d);
 	}
 }
 

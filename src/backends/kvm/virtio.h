@@ -30,9 +30,16 @@ struct kvm_vm;
 #define VIRTIO_MMIO_STRIDE   0x1000u
 #define VIRTIO_MMIO_BYTES    0x200u
 #define VIRTIO_MMIO_GSI	     5u /* 0 PIT, 2 cascade, 4 UART, 8 RTC: 5 and 6 are free */
-#define VIRTIO_MMIO_MAX_DEVS 2
+#define VIRTIO_MMIO_MAX_DEVS 5	/* a virtio-net and HR_MAX_DISKS virtio-blk */
 
-#define VIRTIO_ID_NET 1
+/* Device i's GSI: 5 + i for the first three, then 9, 10 (8 is the RTC's). */
+static inline unsigned virtio_mmio_gsi(unsigned i)
+{
+	return i < 3 ? VIRTIO_MMIO_GSI + i : 9 + (i - 3);
+}
+
+#define VIRTIO_ID_NET	1
+#define VIRTIO_ID_BLOCK 2
 
 /* device status (virtio 1.x, 2.1) */
 #define VIRTIO_S_ACKNOWLEDGE 1u
@@ -104,8 +111,12 @@ struct virtio_dev_ops {
 	void (*state_save)(struct virtio_dev *d, uint8_t *p);
 	int (*state_load)(struct virtio_dev *d, const uint8_t *p); /* 0 or -HR_EBADSTATE */
 	/* OPTIONAL: paused/resumed (after the flag changed), destroy (lock not held). */
+	void (*pause)(struct virtio_dev *d); /* returns when nothing is in flight */
 	void (*resume)(struct virtio_dev *d);
 	void (*destroy)(struct virtio_dev *d);
+	/* OPTIONAL: the driver wrote 0 to Status (lock held; may drop it while it
+	 * waits for requests in flight, and retakes it before returning). */
+	void (*reset)(struct virtio_dev *d);
 };
 
 struct virtio_dev {

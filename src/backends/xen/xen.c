@@ -157,6 +157,10 @@ static int xen_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 	}
 	if ((rc = parse_options(x, cfg->options)) < 0)
 		return rc;
+	if (cfg->nr_disks) {
+		xen_fail(x, "disks are not supported by the Xen backend (no HR_BF_DISKS)");
+		return -EOPNOTSUPP;
+	}
 	x->logger = (xentoollog_logger *)xtl_createlogger_stdiostream(stderr, XTL_ERROR, 0);
 	x->xch = xc_interface_open(x->logger, NULL, 0);
 	x->fmem = xenforeignmemory_open(x->logger, 0);
