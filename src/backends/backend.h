@@ -46,9 +46,13 @@
  *      mac=52:54:00:12:34:56               its MAC (default: 52:54:00 and 24
  *                                          bits of a hash of the VM name)
  *    KVM places virtio-mmio device i at guest-physical 0xd0000000 + i *
- *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i, and
- *    appends "virtio_mmio.device=4K@0xd0000000:5" (one per device, Linux's
- *    syntax) to the guest command line.  A replica is opened with its own
+ *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i
+ *    (level), and names each in its ACPI tables (kvm/acpi.h: a DSDT device
+ *    _HID "LNRO0005", which a stock Linux's virtio_mmio module binds).  It
+ *    also appends "virtio_mmio.device=4K@0xd0000000:5" (one per device) to
+ *    the guest command line for guests without ACPI; a kernel that honours
+ *    both registers each device once (the second claim of the same
+ *    registers fails with EBUSY).  A replica is opened with its own
  *    tap= (the TAP is not state; the MAC is, and comes from the blob).
  */
 #ifndef HR_BACKEND_H
