@@ -186,9 +186,10 @@ static void check_shape(unsigned nr_vcpus, unsigned nr_vdevs, const char *tmpdir
 		else
 			diag("not in iasl's disassembly: %s", want);
 	}
-	ok(dsl && found == nr_vdevs &&
-	       strstr(dsl, "Device(COM1){Name(_HID,EisaId(\"PNP0501\")") != NULL,
-	   "iasl -d: %u LNRO0005 device(s) with Memory32Fixed + Interrupt, and COM1", found);
+	ok(dsl && found == nr_vdevs && strstr(dsl, "Device(COM1){Name(_HID,EisaId(\"PNP0501\")") &&
+	       strstr(dsl, "IO(Decode16,0x0070,0x0070,0x01,0x02,)IRQNoFlags(){8}"),
+	   "iasl -d: %u LNRO0005 device(s) with Memory32Fixed + Interrupt, COM1 and the RTC",
+	   found);
 	if (!dsl)
 		diag("iasl failed; see %s/iasl.log", tmpdir);
 	free(dsl);

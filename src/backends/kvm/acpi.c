@@ -20,7 +20,10 @@
  *     hardware-reduced Linux sets up no ISA IRQ it is not told about (it has
  *     no legacy PIC then), and the COM1 UART's IRQ 4 must work.  The
  *     virtio-mmio GSIs are level, active high, as the devices hold the line.
- *   - DSDT: \_SB.COM1 (PNP0501: I/O 0x3F8, IRQ 4) and \_SB.VRnn for virtio
+ *   - DSDT: \_SB.COM1 (PNP0501: I/O 0x3F8, IRQ 4), \_SB.RTC (PNP0B00: I/O
+ *     0x70, IRQ 8) -- a hardware-reduced Linux gives the legacy drivers'
+ *     fixed IRQ numbers no descriptor, these PNP devices get theirs mapped --
+ *     and \_SB.VRnn for virtio
  *     device n: _HID "LNRO0005", _UID n, _CRS Memory32Fixed (the 0x200 bytes
  *     of registers at VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_STRIDE) and one
  *     level, active-high, exclusive Interrupt (GSI VIRTIO_MMIO_GSI + n).
@@ -46,6 +49,8 @@
 #define ISA_IRQS	  16
 #define COM1_PORT	  0x3f8
 #define COM1_IRQ	  4
+#define CMOS_PORT	  0x70
+#define CMOS_IRQ	  8
 #define MAX_VCPUS	  255 /* 8-bit APIC IDs; the I/O APIC takes ID nr_vcpus */
 #define RESET_PORT	  0xcf9
 #define RESET_VALUE	  0x06 /* CF9: full reset | system reset */
@@ -302,6 +307,14 @@ static int build_dsdt(uint8_t *t, size_t size, unsigned nr_vdevs, size_t *bytes_
 	aml_name_int(&a, "_UID", 1);
 	n = res_io(crs, COM1_PORT, 8);
 	n += res_irq_noflags(crs + n, COM1_IRQ);
+	n += res_end(crs + n);
+	aml_name_buffer(&a, "_CRS", crs, n);
+	aml_close(&a, dev);
+
+	dev = aml_device(&a, "RTC_");
+	aml_name_int(&a, "_HID", eisa_id("PNP0B00"));
+	n = res_io(crs, CMOS_PORT, 2);
+	n += res_irq_noflags(crs + n, CMOS_IRQ);
 	n += res_end(crs + n);
 	aml_name_buffer(&a, "_CRS", crs, n);
 	aml_close(&a, dev);
