@@ -51,7 +51,7 @@
 #define COM1_IRQ	  4
 #define CMOS_PORT	  0x70
 #define CMOS_IRQ	  8
-#define MAX_VCPUS	  255 /* 8-bit APIC IDs; the I/O APIC takes ID nr_vcpus */
+#define MAX_VCPUS	  254 /* 8-bit APIC IDs, 255 is broadcast; the I/O APIC takes nr_vcpus */
 #define RESET_PORT	  0xcf9
 #define RESET_VALUE	  0x06 /* CF9: full reset | system reset */
 #define MADT_LEVEL_HIGH	  0x000d
