@@ -26,6 +26,10 @@ else
 fi
 wait_exit "$pid" "$BOOT_S"
 t1=$(date +%s%N)
+if [ "$rc" != 0 ]; then
+	diag "the run did not end ($rc); the console's last lines:"
+	tail -15 "$T/out" | tr -d '\r' | sed 's/^/#   /'
+fi
 diag "guest ran to its reboot in $(((t1 - t0) / 1000000)) ms (rc=$rc)"
 grep -E "GUEST-UP|IOAPIC|clocksource|Brought up|smpboot: Total|WARNING|BUG" "$T/out" | head -20 | sed 's/^/# /'
 ok '[ $rc = 0 ] && grep -q "^GUEST-DONE hb=20" "$T/out"' "the guest boots to userland and its reboot ends the run with status 0"

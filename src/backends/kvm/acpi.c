@@ -28,6 +28,9 @@
  *     of registers at VIRTIO_MMIO_BASE + n * VIRTIO_MMIO_STRIDE) and one
  *     level, active-high, exclusive Interrupt (GSI VIRTIO_MMIO_GSI + n).
  *
+ * A hardware-reduced Linux reboots through the BIOS's reset vector, which
+ * we therefore provide (acpi.h, kvm_reset_vector_code).
+ *
  * The AML is written by a small encoder below (PkgLength, names, integers,
  * strings, buffers): only what the DSDT needs.
  */
@@ -449,6 +452,13 @@ int kvm_acpi_build(uint8_t *buf, size_t size, uint64_t gpa, unsigned nr_vcpus, u
 	return 0;
 }
 
+const uint8_t kvm_reset_vector_code[KVM_RESET_VECTOR_BYTES] = {
+    0xb0, 0xfe, /* mov al, 0xfe */
+    0xe6, 0x64, /* out 0x64, al: the keyboard controller's reset pulse */
+    0xf4,	/* hlt */
+    0xeb, 0xfd, /* jmp hlt */
+};
+
 int kvm_acpi_write(struct kvm_vm *vm)
 {
 	uint8_t *at = kvm_gpa_ptr(vm, KVM_ACPI_GPA, KVM_ACPI_MAX_BYTES);
@@ -460,6 +470,9 @@ int kvm_acpi_write(struct kvm_vm *vm)
 			      (unsigned long long)KVM_ACPI_GPA);
 		return -EINVAL;
 	}
+	uint8_t *rv = kvm_gpa_ptr(vm, KVM_RESET_VECTOR_GPA, KVM_RESET_VECTOR_BYTES);
+	if (rv)
+		memcpy(rv, kvm_reset_vector_code, KVM_RESET_VECTOR_BYTES);
 	rc = kvm_acpi_build(at, KVM_ACPI_MAX_BYTES, KVM_ACPI_GPA, vm->nr_vcpus, vm->nr_vdevs,
 			    &bytes);
 	if (rc < 0) {

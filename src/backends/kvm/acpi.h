@@ -27,8 +27,20 @@
 int kvm_acpi_build(uint8_t *buf, size_t size, uint64_t gpa, unsigned nr_vcpus, unsigned nr_vdevs,
 		   size_t *bytes_r);
 
+/* The firmware's reset vector (real-mode F000:FFF0).  With a
+ * hardware-reduced FADT, Linux reboots by EFI (reboot.c: efi_reboot_required)
+ * and, without EFI, by jumping to the BIOS's reset vector (BOOT_BIOS) before
+ * it tries the keyboard controller or the FADT's reset register.  There is
+ * no BIOS here, so this stub stands in for its reset: the keyboard
+ * controller's reset pulse (port 0x64, 0xFE), which stops the VM (uart.c),
+ * then hlt. */
+#define KVM_RESET_VECTOR_GPA   0xffff0ull
+#define KVM_RESET_VECTOR_BYTES 7
+extern const uint8_t kvm_reset_vector_code[KVM_RESET_VECTOR_BYTES];
+
 struct kvm_vm;
-/* kvm_acpi_build into the VM's RAM at KVM_ACPI_GPA. */
+/* kvm_acpi_build into the VM's RAM at KVM_ACPI_GPA, and the reset vector's
+ * stub at KVM_RESET_VECTOR_GPA (in the e820 map's reserved BIOS area). */
 int kvm_acpi_write(struct kvm_vm *vm);
 
 #endif
