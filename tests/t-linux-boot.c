@@ -102,9 +102,14 @@ static void test_layout(const char *kernel, const char *initrd, const uint8_t *r
 	   kimg[0x207], kimg[0x206]);
 	int zero_before = 1;
 	for (unsigned i = 0; i < 0x1e8; i++)
-		if (i != 0xc0 && i != 0xc4 && i != 0xc8 && bp[i])
+		if (i != 0xc0 && i != 0xc4 && i != 0xc8 && (i < 0x70 || i >= 0x78) && bp[i])
 			zero_before = 0;
 	ok(zero_before, "boot_params below the e820 count are zero (no screen, APM, EDID)");
+	uint8_t *rsdp = gpa(vm, 0xe0000, 8);
+	ok(hr_get_le64(bp + 0x70) == ((kimg[0x207] << 8 | kimg[0x206]) >= 0x020e ? 0xe0000u : 0) &&
+	       rsdp && !memcmp(rsdp, "RSD PTR ", 8),
+	   "acpi_rsdp_addr 0x%llx: the ACPI tables' RSDP (boot protocol 2.14 on)",
+	   (unsigned long long)hr_get_le64(bp + 0x70));
 	ok(bp[0x210] == 0xff && (bp[0x211] & 0x81) == 0x81 &&
 	       hr_get_le16(bp + 0x224) == 0xfe00 - 0x200,
 	   "type_of_loader 0xff, loadflags LOADED_HIGH | CAN_USE_HEAP (0x%x), heap_end_ptr 0x%x",
@@ -286,7 +291,7 @@ int main(void)
 	if (!f || fwrite(rd, 1, rd_bytes, f) != rd_bytes || fclose(f))
 		bail("cannot write %s", rdpath);
 
-	plan(14 + 5);
+	plan(15 + 5);
 	test_layout(kernel, rdpath, rd, rd_bytes);
 	test_refusals(kernel, rdpath, dir);
 

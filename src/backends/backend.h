@@ -48,9 +48,13 @@
  *    KVM places virtio-mmio device i (the virtio-net first, then a
  *    virtio-blk per cfg->disks[i]) at guest-physical 0xd0000000 + i *
  *    0x1000 (0x200 bytes of registers) with its interrupt on GSI 5 + i
- *    (i < 3; then 9, 10: GSI 8 is the RTC's), and
- *    appends "virtio_mmio.device=4K@0xd0000000:5" (one per device, Linux's
- *    syntax) to the guest command line.  A replica is opened with its own
+ *    (level; i < 3, then 9, 10: GSI 8 is the RTC's), and names each in
+ *    its ACPI tables (kvm/acpi.h: a DSDT device _HID "LNRO0005", which a
+ *    stock Linux's virtio_mmio module binds).  It also appends
+ *    "virtio_mmio.device=4K@0xd0000000:5" (one per device) to the guest
+ *    command line for guests without ACPI; a kernel that honours both
+ *    registers each device once (the second claim of the same registers
+ *    fails with EBUSY).  A replica is opened with its own
  *    tap= (the TAP is not state; the MAC is, and comes from the blob).
  */
 #ifndef HR_BACKEND_H

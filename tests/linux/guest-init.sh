@@ -6,6 +6,15 @@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
+# Debian's own virtio modules (mkinitramfs.sh), as a stock initramfs would
+# load them: the kernel must have found the virtio-mmio devices by itself
+# (ACPI, _HID LNRO0005); then one line on what it found.
+if [ -d /lib/modules/virtio ]; then
+	for m in virtio_ring virtio virtio_mmio failover net_failover virtio_net virtio_blk; do
+		insmod "/lib/modules/virtio/$m.ko" 2>/dev/null
+	done
+	echo "GUEST-VIRTIO devices=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l) eth0=$([ -e /sys/class/net/eth0 ] && echo yes || echo no) acpi=$([ -d /sys/firmware/acpi/tables ] && echo yes || echo no) rsdp_missing=$(dmesg | grep -c 'RSDP was not found') up=$(cut -d' ' -f1 /proc/uptime)"
+fi
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
 ioapic=$(grep -c IO-APIC /proc/interrupts)
 echo "GUEST-UP kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) ioapic_irqs=$ioapic clocksource=$cs up=$(cut -d' ' -f1 /proc/uptime)"

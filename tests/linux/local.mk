@@ -7,7 +7,7 @@ tests_linux_console_sink_CPPFLAGS = $(AM_CPPFLAGS)
 EXTRA_DIST += tests/linux/mkinitramfs.sh tests/linux/nested.sh tests/linux/check-linux.sh \
 	tests/linux/host-init.sh tests/linux/guest-init.sh tests/linux/lib-linux.sh \
 	tests/linux/t-linux-run.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh \
-	tests/linux/freeze.sh tests/linux/qmp-hmp.py
+	tests/linux/freeze.sh tests/linux/qmp-hmp.py tests/linux/t-linux-devices.sh
 
 check-linux: all tests/linux/console-sink tests/t-kvm tests/t-kvm-cpuid tests/hello-send tests/t-linux-boot
 	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \

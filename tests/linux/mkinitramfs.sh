@@ -2,7 +2,8 @@
 # mkinitramfs.sh OUT - the two initramfs images of `make check-linux`, from
 # installed Debian packages and this build tree ($top_builddir):
 #
-#   OUT/guest.cpio  the Linux guest: busybox-static and an /init that prints a
+#   OUT/guest.cpio  the Linux guest: busybox-static, the kernel's virtio
+#                   modules and an /init that loads them, then prints a
 #                   numbered heartbeat on the console (guest-init.sh)
 #   OUT/host.cpio   the nested test host: busybox-static, bash, coreutils'
 #                   date, iproute2's ip, openssl, the kvm/kvm-amd/kvm-intel
@@ -43,6 +44,12 @@ cpio_of() { (cd "$1" && find . | cpio -o -H newc --quiet); }
 # ---- the guest
 skeleton "$OUT/guest"
 install -m 755 "$HERE/guest-init.sh" "$OUT/guest/init"
+# the kernel's own virtio-mmio, -net and -blk modules (t-linux-devices.sh)
+mkdir -p "$OUT/guest/lib/modules/virtio"
+for m in drivers/virtio/virtio drivers/virtio/virtio_ring drivers/virtio/virtio_mmio \
+	net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk; do
+	[ -f "$MOD/$m.ko" ] && cp "$MOD/$m.ko" "$OUT/guest/lib/modules/virtio/"
+done
 cpio_of "$OUT/guest" >"$OUT/guest.cpio"
 
 # ---- the nested host

@@ -1,6 +1,6 @@
 #!/bin/bash
 # A Linux guest (Debian's kernel, the tiny initramfs of guest-init.sh) under
-# `hareplicate run` with two vCPUs: it reaches userland, sees both vCPUs (MP
+# `hareplicate run` with two vCPUs: it reaches userland, sees both vCPUs (MADT
 # table), runs on kvmclock (hypervisor bit, KVM leaves), prints its numbered
 # heartbeat whole and in order, and its reboot ends the run with status 0.
 # Then the same guest under QEMU -accel kvm, for the time to userland.
@@ -26,12 +26,16 @@ else
 fi
 wait_exit "$pid" "$BOOT_S"
 t1=$(date +%s%N)
+if [ "$rc" != 0 ]; then
+	diag "the run did not end ($rc); the console's last lines:"
+	tail -15 "$T/out" | tr -d '\r' | sed 's/^/#   /'
+fi
 diag "guest ran to its reboot in $(((t1 - t0) / 1000000)) ms (rc=$rc)"
 grep -E "GUEST-UP|IOAPIC|clocksource|Brought up|smpboot: Total|WARNING|BUG" "$T/out" | head -20 | sed 's/^/# /'
 ok '[ $rc = 0 ] && grep -q "^GUEST-DONE hb=20" "$T/out"' "the guest boots to userland and its reboot ends the run with status 0"
-ok 'grep -q "^GUEST-UP .* cpus=2 " "$T/out"' "Linux starts both vCPUs (MP table)"
+ok 'grep -q "^GUEST-UP .* cpus=2 " "$T/out"' "Linux starts both vCPUs (the ACPI MADT)"
 ok 'grep -q "^GUEST-UP .* ioapic_irqs=[1-9]" "$T/out"' \
-	"Linux routes interrupts through the in-kernel I/O APIC the MP table names"
+	"Linux routes interrupts through the in-kernel I/O APIC the MADT names"
 ok 'grep -q "clocksource=kvm-clock" "$T/out"' "the guest's clocksource is kvm-clock"
 r=$(hb_check "$T/out")
 ok '[ "$r" = "hb 1..20" ]' "the heartbeat is whole and in order, uptime never backwards ($r)"

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "acpi.h"
 #include "kvm-internal.h"
 #include "virtio-blk.h"
 #include "common/err.h"
@@ -338,6 +339,8 @@ static int kvm_open(struct hr_vm **vm_r, const struct hr_vm_config *cfg)
 			return rc;
 		vm->cfg.cmdline = vm->cmdline;
 	}
+	if ((rc = kvm_acpi_write(vm)) < 0) /* what a stock kernel finds by itself */
+		return rc;
 	if ((rc = kvm_cpuid_init(vm)) < 0 || (rc = kvm_vcpus_create(vm)) < 0)
 		return rc;
 	if (vm->dirty_mode == KVM_DIRTY_RING && (rc = kvm_dirty_map_rings(vm)) < 0)

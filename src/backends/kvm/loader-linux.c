@@ -18,7 +18,9 @@
  *     and a GDT whose selector 0x10 is 64-bit code and 0x18 data;
  *   - vCPU 0 in long mode (CR0 PE|PG, CR4 PAE, EFER LME|LMA), interrupts
  *     off, RIP = kernel + 0x200 (the 64-bit entry), RSI = the zero page;
- *   - an MP table (mptable.c) so that Linux finds every vCPU and the I/O APIC.
+ *   - an MP table (mptable.c) so that Linux finds every vCPU and the I/O APIC
+ *     (with acpi=off; otherwise it reads the same from the ACPI tables, acpi.c,
+ *     whose RSDP address goes in acpi_rsdp_addr from boot protocol 2.14).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "acpi.h"
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -59,6 +62,7 @@
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8
+#define BP_ACPI_RSDP_ADDR    0x070 /* boot protocol 2.14 */
 #define BP_E820_ENTRIES	     0x1e8
 #define BP_E820_TABLE	     0x2d0
 #define BP_E820_TABLE_MAX    128
@@ -290,6 +294,8 @@ int kvm_load_linux(struct kvm_vm *vm, const uint8_t *img, size_t bytes, const ch
 		hr_put_le32(e + 16, m[i].type);
 	}
 
+	if (version >= 0x020e) /* older kernels scan 0xE0000 for it */
+		hr_put_le64(bp + BP_ACPI_RSDP_ADDR, KVM_ACPI_GPA);
 	kvm_setup_bda(vm);
 	if ((rc = kvm_mptable_write(vm)) < 0)
 		return rc;

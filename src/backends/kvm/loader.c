@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "acpi.h"
 #include "kvm-internal.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -416,7 +417,7 @@ static int load_pvh(struct kvm_vm *vm, const struct image *img, uint64_t pvh_ent
 	struct hvm_memmap_entry mm[KVM_E820_MAX];
 	for (int i = 0; i < nm; i++)
 		mm[i] = (struct hvm_memmap_entry){m[i].addr, m[i].len, m[i].type, 0};
-	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1};
+	struct hvm_start_info si = {.magic = PVH_MAGIC, .version = 1, .rsdp_paddr = KVM_ACPI_GPA};
 	/* PVH passes the command line alone (QEMU, Xen), not after the kernel path */
 	const char *cl = vm->cfg.cmdline ? vm->cfg.cmdline : "";
 	si.cmdline_paddr = boot_put(&a, cl, strlen(cl) + 1);
