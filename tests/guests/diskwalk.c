@@ -186,8 +186,13 @@ static unsigned int request(uint32_t type, uint64_t sector, void *buf, uint32_t 
 	return q.status;
 }
 
+/* xorshift64 with the TSC's low bits mixed in: a guest restored to an
+ * earlier moment does not redo the very writes it did after it (on the
+ * disk, a write of a torn epoch that was applied then shows as "later"
+ * instead of being rewritten with the same stamp before the next check). */
 static uint64_t next_block(void)
 {
+	rng ^= rdtsc() & 0xffff;
 	rng ^= rng << 13;
 	rng ^= rng >> 7;
 	rng ^= rng << 17;
