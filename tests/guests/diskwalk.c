@@ -1,6 +1,24 @@
 /*
  * diskwalk.c - disk-writing test guest with self-verification: the disk
- * twin of memwalk.  See README.md for the command line and console lines.
+ * twin of memwalk (README.md), booted the same way (multiboot, ring-3
+ * workload).
+ *
+ * Command line (key=value, all optional, unknown tokens ignored):
+ *   rate=N          writes per second, TSC-paced (0: as fast as possible); 200
+ *   flush_every=N   a FLUSH after every N-th write (0: never); 8
+ *   interval_ms=N   a progress line every N ms; 100
+ *   check_every=N   a whole-disk check every N progress lines (0: never); 10
+ *   seconds=N       run N s, check, print done, exit 0/1 (0: forever); 0
+ *   blocks=N        use only the first N 4 KiB blocks (0: the whole disk); 0
+ * Console lines (all "diskwalk: " prefixed):
+ *   boot / tsc_khz / virtio-mmio ... / virtio-blk ... / disk_blocks=... / ring3
+ *   dseq=S writes=W flushes=F checks=C errors=E io_errors=I   (S = 1, 2, ... exactly)
+ *   diskcheck blocks=B errors=E lost=L later=A bad=X disk_blocks=N writes=W
+ *       why=<boot|periodic|clock-jump|end>     (one line; B = blocks
+ *       written at least once, E = L + A + X of this check)
+ *   ERROR block=b want=s got=s' (lost|later|bad)     (first 20 only)
+ *   done dseq=... / FAIL <why> (exit 1) / exception ... (exit 3)
+ * Exit values on port 0xf4 are memwalk's (0 ok, 1 errors or FAIL, 3 exception).
  *
  * It drives its own virtio-blk device (virtio-mmio version 2, one split
  * virtqueue, polled, one request at a time), found like netsvc finds its
