@@ -148,8 +148,10 @@ static void kvm_failover(void)
 	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "kvm: diskwalk protected at 25 ms epochs");
 	ep_at("epochs");
 	uint64_t t0 = hr_now_ns();
-	ok(ep_wait_u64(&ep.p_acked, 40, 120), "kvm: 40 epochs acknowledged (%llu in %.1f s)",
-	   (unsigned long long)ep.p_acked, (hr_now_ns() - t0) / 1e9);
+	int acked = ep_wait_u64(&ep.p_acked, 40, 120);
+	double took_s = (hr_now_ns() - t0) / 1e9;
+	ok(acked, "kvm: 40 epochs acknowledged (%llu in %.1f s)", (unsigned long long)ep.p_acked,
+	   took_s);
 	ep_at("the primary's checks");
 	/* the boot check and two periodic ones, released by the primary */
 	int primary_checked = wait_checks(&ep, 0, 3, 120);
@@ -169,15 +171,24 @@ static void kvm_failover(void)
 	uint64_t t_kill = hr_now_ns();
 	hr_engine_free(ep.p); /* closes the VM: its image holds everything it wrote */
 	ep.p = NULL;
+	/* The primary's released console bytes end at p_bytes (its only channel
+	 * without tap=; it never sends a byte
+	 * twice); the backup may already have promoted and released more (its
+	 * guest resumes within ~100 ms, faster than a VM closes), so the
+	 * boundary is that, not the buffer's length now. */
 	pthread_mutex_lock(&ep.lock);
-	size_t len_at_kill = ep.out[0].len;
+	size_t len_at_kill = (size_t)__atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST);
+	if (len_at_kill > ep.out[0].len)
+		len_at_kill = ep.out[0].len;
 	uint64_t released_writes = last_writes(ep.out[0].buf, len_at_kill);
 	pthread_mutex_unlock(&ep.lock);
 	uint64_t unreleased = 0;
 	int crc = count_newer(pp, released_writes, &unreleased);
-	diag("kvm: at the kill the console had released writes=%llu; the primary's image holds "
-	     "%llu blocks written after that (epochs not acknowledged, the torn one among them)",
-	     (unsigned long long)released_writes, (unsigned long long)unreleased);
+	diag("kvm: the primary released %zu console bytes, the last saying writes=%llu; its image "
+	     "holds %llu blocks written after that (epochs not acknowledged, the torn one among "
+	     "them; %s)",
+	     len_at_kill, (unsigned long long)released_writes, (unsigned long long)unreleased,
+	     crc ? strerror(-crc) : "read");
 	ok(crc == 0 && unreleased > 0, "kvm: the primary died with writes it never released");
 
 	ep_at("promotion");
@@ -236,7 +247,7 @@ int main(void)
 		bail("tests/guests/diskwalk.elf not built");
 	if (!mkdtemp(dir))
 		bail("mkdtemp: %s", strerror(errno));
-	plan(10);
+	plan(9);
 	kvm_failover();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
