@@ -171,11 +171,10 @@ static void kvm_failover(void)
 	uint64_t t_kill = hr_now_ns();
 	hr_engine_free(ep.p); /* closes the VM: its image holds everything it wrote */
 	ep.p = NULL;
-	/* The primary's released console bytes end at p_bytes (its only channel
-	 * without tap=; it never sends a byte
-	 * twice); the backup may already have promoted and released more (its
-	 * guest resumes within ~100 ms, faster than a VM closes), so the
-	 * boundary is that, not the buffer's length now. */
+	/* What the primary released ends at p_bytes (console only, without
+	 * tap=; it never sends a byte twice).  The backup may already have
+	 * promoted and released more: its guest resumes within ~100 ms, sooner
+	 * than a VM is closed, so the buffer's length is no boundary. */
 	pthread_mutex_lock(&ep.lock);
 	size_t len_at_kill = (size_t)__atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST);
 	if (len_at_kill > ep.out[0].len)
