@@ -180,3 +180,9 @@ tests_t_disk_replicate_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-virtio-blk
 TESTS += tests/t-virtio-blk
 tests_t_virtio_blk_LDADD = $(HR_LIBS)
+
+# diskwalk on KVM through the replication engine (skips without /dev/kvm;
+# runs in make check-linux)
+check_PROGRAMS += tests/t-diskwalk
+TESTS += tests/t-diskwalk
+tests_t_diskwalk_LDADD = $(HR_LIBS)

@@ -102,3 +102,21 @@ tests/guests/netsvc.elf: tests/guests/netsvc.elf64
 	$(AM_V_GEN)$(GUEST_OBJCOPY) -O elf32-i386 tests/guests/netsvc.elf64 $@
 
 guests: tests/guests/netsvc.elf
+
+# diskwalk: the disk-writing guest on its own virtio-blk (see README.md).
+# Multiboot like memwalk: the KVM backend appends its virtio_mmio.device=
+# entries on that path too.
+noinst_DATA += tests/guests/diskwalk.elf
+EXTRA_DIST += tests/guests/diskwalk.c
+CLEANFILES += tests/guests/diskwalk.elf tests/guests/diskwalk.elf64 tests/guests/diskwalk.guest.o
+
+tests/guests/diskwalk.guest.o: $(guests_srcdir)/diskwalk.c $(guests_srcdir)/rt.h
+	@$(MKDIR_P) tests/guests
+	$(AM_V_GEN)$(GUEST_CC) $(GUEST_COPTS) -c -o $@ $(guests_srcdir)/diskwalk.c
+tests/guests/diskwalk.elf64: tests/guests/diskwalk.guest.o $(guests_rt_objs) $(guests_srcdir)/link.ld
+	$(AM_V_GEN)$(GUEST_LD) $(GUEST_LDOPTS) -T $(guests_srcdir)/link.ld -o $@ \
+		$(guests_rt_objs) tests/guests/diskwalk.guest.o
+tests/guests/diskwalk.elf: tests/guests/diskwalk.elf64
+	$(AM_V_GEN)$(GUEST_OBJCOPY) -O elf32-i386 tests/guests/diskwalk.elf64 $@
+
+guests: tests/guests/diskwalk.elf

@@ -9,7 +9,8 @@ EXTRA_DIST += tests/linux/mkinitramfs.sh tests/linux/nested.sh tests/linux/check
 	tests/linux/t-linux-run.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh \
 	tests/linux/freeze.sh tests/linux/qmp-hmp.py tests/linux/t-linux-devices.sh
 
-check-linux: all tests/linux/console-sink tests/t-kvm tests/t-kvm-cpuid tests/hello-send tests/t-linux-boot
+check-linux: all tests/linux/console-sink tests/t-kvm tests/t-kvm-cpuid tests/hello-send tests/t-linux-boot \
+	tests/t-diskwalk
 	top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir) \
 		$(SHELL) $(srcdir)/tests/linux/check-linux.sh
 .PHONY: check-linux

@@ -63,7 +63,7 @@ done
 cp "/boot/vmlinuz-$KVER" "$H/guest/vmlinuz"
 cp "$OUT/guest.cpio" "$H/guest/guest.cpio"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$H/hr/"
-for t in t-kvm t-kvm-cpuid t-linux-boot hello-send; do cp "$top_builddir/tests/$t" "$H/hr/tests/"; done
+for t in t-kvm t-kvm-cpuid t-linux-boot hello-send t-diskwalk; do cp "$top_builddir/tests/$t" "$H/hr/tests/"; done
 cp "$top_builddir"/tests/guests/*.elf "$H/hr/tests/guests/"
 cp "$top_srcdir"/tests/*.sh "$H/hr/tests/"
 cp "$HERE"/*.sh "$H/hr/tests/linux/"
