@@ -165,8 +165,22 @@ static void kvm_failover(void)
 	   "kvm: the primary's own checks pass (%u checks, last blocks=%llu, errors=%llu in all)",
 	   pn, (unsigned long long)pblocks, (unsigned long long)perr);
 
-	/* Kill the primary engine mid-epoch: its last epoch is torn. */
+	/* Kill the primary engine mid-epoch, once its image holds a write the
+	 * console has not released yet (the guest writes all the time, but a
+	 * slow nested guest may sit between writes): its last epoch is torn. */
 	ep_at("kill");
+	for (uint64_t w0 = hr_now_ns(); hr_now_ns() - w0 < 10000000000ull;) {
+		uint64_t newer = 0;
+		pthread_mutex_lock(&ep.lock);
+		size_t rl = (size_t)__atomic_load_n(&ep.p_bytes, __ATOMIC_SEQ_CST);
+		uint64_t rw = ep.out[0].buf ? last_writes(ep.out[0].buf,
+							  rl < ep.out[0].len ? rl : ep.out[0].len)
+					    : 0;
+		pthread_mutex_unlock(&ep.lock);
+		if (count_newer(pp, rw, &newer) == 0 && newer > 0)
+			break;
+		usleep(1000);
+	}
 	ep_kill_primary(&ep);
 	uint64_t t_kill = hr_now_ns();
 	hr_engine_free(ep.p); /* closes the VM: its image holds everything it wrote */
