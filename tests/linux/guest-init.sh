@@ -13,7 +13,10 @@ if [ -d /lib/modules/virtio ]; then
 	for m in virtio_ring virtio virtio_mmio failover net_failover virtio_net virtio_blk; do
 		insmod "/lib/modules/virtio/$m.ko" 2>/dev/null
 	done
-	echo "GUEST-VIRTIO devices=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l) eth0=$([ -e /sys/class/net/eth0 ] && echo yes || echo no) acpi=$([ -d /sys/firmware/acpi/tables ] && echo yes || echo no) rsdp_missing=$(dmesg | grep -c 'RSDP was not found') up=$(cut -d' ' -f1 /proc/uptime)"
+	# a disk: its serial, and the first 16 bytes of its first sector
+	vda=no
+	[ -e /sys/block/vda ] && vda="$(cat /sys/block/vda/serial 2>/dev/null)/$(dd if=/dev/vda bs=16 count=1 2>/dev/null | tr -cd 'A-Za-z0-9')"
+	echo "GUEST-VIRTIO devices=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l) eth0=$([ -e /sys/class/net/eth0 ] && echo yes || echo no) vda=$vda acpi=$([ -d /sys/firmware/acpi/tables ] && echo yes || echo no) rsdp_missing=$(dmesg | grep -c 'RSDP was not found') up=$(cut -d' ' -f1 /proc/uptime)"
 fi
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)
 ioapic=$(grep -c IO-APIC /proc/interrupts)

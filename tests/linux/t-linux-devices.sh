@@ -1,11 +1,13 @@
 #!/bin/bash
 # Devices a stock kernel finds by itself.  Debian's kernel (virtio as
 # modules, no virtio_mmio.device= parser built in, no PCI here) under
-# `hareplicate run` with a virtio-net on a TAP; the guest's initramfs insmods
+# `hareplicate run` with a virtio-net on a TAP and a virtio-blk disk (a raw
+# image with a serial and a known first sector); the guest's initramfs insmods
 # the kernel's own virtio modules (guest-init.sh, mkinitramfs.sh) and says
 # what it sees.  With the KVM backend's ACPI tables (src/backends/kvm/acpi.c)
 # the kernel finds its RSDP, virtio_mmio binds the LNRO0005 device, eth0
-# appears; the console's interrupt-driven COM1 and both vCPUs work under the
+# appears, and so does the disk (vda: its serial and first sector read
+# back); the console's interrupt-driven COM1 and both vCPUs work under the
 # hardware-reduced FADT.  Then the same guest with acpi=off (the MP table
 # only, as before the tables) for the time to init's first line, each way.
 . "${top_srcdir:-$(dirname "$0")/../..}/tests/lib.sh"
@@ -16,14 +18,17 @@ TAP=hrdev0
 ip tuntap add dev "$TAP" mode tap 2>/dev/null && ip link set "$TAP" up ||
 	skip_all "cannot create TAP $TAP (tun module, CAP_NET_ADMIN)"
 on_exit "ip link del $TAP 2>/dev/null"
-plan 7
+plan 8
+DISK="$T/disk.img"
+{ printf 'HRDISKSECTOR0OK1'; head -c 1048560 /dev/zero; } >"$DISK" && truncate -s 16M "$DISK" ||
+	{ echo "Bail out! cannot make $DISK"; exit 1; }
 # boot NAME EXTRA-APPEND: the guest to its reboot; $up_ms = wall time from
 # the start to init's first line (GUEST-VIRTIO), $rc its exit status
 boot() {
 	local t0 pid
 	t0=$(date +%s%N)
 	"$HR" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M --vcpus 2 --net "tap=$TAP" \
-		--append "console=ttyS0 loglevel=4 hb_count=3 hb_sleep=0.1 $2" >"$T/$1.out" 2>"$T/$1.err" &
+		--disk "$DISK,serial=hrtest01" --append "console=ttyS0 loglevel=4 hb_count=3 hb_sleep=0.1 $2" >"$T/$1.out" 2>"$T/$1.err" &
 	pid=$!
 	on_exit "kill -9 $pid 2>/dev/null"
 	up_ms=0
@@ -52,6 +57,8 @@ tr -d '\r' <"$T/acpi.out" | grep -E "ACPI|virtio|LNRO|ttyS0|rtc|WARNING|BUG" | h
 ok 'grep -q "^GUEST-VIRTIO devices=[1-9][0-9]* " "$T/acpi.out"' \
 	"Debian's virtio_mmio finds the device by itself: /sys/bus/virtio/devices is not empty"
 ok 'grep -q "^GUEST-VIRTIO .* eth0=yes " "$T/acpi.out"' "virtio_net gives it eth0"
+ok 'grep -q "^GUEST-VIRTIO .* vda=hrtest01/HRDISKSECTOR0OK1 " "$T/acpi.out"' \
+	"virtio_blk gives it vda: its serial and its first sector read back"
 ok 'grep -q "^GUEST-VIRTIO .* acpi=yes rsdp_missing=0 " "$T/acpi.out" && ! grep -q "RSDP was not found" "$T/acpi.out"' \
 	"the kernel reads the ACPI tables (no \"RSDP was not found\")"
 ok '[ "$acpi_rc" = 0 ] && grep -q "^GUEST-UP .* cpus=2 " "$T/acpi.out" && grep -q "^GUEST-DONE hb=3" "$T/acpi.out"' \
