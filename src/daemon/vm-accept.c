@@ -179,3 +179,12 @@ void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 	}
 	bufferevent_write(vm->bev, ans, strlen(ans));
 }
+
+unsigned hr_dvm_own_disks(const char *name, const struct hr_disk_spec **disks_r)
+{
+	const struct hr_dvm *vm = hr_dvm_find(name);
+	if (!vm || !vm->nr_disks)
+		return 0;
+	*disks_r = vm->disk;
+	return vm->nr_disks;
+}
