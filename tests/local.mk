@@ -186,3 +186,7 @@ tests_t_virtio_blk_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-diskwalk
 TESTS += tests/t-diskwalk
 tests_t_diskwalk_LDADD = $(HR_LIBS)
+
+# disks through the daemon: a backup's images, status, failover, failback
+dist_check_SCRIPTS += tests/t-daemon-disk.sh
+TESTS += tests/t-daemon-disk.sh

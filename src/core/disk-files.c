@@ -68,6 +68,13 @@ int hr_disk_files_prepare(struct hr_disk_files *df, const char *vm, const char *
 			snprintf(why, why_size, "disk directory %s: name too long", dir);
 			return -ENAMETOOLONG;
 		}
+		if (!bytes[i] || bytes[i] % HR_DISK_SECTOR_BYTES) {
+			snprintf(why, why_size,
+				 "the primary's disk %u is %" PRIu64
+				 " bytes: not a positive multiple of %u",
+				 i, bytes[i], HR_DISK_SECTOR_BYTES);
+			return -HR_ESHAPE;
+		}
 		rc = create_image(path, bytes[i]);
 		if (!rc) {
 			log_info(vm, "backup: disk %u: created %s (%" PRIu64 " bytes, sparse)", i,

@@ -93,8 +93,8 @@ static int backup_disks(struct hr_engine *e, const struct hr_hello_info *h, char
 		snprintf(why, why_size, "the disk write log: %s", hr_strerror(rc));
 		return rc;
 	}
-	for (unsigned i = 0; i < e->dt.nr; i++)
-		sizes[i] = e->dt.img[i].bytes;
+	for (unsigned i = 0; i < e->dt.nr; i++) /* promoted, its HELLOs announce them */
+		e->disk_sizes[i] = sizes[i] = e->dt.img[i].bytes;
 	if ((rc = hr_handshake_check_disks(h, sizes, e->cfg.vm.nr_disks, why, why_size)) < 0)
 		log_err(e->name, "refusing the primary: %s", why);
 	else if (e->cfg.vm.nr_disks)
