@@ -190,3 +190,7 @@ tests_t_diskwalk_LDADD = $(HR_LIBS)
 # disks through the daemon: a backup's images, status, failover, failback
 dist_check_SCRIPTS += tests/t-daemon-disk.sh
 TESTS += tests/t-daemon-disk.sh
+
+# hareplicate drill --disk (kill, torn, partition)
+dist_check_SCRIPTS += tests/t-drill-disk.sh
+TESTS += tests/t-drill-disk.sh

@@ -11,7 +11,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 command -v python3 >/dev/null || skip_all "python3 not found"
 HR_TEST_GUEST=mem ha_guest # the disk guest is the mem backend's
-plan 12
+plan 15
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -38,7 +38,7 @@ wait_jfield() { # VM KEY VALUE CONTROL SECONDS
 	done
 	return 1
 }
-[ -n "${HR_TEST_KEEP_LOGS:-}" ] && on_exit "cp $T/a.log $T/b.log $T/b/state/*.console $HR_TEST_KEEP_LOGS/ 2>/dev/null"
+[ -n "${HR_TEST_KEEP_LOGS:-}" ] && on_exit "cp $T/a.log $T/b.log $T/c.log $T/b/state/*.console $HR_TEST_KEEP_LOGS/ 2>/dev/null"
 DISKGUEST="steps_per_s=20 writes=8 disk_writes=4 disk_flush=1"
 
 two_daemons 500
@@ -59,14 +59,16 @@ ok 'grep -q "d1.*backup: disk 0: created $IMG (16777216 bytes, sparse)" "$T/b.lo
 ok 'wait_jfield d1 disks.0.path "$IMG" "$CB" 5 && [ "$(jfield d1 disks.0.bytes "$CB")" = $((16 * MIB)) ] &&
 	[ "$(jfield d1 disks.0.path "$CA")" = "$T/d1.img" ] && A status d1 | grep -q "disk0 $T/d1.img bytes=16777216"' \
 	"status (text and JSON) shows each host's image and its size"
-ok 'wait_for "$T/a/state/d1.epochs" "." 10 && sleep_epochs=$(wc -l <"$T/a/state/d1.epochs") && [ "$sleep_epochs" -ge 1 ] &&
-	[ "$(stat -c %b "$IMG")" -gt 0 ]' "B's image receives the primary's writes"
+ok 'wait_true 10 sh -c "[ \$(stat -c %b \"$IMG\") -gt 0 ]"' "B's image receives the primary's writes"
 
 # --- the primary dies: B's promoted guest reads back every block it wrote ---
 wa=$(field d1 pid "$CA")
 kill_pid -9 "$wa"
-ok 'wait_field d1 state promoted "$CB" 15 && wait_for "$T/b/state/d1.console" "diskcheck blocks=[1-9][0-9]* errors=0" 10' \
-	"A's worker killed: B promotes, its guest's diskcheck finds errors=0 ($(grep -o "diskcheck.*" "$T/b/state/d1.console" 2>/dev/null | head -n 1))"
+wait_field d1 state promoted "$CB" 15
+wait_for "$T/b/state/d1.console" "diskcheck" 10
+check=$(grep -o "diskcheck.*" "$T/b/state/d1.console" 2>/dev/null | head -n 1)
+ok 'echo "$check" | grep -Eq "^diskcheck blocks=[1-9][0-9]* errors=0$"' \
+	"A's worker killed: B promotes, its guest's diskcheck finds errors=0 ($check)"
 
 # --- failback: A's daemon takes the copy back onto d1's own image ---
 ok 'wait_for "$T/a.log" "d1.*backup: disk 0: $T/d1.img \(this host.s own definition" 20 &&
@@ -87,4 +89,25 @@ ok 'wait_for "$T/b.log" "d2.*refusing the primary: $why" 15' "B refuses d2: its 
 ok 'wait_true 10 sh -c "\"$HR\" status d2 --control \"$CA\" | grep -q \"$why\" || grep -q \"$why\" \"$T/err\""' \
 	"the reason reaches the primary's side (start's answer or status)"
 ok '[ "$(stat -c %s "$T/b/state/disks/d2/disk0.img")" = $((8 * MIB)) ]' "the mismatched image is left as it was"
+
+# --- d3: a backup whose disk fails drops its copy; the primary's status says why ---
+PC=$((PB + 2))
+CC="$T/c/run/control.sock"
+TLS_C=$(tls_opts c)
+HR_TEST_DISK_FAIL_AFTER=40 "$HRD" -f $TLS_C --control "$CC" --listen "127.0.0.1:$PC" \
+	--state-dir "$T/c/state" --failover-timeout 500 >>"$T/c.log" 2>&1 &
+pidc=$!
+on_exit "kill -9 $pidc 2>/dev/null"
+wait_for "$T/c.log" "control $CC" 10
+truncate -s $((16 * MIB)) "$T/d3.img"
+A start d3 --peer "127.0.0.1:$PC" $HA_START --memory 64M --append "$DISKGUEST" \
+	--disk "$T/d3.img" >/dev/null 2>"$T/err"
+why="the backup dropped its copy: applying a committed epoch's disk write failed"
+ok 'wait_true 20 sh -c "\"$HR\" status d3 --control \"$CA\" | grep -qF \"$why\""' \
+	"C's disk fails (EIO): A's status says its backup dropped its copy, and why"
+ok 'wait_true 10 sh -c "\"$HR\" status --json --control \"$CA\" | grep -qF \"\\\"backup_dropped_why\\\": \\\"$why\""' \
+	"status --json: backup_dropped_why says the same"
+ok 'grep -q "d3: +output-released" "$T/a.log" && ! grep -q "d3: +promot" "$T/c.log"' \
+	"A's guest speaks on; C, whose copy is invalid, never promotes"
+A stop d3 >/dev/null 2>&1
 done_testing

@@ -97,7 +97,7 @@ struct hr_engine {
 	struct hr_disk_target dt;
 	struct hr_disk_files bdf; /* backup: images in cfg.backup_disk_dir */
 	char backup_dropped[256]; /* the backup dropped its copy: why ("" not) */
-	char dropped_why[160];	  /* ... kept for liveness until a backup syncs (stats_lock) */
+	char dropped_why[256];	  /* ... kept for liveness until a backup syncs (stats_lock) */
 
 	/* both */
 	volatile int guest_exited;

@@ -328,7 +328,7 @@ struct hr_engine_liveness {
 	char held_why[160];	     /* without a backup, output held: why ("" not held) */
 	uint64_t held_ms;	     /* ... for how long */
 	uint64_t next_reprotect_ms;  /* until the next re-protection attempt (0: none due) */
-	char dropped_why[160];	     /* primary: the last backup dropped its copy (a disk's
+	char dropped_why[256];	     /* primary: the last backup dropped its copy (a disk's
 				      * ENOSPC / EIO there): why ("" none since one synced) */
 };
 void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);

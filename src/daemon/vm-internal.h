@@ -51,7 +51,7 @@ struct hr_dvm {
 	char held_why[160];	     /* output held without a backup: why ("" = not) */
 	uint64_t held_ms;	     /* ... for how long then */
 	uint64_t next_reprotect_ms;  /* then: until the next re-protection attempt */
-	char dropped_why[160];	     /* then: the last backup dropped its copy, why ("") */
+	char dropped_why[256];	     /* then: the last backup dropped its copy, why ("") */
 	/* the images the worker uses, as it last reported them (path, size) */
 	char live_disk[HR_MAX_DISKS][256];
 	uint64_t live_disk_bytes[HR_MAX_DISKS];

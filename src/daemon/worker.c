@@ -691,6 +691,11 @@ int hr_worker_main(struct hr_worker_args *a)
 	cfg.replica_tap = hr_dopts.replica_tap;
 	cfg.backup_disk_dir = w.disk_dir[0] ? w.disk_dir : NULL;
 	cfg.disk_durability = hr_dopts.disk_durability;
+	/* tests: a backup's Nth applied disk write fails (EIO): it drops its copy */
+	uint64_t fail_after;
+	const char *fa = getenv("HR_TEST_DISK_FAIL_AFTER");
+	if (fa && hr_parse_count(fa, 1, UINT64_MAX, &fail_after) == 0)
+		cfg.disk_fail_after = fail_after;
 	cfg.migrate_connect = hr_w_migrate_connect;
 	cfg.on_round = hr_w_on_round;
 	cfg.round_opaque = &w;
