@@ -194,3 +194,8 @@ TESTS += tests/t-daemon-disk.sh
 # hareplicate drill --disk (kill, torn, partition)
 dist_check_SCRIPTS += tests/t-drill-disk.sh
 TESTS += tests/t-drill-disk.sh
+
+# a backup's own images (src/core/disk-files.c)
+check_PROGRAMS += tests/t-disk-files
+TESTS += tests/t-disk-files
+tests_t_disk_files_LDADD = $(HR_LIBS)
