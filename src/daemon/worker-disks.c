@@ -36,7 +36,8 @@ void hr_w_disks_setup(struct worker *w)
 		return;
 	}
 	snprintf(w->disk_dir, sizeof(w->disk_dir), "%s/%s", hr_dopts.disk_dir, a->name);
-	log_info(a->name, "backup: the primary's disks, if any, go to %s/disk<N>.img", w->disk_dir);
+	log_debug(a->name, "backup: the primary's disks, if any, go to %s/disk<N>.img",
+		  w->disk_dir);
 }
 
 /* path's size in bytes (a block device's too); 0 if it cannot be read */
