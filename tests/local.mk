@@ -186,3 +186,16 @@ tests_t_virtio_blk_LDADD = $(HR_LIBS)
 check_PROGRAMS += tests/t-diskwalk
 TESTS += tests/t-diskwalk
 tests_t_diskwalk_LDADD = $(HR_LIBS)
+
+# disks through the daemon: a backup's images, status, failover, failback
+dist_check_SCRIPTS += tests/t-daemon-disk.sh
+TESTS += tests/t-daemon-disk.sh
+
+# hareplicate drill --disk (kill, torn, partition)
+dist_check_SCRIPTS += tests/t-drill-disk.sh
+TESTS += tests/t-drill-disk.sh
+
+# a backup's own images (src/core/disk-files.c)
+check_PROGRAMS += tests/t-disk-files
+TESTS += tests/t-disk-files
+tests_t_disk_files_LDADD = $(HR_LIBS)

@@ -152,6 +152,18 @@ static const char drill_help[] =
     "                    the same sequence; seq is N, there is no self-check.\n"
     "                    It exercises everything of the drill but the\n"
     "                    hypervisor: the KVM backend needs --memwalk or --net\n"
+    "  --disk            the mem guest (--disk implies --mem) also writes a disk:\n"
+    "                    A's image is a fresh sparse 64 MiB file in the drill's\n"
+    "                    directory, B's daemon makes its copy in its --disk-dir\n"
+    "                    there; each step writes 4 stamped 4 KiB blocks, then\n"
+    "                    flushes (`disk_writes=4 disk_flush=1` is added to the\n"
+    "                    command line).  A guest promoted by the fault reads back every\n"
+    "                    block it knows it wrote and prints `diskcheck blocks=B\n"
+    "                    errors=E`; the drill fails unless each such check says\n"
+    "                    errors=0 with blocks > 0, and one came after a failover.\n"
+    "                    The report's `disk:` line gives each check.  A failback\n"
+    "                    puts the copy back on A's images, which needs their\n"
+    "                    synchronisation first\n"
     "  --netprobe FILE   the client (default: tests/netprobe next to this program,\n"
     "                    i.e. a build tree, else " HR_PKGLIBEXECDIR "/netprobe)\n"
     "  --seed S          seed for random choices (default: from the clock; printed)\n"
@@ -383,6 +395,7 @@ int cmd_drill(int argc, char **argv)
 	    {"net", no_argument, NULL, 'T'},
 	    {"memwalk", no_argument, NULL, 'M'},
 	    {"mem", no_argument, NULL, 'G'},
+	    {"disk", no_argument, NULL, 'D'},
 	    {"netprobe", required_argument, NULL, 'P'},
 	    {"tls", no_argument, NULL, 'I'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -390,7 +403,7 @@ int cmd_drill(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	static char kernel[4096], daemon[4096], netprobe[4096];
-	int append_set = 0;
+	int append_set = 0, other_guest = 0;
 	struct drill_opts o = {.epochs = 200,
 			       .net = 1,
 			       .memory = "256M",
@@ -475,10 +488,15 @@ int cmd_drill(int argc, char **argv)
 		case 'T':
 			o.net = 1;
 			o.mem = 0;
+			other_guest = 1;
 			break;
 		case 'M':
 			o.net = 0;
 			o.mem = 0;
+			other_guest = 1;
+			break;
+		case 'D':
+			o.disk = 1;
 			break;
 		case 'G':
 			o.net = 0;
@@ -587,6 +605,15 @@ int cmd_drill(int argc, char **argv)
 	if (o.soak_mask && !o.soak) {
 		fprintf(stderr, "hareplicate drill: --faults restricts --soak (give --soak N)\n");
 		return 2;
+	}
+	if (o.disk && (other_guest || o.kernel)) {
+		fprintf(stderr, "hareplicate drill: --disk runs the mem backend's disk guest (it "
+				"implies --mem; no --net, --memwalk or --kernel)\n");
+		return 2;
+	}
+	if (o.disk) {
+		o.mem = 1;
+		o.net = 0;
 	}
 	if (o.mem && o.kernel) {
 		fprintf(stderr, "hareplicate drill: --mem runs the mem backend's own guest (no "
@@ -758,6 +785,6 @@ const struct hr_cmd hr_cmd_drill = {
     "[--fault kill|torn|partition|hang|slow|restart-primary|restart-backup|failback|"
     "witness-down] "
     "[--victim primary|backup] [--witness] [--seed S] [--repeat N] [--soak N [--faults LIST]] "
-    "[--keep] [--net | --memwalk | --mem] [--netprobe FILE] "
+    "[--keep] [--net | --memwalk | --mem | --disk] [--netprobe FILE] "
     "[--memory SIZE] [--append CMDLINE] [--epoch DURATION]",
     drill_help, cmd_drill};

@@ -14,6 +14,7 @@
  * errors; the mem backend's guest prints "mem: step=N" (maybe padded with
  * '.' to its line_bytes): seq is N, and it has no self-check (errors=0).
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -98,6 +99,23 @@ static void one_line(struct drill_world *w, const char *s, size_t n, uint64_t en
 		}
 		w->lines[w->nr_lines++] = (struct drill_line){
 		    .seq = seq, .t_ns = hr_now_ns(), .end_off = end_off, .conn = conn};
+		return;
+	}
+	/* --disk: a promoted mem guest read back every block it knows it wrote */
+	unsigned long long blocks;
+	if (sscanf(line, "diskcheck blocks=%llu errors=%llu", &blocks, &errors) == 2) {
+		uint32_t ip = conn < 64 ? w->conn_peer[conn] : 0;
+		const char *host = ip == inet_addr(DRILL_IP_A)	 ? "A"
+				   : ip == inet_addr(DRILL_IP_B) ? "B"
+								 : "?";
+		size_t len = strlen(w->diskchecks);
+		snprintf(w->diskchecks + len, sizeof(w->diskchecks) - len,
+			 "%s%s blocks=%llu errors=%llu", len ? "; " : "", host, blocks, errors);
+		w->nr_diskchecks++;
+		if (errors || !blocks) {
+			w->bad_diskchecks++;
+			violation(w, "disk check of the promoted guest on %s: %s", host, line);
+		}
 		return;
 	}
 	if (strstr(line, "ERROR") || strstr(line, "FAIL") || strstr(line, "exception") ||

@@ -136,6 +136,14 @@ pid_t drill_start_daemon(struct drill *d, const char *ns, const char *ip, const 
 	argv[n++] = "--node";
 	argv[n++] = (char *)node;
 	n += drill_link_opts(d, node, &tp, argv + n);
+	/* --disk: a backup's copies of the other host's disk, in the drill's
+	 * directory (the daemon's default; said here so no setting moves it) */
+	char disk_dir[400];
+	if (d->o->disk) {
+		snprintf(disk_dir, sizeof(disk_dir), "%s/disks", state);
+		argv[n++] = "--disk-dir";
+		argv[n++] = disk_dir;
+	}
 	if (d->o->witness) {
 		snprintf(witness, sizeof(witness), "%s:%d", DRILL_IP_OUT, DRILL_PORT_WIT);
 		argv[n++] = "--witness";

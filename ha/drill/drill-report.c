@@ -27,16 +27,21 @@ void drill_report(struct drill *d)
 	size_t size = sizeof(d->report), len = 0;
 #define OUT(...) (len += (size_t)snprintf(r + len, len < size ? size - len : 0, __VA_ARGS__))
 
-	OUT("drill %u: fault=%s kill-at=%s victim=%s%s%s%s seed=%llu epoch=%s memory=%s "
-	    "append=\"%s\"\n",
+	OUT("drill %u: fault=%s kill-at=%s victim=%s%s%s%s%s seed=%llu epoch=%s memory=%s "
+	    "append=\"%s%s\"\n",
 	    d->run, drill_fault_name(o->fault), drill_kill_at_name(o->kill_at),
 	    o->victim_backup || o->fault == DRILL_FAULT_RESTART_BACKUP ? "backup" : "primary",
 	    o->witness ? " witness=yes" : "", o->net ? " net=yes" : "", o->mem ? " guest=mem" : "",
-	    (unsigned long long)(o->seed + d->run - 1), o->epoch, o->memory, o->append);
+	    o->disk ? " disk=yes" : "", (unsigned long long)(o->seed + d->run - 1), o->epoch,
+	    o->memory, o->append,
+	    o->disk && !strstr(o->append, "disk_writes=") ? DRILL_DISK_APPEND : "");
 	OUT("  epochs: the backup acked epochs 0..%llu before the kill (0 = the full sync; "
 	    "target %llu)\n",
 	    (unsigned long long)(w->acked ? w->acked - 1 : 0), (unsigned long long)o->epochs);
 	OUT("  kill: %s\n", w->killed ? w->kill_what : "(not done)");
+	if (o->disk)
+		OUT("  disk: %s\n",
+		    w->nr_diskchecks ? w->diskchecks : "no diskcheck (no guest was promoted)");
 	if (v && n) {
 		for (unsigned i = 0; i < n; i++)
 			v[i] = d->samples[i].pause_us;

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,34 @@ static void one_speaker(struct drill *d, int first)
 			   d->a_after);
 }
 
+/* A new sparse image of bytes at path: 0, or -1 with the drill failed. */
+static int make_image(struct drill *d, const char *path, uint64_t bytes)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0) {
+		drill_fail(d, "disk image %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* --disk: a guest promoted by the fault read its disk back; every check
+ * (B's, and A's after a failback) must find its blocks (world lock held). */
+static void judge_disk(struct drill *d)
+{
+	struct drill_world *w = &d->w;
+
+	if (!d->o->disk)
+		return;
+	if (d->failover_ms >= 0 && !w->nr_diskchecks)
+		drill_fail(d, "--disk: the promoted guest printed no diskcheck line");
+	else if (w->bad_diskchecks)
+		drill_fail(d, "--disk: a promoted guest's disk check failed: %s", w->diskchecks);
+}
+
 static int one_drill(struct drill *d)
 {
 	const struct drill_opts *o = d->o;
@@ -177,6 +206,14 @@ static int one_drill(struct drill *d)
 		w->victim_pid = o->fault == DRILL_FAULT_RESTART_BACKUP ? d->pid_b : d->pid_a;
 	drill_vlog(o, "daemons up: A pid %d, B pid %d", (int)d->pid_a, (int)d->pid_b);
 
+	/* --disk: A's image, fresh and sparse; B's daemon makes its own copy in
+	 * its --disk-dir (drill-hosts.c) with the size A's HELLO announces */
+	char disk[320], append[1024];
+	snprintf(disk, sizeof(disk), "%s/disk-a.img", d->dir);
+	snprintf(append, sizeof(append), "%s%s", o->append,
+		 o->disk && !strstr(o->append, "disk_writes=") ? DRILL_DISK_APPEND : "");
+	if (o->disk && make_image(d, disk, DRILL_DISK_BYTES) < 0)
+		return -1;
 	snprintf(console, sizeof(console), "tcp:%s:%d", DRILL_IP_OUT, DRILL_PORT_CON);
 	snprintf(peer, sizeof(peer), "%s:%d", DRILL_IP_OUT, DRILL_PORT_TAP);
 	char *start[] = {"start",     DRILL_VM_NAME,
@@ -185,13 +222,16 @@ static int one_drill(struct drill *d)
 			 "--epoch",   (char *)o->epoch,
 			 "--kernel",  (char *)o->kernel,
 			 "--memory",  (char *)o->memory,
-			 "--append",  (char *)o->append,
+			 "--append",  append,
 			 "--console", console,
 			 NULL,	      NULL,
 			 NULL};
 	if (o->net) {
 		start[sizeof(start) / sizeof(start[0]) - 3] = "--net";
 		start[sizeof(start) / sizeof(start[0]) - 2] = "tap=" DRILL_GTAP;
+	} else if (o->disk) {
+		start[sizeof(start) / sizeof(start[0]) - 3] = "--disk";
+		start[sizeof(start) / sizeof(start[0]) - 2] = disk;
 	}
 	rc = drill_cli(d, d->ctl_a, start, 60000);
 	if (rc != 0) {
@@ -342,6 +382,7 @@ int drill_run(const struct drill_opts *o, unsigned run, struct drill_result *r)
 	if (d->world_started) {
 		pthread_mutex_lock(&d->w.lock);
 		drill_console_settle(&d->w); /* frames still waiting for bytes before them */
+		judge_disk(d);
 		d->pass = !d->why[0] && !d->w.first_violation[0] && d->w.killed && !d->w.gaps &&
 			  !d->w.conflicts && !d->w.seq_breaks && !d->w.guest_errors &&
 			  !d->w.bad_lines;

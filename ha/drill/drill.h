@@ -60,6 +60,10 @@ struct hr_tls_ctx; /* net/tls.h */
 /* --mem's default guest command line: a line every 5 ms and 4000 page
  * writes a second (spread over the RAM), as memwalk's rate=4000 dirties */
 #define DRILL_MEM_APPEND "steps_per_s=200 writes=20"
+/* --disk: what the mem guest adds to its command line (4 stamped 4 KiB
+ * blocks a step, then a flush), and the size of A's image (sparse) */
+#define DRILL_DISK_APPEND " disk_writes=4 disk_flush=1"
+#define DRILL_DISK_BYTES  (64ull << 20)
 
 /* ---- drill-net.c ---- */
 
@@ -157,6 +161,10 @@ struct drill_world {
 	struct drill_early *early;
 	unsigned nr_early;
 	unsigned gaps, conflicts, seq_breaks, guest_errors, bad_lines;
+	/* --disk: the promoted guests' `diskcheck blocks=B errors=E` lines, as
+	 * "HOST blocks=B errors=E" joined by "; " (HOST: A or B, by connection) */
+	unsigned nr_diskchecks, bad_diskchecks;
+	char diskchecks[256];
 	char first_violation[256];
 
 	/* replication tap (A -> B's daemon) and back relay (B -> A's daemon) */
@@ -213,6 +221,7 @@ struct drill_opts {
 	int witness; /* --witness: a witness in OUT, A and B use it */
 	int net;     /* --net: netsvc on a virtio-net device, clients in OUT */
 	int mem;     /* --mem: the mem backend's software guest (no KVM, console only) */
+	int disk;    /* --disk: the mem guest writes a disk; each promotion checks it */
 	const char *netprobe;
 	/* --tls: the daemons' links are TLS (CA mode); default --insecure, since
 	 * the tap parses the replication stream to time its faults */

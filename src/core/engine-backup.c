@@ -93,8 +93,8 @@ static int backup_disks(struct hr_engine *e, const struct hr_hello_info *h, char
 		snprintf(why, why_size, "the disk write log: %s", hr_strerror(rc));
 		return rc;
 	}
-	for (unsigned i = 0; i < e->dt.nr; i++)
-		sizes[i] = e->dt.img[i].bytes;
+	for (unsigned i = 0; i < e->dt.nr; i++) /* promoted, its HELLOs announce them */
+		e->disk_sizes[i] = sizes[i] = e->dt.img[i].bytes;
 	if ((rc = hr_handshake_check_disks(h, sizes, e->cfg.vm.nr_disks, why, why_size)) < 0)
 		log_err(e->name, "refusing the primary: %s", why);
 	else if (e->cfg.vm.nr_disks)
@@ -117,6 +117,15 @@ static int backup_setup(struct hr_engine *e, struct hr_staging **st_r)
 	/* before anything is allocated for the replica */
 	if (!rc && (rc = hr_handshake_check_limits(&h, &e->cfg.limits, why, sizeof(why))) < 0)
 		log_err(e->name, "refusing the primary: %s", why);
+	/* this host's images of the primary's disks (never a path the peer names) */
+	if (!rc && e->cfg.backup_disk_dir && !e->cfg.vm.nr_disks && h.nr_disks) {
+		rc = hr_disk_files_prepare(&e->bdf, e->name, e->cfg.backup_disk_dir, h.disk_bytes,
+					   h.nr_disks, why, sizeof(why));
+		if (rc < 0)
+			log_err(e->name, "refusing the primary: %s", why);
+		e->cfg.vm.disks = e->bdf.spec;
+		e->cfg.vm.nr_disks = e->bdf.nr;
+	}
 	char options[HR_HELLO_OPTIONS_MAX + 64];
 	if (!rc && (rc = replica_options(e, h.vm_options, options, sizeof(options))) < 0)
 		log_err(e->name, "refusing the primary: its VM options '%s' are too long",

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "core/engine.h"
+#include "core/disk-files.h"
 #include "core/disk-staging.h"
 #include "core/disklog.h"
 #include "core/epoch.h"
@@ -94,7 +95,9 @@ struct hr_engine {
 	int disklog_on;
 	uint64_t disk_sizes[HR_MAX_DISKS];
 	struct hr_disk_target dt;
+	struct hr_disk_files bdf; /* backup: images in cfg.backup_disk_dir */
 	char backup_dropped[256]; /* the backup dropped its copy: why ("" not) */
+	char dropped_why[256];	  /* ... kept for liveness until a backup syncs (stats_lock) */
 
 	/* both */
 	volatile int guest_exited;

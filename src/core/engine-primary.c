@@ -452,6 +452,9 @@ static int session(struct hr_engine *e, int fd, int *ctl_r)
 			hr_engine_role_event(e, HR_RE_SYNCED, why);
 			e->session_synced = 1;
 			e->reprotect_failures = 0;
+			pthread_mutex_lock(&e->stats_lock);
+			e->dropped_why[0] = '\0';
+			pthread_mutex_unlock(&e->stats_lock);
 			hr_engine_set_held(e, NULL); /* acks release it now */
 			witness_register(e);
 		}
@@ -648,8 +651,13 @@ int hr_engine_primary_loop(struct hr_engine *e, int fd)
 		 * no longer apply the epochs: it never runs the VM) */
 		e->speaking = hr_ha_speaks_after_loss(e->speaking, e->session_epochs_sent) ||
 			      e->backup_dropped[0];
-		if (e->backup_dropped[0])
+		if (e->backup_dropped[0]) {
 			hr_engine_set_held(e, NULL);
+			pthread_mutex_lock(&e->stats_lock);
+			snprintf(e->dropped_why, sizeof(e->dropped_why), "%.*s",
+				 (int)sizeof(e->dropped_why) - 1, e->backup_dropped);
+			pthread_mutex_unlock(&e->stats_lock);
+		}
 		e->backup_dropped[0] = '\0';
 		if (!e->session_synced) {
 			e->reprotect_failures++;

@@ -456,6 +456,7 @@ void hr_engine_liveness(struct hr_engine *e, struct hr_engine_liveness *l)
 	l->witness_contact_ms = contact ? (now - contact) / 1000000 : UINT64_MAX;
 	pthread_mutex_lock(&e->stats_lock);
 	memcpy(l->held_why, e->held_why, sizeof(l->held_why));
+	memcpy(l->dropped_why, e->dropped_why, sizeof(l->dropped_why));
 	l->held_ms =
 	    e->held_why[0] && now > e->held_since_ns ? (now - e->held_since_ns) / 1000000 : 0;
 	pthread_mutex_unlock(&e->stats_lock);

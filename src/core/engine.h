@@ -103,6 +103,11 @@ struct hr_engine_config {
 	/* Disks, backup: "ack" (NULL, default) or "flush" - what an ACK promises
 	 * about the epoch's writes (core/disk-staging.h). */
 	const char *disk_durability;
+	/* Disks, backup without vm.disks (OPTIONAL; NULL: none): the primary's
+	 * disks get images DIR/disk<i>.img here, created sparse with the sizes
+	 * of its HELLO when missing; an existing one of another size refuses
+	 * the primary (-HR_ESHAPE; core/disk-files.h). */
+	const char *backup_disk_dir;
 	/* Disks, primary: the write log's soft limit (an early checkpoint) and
 	 * hard limit (writes fail) in bytes; 0: core/disklog.h's defaults. */
 	uint64_t disk_log_soft_bytes, disk_log_hard_bytes;
@@ -323,6 +328,8 @@ struct hr_engine_liveness {
 	char held_why[160];	     /* without a backup, output held: why ("" not held) */
 	uint64_t held_ms;	     /* ... for how long */
 	uint64_t next_reprotect_ms;  /* until the next re-protection attempt (0: none due) */
+	char dropped_why[256];	     /* primary: the last backup dropped its copy (a disk's
+				      * ENOSPC / EIO there): why ("" none since one synced) */
 };
 void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
 

@@ -23,3 +23,6 @@ libhr_a_SOURCES += \
 	src/core/disk-staging.c src/core/disk-staging.h \
 	src/core/outbuf.c src/core/outbuf.h \
 	src/core/snapshot.c src/core/snapshot.h
+
+# a backup's own images of a primary's disks (engine cfg.backup_disk_dir)
+libhr_a_SOURCES += src/core/disk-files.c src/core/disk-files.h

@@ -100,6 +100,12 @@ int hr_addr_with_port(char *out, size_t size, const char *desc, const char *port
 
 /* Child side: runs the engine; returns the process exit status. */
 int hr_worker_main(struct hr_worker_args *a);
+/* vm-accept.c: the disks of this host's own definition of VM `name` (a VM
+ * started here with --disk), as the daemon's table has them: their number
+ * (0: none) and *disks_r.  A backup worker asks (its fork's copy of the
+ * table) to take a copy back onto the images it started from. */
+struct hr_disk_spec;
+unsigned hr_dvm_own_disks(const char *name, const struct hr_disk_spec **disks_r);
 
 /* Daemon options. */
 struct hr_daemon_opts {

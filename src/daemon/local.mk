@@ -25,3 +25,6 @@ dist_check_SCRIPTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/
 	tests/t-daemon-witness-forgot.sh
 TESTS += tests/t-witness-daemon.sh tests/t-daemon-witness.sh tests/t-witness-tls.sh \
 	tests/t-daemon-witness-forgot.sh
+
+# a worker's disk images (a backup's placement; paths and sizes for status)
+hareplicated_SOURCES += src/daemon/worker-disks.c

@@ -129,6 +129,23 @@ void hr_dvm_evidence(const struct hr_dvm *vm, struct hr_ha_local *here)
 				     .stopping = vm->stop_requested};
 }
 
+/* The disks of this host's own definition of the VM (`start --disk`) go
+ * from the exited entry `from` to the backup entry `to` that replaces it,
+ * so that the next backup worker (a later re-protection) finds them too. */
+static void keep_disks(struct hr_dvm *to, const struct hr_dvm *from)
+{
+	memcpy(to->disk_arg, from->disk_arg, sizeof(to->disk_arg));
+	for (unsigned i = 0; i < from->nr_disks; i++) {
+		const struct hr_disk_arg *d = &from->disk_arg[i];
+		to->disk[i] = from->disk[i];
+		to->disk[i].path = to->disk_arg[i].buf + (from->disk[i].path - d->buf);
+		if (from->disk[i].serial)
+			to->disk[i].serial = to->disk_arg[i].buf + (from->disk[i].serial - d->buf);
+		to->disk_arg[i].spec = to->disk[i];
+	}
+	to->nr_disks = from->nr_disks;
+}
+
 /*
  * May a primary's connection for `name` become a backup here?  ha/accept.c
  * decides from what runs here under that name (hr_ha_accept); this acts:
@@ -153,8 +170,10 @@ void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 		snprintf(ans, sizeof(ans), "%s invalid VM name\n", code);
 		break;
 	case HR_HA_ACCEPT:
-		if (other)
-			hr_dvm_free(other); /* an exited entry: replaced */
+		if (other) {
+			keep_disks(vm, other); /* this host's definition outlives it */
+			hr_dvm_free(other);    /* an exited entry: replaced */
+		}
 		snprintf(vm->name, sizeof(vm->name), "%s", name);
 		vm->started_ns = hr_now_ns();
 		snprintf(ans, sizeof(ans), "%s\n", code);
@@ -178,4 +197,13 @@ void hr_dvm_name_backup(struct hr_dvm *vm, const char *name, int peer_speaking)
 		break;
 	}
 	bufferevent_write(vm->bev, ans, strlen(ans));
+}
+
+unsigned hr_dvm_own_disks(const char *name, const struct hr_disk_spec **disks_r)
+{
+	const struct hr_dvm *vm = hr_dvm_find(name);
+	if (!vm || !vm->nr_disks)
+		return 0;
+	*disks_r = vm->disk;
+	return vm->nr_disks;
 }

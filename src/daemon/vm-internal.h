@@ -51,6 +51,11 @@ struct hr_dvm {
 	char held_why[160];	     /* output held without a backup: why ("" = not) */
 	uint64_t held_ms;	     /* ... for how long then */
 	uint64_t next_reprotect_ms;  /* then: until the next re-protection attempt */
+	char dropped_why[256];	     /* then: the last backup dropped its copy, why ("") */
+	/* the images the worker uses, as it last reported them (path, size) */
+	char live_disk[HR_MAX_DISKS][256];
+	uint64_t live_disk_bytes[HR_MAX_DISKS];
+	unsigned nr_live_disks;
 	/* the console sink's trouble then ("" / 0: it writes; console.h) */
 	char console[160];	 /* its spec, while it holds output */
 	char console_error[128]; /* its last error, while failing */
@@ -114,6 +119,9 @@ int hr_dvm_spawn_worker(struct hr_dvm *vm, struct hr_worker_args *a);
  * end; these two tell it. */
 void hr_dvm_start_state(struct hr_dvm *vm, enum hr_role_state st);
 void hr_dvm_start_ended(struct hr_dvm *vm);
+
+/* vm-status.c: the disks of a worker's `live` line (disk<i>, disk<i>_bytes). */
+void hr_dvm_live_disks(struct hr_dvm *vm, const struct hr_kvline *kv);
 
 /* vm-cluster.c: a waiting demote / promote learns the worker's new state */
 void hr_dvm_cluster_state(struct hr_dvm *vm, enum hr_role_state st);

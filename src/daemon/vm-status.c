@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -143,6 +144,77 @@ static void console_text(struct hr_sbuf *sb, const struct hr_dvm *vm)
 		     (unsigned long long)vm->console_retries);
 }
 
+void hr_dvm_live_disks(struct hr_dvm *vm, const struct hr_kvline *kv)
+{
+	char key[32];
+	unsigned n = 0;
+
+	for (; n < HR_MAX_DISKS; n++) {
+		snprintf(key, sizeof(key), "disk%u", n);
+		const char *path = hr_kv_get(kv, key);
+		if (!path)
+			break;
+		snprintf(vm->live_disk[n], sizeof(vm->live_disk[n]), "%s", path);
+		snprintf(key, sizeof(key), "disk%u_bytes", n);
+		if (hr_kv_getu(kv, key, &vm->live_disk_bytes[n]))
+			vm->live_disk_bytes[n] = 0;
+	}
+	vm->nr_live_disks = n;
+}
+
+/* The VM's disks: as its worker last reported them, else (no report: the
+ * worker ended) its definition here; sizes as reported, else now. */
+static unsigned disks(const struct hr_dvm *vm, const char **path, uint64_t *bytes)
+{
+	if (vm->nr_live_disks) {
+		for (unsigned i = 0; i < vm->nr_live_disks; i++) {
+			path[i] = vm->live_disk[i];
+			bytes[i] = vm->live_disk_bytes[i];
+		}
+		return vm->nr_live_disks;
+	}
+	for (unsigned i = 0; i < vm->nr_disks; i++) {
+		struct stat st;
+		path[i] = vm->disk[i].path;
+		bytes[i] = stat(path[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+	}
+	return vm->nr_disks;
+}
+
+/* "disks": [{"path", "bytes"}...], "backup_dropped_why": the last backup
+ * dropped its copy because of its disk (null: not since one synced). */
+static void disks_json(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	const char *path[HR_MAX_DISKS];
+	uint64_t bytes[HR_MAX_DISKS];
+	unsigned nr = disks(vm, path, bytes);
+
+	hr_sbuf_add(sb, ", \"disks\": [", 12);
+	for (unsigned i = 0; i < nr; i++) {
+		hr_sbuf_add(sb, i ? ", {\"path\": " : "{\"path\": ", i ? 11 : 9);
+		json_str(sb, path[i]);
+		hr_sbuf_addf(sb, ", \"bytes\": %llu}", (unsigned long long)bytes[i]);
+	}
+	hr_sbuf_add(sb, "], \"backup_dropped_why\": ", 25);
+	if (vm->dropped_why[0] && vm->pid > 0)
+		json_str(sb, vm->dropped_why);
+	else
+		hr_sbuf_add(sb, "null", 4);
+}
+
+static void disks_text(struct hr_sbuf *sb, const struct hr_dvm *vm)
+{
+	const char *path[HR_MAX_DISKS];
+	uint64_t bytes[HR_MAX_DISKS];
+	unsigned nr = disks(vm, path, bytes);
+
+	for (unsigned i = 0; i < nr; i++)
+		hr_sbuf_addf(sb, "  disk%u %s bytes=%llu\n", i, path[i],
+			     (unsigned long long)bytes[i]);
+	if (vm->dropped_why[0] && vm->pid > 0)
+		hr_sbuf_addf(sb, "  %s\n", vm->dropped_why);
+}
+
 static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t now_ns)
 {
 	uint64_t in_state_ms, hb_age_ms;
@@ -175,6 +247,7 @@ static void status_json(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_add(sb, "null", 4);
 	witness_json(sb, vm, now_ns);
 	console_json(sb, vm);
+	disks_json(sb, vm);
 	hr_sbuf_addf(sb, ", \"pid\": %d, \"uptime_s\": %llu, \"nr_epochs\": %llu", (int)vm->pid,
 		     (unsigned long long)((now_ns - vm->started_ns) / 1000000000),
 		     (unsigned long long)vm->nr_epochs);
@@ -233,6 +306,7 @@ static void status_text(struct hr_sbuf *sb, const struct hr_dvm *vm, uint64_t no
 		hr_sbuf_addf(sb, "  next re-protection attempt in %llu ms\n",
 			     (unsigned long long)vm->next_reprotect_ms);
 	console_text(sb, vm);
+	disks_text(sb, vm);
 	if (vm->error[0])
 		hr_sbuf_addf(sb, "  error: %s\n", vm->error);
 }

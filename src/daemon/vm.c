@@ -240,6 +240,9 @@ static void status_line(struct hr_dvm *vm, const char *line, size_t len)
 			vm->held_ms = 0;
 		if (hr_kv_getu(&kv, "next_reprotect_ms", &vm->next_reprotect_ms))
 			vm->next_reprotect_ms = 0;
+		const char *dw = hr_kv_get(&kv, "dropped_why");
+		snprintf(vm->dropped_why, sizeof(vm->dropped_why), "%s", dw ? dw : "");
+		hr_dvm_live_disks(vm, &kv);
 		const char *con = hr_kv_get(&kv, "console"),
 			   *cerr = hr_kv_get(&kv, "console_error");
 		snprintf(vm->console, sizeof(vm->console), "%s", con ? con : "");

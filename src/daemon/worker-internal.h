@@ -47,6 +47,7 @@ struct worker {
 	int status_eof; /* the daemon's end closed: no requests until one adopts us */
 	char req[1024];
 	size_t req_len;
+	char disk_dir[4096]; /* backup: DISK-DIR/VM, the engine's images ("": own paths) */
 };
 
 /* The engine once built (NULL before and after); SIGTERM/SIGINT seen. */
@@ -70,5 +71,11 @@ int hr_w_migrate_progress(struct worker *w, struct hr_engine *eng, struct hr_sbu
 int hr_w_migrate_connect(void *opaque, int *fd_r);
 void hr_w_on_round(void *opaque, const struct hr_live_round *r);
 void hr_w_on_migration(void *opaque, int rc, int in_doubt, const struct hr_migration_report *r);
+
+/* worker-disks.c: a backup's images (this host's own definition of the VM,
+ * else w->disk_dir; after the preamble named the VM), and the disks' paths
+ * and sizes for a status line (disk<i>, disk<i>_bytes, nr_disks). */
+void hr_w_disks_setup(struct worker *w);
+void hr_w_disks_status(struct worker *w, struct hr_sbuf *sb);
 
 #endif

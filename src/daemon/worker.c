@@ -302,6 +302,9 @@ static void *liveness_thread(void *arg)
 			}
 			if (l.next_reprotect_ms)
 				hr_kv_addu(&sb, "next_reprotect_ms", l.next_reprotect_ms);
+			if (l.dropped_why[0])
+				hr_kv_add(&sb, "dropped_why", l.dropped_why);
+			hr_w_disks_status(w, &sb);
 			if (l.witness_standing != HR_HA_W_NONE) {
 				hr_kv_add(&sb, "witness", hr_ha_standing_name(l.witness_standing));
 				char pn[sizeof(w->a->peer_node)];
@@ -621,6 +624,7 @@ int hr_worker_main(struct hr_worker_args *a)
 			snprintf(spec, sizeof(spec), "%s", a->console_pattern);
 		a->console_spec = spec;
 		a->ops = hr_backend_find("kvm");
+		hr_w_disks_setup(&w);
 		a->vm.name = a->name;
 		a->vm.kernel_path = NULL;
 		if (!a->ops) {
@@ -685,6 +689,13 @@ int hr_worker_main(struct hr_worker_args *a)
 	}
 	cfg.migrated_reprotect = a->migrated_backup[0] != '\0';
 	cfg.replica_tap = hr_dopts.replica_tap;
+	cfg.backup_disk_dir = w.disk_dir[0] ? w.disk_dir : NULL;
+	cfg.disk_durability = hr_dopts.disk_durability;
+	/* tests: a backup's Nth applied disk write fails (EIO): it drops its copy */
+	uint64_t fail_after;
+	const char *fa = getenv("HR_TEST_DISK_FAIL_AFTER");
+	if (fa && hr_parse_count(fa, 1, UINT64_MAX, &fail_after) == 0)
+		cfg.disk_fail_after = fail_after;
 	cfg.migrate_connect = hr_w_migrate_connect;
 	cfg.on_round = hr_w_on_round;
 	cfg.round_opaque = &w;
