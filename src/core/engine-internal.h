@@ -11,6 +11,7 @@
 #include "core/engine.h"
 #include "core/disk-files.h"
 #include "core/disk-staging.h"
+#include "core/disk-sync.h"
 #include "core/disklog.h"
 #include "core/epoch.h"
 #include "core/guestmem.h"
@@ -98,6 +99,7 @@ struct hr_engine {
 	struct hr_disk_files bdf; /* backup: images in cfg.backup_disk_dir */
 	char backup_dropped[256]; /* the backup dropped its copy: why ("" not) */
 	char dropped_why[256];	  /* ... kept for liveness until a backup syncs (stats_lock) */
+	struct hr_disk_sync_stats disk_sync; /* the last session's (stats_lock) */
 
 	/* both */
 	volatile int guest_exited;
@@ -140,6 +142,10 @@ int hr_engine_src_setup(struct hr_engine *e, struct hr_outbuf *outbuf);
 /* engine-live.c: the session's live phase (memory copied while the guest
  * runs) before its first epoch.  0, or -errno / -EINTR with *ctl_r. */
 int hr_engine_live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r);
+/* engine-live.c: the backup's images brought to ours (core/disk-sync.h),
+ * the first step of the live phase; a no-op without disks.  0, or -errno /
+ * -EINTR with *ctl_r (stop / abort). */
+int hr_engine_disk_sync(struct hr_engine *e, int *ctl_r);
 
 /* engine-alone.c */
 enum { HR_ALONE_ENDED = 0, HR_ALONE_RECONNECTED = 1, HR_ALONE_STAND_DOWN = 2 };

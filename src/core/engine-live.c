@@ -97,6 +97,56 @@ static uint64_t paced_due_ns(uint64_t *t0_ns, uint64_t *bytes0, uint64_t bytes,
 	return due;
 }
 
+struct sync_ctl {
+	struct hr_engine *e;
+	char later[8]; /* control bytes for after the sync */
+	unsigned nr;
+};
+
+/* A control byte during the sync: stop / abort end it; the others (guest
+ * exit, full output, a migration's wake-up) are passed on to the memory
+ * rounds that follow. */
+static int sync_ctl(void *opaque, int c)
+{
+	struct sync_ctl *sc = opaque;
+
+	if (c == CTL_STOP || c == CTL_ABORT)
+		return -1;
+	if (sc->nr < sizeof(sc->later) && !memchr(sc->later, c, sc->nr))
+		sc->later[sc->nr++] = (char)c;
+	return 0;
+}
+
+int hr_engine_disk_sync(struct hr_engine *e, int *ctl_r)
+{
+	struct hr_disk_sync_stats st;
+	struct sync_ctl sc = {.e = e};
+	uint32_t bb =
+	    e->cfg.disk_sync_block_bytes ? e->cfg.disk_sync_block_bytes : HR_DISK_SYNC_BLOCK_BYTES;
+	int timeout_ms = (int)(e->cfg.silence_ms ? e->cfg.silence_ms : 10000);
+
+	*ctl_r = 0;
+	if (!e->cfg.vm.nr_disks)
+		return 0;
+	int rc = hr_disk_sync_primary(&e->peer, e->name, e->cfg.vm.disks, e->cfg.vm.nr_disks, bb,
+				      timeout_ms, sync_ctl, &sc, ctl_r, &st);
+	for (unsigned i = 0; i < sc.nr; i++)
+		hr_engine_ctl_send(e, sc.later[i]);
+	pthread_mutex_lock(&e->stats_lock);
+	e->disk_sync = st;
+	pthread_mutex_unlock(&e->stats_lock);
+	if (rc < 0 && rc != -EINTR)
+		log_err(e->name, "disk synchronisation failed: %s", hr_strerror(rc));
+	return rc;
+}
+
+void hr_engine_disk_sync_stats(struct hr_engine *e, struct hr_disk_sync_stats *st)
+{
+	pthread_mutex_lock(&e->stats_lock);
+	*st = e->disk_sync;
+	pthread_mutex_unlock(&e->stats_lock);
+}
+
 static void live_round_done(struct hr_engine *e, const struct hr_live_round *r)
 {
 	log_debug(e->name,
@@ -129,7 +179,11 @@ int hr_engine_live_phase(struct hr_engine *e, struct hr_sender *snd, int *ctl_r)
 	int live = e->ops->features & HR_BF_DIRTY_LIVE, ev = 0, rc;
 
 	hr_planner_init(&pl, &e->cfg.live);
-	if ((rc = hr_planner_start(&pl, &e->gm, t0)) < 0)
+	/* the disks first, while the guest runs: their writes meanwhile are
+	 * in the session's log and travel in its first epoch */
+	if ((rc = hr_engine_disk_sync(e, ctl_r)) < 0)
+		goto out;
+	if ((rc = hr_planner_start(&pl, &e->gm, hr_now_ns())) < 0)
 		goto out;
 	for (;;) {
 		if (!live)

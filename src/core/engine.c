@@ -261,11 +261,11 @@ void hr_engine_disklog_keep(struct hr_engine *e, int on)
 	if (!__atomic_load_n(&e->disklog_on, __ATOMIC_ACQUIRE))
 		return;
 	uint64_t lost = hr_disklog_set_discard(&e->disklog, !on);
-	if (on && lost)
-		log_warnx(e->name,
-			  "%" PRIu64 " disk writes made without a backup are not on the new "
-			  "backup's disks: its images must be synchronised first",
-			  lost);
+	if (on && lost) /* not lost: the synchronisation finds their blocks */
+		log_info(e->name,
+			 "%" PRIu64 " disk writes were made without a backup: the new backup's "
+			 "images get them in the disk synchronisation",
+			 lost);
 }
 
 /* ---- guest callbacks (vCPU threads) ---- */

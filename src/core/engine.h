@@ -112,7 +112,11 @@ struct hr_engine_config {
 	 * hard limit (writes fail) in bytes; 0: core/disklog.h's defaults. */
 	uint64_t disk_log_soft_bytes, disk_log_hard_bytes;
 	uint64_t disk_fail_after; /* tests, backup: that applied write fails (EIO); 0 never */
-	uint64_t epoch_us;	  /* configured epoch length */
+	/* Disks, primary: the block of the images' synchronisation at every
+	 * session's start (a power of two, 4 KiB..4 MiB; 0: 64 KiB;
+	 * core/disk-sync.h). */
+	uint32_t disk_sync_block_bytes;
+	uint64_t epoch_us; /* configured epoch length */
 	/* Output-triggered epochs (primary; 0 = off: every epoch lasts
 	 * epoch_us).  An epoch that holds a network frame ends early: at
 	 * min_epoch_us after its start, or a short coalescing delay after its
@@ -332,6 +336,11 @@ struct hr_engine_liveness {
 				      * ENOSPC / EIO there): why ("" none since one synced) */
 };
 void hr_engine_liveness(struct hr_engine *eng, struct hr_engine_liveness *l);
+
+/* Primary: what the last session's disk synchronisation did (zeroed
+ * before the first; core/disk-sync.h).  Any thread. */
+struct hr_disk_sync_stats;
+void hr_engine_disk_sync_stats(struct hr_engine *eng, struct hr_disk_sync_stats *st);
 
 /* Latest stats (copy) and the role state. */
 void hr_engine_stats(struct hr_engine *eng, struct hr_epoch_stats *last_r, uint64_t *nr_epochs_r);

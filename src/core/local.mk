@@ -21,6 +21,7 @@ libhr_a_SOURCES += \
 	src/core/staging.c src/core/staging.h \
 	src/core/disklog.c src/core/disklog.h \
 	src/core/disk-staging.c src/core/disk-staging.h \
+	src/core/disk-sync.c src/core/disk-sync.h \
 	src/core/outbuf.c src/core/outbuf.h \
 	src/core/snapshot.c src/core/snapshot.h
 

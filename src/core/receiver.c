@@ -1,6 +1,7 @@
 /* receiver.c - the backup's frame handling (receiver.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -23,6 +24,8 @@ void hr_receiver_init(struct hr_receiver *r, const char *vm, int fd, struct hr_g
 	r->fd = fd;
 	r->gm = gm;
 	r->st = st;
+	r->sync.vm = vm;
+	r->sync.fd = fd;
 }
 
 /*
@@ -70,12 +73,14 @@ static int apply_live_batch(struct hr_receiver *r, const struct hr_frame *f)
 void hr_receiver_use_disks(struct hr_receiver *r, struct hr_disk_target *dt)
 {
 	r->dt = dt;
+	r->sync.dt = dt;
 	hr_staging_set_disks(r->st, dt);
 }
 
 void hr_receiver_use_peer(struct hr_receiver *r, struct hr_peer *peer)
 {
 	r->peer = peer;
+	r->sync.peer = peer;
 }
 
 /* Under the link's send lock when there is one (core/peer.h). */
@@ -162,7 +167,31 @@ int hr_receiver_frame(struct hr_receiver *r, const struct hr_frame *f)
 	}
 	case HR_FT_HEARTBEAT:
 		return HR_RX_OK;
+	case HR_FT_DISK_SYNC:
+	case HR_FT_DISK_BLOCKS:
+		/* before the session's first epoch: written straight into the
+		 * images, which cannot be promoted before that epoch commits */
+		if (r->in_epoch || r->have_commit)
+			rc = -HR_EPROTO, snprintf(r->sync.why, sizeof(r->sync.why),
+						  "disk synchronisation after the first epoch");
+		else
+			rc = hr_disk_sync_rx_frame(&r->sync, f);
+		if (rc < 0) {
+			log_err(r->vm, "%s (%s)",
+				r->sync.why[0] ? r->sync.why : "disk synchronisation",
+				hr_strerror(rc));
+			send_error(r, rc,
+				   r->sync.why[0] ? r->sync.why : "disk synchronisation failed");
+		}
+		return rc < 0 ? rc : HR_RX_OK;
 	case HR_FT_EPOCH_BEGIN: {
+		if (r->dt && r->dt->nr && !r->have_commit && r->sync.state != HR_DSYNC_DONE) {
+			/* a primary that does not synchronise (or did not finish):
+			 * the images may differ, its epochs must not be applied */
+			log_err(r->vm, "an epoch before the disks were synchronised");
+			send_error(r, -HR_EPROTO, "an epoch before the disks were synchronised");
+			return -HR_EPROTO;
+		}
 		const Hr__EpochBegin *eb = (const Hr__EpochBegin *)f->msg;
 		r->handoff = eb->has_handoff && eb->handoff;
 		r->in_epoch = 1;

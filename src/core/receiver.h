@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/disk-sync.h"
 #include "core/epoch.h"
 #include "core/guestmem.h"
 #include "core/staging.h"
@@ -27,9 +28,11 @@ struct hr_receiver {
 	uint64_t nr_epochs;
 	int end_code; /* HR_RX_END: the primary's code (0 = stopped on purpose) */
 	int handoff;  /* the open epoch is a migration's final one (EpochBegin.handoff) */
-	struct hr_disk_target *dt; /* the backup's disks (NULL: none) */
-	int disk_failed;	   /* < 0: a commit's disk apply failed (dt->why); the
-				    * copy is invalid, the primary was told (ERROR) */
+	struct hr_disk_target *dt;   /* the backup's disks (NULL: none) */
+	int disk_failed;	     /* < 0: a commit's disk apply failed (dt->why); the
+				      * copy is invalid, the primary was told (ERROR) */
+	struct hr_disk_sync_rx sync; /* the images' synchronisation (disk-sync.h): with
+				      * disks, no epoch is taken before it is done */
 };
 
 enum {

@@ -33,6 +33,9 @@ static const struct {
     [HR_FT_HEARTBEAT] = {"HEARTBEAT", &hr__heartbeat__descriptor},
     [HR_FT_ERROR] = {"ERROR", &hr__error__descriptor},
     [HR_FT_DISK_WRITES] = {"DISK_WRITES", &hr__disk_writes__descriptor},
+    [HR_FT_DISK_SYNC] = {"DISK_SYNC", &hr__disk_sync__descriptor},
+    [HR_FT_DISK_HASHES] = {"DISK_HASHES", &hr__disk_hashes__descriptor},
+    [HR_FT_DISK_BLOCKS] = {"DISK_BLOCKS", &hr__disk_blocks__descriptor},
 };
 
 const ProtobufCMessageDescriptor *hr_frame_descriptor(unsigned type)

@@ -68,6 +68,9 @@ enum hr_frame_type {
 	HR_FT_HEARTBEAT = 8,	/* Hr__Heartbeat */
 	HR_FT_ERROR = 9,	/* Hr__Error */
 	HR_FT_DISK_WRITES = 10, /* Hr__DiskWrites + the data of its writes (protocol 3) */
+	HR_FT_DISK_SYNC = 11,	/* Hr__DiskSync (protocol 3, disks: image synchronisation) */
+	HR_FT_DISK_HASHES = 12, /* Hr__DiskHashes + count x le64 block hashes */
+	HR_FT_DISK_BLOCKS = 13, /* Hr__DiskBlocks + the data of its data blocks */
 	HR_FT_NR,		/* first unassigned; control types will start at 0x100 */
 };
 
