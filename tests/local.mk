@@ -199,3 +199,8 @@ TESTS += tests/t-drill-disk.sh
 check_PROGRAMS += tests/t-disk-files
 TESTS += tests/t-disk-files
 tests_t_disk_files_LDADD = $(HR_LIBS)
+
+# disk images synchronised at a session's start (core/disk-sync.h)
+check_PROGRAMS += tests/t-disk-sync
+TESTS += tests/t-disk-sync
+tests_t_disk_sync_LDADD = $(HR_LIBS)
