@@ -51,3 +51,8 @@ bench: $(BENCH_PROGS) $(guests_elfs)
 bench-quick:
 	$(MAKE) $(AM_MAKEFLAGS) bench BENCH_FLAGS=--quick
 .PHONY: bench bench-quick
+
+# disk synchronisation vs a plain copy of the allocated bytes (bench/b-disk-sync.c)
+noinst_PROGRAMS += bench/b-disk-sync
+bench_b_disk_sync_SOURCES = bench/b-disk-sync.c
+bench_b_disk_sync_LDADD = $(HR_LIBS)
