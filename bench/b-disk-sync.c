@@ -126,7 +126,7 @@ static int run_sync(const char *src, const char *dst, struct hr_disk_sync_stats 
 	uint64_t t0 = hr_now_ns();
 	pthread_create(&t, NULL, rx_run, &ra);
 	hr_peer_init(&p, "bench", fds[0], ctl[0]);
-	rc = hr_disk_sync_primary(&p, "bench", &spec, 1, BLK, 60000, NULL, NULL, &ctl_r, st);
+	rc = hr_disk_sync_primary(&p, "bench", &spec, 1, BLK, 60000, NULL, &ctl_r, st);
 	pthread_join(t, NULL);
 	*s_r = (hr_now_ns() - t0) / 1e9;
 	hr_peer_fini(&p);

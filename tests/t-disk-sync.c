@@ -8,7 +8,9 @@
  *  (c) re-protection after a failover, the old primary's image as the new
  *      backup's: only the blocks that differ are sent;
  *  (d) a backup image that differs in a few blocks (1%): only those are
- *      sent, the bytes on the wire at most 1.1 x theirs plus the hashes.
+ *      sent, the bytes on the wire at most 1.1 x theirs plus the hashes;
+ *  (e) as (b) with a small write log: the sync drains it into blocks it
+ *      sends again, and the disk is still right.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -238,8 +240,9 @@ static void test_few(void)
 
 /* (b) the guest writes disk 0 while the disks are synchronised; the
  * backup promotes: its disk 0 is its memory's moment, disk 1 the
- * primary's. */
-static void test_racing(void)
+ * primary's.  soft_bytes: a small write-log limit, so that the sync
+ * drains the log into blocks sent again (e). */
+static void test_racing(const char *tag, uint64_t soft_bytes)
 {
 	char p[2][256], b[2][256];
 	struct hr_disk_spec pd[2] = {{.path = p[0]}, {.path = p[1]}};
@@ -249,8 +252,10 @@ static void test_racing(void)
 	struct hr_disk_sync_stats st;
 	uint64_t blocks = 0, errors = 1;
 
-	path_of(p[0], 256, "b-p0.img"), path_of(p[1], 256, "b-p1.img");
-	path_of(b[0], 256, "b-b0.img"), path_of(b[1], 256, "b-b1.img");
+	path_of(p[0], 256, tag[1] == 'b' ? "b-p0.img" : "e-p0.img"),
+	    path_of(p[1], 256, tag[1] == 'b' ? "b-p1.img" : "e-p1.img");
+	path_of(b[0], 256, tag[1] == 'b' ? "b-b0.img" : "e-b0.img"),
+	    path_of(b[1], 256, tag[1] == 'b' ? "b-b1.img" : "e-b1.img");
 	for (int i = 0; i < 2; i++)
 		if (make_image(p[i], i ? D1_BYTES : D0_BYTES) ||
 		    make_image(b[i], i ? D1_BYTES : D0_BYTES))
@@ -259,19 +264,25 @@ static void test_racing(void)
 	for (uint64_t blk = 0; blk < D0_BYTES / BLK; blk += 3)
 		write_block(b[0], blk, 0); /* garbage the sync must clear */
 	configs(&pc, &bc, pd, bd, "steps_per_s=500 writes=4 disk_writes=4");
-	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "(b) pair with a writing guest started");
-	ok(ep_wait_u64(&ep.p_acked, 20, 30), "(b) 20 epochs acknowledged");
+	pc.disk_log_soft_bytes = soft_bytes;
+	ok(ep_start(&ep, pc, bc, EP_SOCKETPAIR) == 0, "%s pair with a writing guest started", tag);
+	ok(ep_wait_u64(&ep.p_acked, 20, 30), "%s 20 epochs acknowledged", tag);
 	hr_engine_disk_sync_stats(ep.p, &st);
-	diag("(b) sync: %llu blocks sent, %llu zeroed, %llu ms (the guest wrote 8 MiB/s)",
-	     (unsigned long long)st.blocks_data, (unsigned long long)st.blocks_zeroed,
+	diag("%s sync: %llu blocks sent, %llu zeroed, %llu sent again after %llu drains of the "
+	     "write log, %llu ms (the guest wrote 8 MiB/s)",
+	     tag, (unsigned long long)st.blocks_data, (unsigned long long)st.blocks_zeroed,
+	     (unsigned long long)st.blocks_resent, (unsigned long long)st.nr_drains,
 	     (unsigned long long)st.ms);
+	if (soft_bytes)
+		ok(st.nr_drains > 0 && st.blocks_resent > 0,
+		   "%s the log was drained during the sync, its blocks sent again", tag);
 	ep_kill_primary(&ep);
-	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_PROMOTED, 10), "(b) the backup promoted");
+	ok(ep_wait_events(&ep.b_events, 1ull << HR_RE_PROMOTED, 10), "%s the backup promoted", tag);
 	int seen = wait_check(&ep.lock, &ep.out[0], 10, &blocks, &errors);
 	ok(seen && blocks > 0 && errors == 0,
-	   "(b) its disk 0 is its memory's moment: diskcheck blocks=%llu errors=%llu",
+	   "%s its disk 0 is its memory's moment: diskcheck blocks=%llu errors=%llu", tag,
 	   (unsigned long long)blocks, (unsigned long long)errors);
-	ok(blocks_differ(p[1], b[1], D1_BYTES) == 0, "(b) its disk 1 is the primary's");
+	ok(blocks_differ(p[1], b[1], D1_BYTES) == 0, "%s its disk 1 is the primary's", tag);
 	ep_finish(&ep);
 }
 
@@ -455,10 +466,11 @@ int main(void)
 		printf("1..0 # SKIP no temporary directory\n");
 		return 0;
 	}
-	plan(24);
+	plan(30);
 	test_first();
 	test_few();
-	test_racing();
+	test_racing("(b)", 0);
+	test_racing("(e)", 128 << 10);
 	test_reprotect();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "core/disk-sync.h"
+#include "core/disklog.h"
 #include "core/stream.h"
 
 uint64_t hr_disk_block_hash(const void *buf, size_t len, uint64_t seed)
@@ -50,8 +51,11 @@ static int test_bit(const uint8_t *bits, uint64_t i)
  * in a hole gets the zero-block hash without being read.  zero (optional,
  * a bitmap): the blocks that read as zero.  buf: block_bytes of room.
  */
+struct tx;
+static void tx_drain(struct tx *t);
+
 static int hash_image(struct hr_image *img, uint32_t bb, uint64_t seed, uint64_t *h, uint8_t *zero,
-		      uint8_t *buf, struct hr_peer *p)
+		      uint8_t *buf, struct hr_peer *p, struct tx *t)
 {
 	uint64_t n = nr_blocks_of(img->bytes, bb), off = 0, s, e;
 	int rc;
@@ -80,6 +84,7 @@ static int hash_image(struct hr_image *img, uint32_t bb, uint64_t seed, uint64_t
 				zero[b / 8] &= (uint8_t) ~(1u << (b % 8));
 			if (p)
 				hr_peer_progress(p);
+			tx_drain(t);
 		}
 		off = b * bb;
 	}
@@ -144,7 +149,7 @@ static int rx_begin(struct hr_disk_sync_rx *s, const Hr__DiskSync *m)
 			rc = -ENOMEM;
 			break;
 		}
-		if ((rc = hash_image(img, bb, s->seed, h, NULL, buf, s->peer)) < 0) {
+		if ((rc = hash_image(img, bb, s->seed, h, NULL, buf, s->peer, NULL)) < 0) {
 			free(h);
 			rc = io_failed(s, rc, "hashing", d, 0);
 			break;
@@ -295,7 +300,39 @@ struct tx {
 	size_t data_len;
 	unsigned disk;
 	uint64_t entries; /* sent, every frame */
+	/* drained writes (hooks->drain): their blocks, for the next pass */
+	const struct hr_disk_sync_hooks *hooks;
+	unsigned nr_disks;
+	uint32_t bb;
+	uint64_t nblk[HR_MAX_DISKS];
+	uint8_t *next[HR_MAX_DISKS];
+	int may_drain; /* a pass over next follows */
+	int marked;    /* next has a block */
+	unsigned ticks;
 };
+
+/* Every few blocks: cut the write log if it holds much, and mark the
+ * blocks of what was cut for the next pass. */
+static void tx_drain(struct tx *t)
+{
+	const struct hr_disk_batch *b;
+
+	if (!t || !t->may_drain || !t->hooks || !t->hooks->drain || ++t->ticks % 16)
+		return;
+	if (t->hooks->drain(t->hooks->opaque, &b) != 1)
+		return;
+	t->st->nr_drains++;
+	for (size_t i = 0; i < b->nr; i++) {
+		const struct hr_disk_rec *r = &b->recs[i];
+		if ((r->flags & HR_DW_FLUSH) || !r->bytes || r->disk >= t->nr_disks)
+			continue;
+		for (uint64_t k = r->off / t->bb; k <= (r->off + r->bytes - 1) / t->bb; k++)
+			if (k < t->nblk[r->disk]) {
+				set_bit(t->next[r->disk], k);
+				t->marked = 1;
+			}
+	}
+}
 
 static int tx_flush(struct tx *t)
 {
@@ -336,21 +373,38 @@ static int tx_flush(struct tx *t)
 	return rc;
 }
 
-static int tx_add(struct tx *t, uint64_t off, uint64_t bytes, int zero, struct hr_image *img)
+/* Block [off, off + bytes) of img: a zero range when zero (known), else
+ * read now - a zero range still if it reads as zero, else its data.
+ * Counted as sent again when again. */
+static int tx_add(struct tx *t, uint64_t off, uint64_t bytes, int zero, struct hr_image *img,
+		  int again)
 {
 	int rc;
 
+	if (!zero) {
+		if (t->nr == HR_DISK_SYNC_FRAME_BLOCKS ||
+		    t->data_len + bytes > HR_DISK_SYNC_FRAME_BYTES)
+			if ((rc = tx_flush(t)) < 0)
+				return rc;
+		if ((rc = hr_image_pread(img, t->data + t->data_len, bytes, off)) < 0)
+			return rc;
+		zero = all_zero(t->data + t->data_len, bytes);
+	}
+	if (again)
+		t->st->blocks_resent++;
+	else if (zero)
+		t->st->blocks_zeroed++;
+	else
+		t->st->blocks_data++;
 	if (t->nr && zero) { /* a zero range continues the previous one */
 		Hr__DiskBlock *l = &t->ent[t->nr - 1];
-		if (l->has_zero && l->offset + l->bytes == off) {
+		if (l->has_zero && l->zero && l->offset + l->bytes == off) {
 			l->bytes += bytes;
 			return 0;
 		}
 	}
-	if (t->nr == HR_DISK_SYNC_FRAME_BLOCKS ||
-	    (!zero && t->data_len + bytes > HR_DISK_SYNC_FRAME_BYTES))
-		if ((rc = tx_flush(t)) < 0)
-			return rc;
+	if (t->nr == HR_DISK_SYNC_FRAME_BLOCKS && (rc = tx_flush(t)) < 0)
+		return rc;
 	Hr__DiskBlock *b = &t->ent[t->nr];
 	hr__disk_block__init(b);
 	b->offset = off;
@@ -358,8 +412,6 @@ static int tx_add(struct tx *t, uint64_t off, uint64_t bytes, int zero, struct h
 	if (zero) {
 		b->has_zero = b->zero = 1;
 	} else {
-		if ((rc = hr_image_pread(img, t->data + t->data_len, bytes, off)) < 0)
-			return rc;
 		t->data_len += bytes;
 		t->st->data_bytes += bytes;
 	}
@@ -367,11 +419,36 @@ static int tx_add(struct tx *t, uint64_t off, uint64_t bytes, int zero, struct h
 	return 0;
 }
 
+/* One pass: every block marked in set[d] (cleared as it goes), zero[d]
+ * (NULL: unknown, read) the blocks known to read as zero. */
+static int tx_pass(struct tx *t, struct hr_image *img, uint8_t *const *set, uint8_t *const *zero,
+		   int again)
+{
+	int rc = 0;
+
+	for (unsigned d = 0; d < t->nr_disks && !rc; d++) {
+		t->disk = d;
+		for (uint64_t b = 0; b < t->nblk[d] && !rc; b++) {
+			if (!test_bit(set[d], b))
+				continue;
+			set[d][b / 8] &= (uint8_t) ~(1u << (b % 8));
+			int z = zero && test_bit(zero[d], b);
+			rc = tx_add(t, b * t->bb, block_len(img[d].bytes, t->bb, b), z, &img[d],
+				    again);
+			hr_peer_progress(t->p);
+			tx_drain(t);
+		}
+		if (!rc)
+			rc = tx_flush(t);
+	}
+	return rc;
+}
+
 /* The backup's DISK_HASHES, every disk's in order: blocks whose hash
  * differs from h[d] are marked in diff[d]. */
 static int recv_hashes(struct hr_peer *p, unsigned nr, uint64_t *const *h, const uint64_t *nblk,
-		       uint8_t *const *diff, int timeout_ms, int (*ctl)(void *, int), void *co,
-		       int *ctl_r, struct hr_disk_sync_stats *st)
+		       uint8_t *const *diff, int timeout_ms, struct tx *t, int *ctl_r,
+		       struct hr_disk_sync_stats *st)
 {
 	unsigned d = 0;
 	uint64_t next = 0;
@@ -379,8 +456,10 @@ static int recv_hashes(struct hr_peer *p, unsigned nr, uint64_t *const *h, const
 
 	while (d < nr) {
 		struct hr_frame f;
+		tx_drain(t);
 		if ((rc = hr_peer_recv(p, &f, timeout_ms, ctl_r)) == -EINTR) {
-			if (ctl && ctl(co, *ctl_r) < 0)
+			if (t->hooks && t->hooks->ctl &&
+			    t->hooks->ctl(t->hooks->opaque, *ctl_r) < 0)
 				return -EINTR;
 			*ctl_r = 0;
 			continue;
@@ -429,8 +508,9 @@ static int recv_hashes(struct hr_peer *p, unsigned nr, uint64_t *const *h, const
 }
 
 int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk_spec *disks,
-			 unsigned nr, uint32_t bb, int timeout_ms, int (*ctl)(void *opaque, int c),
-			 void *ctl_opaque, int *ctl_r, struct hr_disk_sync_stats *st)
+			 unsigned nr, uint32_t bb, int timeout_ms,
+			 const struct hr_disk_sync_hooks *hooks, int *ctl_r,
+			 struct hr_disk_sync_stats *st)
 {
 	struct hr_image img[HR_MAX_DISKS];
 	uint64_t *h[HR_MAX_DISKS] = {0}, nblk[HR_MAX_DISKS] = {0};
@@ -468,6 +548,13 @@ int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk
 		rc = -ENOMEM;
 		goto out;
 	}
+	t->p = p;
+	t->vm = vm;
+	t->st = st;
+	t->hooks = hooks;
+	t->nr_disks = nr;
+	t->bb = bb;
+	t->may_drain = 1; /* the passes below follow */
 	for (unsigned d = 0; d < nr; d++) {
 		if ((rc = hr_image_open(&img[d], disks[d].path, 1, why, sizeof(why))) < 0) {
 			log_err(vm, "disk synchronisation: disk %u (%s): %s", d, disks[d].path,
@@ -480,11 +567,13 @@ int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk
 		h[d] = malloc((nblk[d] + 1) * sizeof(uint64_t));
 		zero[d] = malloc(bits);
 		diff[d] = calloc(1, bits);
-		if (!h[d] || !zero[d] || !diff[d]) {
+		t->next[d] = calloc(1, bits);
+		t->nblk[d] = nblk[d];
+		if (!h[d] || !zero[d] || !diff[d] || !t->next[d]) {
 			rc = -ENOMEM;
 			goto out;
 		}
-		if ((rc = hash_image(&img[d], bb, seed, h[d], zero[d], buf, p)) < 0) {
+		if ((rc = hash_image(&img[d], bb, seed, h[d], zero[d], buf, p, t)) < 0) {
 			log_err(vm, "disk synchronisation: reading disk %u: %s", d,
 				hr_strerror(rc));
 			goto out;
@@ -492,27 +581,21 @@ int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk
 		st->nr_blocks += nblk[d];
 	}
 	st->local_hash_ms = (hr_now_ns() - t0) / 1000000;
-	if ((rc = recv_hashes(p, nr, h, nblk, diff, timeout_ms, ctl, ctl_opaque, ctl_r, st)) < 0)
+	if ((rc = recv_hashes(p, nr, h, nblk, diff, timeout_ms, t, ctl_r, st)) < 0)
 		goto out;
 
-	t->p = p;
-	t->vm = vm;
-	t->st = st;
-	for (unsigned d = 0; d < nr && !rc; d++) {
-		t->disk = d;
-		for (uint64_t b = 0; b < nblk[d] && !rc; b++) {
-			if (!test_bit(diff[d], b))
-				continue;
-			int z = test_bit(zero[d], b);
-			rc = tx_add(t, b * bb, block_len(img[d].bytes, bb, b), z, &img[d]);
-			if (z)
-				st->blocks_zeroed++;
-			else
-				st->blocks_data++;
-			hr_peer_progress(p);
+	/* the blocks that differ, then those the guest wrote meanwhile (the
+	 * drained part of the log; the last pass drains nothing) */
+	rc = tx_pass(t, img, diff, zero, 0);
+	for (unsigned pass = 1; !rc && t->marked; pass++) {
+		t->marked = 0;
+		t->may_drain = pass < HR_DISK_SYNC_PASSES;
+		for (unsigned d = 0; d < nr; d++) { /* next becomes this pass's set */
+			uint8_t *x = diff[d];
+			diff[d] = t->next[d];
+			t->next[d] = x;
 		}
-		if (!rc)
-			rc = tx_flush(t);
+		rc = tx_pass(t, img, diff, NULL, 1);
 	}
 	if (rc < 0)
 		goto out;
@@ -526,10 +609,12 @@ int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk
 	st->wire_bytes += frame_bytes(&end.base, 0);
 	log_info(vm,
 		 "disk synchronisation: %" PRIu64 " of %" PRIu64 " blocks differed (%" PRIu64
-		 " sent with data, %" PRIu64 " zeroed), %" PRIu64 " bytes on the wire in %" PRIu64
-		 " ms",
+		 " sent with data, %" PRIu64 " zeroed), %" PRIu64
+		 " written meanwhile sent again (%" PRIu64 " drains of the write log), %" PRIu64
+		 " bytes on the wire in %" PRIu64 " ms",
 		 st->blocks_data + st->blocks_zeroed, st->nr_blocks, st->blocks_data,
-		 st->blocks_zeroed, st->wire_bytes, (hr_now_ns() - t0) / 1000000);
+		 st->blocks_zeroed, st->blocks_resent, st->nr_drains, st->wire_bytes,
+		 (hr_now_ns() - t0) / 1000000);
 out:
 	for (unsigned d = 0; d < opened; d++)
 		hr_image_close(&img[d]);
@@ -538,8 +623,11 @@ out:
 		free(zero[d]);
 		free(diff[d]);
 	}
-	if (t)
+	if (t) {
 		free(t->data);
+		for (unsigned d = 0; d < HR_MAX_DISKS; d++)
+			free(t->next[d]);
+	}
 	free(t);
 	free(buf);
 	st->ms = (hr_now_ns() - t0) / 1000000;

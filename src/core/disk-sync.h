@@ -42,6 +42,8 @@ struct hr_disk_sync_stats {
 	uint64_t nr_blocks;	/* blocks compared, every disk */
 	uint64_t blocks_data;	/* ... sent with their data */
 	uint64_t blocks_zeroed; /* ... sent as zero ranges (no data) */
+	uint64_t blocks_resent; /* ... sent again: the guest wrote them (drained writes) */
+	uint64_t nr_drains;	/* the write log drained into blocks to resend */
 	uint64_t data_bytes;	/* data bytes sent */
 	uint64_t wire_bytes;	/* bytes of every sync frame, both ways (headers too) */
 	uint64_t hash_bytes;	/* ... of them, the backup's DISK_HASHES frames */
@@ -50,16 +52,33 @@ struct hr_disk_sync_stats {
 };
 
 /*
+ * The primary's hooks (all OPTIONAL):
+ *  - ctl(opaque, c): a control byte arrived while waiting for the backup;
+ *    < 0 ends the sync (-EINTR with *ctl_r = c is returned then).
+ *  - drain(opaque, &b): the session's write log holds much (a long sync
+ *    under a writing guest): return 1 with *b the writes cut from it (they
+ *    completed: the image holds them), 0 when there is nothing to drain.
+ *    Their blocks are sent again, read after the cut, in a later pass; the
+ *    log keeps what came after, for the first epoch.  drain is called only
+ *    where such a pass follows, so no drained write is lost.
+ */
+struct hr_disk_batch;
+struct hr_disk_sync_hooks {
+	int (*ctl)(void *opaque, int c);
+	int (*drain)(void *opaque, const struct hr_disk_batch **b_r);
+	void *opaque;
+};
+#define HR_DISK_SYNC_PASSES 4 /* passes over drained blocks; later writes stay logged */
+
+/*
  * The primary's side, on a session's link after the handshake: the
  * images at disks[0..nr) (opened read-only here) against the backup's.
- * timeout_ms: the backup silent that long is lost.  ctl(opaque, c) is
- * told of every control byte that arrives meanwhile and returns < 0 to
- * end the sync (-EINTR with *ctl_r = c is returned then).  0 with *st
- * filled, or -errno (the session is over).
+ * timeout_ms: the backup silent that long is lost.  hooks may be NULL.
+ * 0 with *st filled, or -errno (the session is over), or -EINTR (ctl).
  */
 int hr_disk_sync_primary(struct hr_peer *p, const char *vm, const struct hr_disk_spec *disks,
 			 unsigned nr, uint32_t block_bytes, int timeout_ms,
-			 int (*ctl)(void *opaque, int c), void *ctl_opaque, int *ctl_r,
+			 const struct hr_disk_sync_hooks *hooks, int *ctl_r,
 			 struct hr_disk_sync_stats *st);
 
 /* The backup's side (receiver.c feeds it every sync frame). */

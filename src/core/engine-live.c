@@ -101,7 +101,25 @@ struct sync_ctl {
 	struct hr_engine *e;
 	char later[8]; /* control bytes for after the sync */
 	unsigned nr;
+	struct hr_disk_batch drained;
 };
+
+/* A long sync under a writing guest: past half its soft limit the write
+ * log is cut, its writes' blocks are sent again by the sync (they are in
+ * the image: a write is logged once it completed), so the log never
+ * reaches its hard limit because of the sync (core/disk-sync.h). */
+static int sync_drain(void *opaque, const struct hr_disk_batch **b_r)
+{
+	struct sync_ctl *sc = opaque;
+	struct hr_engine *e = sc->e;
+
+	if (!__atomic_load_n(&e->disklog_on, __ATOMIC_ACQUIRE) ||
+	    hr_disklog_bytes(&e->disklog) < e->disklog.soft_bytes / 2)
+		return 0;
+	hr_disklog_cut(&e->disklog, &sc->drained);
+	*b_r = &sc->drained;
+	return 1;
+}
 
 /* A control byte during the sync: stop / abort end it; the others (guest
  * exit, full output, a migration's wake-up) are passed on to the memory
@@ -128,8 +146,10 @@ int hr_engine_disk_sync(struct hr_engine *e, int *ctl_r)
 	*ctl_r = 0;
 	if (!e->cfg.vm.nr_disks)
 		return 0;
+	struct hr_disk_sync_hooks hooks = {.ctl = sync_ctl, .drain = sync_drain, .opaque = &sc};
 	int rc = hr_disk_sync_primary(&e->peer, e->name, e->cfg.vm.disks, e->cfg.vm.nr_disks, bb,
-				      timeout_ms, sync_ctl, &sc, ctl_r, &st);
+				      timeout_ms, &hooks, ctl_r, &st);
+	hr_disk_batch_fini(&sc.drained);
 	for (unsigned i = 0; i < sc.nr; i++)
 		hr_engine_ctl_send(e, sc.later[i]);
 	pthread_mutex_lock(&e->stats_lock);
