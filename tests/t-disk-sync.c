@@ -10,13 +10,16 @@
  *  (d) a backup image that differs in a few blocks (1%): only those are
  *      sent, the bytes on the wire at most 1.1 x theirs plus the hashes;
  *  (e) as (b) with a small write log: the sync drains it into blocks it
- *      sends again, and the disk is still right.
+ *      sends again, and the disk is still right;
+ *  (f) the backup's checks of the sync frames, one by one;
+ *  (g) a primary that does not synchronise: its first epoch is refused.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "common/err.h"
 #include "common/util.h"
@@ -460,18 +463,173 @@ static void test_reprotect(void)
 	close(sv[1]);
 }
 
+/* ---- (f) the backup's checks, frame by frame ---- */
+
+static struct hr_frame frame(uint16_t type, ProtobufCMessage *m, const void *data, uint32_t len)
+{
+	return (struct hr_frame){.type = type, .msg = m, .data = data, .data_len = len};
+}
+
+/* DISK_BLOCKS of one data block at off (its sum per the spec, wrong when bad). */
+static int blocks_frame(struct hr_disk_sync_rx *rx, uint64_t off, const uint8_t *data, int bad)
+{
+	Hr__DiskBlock b = HR__DISK_BLOCK__INIT, *bp = &b;
+	Hr__DiskBlocks m = HR__DISK_BLOCKS__INIT;
+	uint64_t le[4] = {htole64(0), htole64(off), htole64(4096), 0};
+	XXH3_state_t *x = XXH3_createState();
+
+	b.offset = off;
+	b.bytes = 4096;
+	m.n_blocks = 1;
+	m.blocks = &bp;
+	XXH3_64bits_reset(x);
+	XXH3_64bits_update(x, le, sizeof(le));
+	XXH3_64bits_update(x, data, 4096);
+	m.xxh3 = XXH3_64bits_digest(x) ^ (bad ? 1 : 0);
+	XXH3_freeState(x);
+	struct hr_frame f = frame(HR_FT_DISK_BLOCKS, &m.base, data, 4096);
+	return hr_disk_sync_rx_frame(rx, &f);
+}
+
+static void test_rx_checks(void)
+{
+	char path[256];
+	struct hr_disk_spec spec = {.path = path};
+	struct hr_disk_target dt;
+	int sv[2];
+	static uint8_t data[4096];
+
+	path_of(path, sizeof(path), "f-b0.img");
+	if (make_image(path, D0_BYTES) || hr_disk_target_open(&dt, "t", &spec, 1, HR_DISK_ACK) ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		bail("backup image");
+	struct hr_disk_sync_rx rx = {.vm = "t", .dt = &dt, .fd = sv[0]};
+	memset(data, 0xab, sizeof(data));
+
+	ok(blocks_frame(&rx, 0, data, 0) == -HR_EPROTO, "(f) DISK_BLOCKS before BEGIN: refused");
+	Hr__DiskSync ds = HR__DISK_SYNC__INIT;
+	ds.phase = HR__DISK_SYNC__PHASE__SYNC_BEGIN;
+	ds.has_block_bytes = 1;
+	ds.block_bytes = 1000;
+	struct hr_frame f = frame(HR_FT_DISK_SYNC, &ds.base, NULL, 0);
+	ok(hr_disk_sync_rx_frame(&rx, &f) == -HR_EPROTO, "(f) a block of 1000 bytes: refused");
+	ds.block_bytes = BLK;
+	ok(hr_disk_sync_rx_frame(&rx, &f) == 0, "(f) BEGIN with 64 KiB blocks");
+	struct hr_frame h;
+	int rc = hr_stream_recv(sv[1], "t", &h);
+	const Hr__DiskHashes *dh = rc ? NULL : (const Hr__DiskHashes *)h.msg;
+	ok(dh && h.type == HR_FT_DISK_HASHES && dh->count == D0_BYTES / BLK && dh->last &&
+	       h.data_len == dh->count * 8,
+	   "(f) the backup answered with every block's hash in one frame");
+	if (!rc)
+		hr_frame_release(&h);
+	ok(hr_disk_sync_rx_frame(&rx, &f) == -HR_EPROTO, "(f) a second BEGIN: refused");
+	ok(blocks_frame(&rx, 8192, data, 1) == -HR_ECHECKSUM,
+	   "(f) a wrong DISK_BLOCKS sum: refused");
+	ok(blocks_frame(&rx, D0_BYTES - 2048, data, 0) == -HR_EPROTO,
+	   "(f) a block past the image's end: refused");
+	uint8_t back[4096];
+	ok(hr_image_pread(&dt.img[0], back, 4096, 8192) == 0 && back[0] == 0,
+	   "(f) ... and nothing of them written");
+	ok(blocks_frame(&rx, 8192, data, 0) == 0 &&
+	       hr_image_pread(&dt.img[0], back, 4096, 8192) == 0 && !memcmp(back, data, 4096),
+	   "(f) a right one is written at once");
+	ds = (Hr__DiskSync)HR__DISK_SYNC__INIT;
+	ds.phase = HR__DISK_SYNC__PHASE__SYNC_END;
+	ds.has_nr_blocks = ds.has_bytes = 1;
+	ds.nr_blocks = 2;
+	ds.bytes = 4096;
+	f = frame(HR_FT_DISK_SYNC, &ds.base, NULL, 0);
+	ok(hr_disk_sync_rx_frame(&rx, &f) == -HR_EPROTO && rx.state != HR_DSYNC_DONE,
+	   "(f) END with other totals: refused");
+	ds.nr_blocks = 1;
+	ok(hr_disk_sync_rx_frame(&rx, &f) == 0 && rx.state == HR_DSYNC_DONE,
+	   "(f) END with the totals: done");
+	hr_disk_target_close(&dt);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* (g) a primary that does not synchronise (an earlier version-3 build):
+ * the backup refuses its first epoch and never runs anything. */
+static void *g_run(void *a)
+{
+	struct ep_pair *ep = a;
+	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
+	return NULL;
+}
+
+static void test_unsynced_primary(void)
+{
+	char bp[256];
+	struct hr_disk_spec bd = {.path = bp};
+	struct ep_pair ep = {0};
+	struct hr_frame f;
+
+	path_of(bp, sizeof(bp), "g-b0.img");
+	if (make_image(bp, D0_BYTES))
+		bail("image");
+	struct hr_engine_config bc = {.name = "t-g", .auto_promote = 1, .output_sink = ep_sink};
+	bc.output_opaque = &ep;
+	bc.on_state = ep_b_state;
+	bc.state_opaque = &ep;
+	bc.vm = (struct hr_vm_config){.disks = &bd, .nr_disks = 1};
+	pthread_mutex_init(&ep.lock, NULL);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ep.fds);
+	hr_engine_new(&ep.b, &bc);
+	pthread_create(&ep.tb, NULL, g_run, &ep);
+	struct hr_mem_region layout = {0, 8 << 20, NULL};
+	uint64_t sizes[1] = {D0_BYTES};
+	hr_stream_send_hello_disks(ep.fds[0], HR__ROLE__ROLE_PRIMARY, "t-g", "mem", 8 << 20, 1,
+				   &layout, 1, 0, 0, 0, NULL, NULL, 0, sizes, 1);
+	int rc = hr_stream_recv(ep.fds[0], "t", &f);
+	int accepted = !rc && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted;
+	if (!rc)
+		hr_frame_release(&f);
+	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
+	hr_stream_send(ep.fds[0], HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
+	int code = 0;
+	/* bounded: a backup that never answers fails the test, not hangs it */
+	uint64_t deadline = hr_now_ns() + 5000000000ull;
+	struct pollfd pf = {ep.fds[0], POLLIN, 0};
+	while (hr_now_ns() < deadline && poll(&pf, 1, 100) >= 0 &&
+	       (!(pf.revents & POLLIN) || !(rc = hr_stream_recv(ep.fds[0], "t", &f)))) {
+		if (!(pf.revents & POLLIN))
+			continue;
+		int t = f.type;
+		if (t == HR_FT_ERROR)
+			code = ((Hr__Error *)f.msg)->code;
+		hr_frame_release(&f);
+		if (t == HR_FT_ERROR)
+			break;
+	}
+	ok(accepted && code == -HR_EPROTO,
+	   "(g) an epoch before the disks were synchronised: ERROR %d (%s)", code,
+	   hr_strerror(code));
+	shutdown(ep.fds[0], SHUT_RDWR);
+	hr_engine_stop(ep.b);
+	pthread_join(ep.tb, NULL);
+	ok(!(ep.b_events & (1ull << HR_RE_PROMOTED)), "(g) the backup never ran its copy");
+	hr_engine_free(ep.b);
+	close(ep.fds[0]);
+	close(ep.fds[1]);
+	free(ep.out[0].buf);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
 		printf("1..0 # SKIP no temporary directory\n");
 		return 0;
 	}
-	plan(30);
+	plan(43);
 	test_first();
 	test_few();
 	test_racing("(b)", 0);
 	test_racing("(e)", 128 << 10);
 	test_reprotect();
+	test_rx_checks();
+	test_unsynced_primary();
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	(void)!system(cmd);
