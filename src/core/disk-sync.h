@@ -29,7 +29,9 @@
 #include "core/disk-staging.h"
 #include "core/peer.h"
 
-#define HR_DISK_SYNC_BLOCK_BYTES  (64u << 10) /* default block */
+/* the default block is the smallest (4 KiB) that keeps a VM's hashes at
+ * most this many (16 Mi: 128 MiB; 4 KiB blocks up to 64 GiB of disks) */
+#define HR_DISK_SYNC_MAX_HASHES	  (16ull << 20)
 #define HR_DISK_SYNC_MIN_BLOCK	  (4u << 10)
 #define HR_DISK_SYNC_MAX_BLOCK	  (4u << 20)
 #define HR_DISK_SYNC_FRAME_HASHES 8192u	     /* hashes per DISK_HASHES frame */

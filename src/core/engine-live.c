@@ -139,8 +139,18 @@ int hr_engine_disk_sync(struct hr_engine *e, int *ctl_r)
 {
 	struct hr_disk_sync_stats st;
 	struct sync_ctl sc = {.e = e};
-	uint32_t bb =
-	    e->cfg.disk_sync_block_bytes ? e->cfg.disk_sync_block_bytes : HR_DISK_SYNC_BLOCK_BYTES;
+	uint32_t bb = e->cfg.disk_sync_block_bytes;
+	if (!bb) {
+		/* the guest's own block (4 KiB), so that a re-protection sends
+		 * what changed and little more; larger only where the hashes
+		 * would pass HR_DISK_SYNC_MAX_HASHES (8 bytes each, in memory) */
+		uint64_t total = 0;
+		for (unsigned i = 0; i < e->cfg.vm.nr_disks; i++)
+			total += e->disk_sizes[i];
+		bb = HR_DISK_SYNC_MIN_BLOCK;
+		while (bb < HR_DISK_SYNC_MAX_BLOCK && total / bb > HR_DISK_SYNC_MAX_HASHES)
+			bb <<= 1;
+	}
 	int timeout_ms = (int)(e->cfg.silence_ms ? e->cfg.silence_ms : 10000);
 
 	*ctl_r = 0;
