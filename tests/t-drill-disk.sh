@@ -3,12 +3,12 @@
 # on A; B's daemon keeps its copy in its --disk-dir.  After a host death, a
 # torn link and a silent partition the promoted guest on B reads back every
 # block it knows it wrote: the report's disk: line says errors=0 with blocks
-# > 0, and the drill passes.  (A failback puts the copy back on A's images,
-# which needs their synchronisation: not covered here.)
+# > 0, and the drill passes.  A failback puts the copy back on A's images,
+# synchronised when A becomes a backup again: A's check says errors=0 too.
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 [ "$(id -u)" = 0 ] || skip_all "needs root (network namespaces)"
 command -v ip >/dev/null || skip_all "iproute2 (ip) not installed"
-plan 8
+plan 10
 
 "$HR" drill --disk --net --epochs 5 >"$T/conflict" 2>&1
 r=$?
@@ -26,4 +26,11 @@ for f in kill torn partition; do
 	ok 'grep -Eq "^  disk: B blocks=[1-9][0-9]* errors=0$" "$T/$f"' \
 		"$f --disk: the promoted guest found every block it wrote ($(grep "^  disk:" "$T/$f"))"
 done
+"$HR" drill --disk --fault failback --kill-at mid-epoch --epochs 40 --memory 128M --timeout 30 \
+	--failover-timeout 1500 --seed 7 >"$T/failback" 2>&1
+r=$?
+sed 's/^/# /' "$T/failback"
+ok '[ $r = 0 ] && grep -q "^drill: PASS" "$T/failback"' "failback --disk: B took over, then A again (exit $r)"
+ok 'grep -Eq "^  disk: .*A blocks=[1-9][0-9]* errors=0" "$T/failback" && ! grep -Eq "^  disk: .*errors=[1-9]" "$T/failback"' \
+	"failback --disk: A's synchronised images hold every block ($(grep "^  disk:" "$T/failback"))"
 done_testing
