@@ -55,7 +55,9 @@ progress() { # progress N: the guest's seq grows by N from now (the world sees t
 runs_somewhere() { runs_on a || runs_on b; }
 fenced_more() { [ "$(fenced "$1")" -gt "$2" ]; }
 either_fenced() { fenced_more a "$1" || fenced_more b "$2"; }
-guest_on() { is_state "$1" promoted || is_state "$1" unprotected || is_state "$1" protected || is_state "$1" backup-silent; }
+guest_on() { is_state "$1" promoted || is_state "$1" unprotected || is_state "$1" protected || is_state "$1" backup-silent ||
+	{ [ "$(vmf "$1" role)" = primary ] && { is_state "$1" connecting || is_state "$1" syncing; }; }; }
+# (a primary re-protecting itself - connecting, syncing - runs its guest too)
 pair_ok() { is_state "$1" backup && is_state "$2" protected; }
 not_held() { [ "$(vmf "$1" output_held)" = False ]; }
 alone_released() { is_state "$1" unprotected && not_held "$1"; }
@@ -202,7 +204,7 @@ if [ "$L" = "$P" ]; then
 else
 	diag "link cut: the backup's side ($Q) lost: $P keeps the VM"
 	ok 'cl_node_down $Q' "link cut: no process of $Q is left"
-	ok 'guest_on $P' "link cut: vm1 still runs on $P"
+	ok 'wait_true 10 guest_on $P' "link cut: vm1 still runs on $P ($(vmf $P role) $(vmf $P state))"
 	ok 'wait_true 30 alone_released $P' \
 		"link cut: the cluster's word (notify) drops the silent backup, $P's output leaves without it"
 	diag "link cut: $P speaks alone $(($(now_ms) - tf)) ms after the fault"
