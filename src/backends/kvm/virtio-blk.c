@@ -123,26 +123,6 @@ static const char *type_name(uint32_t t)
 	}
 }
 
-static const char *ring_error(int rc)
-{
-	switch (rc) {
-	case -ERANGE:
-		return "avail index runs more than a ring ahead";
-	case -EINVAL:
-		return "descriptor index out of range";
-	case -ELOOP:
-		return "descriptor chain longer than the ring (a loop)";
-	case -EFAULT:
-		return "buffer outside guest RAM";
-	case -ENOTSUP:
-		return "indirect descriptor (not negotiated)";
-	case -EPROTO:
-		return "device-readable descriptor after a writable one";
-	default:
-		return strerror(-rc);
-	}
-}
-
 /* A failed host I/O or report: one log line naming VM, disk and errno. */
 static void log_io_error(struct vblk *b, const char *what, uint64_t off, int err)
 {
@@ -338,7 +318,7 @@ static void process(struct vblk *b)
 		while (b->nr_inflight < q->num && (rc = vq_pop(b->vm, q, &b->chain)) > 0)
 			pushed |= start_req(b, &b->chain);
 		if (rc < 0) {
-			virtio_needs_reset(d, "request queue: %s", ring_error(rc));
+			virtio_needs_reset(d, "request queue: %s", vq_strerror(rc));
 			break;
 		}
 		if (b->nr_inflight >= q->num) {

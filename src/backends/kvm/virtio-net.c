@@ -88,26 +88,6 @@ static void wake(struct vnet *n)
 		log_debug(n->vm->name, "virtio-net: waking the rx thread: %s", strerror(errno));
 }
 
-static const char *ring_error(int rc)
-{
-	switch (rc) {
-	case -ERANGE:
-		return "avail index runs more than a ring ahead";
-	case -EINVAL:
-		return "descriptor index out of range";
-	case -ELOOP:
-		return "descriptor chain longer than the ring (a loop)";
-	case -EFAULT:
-		return "buffer outside guest RAM";
-	case -ENOTSUP:
-		return "indirect descriptor (not negotiated)";
-	case -EPROTO:
-		return "device-readable descriptor after a writable one";
-	default:
-		return strerror(-rc);
-	}
-}
-
 /* One transmitted chain: emit its frame (or drop it), complete it.  Lock held. */
 static void tx_one(struct vnet *n, struct vq *q)
 {
@@ -148,7 +128,7 @@ static void net_notify(struct virtio_dev *d, unsigned qi)
 			pushed = 1;
 		}
 		if (rc < 0) {
-			virtio_needs_reset(d, "transmit queue: %s", ring_error(rc));
+			virtio_needs_reset(d, "transmit queue: %s", vq_strerror(rc));
 			break;
 		}
 	} while (vq_want_notify(d->vm, q, d->driver_features));
@@ -170,7 +150,7 @@ static int rx_one(struct vnet *n, size_t len)
 	}
 	int rc = vq_pop(n->vm, q, c);
 	if (rc < 0) {
-		virtio_needs_reset(d, "receive queue: %s", ring_error(rc));
+		virtio_needs_reset(d, "receive queue: %s", vq_strerror(rc));
 		n->stats.rx_dropped++;
 		return 0;
 	}

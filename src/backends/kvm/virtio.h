@@ -141,6 +141,8 @@ struct virtio_dev {
 int vq_map(struct kvm_vm *vm, struct vq *q);
 void vq_reset(struct vq *q);
 int vq_pop(struct kvm_vm *vm, struct vq *q, struct vq_chain *c);
+/* What a vq_pop error says about the driver's ring, for the log. */
+const char *vq_strerror(int rc);
 size_t vq_chain_read(struct kvm_vm *vm, const struct vq_chain *c, void *buf, size_t len);
 size_t vq_chain_write(struct kvm_vm *vm, const struct vq_chain *c, const void *buf, size_t len);
 void vq_push(struct kvm_vm *vm, struct vq *q, uint16_t head, uint32_t len);

@@ -196,3 +196,23 @@ int vq_want_notify(struct kvm_vm *vm, struct vq *q, uint64_t features)
 	uint16_t avail_idx = __atomic_load_n((const uint16_t *)(q->avail + 2), __ATOMIC_ACQUIRE);
 	return avail_idx != q->last_avail;
 }
+
+const char *vq_strerror(int rc)
+{
+	switch (rc) {
+	case -ERANGE:
+		return "avail index runs more than a ring ahead";
+	case -EINVAL:
+		return "descriptor index out of range";
+	case -ELOOP:
+		return "descriptor chain longer than the ring (a loop)";
+	case -EFAULT:
+		return "buffer outside guest RAM";
+	case -ENOTSUP:
+		return "indirect descriptor (not negotiated)";
+	case -EPROTO:
+		return "device-readable descriptor after a writable one";
+	default:
+		return strerror(-rc);
+	}
+}
