@@ -419,4 +419,43 @@ static inline int ep_wait_u64(volatile uint64_t *v, uint64_t want, double timeou
 	}
 }
 
+/* A backup engine driven by hand (the test is the primary): runs on
+ * ep->fds[1]; ep->fds[0] is the test's end. */
+static inline void *ep_hand_backup_run(void *a)
+{
+	struct ep_pair *ep = a;
+	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
+	return NULL;
+}
+
+/*
+ * Start a backup engine named name with one disk bd of img_bytes, and send
+ * it a primary's HELLO for an 8 MiB mem VM with that disk.  Returns 1 when
+ * it answered with an accepting HELLO_ACK.
+ */
+static inline int ep_hand_backup(struct ep_pair *ep, const char *name, struct hr_disk_spec *bd,
+				 uint64_t img_bytes)
+{
+	struct hr_engine_config bc = {.name = name, .auto_promote = 1, .output_sink = ep_sink};
+	struct hr_mem_region layout = {0, 8 << 20, NULL};
+	struct hr_frame f;
+
+	bc.output_opaque = ep;
+	bc.on_state = ep_b_state;
+	bc.state_opaque = ep;
+	bc.vm = (struct hr_vm_config){.disks = bd, .nr_disks = 1};
+	pthread_mutex_init(&ep->lock, NULL);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ep->fds) < 0 ||
+	    hr_engine_new(&ep->b, &bc) < 0)
+		return 0;
+	pthread_create(&ep->tb, NULL, ep_hand_backup_run, ep);
+	hr_stream_send_hello_disks(ep->fds[0], HR__ROLE__ROLE_PRIMARY, name, "mem", 8 << 20, 1,
+				   &layout, 1, 0, 0, 0, NULL, NULL, 0, &img_bytes, 1);
+	int rc = hr_stream_recv(ep->fds[0], "t", &f);
+	int accepted = !rc && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted;
+	if (!rc)
+		hr_frame_release(&f);
+	return accepted;
+}
+
 #endif

@@ -221,13 +221,6 @@ static void test_versions(void)
 
 /* ---- a backup engine fed by hand (as t-backup-bad) ---- */
 
-static void *run_backup(void *a)
-{
-	struct ep_pair *ep = a;
-	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
-	return NULL;
-}
-
 /* Epoch `epoch`: one DISK_WRITES frame of nr 4 KiB writes of `byte` at
  * offs, the state; torn: no EPOCH_END. */
 static int hand_epoch(int fd, uint64_t epoch, const void *state, size_t slen, const uint64_t *offs,
@@ -345,25 +338,8 @@ static void test_hand_torn(void)
 	if (hr_envelope_pack(&held, blob, blob_len, (uint8_t **)&state, &slen))
 		bail("envelope");
 
-	struct hr_engine_config bc = {.name = "t-hand", .auto_promote = 1, .output_sink = ep_sink};
-	bc.output_opaque = &ep;
-	bc.on_state = ep_b_state;
-	bc.state_opaque = &ep;
-	bc.vm = (struct hr_vm_config){.disks = &bd, .nr_disks = 1};
-	pthread_mutex_init(&ep.lock, NULL);
-	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ep.fds);
-	hr_engine_new(&ep.b, &bc);
-	pthread_create(&ep.tb, NULL, run_backup, &ep);
-	struct hr_mem_region layout = {0, 8 << 20, NULL};
-	uint64_t sizes[1] = {IMG_BYTES};
-	hr_stream_send_hello_disks(ep.fds[0], HR__ROLE__ROLE_PRIMARY, "t-hand", "mem", 8 << 20, 1,
-				   &layout, 1, 0, 0, 0, NULL, NULL, 0, sizes, 1);
-	struct hr_frame f;
-	int rc = hr_stream_recv(ep.fds[0], "t", &f);
-	ok(rc == 0 && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted,
+	ok(ep_hand_backup(&ep, "t-hand", &bd, IMG_BYTES),
 	   "a backup with a disk accepts a HELLO with a disk of its size");
-	if (!rc)
-		hr_frame_release(&f);
 
 	hr_image_open(&img, bp, 1, why, sizeof(why));
 	ok(hand_sync(ep.fds[0]) == 0, "the disks synchronised (nothing differs)");

@@ -597,13 +597,6 @@ static void test_rx_checks(void)
 
 /* (g) a primary that does not synchronise (an earlier version-3 build):
  * the backup refuses its first epoch and never runs anything. */
-static void *g_run(void *a)
-{
-	struct ep_pair *ep = a;
-	ep->rc_b = hr_engine_run_backup(ep->b, ep->fds[1]);
-	return NULL;
-}
-
 static void test_unsynced_primary(void)
 {
 	char bp[256];
@@ -614,26 +607,10 @@ static void test_unsynced_primary(void)
 	path_of(bp, sizeof(bp), "g-b0.img");
 	if (make_image(bp, D0_BYTES))
 		bail("image");
-	struct hr_engine_config bc = {.name = "t-g", .auto_promote = 1, .output_sink = ep_sink};
-	bc.output_opaque = &ep;
-	bc.on_state = ep_b_state;
-	bc.state_opaque = &ep;
-	bc.vm = (struct hr_vm_config){.disks = &bd, .nr_disks = 1};
-	pthread_mutex_init(&ep.lock, NULL);
-	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ep.fds);
-	hr_engine_new(&ep.b, &bc);
-	pthread_create(&ep.tb, NULL, g_run, &ep);
-	struct hr_mem_region layout = {0, 8 << 20, NULL};
-	uint64_t sizes[1] = {D0_BYTES};
-	hr_stream_send_hello_disks(ep.fds[0], HR__ROLE__ROLE_PRIMARY, "t-g", "mem", 8 << 20, 1,
-				   &layout, 1, 0, 0, 0, NULL, NULL, 0, sizes, 1);
-	int rc = hr_stream_recv(ep.fds[0], "t", &f);
-	int accepted = !rc && f.type == HR_FT_HELLO_ACK && ((Hr__HelloAck *)f.msg)->accepted;
-	if (!rc)
-		hr_frame_release(&f);
+	int accepted = ep_hand_backup(&ep, "t-g", &bd, D0_BYTES);
 	Hr__EpochBegin eb = HR__EPOCH_BEGIN__INIT;
 	hr_stream_send(ep.fds[0], HR_FT_EPOCH_BEGIN, HR_FRAME_MANDATORY, &eb.base, NULL, 0);
-	int code = 0;
+	int code = 0, rc = 0;
 	/* bounded: a backup that never answers fails the test, not hangs it */
 	uint64_t deadline = hr_now_ns() + 5000000000ull;
 	struct pollfd pf = {ep.fds[0], POLLIN, 0};
