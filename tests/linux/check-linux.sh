@@ -15,7 +15,7 @@ OUT=$top_builddir/tests/linux/out
 mkdir -p "$OUT"
 ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "check-linux: no /boot/vmlinuz-* (install linux-image-amd64)"; exit 77; }
 command -v qemu-system-x86_64 >/dev/null || { echo "check-linux: qemu-system-x86_64 not installed"; exit 77; }
-TESTS=${CHECK_LINUX_TESTS:-"tests/t-kvm tests/t-kvm-cpuid tests/t-kvm-cpuid.sh tests/t-linux-boot tests/linux/t-linux-run.sh tests/linux/t-linux-devices.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-diskwalk"}
+TESTS=${CHECK_LINUX_TESTS:-"tests/t-kvm tests/t-kvm-cpuid tests/t-kvm-cpuid.sh tests/t-linux-boot tests/linux/t-linux-run.sh tests/linux/t-linux-devices.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh tests/linux/t-linux-db.sh tests/t-snapshot-kvm.sh tests/t-multiboot.sh tests/t-diskwalk"}
 if [ -z "${CHECK_LINUX_SUMMARY_ONLY:-}" ]; then # (set: summarise the last run's console.log)
 	"$top_srcdir/tests/linux/mkinitramfs.sh" "$OUT" || exit 1
 	cp "$top_builddir/tests/linux/console-sink" "$OUT/host/hr/tests/linux/" 2>/dev/null

@@ -8,6 +8,7 @@ EXTRA_DIST += tests/linux/mkinitramfs.sh tests/linux/nested.sh tests/linux/check
 	tests/linux/host-init.sh tests/linux/guest-init.sh tests/linux/lib-linux.sh \
 	tests/linux/t-linux-run.sh tests/linux/t-linux-snapshot.sh tests/linux/t-linux-protect.sh \
 	tests/linux/freeze.sh tests/linux/qmp-hmp.py tests/linux/t-linux-devices.sh
+EXTRA_DIST += tests/linux/t-linux-db.sh tests/linux/mkdbimage.sh tests/linux/db-init.sh tests/linux/db-serve.sh
 
 check-linux: all tests/linux/console-sink tests/t-kvm tests/t-kvm-cpuid tests/hello-send tests/t-linux-boot \
 	tests/t-diskwalk

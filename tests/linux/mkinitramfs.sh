@@ -62,6 +62,8 @@ for m in virt/lib/irqbypass drivers/crypto/ccp/ccp arch/x86/kvm/kvm arch/x86/kvm
 done
 cp "/boot/vmlinuz-$KVER" "$H/guest/vmlinuz"
 cp "$OUT/guest.cpio" "$H/guest/guest.cpio"
+# the database guest of t-linux-db.sh (its initramfs, its disk, e2fsck)
+"$HERE/mkdbimage.sh" "$OUT" "$H/guest"
 cp "$top_builddir/hareplicate" "$top_builddir/hareplicated" "$H/hr/"
 for t in t-kvm t-kvm-cpuid t-linux-boot hello-send t-diskwalk; do cp "$top_builddir/tests/$t" "$H/hr/tests/"; done
 cp "$top_builddir"/tests/guests/*.elf "$H/hr/tests/guests/"
