@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential autoconf automake pkg-config libevent-dev libprotobuf-c-dev
 protobuf-c-compiler libxxhash-dev qemu-system-x86 iproute2 procps psmisc python3
-clang-format git libssl-dev liburing-dev linux-image-amd64 busybox-static
+clang-format git libssl-dev liburing-dev sqlite3 e2fsprogs linux-image-amd64 busybox-static
 pacemaker pacemaker-cli-utils corosync corosync-qdevice corosync-qnetd resource-agents
 nftables libxml2-utils util-linux man-db groff-base acpica-tools
 libxen-dev xen-hypervisor-4.17-amd64 xen-utils-4.17 cpio"

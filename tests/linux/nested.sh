@@ -9,7 +9,7 @@
 # nested host's KVM (kvm_amd) is a real hardware-virtualisation KVM whatever
 # this host's /dev/kvm is.  One vCPU: with two, the nested host was seen to
 # freeze (both vCPUs looping on a kernel text patch).  Environment:
-#   HR_NESTED_MEM (4G), HR_NESTED_TIMEOUT (seconds for the whole boot, 1500),
+#   HR_NESTED_MEM (4G), HR_NESTED_TIMEOUT (seconds for the whole boot, 2400),
 #   HR_NESTED_ENV: more VAR=value words for the tests, e.g. HR_LINUX_EPOCH=50ms
 #   HR_NESTED_HB_SILENCE_S (60), HR_NESTED_SILENCE_S (240): see the watchdog
 # Exit status: QEMU's; 125 a proven emulator freeze, 126 another stop.
@@ -44,7 +44,7 @@ HB=${LOG%.log}.hb.log
 QMP=$OUT/qmp.sock
 : >"$HB"
 rm -f "$QMP" "$OUT/qemu.pid"
-timeout "${HR_NESTED_TIMEOUT:-1500}" nice -n 10 "$QEMU" -accel tcg -cpu max -smp 1 \
+timeout "${HR_NESTED_TIMEOUT:-2400}" nice -n 10 "$QEMU" -accel tcg -cpu max -smp 1 \
 	-m "${HR_NESTED_MEM:-4G}" -nodefaults -display none -no-reboot -net none \
 	-kernel "/boot/vmlinuz-$KVER" -initrd "$OUT/boot.cpio" \
 	-append "console=ttyS0 loglevel=3 panic=-1" -serial "file:$LOG" -serial "file:$HB" \
