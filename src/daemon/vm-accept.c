@@ -26,9 +26,12 @@
 
 #define MAX_HANDSHAKES		  16
 #define MAX_HANDSHAKES_PER_SOURCE 4
-/* preamble and HELLO must be through by then (a real primary sends both
- * at once); the worker's own read timeouts are 10 s each */
-#define HANDSHAKE_DEADLINE_S 5
+/* TLS, the preamble and the HELLO must be through by then (a real primary
+ * sends them at once, but its daemon connects before its worker has built
+ * or attached the VM: seconds for a Xen domain under emulation; check-xen
+ * once went past 5 s on a loaded host); the worker's own read timeouts
+ * are 10 s each */
+#define HANDSHAKE_DEADLINE_S 10
 /* then the worker builds the replica before it answers: a Xen replica is a
  * domain libxl builds (seconds, more under emulation) */
 #define REPLICA_BUILD_DEADLINE_S 60
