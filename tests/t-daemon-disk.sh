@@ -11,7 +11,7 @@
 [ "$(id -u)" = 0 ] || skip_all "needs root (the control socket is root-only)"
 command -v python3 >/dev/null || skip_all "python3 not found"
 HR_TEST_GUEST=mem ha_guest # the disk guest is the mem backend's
-plan 15
+plan 18
 
 PA=$((20000 + ($$ + 7) % 20000))
 PB=$((PA + 1))
@@ -110,4 +110,21 @@ ok 'wait_true 10 sh -c "\"$HR\" status --json --control \"$CA\" | grep -qF \"\\\
 ok 'grep -q "d3: +output-released" "$T/a.log" && ! grep -q "d3: +promot" "$T/c.log"' \
 	"A's guest speaks on; C, whose copy is invalid, never promotes"
 A stop d3 >/dev/null 2>&1
+
+# --- d4: migrate moves the disk with the VM (the destination's session
+# synchronises its copy first; the guest checks its disk after the hand-off) ---
+truncate -s $((16 * MIB)) "$T/d4.img"
+A start d4 --peer "127.0.0.1:$PB" $HA_START --memory 64M --append "$DISKGUEST" \
+	--disk "$T/d4.img" >/dev/null 2>"$T/err"
+ok 'wait_field d4 state protected "$CA" 30' "d4 with a disk: protected from A to B"
+A migrate d4 "127.0.0.1:$PB" >"$T/mig.out" 2>&1
+rc=$?
+ok '[ $rc = 0 ] && wait_true 20 sh -c "\"$HR\" status d4 --control \"$CB\" | grep -Eq \"role=primary state=(protected|unprotected)\""' \
+	"migrate d4 to B: B runs it (rc=$rc: $(tail -n 1 "$T/mig.out"))"
+wait_for "$T/b/state/d4.console" "diskcheck" 10
+check=$(grep -o "diskcheck.*" "$T/b/state/d4.console" 2>/dev/null | head -n 1)
+ok 'echo "$check" | grep -Eq "^diskcheck blocks=[1-9][0-9]* errors=0$" && [ -f "$T/b/state/disks/d4/disk0.img" ]' \
+	"after the hand-off B's guest finds every block it wrote on B's copy in its disk dir ($check)"
+B stop d4 >/dev/null 2>&1
+A stop d4 >/dev/null 2>&1
 done_testing
