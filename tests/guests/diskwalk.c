@@ -140,21 +140,13 @@ static uint64_t dseq = 1, writes, flushes, checks, errors, io_errors, rng = 0x9E
 static uint16_t avail_idx;
 static unsigned int error_lines;
 
-static inline void barrier(void)
-{
-	__asm__ volatile("" ::: "memory");
-}
-static inline void mb(void)
-{
-	__asm__ volatile("mfence" ::: "memory");
-}
 static inline uint32_t rd32(unsigned int off)
 {
-	return *(volatile uint32_t *)(uintptr_t)(mmio_base + off);
+	return mmio_rd32((uintptr_t)mmio_base, off);
 }
 static inline void wr32(unsigned int off, uint32_t v)
 {
-	*(volatile uint32_t *)(uintptr_t)(mmio_base + off) = v;
+	mmio_wr32((uintptr_t)mmio_base, off, v);
 }
 static inline uint64_t *table(void)
 {

@@ -114,21 +114,13 @@ static int event_idx;
 static uint16_t tx_free[QNUM_MAX];
 static unsigned int tx_nfree;
 
-static inline void barrier(void)
-{
-	__asm__ volatile("" ::: "memory");
-}
-static inline void mb(void)
-{
-	__asm__ volatile("mfence" ::: "memory");
-}
 static inline uint32_t rd32(unsigned int off)
 {
-	return *(volatile uint32_t *)(mmio + off);
+	return mmio_rd32((uintptr_t)mmio, off);
 }
 static inline void wr32(unsigned int off, uint32_t v)
 {
-	*(volatile uint32_t *)(mmio + off) = v;
+	mmio_wr32((uintptr_t)mmio, off, v);
 }
 
 /* The EVENT_IDX fields behind the rings: used_event after avail.ring[num],

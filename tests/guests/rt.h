@@ -69,6 +69,24 @@ static inline void cli(void)
 {
 	__asm__ volatile("cli" ::: "memory");
 }
+/* Compiler barrier, and a full fence (device rings: publish before notify). */
+static inline void barrier(void)
+{
+	__asm__ volatile("" ::: "memory");
+}
+static inline void mb(void)
+{
+	__asm__ volatile("mfence" ::: "memory");
+}
+/* 32-bit MMIO register access (virtio-mmio). */
+static inline uint32_t mmio_rd32(uintptr_t base, unsigned int off)
+{
+	return *(volatile uint32_t *)(base + off);
+}
+static inline void mmio_wr32(uintptr_t base, unsigned int off, uint32_t v)
+{
+	*(volatile uint32_t *)(base + off) = v;
+}
 static inline void cpu_relax(void)
 {
 	__asm__ volatile("pause" ::: "memory");
