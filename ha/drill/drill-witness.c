@@ -265,8 +265,17 @@ static int race(struct drill *d, uint64_t t_from)
 		return -1;
 	if (!b) {
 		struct vm_view v;
-		view(d->ctl_a, &v);
-		/* it holds the lease, or has already re-protected (registered) */
+		/* it holds the lease, or has already re-protected (registered);
+		 * the worker reports its standing with its status, at least once
+		 * a second: a look may come just before the report */
+		uint64_t t0 = hr_now_ns();
+		do {
+			view(d->ctl_a, &v);
+			if ((!strcmp(v.standing, "lease") || !strcmp(v.standing, "registered")) &&
+			    !v.held)
+				break;
+			usleep(50000);
+		} while (hr_now_ns() - t0 < 3000000000ull);
 		if ((strcmp(v.standing, "lease") && strcmp(v.standing, "registered")) || v.held)
 			drill_fail(d,
 				   "A kept the VM but its status says standing=%s output_held=%s",
