@@ -59,27 +59,6 @@
 #define REQ_TIMEOUT_S	10
 #define NOINIT		__attribute__((section(".stack")))
 
-/* virtio-mmio registers (virtio 1.x, 4.2.2) */
-enum {
-	R_MAGIC = 0x000,
-	R_VERSION = 0x004,
-	R_DEVICE_ID = 0x008,
-	R_DEV_FEATURES = 0x010,
-	R_DEV_FEATURES_SEL = 0x014,
-	R_DRV_FEATURES = 0x020,
-	R_DRV_FEATURES_SEL = 0x024,
-	R_QUEUE_SEL = 0x030,
-	R_QUEUE_NUM_MAX = 0x034,
-	R_QUEUE_NUM = 0x038,
-	R_QUEUE_READY = 0x044,
-	R_QUEUE_NOTIFY = 0x050,
-	R_STATUS = 0x070,
-	R_QUEUE_DESC = 0x080,
-	R_QUEUE_DRIVER = 0x090,
-	R_QUEUE_DEVICE = 0x0a0,
-	R_CONFIG_GEN = 0x0fc,
-	R_CONFIG = 0x100, /* virtio-blk: u64 capacity in 512-byte sectors */
-};
 #define VIRTIO_MMIO_MAGIC    0x74726976
 #define S_ACKNOWLEDGE	     1
 #define S_DRIVER	     2

@@ -69,6 +69,31 @@ static inline void cli(void)
 {
 	__asm__ volatile("cli" ::: "memory");
 }
+/* virtio-mmio registers (virtio 1.x, 4.2.2), for the guests' drivers */
+enum {
+	R_MAGIC = 0x000,
+	R_VERSION = 0x004,
+	R_DEVICE_ID = 0x008,
+	R_VENDOR_ID = 0x00c,
+	R_DEV_FEATURES = 0x010,
+	R_DEV_FEATURES_SEL = 0x014,
+	R_DRV_FEATURES = 0x020,
+	R_DRV_FEATURES_SEL = 0x024,
+	R_QUEUE_SEL = 0x030,
+	R_QUEUE_NUM_MAX = 0x034,
+	R_QUEUE_NUM = 0x038,
+	R_QUEUE_READY = 0x044,
+	R_QUEUE_NOTIFY = 0x050,
+	R_INT_STATUS = 0x060,
+	R_INT_ACK = 0x064,
+	R_STATUS = 0x070,
+	R_QUEUE_DESC = 0x080,
+	R_QUEUE_DRIVER = 0x090,
+	R_QUEUE_DEVICE = 0x0a0,
+	R_CONFIG_GEN = 0x0fc,
+	R_CONFIG = 0x100, /* the device's config space (virtio-blk: u64 capacity in sectors) */
+};
+
 /* Compiler barrier, and a full fence (device rings: publish before notify). */
 static inline void barrier(void)
 {
